@@ -1,0 +1,50 @@
+"""synapse-p2p: the layer underneath agent swarms.
+
+Give a process a :class:`Node` and it gets a name, peers, capabilities, RPC, shared
+conversations, task leasing, schedules and agent routing, with no server to run. Works under
+trio and asyncio (through anyio). Library logging goes to the ``synapse_p2p`` logger, silent
+unless the application configures logging.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import RemoteError, TeamTaskError
+from .node import Node
+from .rpc import Client, Connection
+from .types import (
+    AdvertisedArtifact,
+    Broadcast,
+    BroadcastReply,
+    Capability,
+    ConversationEvent,
+    NodeKind,
+    Peer,
+    ServedArtifact,
+)
+
+try:
+    __version__ = version("synapse-p2p")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "AdvertisedArtifact",
+    "Broadcast",
+    "BroadcastReply",
+    "Capability",
+    "Client",
+    "Connection",
+    "ConversationEvent",
+    "Node",
+    "NodeKind",
+    "Peer",
+    "RemoteError",
+    "ServedArtifact",
+    "TeamTaskError",
+    "__version__",
+]

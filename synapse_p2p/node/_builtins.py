@@ -1,0 +1,90 @@
+"""The built-in endpoints every node serves (not listed by ``_synapse.methods``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import BAD_REQUEST, INTERNAL_ERROR, RemoteError
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+__all__ = ["register_builtins"]
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _check_context(context: Any) -> dict[str, Any]:
+    if context is None:
+        return {}
+    if not isinstance(context, dict):
+        raise RemoteError(BAD_REQUEST, f"context must be a map, got {type(context).__name__}")
+    return context
+
+
+def register_builtins(node: Node) -> None:
+    def builtin(name: str) -> Callable[[F], F]:
+        decorator: Callable[[F], F] = node.endpoint(name, publish=False)
+        return decorator
+
+    @builtin("_synapse.ping")
+    async def ping() -> str:
+        return "pong"
+
+    @builtin("_synapse.info")
+    async def info() -> dict[str, Any]:
+        return node.node_info()
+
+    @builtin("_synapse.methods")
+    async def methods() -> list[dict[str, Any]]:
+        return [
+            {"name": meta.name, "publish": True, "description": meta.description}
+            for meta in node.endpoint_metadata.values()
+            if meta.publish
+        ]
+
+    @builtin("_synapse.peers")
+    async def peers() -> list[dict[str, Any]]:
+        return [peer.to_dict() for peer in list(node.peers.values())]
+
+    @builtin("_synapse.artifacts")
+    async def artifacts() -> list[dict[str, Any]]:
+        return [a.descriptor().to_dict() for a in list(node.artifact_directory.values())]
+
+    @builtin("_synapse.artifact.get")
+    async def artifact_get(name: str) -> dict[str, Any]:
+        artifact = node.artifact_directory.get(name) if isinstance(name, str) else None
+        if artifact is None:
+            raise RemoteError(BAD_REQUEST, f"unknown artifact: {name}")
+        return artifact.to_dict()
+
+    @builtin("_node.info")
+    async def node_info() -> dict[str, Any]:
+        return {
+            "name": node.name,
+            "role": node.role,
+            "description": node.description,
+            "capabilities": [c.name for c in node.capabilities],
+        }
+
+    @builtin("_node.capabilities")
+    async def capabilities() -> list[dict[str, Any]]:
+        return [c.to_dict() for c in node.capabilities]
+
+    @builtin("_node.ask")
+    async def node_ask(task: str, context: dict[str, Any] | None = None) -> Any:
+        return await node._run_ask(task, _check_context(context))
+
+    @builtin("synapse.ask")
+    async def swarm_ask(
+        task: str, context: dict[str, Any] | None = None, broadcast: Any = None
+    ) -> Any:
+        context = _check_context(context)
+        if broadcast is None:
+            return await node._run_ask(task, context)
+        return await node._deferred_ask(task, context, broadcast)
+
+
+def no_ask_handler() -> RemoteError:
+    return RemoteError(INTERNAL_ERROR, "node has no ask handler")

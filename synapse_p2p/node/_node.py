@@ -1,0 +1,456 @@
+"""The Node: the composition root that owns every child task of a swarm member."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from ..errors import BAD_REQUEST, INTERNAL_ERROR, RemoteError
+from ..rpc import (
+    ConnectionPool,
+    EndpointMetadata,
+    EndpointRegistry,
+    RpcServer,
+    ServerLimits,
+)
+from ..transport import TcpTransport, Transport
+from ..types import Capability, NodeKind, Peer, ServedArtifact
+from ..wire import DEFAULT_MAX_FRAME_SIZE
+from . import _config as cfg
+from ._artifacts import build_artifact
+from ._builtins import register_builtins
+from ._events import EventBus, EventHandler
+
+__all__ = ["AskHandler", "Node"]
+
+log = logging.getLogger("synapse_p2p.node")
+
+AskHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _new_node_id() -> str:
+    return hashlib.sha256(os.urandom(16)).hexdigest()
+
+
+def _capabilities(value: Iterable[str | Capability] | None) -> list[Capability]:
+    if value is None:
+        return []
+    if isinstance(value, str | Capability):
+        raise TypeError("capabilities must be a list of strings or Capability objects")
+    result: list[Capability] = []
+    for item in value:
+        if isinstance(item, Capability):
+            result.append(item)
+        elif isinstance(item, str) and item:
+            result.append(Capability(name=item))
+        else:
+            raise TypeError(
+                f"capabilities entries must be non-empty strings or Capability, got {item!r}"
+            )
+    return result
+
+
+class Node:
+    """A swarm member: a name, an RPC server, peers, capabilities, artifacts and events.
+
+    Run it in one of three ways:
+
+    * ``async with Node(...) as node:`` binds the listener and starts every child task;
+      ``node.port`` and ``node.address`` are real inside the block; leaving the block stops
+      everything, closes every socket and returns promptly;
+    * ``node.run()`` blocks until Ctrl+C (trio by default, ``backend="asyncio"`` too);
+    * ``await task_group.start(node.serve)`` embeds it in an existing trio or anyio service.
+
+    Constructor arguments are validated at once: a bad value raises ``TypeError`` or
+    ``ValueError`` naming the parameter. Keywords beyond the reference's: ``max_connections``,
+    ``max_concurrent_requests`` (per connection), ``idle_timeout``, ``read_timeout``,
+    ``call_timeout`` and ``connect_timeout`` (outbound calls to peers), and ``transport``.
+    """
+
+    def __init__(
+        self,
+        bind: str = "0.0.0.0",
+        port: int = 0,
+        advertise: str | None = "auto",
+        max_upload_size: int = DEFAULT_MAX_FRAME_SIZE,
+        node_id: str | None = None,
+        name: str = "",
+        role: str = "",
+        description: str = "",
+        capabilities: Iterable[str | Capability] | None = None,
+        kind: NodeKind | str = NodeKind.NODE,
+        swarm: str | None = None,
+        team: str | None = "default",
+        seeds: Iterable[str | tuple[str, int]] | None = None,
+        mdns: bool = False,
+        heartbeat_interval: float | None = 5,
+        peer_timeout: float = 20,
+        conversation_log: Any = None,
+        conversation_max_events: int | None = None,
+        conversation_keep_recent: int = 25,
+        conversation_retention: float | None = None,
+        summarizer: Callable[..., Awaitable[str]] | None = None,
+        *,
+        max_connections: int = 1024,
+        max_concurrent_requests: int = 64,
+        idle_timeout: float = 120.0,
+        read_timeout: float = 30.0,
+        call_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        transport: Transport | None = None,
+    ) -> None:
+        self.bind = cfg.check_str("bind", bind)
+        self._requested_port = cfg.check_int("port", port, minimum=0, maximum=65535)
+        self.port = self._requested_port
+        if advertise is not None:
+            cfg.check_str("advertise", advertise)
+        self.advertise = advertise
+        self.address = advertise if advertise not in (None, "auto") else bind
+        self.max_upload_size = cfg.check_int("max_upload_size", max_upload_size, minimum=1)
+        if node_id is None:
+            node_id = _new_node_id()
+        self.node_id = cfg.check_str("node_id", node_id, allow_empty=False, max_length=256)
+        self.name = cfg.check_str("name", name, max_length=256)
+        self.role = cfg.check_str("role", role)
+        self.description = cfg.check_str("description", description)
+        self.capabilities = _capabilities(capabilities)
+        try:
+            self.kind = NodeKind.from_value(kind)
+        except ValueError as exc:
+            raise ValueError(f"kind: {exc}") from None
+        self.swarm = cfg.check_optional_str("swarm", swarm)
+        self.team = cfg.check_optional_str("team", team)
+        self.seeds = cfg.parse_seeds(seeds)
+        self.mdns_enabled = cfg.check_bool("mdns", mdns)
+        self.heartbeat_interval = cfg.check_optional_seconds(
+            "heartbeat_interval", heartbeat_interval
+        )
+        self.peer_timeout = cfg.check_seconds("peer_timeout", peer_timeout)
+        self.conversation_log = conversation_log
+        if conversation_max_events is not None:
+            cfg.check_int("conversation_max_events", conversation_max_events, minimum=1)
+        self.conversation_max_events = conversation_max_events
+        self.conversation_keep_recent = cfg.check_int(
+            "conversation_keep_recent", conversation_keep_recent, minimum=0
+        )
+        self.conversation_retention = cfg.check_optional_seconds(
+            "conversation_retention", conversation_retention
+        )
+        if summarizer is not None and not inspect.iscoroutinefunction(summarizer):
+            raise TypeError("summarizer must be an async function")
+        self._summarizer = summarizer
+        self.call_timeout = cfg.check_seconds("call_timeout", call_timeout)
+        self.connect_timeout = cfg.check_seconds("connect_timeout", connect_timeout)
+        self.limits = ServerLimits(
+            max_frame_size=self.max_upload_size,
+            max_connections=max_connections,
+            max_concurrent_requests=max_concurrent_requests,
+            idle_timeout=idle_timeout,
+            read_timeout=read_timeout,
+        )
+        self.transport: Transport = transport or TcpTransport()
+
+        self.peers: dict[str, Peer] = {}
+        self.artifact_directory: dict[str, ServedArtifact] = {}
+        self._registry = EndpointRegistry()
+        self._events = EventBus()
+        self._ask_handler: AskHandler | None = None
+        self._server: RpcServer | None = None
+        self._pool: ConnectionPool | None = None
+        self._task_group: TaskGroup | None = None
+        self._context_task_group: TaskGroup | None = None
+        self._running = False
+        register_builtins(self)
+
+    # -- introspection --------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        state = f"{cfg.format_address(self.address, self.port)}" if self._running else "stopped"
+        return f"<Node {self.name or self.node_id[:8]!r} {state}>"
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def endpoint_directory(self) -> dict[str, Callable[..., Awaitable[Any]]]:
+        """Endpoint name -> handler (a snapshot)."""
+        return self._registry.handlers()
+
+    @property
+    def endpoint_metadata(self) -> dict[str, EndpointMetadata]:
+        """Endpoint name -> metadata (a snapshot)."""
+        return {spec.name: spec.metadata for spec in self._registry}
+
+    @property
+    def lifecycle_handlers(self) -> dict[str, list[EventHandler]]:
+        return self._events.handlers
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The connection pool for calls to peers (only while running)."""
+        if self._pool is None:
+            raise RuntimeError("the node is not running")
+        return self._pool
+
+    def node_info(self) -> dict[str, Any]:
+        return {
+            "id": self.node_id,
+            "name": self.name,
+            "kind": self.kind.value,
+            "address": self.address,
+            "port": self.port,
+            "swarm": self.swarm,
+            "team": self.team,
+            "role": self.role,
+            "description": self.description,
+            "capabilities": [c.name for c in self.capabilities],
+        }
+
+    def self_peer(self) -> Peer:
+        return Peer(
+            id=self.node_id,
+            address=self.address,
+            port=self.port,
+            swarm=self.swarm,
+            team=self.team,
+            name=self.name,
+            kind=self.kind,
+            capabilities=[c.name for c in self.capabilities],
+            last_seen=time.time(),
+        )
+
+    # -- registration ---------------------------------------------------------------------
+
+    def endpoint(
+        self,
+        name: str | Callable[..., Awaitable[Any]] | None = None,
+        *,
+        publish: bool = True,
+        description: str = "",
+    ) -> Any:
+        """Register an async function as an RPC endpoint (usable before or while running).
+
+        ``@node.endpoint``, ``@node.endpoint()`` and ``@node.endpoint("sum", description=...)``
+        all work. The name defaults to the function's name, the description to its
+        docstring. Parameters named ``rpc`` and ``connection`` are injected. Registering a
+        name again replaces the handler (built-ins included).
+        """
+        if callable(name):
+            self._registry.add(name, None, publish=publish, description=description or None)
+            return name
+
+        def decorator(fn: F) -> F:
+            self._registry.add(fn, name, publish=publish, description=description or None)
+            return fn
+
+        return decorator
+
+    def ask(self, fn: AskHandler) -> AskHandler:
+        """Register the node's ask handler: ``async (task: str, context: dict) -> Any``."""
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError("ask handler must be an async function")
+        self._ask_handler = fn
+        return fn
+
+    def on(self, event: str) -> Callable[[EventHandler], EventHandler]:
+        """Register an async lifecycle handler for ``event`` (several per event allowed)."""
+
+        def decorator(fn: EventHandler) -> EventHandler:
+            return self._events.on(event, fn)
+
+        return decorator
+
+    def summarizer(self, fn: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
+        """Replace the conversation summarizer: ``async (events) -> str``."""
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError("summarizer must be an async function")
+        self._summarizer = fn
+        return fn
+
+    def capability(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        input_schema: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
+    ) -> Capability:
+        """Add a capability (shown by ``_node.capabilities`` and in the peer record)."""
+        cfg.check_str("name", name, allow_empty=False)
+        cap = Capability(name, description, dict(input_schema or {}), dict(output_schema or {}))
+        self.capabilities.append(cap)
+        return cap
+
+    def artifact(
+        self,
+        name: str,
+        content: Any,
+        *,
+        mime_type: str = "application/json",
+        kind: str = "metadata",
+        description: str = "",
+        encoding: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ServedArtifact:
+        """Publish (or replace) an inline artifact peers can fetch with ``_synapse.artifact.get``.
+
+        ``bytes`` are served base64-encoded, ``str`` as text, anything else as JSON; ``size``
+        and ``sha256`` are computed as synapse-p2p 2.5.0 does. Raises ``TypeError`` for content
+        that is not JSON-serializable.
+        """
+        artifact = build_artifact(
+            name,
+            content,
+            mime_type=mime_type,
+            kind=kind,
+            description=description,
+            encoding=encoding,
+            metadata=metadata,
+        )
+        self.artifact_directory[name] = artifact
+        return artifact
+
+    # -- ask --------------------------------------------------------------------------------
+
+    async def _run_ask(self, task: Any, context: dict[str, Any]) -> Any:
+        if not isinstance(task, str):
+            raise RemoteError(BAD_REQUEST, f"task must be a string, got {type(task).__name__}")
+        if self._ask_handler is None:
+            raise RemoteError(INTERNAL_ERROR, "node has no ask handler")
+        return await self._ask_handler(task, context)
+
+    async def _deferred_ask(self, task: Any, context: dict[str, Any], broadcast: Any) -> Any:
+        raise RemoteError(INTERNAL_ERROR, "broadcast asks are not supported by this node yet")
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the node until cancelled; ``task_status.started()`` fires once the port is bound.
+
+        On cancellation every child task is cancelled and every socket closed (bounded grace).
+        Raises ``RuntimeError`` if the node is already running and ``OSError`` if the port
+        cannot be bound.
+        """
+        if self._running:
+            raise RuntimeError(f"{self!r} is already running")
+        self._running = True
+        try:
+            server = RpcServer(
+                self._registry,
+                limits=self.limits,
+                transport=self.transport,
+                session_info=lambda: {"node_id": self.node_id},
+            )
+            pool = ConnectionPool(
+                transport=self.transport,
+                max_frame_size=self.max_upload_size,
+                connect_timeout=self.connect_timeout,
+            )
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                self.port = await tg.start(server.serve, self.bind or None, self._requested_port)
+                self._server = server
+                self.address = await cfg.resolve_advertise(self.advertise, self.bind)
+                await tg.start(pool.run)
+                self._pool = pool
+                await tg.start(self._events.run)
+                log.info(
+                    "node %s listening on %s (advertised %s)",
+                    self.name or self.node_id[:8],
+                    cfg.format_address(self.bind or "*", self.port),
+                    cfg.format_address(self.address, self.port),
+                )
+                task_status.started()
+        finally:
+            self._task_group = None
+            self._server = None
+            self._pool = None
+            self._running = False
+            self.port = self._requested_port
+
+    async def __aenter__(self) -> Node:
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            await tg.start(self.serve)
+        except BaseException:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+            raise
+        self._context_task_group = tg
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tg, self._context_task_group = self._context_task_group, None
+        if tg is None:
+            return
+        tg.cancel_scope.cancel()
+        await tg.__aexit__(None, None, None)
+
+    def run(self, *, backend: Literal["trio", "asyncio"] = "trio") -> None:
+        """Run the node until Ctrl+C (blocking, for scripts)."""
+        if backend not in ("trio", "asyncio"):
+            raise ValueError(f"backend must be 'trio' or 'asyncio', got {backend!r}")
+
+        async def main() -> None:
+            async with self:
+                print(
+                    f"synapse-p2p node {self.name or self.node_id[:8]!r} listening on "
+                    f"{cfg.format_address(self.bind or '*', self.port)} "
+                    f"(advertised {cfg.format_address(self.address, self.port)}); "
+                    "Ctrl+C to stop",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await anyio.sleep_forever()
+
+        try:
+            anyio.run(main, backend=backend)
+        except KeyboardInterrupt:
+            pass
+
+    # -- calling peers ----------------------------------------------------------------------
+
+    async def call_peer(
+        self,
+        peer: Peer | tuple[str, int],
+        endpoint: str,
+        *args: Any,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``endpoint`` on a peer over the node's pooled connections.
+
+        Raises like :meth:`synapse_p2p.Client.call`; ``timeout`` defaults to the node's
+        ``call_timeout``.
+        """
+        host, port = (peer.address, peer.port) if isinstance(peer, Peer) else peer
+        return await self.pool.call(
+            host,
+            port,
+            endpoint,
+            list(args),
+            kwargs,
+            timeout=self.call_timeout if timeout is None else timeout,
+        )
+
+    def emit_event(self, event: str, payload: Any) -> None:
+        """Queue a lifecycle event for the ``@node.on(event)`` handlers."""
+        self._events.emit_nowait(event, payload)

@@ -1,0 +1,25 @@
+"""The RPC layer: endpoint registry and dispatch, server, client and connection pool."""
+
+from __future__ import annotations
+
+from ._client import Client, ConnectionPool, PoolStatistics
+from ._connection import MuxConnection
+from ._endpoints import Connection, EndpointMetadata, EndpointRegistry, EndpointSpec
+from ._server import RpcServer, ServerLimits, ServerStatistics
+from ._session import PROTOCOL_VERSION, SESSION_ENDPOINT
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "SESSION_ENDPOINT",
+    "Client",
+    "Connection",
+    "ConnectionPool",
+    "EndpointMetadata",
+    "EndpointRegistry",
+    "EndpointSpec",
+    "MuxConnection",
+    "PoolStatistics",
+    "RpcServer",
+    "ServerLimits",
+    "ServerStatistics",
+]

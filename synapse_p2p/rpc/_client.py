@@ -1,0 +1,386 @@
+"""The public :class:`Client` and the node's internal connection pool."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from ..errors import CallTimeout
+from ..transport import TcpTransport, Transport
+from ..wire import DEFAULT_MAX_FRAME_SIZE
+from ._connection import LegacyServer, MuxConnection, _target, call_once
+
+if TYPE_CHECKING:
+    from ..types import Peer
+
+__all__ = ["Client", "ConnectionPool", "PoolStatistics"]
+
+log = logging.getLogger(__name__)
+
+
+def _check_number(name: str, value: object, *, allow_inf: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not value > 0 or (math.isinf(value) and not allow_inf):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _check_size(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return value
+
+
+async def _one_shot(
+    transport: Transport,
+    host: str,
+    port: int,
+    endpoint: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    timeout: float,
+    connect_timeout: float,
+    max_frame_size: int,
+) -> Any:
+    target = _target(host, port)
+    stream = await transport.connect(host, port, timeout=min(connect_timeout, timeout))
+    try:
+        with anyio.fail_after(timeout):
+            return await call_once(
+                stream, endpoint, args, kwargs, max_frame_size=max_frame_size, target=target
+            )
+    except TimeoutError:
+        raise CallTimeout(
+            f"no response to {endpoint!r} from {target} within {timeout:g} s"
+        ) from None
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+            await stream.aclose()
+
+
+class Client:
+    """Calls endpoints on one node.
+
+    ``await Client(host, port).call("sum", 1, 2)`` makes one call on its own connection (the
+    reference's model, understood by every node). ``async with Client(host, port) as client``
+    keeps one connection open and multiplexes concurrent calls over it; if the server is a
+    synapse-p2p 2.5.0 node (no session support) the client transparently uses one connection
+    per call instead, and if the connection drops it reconnects on the next call.
+
+    ``timeout`` bounds each call (connect included), ``connect_timeout`` the TCP connect.
+    Failures raise :class:`~synapse_p2p.errors.RemoteError` (the node answered with an error),
+    :class:`~synapse_p2p.errors.ConnectError`, :class:`~synapse_p2p.errors.ConnectionLost`,
+    :class:`~synapse_p2p.errors.CallTimeout` or :class:`~synapse_p2p.errors.ProtocolError`.
+    Cancelling a call abandons it (the node may still run it).
+    """
+
+    def __init__(
+        self,
+        address: str = "127.0.0.1",
+        port: int = 9999,
+        *,
+        max_download_size: int = DEFAULT_MAX_FRAME_SIZE,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        transport: Transport | None = None,
+    ) -> None:
+        if not isinstance(address, str) or not address:
+            raise TypeError("address must be a non-empty string")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"port must be an int in 1..65535, got {port!r}")
+        self.address = address.strip("[]") if address.startswith("[") else address
+        self.port = port
+        self.max_download_size = _check_size("max_download_size", max_download_size)
+        self.timeout = _check_number("timeout", timeout, allow_inf=True)
+        self.connect_timeout = _check_number("connect_timeout", connect_timeout, allow_inf=True)
+        self.transport: Transport = transport or TcpTransport()
+        self._task_group: TaskGroup | None = None
+        self._connection: MuxConnection | None = None
+        self._legacy = False
+        self._lock: anyio.Lock | None = None
+
+    @classmethod
+    def from_peer(cls, peer: Peer, **kwargs: Any) -> Client:
+        """A client for ``peer.address:peer.port``."""
+        return cls(peer.address, peer.port, **kwargs)
+
+    @property
+    def target(self) -> str:
+        return _target(self.address, self.port)
+
+    async def __aenter__(self) -> Client:
+        self._lock = anyio.Lock()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._task_group = tg
+        try:
+            await self._open_session()
+        except BaseException:
+            await self._close_task_group()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the persistent connection (no-op for a client used without ``async with``)."""
+        if self._connection is not None:
+            await self._connection.aclose()
+            self._connection = None
+        await self._close_task_group()
+
+    async def _close_task_group(self) -> None:
+        tg, self._task_group = self._task_group, None
+        if tg is not None:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+
+    async def _open_session(self) -> None:
+        assert self._task_group is not None
+        stream = await self.transport.connect(
+            self.address, self.port, timeout=min(self.connect_timeout, self.timeout)
+        )
+        connection = MuxConnection(
+            stream, target=self.target, max_frame_size=self.max_download_size
+        )
+        try:
+            await self._task_group.start(connection.run)
+        except LegacyServer:
+            log.debug("%s does not support sessions; using one connection per call", self.target)
+            self._legacy = True
+            return
+        self._connection = connection
+
+    async def call(self, endpoint: str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``endpoint(*args, **kwargs)`` on the node and return its result."""
+        if self._task_group is not None and not self._legacy:
+            connection = self._connection
+            if connection is None or connection.closed:
+                assert self._lock is not None
+                async with self._lock:
+                    if self._connection is None or self._connection.closed:
+                        self._connection = None
+                        await self._open_session()
+                    connection = self._connection
+            if connection is not None:
+                return await connection.call(endpoint, list(args), kwargs, self.timeout)
+        return await _one_shot(
+            self.transport,
+            self.address,
+            self.port,
+            endpoint,
+            list(args),
+            kwargs,
+            timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
+            max_frame_size=self.max_download_size,
+        )
+
+    async def peers(self) -> list[Peer]:
+        """The node's peer table (``_synapse.peers``) as :class:`~synapse_p2p.Peer` objects."""
+        from ..errors import ProtocolError
+        from ..types import Peer
+
+        result = await self.call("_synapse.peers")
+        if not isinstance(result, list):
+            raise ProtocolError("node returned an invalid peer list")
+        return [Peer.from_dict(item) for item in result]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatistics:
+    """A snapshot of the connection pool."""
+
+    open_connections: int
+    legacy_targets: int
+    connects: int
+    calls: int
+
+
+class ConnectionPool:
+    """Persistent, multiplexed connections to many nodes, for node-to-node traffic.
+
+    One session connection per ``(host, port)``, opened on first use and closed after
+    ``idle_timeout`` seconds without calls; targets that turn out to be synapse-p2p 2.5.0 nodes
+    are remembered for ``legacy_ttl`` seconds and get one connection per call. Run it with
+    ``await task_group.start(pool.run)``; cancelling ``run`` closes every connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Transport | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        connect_timeout: float = 5.0,
+        idle_timeout: float = 60.0,
+        max_connections: int = 512,
+        legacy_ttl: float = 300.0,
+    ) -> None:
+        self.transport: Transport = transport or TcpTransport()
+        self.max_frame_size = max_frame_size
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.legacy_ttl = legacy_ttl
+        self._connections: OrderedDict[tuple[str, int], MuxConnection] = OrderedDict()
+        self._legacy: dict[tuple[str, int], float] = {}
+        self._locks: dict[tuple[str, int], anyio.Lock] = {}
+        self._task_group: TaskGroup | None = None
+        self._connects = 0
+        self._calls = 0
+
+    def statistics(self) -> PoolStatistics:
+        return PoolStatistics(
+            len(self._connections), len(self._legacy), self._connects, self._calls
+        )
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                task_status.started()
+                while True:
+                    await anyio.sleep(max(self.idle_timeout / 4, 0.05))
+                    self._reap()
+        finally:
+            self._task_group = None
+            for connection in list(self._connections.values()):
+                await connection.aclose()
+            self._connections.clear()
+
+    def _reap(self) -> None:
+        now = anyio.current_time()
+        for key, connection in list(self._connections.items()):
+            if connection.closed or (
+                connection.in_flight == 0 and now - connection.last_used > self.idle_timeout
+            ):
+                del self._connections[key]
+                self._task_group_close(connection)
+        for key, expiry in list(self._legacy.items()):
+            if expiry < now:
+                del self._legacy[key]
+        for key, lock in list(self._locks.items()):
+            if not lock.locked() and key not in self._connections:
+                del self._locks[key]
+
+    def _task_group_close(self, connection: MuxConnection) -> None:
+        if self._task_group is not None:
+            self._task_group.start_soon(connection.aclose)
+
+    def is_legacy(self, host: str, port: int) -> bool:
+        expiry = self._legacy.get((host, port))
+        return expiry is not None and expiry >= anyio.current_time()
+
+    async def _get(self, host: str, port: int) -> MuxConnection | None:
+        key = (host, port)
+        connection = self._connections.get(key)
+        if connection is not None and not connection.closed:
+            self._connections.move_to_end(key)
+            return connection
+        if self.is_legacy(host, port):
+            return None
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = anyio.Lock()
+        async with lock:
+            connection = self._connections.get(key)
+            if connection is not None and not connection.closed:
+                return connection
+            if self.is_legacy(host, port):
+                return None
+            return await self._open(host, port)
+
+    async def _open(self, host: str, port: int) -> MuxConnection | None:
+        tg = self._task_group
+        if tg is None:
+            raise RuntimeError("ConnectionPool is not running")
+        self._evict()
+        stream = await self.transport.connect(host, port, timeout=self.connect_timeout)
+        self._connects += 1
+        connection = MuxConnection(
+            stream, target=_target(host, port), max_frame_size=self.max_frame_size
+        )
+        try:
+            await tg.start(connection.run)
+        except LegacyServer:
+            self._legacy[(host, port)] = anyio.current_time() + self.legacy_ttl
+            return None
+        self._connections[(host, port)] = connection
+        return connection
+
+    def _evict(self) -> None:
+        if len(self._connections) < self.max_connections:
+            return
+        for key, connection in list(self._connections.items()):  # least recently used first
+            if connection.in_flight == 0:
+                del self._connections[key]
+                self._task_group_close(connection)
+                if len(self._connections) < self.max_connections:
+                    return
+
+    async def call(
+        self,
+        host: str,
+        port: int,
+        endpoint: str,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float = 30.0,
+    ) -> Any:
+        """Call ``endpoint`` on ``host:port`` over a pooled connection.
+
+        Raises like :meth:`Client.call`. ``timeout`` covers connecting and the call.
+        """
+        self._calls += 1
+        args = args or []
+        kwargs = kwargs or {}
+        try:
+            with anyio.fail_after(timeout):
+                connection = await self._get(host, port)
+                if connection is not None:
+                    return await connection.call(endpoint, args, kwargs)
+                return await _one_shot(
+                    self.transport,
+                    host,
+                    port,
+                    endpoint,
+                    args,
+                    kwargs,
+                    timeout=math.inf,
+                    connect_timeout=self.connect_timeout,
+                    max_frame_size=self.max_frame_size,
+                )
+        except TimeoutError:
+            raise CallTimeout(
+                f"no response to {endpoint!r} from {_target(host, port)} within {timeout:g} s"
+            ) from None
+
+    async def session_info(self, host: str, port: int, *, timeout: float = 5.0) -> dict[str, Any]:
+        """The session handshake answer of ``host:port`` (``{}`` for a 2.5.0 node)."""
+        with anyio.fail_after(timeout):
+            connection = await self._get(host, port)
+        return dict(connection.server_info) if connection is not None else {}
+
+    async def discard(self, host: str, port: int) -> None:
+        """Close the pooled connection to ``host:port``, if any."""
+        connection = self._connections.pop((host, port), None)
+        if connection is not None:
+            await connection.aclose()

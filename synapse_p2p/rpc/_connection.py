@@ -1,0 +1,286 @@
+"""Client side of one connection: one-shot calls and multiplexed sessions."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import secrets
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, TaskStatus
+
+from ..errors import (
+    BAD_REQUEST,
+    CallTimeout,
+    ConnectionLost,
+    FrameTooLarge,
+    ProtocolError,
+    RemoteError,
+)
+from ..wire import Request, Response, encode_frame, encode_request
+from ._channel import FrameChannel, decode_payload
+from ._session import PROTOCOL_VERSION, SESSION_ENDPOINT
+
+__all__ = ["LegacyServer", "MuxConnection", "call_once", "response_value"]
+
+log = logging.getLogger(__name__)
+
+
+class LegacyServer(Exception):
+    """The server does not speak the session protocol (synapse-p2p 2.5.0): one call per
+    connection."""
+
+
+def response_value(response: Response, endpoint: str) -> Any:
+    """The result of a response, or raise ``RemoteError``."""
+    if response.ok:
+        return response.result
+    error = response.error
+    if error is None:
+        raise RemoteError("internal_error", "RPC call failed", endpoint=endpoint)
+    raise RemoteError(error.code, error.message, endpoint=endpoint)
+
+
+def _target(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def call_once(
+    stream: ByteStream,
+    endpoint: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    max_frame_size: int,
+    target: str,
+) -> Any:
+    """One request on ``stream`` (which the caller closes), reference style.
+
+    Raises ``RemoteError``, ``ConnectionLost`` or ``ProtocolError``; the caller applies the
+    timeout.
+    """
+    request_id = secrets.token_hex(8)
+    frame = encode_frame(encode_request(Request(endpoint, request_id, args, kwargs)))
+    channel = FrameChannel(stream, max_frame_size=max_frame_size)
+    send_error: BaseException | None = None
+    try:
+        await stream.send(frame)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+        # The server may have answered (e.g. "frame too large") and closed: read it.
+        send_error = exc
+    while True:
+        try:
+            payload = await channel.receive_payload()
+        except ConnectionLost:
+            payload = None
+        if payload is None:
+            reason = f" ({send_error})" if send_error else ""
+            raise ConnectionLost(f"{target} closed the connection without answering{reason}")
+        message = await decode_payload(payload)
+        if not isinstance(message, Response):
+            raise ProtocolError("node returned a non-response message")
+        if message.id not in (request_id, ""):
+            log.debug("ignoring response with unexpected id %r from %s", message.id, target)
+            continue
+        return response_value(message, endpoint)
+
+
+class _Slot:
+    __slots__ = ("error", "event", "response")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.response: Response | None = None
+        self.error: BaseException | None = None
+
+
+class MuxConnection:
+    """A persistent connection carrying concurrent requests matched by ``id``.
+
+    Start it with ``await task_group.start(conn.run)``: that performs the session handshake
+    (raising :class:`LegacyServer` if the server is a synapse-p2p 2.5.0 node) and then keeps a
+    reader and a writer running until :meth:`aclose` or cancellation. When the connection
+    breaks, every pending call fails with ``ConnectionLost`` and :attr:`closed` becomes true.
+    """
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        target: str,
+        max_frame_size: int,
+        write_timeout: float = 30.0,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        self.target = target
+        self._channel = FrameChannel(
+            stream, max_frame_size=max_frame_size, write_timeout=write_timeout
+        )
+        self._max_frame_size = max_frame_size
+        self._handshake_timeout = handshake_timeout
+        self._ids = itertools.count(1)
+        self._pending: dict[str, _Slot] = {}
+        self._failure: BaseException | None = None
+        self._cancel_scope: anyio.CancelScope | None = None
+        self._limiter = anyio.Semaphore(64)
+        self.server_info: dict[str, Any] = {}
+        self.server_max_frame = max_frame_size
+        self.last_used = anyio.current_time()
+
+    @property
+    def closed(self) -> bool:
+        return self._failure is not None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        handshake_error: Exception | None = None
+        try:
+            with anyio.CancelScope() as scope:
+                self._cancel_scope = scope
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._write_loop)
+                    tg.start_soon(self._read_loop)
+                    try:
+                        await self._handshake()
+                    except Exception as exc:
+                        handshake_error = exc
+                        scope.cancel()
+                    else:
+                        task_status.started()
+        finally:
+            self._fail(ConnectionLost(f"connection to {self.target} closed"))
+            await self._channel.aclose()
+        if handshake_error is not None:
+            raise handshake_error
+
+    async def _handshake(self) -> None:
+        try:
+            with anyio.fail_after(self._handshake_timeout):
+                info = await self.call(
+                    SESSION_ENDPOINT,
+                    [{"protocol": PROTOCOL_VERSION, "max_frame": self._max_frame_size}],
+                    {},
+                )
+        except RemoteError as exc:
+            if exc.code == BAD_REQUEST:
+                raise LegacyServer(self.target) from None
+            raise
+        except TimeoutError:
+            raise CallTimeout(f"no session handshake from {self.target}") from None
+        if not isinstance(info, dict):
+            raise ProtocolError(f"invalid session handshake from {self.target}")
+        self.server_info = info
+        max_concurrent = info.get("max_concurrent")
+        if isinstance(max_concurrent, int) and max_concurrent > 0:
+            self._limiter = anyio.Semaphore(max_concurrent)
+        max_frame = info.get("max_frame")
+        if isinstance(max_frame, int) and max_frame > 0:
+            self.server_max_frame = max_frame
+
+    async def _write_loop(self) -> None:
+        try:
+            await self._channel.run_writer()
+        except ConnectionLost as exc:
+            self._fail(exc)
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    async def _read_loop(self) -> None:
+        channel = self._channel
+        failure: BaseException
+        try:
+            while True:
+                payload = await channel.receive_payload()
+                if payload is None:
+                    failure = ConnectionLost(f"{self.target} closed the connection")
+                    break
+                message = await decode_payload(payload)
+                if not isinstance(message, Response):
+                    log.debug("ignoring non-response message from %s", self.target)
+                    continue
+                slot = self._pending.pop(message.id, None)
+                if slot is None:
+                    # An error without a usable id (e.g. "too many connections") ends the
+                    # session for everyone waiting.
+                    if message.id == "" and not message.ok:
+                        try:
+                            response_value(message, "")
+                        except RemoteError as exc:
+                            failure = exc
+                            break
+                    continue
+                slot.response = message
+                slot.event.set()
+        except (ConnectionLost, ProtocolError) as exc:
+            failure = exc
+        except Exception as exc:  # a bug must not take the owner's task group down
+            log.exception("unexpected error reading from %s", self.target)
+            failure = ConnectionLost(f"connection to {self.target} failed: {exc!r}")
+        self._fail(failure)
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+        pending, self._pending = self._pending, {}
+        for slot in pending.values():
+            slot.error = self._failure
+            slot.event.set()
+
+    async def call(
+        self,
+        endpoint: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        timeout: float = math.inf,
+    ) -> Any:
+        """Send one request and wait for its response.
+
+        Raises ``RemoteError``, ``CallTimeout`` (the request may still run remotely),
+        ``ConnectionLost`` or ``FrameTooLarge`` (the request exceeds the server's limit; nothing
+        was sent). On cancellation the request is abandoned; a late response is dropped.
+        """
+        if self._failure is not None:
+            raise ConnectionLost(f"connection to {self.target} is closed: {self._failure}")
+        self.last_used = anyio.current_time()
+        request_id = str(next(self._ids))
+        payload = encode_request(Request(endpoint, request_id, args, kwargs))
+        if len(payload) > self.server_max_frame:
+            raise FrameTooLarge(len(payload), self.server_max_frame)
+        try:
+            with anyio.fail_after(timeout):
+                async with self._limiter:
+                    if self._failure is not None:
+                        raise ConnectionLost(f"connection to {self.target} is closed")
+                    slot = _Slot()
+                    self._pending[request_id] = slot
+                    try:
+                        await self._channel.send(payload)
+                        await slot.event.wait()
+                    finally:
+                        self._pending.pop(request_id, None)
+        except TimeoutError:
+            raise CallTimeout(
+                f"no response to {endpoint!r} from {self.target} within {timeout:g} s"
+            ) from None
+        self.last_used = anyio.current_time()
+        if slot.error is not None:
+            if isinstance(slot.error, RemoteError):
+                raise RemoteError(slot.error.code, slot.error.message, endpoint=endpoint)
+            raise ConnectionLost(
+                f"connection to {self.target} lost during {endpoint!r}: {slot.error}"
+            )
+        assert slot.response is not None
+        return response_value(slot.response, endpoint)
+
+    async def aclose(self) -> None:
+        """Close the connection; pending calls fail with ``ConnectionLost``."""
+        self._fail(ConnectionLost(f"connection to {self.target} closed"))
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()

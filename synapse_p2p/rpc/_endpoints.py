@@ -1,0 +1,166 @@
+"""Endpoint registry and request dispatch.
+
+An endpoint is an ``async def`` function. Parameters named ``rpc`` and ``connection`` are
+injected (the :class:`~synapse_p2p.wire.Request` and a :class:`Connection` describing the
+caller's socket), overriding client-supplied keyword arguments of the same names, as in
+synapse-p2p 2.5.0.
+
+Dispatch answers every request with exactly one response payload:
+
+* unknown endpoint, or arguments that do not fit the signature: ``bad_request``;
+* a handler raising :class:`~synapse_p2p.errors.RemoteError`: that error's code and message;
+  raising :class:`~synapse_p2p.errors.ProtocolError`: ``bad_request``;
+* any other exception: ``internal_error`` with ``str(exc)``;
+* a result MsgPack cannot encode: ``internal_error`` naming the endpoint and the type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BAD_REQUEST, INTERNAL_ERROR, ProtocolError, RemoteError
+from ..wire import ErrorInfo, Request, Response, encode_response
+
+__all__ = ["Connection", "EndpointMetadata", "EndpointRegistry", "EndpointSpec", "error_payload"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """The caller's socket as seen by the server (injected as ``connection``)."""
+
+    identifier: str
+    ip: str
+    port: int
+
+    @classmethod
+    def from_address(cls, ip: str, port: int) -> Connection:
+        ident = hashlib.sha256(f"{ip}:{port}".encode()).hexdigest()[:8]
+        return cls(ident, ip, port)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointMetadata:
+    """What ``_synapse.methods`` publishes about an endpoint."""
+
+    name: str
+    publish: bool = True
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """A registered endpoint and what dispatch needs to know about it."""
+
+    name: str
+    handler: Handler
+    metadata: EndpointMetadata
+    signature: inspect.Signature
+    inject_rpc: bool
+    inject_connection: bool
+
+
+def error_payload(request_id: str, code: str, message: str) -> bytes:
+    return encode_response(Response(request_id, False, None, ErrorInfo(code, message)))
+
+
+class EndpointRegistry:
+    """Name -> endpoint. Registering a name again replaces the previous handler."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, EndpointSpec] = {}
+
+    def add(
+        self,
+        handler: Handler,
+        name: str | None = None,
+        *,
+        publish: bool = True,
+        description: str | None = None,
+    ) -> EndpointSpec:
+        if not inspect.iscoroutinefunction(handler):
+            raise TypeError(
+                f"endpoint {name or getattr(handler, '__name__', handler)!r} must be "
+                "an async function (async def)"
+            )
+        if name is None:
+            name = handler.__name__
+        if not isinstance(name, str) or not name:
+            raise TypeError("endpoint name must be a non-empty string")
+        if description is None:
+            description = inspect.getdoc(handler) or ""
+        signature = inspect.signature(handler)
+        params = signature.parameters
+        spec = EndpointSpec(
+            name=name,
+            handler=handler,
+            metadata=EndpointMetadata(name, publish, description),
+            signature=signature,
+            inject_rpc="rpc" in params,
+            inject_connection="connection" in params,
+        )
+        self._specs[name] = spec
+        return spec
+
+    def remove(self, name: str) -> None:
+        self._specs.pop(name, None)
+
+    def get(self, name: str) -> EndpointSpec | None:
+        return self._specs.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[EndpointSpec]:
+        return iter(list(self._specs.values()))
+
+    def handlers(self) -> dict[str, Handler]:
+        return {name: spec.handler for name, spec in self._specs.items()}
+
+    async def dispatch(self, request: Request, connection: Connection | None = None) -> bytes:
+        """Run ``request`` and return the encoded response payload (never raises, except for
+        cancellation)."""
+        spec = self._specs.get(request.endpoint)
+        rid = request.id
+        if spec is None:
+            return error_payload(
+                rid, BAD_REQUEST, f"Unregistered endpoint called: {request.endpoint}"
+            )
+        args = request.args
+        kwargs = request.kwargs
+        if spec.inject_rpc or spec.inject_connection:
+            kwargs = dict(kwargs)
+            if spec.inject_rpc:
+                kwargs["rpc"] = request
+            if spec.inject_connection:
+                kwargs["connection"] = connection
+        try:
+            spec.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            return error_payload(rid, BAD_REQUEST, f"invalid arguments for {spec.name!r}: {exc}")
+        try:
+            result = await spec.handler(*args, **kwargs)
+        except RemoteError as exc:
+            return error_payload(rid, exc.code, exc.message)
+        except ProtocolError as exc:
+            return error_payload(rid, BAD_REQUEST, str(exc))
+        except Exception as exc:
+            log.debug("endpoint %r raised", spec.name, exc_info=True)
+            return error_payload(rid, INTERNAL_ERROR, str(exc) or type(exc).__name__)
+        try:
+            return encode_response(Response(rid, True, result, None))
+        except (TypeError, ValueError, OverflowError) as exc:
+            log.warning("result of endpoint %r cannot be encoded: %s", spec.name, exc)
+            return error_payload(
+                rid,
+                INTERNAL_ERROR,
+                f"result of endpoint {spec.name!r} cannot be encoded: {exc}",
+            )
