@@ -1,6 +1,6 @@
 """Both halves of basic_rpc in one process: a node on a free loopback port and a client.
 
-    python examples/basic_rpc/run.py [--backend asyncio]
+python examples/basic_rpc/run.py [--backend asyncio]
 """
 
 import sys

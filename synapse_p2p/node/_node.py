@@ -6,6 +6,7 @@ import hashlib
 import inspect
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -358,9 +359,10 @@ class Node:
                 max_frame_size=self.max_upload_size,
                 connect_timeout=self.connect_timeout,
             )
+            listeners = await server.bind(self.bind or None, self._requested_port)
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
-                self.port = await tg.start(server.serve, self.bind or None, self._requested_port)
+                self.port = await tg.start(server.serve_listeners, listeners)
                 self._server = server
                 self.address = await cfg.resolve_advertise(self.advertise, self.bind)
                 await tg.start(pool.run)
@@ -405,26 +407,32 @@ class Node:
         await tg.__aexit__(None, None, None)
 
     def run(self, *, backend: Literal["trio", "asyncio"] = "trio") -> None:
-        """Run the node until Ctrl+C (blocking, for scripts)."""
+        """Run the node until Ctrl+C or SIGTERM (blocking, for scripts); then stop cleanly."""
         if backend not in ("trio", "asyncio"):
             raise ValueError(f"backend must be 'trio' or 'asyncio', got {backend!r}")
 
         async def main() -> None:
-            async with self:
-                print(
-                    f"synapse-p2p node {self.name or self.node_id[:8]!r} listening on "
-                    f"{cfg.format_address(self.bind or '*', self.port)} "
-                    f"(advertised {cfg.format_address(self.address, self.port)}); "
-                    "Ctrl+C to stop",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                await anyio.sleep_forever()
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async with self:
+                    print(
+                        f"synapse-p2p node {self.name or self.node_id[:8]!r} listening on "
+                        f"{cfg.format_address(self.bind or '*', self.port)} "
+                        f"(advertised {cfg.format_address(self.address, self.port)}); "
+                        "Ctrl+C to stop",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    async for _ in signals:
+                        break
 
         try:
             anyio.run(main, backend=backend)
         except KeyboardInterrupt:
             pass
+        except BaseExceptionGroup as group:
+            rest = group.split(KeyboardInterrupt)[1]
+            if rest is not None:
+                raise rest from None
 
     # -- calling peers ----------------------------------------------------------------------
 

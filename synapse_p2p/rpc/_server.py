@@ -125,6 +125,13 @@ class RpcServer:
             self._errors,
         )
 
+    async def bind(self, host: str | None, port: int) -> list[Listener[ByteStream]]:
+        """Bind the listening sockets (raises ``OSError`` if the address is taken)."""
+        listeners = await self.transport.listen(host, port)
+        self.listen_addresses = [_local_address(lst) for lst in listeners]
+        self.port = self.listen_addresses[0][1] if self.listen_addresses else port
+        return listeners
+
     async def serve(
         self,
         host: str | None,
@@ -132,15 +139,22 @@ class RpcServer:
         *,
         task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Bind, report the bound port through ``task_status``, then serve until cancelled.
+        """Bind, report the bound port through ``task_status``, then serve until cancelled."""
+        listeners = await self.bind(host, port)
+        await self.serve_listeners(listeners, task_status=task_status)
+
+    async def serve_listeners(
+        self,
+        listeners: list[Listener[ByteStream]],
+        *,
+        task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve already-bound listeners until cancelled (then closes them).
 
         On cancellation every listener and connection is closed and in-flight handlers are
         cancelled.
         """
-        listeners = await self.transport.listen(host, port)
         try:
-            self.listen_addresses = [_local_address(lst) for lst in listeners]
-            self.port = self.listen_addresses[0][1] if self.listen_addresses else port
             async with anyio.create_task_group() as tg:
                 for listener in listeners:
                     tg.start_soon(self._accept_loop, listener, tg)

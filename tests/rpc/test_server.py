@@ -84,7 +84,9 @@ async def test_handler_errors_become_internal_error_and_keep_codes(anyio_backend
             await client.call("refuse")
         assert info.value.code == "bad_request"
         for name, type_name in (("unencodable", "set"), ("dated", "object")):
-            with pytest.raises(RemoteError, match=f"result of endpoint '{name}' cannot be encoded") as info:
+            with pytest.raises(
+                RemoteError, match=f"result of endpoint '{name}' cannot be encoded"
+            ) as info:
                 await client.call(name)
             assert info.value.code == "internal_error"
             assert type_name in info.value.message
@@ -142,7 +144,10 @@ async def test_bad_messages_get_clear_errors_and_the_connection_survives(calc_no
 async def test_frame_too_large_is_answered_then_closed(anyio_backend: str) -> None:
     async with Node(bind="127.0.0.1", max_upload_size=1000) as node:
         [response] = await raw_call(node.port, b"\x00\x00\x07\xd0" + b"x" * 100)
-        assert response["error"] == {"code": "bad_request", "message": "frame too large: 2000 > 1000"}
+        assert response["error"] == {
+            "code": "bad_request",
+            "message": "frame too large: 2000 > 1000",
+        }
         [response] = await raw_call(node.port, b"GET / HTTP/1.1\r\n\r\n")
         assert "frame too large: 1195725856 > 1000" in response["error"]["message"]
         assert await Client("127.0.0.1", node.port).call("_synapse.ping") == "pong"

@@ -42,7 +42,9 @@ def test_response_shapes() -> None:
     ok = msgpack.unpackb(encode_response(Response("1", True, 3)))
     assert list(ok) == ["id", "ok", "result", "error", "type"]
     assert ok == {"id": "1", "ok": True, "result": 3, "error": None, "type": "response"}
-    err = msgpack.unpackb(encode_response(Response("1", False, None, ErrorInfo("bad_request", "x"))))
+    err = msgpack.unpackb(
+        encode_response(Response("1", False, None, ErrorInfo("bad_request", "x")))
+    )
     assert err["error"] == {"code": "bad_request", "message": "x"}
     assert list(err["error"]) == ["code", "message"]
 
@@ -69,7 +71,9 @@ scalars = st.one_of(
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -80,7 +84,9 @@ values = st.recursive(
     st.lists(values, max_size=4),
     st.dictionaries(st.text(max_size=8), values, max_size=4),
 )
-def test_request_round_trip(endpoint: str, rid: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+def test_request_round_trip(
+    endpoint: str, rid: str, args: list[Any], kwargs: dict[str, Any]
+) -> None:
     assert decode(encode_request(Request(endpoint, rid, args, kwargs))) == Request(
         endpoint, rid, args, kwargs
     )
@@ -108,10 +114,16 @@ def test_missing_type_means_request_and_unknown_fields_are_ignored() -> None:
         ({"endpoint": "x", "id": "2", "type": "notify"}, "unknown RPC message type", "2"),
         ({"endpoint": "x", "kwargs": {b"k": 1}}, "kwargs keys must be strings", ""),
         ({"type": "response", "id": "1", "ok": "yes"}, "ok must be a bool", "1"),
-        ({"type": "response", "id": "1", "ok": False, "error": {"code": 1}}, "code and message", "1"),
+        (
+            {"type": "response", "id": "1", "ok": False, "error": {"code": 1}},
+            "code and message",
+            "1",
+        ),
     ],
 )
-def test_wrong_field_types_are_clear_errors(obj: dict[str, Any], message: str, request_id: str) -> None:
+def test_wrong_field_types_are_clear_errors(
+    obj: dict[str, Any], message: str, request_id: str
+) -> None:
     with pytest.raises(MessageError, match=message) as info:
         decode(msgpack.packb(obj))
     assert info.value.request_id == request_id

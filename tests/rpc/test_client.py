@@ -1,0 +1,214 @@
+"""Client behaviour and its documented exceptions, on real loopback sockets."""
+
+from __future__ import annotations
+
+import socket
+
+import anyio
+import pytest
+
+from synapse_p2p import Client, Node, Peer, RemoteError
+from synapse_p2p.errors import (
+    CallTimeout,
+    ConnectError,
+    ConnectionLost,
+    ProtocolError,
+    SynapseError,
+)
+from synapse_p2p.rpc import ConnectionPool
+from tests.helpers import ipv6_loopback_available
+
+pytestmark = pytest.mark.anyio
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_one_shot_call(calc_node: Node) -> None:
+    assert await Client("127.0.0.1", calc_node.port).call("sum", 1, 2) == 3
+    assert await Client("127.0.0.1", calc_node.port).call("sum", a=1, b=5) == 6
+
+
+async def test_connection_refused_is_connect_error(anyio_backend: str) -> None:
+    port = free_port()
+    with pytest.raises(ConnectError, match=f"127.0.0.1:{port}") as info:
+        await Client("127.0.0.1", port).call("x")
+    assert isinstance(info.value, ConnectionError)
+    assert isinstance(info.value, SynapseError)
+    with pytest.raises(ConnectError):
+        async with Client("127.0.0.1", port):
+            pass
+
+
+async def test_connect_timeout(anyio_backend: str) -> None:
+    # A listener that never accepts, with its backlog full: further SYNs go unanswered.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(8):
+                s = socket.socket()
+                s.setblocking(False)
+                try:
+                    s.connect(("127.0.0.1", port))
+                except BlockingIOError:
+                    pass
+                fillers.append(s)
+            client = Client("127.0.0.1", port, connect_timeout=0.3, timeout=5)
+
+            async def connect_until_refused() -> None:
+                for _ in range(4):  # the kernel may still complete a couple of handshakes
+                    async with client:
+                        pass
+
+            with anyio.fail_after(5), pytest.raises(ConnectError, match=r"within 0\.3 s"):
+                await connect_until_refused()
+        finally:
+            for s in fillers:
+                s.close()
+
+
+async def test_call_timeout(anyio_backend: str) -> None:
+    node = Node(bind="127.0.0.1")
+
+    @node.endpoint
+    async def slow() -> None:
+        await anyio.sleep_forever()
+
+    async with node:
+        with pytest.raises(CallTimeout, match="'slow'") as info:
+            await Client("127.0.0.1", node.port, timeout=0.2).call("slow")
+        assert isinstance(info.value, TimeoutError)
+        async with Client("127.0.0.1", node.port, timeout=0.2) as client:
+            with pytest.raises(CallTimeout):
+                await client.call("slow")
+            # The connection is still usable after a timed-out call.
+            assert await client.call("_synapse.ping") == "pong"
+
+
+async def test_server_gone_mid_call_is_connection_lost(anyio_backend: str) -> None:
+    node = Node(bind="127.0.0.1")
+    entered = anyio.Event()
+
+    @node.endpoint
+    async def hang() -> None:
+        entered.set()
+        await anyio.sleep_forever()
+
+    errors: list[BaseException] = []
+    async with anyio.create_task_group() as outer:
+        node_scope = anyio.CancelScope()
+
+        async def run_node(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            with node_scope:
+                await node.serve(task_status=task_status)
+
+        await outer.start(run_node)
+        async with Client("127.0.0.1", node.port) as client:
+
+            async def caller() -> None:
+                try:
+                    await client.call("hang")
+                except BaseException as exc:
+                    errors.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(caller)
+                with anyio.fail_after(5):
+                    await entered.wait()
+                node_scope.cancel()
+    assert len(errors) == 1
+    assert isinstance(errors[0], ConnectionLost)
+
+
+async def test_session_client_reconnects_after_a_restart(anyio_backend: str) -> None:
+    port = free_port()
+    async with anyio.create_task_group() as tg:
+        first = anyio.CancelScope()
+
+        async def run_first(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            with first:
+                await Node(bind="127.0.0.1", port=port).serve(task_status=task_status)
+
+        await tg.start(run_first)
+        async with Client("127.0.0.1", port) as client:
+            assert await client.call("_synapse.ping") == "pong"
+            first.cancel()
+            # The node is gone: the call fails until a node listens on the port again.
+            with anyio.fail_after(5):
+                while True:
+                    try:
+                        await client.call("_synapse.ping")
+                    except (ConnectionLost, ConnectError):
+                        break
+                    await anyio.sleep(0.01)
+            async with Node(bind="127.0.0.1", port=port):
+                assert await client.call("_synapse.ping") == "pong"
+
+
+async def test_client_from_peer_and_peers(calc_node: Node) -> None:
+    peer = Peer(id="x", address="127.0.0.1", port=calc_node.port)
+    assert await Client.from_peer(peer).peers() == []
+
+    @calc_node.endpoint("_synapse.peers", publish=False)
+    async def bad_peers() -> str:
+        return "nope"
+
+    with pytest.raises(ProtocolError, match="invalid peer list"):
+        await Client.from_peer(peer).peers()
+
+
+@pytest.mark.skipif(not ipv6_loopback_available(), reason="IPv6 loopback (::1) not available")
+async def test_ipv6(anyio_backend: str) -> None:
+    async with Node(bind="::1", name="v6") as node:
+        assert node.address == "::1"
+        seen: list[str] = []
+
+        @node.endpoint
+        async def caller_ip(connection: object) -> str:
+            ip = getattr(connection, "ip", "")
+            seen.append(ip)
+            return ip
+
+        assert await Client("::1", node.port).call("caller_ip") == "::1"
+        async with Client("[::1]", node.port) as client:
+            assert await client.call("_synapse.ping") == "pong"
+        assert seen == ["::1"]
+
+
+async def test_client_argument_validation() -> None:
+    with pytest.raises(ValueError, match="port"):
+        Client("127.0.0.1", 0)
+    with pytest.raises(ValueError, match="timeout"):
+        Client("127.0.0.1", 1, timeout=0)
+    with pytest.raises(TypeError, match="max_download_size"):
+        Client("127.0.0.1", 1, max_download_size=1.5)  # type: ignore[arg-type]
+
+
+async def test_pool_reuses_one_connection_per_node(calc_node: Node) -> None:
+    pool = ConnectionPool()
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.run)
+        results = []
+
+        async def one(i: int) -> None:
+            results.append(await pool.call("127.0.0.1", calc_node.port, "sum", [i, 1]))
+
+        async with anyio.create_task_group() as inner:
+            for i in range(20):
+                inner.start_soon(one, i)
+        assert sorted(results) == [i + 1 for i in range(20)]
+        stats = pool.statistics()
+        assert stats.connects == 1
+        assert stats.open_connections == 1
+        info = await pool.session_info("127.0.0.1", calc_node.port)
+        assert info["node_id"] == calc_node.node_id
+        assert info["protocol"] == 1
+        with pytest.raises(RemoteError):
+            await pool.call("127.0.0.1", calc_node.port, "nope")
+        tg.cancel_scope.cancel()
