@@ -6,6 +6,7 @@ import itertools
 import logging
 import math
 import secrets
+from collections import deque
 from typing import Any
 
 import anyio
@@ -20,7 +21,7 @@ from ..errors import (
     RemoteError,
 )
 from ..wire import Request, Response, encode_frame, encode_request
-from ._channel import FrameChannel, decode_payload
+from ._channel import OFFLOAD_THRESHOLD, FrameChannel, decode_payload
 from ._session import PROTOCOL_VERSION, SESSION_ENDPOINT
 
 __all__ = ["LegacyServer", "MuxConnection", "call_once", "response_value"]
@@ -88,21 +89,33 @@ async def call_once(
 
 
 class _Slot:
-    __slots__ = ("error", "event", "response")
+    """One call waiting for its response."""
+
+    __slots__ = ("done", "error", "event", "response")
 
     def __init__(self) -> None:
-        self.event = anyio.Event()
+        self.done = False
+        self.event: anyio.Event | None = None  # set while the caller waits
         self.response: Response | None = None
         self.error: BaseException | None = None
+
+    def finish(self) -> None:
+        self.done = True
+        if self.event is not None:
+            self.event.set()
 
 
 class MuxConnection:
     """A persistent connection carrying concurrent requests matched by ``id``.
 
     Start it with ``await task_group.start(conn.run)``: that performs the session handshake
-    (raising :class:`LegacyServer` if the server is a synapse-p2p 2.5.0 node) and then keeps a
-    reader and a writer running until :meth:`aclose` or cancellation. When the connection
-    breaks, every pending call fails with ``ConnectionLost`` and :attr:`closed` becomes true.
+    (raising :class:`LegacyServer` if the server is a synapse-p2p 2.5.0 node) and keeps the
+    connection's timeouts enforced until :meth:`aclose` or cancellation. Callers write their
+    own requests and read the responses themselves: one waiting caller at a time reads and
+    hands each response to its caller, then passes reading on (no reader task, no hand-off on
+    the sequential path). When the connection breaks, every pending call fails with
+    ``ConnectionLost`` and :attr:`closed` becomes true. Calls beyond the server's
+    ``max_concurrent`` wait for a slot.
     """
 
     def __init__(
@@ -116,7 +129,10 @@ class MuxConnection:
     ) -> None:
         self.target = target
         self._channel = FrameChannel(
-            stream, max_frame_size=max_frame_size, write_timeout=write_timeout
+            stream,
+            max_frame_size=max_frame_size,
+            write_timeout=write_timeout,
+            on_broken=self._broken,
         )
         self._max_frame_size = max_frame_size
         self._handshake_timeout = handshake_timeout
@@ -124,7 +140,9 @@ class MuxConnection:
         self._pending: dict[str, _Slot] = {}
         self._failure: BaseException | None = None
         self._cancel_scope: anyio.CancelScope | None = None
-        self._limiter = anyio.Semaphore(64)
+        self._reading = False
+        self._max_concurrent = 64
+        self._waiting: deque[anyio.Event] = deque()
         self.server_info: dict[str, Any] = {}
         self.server_max_frame = max_frame_size
         self.last_used = anyio.current_time()
@@ -143,8 +161,7 @@ class MuxConnection:
             with anyio.CancelScope() as scope:
                 self._cancel_scope = scope
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._write_loop)
-                    tg.start_soon(self._read_loop)
+                    tg.start_soon(self._channel.watchdog)
                     try:
                         await self._handshake()
                     except Exception as exc:
@@ -152,6 +169,7 @@ class MuxConnection:
                         scope.cancel()
                     else:
                         task_status.started()
+                        await anyio.sleep_forever()
         finally:
             self._fail(ConnectionLost(f"connection to {self.target} closed"))
             await self._channel.aclose()
@@ -177,34 +195,54 @@ class MuxConnection:
         self.server_info = info
         max_concurrent = info.get("max_concurrent")
         if isinstance(max_concurrent, int) and max_concurrent > 0:
-            self._limiter = anyio.Semaphore(max_concurrent)
+            self._max_concurrent = max_concurrent
         max_frame = info.get("max_frame")
         if isinstance(max_frame, int) and max_frame > 0:
             self.server_max_frame = max_frame
 
-    async def _write_loop(self) -> None:
-        try:
-            await self._channel.run_writer()
-        except ConnectionLost as exc:
-            self._fail(exc)
+    def _broken(self, exc: BaseException) -> None:
+        self._fail(exc)
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
 
-    async def _read_loop(self) -> None:
+    async def _await_response(self, slot: _Slot) -> None:
+        while not slot.done:
+            if self._reading:
+                slot.event = anyio.Event()
+                try:
+                    await slot.event.wait()
+                finally:
+                    slot.event = None
+                continue  # answered, or handed the reading role
+            self._reading = True
+            try:
+                await self._read_until(slot)
+            finally:
+                self._reading = False
+                for other in self._pending.values():  # pass reading on to a waiting caller
+                    if other.event is not None and not other.done:
+                        other.event.set()
+                        break
+
+    async def _read_until(self, slot: _Slot) -> None:
         channel = self._channel
         failure: BaseException
         try:
-            while True:
+            while not slot.done:
                 payload = await channel.receive_payload()
                 if payload is None:
                     failure = ConnectionLost(f"{self.target} closed the connection")
                     break
-                message = await decode_payload(payload)
+                if len(payload) > OFFLOAD_THRESHOLD:  # decoded in a thread: never lose it
+                    with anyio.CancelScope(shield=True):
+                        message = await decode_payload(payload)
+                else:  # decoded inline, no checkpoint
+                    message = await decode_payload(payload)
                 if not isinstance(message, Response):
                     log.debug("ignoring non-response message from %s", self.target)
                     continue
-                slot = self._pending.pop(message.id, None)
-                if slot is None:
+                other = self._pending.pop(message.id, None)
+                if other is None:
                     # An error without a usable id (e.g. "too many connections") ends the
                     # session for everyone waiting.
                     if message.id == "" and not message.ok:
@@ -214,16 +252,16 @@ class MuxConnection:
                             failure = exc
                             break
                     continue
-                slot.response = message
-                slot.event.set()
+                other.response = message
+                other.finish()
+            else:
+                return
         except (ConnectionLost, ProtocolError) as exc:
             failure = exc
-        except Exception as exc:  # a bug must not take the owner's task group down
+        except Exception as exc:  # a bug must not take the caller down with a strange error
             log.exception("unexpected error reading from %s", self.target)
             failure = ConnectionLost(f"connection to {self.target} failed: {exc!r}")
-        self._fail(failure)
-        if self._cancel_scope is not None:
-            self._cancel_scope.cancel()
+        self._broken(failure)
 
     def _fail(self, exc: BaseException) -> None:
         if self._failure is None:
@@ -231,7 +269,9 @@ class MuxConnection:
         pending, self._pending = self._pending, {}
         for slot in pending.values():
             slot.error = self._failure
-            slot.event.set()
+            slot.finish()
+        while self._waiting:
+            self._waiting.popleft().set()
 
     async def call(
         self,
@@ -253,18 +293,13 @@ class MuxConnection:
         payload = encode_request(Request(endpoint, request_id, args, kwargs))
         if len(payload) > self.server_max_frame:
             raise FrameTooLarge(len(payload), self.server_max_frame)
+        slot = _Slot()
         try:
-            with anyio.fail_after(timeout):
-                async with self._limiter:
-                    if self._failure is not None:
-                        raise ConnectionLost(f"connection to {self.target} is closed")
-                    slot = _Slot()
-                    self._pending[request_id] = slot
-                    try:
-                        await self._channel.send(payload)
-                        await slot.event.wait()
-                    finally:
-                        self._pending.pop(request_id, None)
+            if timeout == math.inf:
+                await self._exchange(request_id, payload, slot)
+            else:
+                with anyio.fail_after(timeout):
+                    await self._exchange(request_id, payload, slot)
         except TimeoutError:
             raise CallTimeout(
                 f"no response to {endpoint!r} from {self.target} within {timeout:g} s"
@@ -278,6 +313,32 @@ class MuxConnection:
             )
         assert slot.response is not None
         return response_value(slot.response, endpoint)
+
+    async def _exchange(self, request_id: str, payload: bytes, slot: _Slot) -> None:
+        while len(self._pending) >= self._max_concurrent and self._failure is None:
+            event = anyio.Event()
+            self._waiting.append(event)
+            try:
+                await event.wait()
+            except BaseException:
+                if event.is_set():  # handed a free slot but leaving: pass it on
+                    self._wake_next()
+                else:
+                    self._waiting.remove(event)
+                raise
+        if self._failure is not None:
+            raise ConnectionLost(f"connection to {self.target} is closed: {self._failure}")
+        self._pending[request_id] = slot
+        try:
+            await self._channel.send(payload)
+            await self._await_response(slot)
+        finally:
+            self._pending.pop(request_id, None)
+            self._wake_next()
+
+    def _wake_next(self) -> None:
+        if self._waiting and len(self._pending) < self._max_concurrent:
+            self._waiting.popleft().set()
 
     async def aclose(self) -> None:
         """Close the connection; pending calls fail with ``ConnectionLost``."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -82,12 +83,29 @@ class ServerStatistics:
     error_responses: int
 
 
-class _ConnState:
-    __slots__ = ("in_flight", "peer_max_frame")
+#: Idle worker tasks kept per connection, waiting to take over reading.
+MAX_IDLE_WORKERS = 8
 
-    def __init__(self) -> None:
+
+class _ConnState:
+    """Per-connection state of the leader/follower workers.
+
+    Exactly one worker reads at a time. When it has read a request, it hands reading over to
+    an idle worker (or a new one) and runs the request itself, in the same task, so a request
+    is handled without waiting for a new task to be scheduled; afterwards it waits, idle, to
+    read again (at most ``MAX_IDLE_WORKERS`` wait; the others end).
+    """
+
+    __slots__ = ("channel", "connection", "done", "idle", "in_flight", "peer_max_frame", "tg")
+
+    def __init__(self, channel: FrameChannel, connection: Connection, tg: TaskGroup) -> None:
+        self.channel = channel
+        self.connection = connection
+        self.tg = tg
         self.in_flight = 0
         self.peer_max_frame: int | None = None
+        self.done = False
+        self.idle: deque[anyio.Event] = deque()
 
 
 class RpcServer:
@@ -221,85 +239,104 @@ class RpcServer:
         limits = self.limits
         ip, port = remote_address(stream)
         connection = Connection.from_address(ip, port)
+        scope = anyio.CancelScope()
+
+        def broken(exc: BaseException) -> None:
+            # The peer is gone or stopped reading: stop reading and cancel its handlers.
+            log.debug("connection from %s:%s lost while writing: %s", ip, port, exc)
+            scope.cancel()
+
+        async def timed_out(exc: ReadTimeout) -> None:
+            if exc.mid_frame:
+                await self._send_error(
+                    channel,
+                    "",
+                    BAD_REQUEST,
+                    f"timed out after {limits.read_timeout:g} s waiting for the rest of a frame",
+                )
+            else:
+                log.debug("closing idle connection from %s:%s", ip, port)
+
         channel = FrameChannel(
             stream,
             max_frame_size=limits.max_frame_size,
             read_timeout=limits.read_timeout,
             write_timeout=limits.write_timeout,
+            on_broken=broken,
+            on_timeout=timed_out,
         )
-        state = _ConnState()
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._run_writer, channel, tg)
-                async with anyio.create_task_group() as handlers:
-                    await self._read_loop(channel, handlers, connection, state)
-                channel.close_outbox()
+            with scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(channel.watchdog)
+                    async with anyio.create_task_group() as workers:
+                        state = _ConnState(channel, connection, workers)
+                        channel.set_idle_deadline(anyio.current_time() + limits.idle_timeout)
+                        workers.start_soon(self._worker, state)
+                    tg.cancel_scope.cancel()
         finally:
             self._open -= 1
             await channel.aclose()
 
-    async def _run_writer(self, channel: FrameChannel, tg: TaskGroup) -> None:
-        try:
-            await channel.run_writer()
-        except ConnectionLost as exc:
-            log.debug("connection lost while writing: %s", exc)
-            tg.cancel_scope.cancel()
-
-    def _send_error(self, channel: FrameChannel, request_id: str, code: str, message: str) -> None:
+    async def _send_error(
+        self, channel: FrameChannel, request_id: str, code: str, message: str
+    ) -> None:
         self._errors += 1
         try:
-            channel.send_nowait(error_payload(request_id, code, message))
+            await channel.send(error_payload(request_id, code, message))
         except ConnectionLost:
             pass
 
-    async def _read_loop(
-        self,
-        channel: FrameChannel,
-        handlers: TaskGroup,
-        connection: Connection,
-        state: _ConnState,
-    ) -> None:
+    async def _worker(self, state: _ConnState) -> None:
+        while not state.done:
+            request = await self._next_request(state)
+            if request is None:  # end of stream or unusable stream: stop every worker
+                state.done = True
+                while state.idle:
+                    state.idle.popleft().set()
+                return
+            if state.idle:  # hand reading over
+                state.idle.popleft().set()
+            else:
+                state.tg.start_soon(self._worker, state)
+            await self._run_request(request, state)
+            if state.done or len(state.idle) >= MAX_IDLE_WORKERS:
+                return
+            turn = anyio.Event()
+            state.idle.append(turn)
+            await turn.wait()  # until it is this worker's turn to read, or reading ended
+
+    async def _next_request(self, state: _ConnState) -> Request | None:
+        """Read until a request is admitted (counted in flight); ``None`` when reading ends.
+
+        Bad messages and requests over the concurrency limit are answered on the way.
+        """
+        channel = state.channel
         limits = self.limits
-        channel.set_idle_deadline(anyio.current_time() + limits.idle_timeout)
         while True:
             try:
                 payload = await channel.receive_payload()
-            except ReadTimeout as exc:
-                if exc.mid_frame:
-                    self._send_error(
-                        channel,
-                        "",
-                        BAD_REQUEST,
-                        f"timed out after {limits.read_timeout:g} s waiting for the rest "
-                        "of a frame",
-                    )
-                    return
-                if state.in_flight == 0:
-                    log.debug("closing idle connection from %s:%s", connection.ip, connection.port)
-                    return
-                channel.set_idle_deadline(math.inf)
-                continue
             except ProtocolError as exc:  # FrameTooLarge, IncompleteFrame
-                self._send_error(channel, "", BAD_REQUEST, str(exc))
-                return
-            except ConnectionLost:
-                return
+                await self._send_error(channel, "", BAD_REQUEST, str(exc))
+                return None
+            except ConnectionLost:  # gone, or closed by the watchdog (channel.timed_out)
+                return None
             if payload is None:
-                return
+                return None
             try:
                 message = await decode_payload(payload)
             except MessageError as exc:
-                self._send_error(channel, exc.request_id, exc.code, str(exc))
+                await self._send_error(channel, exc.request_id, exc.code, str(exc))
                 continue
             except ProtocolError as exc:
-                self._send_error(channel, "", BAD_REQUEST, str(exc))
+                await self._send_error(channel, "", BAD_REQUEST, str(exc))
                 continue
             if not isinstance(message, Request):
-                self._send_error(channel, message.id, BAD_REQUEST, "expected request message")
+                await self._send_error(channel, message.id, BAD_REQUEST, "expected request message")
                 continue
             self._requests += 1
             if state.in_flight >= limits.max_concurrent_requests:
-                self._send_error(
+                await self._send_error(
                     channel,
                     message.id,
                     OVERLOADED,
@@ -310,16 +347,15 @@ class RpcServer:
             state.in_flight += 1
             self._in_flight += 1
             channel.set_idle_deadline(math.inf)
-            handlers.start_soon(self._run_request, channel, message, connection, state)
+            return message
 
-    async def _run_request(
-        self, channel: FrameChannel, request: Request, connection: Connection, state: _ConnState
-    ) -> None:
+    async def _run_request(self, request: Request, state: _ConnState) -> None:
+        channel = state.channel
         try:
             if request.endpoint == SESSION_ENDPOINT:
                 payload = self._session(request, state)
             else:
-                payload = await self.registry.dispatch(request, connection)
+                payload = await self.registry.dispatch(request, state.connection)
             limit = state.peer_max_frame
             if limit is None:
                 limit = 0xFFFFFFFF
