@@ -1,0 +1,69 @@
+"""Agent federation: a registry of named agents and a router that dispatches prompts to them.
+
+::
+
+    from synapse_p2p.federation import (
+        AgentFederation, AgentMetadata, InMemoryAgentRegistry, LocalAgentClient,
+        RoutingStrategy, RedisAgentRegistry,
+    )
+
+* :class:`AgentMetadata` describes an agent (id, model, tools, tags, capacity, cost, ...).
+* Registries implement :class:`AgentRegistryBackend`: :class:`InMemoryAgentRegistry` (one
+  process, thread-safe) and :class:`RedisAgentRegistry` (shared by processes and hosts;
+  needs ``pip install synapse-p2p[redis]``).
+* :class:`AgentFederation` discovers agents, picks one with a :class:`RoutingStrategy`
+  (round robin, capacity aware, cost aware, least loaded), enforces each agent's capacity as
+  a concurrency limit, demotes agents that keep failing, and fails over between candidates.
+* Clients implement :class:`AgentClient` (``async run(prompt, **kwargs)``);
+  :class:`LocalAgentClient` adapts in-process agents and plain callables.
+
+Everything async runs on anyio, under trio or asyncio. Log records go to the
+``synapse_p2p.federation`` loggers.
+"""
+
+from __future__ import annotations
+
+from ._client import AgentClient, LocalAgentClient
+from ._errors import (
+    AgentAttempt,
+    AgentTimeoutError,
+    AllAgentsFailedError,
+    FederationError,
+    NoAgentAvailableError,
+    NoClientError,
+    RegistryError,
+    UnknownAgentError,
+)
+from ._federation import AgentFederation
+from ._heartbeat import serve_heartbeats
+from ._load import AgentStatistics, FederationStatistics
+from ._metadata import AgentMetadata
+from ._redis import RedisAgentRegistry
+from ._registry import AgentRegistryBackend, InMemoryAgentRegistry
+from ._routing import RoutingStrategy
+
+#: synapsekit's alias for :class:`RoutingStrategy`.
+AgentRoutingStrategy = RoutingStrategy
+
+__all__ = [
+    "AgentAttempt",
+    "AgentClient",
+    "AgentFederation",
+    "AgentMetadata",
+    "AgentRegistryBackend",
+    "AgentRoutingStrategy",
+    "AgentStatistics",
+    "AgentTimeoutError",
+    "AllAgentsFailedError",
+    "FederationError",
+    "FederationStatistics",
+    "InMemoryAgentRegistry",
+    "LocalAgentClient",
+    "NoAgentAvailableError",
+    "NoClientError",
+    "RedisAgentRegistry",
+    "RegistryError",
+    "RoutingStrategy",
+    "UnknownAgentError",
+    "serve_heartbeats",
+]
