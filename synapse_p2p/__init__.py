@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .errors import RemoteError, TeamTaskError
 from .node import Node
 from .rpc import Client, Connection
+from .schedules import CronSchedule, IntervalSchedule, SolarSchedule, cron, every, solar
 from .types import (
     AdvertisedArtifact,
     Broadcast,
@@ -40,11 +41,17 @@ __all__ = [
     "Client",
     "Connection",
     "ConversationEvent",
+    "CronSchedule",
+    "IntervalSchedule",
     "Node",
     "NodeKind",
     "Peer",
     "RemoteError",
     "ServedArtifact",
+    "SolarSchedule",
     "TeamTaskError",
     "__version__",
+    "cron",
+    "every",
+    "solar",
 ]

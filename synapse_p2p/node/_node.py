@@ -11,12 +11,13 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from ..errors import BAD_REQUEST, INTERNAL_ERROR, RemoteError
+from ..membership import Membership
 from ..rpc import (
     ConnectionPool,
     EndpointMetadata,
@@ -24,6 +25,7 @@ from ..rpc import (
     RpcServer,
     ServerLimits,
 )
+from ..schedules import Schedule, Scheduler
 from ..transport import TcpTransport, Transport
 from ..types import Capability, NodeKind, Peer, ServedArtifact
 from ..wire import DEFAULT_MAX_FRAME_SIZE
@@ -38,6 +40,10 @@ log = logging.getLogger("synapse_p2p.node")
 
 AskHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+class _Decorator(Protocol):
+    def __call__(self, fn: F, /) -> F: ...
 
 
 def _new_node_id() -> str:
@@ -109,6 +115,8 @@ class Node:
         read_timeout: float = 30.0,
         call_timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        max_peers: int = 1024,
+        gossip_fanout: int = 3,
         transport: Transport | None = None,
     ) -> None:
         self.bind = cfg.check_str("bind", bind)
@@ -161,6 +169,8 @@ class Node:
             read_timeout=read_timeout,
         )
         self.transport: Transport = transport or TcpTransport()
+        self.max_peers = cfg.check_int("max_peers", max_peers, minimum=1)
+        self.gossip_fanout = cfg.check_int("gossip_fanout", gossip_fanout, minimum=1)
 
         self.peers: dict[str, Peer] = {}
         self.artifact_directory: dict[str, ServedArtifact] = {}
@@ -172,7 +182,12 @@ class Node:
         self._task_group: TaskGroup | None = None
         self._context_task_group: TaskGroup | None = None
         self._running = False
+        self.scheduler = Scheduler()
         register_builtins(self)
+        self._membership = self._new_membership()
+
+    def _new_membership(self) -> Membership:
+        return Membership(self, fanout=self.gossip_fanout, max_peers=self.max_peers)
 
     # -- introspection --------------------------------------------------------------------
 
@@ -234,6 +249,14 @@ class Node:
 
     # -- registration ---------------------------------------------------------------------
 
+    @overload
+    def endpoint(self, name: F, *, publish: bool = True, description: str = "") -> F: ...
+
+    @overload
+    def endpoint(
+        self, name: str | None = None, *, publish: bool = True, description: str = ""
+    ) -> _Decorator: ...
+
     def endpoint(
         self,
         name: str | Callable[..., Awaitable[Any]] | None = None,
@@ -264,6 +287,30 @@ class Node:
             raise TypeError("ask handler must be an async function")
         self._ask_handler = fn
         return fn
+
+    def periodic(
+        self,
+        schedule: Schedule | float,
+        *,
+        name: str | None = None,
+        first_run: Literal["now", "after_interval"] = "after_interval",
+    ) -> Callable[[F], F]:
+        """Run an async function on a schedule, as a supervised child of the node.
+
+        ``schedule`` is ``every(...)``, ``cron(...)``, ``solar(...)`` or a number of seconds.
+        Cron and solar jobs never run at start-up; an interval job first runs one interval
+        after the node starts (``first_run="now"`` runs it at start-up too). Missed
+        occurrences are coalesced into one run, runs of one job never overlap (an occurrence
+        that comes during a run is skipped), and an exception is logged and the schedule goes
+        on. See :mod:`synapse_p2p.schedules`; per-job counters are in
+        ``node.scheduler.statistics()``.
+        """
+
+        def decorator(fn: F) -> F:
+            self.scheduler.add(fn, schedule, name=name, first_run=first_run)
+            return fn
+
+        return decorator
 
     def on(self, event: str) -> Callable[[EventHandler], EventHandler]:
         """Register an async lifecycle handler for ``event`` (several per event allowed)."""
@@ -368,6 +415,10 @@ class Node:
                 await tg.start(pool.run)
                 self._pool = pool
                 await tg.start(self._events.run)
+                await tg.start(self.scheduler.run)
+                self.peers.clear()
+                self._membership = self._new_membership()
+                await tg.start(self._membership.run)
                 log.info(
                     "node %s listening on %s (advertised %s)",
                     self.name or self.node_id[:8],
@@ -433,6 +484,26 @@ class Node:
             rest = group.split(KeyboardInterrupt)[1]
             if rest is not None:
                 raise rest from None
+
+    # -- swarm ----------------------------------------------------------------------------
+
+    async def join(self, *, wait: float = 0) -> None:
+        """Join the configured seeds now (the node also does this by itself when it starts).
+
+        With mDNS enabled, first waits ``wait`` seconds for local discoveries. Raises
+        :class:`~synapse_p2p.membership.JoinError` if there are seeds and none of them could
+        be joined (unreachable, or refused: a different swarm or team).
+        """
+        if not self._running:
+            raise RuntimeError("the node is not running")
+        if self.mdns_enabled and wait > 0:
+            await anyio.sleep(wait)
+        await self._membership.join()
+
+    @property
+    def membership(self) -> Membership:
+        """The membership service (peer table and statistics)."""
+        return self._membership
 
     # -- calling peers ----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ encrypted channel or a WebSocket relay can be slotted in by implementing :class:
 from __future__ import annotations
 
 from ._base import Transport
+from ._memory import MemoryNetwork, MemoryTransport
 from ._tcp import TcpTransport, remote_address
 
-__all__ = ["TcpTransport", "Transport", "remote_address"]
+__all__ = ["MemoryNetwork", "MemoryTransport", "TcpTransport", "Transport", "remote_address"]

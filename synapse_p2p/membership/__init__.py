@@ -1,0 +1,15 @@
+"""Membership: the peer table, heartbeats, gossip, failure detection and seeds."""
+
+from __future__ import annotations
+
+from ._service import GOSSIP_ENDPOINT, JoinError, Membership, check_membership
+from ._table import PeerState, PeerTable
+
+__all__ = [
+    "GOSSIP_ENDPOINT",
+    "JoinError",
+    "Membership",
+    "PeerState",
+    "PeerTable",
+    "check_membership",
+]

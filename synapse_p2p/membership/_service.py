@@ -1,0 +1,450 @@
+"""Membership driver: join/heartbeat/gossip endpoints, probe rounds, verification, seeds.
+
+Wire behaviour towards synapse-p2p 2.5.0 peers is theirs exactly: ``_synapse.join(peer)`` and
+``_synapse.heartbeat(peer)`` with 9-key peer dicts, and a heartbeat to each of them every
+``heartbeat_interval`` (they drop peers silent for 20 s). Among our own nodes, each round sends
+``_synapse.gossip`` to a few random peers only (``fanout``), carrying a digest of the members
+the sender knows and how long ago each was last heard from directly; liveness spreads through
+those digests, so a node's message rate does not grow with the swarm. News of a member spreads
+at once: a node that verifies a new member pushes its digest to ``fanout`` peers right away.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ..errors import BAD_REQUEST, RemoteError, SynapseError
+from ..types import Peer
+from ._table import PeerTable, Verdict
+
+if TYPE_CHECKING:
+    from ..node import Node
+
+__all__ = ["GOSSIP_ENDPOINT", "JoinError", "Membership"]
+
+log = logging.getLogger("synapse_p2p.membership")
+
+GOSSIP_ENDPOINT = "_synapse.gossip"
+GOSSIP_VERSION = 1
+MAX_DIGEST = 256
+
+
+class JoinError(SynapseError, ConnectionError):
+    """No seed could be joined; ``reasons`` maps each ``host:port`` to what went wrong."""
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        detail = "; ".join(f"{seed}: {reason}" for seed, reason in reasons.items())
+        super().__init__(f"could not join any seed ({detail})")
+        self.reasons = reasons
+
+
+def check_membership(node: Node, peer: Peer) -> None:
+    """The reference's rule: swarm and team must be equal unless ours is None."""
+    if node.swarm is not None and peer.swarm != node.swarm:
+        raise RemoteError(BAD_REQUEST, "peer requested a different swarm")
+    if node.team is not None and peer.team != node.team:
+        raise RemoteError(BAD_REQUEST, "peer requested a different team")
+
+
+def _entry(peer: Peer, age: float) -> dict[str, Any]:
+    entry = peer.to_dict()
+    del entry["last_seen"]
+    entry["age"] = round(max(age, 0.0), 3)
+    return entry
+
+
+class Membership:
+    """Keeps ``node.peers`` accurate. Owned by the node; see the module documentation."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        fanout: int = 3,
+        max_peers: int = 1024,
+        verify_concurrency: int = 8,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node = node
+        self.fanout = fanout
+        self.table = PeerTable(node.node_id, node.peer_timeout, max_peers=max_peers)
+        self._verify_limit = verify_concurrency
+        self._rng = rng or random.Random()
+        self._candidates_ready = anyio.Event()
+        self._push = anyio.Event()
+        self._last_push = -math.inf
+        self._seeds_joined: set[tuple[str, int]] = set()
+        self._full_logged = -math.inf
+        self.messages_sent = 0
+        self.messages_received = 0
+        self._register()
+
+    # -- endpoints ------------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        node = self.node
+
+        @node.endpoint("_synapse.join", publish=False)
+        async def join(peer: Any) -> dict[str, Any]:
+            incoming = Peer.from_dict(peer)
+            check_membership(node, incoming)
+            self.messages_received += 1
+            self._claim(incoming, direct=True)
+            peers = [p.to_dict() for p in node.peers.values() if p.id != incoming.id]
+            peers.append(incoming.to_dict())
+            return {"accepted": True, "self": node.self_peer().to_dict(), "peers": peers}
+
+        @node.endpoint("_synapse.heartbeat", publish=False)
+        async def heartbeat(peer: Any) -> dict[str, Any]:
+            incoming = Peer.from_dict(peer)
+            check_membership(node, incoming)
+            self.messages_received += 1
+            self._claim(incoming, direct=True)
+            return {"ok": True, "self": node.node_info()}
+
+        @node.endpoint(GOSSIP_ENDPOINT, publish=False)
+        async def gossip(message: Any) -> dict[str, Any]:
+            if not isinstance(message, dict):
+                raise RemoteError(BAD_REQUEST, "gossip message must be a map")
+            sender = Peer.from_dict(message.get("from"))
+            check_membership(node, sender)
+            self.messages_received += 1
+            self._claim(sender, direct=True)
+            self._apply_digest(message.get("members"), sender.id)
+            return {"v": GOSSIP_VERSION, "members": self._digest()}
+
+    # -- evidence ---------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return anyio.current_time()
+
+    def _claim(self, peer: Peer, *, direct: bool) -> None:
+        verdict = self.table.claim(peer, self._now(), direct=direct)
+        self._after(verdict, peer.id, peer)
+
+    def _after(self, verdict: Verdict, node_id: str, claimed: Peer) -> None:
+        state = self.table.get(node_id)
+        if verdict == "heartbeat" and state is not None:
+            state.peer.last_seen = _wall()
+            self.node.emit_event("peer.heartbeat", state.peer)
+        elif verdict == "joined" and state is not None:
+            state.peer.last_seen = _wall()
+            self.node.peers[node_id] = state.peer
+            log.info("peer %s (%s) joined", state.peer.name or node_id[:8], _fmt(state.peer))
+            self.node.emit_event("peer.joined", state.peer)
+            self.push_soon()
+        elif verdict == "candidate":
+            self._candidates_ready.set()
+        elif verdict == "full":
+            now = self._now()
+            if now - self._full_logged > 60:
+                self._full_logged = now
+                log.warning(
+                    "peer table full (max_peers=%d): ignoring new peer %s at %s",
+                    self.table.max_peers,
+                    node_id[:16],
+                    _fmt(claimed),
+                )
+
+    def _apply_digest(self, members: Any, sender_id: str) -> None:
+        if not isinstance(members, list):
+            return
+        now = self._now()
+        for item in members[:MAX_DIGEST]:
+            if not isinstance(item, dict):
+                continue
+            try:
+                peer = Peer.from_dict(item)
+                age = float(item.get("age", 0.0))
+            except (ValueError, TypeError):
+                continue
+            if peer.id in (sender_id, self.node.node_id) or not math.isfinite(age) or age < 0:
+                continue
+            try:
+                check_membership(self.node, peer)
+            except RemoteError:
+                continue
+            state = self.table.get(peer.id)
+            if state is not None and state.alive and _same(state.peer, peer):
+                self.table.heard_indirectly(peer.id, now - age)
+            elif age < self.node.peer_timeout:
+                self._claim(peer, direct=False)
+
+    def _digest(self) -> list[dict[str, Any]]:
+        now = self._now()
+        states = self.table.alive()
+        if len(states) > MAX_DIGEST:
+            states = self._rng.sample(states, MAX_DIGEST)
+        return [_entry(s.peer, now - s.heard) for s in states]
+
+    def push_soon(self) -> None:
+        """Spread news now: gossip to ``fanout`` peers without waiting for the next round."""
+        self._push.set()
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Rounds, verification and seeds until cancelled."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._verify_loop)
+            if self.node.seeds:
+                tg.start_soon(self._seed_loop)
+            if self.node.heartbeat_interval is not None:
+                tg.start_soon(self._round_loop, self.node.heartbeat_interval)
+            task_status.started()
+
+    async def _round_loop(self, interval: float) -> None:
+        next_round = self._now()
+        while True:
+            await self._round(interval)
+            for peer in self.table.expire(self._now()):
+                self.node.peers.pop(peer.id, None)
+                log.info("peer %s (%s) is offline", peer.name or peer.id[:8], _fmt(peer))
+                self.node.emit_event("peer.offline", peer)
+            next_round += interval
+            now = self._now()
+            if next_round < now:  # a stalled loop: skip the missed rounds, never pile up
+                next_round = now + interval
+            while True:  # until the next round, serve pushes (at most one per 50 ms)
+                with anyio.move_on_after(next_round - self._now()):
+                    await self._push.wait()
+                if self._now() >= next_round:
+                    break
+                self._push = anyio.Event()
+                wait = self._last_push + 0.05 - self._now()
+                if wait > 0:
+                    await anyio.sleep(min(wait, max(0.0, next_round - self._now())))
+                self._last_push = self._now()
+                await self._gossip_to(self._pick(self.fanout), interval)
+            self._push = anyio.Event()
+
+    def _pick(self, count: int) -> list[Peer]:
+        ours = [s.peer for s in self.table.alive() if not s.legacy]
+        return self._rng.sample(ours, min(count, len(ours)))
+
+    async def _round(self, interval: float) -> None:
+        legacy = [s.peer for s in self.table.alive() if s.legacy]
+        targets = self._pick(self.fanout)
+        offline = self.table.offline()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._gossip_to, targets, interval)
+            for peer in legacy:
+                tg.start_soon(self._heartbeat, peer, interval)
+            if offline:  # try one silent peer per round: partitions heal by themselves
+                self._claim(self._rng.choice(offline).peer, direct=False)
+
+    def _call_timeout(self, interval: float) -> float:
+        return min(self.node.call_timeout, max(interval, 0.5))
+
+    async def _gossip_to(self, peers: list[Peer], interval: float) -> None:
+        if not peers:
+            return
+        message = {
+            "v": GOSSIP_VERSION,
+            "from": self.node.self_peer().to_dict(),
+            "members": self._digest(),
+        }
+        async with anyio.create_task_group() as tg:
+            for peer in peers:
+                tg.start_soon(self._gossip_one, peer, message, interval)
+
+    async def _gossip_one(self, peer: Peer, message: dict[str, Any], interval: float) -> None:
+        self.messages_sent += 1
+        try:
+            reply = await self.node.call_peer(
+                peer, GOSSIP_ENDPOINT, message, timeout=self._call_timeout(interval)
+            )
+        except (SynapseError, OSError) as exc:
+            log.debug("gossip to %s failed: %s", _fmt(peer), exc)
+            return
+        self.table.responded(peer.id, self._now())
+        if isinstance(reply, dict):
+            self._apply_digest(reply.get("members"), peer.id)
+
+    async def _heartbeat(self, peer: Peer, interval: float) -> None:
+        self.messages_sent += 1
+        try:
+            await self.node.call_peer(
+                peer,
+                "_synapse.heartbeat",
+                self.node.self_peer().to_dict(),
+                timeout=self._call_timeout(interval),
+            )
+        except (SynapseError, OSError) as exc:
+            log.debug("heartbeat to %s failed: %s", _fmt(peer), exc)
+            return
+        self.table.responded(peer.id, self._now())
+
+    # -- verification -------------------------------------------------------------------------
+
+    async def _verify_loop(self) -> None:
+        busy: set[tuple[str, int]] = set()
+        limiter = anyio.Semaphore(self._verify_limit)
+        async with anyio.create_task_group() as tg:
+            while True:
+                await self._candidates_ready.wait()
+                self._candidates_ready = anyio.Event()
+                while True:
+                    free = self._verify_limit - len(busy)
+                    batch = self.table.next_candidates(self._now(), free, busy) if free else []
+                    if not batch:
+                        break
+                    for peer in batch:
+                        await limiter.acquire()
+                        tg.start_soon(self._verify, peer, busy, limiter)
+
+    async def _verify(
+        self, peer: Peer, busy: set[tuple[str, int]], limiter: anyio.Semaphore
+    ) -> None:
+        address = (peer.address, peer.port)
+        try:
+            answer = await self._identify(peer.address, peer.port)
+            known = self.table.get(peer.id)
+            if (
+                answer is not None
+                and answer[0] == peer.id
+                and known is not None
+                and known.alive
+                and not _same(known.peer, peer)
+            ):
+                # A live peer "moving": refuse while its current address still answers as it.
+                current = await self._identify(known.peer.address, known.peer.port)
+                if current is not None and current[0] == peer.id:
+                    log.warning(
+                        "refusing to move peer %s from %s to %s: it still answers at its address",
+                        peer.id[:16],
+                        _fmt(known.peer),
+                        _fmt(peer),
+                    )
+                    answer = None
+        finally:
+            busy.discard(address)
+            limiter.release()
+            self._candidates_ready.set()
+        now = self._now()
+        if answer is None or answer[0] != peer.id:
+            self.table.verification_failed(address, now)
+            return
+        legacy = answer[1]
+        verdict = self.table.verified(peer, now, legacy=legacy)
+        self._after(verdict, peer.id, peer)
+        if verdict == "joined" and legacy and self.node.heartbeat_interval is not None:
+            await self._heartbeat(peer, self.node.heartbeat_interval)  # introduce ourselves
+
+    async def _identify(self, host: str, port: int) -> tuple[str, bool] | None:
+        """``(node_id, legacy)`` of whatever answers at ``host:port``, or ``None``."""
+        try:
+            with anyio.fail_after(min(self.node.call_timeout, 5.0)):
+                info = await self.node.pool.session_info(host, port)
+                if info.get("node_id"):
+                    return str(info["node_id"]), False
+                details = await self.node.pool.call(host, port, "_synapse.info")
+        except (SynapseError, OSError, TimeoutError) as exc:
+            log.debug("could not verify %s:%s: %s", host, port, exc)
+            return None
+        if isinstance(details, dict) and isinstance(details.get("id"), str):
+            return details["id"], True
+        return None
+
+    # -- seeds ----------------------------------------------------------------------------------
+
+    async def join(self) -> None:
+        """Join every seed now (concurrently); raise :class:`JoinError` if none answered."""
+        if not self.node.seeds:
+            return
+        reasons: dict[str, str] = {}
+        joined = 0
+
+        async def one(host: str, port: int) -> None:
+            nonlocal joined
+            try:
+                await self._join_seed(host, port)
+                joined += 1
+            except (SynapseError, OSError, ValueError) as exc:
+                reasons[_fmt_address(host, port)] = str(exc) or type(exc).__name__
+
+        async with anyio.create_task_group() as tg:
+            for host, port in self.node.seeds:
+                tg.start_soon(one, host, port)
+        if not joined:
+            raise JoinError(reasons)
+
+    async def _join_seed(self, host: str, port: int) -> None:
+        reply = await self.node.pool.call(
+            host,
+            port,
+            "_synapse.join",
+            [self.node.self_peer().to_dict()],
+            timeout=self.node.call_timeout,
+        )
+        if not isinstance(reply, dict) or not reply.get("accepted", False):
+            raise RemoteError(BAD_REQUEST, f"seed {_fmt_address(host, port)} refused the join")
+        self._seeds_joined.add((host, port))
+        seed = Peer.from_dict(reply.get("self"))
+        check_membership(self.node, seed)
+        if (seed.address, seed.port) == (host, port):
+            legacy = self.node.pool.is_legacy(host, port)
+            self._after(self.table.verified(seed, self._now(), legacy=legacy), seed.id, seed)
+        else:
+            self._claim(seed, direct=False)
+        peers = reply.get("peers")
+        if isinstance(peers, list):
+            for item in peers[:MAX_DIGEST]:
+                try:
+                    peer = Peer.from_dict(item)
+                    check_membership(self.node, peer)
+                except (ValueError, RemoteError):
+                    continue
+                self._claim(peer, direct=False)
+
+    async def _seed_loop(self) -> None:
+        """Join the seeds at start (retrying with back-off) and again whenever every peer has
+        been lost (partition healing)."""
+        backoff = 0.5
+        lonely_since: float | None = None
+        while True:
+            now = self._now()
+            alive = bool(self.table.alive())
+            if not self._seeds_joined or (
+                not alive
+                and lonely_since is not None
+                and now - lonely_since >= self.node.peer_timeout / 4
+            ):
+                try:
+                    await self.join()
+                    backoff = 0.5
+                    lonely_since = None
+                except JoinError as exc:
+                    log.warning("%s; retrying in %.1f s", exc, backoff)
+                    await anyio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+            if alive:
+                lonely_since = None
+            elif lonely_since is None:
+                lonely_since = now
+            await anyio.sleep(min(self.node.peer_timeout / 4, 5.0))
+
+
+def _wall() -> float:
+    import time
+
+    return time.time()
+
+
+def _same(a: Peer, b: Peer) -> bool:
+    return a.address == b.address and a.port == b.port
+
+
+def _fmt_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _fmt(peer: Peer) -> str:
+    return _fmt_address(peer.address, peer.port)

@@ -1,0 +1,211 @@
+"""The peer table, sans-IO: who is alive, by what evidence, and what to do about it.
+
+Times are the caller's monotonic clock (``now`` parameters); nothing here does I/O.
+
+A peer enters the table as an unverified *candidate* when someone claims it exists (a join, a
+heartbeat, a seed's peer list, a gossip digest, mDNS). It is dialed only to be *verified*: its
+claimed address must answer with its claimed node id. Only verified peers are alive, listed,
+heartbeated and gossiped to. A claim that a known peer moved to another address is verified the
+same way before the record moves. Candidates are bounded and verifications rate-limited per
+address, so forged claims cannot turn the node into a reflector.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..types import Peer
+
+__all__ = ["Candidate", "PeerState", "PeerTable", "Verdict"]
+
+Verdict = Literal["heartbeat", "joined", "candidate", "ignored", "full"]
+
+
+@dataclass(slots=True)
+class PeerState:
+    """What the table knows about one verified peer."""
+
+    peer: Peer
+    heard: float  # monotonic time of the last evidence that it is alive
+    legacy: bool  # speaks only the synapse-p2p 2.5.0 protocol (no gossip)
+    alive: bool = True
+    offline_since: float = math.nan
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A peer someone claimed exists, waiting for verification."""
+
+    peer: Peer
+    since: float
+    direct: bool  # the claim came from the peer itself (join, heartbeat, gossip sender)
+
+
+@dataclass
+class PeerTable:
+    """Verified peers plus bounded candidates; see the module documentation."""
+
+    self_id: str
+    peer_timeout: float
+    max_peers: int = 1024
+    max_candidates: int = 256
+    offline_retention: float = 600.0
+    retry_after: float = 30.0
+    peers: dict[str, PeerState] = field(default_factory=dict)
+    candidates: dict[tuple[str, str, int], Candidate] = field(default_factory=dict)
+    _address_backoff: dict[tuple[str, int], float] = field(default_factory=dict)
+    full_warned: bool = False
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def alive(self) -> list[PeerState]:
+        return [s for s in self.peers.values() if s.alive]
+
+    def get(self, node_id: str) -> PeerState | None:
+        return self.peers.get(node_id)
+
+    def snapshot(self, now: float) -> dict[str, Peer]:
+        """Alive peers with ``last_seen`` in wall-clock seconds (what ``node.peers`` shows)."""
+        wall = time.time()
+        out: dict[str, Peer] = {}
+        for node_id, state in self.peers.items():
+            if state.alive:
+                peer = state.peer
+                peer.last_seen = wall - max(0.0, now - state.heard)
+                out[node_id] = peer
+        return out
+
+    # -- evidence -------------------------------------------------------------------------------
+
+    def claim(self, peer: Peer, now: float, *, direct: bool) -> Verdict:
+        """Someone says ``peer`` exists at ``peer.address:peer.port``.
+
+        ``direct`` claims come from the peer itself (it called us), so for a known peer at its
+        known address they count as evidence of life. Returns what happened: ``heartbeat``
+        (known, refreshed), ``joined`` (a known offline peer is back, at the same address),
+        ``candidate`` (needs verification), ``ignored`` or ``full``.
+        """
+        if peer.id == self.self_id:
+            return "ignored"
+        state = self.peers.get(peer.id)
+        if state is not None and _same_address(state.peer, peer):
+            if not direct:
+                if state.alive:
+                    return "ignored"
+                return self._add_candidate(peer, now, direct=False)  # maybe back: verify
+            _refresh(state.peer, peer)
+            state.heard = now
+            if state.alive:
+                return "heartbeat"
+            state.alive = True
+            state.offline_since = math.nan
+            return "joined"
+        if state is None and len(self.peers) >= self.max_peers:
+            return "full"
+        return self._add_candidate(peer, now, direct=direct)
+
+    def _add_candidate(self, peer: Peer, now: float, *, direct: bool) -> Verdict:
+        key = (peer.id, peer.address, peer.port)
+        if key in self.candidates:
+            if direct:
+                self.candidates[key].direct = True
+            return "candidate"
+        if len(self.candidates) >= self.max_candidates:
+            # Drop the oldest indirect claim to make room; direct ones are worth more.
+            victims = [k for k, c in self.candidates.items() if not c.direct] or list(
+                self.candidates
+            )
+            del self.candidates[victims[0]]
+        self.candidates[key] = Candidate(peer, now, direct)
+        return "candidate"
+
+    def heard_indirectly(self, node_id: str, heard: float) -> None:
+        """Another peer reports direct contact with ``node_id`` at local time ``heard``."""
+        state = self.peers.get(node_id)
+        if state is not None and state.alive and heard > state.heard:
+            state.heard = heard
+
+    def responded(self, node_id: str, now: float) -> None:
+        """A call we made to ``node_id`` at its verified address succeeded."""
+        state = self.peers.get(node_id)
+        if state is not None and state.alive:
+            state.heard = now
+
+    # -- verification -----------------------------------------------------------------------
+
+    def next_candidates(self, now: float, limit: int, busy: set[tuple[str, int]]) -> list[Peer]:
+        """Up to ``limit`` candidates to verify now (one per address, honouring back-off)."""
+        out: list[Peer] = []
+        for key, candidate in list(self.candidates.items()):
+            address = (candidate.peer.address, candidate.peer.port)
+            if address in busy or self._address_backoff.get(address, -math.inf) > now:
+                continue
+            del self.candidates[key]
+            busy.add(address)
+            out.append(candidate.peer)
+            if len(out) >= limit:
+                break
+        return out
+
+    def verified(self, peer: Peer, now: float, *, legacy: bool) -> Verdict:
+        """``peer``'s address answered with its id: add it, move it, or revive it."""
+        self._address_backoff.pop((peer.address, peer.port), None)
+        if peer.id == self.self_id:
+            return "ignored"
+        state = self.peers.get(peer.id)
+        if state is None:
+            if len(self.peers) >= self.max_peers:
+                return "full"
+            self.peers[peer.id] = PeerState(peer, now, legacy)
+            return "joined"
+        moved = not _same_address(state.peer, peer)
+        state.peer = peer
+        state.heard = now
+        state.legacy = legacy
+        if not state.alive:
+            state.alive = True
+            state.offline_since = math.nan
+            return "joined"
+        return "joined" if moved else "heartbeat"
+
+    def verification_failed(self, address: tuple[str, int], now: float) -> None:
+        self._address_backoff[address] = now + self.retry_after
+
+    # -- time -----------------------------------------------------------------------------------
+
+    def expire(self, now: float) -> list[Peer]:
+        """Mark peers silent for longer than ``peer_timeout`` offline; forget old ones."""
+        gone: list[Peer] = []
+        for node_id, state in list(self.peers.items()):
+            if state.alive and now - state.heard > self.peer_timeout:
+                state.alive = False
+                state.offline_since = now
+                gone.append(state.peer)
+            elif not state.alive and now - state.offline_since > self.offline_retention:
+                del self.peers[node_id]
+        for address, until in list(self._address_backoff.items()):
+            if until <= now:
+                del self._address_backoff[address]
+        for key, candidate in list(self.candidates.items()):
+            if now - candidate.since > self.offline_retention:
+                del self.candidates[key]
+        return gone
+
+    def offline(self) -> list[PeerState]:
+        return [s for s in self.peers.values() if not s.alive]
+
+
+def _same_address(a: Peer, b: Peer) -> bool:
+    return a.address == b.address and a.port == b.port
+
+
+def _refresh(current: Peer, claim: Peer) -> None:
+    """Take the descriptive fields of a direct claim (never the address)."""
+    current.name = claim.name
+    current.kind = claim.kind
+    current.capabilities = list(claim.capabilities)
+    current.swarm = claim.swarm
+    current.team = claim.team

@@ -1,0 +1,178 @@
+"""Membership on virtual time: many nodes on an in-memory network under trio's MockClock, so
+heartbeats, timeouts and failure detection with the default settings take milliseconds."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+import trio.testing
+
+from synapse_p2p import Node, Peer
+from synapse_p2p.transport import MemoryNetwork
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> Any:
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+class Swarm:
+    def __init__(self, network: MemoryNetwork, nodes: list[Node]) -> None:
+        self.network = network
+        self.nodes = nodes
+        self.events: list[tuple[float, str, str, str]] = []  # (time, observer, event, peer)
+        self.scopes: dict[str, anyio.CancelScope] = {}
+
+    def record(self, node: Node) -> None:
+        for event in ("peer.joined", "peer.offline"):
+
+            async def handler(peer: Peer, event: str = event) -> None:
+                self.events.append((anyio.current_time(), node.name, event, peer.name))
+
+            node.on(event)(handler)
+
+    async def converged(self, nodes: list[Node] | None = None) -> None:
+        nodes = nodes or self.nodes
+        names = {n.node_id for n in nodes}
+        while not all(set(n.peers) == names - {n.node_id} for n in nodes):
+            await anyio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def open_swarm(n: int, **settings: Any) -> AsyncIterator[Swarm]:
+    network = MemoryNetwork()
+    nodes: list[Node] = []
+    swarm = Swarm(network, nodes)
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            host = f"10.0.0.{i + 1}"
+            seeds = ["10.0.0.1:7000"] if i else None
+            node = Node(
+                bind=host,
+                port=7000,
+                name=f"n{i}",
+                swarm="test",
+                seeds=seeds,
+                transport=network.transport(host),
+                **settings,
+            )
+            swarm.record(node)
+            scope = anyio.CancelScope()
+            swarm.scopes[node.name] = scope
+
+            async def run(
+                node: Node = node,
+                scope: anyio.CancelScope = scope,
+                *,
+                task_status: anyio.abc.TaskStatus[None],
+            ) -> None:
+                with scope:
+                    await node.serve(task_status=task_status)
+
+            await tg.start(run)
+            nodes.append(node)
+        yield swarm
+        tg.cancel_scope.cancel()
+
+
+async def test_joins_through_the_seed_and_converges(anyio_backend: Any) -> None:
+    async with open_swarm(12) as swarm:
+        start = anyio.current_time()
+        with anyio.fail_after(30):
+            await swarm.converged()
+        assert anyio.current_time() - start < 1.0  # virtual seconds: no heartbeat round needed
+        peer = swarm.nodes[3].peers[swarm.nodes[5].node_id]
+        assert (peer.name, peer.address, peer.port, peer.swarm, peer.team) == (
+            "n5",
+            "10.0.0.6",
+            7000,
+            "test",
+            "default",
+        )
+
+
+async def test_killed_node_goes_offline_everywhere_within_the_bound(anyio_backend: Any) -> None:
+    # Defaults: heartbeat_interval=5, peer_timeout=20 -> offline within 25 s.
+    async with open_swarm(8) as swarm:
+        await swarm.converged()
+        await anyio.sleep(30)  # steady state: nobody goes offline while all are alive
+        assert not [e for e in swarm.events if e[2] == "peer.offline"]
+        killed_at = anyio.current_time()
+        swarm.scopes["n4"].cancel()
+        survivors = [n for n in swarm.nodes if n.name != "n4"]
+        with anyio.fail_after(60):
+            while any(swarm.nodes[4].node_id in n.peers for n in survivors):
+                await anyio.sleep(0.1)
+        offline = [e for e in swarm.events if e[2] == "peer.offline"]
+        assert sorted(e[1] for e in offline) == sorted(n.name for n in survivors)
+        assert {e[3] for e in offline} == {"n4"}
+        assert max(e[0] for e in offline) - killed_at <= 25.0 + 0.5
+
+
+async def test_tighter_settings_detect_faster(anyio_backend: Any) -> None:
+    async with open_swarm(5, heartbeat_interval=0.5, peer_timeout=2) as swarm:
+        await swarm.converged()
+        killed_at = anyio.current_time()
+        swarm.scopes["n2"].cancel()
+        survivors = [n for n in swarm.nodes if n.name != "n2"]
+        with anyio.fail_after(10):
+            while any(swarm.nodes[2].node_id in n.peers for n in survivors):
+                await anyio.sleep(0.05)
+        assert anyio.current_time() - killed_at <= 2.5 + 0.1
+
+
+async def test_partition_heals_and_peers_join_again(anyio_backend: Any) -> None:
+    async with open_swarm(4, heartbeat_interval=1, peer_timeout=4) as swarm:
+        await swarm.converged()
+        lonely = swarm.nodes[3]
+        swarm.network.isolated.add("10.0.0.4")
+        with anyio.fail_after(60):
+            while lonely.peers or any(lonely.node_id in n.peers for n in swarm.nodes[:3]):
+                await anyio.sleep(0.1)
+        swarm.network.isolated.clear()
+        healed_at = anyio.current_time()
+        with anyio.fail_after(120):
+            await swarm.converged()
+        assert anyio.current_time() - healed_at < 10
+        rejoined = [e for e in swarm.events if e[2] == "peer.joined" and e[3] == "n3"]
+        assert len({e[1] for e in rejoined}) == 3  # every other node saw n3 join again
+        back = [e for e in swarm.events if e[2] == "peer.joined" and e[1] == "n3"]
+        assert len(back) >= 6  # n3 saw the three others at first and again after the heal
+
+
+async def test_a_slow_peer_within_its_timeout_is_not_offline(anyio_backend: Any) -> None:
+    async with open_swarm(3, heartbeat_interval=1, peer_timeout=4) as swarm:
+        await swarm.converged()
+        slow = swarm.nodes[2]
+        original = slow._registry.get("_synapse.gossip")
+        assert original is not None
+
+        @slow.endpoint("_synapse.gossip", publish=False)
+        async def sluggish(message: Any) -> Any:
+            await anyio.sleep(0.9)  # slow, but answers within a round
+            return await original.handler(message)
+
+        await anyio.sleep(60)
+        assert not [e for e in swarm.events if e[2] == "peer.offline"]
+        assert all(len(n.peers) == 2 for n in swarm.nodes)
+
+
+async def test_idle_message_rate_does_not_grow_with_the_swarm(anyio_backend: Any) -> None:
+    rates = []
+    for size in (5, 20):
+        async with open_swarm(size) as swarm:
+            await swarm.converged()
+            await anyio.sleep(10)
+            before = sum(n.membership.messages_sent for n in swarm.nodes)
+            await anyio.sleep(60)
+            after = sum(n.membership.messages_sent for n in swarm.nodes)
+            rates.append((after - before) / size / 60)
+    # fanout 3 every 5 s: 0.6 messages per node per second, whatever the size.
+    assert rates[0] == pytest.approx(0.6, abs=0.1)
+    assert rates[1] == pytest.approx(0.6, abs=0.1)
