@@ -17,7 +17,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from ..errors import BAD_REQUEST, RemoteError, SynapseError
 from ..types import Peer
@@ -81,6 +81,7 @@ class Membership:
         self._last_push = -math.inf
         self._seeds_joined: set[tuple[str, int]] = set()
         self._full_logged = -math.inf
+        self._outstanding: set[str] = set()
         self.messages_sent = 0
         self.messages_received = 0
         self._register()
@@ -200,49 +201,56 @@ class Membership:
             task_status.started()
 
     async def _round_loop(self, interval: float) -> None:
+        """Every ``interval``: gossip to ``fanout`` random peers, heartbeat 2.5.0 peers, retry
+        one silent peer, expire. Calls run in the background with a timeout, so a slow peer
+        never delays a round; a peer with a call still outstanding is skipped, so calls never
+        pile up."""
         next_round = self._now()
-        while True:
-            await self._round(interval)
-            for peer in self.table.expire(self._now()):
-                self.node.peers.pop(peer.id, None)
-                log.info("peer %s (%s) is offline", peer.name or peer.id[:8], _fmt(peer))
-                self.node.emit_event("peer.offline", peer)
-            next_round += interval
-            now = self._now()
-            if next_round < now:  # a stalled loop: skip the missed rounds, never pile up
-                next_round = now + interval
-            while True:  # until the next round, serve pushes (at most one per 50 ms)
-                with anyio.move_on_after(next_round - self._now()):
-                    await self._push.wait()
-                if self._now() >= next_round:
-                    break
+        async with anyio.create_task_group() as calls:
+            while True:
+                self._round(calls, interval)
+                for peer in self.table.expire(self._now()):
+                    self.node.peers.pop(peer.id, None)
+                    log.info("peer %s (%s) is offline", peer.name or peer.id[:8], _fmt(peer))
+                    self.node.emit_event("peer.offline", peer)
+                next_round += interval
+                if next_round < self._now():  # a stalled loop: skip missed rounds
+                    next_round = self._now() + interval
+                while True:  # until the next round, serve pushes (at most one per 50 ms)
+                    with anyio.move_on_after(next_round - self._now()):
+                        await self._push.wait()
+                    if self._now() >= next_round:
+                        break
+                    self._push = anyio.Event()
+                    wait = self._last_push + 0.05 - self._now()
+                    if wait > 0:
+                        await anyio.sleep(min(wait, max(0.0, next_round - self._now())))
+                    self._last_push = self._now()
+                    self._gossip_to(calls, self._pick(self.fanout), interval)
                 self._push = anyio.Event()
-                wait = self._last_push + 0.05 - self._now()
-                if wait > 0:
-                    await anyio.sleep(min(wait, max(0.0, next_round - self._now())))
-                self._last_push = self._now()
-                await self._gossip_to(self._pick(self.fanout), interval)
-            self._push = anyio.Event()
 
     def _pick(self, count: int) -> list[Peer]:
-        ours = [s.peer for s in self.table.alive() if not s.legacy]
+        ours = [
+            s.peer
+            for s in self.table.alive()
+            if not s.legacy and s.peer.id not in self._outstanding
+        ]
         return self._rng.sample(ours, min(count, len(ours)))
 
-    async def _round(self, interval: float) -> None:
-        legacy = [s.peer for s in self.table.alive() if s.legacy]
-        targets = self._pick(self.fanout)
+    def _round(self, calls: TaskGroup, interval: float) -> None:
+        self._gossip_to(calls, self._pick(self.fanout), interval)
+        for state in self.table.alive():
+            if state.legacy and state.peer.id not in self._outstanding:
+                self._outstanding.add(state.peer.id)
+                calls.start_soon(self._heartbeat, state.peer, interval)
         offline = self.table.offline()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._gossip_to, targets, interval)
-            for peer in legacy:
-                tg.start_soon(self._heartbeat, peer, interval)
-            if offline:  # try one silent peer per round: partitions heal by themselves
-                self._claim(self._rng.choice(offline).peer, direct=False)
+        if offline:  # try one silent peer per round: partitions heal by themselves
+            self._claim(self._rng.choice(offline).peer, direct=False)
 
     def _call_timeout(self, interval: float) -> float:
         return min(self.node.call_timeout, max(interval, 0.5))
 
-    async def _gossip_to(self, peers: list[Peer], interval: float) -> None:
+    def _gossip_to(self, calls: TaskGroup, peers: list[Peer], interval: float) -> None:
         if not peers:
             return
         message = {
@@ -250,9 +258,9 @@ class Membership:
             "from": self.node.self_peer().to_dict(),
             "members": self._digest(),
         }
-        async with anyio.create_task_group() as tg:
-            for peer in peers:
-                tg.start_soon(self._gossip_one, peer, message, interval)
+        for peer in peers:
+            self._outstanding.add(peer.id)
+            calls.start_soon(self._gossip_one, peer, message, interval)
 
     async def _gossip_one(self, peer: Peer, message: dict[str, Any], interval: float) -> None:
         self.messages_sent += 1
@@ -263,6 +271,8 @@ class Membership:
         except (SynapseError, OSError) as exc:
             log.debug("gossip to %s failed: %s", _fmt(peer), exc)
             return
+        finally:
+            self._outstanding.discard(peer.id)
         self.table.responded(peer.id, self._now())
         if isinstance(reply, dict):
             self._apply_digest(reply.get("members"), peer.id)
@@ -279,6 +289,8 @@ class Membership:
         except (SynapseError, OSError) as exc:
             log.debug("heartbeat to %s failed: %s", _fmt(peer), exc)
             return
+        finally:
+            self._outstanding.discard(peer.id)
         self.table.responded(peer.id, self._now())
 
     # -- verification -------------------------------------------------------------------------

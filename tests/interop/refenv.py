@@ -64,9 +64,14 @@ def ref_python() -> Path:
 
 
 class RefProcess:
-    """A reference script in a subprocess that prints one JSON line when ready."""
+    """A reference script in a subprocess that prints one JSON line when ready.
 
-    def __init__(self, python: Path, script: str, *args: str) -> None:
+    The constructor blocks until that line; from async code use :meth:`start`, which waits in
+    a worker thread so the event loop (and any node the script talks to) keeps running.
+    """
+
+    def __init__(self, python: Path, script: str, *args: str, wait: bool = True) -> None:
+        self.script = script
         self.proc = subprocess.Popen(
             [str(python), str(REF_SCRIPTS / script), *args],
             stdout=subprocess.PIPE,
@@ -75,13 +80,31 @@ class RefProcess:
             cwd=REF_SCRIPTS,
             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         )
+        self.ready: dict[str, Any] = {}
+        if wait:
+            self._wait_ready()
+
+    def _wait_ready(self) -> None:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
             self.proc.kill()
             _, err = self.proc.communicate(timeout=10)
-            raise RuntimeError(f"{script} failed to start: {err}")
-        self.ready: dict[str, Any] = json.loads(line)
+            raise RuntimeError(f"{self.script} failed to start: {err}")
+        self.ready = json.loads(line)
+
+    @classmethod
+    async def start(cls, python: Path, script: str, *args: str) -> RefProcess:
+        import anyio
+
+        process = cls(python, script, *args, wait=False)
+        try:
+            with anyio.fail_after(60):
+                await anyio.to_thread.run_sync(process._wait_ready, abandon_on_cancel=True)
+        except BaseException:
+            process.stop()
+            raise
+        return process
 
     def stop(self) -> None:
         self.proc.kill()
