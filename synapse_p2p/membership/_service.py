@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ..errors import BAD_REQUEST, RemoteError, SynapseError
 from ..types import Peer
-from ._table import PeerTable, Verdict
+from ._table import Candidate, PeerTable, Verdict
 
 if TYPE_CHECKING:
     from ..node import Node
@@ -52,10 +52,11 @@ def check_membership(node: Node, peer: Peer) -> None:
         raise RemoteError(BAD_REQUEST, "peer requested a different team")
 
 
-def _entry(peer: Peer, age: float) -> dict[str, Any]:
+def _entry(peer: Peer, age: float, legacy: bool) -> dict[str, Any]:
     entry = peer.to_dict()
     del entry["last_seen"]
     entry["age"] = round(max(age, 0.0), 3)
+    entry["legacy"] = legacy
     return entry
 
 
@@ -82,6 +83,7 @@ class Membership:
         self._seeds_joined: set[tuple[str, int]] = set()
         self._full_logged = -math.inf
         self._outstanding: set[str] = set()
+        self._news: dict[str, None] = {}
         self.messages_sent = 0
         self.messages_received = 0
         self._register()
@@ -117,7 +119,9 @@ class Membership:
             check_membership(node, sender)
             self.messages_received += 1
             self._claim(sender, direct=True)
-            self._apply_digest(message.get("members"), sender.id)
+            known = self.table.get(sender.id)
+            trusted = known is not None and known.alive and _same(known.peer, sender)
+            self._apply_digest(message.get("members"), sender.id, trusted=trusted)
             return {"v": GOSSIP_VERSION, "members": self._digest()}
 
     # -- evidence ---------------------------------------------------------------------------
@@ -129,7 +133,12 @@ class Membership:
         verdict = self.table.claim(peer, self._now(), direct=direct)
         self._after(verdict, peer.id, peer)
 
-    def _after(self, verdict: Verdict, node_id: str, claimed: Peer) -> None:
+    def _after(
+        self, verdict: Verdict, node_id: str, claimed: Peer, *, first_hand: bool = True
+    ) -> None:
+        """Act on a table verdict. ``first_hand``: we witnessed the peer ourselves (it called
+        us, or answered at its address); only first-hand news of a member is pushed to every
+        peer at once, second-hand news waits for the rounds."""
         state = self.table.get(node_id)
         if verdict == "heartbeat" and state is not None:
             state.peer.last_seen = _wall()
@@ -139,7 +148,9 @@ class Membership:
             self.node.peers[node_id] = state.peer
             log.info("peer %s (%s) joined", state.peer.name or node_id[:8], _fmt(state.peer))
             self.node.emit_event("peer.joined", state.peer)
-            self.push_soon()
+            if first_hand:
+                self._news[node_id] = None
+                self.push_soon()
         elif verdict == "candidate":
             self._candidates_ready.set()
         elif verdict == "full":
@@ -153,28 +164,44 @@ class Membership:
                     _fmt(claimed),
                 )
 
-    def _apply_digest(self, members: Any, sender_id: str) -> None:
+    def _apply_digest(self, members: Any, sender_id: str, *, trusted: bool) -> None:
+        """Take a member digest. From a verified peer (``trusted``: one we dialed at its
+        verified address, or that called us from one) new members are taken as verified,
+        which is how news spreads without every node dialing every newcomer; from anyone
+        else they are only candidates."""
         if not isinstance(members, list):
             return
         now = self._now()
+        skip = (sender_id, self.node.node_id)
         for item in members[:MAX_DIGEST]:
             if not isinstance(item, dict):
                 continue
+            node_id, age = item.get("id"), item.get("age", 0.0)
+            if node_id in skip or not isinstance(node_id, str):
+                continue
+            if isinstance(age, bool) or not isinstance(age, int | float) or not 0 <= age < 1e9:
+                continue
+            state = self.table.get(node_id)
+            if (
+                state is not None
+                and state.alive
+                and item.get("address") == state.peer.address
+                and item.get("port") == state.peer.port
+            ):  # the common case, without building a Peer
+                self.table.heard_indirectly(node_id, now - age)
+                continue
+            if age >= self.node.peer_timeout:
+                continue
             try:
                 peer = Peer.from_dict(item)
-                age = float(item.get("age", 0.0))
-            except (ValueError, TypeError):
-                continue
-            if peer.id in (sender_id, self.node.node_id) or not math.isfinite(age) or age < 0:
-                continue
-            try:
                 check_membership(self.node, peer)
-            except RemoteError:
+            except (ValueError, TypeError, RemoteError):
                 continue
-            state = self.table.get(peer.id)
-            if state is not None and state.alive and _same(state.peer, peer):
-                self.table.heard_indirectly(peer.id, now - age)
-            elif age < self.node.peer_timeout:
+            if trusted and (state is None or not state.alive):
+                legacy = item.get("legacy") is True
+                verdict = self.table.verified(peer, now - age, legacy=legacy)
+                self._after(verdict, peer.id, peer, first_hand=False)
+            else:
                 self._claim(peer, direct=False)
 
     def _digest(self) -> list[dict[str, Any]]:
@@ -182,10 +209,22 @@ class Membership:
         states = self.table.alive()
         if len(states) > MAX_DIGEST:
             states = self._rng.sample(states, MAX_DIGEST)
-        return [_entry(s.peer, now - s.heard) for s in states]
+        return [_entry(s.peer, now - s.heard, s.legacy) for s in states]
+
+    def _news_digest(self) -> list[dict[str, Any]]:
+        """Only the members verified since the last push (what a push carries)."""
+        now = self._now()
+        news, self._news = self._news, {}
+        out = []
+        for node_id in news:
+            state = self.table.get(node_id)
+            if state is not None and state.alive:
+                out.append(_entry(state.peer, now - state.heard, state.legacy))
+        return out
 
     def push_soon(self) -> None:
-        """Spread news now: gossip to ``fanout`` peers without waiting for the next round."""
+        """Spread first-hand news of members to every peer now, batched (one push at most
+        every 50 ms), instead of waiting for the rounds."""
         self._push.set()
 
     # -- running ------------------------------------------------------------------------------
@@ -226,7 +265,14 @@ class Membership:
                     if wait > 0:
                         await anyio.sleep(min(wait, max(0.0, next_round - self._now())))
                     self._last_push = self._now()
-                    self._gossip_to(calls, self._pick(self.fanout), interval)
+                    news_ids = set(self._news)
+                    news = self._news_digest()
+                    if news:  # first-hand news goes to every peer, in one batch...
+                        targets = self._pick(len(self.table.peers))
+                        old = [p for p in targets if p.id not in news_ids]
+                        new = [p for p in targets if p.id in news_ids]
+                        self._gossip_to(calls, old, interval, news)
+                        self._gossip_to(calls, new, interval)  # ...newcomers get everything
                 self._push = anyio.Event()
 
     def _pick(self, count: int) -> list[Peer]:
@@ -250,13 +296,19 @@ class Membership:
     def _call_timeout(self, interval: float) -> float:
         return min(self.node.call_timeout, max(interval, 0.5))
 
-    def _gossip_to(self, calls: TaskGroup, peers: list[Peer], interval: float) -> None:
+    def _gossip_to(
+        self,
+        calls: TaskGroup,
+        peers: list[Peer],
+        interval: float,
+        members: list[dict[str, Any]] | None = None,
+    ) -> None:
         if not peers:
             return
         message = {
             "v": GOSSIP_VERSION,
             "from": self.node.self_peer().to_dict(),
-            "members": self._digest(),
+            "members": self._digest() if members is None else members,
         }
         for peer in peers:
             self._outstanding.add(peer.id)
@@ -275,7 +327,7 @@ class Membership:
             self._outstanding.discard(peer.id)
         self.table.responded(peer.id, self._now())
         if isinstance(reply, dict):
-            self._apply_digest(reply.get("members"), peer.id)
+            self._apply_digest(reply.get("members"), peer.id, trusted=True)
 
     async def _heartbeat(self, peer: Peer, interval: float) -> None:
         self.messages_sent += 1
@@ -307,13 +359,14 @@ class Membership:
                     batch = self.table.next_candidates(self._now(), free, busy) if free else []
                     if not batch:
                         break
-                    for peer in batch:
+                    for candidate in batch:
                         await limiter.acquire()
-                        tg.start_soon(self._verify, peer, busy, limiter)
+                        tg.start_soon(self._verify, candidate, busy, limiter)
 
     async def _verify(
-        self, peer: Peer, busy: set[tuple[str, int]], limiter: anyio.Semaphore
+        self, candidate: Candidate, busy: set[tuple[str, int]], limiter: anyio.Semaphore
     ) -> None:
+        peer = candidate.peer
         address = (peer.address, peer.port)
         try:
             answer = await self._identify(peer.address, peer.port)
@@ -345,7 +398,9 @@ class Membership:
             return
         legacy = answer[1]
         verdict = self.table.verified(peer, now, legacy=legacy)
-        self._after(verdict, peer.id, peer)
+        # News is pushed only when the peer announced itself to us (a join, a heartbeat or a
+        # gossip from a member we did not know): others learned of it second-hand already.
+        self._after(verdict, peer.id, peer, first_hand=candidate.direct)
         if verdict == "joined" and legacy and self.node.heartbeat_interval is not None:
             await self._heartbeat(peer, self.node.heartbeat_interval)  # introduce ourselves
 
@@ -402,18 +457,16 @@ class Membership:
         check_membership(self.node, seed)
         if (seed.address, seed.port) == (host, port):
             legacy = self.node.pool.is_legacy(host, port)
-            self._after(self.table.verified(seed, self._now(), legacy=legacy), seed.id, seed)
+            verdict = self.table.verified(seed, self._now(), legacy=legacy)
+            self._after(verdict, seed.id, seed, first_hand=False)
         else:
             self._claim(seed, direct=False)
         peers = reply.get("peers")
         if isinstance(peers, list):
-            for item in peers[:MAX_DIGEST]:
-                try:
-                    peer = Peer.from_dict(item)
-                    check_membership(self.node, peer)
-                except (ValueError, RemoteError):
-                    continue
-                self._claim(peer, direct=False)
+            # The seed is the node we chose to dial: its member list is taken like a digest
+            # from a verified peer (2.5.0 seeds send no age: heard now).
+            digest = [dict(p, age=p.get("age", 0.0)) for p in peers if isinstance(p, dict)]
+            self._apply_digest(digest, seed.id, trusted=True)
 
     async def _seed_loop(self) -> None:
         """Join the seeds at start (retrying with back-off) and again whenever every peer has

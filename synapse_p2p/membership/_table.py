@@ -136,22 +136,25 @@ class PeerTable:
 
     # -- verification -----------------------------------------------------------------------
 
-    def next_candidates(self, now: float, limit: int, busy: set[tuple[str, int]]) -> list[Peer]:
+    def next_candidates(
+        self, now: float, limit: int, busy: set[tuple[str, int]]
+    ) -> list[Candidate]:
         """Up to ``limit`` candidates to verify now (one per address, honouring back-off)."""
-        out: list[Peer] = []
+        out: list[Candidate] = []
         for key, candidate in list(self.candidates.items()):
             address = (candidate.peer.address, candidate.peer.port)
             if address in busy or self._address_backoff.get(address, -math.inf) > now:
                 continue
             del self.candidates[key]
             busy.add(address)
-            out.append(candidate.peer)
+            out.append(candidate)
             if len(out) >= limit:
                 break
         return out
 
     def verified(self, peer: Peer, now: float, *, legacy: bool) -> Verdict:
-        """``peer``'s address answered with its id: add it, move it, or revive it."""
+        """``peer``'s address answered with its id (at ``now``, or a trusted peer heard from it
+        then): add it, move it, or revive it."""
         self._address_backoff.pop((peer.address, peer.port), None)
         if peer.id == self.self_id:
             return "ignored"
