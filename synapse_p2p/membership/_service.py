@@ -222,6 +222,15 @@ class Membership:
                 out.append(_entry(state.peer, now - state.heard, state.legacy))
         return out
 
+    def discovered(self, peer: Peer) -> None:
+        """A peer announced itself on the LAN (mDNS): like a direct claim, but its address
+        is verified before it is dialed for anything else."""
+        try:
+            check_membership(self.node, peer)
+        except RemoteError:
+            return
+        self._claim(peer, direct=True)
+
     def push_soon(self) -> None:
         """Spread first-hand news of members to every peer now, batched (one push at most
         every 50 ms), instead of waiting for the rounds."""

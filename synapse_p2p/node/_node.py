@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol, TypeVar, overload
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from ..discovery import MdnsDiscovery, MdnsError, MdnsRecord
 from ..errors import BAD_REQUEST, INTERNAL_ERROR, RemoteError
 from ..membership import Membership
 from ..rpc import (
@@ -117,6 +118,7 @@ class Node:
         connect_timeout: float = 5.0,
         max_peers: int = 1024,
         gossip_fanout: int = 3,
+        mdns_interfaces: Iterable[str] | None = None,
         transport: Transport | None = None,
     ) -> None:
         self.bind = cfg.check_str("bind", bind)
@@ -142,6 +144,10 @@ class Node:
         self.team = cfg.check_optional_str("team", team)
         self.seeds = cfg.parse_seeds(seeds)
         self.mdns_enabled = cfg.check_bool("mdns", mdns)
+        if isinstance(mdns_interfaces, str):
+            raise TypeError("mdns_interfaces must be a list of interface names or addresses")
+        self.mdns_interfaces = None if mdns_interfaces is None else list(mdns_interfaces)
+        self.mdns: MdnsDiscovery | None = None
         self.heartbeat_interval = cfg.check_optional_seconds(
             "heartbeat_interval", heartbeat_interval
         )
@@ -419,6 +425,8 @@ class Node:
                 self.peers.clear()
                 self._membership = self._new_membership()
                 await tg.start(self._membership.run)
+                if self.mdns_enabled:
+                    tg.start_soon(self._run_mdns)
                 log.info(
                     "node %s listening on %s (advertised %s)",
                     self.name or self.node_id[:8],
@@ -484,6 +492,40 @@ class Node:
             rest = group.split(KeyboardInterrupt)[1]
             if rest is not None:
                 raise rest from None
+
+    # -- mDNS -------------------------------------------------------------------------------
+
+    def _mdns_record(self) -> MdnsRecord:
+        return MdnsRecord(
+            node_id=self.node_id,
+            address=self.address,
+            port=self.port,
+            name=self.name,
+            kind=self.kind.value,
+            swarm=self.swarm,
+            team=self.team,
+            capabilities=tuple(c.name for c in self.capabilities),
+        )
+
+    async def _run_mdns(self) -> None:
+        """Advertise and browse until the node stops. Registration takes a second or two, so
+        it runs beside the node rather than delaying its start; if zeroconf cannot start (no
+        usable interface, say), the error is logged and the node runs without mDNS."""
+        discovery = MdnsDiscovery(
+            record=self._mdns_record,
+            interfaces=self.mdns_interfaces,
+            swarm=self.swarm,
+            team=self.team,
+            on_found=self._membership.discovered,
+            max_peers=self.max_peers,
+        )
+        self.mdns = discovery
+        try:
+            await discovery.run()
+        except MdnsError as exc:
+            log.error("mDNS disabled: %s", exc)
+        finally:
+            self.mdns = None
 
     # -- swarm ----------------------------------------------------------------------------
 
