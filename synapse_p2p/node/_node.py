@@ -411,6 +411,9 @@ class Node:
                 transport=self.transport,
                 max_frame_size=self.max_upload_size,
                 connect_timeout=self.connect_timeout,
+                # Shorter than the server side's idle timeout, so the caller closes first;
+                # long enough that gossip partners keep their connection between rounds.
+                idle_timeout=max(1.0, min(100.0, self.limits.idle_timeout * 0.8)),
             )
             listeners = await server.bind(self.bind or None, self._requested_port)
             async with anyio.create_task_group() as tg:

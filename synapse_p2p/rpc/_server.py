@@ -84,7 +84,7 @@ class ServerStatistics:
 
 
 #: Idle worker tasks kept per connection, waiting to take over reading.
-MAX_IDLE_WORKERS = 8
+MAX_IDLE_WORKERS = 4
 
 
 class _ConnState:
