@@ -11,6 +11,12 @@ from __future__ import annotations
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
+from .conversations import (
+    BaseConversationLog,
+    MemoryConversationLog,
+    SqliteConversationLog,
+    default_summarizer,
+)
 from .errors import RemoteError, TeamTaskError
 from .node import Node
 from .rpc import Client, Connection
@@ -35,6 +41,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AdvertisedArtifact",
+    "BaseConversationLog",
     "Broadcast",
     "BroadcastReply",
     "Capability",
@@ -43,15 +50,18 @@ __all__ = [
     "ConversationEvent",
     "CronSchedule",
     "IntervalSchedule",
+    "MemoryConversationLog",
     "Node",
     "NodeKind",
     "Peer",
     "RemoteError",
     "ServedArtifact",
     "SolarSchedule",
+    "SqliteConversationLog",
     "TeamTaskError",
     "__version__",
     "cron",
+    "default_summarizer",
     "every",
     "solar",
 ]

@@ -141,10 +141,10 @@ class Membership:
         peer at once, second-hand news waits for the rounds."""
         state = self.table.get(node_id)
         if verdict == "heartbeat" and state is not None:
-            state.peer.last_seen = _wall()
+            state.peer.last_seen = self.node.wall_clock()
             self.node.emit_event("peer.heartbeat", state.peer)
         elif verdict == "joined" and state is not None:
-            state.peer.last_seen = _wall()
+            state.peer.last_seen = self.node.wall_clock()
             self.node.peers[node_id] = state.peer
             log.info("peer %s (%s) joined", state.peer.name or node_id[:8], _fmt(state.peer))
             self.node.emit_event("peer.joined", state.peer)
@@ -221,6 +221,11 @@ class Membership:
             if state is not None and state.alive:
                 out.append(_entry(state.peer, now - state.heard, state.legacy))
         return out
+
+    def is_legacy(self, node_id: str) -> bool:
+        """True if ``node_id`` is a verified synapse-p2p 2.5.0 peer (no gossip, no paging)."""
+        state = self.table.get(node_id)
+        return state is not None and state.legacy
 
     def discovered(self, peer: Peer) -> None:
         """A peer announced itself on the LAN (mDNS): like a direct claim, but its address
@@ -504,12 +509,6 @@ class Membership:
             elif lonely_since is None:
                 lonely_since = now
             await anyio.sleep(min(self.node.peer_timeout / 4, 5.0))
-
-
-def _wall() -> float:
-    import time
-
-    return time.time()
 
 
 def _same(a: Peer, b: Peer) -> bool:

@@ -57,6 +57,7 @@ class PeerTable:
     peers: dict[str, PeerState] = field(default_factory=dict)
     candidates: dict[tuple[str, str, int], Candidate] = field(default_factory=dict)
     _address_backoff: dict[tuple[str, int], float] = field(default_factory=dict)
+    _failures: dict[tuple[str, int], int] = field(default_factory=dict)
     full_warned: bool = False
 
     # -- queries ------------------------------------------------------------------------------
@@ -156,6 +157,7 @@ class PeerTable:
         """``peer``'s address answered with its id (at ``now``, or a trusted peer heard from it
         then): add it, move it, or revive it."""
         self._address_backoff.pop((peer.address, peer.port), None)
+        self._failures.pop((peer.address, peer.port), None)
         if peer.id == self.self_id:
             return "ignored"
         state = self.peers.get(peer.id)
@@ -175,7 +177,10 @@ class PeerTable:
         return "joined" if moved else "heartbeat"
 
     def verification_failed(self, address: tuple[str, int], now: float) -> None:
-        self._address_backoff[address] = now + self.retry_after
+        # Back off per address: 0.5 s, 1 s, 2 s, ... up to ``retry_after``.
+        failures = self._failures.get(address, 0) + 1
+        self._failures[address] = failures
+        self._address_backoff[address] = now + min(self.retry_after, 0.25 * 2**failures)
 
     # -- time -----------------------------------------------------------------------------------
 
@@ -190,8 +195,9 @@ class PeerTable:
             elif not state.alive and now - state.offline_since > self.offline_retention:
                 del self.peers[node_id]
         for address, until in list(self._address_backoff.items()):
-            if until <= now:
+            if until <= now - self.retry_after:  # long expired: forget the failure count
                 del self._address_backoff[address]
+                self._failures.pop(address, None)
         for key, candidate in list(self.candidates.items()):
             if now - candidate.since > self.offline_retention:
                 del self.candidates[key]

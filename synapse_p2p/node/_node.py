@@ -9,13 +9,15 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from ..conversations import ConversationLog, MemoryConversationLog
+from ..conversations._service import Conversations
 from ..discovery import MdnsDiscovery, MdnsError, MdnsRecord
 from ..errors import BAD_REQUEST, INTERNAL_ERROR, RemoteError
 from ..membership import Membership
@@ -28,7 +30,15 @@ from ..rpc import (
 )
 from ..schedules import Schedule, Scheduler
 from ..transport import TcpTransport, Transport
-from ..types import Capability, NodeKind, Peer, ServedArtifact
+from ..types import (
+    Broadcast,
+    BroadcastReply,
+    Capability,
+    ConversationEvent,
+    NodeKind,
+    Peer,
+    ServedArtifact,
+)
 from ..wire import DEFAULT_MAX_FRAME_SIZE
 from . import _config as cfg
 from ._artifacts import build_artifact
@@ -120,6 +130,7 @@ class Node:
         gossip_fanout: int = 3,
         mdns_interfaces: Iterable[str] | None = None,
         transport: Transport | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.bind = cfg.check_str("bind", bind)
         self._requested_port = cfg.check_int("port", port, minimum=0, maximum=65535)
@@ -152,13 +163,28 @@ class Node:
             "heartbeat_interval", heartbeat_interval
         )
         self.peer_timeout = cfg.check_seconds("peer_timeout", peer_timeout)
-        self.conversation_log = conversation_log
+        if conversation_log is None:
+            conversation_log = MemoryConversationLog()
+        elif not isinstance(conversation_log, ConversationLog):
+            raise TypeError(
+                "conversation_log must be a MemoryConversationLog, a SqliteConversationLog or "
+                "another ConversationLog"
+            )
+        self.conversation_log: ConversationLog = conversation_log
         if conversation_max_events is not None:
             cfg.check_int("conversation_max_events", conversation_max_events, minimum=1)
         self.conversation_max_events = conversation_max_events
         self.conversation_keep_recent = cfg.check_int(
             "conversation_keep_recent", conversation_keep_recent, minimum=0
         )
+        if conversation_max_events is not None and (
+            self.conversation_keep_recent >= conversation_max_events
+        ):
+            raise ValueError(
+                f"conversation_keep_recent ({self.conversation_keep_recent}) must be less than "
+                f"conversation_max_events ({conversation_max_events}), or compaction could "
+                "never shrink a conversation"
+            )
         self.conversation_retention = cfg.check_optional_seconds(
             "conversation_retention", conversation_retention
         )
@@ -175,6 +201,11 @@ class Node:
             read_timeout=read_timeout,
         )
         self.transport: Transport = transport or TcpTransport()
+        if not callable(wall_clock):
+            raise TypeError("wall_clock must be a callable returning epoch seconds")
+        #: Epoch seconds for timestamps (events, peer records, retention); tests on virtual
+        #: time replace it.
+        self.wall_clock = wall_clock
         self.max_peers = cfg.check_int("max_peers", max_peers, minimum=1)
         self.gossip_fanout = cfg.check_int("gossip_fanout", gossip_fanout, minimum=1)
 
@@ -188,9 +219,10 @@ class Node:
         self._task_group: TaskGroup | None = None
         self._context_task_group: TaskGroup | None = None
         self._running = False
-        self.scheduler = Scheduler()
+        self.scheduler = Scheduler(wall_clock=wall_clock)
         register_builtins(self)
         self._membership = self._new_membership()
+        self._conversations = Conversations(self, self.conversation_log)
 
     def _new_membership(self) -> Membership:
         return Membership(self, fanout=self.gossip_fanout, max_peers=self.max_peers)
@@ -250,7 +282,7 @@ class Node:
             name=self.name,
             kind=self.kind,
             capabilities=[c.name for c in self.capabilities],
-            last_seen=time.time(),
+            last_seen=self.wall_clock(),
         )
 
     # -- registration ---------------------------------------------------------------------
@@ -386,7 +418,11 @@ class Node:
         return await self._ask_handler(task, context)
 
     async def _deferred_ask(self, task: Any, context: dict[str, Any], broadcast: Any) -> Any:
-        raise RemoteError(INTERNAL_ERROR, "broadcast asks are not supported by this node yet")
+        if not isinstance(task, str):
+            raise RemoteError(BAD_REQUEST, f"task must be a string, got {type(task).__name__}")
+        if not isinstance(broadcast, Broadcast):
+            raise RemoteError(BAD_REQUEST, "broadcast must be a broadcast map")
+        return await self._conversations._deferred_ask(task, context, broadcast)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -428,6 +464,7 @@ class Node:
                 self.peers.clear()
                 self._membership = self._new_membership()
                 await tg.start(self._membership.run)
+                await tg.start(self._conversations.run)
                 if self.mdns_enabled:
                     tg.start_soon(self._run_mdns)
                 log.info(
@@ -495,6 +532,115 @@ class Node:
             rest = group.split(KeyboardInterrupt)[1]
             if rest is not None:
                 raise rest from None
+
+    # -- conversations ----------------------------------------------------------------------
+
+    async def broadcast(self, endpoint: str, *args: Any, **kwargs: Any) -> Broadcast:
+        """Call ``endpoint(*args, broadcast=..., **kwargs)`` on every live peer; one shared
+        conversation (its id is the nonce).
+
+        Returns as soon as the ``message`` event is stored locally and a call is queued for
+        each peer (a slow or dead peer never delays it). Receivers that answer (``synapse.ask``
+        handlers) ACK and reply later: see :meth:`replies` and :meth:`iter_replies`.
+        """
+        self._require_running()
+        return await self._conversations.broadcast(endpoint, args, kwargs)
+
+    def replies(self, broadcast: Broadcast | str) -> list[BroadcastReply]:
+        """A snapshot of the replies received so far from other nodes, in arrival order."""
+        return self._conversations.replies(broadcast)
+
+    def iter_replies(
+        self, broadcast: Broadcast | str, *, timeout: float | None = None
+    ) -> AsyncIterator[BroadcastReply]:
+        """Replies as they arrive (earlier ones first).
+
+        Ends once every peer that ACKed has replied, failed (an ``error`` event) or gone
+        offline, when ``timeout`` seconds have passed, or on cancellation. With no ACK yet it
+        keeps waiting, so give it a ``timeout`` or a cancel scope::
+
+            async for reply in node.iter_replies(b, timeout=30):
+                print(reply.peer.name, reply.result)
+        """
+        return self._conversations.iter_replies(broadcast, timeout=timeout)
+
+    @property
+    def broadcast_replies(self) -> dict[str, list[BroadcastReply]]:
+        """Nonce -> replies received (a snapshot; bounded, most recent broadcasts)."""
+        return {
+            nonce: list(state.replies) for nonce, state in self._conversations.book._states.items()
+        }
+
+    async def reply(self, broadcast: Broadcast, result: Any) -> ConversationEvent:
+        """Reply to a broadcast: a ``reply`` event every node stores under one id."""
+        self._require_running()
+        return await self._conversations.reply(broadcast, result)
+
+    async def ack(
+        self,
+        conversation: Broadcast | str,
+        payload: dict[str, Any] | None = None,
+        *,
+        parent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ConversationEvent:
+        """Emit an ``ack`` event ("I saw this, I'm choosing to help")."""
+        self._require_running()
+        return await self._conversations.ack(
+            conversation, payload, parent_id=parent_id, metadata=metadata
+        )
+
+    async def emit_conversation_event(
+        self,
+        conversation: Broadcast | str,
+        kind: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        parent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ConversationEvent:
+        """Append an event of your own ``kind`` to a conversation and deliver it to the swarm.
+
+        Returns once the event is stored (durably, with a SQLite log) and queued for every
+        peer. Raises ``ValueError`` if the event is too large for peers to accept.
+        """
+        self._require_running()
+        return await self._conversations.emit(
+            conversation, kind, payload, parent_id=parent_id, metadata=metadata
+        )
+
+    def conversation(self, conversation: Broadcast | str) -> list[ConversationEvent]:
+        """The local log of one conversation, ordered by ``(created_at, event_id)``."""
+        cid = conversation.nonce if isinstance(conversation, Broadcast) else conversation
+        return self.conversation_log.events(cid)
+
+    def conversations(self) -> list[str]:
+        """Conversation ids known locally, most recently active first."""
+        return self.conversation_log.conversations()
+
+    async def sync_conversation(
+        self, peer: Peer, conversation: Broadcast | str, *, since: float = 0.0
+    ) -> int:
+        """Pull a conversation from ``peer`` (paged); returns the number of new events."""
+        self._require_running()
+        return await self._conversations.sync(peer, conversation, since=since)
+
+    async def compact_conversation(
+        self, conversation: Broadcast | str, *, keep_recent: int | None = None
+    ) -> ConversationEvent | None:
+        """Fold all but the opening message and the last ``keep_recent`` events into one
+        ``summary`` event (made by the summarizer). Returns it, or None if nothing to fold."""
+        cid = conversation.nonce if isinstance(conversation, Broadcast) else conversation
+        return await self._conversations.compact(cid, keep_recent=keep_recent)
+
+    async def fetch_artifact(self, peer: Peer | tuple[str, int], name: str) -> ServedArtifact:
+        """Fetch one of ``peer``'s artifacts (e.g. its ``"agent-card"``)."""
+        self._require_running()
+        return ServedArtifact.from_dict(await self.call_peer(peer, "_synapse.artifact.get", name))
+
+    def _require_running(self) -> None:
+        if not self._running:
+            raise RuntimeError("the node is not running")
 
     # -- mDNS -------------------------------------------------------------------------------
 

@@ -29,7 +29,9 @@ RECEIVE_SIZE = 64 * 1024  # below malloc's mmap threshold: no mmap/munmap per re
 #: Payloads above this size are decoded in a worker thread (one at a time, process-wide), with
 #: hooks that let the event loop run while a pathological frame is being decoded.
 OFFLOAD_THRESHOLD = 64 * 1024
-_big_decode_limiter: anyio.CapacityLimiter | None = None
+_big_decode_limiter: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
+    "synapse_p2p_big_decode_limiter"
+)
 
 
 class ReadTimeout(Exception):
@@ -44,11 +46,13 @@ async def decode_payload(payload: bytes) -> Message:
     """Unpack and validate one payload; large ones off the event loop."""
     if len(payload) <= OFFLOAD_THRESHOLD:
         return decode_message(unpack_payload(payload))
-    global _big_decode_limiter
-    if _big_decode_limiter is None:
-        _big_decode_limiter = anyio.CapacityLimiter(1)
+    try:
+        limiter = _big_decode_limiter.get()
+    except LookupError:  # one per event loop
+        limiter = anyio.CapacityLimiter(1)
+        _big_decode_limiter.set(limiter)
     obj = await anyio.to_thread.run_sync(
-        lambda: unpack_payload(payload, yielding=True), limiter=_big_decode_limiter
+        lambda: unpack_payload(payload, yielding=True), limiter=limiter
     )
     return decode_message(obj)
 

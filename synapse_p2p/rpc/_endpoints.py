@@ -77,6 +77,9 @@ class EndpointRegistry:
 
     def __init__(self) -> None:
         self._specs: dict[str, EndpointSpec] = {}
+        #: Called with every request before the endpoint lookup; it may return a request with
+        #: different kwargs (e.g. a typed ``broadcast``) and may raise ``RemoteError``.
+        self.pre_dispatch: Callable[[Request], Awaitable[Request]] | None = None
 
     def add(
         self,
@@ -128,8 +131,15 @@ class EndpointRegistry:
     async def dispatch(self, request: Request, connection: Connection | None = None) -> bytes:
         """Run ``request`` and return the encoded response payload (never raises, except for
         cancellation)."""
-        spec = self._specs.get(request.endpoint)
         rid = request.id
+        if self.pre_dispatch is not None:
+            try:
+                request = await self.pre_dispatch(request)
+            except RemoteError as exc:
+                return error_payload(rid, exc.code, exc.message)
+            except ProtocolError as exc:
+                return error_payload(rid, BAD_REQUEST, str(exc))
+        spec = self._specs.get(request.endpoint)
         if spec is None:
             return error_payload(
                 rid, BAD_REQUEST, f"Unregistered endpoint called: {request.endpoint}"

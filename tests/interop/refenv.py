@@ -74,6 +74,7 @@ class RefProcess:
         self.script = script
         self.proc = subprocess.Popen(
             [str(python), str(REF_SCRIPTS / script), *args],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -1,0 +1,186 @@
+"""One conversation measurement in this process; prints one JSON line.
+
+    python _conversations_run.py ours trio|asyncio N
+    python _conversations_run.py ref asyncio N     (synapse-p2p 2.5.0's interpreter)
+
+N nodes on one event loop, loopback TCP, joined through the first. Measures: one event from
+node 0 reaching all N (median of 10), requests handled per event, sustained events/s for 200
+events, broadcast synapse.ask -> all N-1 replies at the origin (median of 5), failed calls.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+EVENTS = 200
+
+
+def ours(backend: str, n: int) -> dict[str, float]:
+    import anyio
+
+    from synapse_p2p import Node
+
+    async def main() -> dict[str, float]:
+        seed = Node(bind="127.0.0.1", name="n0", swarm="bench")
+        async with seed, anyio.create_task_group() as tg:
+            nodes = [seed] + [
+                Node(
+                    bind="127.0.0.1", name=f"n{i}", swarm="bench", seeds=[f"127.0.0.1:{seed.port}"]
+                )
+                for i in range(1, n)
+            ]
+            for node in nodes[1:]:
+                tg.start_soon(node.serve)
+            ids = {node.node_id for node in nodes}
+            while not all(
+                node.running and set(node.peers) == ids - {node.node_id} for node in nodes
+            ):
+                await anyio.sleep(0.01)
+            for node in nodes[1:]:
+
+                @node.ask
+                async def handle(task: str, context: dict, node: Node = node) -> str:
+                    return node.name
+
+            def requests() -> int:
+                return sum(node._server.statistics().requests for node in nodes if node._server)
+
+            async def reach_all(cid: str, count: int) -> None:
+                while not all(node.conversation_log.count(cid) >= count for node in nodes):
+                    await anyio.sleep(0.0005)
+
+            await anyio.sleep(0.5)
+            times = []
+            per_event = []
+            for i in range(10):
+                before = requests()
+                start = time.perf_counter()
+                await seed.emit_conversation_event(f"one-{i}", "note", {"i": i})
+                await reach_all(f"one-{i}", 1)
+                times.append(time.perf_counter() - start)
+                await anyio.sleep(0.05)
+                per_event.append(requests() - before)
+            start = time.perf_counter()
+            for i in range(EVENTS):
+                await seed.emit_conversation_event("stream", "note", {"i": i})
+            await reach_all("stream", EVENTS)
+            sustained = EVENTS / (time.perf_counter() - start)
+            ask_times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                b = await seed.broadcast("synapse.ask", "ping")
+                while len(seed.replies(b)) < n - 1:
+                    await anyio.sleep(0.0005)
+                ask_times.append(time.perf_counter() - start)
+            failed = sum(node._conversations.delivery.statistics().failed for node in nodes)
+            tg.cancel_scope.cancel()
+        return {
+            "event_to_all_ms": statistics.median(times) * 1000,
+            "requests_per_event": statistics.median(per_event),
+            "sustained_events_s": sustained,
+            "ask_all_replies_ms": statistics.median(ask_times) * 1000,
+            "failed_calls": failed,
+        }
+
+    return anyio.run(main, backend=backend)
+
+
+def ref(n: int) -> dict[str, float]:
+    import asyncio
+
+    import synapse_p2p.node as ref_node
+    from synapse_p2p import Client, Node
+
+    calls = 0
+    failures = 0
+    original = Client.call
+
+    async def counting_call(self, endpoint, *args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal calls, failures
+        calls += 1
+        try:
+            return await original(self, endpoint, *args, **kwargs)
+        except Exception:
+            failures += 1
+            raise
+
+    Client.call = counting_call  # type: ignore[method-assign]
+    ref_node.Client = Client
+
+    async def main() -> dict[str, float]:
+        seed = Node(bind="127.0.0.1", name="n0", swarm="bench")
+        await seed.start()
+        nodes = [seed] + [
+            Node(bind="127.0.0.1", name=f"n{i}", swarm="bench", seeds=[("127.0.0.1", seed.port)])
+            for i in range(1, n)
+        ]
+        for node in nodes[1:]:
+            await node.start()
+        await asyncio.gather(*(node.join() for node in nodes[1:]))
+        ids = {node.node_id for node in nodes}
+        deadline = time.perf_counter() + 60
+        while not all(set(node.peers) == ids - {node.node_id} for node in nodes):
+            await asyncio.sleep(0.05)
+            if time.perf_counter() > deadline:
+                break
+        for node in nodes[1:]:
+
+            @node.ask
+            async def handle(task, context, node=node):  # type: ignore[no-untyped-def]
+                return node.name
+
+        def count(node, cid):  # type: ignore[no-untyped-def]
+            return node.conversation_log.count(cid)
+
+        async def reach_all(cid: str, expected: int, limit: float = 120) -> bool:
+            end = time.perf_counter() + limit
+            while not all(count(node, cid) >= expected for node in nodes):
+                await asyncio.sleep(0.0005)
+                if time.perf_counter() > end:
+                    return False
+            return True
+
+        times, per_event = [], []
+        for i in range(10):
+            before = calls
+            start = time.perf_counter()
+            emit = asyncio.ensure_future(seed.emit_conversation_event(f"one-{i}", "note", {"i": i}))
+            await reach_all(f"one-{i}", 1)
+            times.append(time.perf_counter() - start)
+            await emit
+            await asyncio.sleep(0.05)
+            per_event.append(calls - before)
+        start = time.perf_counter()
+        for i in range(EVENTS if n <= 10 else 20):  # 2.5.0 is too slow for 200 at N >= 30
+            await seed.emit_conversation_event("stream", "note", {"i": i})
+        sent = EVENTS if n <= 10 else 20
+        ok = await reach_all("stream", sent)
+        sustained = sent / (time.perf_counter() - start) if ok else float("nan")
+        ask_times = []
+        for _ in range(3 if n <= 10 else 1):
+            start = time.perf_counter()
+            b = await seed.broadcast("synapse.ask", "ping")
+            end = time.perf_counter() + 120
+            while len(seed.replies(b)) < n - 1 and time.perf_counter() < end:
+                await asyncio.sleep(0.001)
+            ask_times.append(time.perf_counter() - start)
+        for node in nodes:
+            await node.stop()
+        return {
+            "event_to_all_ms": statistics.median(times) * 1000,
+            "requests_per_event": statistics.median(per_event),
+            "sustained_events_s": sustained,
+            "ask_all_replies_ms": statistics.median(ask_times) * 1000,
+            "failed_calls": failures,
+        }
+
+    return asyncio.run(main())
+
+
+if __name__ == "__main__":
+    impl, backend, n_text = sys.argv[1:4]
+    out = ref(int(n_text)) if impl == "ref" else ours(backend, int(n_text))
+    print(json.dumps(out), flush=True)

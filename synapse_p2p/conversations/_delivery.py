@@ -1,0 +1,134 @@
+"""Outgoing calls to peers through bounded per-peer queues.
+
+``send`` never waits: it queues the call for that peer and returns. One sender task per peer
+(started on demand, ending after a quiet minute) makes the calls in order over the node's
+pooled connection, each bounded by the node's call timeout; conversation events queued for one
+of our nodes leave in batches. A full queue drops its oldest call
+(counted; conversation anti-entropy repairs what was lost), so a slow or dead peer never
+stalls the caller or the other peers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from ..errors import SynapseError
+from ..types import Peer
+
+if TYPE_CHECKING:
+    from ..node import Node
+
+__all__ = ["BATCH", "EVENTS_ENDPOINT", "EVENT_ENDPOINT", "Delivery", "DeliveryStatistics"]
+
+EVENT_ENDPOINT = "_synapse.conversation.event"
+#: Our extension: several conversation events in one call (never sent to 2.5.0 peers).
+EVENTS_ENDPOINT = "_synapse.conversation.events"
+BATCH = 64
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatistics:
+    queued: int
+    sent: int
+    failed: int
+    dropped: int
+    senders: int
+
+
+@dataclass
+class _Outbox:
+    peer: Peer
+    calls: deque[tuple[str, list[Any], dict[str, Any]]] = field(default_factory=deque)
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    running: bool = False
+
+
+class Delivery:
+    """Per-peer queues of outgoing calls; see the module documentation."""
+
+    def __init__(self, node: Node, *, queue_limit: int = 1024, idle_exit: float = 60.0) -> None:
+        self.node = node
+        self.queue_limit = queue_limit
+        self.idle_exit = idle_exit
+        self._outboxes: dict[tuple[str, int], _Outbox] = {}
+        self._task_group: TaskGroup | None = None
+        self._sent = self._failed = self._dropped = 0
+
+    def statistics(self) -> DeliveryStatistics:
+        queued = sum(len(box.calls) for box in self._outboxes.values())
+        senders = sum(box.running for box in self._outboxes.values())
+        return DeliveryStatistics(queued, self._sent, self._failed, self._dropped, senders)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._task_group = None
+            self._outboxes.clear()
+
+    def send(self, peer: Peer, endpoint: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Queue ``endpoint(*args, **kwargs)`` for ``peer``; never waits."""
+        key = (peer.address, peer.port)
+        box = self._outboxes.get(key)
+        if box is None:
+            box = self._outboxes[key] = _Outbox(peer)
+        if len(box.calls) >= self.queue_limit:
+            box.calls.popleft()
+            self._dropped += 1
+            log.debug("queue for %s:%s full; dropped its oldest call", *key)
+        box.calls.append((endpoint, args, kwargs))
+        box.wake.set()
+        if not box.running and self._task_group is not None:
+            box.running = True
+            self._task_group.start_soon(self._sender, key, box)
+
+    def _next_call(self, box: _Outbox) -> tuple[str, list[Any], dict[str, Any]]:
+        """The next call; consecutive conversation events to one of our nodes (not a 2.5.0
+        peer) leave together as one ``_synapse.conversation.events`` call."""
+        endpoint, args, kwargs = box.calls.popleft()
+        if (
+            endpoint != EVENT_ENDPOINT
+            or not box.calls
+            or box.calls[0][0] != EVENT_ENDPOINT
+            or self.node.membership.is_legacy(box.peer.id)
+        ):
+            return endpoint, args, kwargs
+        batch = [args[0]]
+        while box.calls and box.calls[0][0] == EVENT_ENDPOINT and len(batch) < BATCH:
+            batch.append(box.calls.popleft()[1][0])
+        return EVENTS_ENDPOINT, [batch], {}
+
+    async def _sender(self, key: tuple[str, int], box: _Outbox) -> None:
+        try:
+            while True:
+                while box.calls:
+                    endpoint, args, kwargs = self._next_call(box)
+                    try:
+                        await self.node.pool.call(
+                            key[0], key[1], endpoint, args, kwargs,
+                            timeout=self.node.call_timeout,
+                        )  # fmt: skip
+                        self._sent += 1
+                    except (SynapseError, OSError) as exc:
+                        self._failed += 1
+                        log.debug("%s to %s:%s failed: %s", endpoint, key[0], key[1], exc)
+                box.wake = anyio.Event()
+                with anyio.move_on_after(self.idle_exit):
+                    await box.wake.wait()
+                if not box.calls:
+                    return
+        finally:
+            box.running = False
+            if not box.calls and self._outboxes.get(key) is box:
+                del self._outboxes[key]

@@ -1,0 +1,198 @@
+"""Broadcasts, asks, ACKs, replies, custom events, sync and compaction across a swarm
+(in-memory network, under trio and asyncio)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from synapse_p2p import ConversationEvent, Node, RemoteError
+from synapse_p2p.testing import open_swarm
+
+pytestmark = pytest.mark.anyio
+
+
+def reviewers(i: int) -> dict[str, Any]:
+    return {"name": ["asker", "reviewer", "tester", "security"][i]}
+
+
+async def install_ask(node: Node, *, fail: bool = False) -> None:
+    @node.ask
+    async def handle(task: str, context: dict[str, Any]) -> dict[str, Any]:
+        await anyio.sleep(0.01)
+        if fail:
+            raise RuntimeError(f"{node.name} cannot do {task!r}")
+        return {"from": node.name, "answer": f"{task} looks fine", "context": context}
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)
+
+
+async def test_broadcast_ask_gets_acks_and_replies(anyio_backend: str) -> None:
+    async with open_swarm(4, configure=reviewers) as swarm:
+        asker, *workers = swarm.nodes
+        for worker in workers:
+            await install_ask(worker)
+        acks: list[str] = []
+
+        @asker.on("conversation.ack")
+        async def on_ack(event: ConversationEvent) -> None:
+            acks.append(event.peer.name)
+
+        b = await asker.broadcast("synapse.ask", "Review this diff", context={"url": "u"})
+        got = []
+        with anyio.fail_after(10):
+            async for reply in asker.iter_replies(b, timeout=10):
+                got.append((reply.peer.name, reply.result["answer"]))
+        assert sorted(got) == [
+            ("reviewer", "Review this diff looks fine"),
+            ("security", "Review this diff looks fine"),
+            ("tester", "Review this diff looks fine"),
+        ]
+        assert sorted(r.peer.name for r in asker.replies(b)) == ["reviewer", "security", "tester"]
+        await until(lambda: len(acks) == 3)
+
+        # Every node converges on the same log: message, 3 ACKs, 3 replies, one id each.
+        def ids(node: Node) -> list[tuple[str, str]]:
+            return [(e.kind, e.event_id) for e in node.conversation(b)]
+
+        await until(lambda: all(len(node.conversation(b)) == 7 for node in swarm.nodes))
+        reference = sorted(ids(asker))
+        assert [k for k, _ in reference].count("reply") == 3
+        for node in workers:
+            assert sorted(ids(node)) == reference
+
+
+async def test_a_failing_handler_becomes_an_error_event(anyio_backend: str) -> None:
+    async with open_swarm(3, configure=reviewers) as swarm:
+        asker, good, bad = swarm.nodes
+        await install_ask(good)
+        await install_ask(bad, fail=True)
+        errors: list[dict[str, Any]] = []
+
+        @asker.on("conversation.error")
+        async def on_error(event: ConversationEvent) -> None:
+            errors.append(event.payload)
+
+        b = await asker.broadcast("synapse.ask", "deploy")
+        replies = [r async for r in asker.iter_replies(b, timeout=10)]
+        assert [r.peer.name for r in replies] == ["reviewer"]
+        await until(lambda: errors == [{"task": "deploy", "error": "tester cannot do 'deploy'"}])
+
+
+async def test_custom_events_reach_everyone_and_fire_handlers(anyio_backend: str) -> None:
+    async with open_swarm(5) as swarm:
+        seen: dict[str, list[Any]] = {n.name: [] for n in swarm.nodes}
+        for node in swarm.nodes:
+
+            @node.on("conversation.status")
+            async def on_status(event: ConversationEvent, node: Node = node) -> None:
+                seen[node.name].append(event.payload["state"])
+
+        event = await swarm[2].emit_conversation_event("room", "status", {"state": "green"})
+        await until(lambda: all(v == ["green"] for v in seen.values()))
+        for node in swarm.nodes:
+            assert [e.event_id for e in node.conversation("room")] == [event.event_id]
+            assert node.conversations() == ["room"]
+
+
+async def test_emit_and_broadcast_do_not_wait_for_a_tarpit_peer(anyio_backend: str) -> None:
+    async with open_swarm(3) as swarm:
+        a, b, tarpit = swarm.nodes
+        release = anyio.Event()
+
+        @tarpit.endpoint("_synapse.conversation.event", publish=False)
+        async def hang(event: Any) -> None:
+            await release.wait()
+
+        @tarpit.endpoint("synapse.ask", publish=False)
+        async def hang_ask(task: str, context: Any = None, broadcast: Any = None) -> None:
+            await release.wait()
+
+        with anyio.fail_after(1):
+            for i in range(20):
+                await a.emit_conversation_event("c", "tick", {"i": i})
+            await a.broadcast("synapse.ask", "anything")
+        await until(lambda: len(b.conversation("c")) == 20)
+        release.set()
+
+
+async def test_sync_pages_through_a_long_conversation(anyio_backend: str) -> None:
+    async with open_swarm(2) as swarm:
+        a, b = swarm.nodes
+        # Write 2,000 events on a alone (delivery to b suppressed), then sync them to b.
+        events = []
+        for i in range(2000):
+            event = ConversationEvent(
+                "long", f"e{i:05d}", "line", a.self_peer(), {"i": i}, created_at=1000.0 + i
+            )
+            events.append(event)
+        await a.conversation_log.append_many(events)
+        new = await b.sync_conversation(b.peers[a.node_id], "long")
+        assert new == 2000
+        assert [e.event_id for e in b.conversation("long")] == [e.event_id for e in events]
+        assert await b.sync_conversation(b.peers[a.node_id], "long") == 0  # idempotent
+
+
+async def test_compaction_keeps_head_and_tail_and_refuses_compacted_events(
+    anyio_backend: str,
+) -> None:
+    async with open_swarm(2, conversation_max_events=10, conversation_keep_recent=3) as swarm:
+        a, b = swarm.nodes
+        compacted = anyio.Event()
+
+        @b.on("conversation.compacted")
+        async def on_compacted(summary: ConversationEvent) -> None:
+            compacted.set()
+
+        bc = await a.broadcast("topic.start", "hello")
+        for i in range(12):
+            await a.emit_conversation_event(bc, "line", {"i": i})
+        with anyio.fail_after(10):
+            await compacted.wait()
+        await until(lambda: any(e.payload.get("i") == 11 for e in b.conversation(bc)))
+        await until(lambda: len(b.conversation(bc)) <= 10)
+        log = b.conversation(bc)
+        assert log[0].kind == "message"
+        assert any(e.kind == "summary" for e in log)
+        assert [e.payload.get("i") for e in log if e.kind == "line"][-3:] == [9, 10, 11]
+        # A peer that still has the compacted events cannot bring them back.
+        before = {e.event_id for e in b.conversation(bc)}
+        await b.sync_conversation(b.peers[a.node_id], bc)
+        assert {e.event_id for e in b.conversation(bc)} <= before | {
+            e.event_id for e in a.conversation(bc)
+        }
+        assert len(b.conversation(bc)) <= 10
+
+
+async def test_bad_events_get_clear_errors(anyio_backend: str) -> None:
+    async with open_swarm(1, max_upload_size=64 * 1024) as swarm:
+        node = swarm[0]
+        outsider = node.self_peer().to_dict() | {"id": "x" * 64, "swarm": "other"}
+        event = {
+            "conversation_id": "c",
+            "event_id": "e",
+            "kind": "k",
+            "peer": outsider,
+            "payload": {},
+            "parent_id": None,
+            "created_at": 1.0,
+            "metadata": {},
+        }
+        with pytest.raises(RemoteError, match="different swarm") as info:
+            await node.call_peer(node.self_peer(), "_synapse.conversation.event", event)
+        assert info.value.code == "bad_request"
+        with pytest.raises(RemoteError, match="'payload' must be a map"):
+            await node.call_peer(
+                node.self_peer(),
+                "_synapse.conversation.event",
+                event | {"payload": [1], "peer": node.self_peer().to_dict()},
+            )
+        with pytest.raises(ValueError, match="peers accept at most"):
+            await node.emit_conversation_event("c", "big", {"blob": b"x" * 100_000})
+        assert node.conversation("c") == []
