@@ -68,13 +68,26 @@ def ours(backend: str, n: int) -> dict[str, float]:
                 await seed.emit_conversation_event("stream", "note", {"i": i})
             await reach_all("stream", EVENTS)
             sustained = EVENTS / (time.perf_counter() - start)
-            ask_times = []
+
+            def busy() -> bool:
+                return any(
+                    node._conversations.delivery.statistics().in_flight
+                    or any(box.calls for box in node._conversations.delivery._outboxes.values())
+                    for node in nodes
+                )
+
+            ask_times, quiet_times = [], []
             for _ in range(5):
+                while busy():  # start each ask on a quiet swarm
+                    await anyio.sleep(0.01)
                 start = time.perf_counter()
                 b = await seed.broadcast("synapse.ask", "ping")
                 while len(seed.replies(b)) < n - 1:
                     await anyio.sleep(0.0005)
                 ask_times.append(time.perf_counter() - start)
+                while busy():
+                    await anyio.sleep(0.001)
+                quiet_times.append(time.perf_counter() - start)
             failed = sum(node._conversations.delivery.statistics().failed for node in nodes)
             tg.cancel_scope.cancel()
         return {
@@ -82,6 +95,7 @@ def ours(backend: str, n: int) -> dict[str, float]:
             "requests_per_event": statistics.median(per_event),
             "sustained_events_s": sustained,
             "ask_all_replies_ms": statistics.median(ask_times) * 1000,
+            "ask_quiet_ms": statistics.median(quiet_times) * 1000,
             "failed_calls": failed,
         }
 
@@ -174,6 +188,7 @@ def ref(n: int) -> dict[str, float]:
             "requests_per_event": statistics.median(per_event),
             "sustained_events_s": sustained,
             "ask_all_replies_ms": statistics.median(ask_times) * 1000,
+            "ask_quiet_ms": float("nan"),
             "failed_calls": failures,
         }
 

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class DeliveryStatistics:
     queued: int
+    in_flight: int
     sent: int
     failed: int
     dropped: int
@@ -49,6 +50,7 @@ class _Outbox:
     calls: deque[tuple[str, list[Any], dict[str, Any]]] = field(default_factory=deque)
     wake: anyio.Event = field(default_factory=anyio.Event)
     running: bool = False
+    linger: float = 0.0  # the longest linger asked for by the calls queued since the last send
 
 
 class Delivery:
@@ -60,12 +62,14 @@ class Delivery:
         self.idle_exit = idle_exit
         self._outboxes: dict[tuple[str, int], _Outbox] = {}
         self._task_group: TaskGroup | None = None
-        self._sent = self._failed = self._dropped = 0
+        self._sent = self._failed = self._dropped = self._in_flight = 0
 
     def statistics(self) -> DeliveryStatistics:
         queued = sum(len(box.calls) for box in self._outboxes.values())
         senders = sum(box.running for box in self._outboxes.values())
-        return DeliveryStatistics(queued, self._sent, self._failed, self._dropped, senders)
+        return DeliveryStatistics(
+            queued, self._in_flight, self._sent, self._failed, self._dropped, senders
+        )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -77,8 +81,20 @@ class Delivery:
             self._task_group = None
             self._outboxes.clear()
 
-    def send(self, peer: Peer, endpoint: str, args: list[Any], kwargs: dict[str, Any]) -> None:
-        """Queue ``endpoint(*args, **kwargs)`` for ``peer``; never waits."""
+    def send(
+        self,
+        peer: Peer,
+        endpoint: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        *,
+        linger: float = 0.0,
+    ) -> None:
+        """Queue ``endpoint(*args, **kwargs)`` for ``peer``; never waits.
+
+        ``linger`` lets an idle queue wait that long before sending, so that calls queued
+        meanwhile leave together (used for traffic nobody is waiting on).
+        """
         key = (peer.address, peer.port)
         box = self._outboxes.get(key)
         if box is None:
@@ -87,6 +103,8 @@ class Delivery:
             box.calls.popleft()
             self._dropped += 1
             log.debug("queue for %s:%s full; dropped its oldest call", *key)
+        if not box.calls:
+            box.linger = linger
         box.calls.append((endpoint, args, kwargs))
         box.wake.set()
         if not box.running and self._task_group is not None:
@@ -112,8 +130,12 @@ class Delivery:
     async def _sender(self, key: tuple[str, int], box: _Outbox) -> None:
         try:
             while True:
+                if box.linger > 0:  # let company gather (see send)
+                    await anyio.sleep(box.linger)
+                    box.linger = 0.0
                 while box.calls:
                     endpoint, args, kwargs = self._next_call(box)
+                    self._in_flight += 1
                     try:
                         await self.node.pool.call(
                             key[0], key[1], endpoint, args, kwargs,
@@ -123,6 +145,8 @@ class Delivery:
                     except (SynapseError, OSError) as exc:
                         self._failed += 1
                         log.debug("%s to %s:%s failed: %s", endpoint, key[0], key[1], exc)
+                    finally:
+                        self._in_flight -= 1
                 box.wake = anyio.Event()
                 with anyio.move_on_after(self.idle_exit):
                     await box.wake.wait()

@@ -48,6 +48,7 @@ DIGEST_ENDPOINT = "_synapse.conversation.digest"
 SYNC_PAGE = 500
 LEGACY_SYNC_BYTES = 3 * 1024 * 1024  # what a 2.5.0 caller (4 MiB limit) gets in one answer
 DIGEST_SIZE = 256
+ANSWER_LINGER = 0.1  # seconds an ACK or reply waits for company on its way to bystanders
 Summarizer = Callable[[list[ConversationEvent]], Awaitable[str]]
 
 
@@ -115,10 +116,22 @@ class Conversations:
     # -- delivering ---------------------------------------------------------------------------
 
     def _deliver(self, event: ConversationEvent) -> None:
+        """Queue ``event`` for every live peer. Answers to a broadcast (ACKs, replies, errors)
+        go to its origin first and at once; the other peers get them after a short linger,
+        batched with whatever else this node says meanwhile (an ACK and its reply often
+        travel together)."""
         data = event.to_dict()
-        for peer in list(self.node.peers.values()):
-            if peer.id != event.peer.id:
-                self.delivery.send(peer, EVENT_ENDPOINT, [data], {})
+        origin: str | None = None
+        if event.kind in ("ack", "reply", "error"):
+            state = self.book.get(event.parent_id or event.conversation_id)
+            if state is not None and state.broadcast is not None:
+                origin = state.broadcast.origin.id
+        peers = [p for p in self.node.peers.values() if p.id != event.peer.id]
+        if origin is not None:
+            peers.sort(key=lambda p: p.id != origin)
+        for peer in peers:
+            linger = ANSWER_LINGER if origin is not None and peer.id != origin else 0.0
+            self.delivery.send(peer, EVENT_ENDPOINT, [data], {}, linger=linger)
 
     def _check_size(self, event: ConversationEvent) -> None:
         size = len(pack(event.to_dict()))

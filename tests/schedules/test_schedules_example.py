@@ -51,7 +51,7 @@ async def test_garden_jobs_on_virtual_time(
     async def broadcast(endpoint: str, *args: Any, **kwargs: Any) -> None:
         broadcasts.append((trio.current_time(), endpoint))
 
-    monkeypatch.setattr(garden.node, "broadcast", broadcast, raising=False)
+    monkeypatch.setattr(garden.node, "broadcast", broadcast)
     start = datetime(2024, 6, 1, tzinfo=LONDON)
     origin = trio.current_time()
     scheduler = Scheduler(

@@ -1,0 +1,80 @@
+"""Conversation benchmark: this package vs synapse-p2p 2.5.0, N = 10, 30, 50, one run.
+
+    python benchmarks/conversations.py [--sizes 10 30 50] [--backends trio asyncio]
+
+For each implementation and N, one process runs N nodes on one event loop (loopback TCP)
+joined through the first, and reports: time for one event emitted by node 0 to be stored by
+all N (median of 10), requests handled per event, sustained events/s from one emitter (200
+events; 20 for 2.5.0 at N >= 30, which is too slow for more), time from
+``broadcast("synapse.ask", ...)`` to all N-1 replies at the origin, and failed calls. SQLite
+appends/s are measured by ``benchmarks/conversation_log.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def run(python: str, impl: str, backend: str, n: int) -> dict[str, float]:
+    try:
+        out = subprocess.run(
+            [python, "_conversations_run.py", impl, backend, str(n)],
+            capture_output=True, text=True, cwd=HERE, timeout=900,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out after 900 s"}  # type: ignore[dict-item]
+    if out.returncode != 0:
+        lines = out.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else "failed"}  # type: ignore[dict-item]
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def fmt(value: float, spec: str) -> str:
+    return "n/a" if isinstance(value, float) and math.isnan(value) else format(value, spec)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30, 50])
+    parser.add_argument("--backends", nargs="+", default=["trio", "asyncio"])
+    args = parser.parse_args()
+    from tests.interop.refenv import build_reference_venv
+
+    ref_py = str(build_reference_venv())
+    rows = []
+    for n in args.sizes:
+        configs = [("ref (2.5.0, asyncio)", ref_py, "ref", "asyncio")] + [
+            (f"ours ({b})", sys.executable, "ours", b) for b in args.backends
+        ]
+        for name, python, impl, backend in configs:
+            result = run(python, impl, backend, n)
+            print(f"N={n} {name}: {result}", file=sys.stderr, flush=True)
+            rows.append((n, name, result))
+    print("\nConversations, all N nodes in one process on one event loop (loopback TCP)\n")
+    print(
+        "| N | implementation | one event -> all N (ms) | requests per event | sustained events/s "
+        "| broadcast ask -> N-1 replies (ms) | failed calls |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for n, name, r in rows:
+        if "error" in r:
+            print(f"| {n} | {name} | failed: {r['error']} | | | | | |")
+            continue
+        print(
+            f"| {n} | {name} | {fmt(r['event_to_all_ms'], '.1f')} "
+            f"| {fmt(r['requests_per_event'], '.0f')} | {fmt(r['sustained_events_s'], '.1f')} "
+            f"| {fmt(r['ask_all_replies_ms'], '.0f')} | {r['failed_calls']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
