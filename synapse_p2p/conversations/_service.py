@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,11 @@ class Conversations:
         self.delivery = Delivery(node)
         self._task_group: TaskGroup | None = None
         self._compacting: set[str] = set()
+        # Conversations by recent activity, to bound how many a node keeps (a remote peer can
+        # start conversations at will): past the cap, the quietest one is pruned.
+        self._active: OrderedDict[str, None] = OrderedDict(
+            (cid, None) for cid in reversed(log_store.conversations())
+        )
         self._asks = anyio.CapacityLimiter(64)
         self._rng = random.Random()
         self.refused_old = 0
@@ -90,6 +96,13 @@ class Conversations:
 
     def _stored(self, event: ConversationEvent) -> None:
         node = self.node
+        cid = event.conversation_id
+        self._active[cid] = None
+        self._active.move_to_end(cid)
+        cap = node.conversation_max_conversations
+        if cap is not None and len(self._active) > cap and self._task_group is not None:
+            oldest, _ = self._active.popitem(last=False)
+            self._task_group.start_soon(self._prune, oldest)
         nonce = event.parent_id or event.conversation_id
         if event.kind == "ack" and event.parent_id:
             self.book.add_ack(event.parent_id, event.peer.id)
@@ -523,6 +536,12 @@ class Conversations:
         finally:
             self._compacting.discard(cid)
 
+    async def _prune(self, cid: str) -> None:
+        self._active.pop(cid, None)
+        await self.log.prune(cid)
+        self.book.drop(cid)
+        self.node.emit_event("conversation.pruned", cid)
+
     async def _retention_loop(self, retention: float) -> None:
         while True:
             await anyio.sleep(min(60.0, max(0.05, retention / 4)))
@@ -530,9 +549,7 @@ class Conversations:
             for cid in self.log.conversations():
                 last = self.log.last_activity(cid)
                 if last is not None and last < horizon:
-                    await self.log.prune(cid)
-                    self.book.drop(cid)
-                    self.node.emit_event("conversation.pruned", cid)
+                    await self._prune(cid)
 
     # -- running ------------------------------------------------------------------------------
 

@@ -93,7 +93,10 @@ class Node:
     Constructor arguments are validated at once: a bad value raises ``TypeError`` or
     ``ValueError`` naming the parameter. Keywords beyond the reference's: ``max_connections``,
     ``max_concurrent_requests`` (per connection), ``idle_timeout``, ``read_timeout``,
-    ``call_timeout`` and ``connect_timeout`` (outbound calls to peers), and ``transport``.
+    ``call_timeout`` and ``connect_timeout`` (outbound calls to peers), ``max_peers``,
+    ``gossip_fanout``, ``mdns_interfaces``, ``conversation_max_conversations`` (past it the
+    least recently active conversation is pruned; ``None`` for no cap), ``transport`` and
+    ``wall_clock``.
     """
 
     def __init__(
@@ -129,6 +132,7 @@ class Node:
         max_peers: int = 1024,
         gossip_fanout: int = 3,
         mdns_interfaces: Iterable[str] | None = None,
+        conversation_max_conversations: int | None = 10_000,
         transport: Transport | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -185,6 +189,10 @@ class Node:
                 f"conversation_max_events ({conversation_max_events}), or compaction could "
                 "never shrink a conversation"
             )
+        if conversation_max_conversations is not None:
+            cfg.check_int("conversation_max_conversations", conversation_max_conversations,
+                          minimum=1)  # fmt: skip
+        self.conversation_max_conversations = conversation_max_conversations
         self.conversation_retention = cfg.check_optional_seconds(
             "conversation_retention", conversation_retention
         )

@@ -125,16 +125,16 @@ async def test_emit_and_broadcast_do_not_wait_for_a_tarpit_peer(anyio_backend: s
 async def test_sync_pages_through_a_long_conversation(anyio_backend: str) -> None:
     async with open_swarm(2) as swarm:
         a, b = swarm.nodes
-        # Write 2,000 events on a alone (delivery to b suppressed), then sync them to b.
+        # Write 10,000 events on a alone (no delivery), then sync them to b, page by page.
         events = []
-        for i in range(2000):
+        for i in range(10_000):
             event = ConversationEvent(
                 "long", f"e{i:05d}", "line", a.self_peer(), {"i": i}, created_at=1000.0 + i
             )
             events.append(event)
         await a.conversation_log.append_many(events)
         new = await b.sync_conversation(b.peers[a.node_id], "long")
-        assert new == 2000
+        assert new == 10_000
         assert [e.event_id for e in b.conversation("long")] == [e.event_id for e in events]
         assert await b.sync_conversation(b.peers[a.node_id], "long") == 0  # idempotent
 
@@ -196,3 +196,41 @@ async def test_bad_events_get_clear_errors(anyio_backend: str) -> None:
         with pytest.raises(ValueError, match="peers accept at most"):
             await node.emit_conversation_event("c", "big", {"blob": b"x" * 100_000})
         assert node.conversation("c") == []
+
+
+async def test_fetch_a_peers_agent_card(anyio_backend: str) -> None:
+    async with open_swarm(2) as swarm:
+        a, b = swarm.nodes
+        a.artifact(
+            "agent-card",
+            {"name": "reviewer", "capabilities": ["code-review"]},
+            mime_type="application/vnd.synapse.agent-card+json",
+        )
+        card = await b.fetch_artifact(b.peers[a.node_id], "agent-card")
+        assert card.content == {"name": "reviewer", "capabilities": ["code-review"]}
+        assert (card.size, card.encoding) == (50, "json")
+        with pytest.raises(RemoteError, match="unknown artifact: nope"):
+            await b.fetch_artifact(b.peers[a.node_id], "nope")
+
+
+async def test_forged_replies_cannot_grow_memory_without_bound(anyio_backend: str) -> None:
+    async with open_swarm(1, conversation_max_conversations=500) as swarm:
+        node = swarm[0]
+        book = node._conversations.book
+        me = node.self_peer().to_dict()
+        async with anyio.create_task_group() as tg:
+            for i in range(3000):
+                forged = me | {"id": f"{i:064x}"}
+                tg.start_soon(
+                    node.call_peer,
+                    node.self_peer(),
+                    "_synapse.broadcast.reply",
+                    f"nonce-{i}",
+                    forged,
+                )
+        assert len(book._states) <= book.max_broadcasts
+        assert node.peers == {}  # authors of replies are never added as peers
+        with anyio.fail_after(5):
+            while len(node.conversations()) > 500:
+                await anyio.sleep(0.01)
+        assert len(node.conversations()) == 500
