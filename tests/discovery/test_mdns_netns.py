@@ -10,30 +10,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.discovery.mdns_scripts.netns import ROOT, SCRIPTS, NetnsPair, NetnsUnavailable
+from tests.discovery.mdns_scripts.netns import ROOT, SCRIPTS, NetnsPair
 
 ID_A = "a1" * 32
 ID_OTHER = "0f" * 32
 ID_B = "b2" * 32
 SEEN_WITHIN = 10.0  # registration probes for about 1.5 s; discovery follows at once
-
-
-@pytest.fixture
-def netns() -> Iterator[NetnsPair]:
-    try:
-        pair = NetnsPair()
-    except NetnsUnavailable as exc:
-        print(f"mDNS namespace tests skipped: {exc}")
-        pytest.skip(f"network namespaces unavailable: {exc}")
-    try:
-        yield pair
-    finally:
-        pair.close()
 
 
 def ours(pair: NetnsPair, ns: str, *args: str, hostname: str | None = None) -> Any:

@@ -6,28 +6,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.discovery.mdns_scripts.netns import NetnsPair, NetnsUnavailable
+from tests.discovery.mdns_scripts.netns import NetnsPair
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).resolve().parent / "mdns_scripts" / "node_member.py"
-
-
-@pytest.fixture
-def netns() -> Iterator[NetnsPair]:
-    try:
-        pair = NetnsPair()
-    except NetnsUnavailable as exc:
-        print(f"mDNS namespace tests skipped: {exc}")
-        pytest.skip(f"network namespaces unavailable: {exc}")
-    try:
-        yield pair
-    finally:
-        pair.close()
 
 
 @pytest.mark.parametrize(("backend_a", "backend_b"), [("trio", "asyncio"), ("asyncio", "trio")])
