@@ -13,7 +13,6 @@ address, so forged claims cannot turn the node into a reflector.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -67,17 +66,6 @@ class PeerTable:
 
     def get(self, node_id: str) -> PeerState | None:
         return self.peers.get(node_id)
-
-    def snapshot(self, now: float) -> dict[str, Peer]:
-        """Alive peers with ``last_seen`` in wall-clock seconds (what ``node.peers`` shows)."""
-        wall = time.time()
-        out: dict[str, Peer] = {}
-        for node_id, state in self.peers.items():
-            if state.alive:
-                peer = state.peer
-                peer.last_seen = wall - max(0.0, now - state.heard)
-                out[node_id] = peer
-        return out
 
     # -- evidence -------------------------------------------------------------------------------
 
