@@ -16,6 +16,9 @@
   a concurrency limit, demotes agents that keep failing, and fails over between candidates.
 * Clients implement :class:`AgentClient` (``async run(prompt, **kwargs)``);
   :class:`LocalAgentClient` adapts in-process agents and plain callables.
+* Across the swarm: :class:`SwarmAgentRegistry` lists every live peer of a running node as an
+  agent (fields from its ``agent-card`` artifact) and hands the federation a
+  :class:`NodeAgentClient` per peer, which runs prompts on the peer's ask handler over RPC.
 
 Everything async runs on anyio, under trio or asyncio. Log records go to the
 ``synapse_p2p.federation`` loggers.
@@ -41,12 +44,14 @@ from ._metadata import AgentMetadata
 from ._redis import RedisAgentRegistry
 from ._registry import AgentRegistryBackend, InMemoryAgentRegistry
 from ._routing import RoutingStrategy
+from ._swarm import AgentCard, NodeAgentClient, SwarmAgentRegistry
 
 #: synapsekit's alias for :class:`RoutingStrategy`.
 AgentRoutingStrategy = RoutingStrategy
 
 __all__ = [
     "AgentAttempt",
+    "AgentCard",
     "AgentClient",
     "AgentFederation",
     "AgentMetadata",
@@ -61,9 +66,11 @@ __all__ = [
     "LocalAgentClient",
     "NoAgentAvailableError",
     "NoClientError",
+    "NodeAgentClient",
     "RedisAgentRegistry",
     "RegistryError",
     "RoutingStrategy",
+    "SwarmAgentRegistry",
     "UnknownAgentError",
     "serve_heartbeats",
 ]

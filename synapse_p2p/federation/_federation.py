@@ -38,8 +38,11 @@ class AgentFederation:
 
     ``registry`` defaults to a new :class:`InMemoryAgentRegistry`; any object implementing
     :class:`AgentRegistryBackend` works. ``clients`` maps agent ids (or endpoints) to clients;
-    every client is coerced as by :meth:`add_client`. ``default_strategy`` is used when a call
-    names none (an unknown name raises :class:`ValueError` here).
+    every client is coerced as by :meth:`add_client`. An agent with no client there gets the
+    one its registry's optional ``client_for(agent)`` hook returns (an :class:`AgentClient`
+    or ``None``; used as is), which is how :class:`SwarmAgentRegistry` reaches its peers.
+    ``default_strategy`` is used when a call names none (an unknown name raises
+    :class:`ValueError` here).
 
     Load and health, kept per federation (per process):
 
@@ -121,7 +124,8 @@ class AgentFederation:
             self.clients[str(agent_id)] = coerced
 
     def get_client(self, agent: AgentMetadata | str) -> AgentClient:
-        """The client for an agent: by id, then (for metadata) by its ``endpoint``.
+        """The client for an agent: by id, then (for metadata) by its ``endpoint``, then
+        from the registry's ``client_for`` hook.
 
         Raises :class:`NoClientError` (a :class:`KeyError`).
         """
@@ -409,8 +413,23 @@ class AgentFederation:
             client = self.clients.get(agent.id)
             if client is None and agent.endpoint is not None:
                 client = self.clients.get(agent.endpoint)
-            return client
-        return self.clients.get(str(agent))
+        else:
+            client = self.clients.get(str(agent))
+        if client is None:
+            client = self._registry_client(agent)
+        return client
+
+    def _registry_client(self, agent: AgentMetadata | str) -> AgentClient | None:
+        """The registry's ``client_for(agent)`` hook, if it has one (errors count as None)."""
+        hook = getattr(self.registry, "client_for", None)
+        if hook is None:
+            return None
+        try:
+            client: AgentClient | None = hook(agent)
+        except Exception:
+            logger.warning("registry client_for(%r) failed", agent, exc_info=True)
+            return None
+        return client
 
     # synapsekit's alternative names
     register = register_agent
