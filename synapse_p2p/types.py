@@ -119,7 +119,7 @@ class Peer:
 
     @property
     def node_kind(self) -> NodeKind:
-        return NodeKind.from_value(self.kind)
+        return self.kind if isinstance(self.kind, NodeKind) else NodeKind.from_value(self.kind)
 
     def is_kind(self, kind: NodeKind | str) -> bool:
         return self.node_kind == NodeKind.from_value(kind)
@@ -153,7 +153,7 @@ class Peer:
             "swarm": self.swarm,
             "team": self.team,
             "name": self.name,
-            "kind": str(NodeKind.from_value(self.kind).value),
+            "kind": self.kind.value if isinstance(self.kind, NodeKind) else str(self.kind),
             "capabilities": list(self.capabilities),
             "last_seen": self.last_seen,
         }
