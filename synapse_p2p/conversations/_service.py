@@ -49,6 +49,7 @@ DIGEST_ENDPOINT = "_synapse.conversation.digest"
 SYNC_PAGE = 500
 LEGACY_SYNC_BYTES = 3 * 1024 * 1024  # what a 2.5.0 caller (4 MiB limit) gets in one answer
 DIGEST_SIZE = 256
+ANTI_ENTROPY_ROUNDS = 4  # heartbeat intervals between two anti-entropy exchanges
 ANSWER_LINGER = 0.1  # seconds an ACK or reply waits for company on its way to bystanders
 Summarizer = Callable[[list[ConversationEvent]], Awaitable[str]]
 
@@ -472,10 +473,16 @@ class Conversations:
         return new
 
     async def _anti_entropy(self, interval: float) -> None:
+        """Compare digests with one random peer: soon after start (a restarted or late node
+        catches up), then every ``ANTI_ENTROPY_ROUNDS`` heartbeat intervals (delivery is
+        direct; this is only the backstop for what a peer missed)."""
+        delay = min(interval, 1.0)
         while True:
-            await anyio.sleep(interval)
+            await anyio.sleep(delay)
+            delay = interval * ANTI_ENTROPY_ROUNDS
             ours = [p for p in self.node.peers.values() if not self.node.membership.is_legacy(p.id)]
             if not ours:
+                delay = interval  # nobody to ask yet: try again soon
                 continue
             peer = self._rng.choice(ours)
             try:

@@ -83,6 +83,7 @@ class Membership:
         self._seeds_joined: set[tuple[str, int]] = set()
         self._full_logged = -math.inf
         self._outstanding: set[str] = set()
+        self._order: list[str] = []  # gossip partners still to visit in this pass
         self._news: dict[str, None] = {}
         self.messages_sent = 0
         self.messages_received = 0
@@ -205,6 +206,8 @@ class Membership:
                 self._claim(peer, direct=False)
 
     def _digest(self) -> list[dict[str, Any]]:
+        """Alive members and how long ago each was last heard from directly (computed fresh
+        for every message: a cached age would make a silent member look recently heard)."""
         now = self._now()
         states = self.table.alive()
         if len(states) > MAX_DIGEST:
@@ -282,20 +285,47 @@ class Membership:
                     news_ids = set(self._news)
                     news = self._news_digest()
                     if news:  # first-hand news goes to every peer, in one batch...
-                        targets = self._pick(len(self.table.peers))
+                        targets = self._reachable()
                         old = [p for p in targets if p.id not in news_ids]
                         new = [p for p in targets if p.id in news_ids]
                         self._gossip_to(calls, old, interval, news)
                         self._gossip_to(calls, new, interval)  # ...newcomers get everything
                 self._push = anyio.Event()
 
-    def _pick(self, count: int) -> list[Peer]:
-        ours = [
+    def _reachable(self) -> list[Peer]:
+        """Alive members of ours (not 2.5.0) without a call outstanding."""
+        return [
             s.peer
             for s in self.table.alive()
             if not s.legacy and s.peer.id not in self._outstanding
         ]
-        return self._rng.sample(ours, min(count, len(ours)))
+
+    def _pick(self, count: int) -> list[Peer]:
+        """The next ``count`` gossip partners, round-robin through a shuffled member list
+        (reshuffled each pass, as SWIM does): every member is contacted once per pass, so a
+        dead member is probed within ``members / fanout`` rounds and a pooled connection to a
+        partner is reused instead of reopened."""
+        picked: list[Peer] = []
+        refilled = False
+        while len(picked) < count:
+            if not self._order:
+                if refilled:
+                    break
+                self._order = [p.id for p in self._reachable()]
+                self._rng.shuffle(self._order)
+                refilled = True
+                if not self._order:
+                    break
+            state = self.table.get(self._order.pop())
+            if (
+                state is not None
+                and state.alive
+                and not state.legacy
+                and state.peer.id not in self._outstanding
+                and state.peer not in picked
+            ):
+                picked.append(state.peer)
+        return picked
 
     def _round(self, calls: TaskGroup, interval: float) -> None:
         self._gossip_to(calls, self._pick(self.fanout), interval)

@@ -125,7 +125,7 @@ class Node:
         *,
         max_connections: int = 1024,
         max_concurrent_requests: int = 64,
-        idle_timeout: float = 120.0,
+        idle_timeout: float = 300.0,
         read_timeout: float = 30.0,
         call_timeout: float = 30.0,
         connect_timeout: float = 5.0,
@@ -457,7 +457,7 @@ class Node:
                 connect_timeout=self.connect_timeout,
                 # Shorter than the server side's idle timeout, so the caller closes first;
                 # long enough that gossip partners keep their connection between rounds.
-                idle_timeout=max(1.0, min(100.0, self.limits.idle_timeout * 0.8)),
+                idle_timeout=max(1.0, self.limits.idle_timeout * 0.8),
             )
             listeners = await server.bind(self.bind or None, self._requested_port)
             async with anyio.create_task_group() as tg:
