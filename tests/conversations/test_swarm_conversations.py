@@ -14,6 +14,12 @@ from synapse_p2p.testing import open_swarm
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(params=["memory", "tcp"])
+def net(request: pytest.FixtureRequest) -> str:
+    """Every test runs on the in-memory network and on real loopback TCP."""
+    return str(request.param)
+
+
 def reviewers(i: int) -> dict[str, Any]:
     return {"name": ["asker", "reviewer", "tester", "security"][i]}
 
@@ -33,8 +39,8 @@ async def until(predicate: Any, timeout: float = 10.0) -> None:
             await anyio.sleep(0.01)
 
 
-async def test_broadcast_ask_gets_acks_and_replies(anyio_backend: str) -> None:
-    async with open_swarm(4, configure=reviewers) as swarm:
+async def test_broadcast_ask_gets_acks_and_replies(anyio_backend: str, net: str) -> None:
+    async with open_swarm(4, transport=net, configure=reviewers) as swarm:
         asker, *workers = swarm.nodes
         for worker in workers:
             await install_ask(worker)
@@ -68,8 +74,8 @@ async def test_broadcast_ask_gets_acks_and_replies(anyio_backend: str) -> None:
             assert sorted(ids(node)) == reference
 
 
-async def test_a_failing_handler_becomes_an_error_event(anyio_backend: str) -> None:
-    async with open_swarm(3, configure=reviewers) as swarm:
+async def test_a_failing_handler_becomes_an_error_event(anyio_backend: str, net: str) -> None:
+    async with open_swarm(3, transport=net, configure=reviewers) as swarm:
         asker, good, bad = swarm.nodes
         await install_ask(good)
         await install_ask(bad, fail=True)
@@ -85,8 +91,8 @@ async def test_a_failing_handler_becomes_an_error_event(anyio_backend: str) -> N
         await until(lambda: errors == [{"task": "deploy", "error": "tester cannot do 'deploy'"}])
 
 
-async def test_custom_events_reach_everyone_and_fire_handlers(anyio_backend: str) -> None:
-    async with open_swarm(5) as swarm:
+async def test_custom_events_reach_everyone_and_fire_handlers(anyio_backend: str, net: str) -> None:
+    async with open_swarm(5, transport=net) as swarm:
         seen: dict[str, list[Any]] = {n.name: [] for n in swarm.nodes}
         for node in swarm.nodes:
 
@@ -101,8 +107,10 @@ async def test_custom_events_reach_everyone_and_fire_handlers(anyio_backend: str
             assert node.conversations() == ["room"]
 
 
-async def test_emit_and_broadcast_do_not_wait_for_a_tarpit_peer(anyio_backend: str) -> None:
-    async with open_swarm(3) as swarm:
+async def test_emit_and_broadcast_do_not_wait_for_a_tarpit_peer(
+    anyio_backend: str, net: str
+) -> None:
+    async with open_swarm(3, transport=net) as swarm:
         a, b, tarpit = swarm.nodes
         release = anyio.Event()
 
@@ -122,8 +130,8 @@ async def test_emit_and_broadcast_do_not_wait_for_a_tarpit_peer(anyio_backend: s
         release.set()
 
 
-async def test_sync_pages_through_a_long_conversation(anyio_backend: str) -> None:
-    async with open_swarm(2) as swarm:
+async def test_sync_pages_through_a_long_conversation(anyio_backend: str, net: str) -> None:
+    async with open_swarm(2, transport=net) as swarm:
         a, b = swarm.nodes
         # Write 10,000 events on a alone (no delivery), then sync them to b, page by page.
         events = []
@@ -140,9 +148,11 @@ async def test_sync_pages_through_a_long_conversation(anyio_backend: str) -> Non
 
 
 async def test_compaction_keeps_head_and_tail_and_refuses_compacted_events(
-    anyio_backend: str,
+    anyio_backend: str, net: str
 ) -> None:
-    async with open_swarm(2, conversation_max_events=10, conversation_keep_recent=3) as swarm:
+    async with open_swarm(
+        2, transport=net, conversation_max_events=10, conversation_keep_recent=3
+    ) as swarm:
         a, b = swarm.nodes
         compacted = anyio.Event()
 
@@ -170,8 +180,8 @@ async def test_compaction_keeps_head_and_tail_and_refuses_compacted_events(
         assert len(b.conversation(bc)) <= 10
 
 
-async def test_bad_events_get_clear_errors(anyio_backend: str) -> None:
-    async with open_swarm(1, max_upload_size=64 * 1024) as swarm:
+async def test_bad_events_get_clear_errors(anyio_backend: str, net: str) -> None:
+    async with open_swarm(1, transport=net, max_upload_size=64 * 1024) as swarm:
         node = swarm[0]
         outsider = node.self_peer().to_dict() | {"id": "x" * 64, "swarm": "other"}
         event = {
@@ -198,8 +208,8 @@ async def test_bad_events_get_clear_errors(anyio_backend: str) -> None:
         assert node.conversation("c") == []
 
 
-async def test_fetch_a_peers_agent_card(anyio_backend: str) -> None:
-    async with open_swarm(2) as swarm:
+async def test_fetch_a_peers_agent_card(anyio_backend: str, net: str) -> None:
+    async with open_swarm(2, transport=net) as swarm:
         a, b = swarm.nodes
         a.artifact(
             "agent-card",
@@ -213,8 +223,10 @@ async def test_fetch_a_peers_agent_card(anyio_backend: str) -> None:
             await b.fetch_artifact(b.peers[a.node_id], "nope")
 
 
-async def test_forged_replies_cannot_grow_memory_without_bound(anyio_backend: str) -> None:
-    async with open_swarm(1, conversation_max_conversations=500) as swarm:
+async def test_forged_replies_cannot_grow_memory_without_bound(
+    anyio_backend: str, net: str
+) -> None:
+    async with open_swarm(1, transport=net, conversation_max_conversations=500) as swarm:
         node = swarm[0]
         book = node._conversations.book
         me = node.self_peer().to_dict()
