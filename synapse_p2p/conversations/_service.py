@@ -510,7 +510,9 @@ class Conversations:
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
             raise ValueError("keep_recent must be an int >= 0")
         events = self.log.events(cid)
-        head = events[0] if events and events[0].kind == "message" else None
+        # The opening event stays verbatim whatever its kind (a broadcast's message, a team
+        # task's offer): a conversation is read from its first event.
+        head = events[0] if events and events[0].kind != "summary" else None
         body = events[1:] if head is not None else events
         compactable = body[: max(0, len(body) - keep)] if keep else body
         if not compactable:

@@ -636,7 +636,7 @@ class Node:
     async def compact_conversation(
         self, conversation: Broadcast | str, *, keep_recent: int | None = None
     ) -> ConversationEvent | None:
-        """Fold all but the opening message and the last ``keep_recent`` events into one
+        """Fold all but the opening event and the last ``keep_recent`` events into one
         ``summary`` event (made by the summarizer). Returns it, or None if nothing to fold."""
         cid = conversation.nonce if isinstance(conversation, Broadcast) else conversation
         return await self._conversations.compact(cid, keep_recent=keep_recent)
