@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol, TypeVar, overload
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._service_group import close_service_group, open_service_group
 from ..conversations import ConversationLog, MemoryConversationLog
 from ..conversations._service import Conversations
 from ..discovery import MdnsDiscovery, MdnsError, MdnsRecord
@@ -490,15 +491,7 @@ class Node:
             self.port = self._requested_port
 
     async def __aenter__(self) -> Node:
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        try:
-            await tg.start(self.serve)
-        except BaseException:
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-            raise
-        self._context_task_group = tg
+        self._context_task_group = await open_service_group(self.serve)
         return self
 
     async def __aexit__(
@@ -508,10 +501,8 @@ class Node:
         tb: TracebackType | None,
     ) -> None:
         tg, self._context_task_group = self._context_task_group, None
-        if tg is None:
-            return
-        tg.cancel_scope.cancel()
-        await tg.__aexit__(None, None, None)
+        if tg is not None:
+            await close_service_group(tg)
 
     def run(self, *, backend: Literal["trio", "asyncio"] = "trio") -> None:
         """Run the node until Ctrl+C or SIGTERM (blocking, for scripts); then stop cleanly."""

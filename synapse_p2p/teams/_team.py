@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._service_group import close_service_group, open_service_group
 from ..conversations import new_nonce
 from ..errors import TeamTaskError
 from ..types import ConversationEvent, Peer
@@ -245,14 +246,7 @@ class Team:
 
     async def __aenter__(self) -> Team:
         self._take_over()
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        try:
-            await self._task_group.start(self._serve)
-        except BaseException:
-            self._task_group.cancel_scope.cancel()
-            await self._task_group.__aexit__(None, None, None)
-            raise
+        self._task_group = await open_service_group(self._serve)
         return self
 
     async def __aexit__(
@@ -264,8 +258,7 @@ class Team:
         task_group, self._task_group = self._task_group, None
         await self.aclose()
         if task_group is not None:
-            task_group.cancel_scope.cancel()
-            await task_group.__aexit__(None, None, None)
+            await close_service_group(task_group)
 
     # -- the service ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._service_group import close_service_group, open_service_group
 from ..types import ConversationEvent
 from ._protocol import (
     TASK_CLAIM,
@@ -203,8 +204,7 @@ class Worker:
             pass
         group, self._context_group = self._context_group, None
         if group is not None:
-            group.cancel_scope.cancel()
-            await group.__aexit__(None, None, None)
+            await close_service_group(group)
 
     def _take_over(self) -> None:
         """The caller runs the service from now on, not the node's scheduler."""
@@ -218,15 +218,7 @@ class Worker:
 
     async def __aenter__(self) -> Worker:
         self._take_over()
-        group = anyio.create_task_group()
-        await group.__aenter__()
-        try:
-            await group.start(self._serve)
-        except BaseException:
-            group.cancel_scope.cancel()
-            await group.__aexit__(None, None, None)
-            raise
-        self._context_group = group
+        self._context_group = await open_service_group(self._serve)
         return self
 
     async def __aexit__(
