@@ -136,11 +136,19 @@ class Conversations:
         travel together)."""
         data = event.to_dict()
         origin: str | None = None
+        peers = [p for p in self.node.peers.values() if p.id != event.peer.id]
         if event.kind in ("ack", "reply", "error"):
             state = self.book.get(event.parent_id or event.conversation_id)
             if state is not None and state.broadcast is not None:
-                origin = state.broadcast.origin.id
-        peers = [p for p in self.node.peers.values() if p.id != event.peer.id]
+                asker = state.broadcast.origin
+                origin = asker.id
+                if origin not in self.node.peers and origin not in (
+                    event.peer.id,
+                    self.node.node_id,
+                ):
+                    # The origin called us (a command-line asker that just joined, say) and
+                    # is not verified yet: it still gets the answers to its own question.
+                    peers.append(asker)
         if origin is not None:
             peers.sort(key=lambda p: p.id != origin)
         for peer in peers:

@@ -83,6 +83,7 @@ class Membership:
         self._seeds_joined: set[tuple[str, int]] = set()
         self._full_logged = -math.inf
         self._outstanding: set[str] = set()
+        self._verifying: set[tuple[str, int]] = set()
         self._order: list[str] = []  # gossip partners still to visit in this pass
         self._news: dict[str, None] = {}
         self.messages_sent = 0
@@ -224,6 +225,11 @@ class Membership:
             if state is not None and state.alive:
                 out.append(_entry(state.peer, now - state.heard, state.legacy))
         return out
+
+    @property
+    def settling(self) -> bool:
+        """True while claimed peers wait to be verified (queued or being dialed)."""
+        return bool(self.table.candidates or self._verifying)
 
     def is_legacy(self, node_id: str) -> bool:
         """True if ``node_id`` is a verified synapse-p2p 2.5.0 peer (no gossip, no paging)."""
@@ -392,7 +398,7 @@ class Membership:
     # -- verification -------------------------------------------------------------------------
 
     async def _verify_loop(self) -> None:
-        busy: set[tuple[str, int]] = set()
+        busy = self._verifying
         limiter = anyio.Semaphore(self._verify_limit)
         async with anyio.create_task_group() as tg:
             while True:

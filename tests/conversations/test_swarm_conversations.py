@@ -246,3 +246,36 @@ async def test_forged_replies_cannot_grow_memory_without_bound(
             while len(node.conversations()) > 500:
                 await anyio.sleep(0.01)
         assert len(node.conversations()) == 500
+
+
+async def test_an_origin_not_yet_verified_still_gets_the_ack_and_the_reply(
+    anyio_backend: str,
+) -> None:
+    """A command-line asker joins and broadcasts at once: the receiver has not verified it
+    yet, but the answers to its own question still reach it (ACK first, then the reply)."""
+    from synapse_p2p import Broadcast, Client
+    from synapse_p2p.conversations._ids import new_nonce
+
+    asker = Node(name="asker", swarm="s", bind="127.0.0.1", heartbeat_interval=None)
+    worker = Node(name="worker", swarm="s", bind="127.0.0.1", heartbeat_interval=None)
+    await install_ask(worker)
+    async with asker, worker:
+        got: list[str] = []
+        done = anyio.Event()
+
+        @asker.on("conversation.event")
+        async def on_event(event: ConversationEvent) -> None:
+            if event.peer.id == worker.node_id:
+                got.append(event.kind)
+                if event.kind == "reply":
+                    done.set()
+
+        assert not worker.peers and not asker.peers  # nobody knows anybody
+        b = Broadcast(new_nonce(), asker.self_peer(), "synapse.ask")
+        async with Client("127.0.0.1", worker.port) as client:
+            answer = await client.call("synapse.ask", "check", context={}, broadcast=b.to_dict())
+        assert answer == {"accepted": True, "deferred": True}
+        with anyio.fail_after(10):
+            await done.wait()
+        assert sorted(got) == ["ack", "reply"]
+        assert [r.peer.name for r in asker.replies(b)] == ["worker"]

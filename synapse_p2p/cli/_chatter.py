@@ -1,0 +1,155 @@
+"""One line per swarm happening, for ``sn watch`` and ``sn demo``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from rich.text import Text
+
+from ..types import ConversationEvent, NodeKind, Peer
+from ._common import format_result, json_text
+
+__all__ = ["Inbox", "Line", "describe_event", "describe_peer"]
+
+MAX_TEXT = 200
+
+STYLES = {
+    "JOINED": "bold green",
+    "BEAT": "dim",
+    "OFFLINE": "bold red",
+    "ASK": "bold magenta",
+    "MESSAGE": "bold blue",
+    "ACK": "green",
+    "REPLY": "bold cyan",
+    "ERROR": "bold red",
+    "TASK": "yellow",
+    "SUMMARY": "dim",
+    "EVENT": "blue",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """``at`` is wall-clock time; ``label`` one of :data:`STYLES`."""
+
+    at: float
+    label: str
+    text: str
+
+    def plain(self) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.at))
+        return f"{stamp} {self.label:<7} {self.text}"
+
+    def rich(self, *, clock: bool = True) -> Text:
+        stamp = time.strftime("%H:%M:%S ", time.localtime(self.at)) if clock else ""
+        label = (f"{self.label:<7} ", STYLES.get(self.label, ""))
+        return Text.assemble((stamp, "dim"), label, self.text)
+
+
+def kind_of(peer: Peer) -> str:
+    return peer.kind.value if isinstance(peer.kind, NodeKind) else str(peer.kind)
+
+
+def who(peer: Peer) -> str:
+    return peer.name or peer.id[:8]
+
+
+def short_id(conversation_id: str) -> str:
+    """The random tail of an id: uuid7 nonces made in the same minute share their head."""
+    return conversation_id.replace("-", "")[-8:]
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def _compact(value: Any) -> str:
+    return _clip(value if isinstance(value, str) else json_text(value, indent=None))
+
+
+def _task_text(name: str, kind: str, payload: dict[str, Any]) -> str:
+    def field(key: str) -> str:
+        return _clip(str(payload.get(key) or ""))
+
+    if kind == "task.offer":
+        requires = payload.get("requires") or []
+        needs = f" (requires {', '.join(map(str, requires))})" if requires else ""
+        return f"{name} offers {field('title')!r}{needs}"
+    if kind == "task.claim":
+        return f"{name} claims it"
+    if kind == "task.grant":
+        worker = payload.get("worker_name") or str(payload.get("worker_id") or "?")[:8]
+        return f"{name} grants it to {worker}"
+    if kind == "task.progress":
+        return f"{name}: {field('message')}"
+    if kind == "task.done":
+        return f"{name} done: {_compact(payload.get('result'))}"
+    if kind == "task.failed":
+        return f"{name} failed: {field('error')}"
+    if kind == "task.release":
+        return f"{name} releases it: {field('reason')}"
+    rest = {k: v for k, v in payload.items() if k != "task_id"}
+    return f"{name} {kind}: {_compact(rest)}"
+
+
+def describe_event(event: ConversationEvent) -> Line | None:
+    """The chatter line for a conversation event (``None`` for nothing worth showing)."""
+    tag, name, payload = short_id(event.conversation_id), who(event.peer), event.payload
+    kind = event.kind
+    if kind == "message":
+        endpoint = str(payload.get("endpoint", "?"))
+        args = payload.get("args") or []
+        kwargs = payload.get("kwargs") or {}
+        if endpoint == "synapse.ask" and args:
+            context = kwargs.get("context") or {}
+            extra = f"  {_compact(context)}" if context else ""
+            return Line(event.created_at, "ASK", f"{tag}  {name}: {_clip(str(args[0]))}{extra}")
+        shown = ", ".join(_compact(a) for a in args)
+        return Line(event.created_at, "MESSAGE", f"{tag}  {name} → {endpoint}: {shown}")
+    if kind == "ack":
+        return Line(event.created_at, "ACK", f"{tag}  {name} acked")
+    if kind == "reply":
+        result = format_result(payload.get("result"))
+        return Line(event.created_at, "REPLY", f"{tag}  {name} → {_clip(result)}")
+    if kind == "error":
+        return Line(event.created_at, "ERROR", f"{tag}  {name}: {_clip(str(payload.get('error')))}")
+    if kind == "summary":
+        return Line(event.created_at, "SUMMARY", f"{tag}  {name} compacted the conversation")
+    if kind.startswith("task."):
+        return Line(event.created_at, "TASK", f"{tag}  {_task_text(name, kind, payload)}")
+    return Line(event.created_at, "EVENT", f"{tag}  {name} {kind}: {_compact(payload)}")
+
+
+def describe_peer(label: str, peer: Peer, *, capabilities: bool = True) -> Line:
+    caps = f"  caps={','.join(peer.capabilities)}" if capabilities and peer.capabilities else ""
+    where = f"{peer.address}:{peer.port}"
+    return Line(time.time(), label, f"{who(peer)} @ {where} ({kind_of(peer)}){caps}")
+
+
+class Inbox:
+    """Collects lifecycle events from handler tasks (which may run in either order when they
+    arrive together) and hands them out in batches, conversation events in their order."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[str, Any]] = []
+        self._arrived = anyio.Event()
+
+    def put(self, name: str, payload: Any) -> None:
+        self._items.append((name, payload))
+        self._arrived.set()
+
+    async def next_batch(self) -> list[tuple[str, Any]]:
+        """Wait for at least one item; return everything waiting, conversation events sorted
+        by ``(created_at, event_id)`` after the other events."""
+        if not self._items:
+            await self._arrived.wait()
+        items, self._items = self._items, []
+        self._arrived = anyio.Event()
+        others = [item for item in items if not isinstance(item[1], ConversationEvent)]
+        events = [item for item in items if isinstance(item[1], ConversationEvent)]
+        events.sort(key=lambda item: (item[1].created_at, item[1].event_id))
+        return others + events

@@ -1,0 +1,390 @@
+"""Joining a swarm from the command line: ``sn ask`` and ``sn broadcast``."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+import click
+from rich.console import Console
+from rich.text import Text
+
+from ..membership import JoinError
+from ..node import Node
+from ..types import ConversationEvent, NodeKind, Peer
+from ._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NO_ANSWER,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    Failure,
+    Settings,
+    console,
+    format_result,
+    parse_address,
+    parse_key_value,
+    progress,
+    run,
+    tick_progress,
+)
+
+__all__ = ["SwarmOptions", "ask_command", "broadcast_command", "connect", "swarm_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: After every peer that ACKed has answered, wait this long for late ACKs and replies.
+SETTLE = 0.25
+
+
+@dataclass
+class SwarmOptions:
+    """How a command-line node finds its swarm."""
+
+    swarm: str
+    team: str = "default"
+    name: str = ""
+    seeds: list[tuple[str, int]] = field(default_factory=list)
+    mdns: bool | None = None  # None: on when no seed is given
+    discover: float = 1.0
+    bind: str | None = None
+
+    @property
+    def use_mdns(self) -> bool:
+        return not self.seeds if self.mdns is None else self.mdns
+
+    def bind_address(self) -> str:
+        """Loopback when every seed is on loopback and mDNS is off, else every interface."""
+        if self.bind is not None:
+            return self.bind
+        if self.seeds and not self.use_mdns and all(_is_loopback(h) for h, _ in self.seeds):
+            return "::1" if all(":" in h for h, _ in self.seeds) else "127.0.0.1"
+        return "0.0.0.0"
+
+    def node(self, *, role: str, capabilities: list[str], **settings: Any) -> Node:
+        return Node(
+            bind=self.bind_address(),
+            name=self.name,
+            role=role,
+            kind=NodeKind.NODE,
+            swarm=self.swarm,
+            team=self.team,
+            seeds=self.seeds,
+            mdns=self.use_mdns,
+            capabilities=capabilities,
+            **settings,
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _seed(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Any]:
+    return [parse_address(v) for v in values]
+
+
+def swarm_options(default_name: str) -> Callable[[F], F]:
+    """The options every swarm command shares (``--team``, ``--seed``, ``--mdns``...)."""
+
+    def decorate(fn: F) -> F:
+        for option in reversed(
+            [
+                click.argument("swarm"),
+                click.option("--team", "-t", default="default", show_default=True,
+                             help="Team inside the swarm (must match the other nodes')."),
+                click.option("--name", "-n", default=default_name, show_default=True,
+                             help="This node's name, as peers see it."),
+                click.option("--seed", "-s", "seeds", multiple=True, callback=_seed,
+                             metavar="HOST:PORT",
+                             help="A node of the swarm to join through (repeatable)."),
+                click.option("--mdns/--no-mdns", default=None,
+                             help="Find nodes on the LAN by mDNS [default: on without --seed]."),
+                click.option("--discover", type=click.FloatRange(min=0), default=1.0,
+                             show_default=True,
+                             help="Longest wait, in seconds, for peers after joining."),
+                click.option("--bind", default=None, metavar="ADDRESS",
+                             help="Address to listen on [default: loopback when every seed is "
+                             "on loopback and mDNS is off, else all interfaces]."),
+            ]
+        ):  # fmt: skip
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+async def connect(node: Node, options: SwarmOptions, out: Console) -> None:
+    """Join the seeds (a :class:`Failure` if none can be joined), then wait for the peers.
+
+    With seeds only, the wait ends as soon as every member the seeds named has answered (at
+    most ``--discover`` seconds); with mDNS it lasts ``--discover`` seconds, the time given to
+    nodes on the LAN to answer. Fails if no peer at all was found.
+    """
+    where = f"swarm {options.swarm!r}" + (
+        f" team {options.team!r}" if options.team != "default" else ""
+    )
+    with progress(out, f"joining {where}") as update:
+        if node.seeds:
+            try:
+                await node.join()
+            except JoinError as exc:
+                reasons = "; ".join(f"{seed}: {why}" for seed, why in exc.reasons.items())
+                raise Failure(f"could not join {where}: {reasons}", EXIT_UNREACHABLE) from None
+        update(f"looking for the peers of {where}")
+        with anyio.move_on_after(options.discover):
+            if node.mdns_enabled:
+                await anyio.sleep(options.discover)
+            # No single event says "every claimed peer was checked": poll briefly.
+            while node.membership.settling or not node.peers:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+    if not node.peers:
+        hint = "give --seed HOST:PORT" if not node.seeds else "is any node of it running?"
+        raise Failure(f"no peers found in {where} ({hint})", EXIT_UNREACHABLE)
+
+
+def _who(peer: Peer) -> str:
+    return peer.name or peer.id[:8]
+
+
+class ReplyWatch:
+    """Follows one broadcast's ACKs, replies and errors, and decides when it is over.
+
+    Lifecycle handlers run as separate tasks, so two events that arrive together may run in
+    either order: they only fill an inbox, which :meth:`wait` drains in conversation order.
+    """
+
+    def __init__(self, node: Node, out: Console, *, show_acks: bool) -> None:
+        self.node = node
+        self.out = out
+        self.show_acks = show_acks
+        self.nonce: str | None = None
+        self.acked: dict[str, Peer] = {}
+        self.answered: set[str] = set()
+        self.replies = 0
+        self.errors = 0
+        self.last_news = 0.0
+        self._inbox: list[ConversationEvent | Peer] = []
+        self._arrived = anyio.Event()
+        for kind in ("conversation.ack", "conversation.reply", "conversation.error"):
+            node.on(kind)(self._deliver)
+        node.on("peer.offline")(self._deliver)
+
+    async def _deliver(self, item: ConversationEvent | Peer) -> None:
+        self._inbox.append(item)
+        self._arrived.set()
+
+    def _drain(self) -> None:
+        inbox, self._inbox = self._inbox, []
+        self._arrived = anyio.Event()
+        events = sorted((e for e in inbox if isinstance(e, ConversationEvent)),
+                        key=lambda e: (e.created_at, e.event_id))  # fmt: skip
+        for event in events:
+            if self.nonce in (event.conversation_id, event.parent_id):
+                self._take(event)
+        for peer in inbox:
+            if isinstance(peer, Peer) and peer.id in self.acked and peer.id not in self.answered:
+                self.answered.add(peer.id)
+                self.out.print(Text(f"✗ {_who(peer)} went offline before replying", style="red"))
+                self.last_news = anyio.current_time()
+
+    def _take(self, event: ConversationEvent) -> None:
+        peer, who = event.peer, _who(event.peer)
+        if peer.id == self.node.node_id:
+            return
+        if event.kind == "ack":
+            if peer.id in self.acked:
+                return
+            self.acked[peer.id] = peer
+            if self.show_acks:
+                self.out.print(Text(f"✓ {who} acked", style="green"))
+        elif event.kind == "reply":
+            self.answered.add(peer.id)
+            self.replies += 1
+            self.out.print(Text.assemble(("- ", "bold"), (who, "bold cyan"), ": ",
+                                         format_result(event.payload.get("result"))))  # fmt: skip
+        elif event.kind == "error":
+            self.answered.add(peer.id)
+            self.errors += 1
+            reason = event.payload.get("error", "failed")
+            self.out.print(Text(f"✗ {who} failed: {reason}", style="red"))
+        else:
+            return
+        self.last_news = anyio.current_time()
+
+    @property
+    def waiting_on(self) -> list[str]:
+        return [_who(p) for pid, p in self.acked.items() if pid not in self.answered]
+
+    def status(self) -> str:
+        waiting = self.waiting_on
+        if waiting:
+            return f"waiting for {', '.join(waiting)}"
+        return "waiting for ACKs and replies"
+
+    async def wait(self, nonce: str, *, timeout: float, forever: bool) -> None:
+        """Until every ACKer answered (and a short settle passed), or ``timeout`` seconds
+        pass with no news; with ``forever``, until cancelled."""
+        self.nonce = nonce
+        self.last_news = anyio.current_time()
+        while True:
+            self._drain()
+            done = (self.replies or self.errors) and not self.waiting_on
+            if forever:
+                deadline = float("inf")
+            elif done:
+                deadline = self.last_news + SETTLE
+            else:
+                deadline = self.last_news + timeout
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                return
+            with anyio.move_on_after(remaining):
+                await self._arrived.wait()
+
+    def exit_code(self, timeout: float) -> int:
+        if self.replies:
+            if self.waiting_on:
+                pending = ", ".join(self.waiting_on)
+                self.out.print(Text(f"still waiting on {pending} after {timeout:g} s",
+                                    style="yellow"))  # fmt: skip
+            return EXIT_OK
+        if self.errors:
+            raise Failure("every answer was an error", EXIT_FAILED)
+        detail = f" ({', '.join(self.waiting_on)} acked)" if self.acked else ""
+        raise Failure(f"no replies within {timeout:g} s{detail}", EXIT_NO_ANSWER)
+
+
+def run_broadcast(
+    settings: Settings,
+    options: SwarmOptions,
+    *,
+    label: str,
+    role: str,
+    endpoint: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    timeout: float,
+    forever: bool,
+) -> None:
+    out = console()
+    node = options.node(role=role, capabilities=[role])
+    watch = ReplyWatch(node, out, show_acks=endpoint == "synapse.ask")
+    waiting = (
+        "waiting for ACKs and replies... press Ctrl+C to stop"
+        if endpoint == "synapse.ask"
+        else "waiting for replies... press Ctrl+C to stop"
+    )
+
+    async def main() -> int:
+        async with node:
+            await connect(node, options, out)
+            broadcast = await node.broadcast(endpoint, *args, **kwargs)
+            out.print(f"{label}: {broadcast.nonce}")
+            out.print(waiting)
+            with progress(out, watch.status()) as update:
+                async with anyio.create_task_group() as tg:
+                    if out.is_terminal:
+                        tg.start_soon(tick_progress, update, watch.status)
+                    await watch.wait(broadcast.nonce, timeout=timeout, forever=forever)
+                    tg.cancel_scope.cancel()
+            return watch.exit_code(timeout)
+
+    def interrupted() -> int:
+        return EXIT_OK if watch.replies else EXIT_INTERRUPTED
+
+    code = run(settings, main, on_interrupt=interrupted)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _context(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Any:
+    return dict(parse_key_value(v) for v in values)
+
+
+def _timing_options(fn: F) -> F:
+    fn = click.option("--forever", is_flag=True,
+                      help="Keep waiting for replies until Ctrl+C.")(fn)  # fmt: skip
+    fn = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
+                      show_default=True,
+                      help="Give up after this many seconds with no ACK or reply.")(fn)  # fmt: skip
+    return fn
+
+
+@click.command("ask")
+@swarm_options("asker")
+@click.argument("task")
+@click.option("--context", "-c", "context", multiple=True, callback=_context, metavar="KEY=VALUE",
+              help="Context for the task (repeatable; values are strings).")  # fmt: skip
+@_timing_options
+@click.pass_obj
+def ask_command(
+    settings: Settings,
+    /,
+    swarm: str,
+    task: str,
+    context: dict[str, str],
+    timeout: float,
+    forever: bool,
+    **node_options: Any,
+) -> None:
+    """Ask the swarm to do TASK and print the ACKs and replies as they come.
+
+    Every node with an ask handler decides for itself whether to help: it ACKs at once, then
+    replies when its handler is done. The command ends once every node that ACKed has
+    replied (or failed, or gone offline), or after --timeout seconds without news.
+
+    \b
+    Examples:
+      sn ask myteam.example.com "Review this diff" --context url=https://github.com/org/repo/pull/1
+      sn ask myteam.example.com "Summarise the logs" --seed 10.0.0.5:9999 --timeout 120
+      sn ask lab "status?" --no-mdns --seed 127.0.0.1:9999 --forever
+
+    Exit status: 0 with at least one reply, 1 if every answer was an error, 3 if the swarm
+    could not be reached, 4 if nothing answered in time, 130 if interrupted before a reply.
+    """
+    options = SwarmOptions(swarm=swarm, **node_options)
+    run_broadcast(settings, options, label="ask", role="asker", endpoint="synapse.ask",
+                  args=[task], kwargs={"context": context}, timeout=timeout,
+                  forever=forever)  # fmt: skip
+
+
+@click.command("broadcast")
+@swarm_options("speaker")
+@click.argument("message")
+@_timing_options
+@click.pass_obj
+def broadcast_command(
+    settings: Settings,
+    /,
+    swarm: str,
+    message: str,
+    timeout: float,
+    forever: bool,
+    **node_options: Any,
+) -> None:
+    """Broadcast MESSAGE to the swarm (the synapse.message endpoint) and print the replies.
+
+    Nodes that serve synapse.message (every `sn watch`, and your own nodes if they define it)
+    reply; others ignore it.
+
+    \b
+    Examples:
+      sn broadcast myteam.example.com "deploy at 17:00"
+      sn broadcast lab "hello" --seed 127.0.0.1:9999 --timeout 5
+
+    Exit status: 0 with at least one reply, 3 if the swarm could not be reached, 4 if nothing
+    answered in time, 130 if interrupted before a reply.
+    """
+    options = SwarmOptions(swarm=swarm, **node_options)
+    run_broadcast(settings, options, label="broadcast", role="speaker",
+                  endpoint="synapse.message", args=[message], kwargs={}, timeout=timeout,
+                  forever=forever)  # fmt: skip

@@ -1,0 +1,372 @@
+"""Per-node tools (``sn call``, ``info``, ``peers``, ``methods``, ``artifacts``) and
+``sn list-swarms``."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..discovery import MdnsError, browse_swarms
+from ..errors import SynapseError
+from ..rpc import Client
+from ._common import (
+    EXIT_UNREACHABLE,
+    Failure,
+    Settings,
+    console,
+    json_text,
+    library_failure,
+    parse_address,
+    parse_json_literal,
+    parse_key_value,
+    progress,
+    run,
+)
+
+__all__ = [
+    "artifacts_command",
+    "call_command",
+    "info_command",
+    "list_swarms_command",
+    "methods_command",
+    "peers_command",
+]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _address(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int]:
+    return parse_address(value)
+
+
+def node_tool(fn: F) -> F:
+    """``HOST:PORT``, ``--timeout`` and ``--json``, shared by the per-node tools."""
+    fn = click.option("--json", "as_json", is_flag=True,
+                      help="Print JSON (for scripts) instead of a table.")(fn)  # fmt: skip
+    fn = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
+                      show_default=True, help="Seconds to wait for the node.")(fn)  # fmt: skip
+    fn = click.argument("address", metavar="HOST:PORT", callback=_address)(fn)
+    return fn
+
+
+def _call(
+    settings: Settings,
+    address: tuple[str, int],
+    timeout: float,
+    calls: Callable[[Client], Awaitable[T]],
+) -> T:
+    host, port = address
+    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+
+    async def main() -> T:
+        client = Client(host, port, timeout=timeout, connect_timeout=min(timeout, 5.0))
+        try:
+            with progress(console(stderr=True), f"calling {where}"):
+                async with client:
+                    return await calls(client)
+        except (SynapseError, OSError) as exc:
+            raise library_failure(exc, where) from None
+
+    return run(settings, main)
+
+
+# -- call ---------------------------------------------------------------------------------------
+
+
+def _kwargs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Any:
+    pairs = (parse_key_value(v) for v in values)
+    return {key: parse_json_literal(value, f"--kw {key}") for key, value in pairs}
+
+
+@click.command("call")
+@node_tool
+@click.argument("endpoint")
+@click.argument("args", nargs=-1)
+@click.option("--kw", "kwargs", multiple=True, callback=_kwargs, metavar="KEY=JSON",
+              help="A keyword argument, its value a JSON literal (repeatable).")  # fmt: skip
+@click.pass_obj
+def call_command(
+    settings: Settings,
+    /,
+    address: tuple[str, int],
+    endpoint: str,
+    args: tuple[str, ...],
+    kwargs: dict[str, Any],
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Call ENDPOINT on the node at HOST:PORT and print the result.
+
+    Each ARG is a JSON literal: 1, 2.5, true, null, '"text"', '[1, 2]', '{"a": 1}'.
+    Text results print as they are, others as JSON; bytes print as {"$bytes": base64}.
+
+    \b
+    Examples:
+      sn call 127.0.0.1:9999 sum 1 2
+      sn call 127.0.0.1:9999 _node.ask '"Review this diff"' --kw 'context={"url": "u"}'
+      sn call [::1]:9999 _synapse.ping
+
+    Exit status: 0 on success, 1 if the call failed (the error is printed), 3 if the node
+    cannot be reached, 4 on timeout.
+    """
+    values = [parse_json_literal(a, "argument") for a in args]
+    result = _call(settings, address, timeout, lambda c: c.call(endpoint, *values, **kwargs))
+    if as_json or not isinstance(result, str):
+        click.echo(json_text(result))
+    else:
+        click.echo(result)
+
+
+# -- info ---------------------------------------------------------------------------------------
+
+
+@click.command("info")
+@node_tool
+@click.pass_obj
+def info_command(
+    settings: Settings, /, address: tuple[str, int], timeout: float, as_json: bool
+) -> None:
+    """Who the node at HOST:PORT is: identity, swarm, role and capabilities.
+
+    \b
+    Examples:
+      sn info 127.0.0.1:9999
+      sn info 10.0.0.5:9999 --json | jq .capabilities
+    """
+
+    async def fetch(client: Client) -> dict[str, Any]:
+        info = await client.call("_synapse.info")
+        details = await client.call("_node.capabilities")
+        return {**info, "capabilities": details} if isinstance(info, dict) else {"info": info}
+
+    info = _call(settings, address, timeout, fetch)
+    if as_json:
+        click.echo(json_text(info))
+        return
+    table = Table.grid(padding=(0, 2))
+    for key in ("name", "id", "kind", "role", "description", "swarm", "team"):
+        if key in info:
+            table.add_row(f"[bold]{key}[/]", _text(info[key]))
+    if "address" in info:
+        table.add_row("[bold]address[/]", f"{info['address']}:{info.get('port')}")
+    capabilities = info.get("capabilities") or []
+    for i, cap in enumerate(capabilities):
+        name = cap.get("name", "?") if isinstance(cap, dict) else str(cap)
+        description = cap.get("description", "") if isinstance(cap, dict) else ""
+        label = "[bold]capabilities[/]" if i == 0 else ""
+        table.add_row(label, f"{name}  [dim]{description}[/]" if description else name)
+    console().print(table)
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+# -- peers --------------------------------------------------------------------------------------
+
+
+@click.command("peers")
+@node_tool
+@click.pass_obj
+def peers_command(
+    settings: Settings, /, address: tuple[str, int], timeout: float, as_json: bool
+) -> None:
+    """The peers the node at HOST:PORT knows to be alive.
+
+    \b
+    Examples:
+      sn peers 127.0.0.1:9999
+      sn peers 127.0.0.1:9999 --json
+    """
+    peers = _call(settings, address, timeout, lambda c: c.call("_synapse.peers"))
+    if as_json:
+        click.echo(json_text(peers))
+        return
+    out = console()
+    if not peers:
+        out.print("no peers")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("name", "id", "address", "kind", "swarm / team", "heard", "capabilities"):
+        table.add_column(column)
+    now = time.time()
+    for peer in peers if isinstance(peers, list) else []:
+        if not isinstance(peer, dict):
+            continue
+        last = peer.get("last_seen")
+        heard = f"{max(0.0, now - last):.0f} s ago" if isinstance(last, int | float) else "-"
+        table.add_row(
+            _text(peer.get("name")),
+            str(peer.get("id", ""))[:8],
+            f"{peer.get('address')}:{peer.get('port')}",
+            _text(peer.get("kind")),
+            f"{_text(peer.get('swarm'))} / {_text(peer.get('team'))}",
+            heard,
+            ",".join(str(c) for c in peer.get("capabilities") or []),
+        )
+    out.print(table)
+
+
+# -- methods ------------------------------------------------------------------------------------
+
+
+@click.command("methods")
+@node_tool
+@click.pass_obj
+def methods_command(
+    settings: Settings, /, address: tuple[str, int], timeout: float, as_json: bool
+) -> None:
+    """The RPC endpoints the node at HOST:PORT publishes.
+
+    \b
+    Examples:
+      sn methods 127.0.0.1:9999
+    """
+    methods = _call(settings, address, timeout, lambda c: c.call("_synapse.methods"))
+    if as_json:
+        click.echo(json_text(methods))
+        return
+    out = console()
+    if not methods:
+        out.print("no published methods")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("endpoint")
+    table.add_column("description")
+    for method in methods if isinstance(methods, list) else []:
+        if isinstance(method, dict):
+            table.add_row(_text(method.get("name")), str(method.get("description") or ""))
+    out.print(table)
+
+
+# -- artifacts ----------------------------------------------------------------------------------
+
+
+@click.command("artifacts")
+@node_tool
+@click.argument("name", required=False)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="With NAME: write the content to this file (bytes decoded).")  # fmt: skip
+@click.pass_obj
+def artifacts_command(
+    settings: Settings,
+    /,
+    address: tuple[str, int],
+    name: str | None,
+    output: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """List the artifacts the node at HOST:PORT advertises, or print the one called NAME.
+
+    \b
+    Examples:
+      sn artifacts 127.0.0.1:9999
+      sn artifacts 127.0.0.1:9999 agent-card
+      sn artifacts 127.0.0.1:9999 logo -o logo.png
+    """
+    if name is None:
+        if output is not None:
+            raise click.UsageError("--output needs an artifact NAME")
+        listing = _call(settings, address, timeout, lambda c: c.call("_synapse.artifacts"))
+        if as_json:
+            click.echo(json_text(listing))
+            return
+        _print_listing(console(), listing)
+        return
+    artifact = _call(settings, address, timeout, lambda c: c.call("_synapse.artifact.get", name))
+    if as_json:
+        click.echo(json_text(artifact))
+        return
+    if not isinstance(artifact, dict):
+        raise Failure(f"unexpected answer for artifact {name!r}: {artifact!r}")
+    content = artifact.get("content")
+    if artifact.get("encoding") == "base64" and isinstance(content, str):
+        data = base64.b64decode(content)
+    elif isinstance(content, str):
+        data = content.encode()
+    else:
+        data = (json_text(content) + "\n").encode()
+    if output is not None:
+        with open(output, "wb") as file:
+            file.write(data)
+        click.echo(f"wrote {len(data)} bytes to {output}", err=True)
+    elif artifact.get("encoding") == "base64":
+        click.echo(f"{name}: {len(data)} bytes of {artifact.get('mime_type')}; use -o FILE")
+    else:
+        click.echo(data.decode(errors="replace").rstrip("\n"))
+
+
+def _print_listing(out: Console, listing: Any) -> None:
+    if not listing:
+        out.print("no artifacts")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("name", "kind", "mime type", "size", "description"):
+        table.add_column(column)
+    for item in listing if isinstance(listing, list) else []:
+        if isinstance(item, dict):
+            table.add_row(_text(item.get("name")), _text(item.get("kind")),
+                          _text(item.get("mime_type")), _text(item.get("size")),
+                          str(item.get("description") or ""))  # fmt: skip
+    out.print(table)
+
+
+# -- list-swarms --------------------------------------------------------------------------------
+
+
+@click.command("list-swarms")
+@click.option("--seconds", "-s", type=click.FloatRange(min=0, min_open=True), default=3.0,
+              show_default=True, help="How long to listen for nodes.")  # fmt: skip
+@click.option("--interface", "-i", "interfaces", multiple=True, metavar="NAME|ADDRESS",
+              help="Browse on this interface only (repeatable) [default: all].")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.pass_obj
+def list_swarms_command(
+    settings: Settings, /, seconds: float, interfaces: tuple[str, ...], as_json: bool
+) -> None:
+    """List the swarms on the local network (mDNS), grouped by swarm and team.
+
+    Listens without advertising anything.
+
+    \b
+    Examples:
+      sn list-swarms
+      sn list-swarms --seconds 10 --interface eth0
+    """
+
+    async def main() -> list[Any]:
+        try:
+            with progress(console(stderr=True), "listening for swarms on the LAN"):
+                return await browse_swarms(seconds, interfaces=list(interfaces) or None)
+        except MdnsError as exc:
+            raise Failure(f"mDNS: {exc}", EXIT_UNREACHABLE) from None
+
+    peers = run(settings, main)
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for peer in peers:
+        groups.setdefault((peer.swarm or "-", peer.team or "-"), []).append(peer)
+    if as_json:
+        data = [
+            {"swarm": s, "team": t, "nodes": [p.to_dict() for p in members]}
+            for (s, t), members in sorted(groups.items())
+        ]
+        click.echo(json_text(data))
+        return
+    if not groups:
+        click.echo("no local Synapse swarms found")
+        return
+    for (swarm, team), members in sorted(groups.items()):
+        title = swarm if team == "default" else f"{swarm} / {team}"
+        click.echo(f"{title}  ({len(members)} node{'s' if len(members) != 1 else ''})")
+        for peer in members:
+            caps = f"  [{', '.join(peer.capabilities)}]" if peer.capabilities else ""
+            where = f"{peer.address}:{peer.port}"
+            click.echo(f"  - {peer.name or peer.id[:8]}  {where}{caps}")

@@ -1,0 +1,213 @@
+"""``sn ask``, ``sn broadcast``, ``sn watch`` and ``sn demo`` end to end: real processes on
+loopback (no mDNS: every command gets ``--seed``)."""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.cli.conftest import ROOT, StartNode, env, sn
+
+BACKENDS = ["trio", "asyncio"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ask_prints_the_nonce_the_acks_and_the_replies(start_node: StartNode, backend: str) -> None:
+    _, seed = start_node("reviewer")
+    start_node("tester", seed=seed)
+    done = sn("--backend", backend, "ask", "lab", "Review this diff", "--seed",
+              f"127.0.0.1:{seed}", "--context", "url=https://x/pull/1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("ask: ")
+    assert len(lines[0]) > 30
+    assert lines[1] == "waiting for ACKs and replies... press Ctrl+C to stop"
+    for name in ("reviewer", "tester"):
+        ack = lines.index(f"✓ {name} acked")
+        reply = lines.index(f"- {name}: {name}: LGTM for 'Review this diff' (https://x/pull/1)")
+        assert ack < reply
+    assert done.stderr == ""
+
+
+def test_ask_exit_codes(start_node: StartNode) -> None:
+    _, seed = start_node("mute", "--ask", "none")
+    # Nobody answers (the node has no ask handler): exit 4 with one line on stderr.
+    done = sn("ask", "lab", "anyone?", "--seed", f"127.0.0.1:{seed}", "--timeout", "1")
+    assert done.returncode == 4
+    assert done.stderr == "sn: no replies within 1 s\n"
+    # A different swarm refuses the join: exit 3.
+    done = sn("ask", "elsewhere", "hi", "--seed", f"127.0.0.1:{seed}", "--timeout", "1")
+    assert done.returncode == 3
+    assert done.stderr.startswith("sn: could not join swarm 'elsewhere': 127.0.0.1:")
+    assert "different swarm" in done.stderr
+    assert done.stderr.count("\n") == 1
+    # Every answer is an error: exit 1, the error shown.
+    _, broken = start_node("broken", "--ask", "fail", "--swarm", "fails")
+    done = sn("ask", "fails", "review", "--seed", f"127.0.0.1:{broken}")
+    assert done.returncode == 1
+    assert "✗ broken failed: broken cannot review" in done.stdout
+    assert done.stderr == "sn: every answer was an error\n"
+
+
+def test_ask_with_the_seed_down_exits_3_at_once() -> None:
+    started = time.monotonic()
+    done = sn("ask", "lab", "hi", "--seed", "127.0.0.1:9", "--no-mdns")
+    assert done.returncode == 3
+    assert done.stderr.startswith("sn: could not join swarm 'lab': 127.0.0.1:9: ")
+    assert done.stderr.count("\n") == 1
+    assert done.stdout == ""
+    assert time.monotonic() - started < 30  # not the reply timeout
+
+
+def test_bad_context_is_a_usage_error() -> None:
+    done = sn("ask", "lab", "hi", "--context", "novalue", "--seed", "127.0.0.1:9")
+    assert done.returncode == 2
+    assert "expected key=value, got 'novalue'" in done.stderr
+
+
+class Watcher:
+    """``sn watch --plain`` in a subprocess; a thread collects its lines."""
+
+    def __init__(self, seed: int, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "synapse_p2p",
+                "watch",
+                "lab",
+                "--seed",
+                f"127.0.0.1:{seed}",
+                "--plain",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+            cwd=ROOT,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def until(self, needle: str, timeout: float = 20) -> list[str]:
+        """Lines up to the first one containing ``needle``."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            seen.append(line)
+            if needle in line:
+                return seen
+        raise AssertionError(f"{needle!r} not seen within {timeout} s: {seen}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_watch_plain_shows_asks_acks_replies_and_broadcasts(
+    start_node: StartNode, backend: str
+) -> None:
+    _, seed = start_node("reviewer")
+    watcher = Watcher(seed, "--name", "eye")
+    try:
+        header = watcher.until("watching lab")
+        assert header[-1].startswith("watching lab as eye @ 127.0.0.1:")
+        watcher.until("JOINED  reviewer @ 127.0.0.1:")
+        asked = sn("--backend", backend, "ask", "lab", "check this", "--seed",
+                   f"127.0.0.1:{seed}")  # fmt: skip
+        assert asked.returncode == 0, asked.stderr
+        seen = watcher.until("REPLY   ")
+        text = "\n".join(seen)
+        assert "ASK     " in text
+        assert "asker: check this" in text
+        assert "ACK     " in text
+        assert "reviewer acked" in text
+        assert "reviewer → reviewer: LGTM for 'check this'" in seen[-1]
+        # `sn broadcast` is answered by the watcher itself.
+        said = sn("broadcast", "lab", "hello all", "--seed", f"127.0.0.1:{seed}")
+        assert said.returncode == 0, said.stderr
+        assert said.stdout.splitlines()[0].startswith("broadcast: ")
+        assert '- eye: {"received_by":"eye"}' in said.stdout.splitlines()
+        seen = watcher.until("synapse.message: hello all")
+        assert "MESSAGE " in seen[-1]
+        watcher.proc.send_signal(signal.SIGINT)
+        assert watcher.proc.wait(timeout=20) == 0
+    finally:
+        watcher.close()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_watch_renders_on_a_terminal_and_stops_on_ctrl_c(start_node: StartNode) -> None:
+    _, seed = start_node("reviewer")
+    session = f"sn-watch-{uuid.uuid4().hex[:8]}"
+    command = (
+        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m synapse_p2p watch lab "
+        f"--seed 127.0.0.1:{seed} --name eye; echo EXIT=$?; sleep 30"
+    )
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "30",
+                    command], check=True, timeout=10)  # fmt: skip
+
+    def screen() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                              capture_output=True, text=True, timeout=10).stdout  # fmt: skip
+
+    def wait_for(*needles: str) -> str:
+        deadline = time.monotonic() + 20
+        text = ""
+        while time.monotonic() < deadline:  # a terminal has no events to wait on: poll it
+            text = screen()
+            if all(n in text for n in needles):
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"{needles} not on screen:\n{text}")
+
+    try:
+        text = wait_for("watching lab", "self: eye @ 127.0.0.1:", "reviewer", "JOINED")
+        assert "swarm" in text
+        assert "chatter" in text
+        asked = sn("ask", "lab", "check this", "--seed", f"127.0.0.1:{seed}")
+        assert asked.returncode == 0, asked.stderr
+        wait_for("REPLY", "reviewer acked")
+        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True, timeout=10)
+        text = wait_for("EXIT=")
+        assert "EXIT=0" in text
+        assert "chatter" not in text  # the full-screen view is gone
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], timeout=10, check=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_demo_runs_an_ask_and_a_team_round(backend: str) -> None:
+    done = sn("--backend", backend, "demo", timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for name in ("reviewer", "tester", "security"):
+        assert f"✓ {name} acked" in out
+        assert f"- {name}: " in out
+    assert out.count(" done: ") == 2
+    assert "grants it to coder-" in out
+    assert "every node stopped" in out
+    assert done.stderr == ""
