@@ -211,3 +211,34 @@ def test_demo_runs_an_ask_and_a_team_round(backend: str) -> None:
     assert "grants it to coder-" in out
     assert "every node stopped" in out
     assert done.stderr == ""
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_long_waits_show_progress_on_a_terminal(start_node: StartNode) -> None:
+    _, seed = start_node("slowpoke", "--delay", "4")
+    session = f"sn-ask-{uuid.uuid4().hex[:8]}"
+    command = (
+        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m synapse_p2p ask lab slow "
+        f"--seed 127.0.0.1:{seed}; echo EXIT=$?; sleep 30"
+    )
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "20",
+                    command], check=True, timeout=10)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        screens = []
+        while time.monotonic() < deadline:  # a terminal has no events to wait on: poll it
+            text = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                  capture_output=True, text=True, timeout=10).stdout  # fmt: skip
+            screens.append(text)
+            if "EXIT=" in text:
+                break
+            time.sleep(0.2)
+        waiting = [s for s in screens if "waiting for slowpoke (" in s]
+        assert waiting, screens[-1]
+        assert " s)" in waiting[-1]  # the elapsed time
+        final = screens[-1]
+        assert "EXIT=0" in final
+        assert "- slowpoke: slowpoke: LGTM for 'slow'" in final
+        assert "waiting for slowpoke (" not in final  # the progress line is gone at the end
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], timeout=10, check=False)
