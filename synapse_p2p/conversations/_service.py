@@ -51,6 +51,7 @@ LEGACY_SYNC_BYTES = 3 * 1024 * 1024  # what a 2.5.0 caller (4 MiB limit) gets in
 DIGEST_SIZE = 256
 ANTI_ENTROPY_ROUNDS = 4  # heartbeat intervals between two anti-entropy exchanges
 ANSWER_LINGER = 0.1  # seconds an ACK or reply waits for company on its way to bystanders
+REPLY_SETTLE = 0.25  # iter_replies: quiet time after the last ACKer answered, for late ACKs
 Summarizer = Callable[[list[ConversationEvent]], Awaitable[str]]
 
 
@@ -278,11 +279,17 @@ class Conversations:
                 yield reply
             done = state.replied | state.failed
             gone = {pid for pid in state.acked if pid not in self.node.peers}
-            if state.acked and state.acked <= done | gone:
-                return
             if self.book.get(nonce) is not state:  # evicted or pruned
                 return
             changed = state.changed
+            if state.acked and state.acked <= done | gone:
+                # Every ACKer has answered; a slower peer's ACK may still be on its way
+                # (a fast peer can ACK and reply first): end after a short quiet spell.
+                with anyio.move_on_after(min(REPLY_SETTLE, deadline - anyio.current_time())):
+                    await changed.wait()
+                if not changed.is_set():
+                    return
+                continue
             with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
                 # Wake up now and then to notice peers that went offline after ACKing.
                 with anyio.move_on_after(max(self.node.peer_timeout / 4, 0.05)):

@@ -279,3 +279,24 @@ async def test_an_origin_not_yet_verified_still_gets_the_ack_and_the_reply(
             await done.wait()
         assert sorted(got) == ["ack", "reply"]
         assert [r.peer.name for r in asker.replies(b)] == ["worker"]
+
+
+async def test_iter_replies_waits_for_a_late_ack_after_a_fast_reply(anyio_backend: str) -> None:
+    """A fast peer ACKs and replies before a slower peer's ACK arrives: iteration does not
+    end on the fast peer's reply alone."""
+    async with open_swarm(3, configure=lambda i: {"name": ["asker", "fast", "slow"][i]}) as swarm:
+        asker, fast, slow = swarm.nodes
+        await install_ask(fast)
+        await install_ask(slow)
+        receive = slow._registry.pre_dispatch
+        assert receive is not None
+
+        async def late(request: Any) -> Any:
+            await anyio.sleep(0.1)  # the broadcast reaches this peer late
+            return await receive(request)
+
+        slow._registry.pre_dispatch = late
+        b = await asker.broadcast("synapse.ask", "review")
+        with anyio.fail_after(10):
+            names = [reply.peer.name async for reply in asker.iter_replies(b, timeout=10)]
+        assert sorted(names) == ["fast", "slow"]
