@@ -206,3 +206,171 @@ class NetnsPair:
         for ns in (self.a, self.b):
             if ns in _live:
                 _delete(ns)
+
+
+class LineProcess:
+    """A subprocess whose stdout and stderr lines are read by threads into one queue."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        stdin: int | None = subprocess.DEVNULL,
+    ) -> None:
+        self.argv = list(argv)
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=cwd,
+        )
+        self.lines: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self.output: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._open = 2
+        self._lock = threading.Lock()
+        for stream in ("stdout", "stderr"):
+            threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: str) -> None:
+        pipe = getattr(self.proc, stream)
+        assert pipe is not None
+        for line in pipe:
+            self.output[stream].append(line)
+            self.lines.put((stream, line.rstrip("\n")))
+        with self._lock:
+            self._open -= 1
+            if self._open == 0:
+                self.lines.put(None)
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self.output["stdout"])
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.output["stderr"])
+
+    def expect_line(self, predicate: Callable[[str, str], bool], timeout: float, what: str) -> str:
+        """The next ``(stream, line)`` matching ``predicate`` within ``timeout`` s, else fail."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                item = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if item is None:
+                self.lines.put(None)
+                code = self.proc.wait(timeout=10)
+                raise AssertionError(f"{what}: process exited ({code})\n{self._tail()}")
+            if predicate(*item):
+                return item[1]
+        raise AssertionError(f"{what}: not within {timeout} s\n{self._tail()}")
+
+    def _tail(self) -> str:
+        return f"stdout:\n{self.stdout[-3000:]}\nstderr:\n{self.stderr[-3000:]}"
+
+    def stop(self, signal_number: int, timeout: float = 10.0) -> int:
+        """Send ``signal_number``, wait up to ``timeout`` s (then kill); the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal_number)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(
+                    f"{self.argv} did not stop within {timeout} s of signal {signal_number}\n"
+                    f"{self._tail()}"
+                ) from None
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+class Netns:
+    """One network namespace with only ``lo`` (up): a private test host.
+
+    Every port is free in it (a program may bind 9999 whatever runs on this machine) and
+    nothing in it reaches the machine's real interfaces, so mDNS may run there too
+    (``multicast=True`` routes multicast onto ``lo``). :meth:`close` kills the processes it
+    started and deletes the namespace; the ``atexit`` hook does the same if a run is
+    interrupted. Also a context manager.
+    """
+
+    def __init__(self, prefix: str = "sntest", *, multicast: bool = False) -> None:
+        if os.geteuid() != 0:
+            raise NetnsUnavailable("network namespaces need root")
+        if shutil.which("ip") is None:
+            raise NetnsUnavailable("iproute2 (`ip`) is not installed")
+        self.name = f"{prefix}-{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:6]}"
+        self.processes: list[LineProcess] = []
+        try:
+            _ip("netns", "add", self.name)
+            _live.add(self.name)
+            _ip("-n", self.name, "link", "set", "lo", "up")
+            if multicast:
+                _ip("-n", self.name, "link", "set", "lo", "multicast", "on")
+                _ip("-n", self.name, "route", "add", "224.0.0.0/4", "dev", "lo")
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Netns:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` run inside the namespace (``ip netns exec`` execs it: same pid)."""
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        stdin: int | None = subprocess.DEVNULL,
+    ) -> LineProcess:
+        """Start ``argv`` inside the namespace; stopped by :meth:`close` at the latest."""
+        process = LineProcess(
+            self.command(argv),
+            env=env if env is not None else dict(os.environ),
+            cwd=cwd if cwd is not None else ROOT,
+            stdin=stdin,
+        )
+        self.processes.append(process)
+        return process
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside the namespace to completion (killed after ``timeout`` s)."""
+        return subprocess.run(
+            self.command(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env if env is not None else dict(os.environ),
+            cwd=cwd if cwd is not None else ROOT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.kill()
+        if self.name in _live:
+            _delete(self.name)

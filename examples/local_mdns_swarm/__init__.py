@@ -1,0 +1,4 @@
+"""Zero-config discovery over mDNS: a reviewer, a coder and a node that asks them.
+
+Run it with ``python -m examples.local_mdns_swarm`` or ``python examples/local_mdns_swarm/run.py``.
+"""
