@@ -10,6 +10,10 @@ By default the nodes talk over an in-process :class:`~synapse_p2p.transport.Memo
 (no sockets), so the whole swarm also runs on virtual time (trio's
 ``MockClock(autojump_threshold=0)``): heartbeats, timeouts, leases and schedules take
 milliseconds. ``transport="tcp"`` uses real loopback sockets instead.
+
+With pytest, the opt-in plugin :mod:`synapse_p2p.pytest_plugin` provides a ``swarm`` fixture
+(configured by ``@pytest.mark.synapse_swarm(n=...)``) and a ``synapse_swarm`` factory built on
+:func:`open_swarm`.
 """
 
 from __future__ import annotations
