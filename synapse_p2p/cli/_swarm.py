@@ -38,6 +38,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: After every peer that ACKed has answered, wait this long for late ACKs and replies.
 SETTLE = 0.25
+#: With mDNS, peers are taken as all found once none is new for this long.
+MDNS_QUIET = 0.5
 
 
 @dataclass
@@ -49,7 +51,7 @@ class SwarmOptions:
     name: str = ""
     seeds: list[tuple[str, int]] = field(default_factory=list)
     mdns: bool | None = None  # None: on when no seed is given
-    discover: float = 1.0
+    discover: float = 3.0
     bind: str | None = None
 
     @property
@@ -108,9 +110,11 @@ def swarm_options(default_name: str) -> Callable[[F], F]:
                              help="A node of the swarm to join through (repeatable)."),
                 click.option("--mdns/--no-mdns", default=None,
                              help="Find nodes on the LAN by mDNS [default: on without --seed]."),
-                click.option("--discover", type=click.FloatRange(min=0), default=1.0,
+                click.option("--discover", type=click.FloatRange(min=0), default=3.0,
                              show_default=True,
-                             help="Longest wait, in seconds, for peers after joining."),
+                             help="Longest wait, in seconds, for peers after joining (it ends "
+                             "once the peers found are verified and, with mDNS, none is new "
+                             "for 0.5 s)."),
                 click.option("--bind", default=None, metavar="ADDRESS",
                              help="Address to listen on [default: loopback when every seed is "
                              "on loopback and mDNS is off, else all interfaces]."),
@@ -125,9 +129,8 @@ def swarm_options(default_name: str) -> Callable[[F], F]:
 async def connect(node: Node, options: SwarmOptions, out: Console) -> None:
     """Join the seeds (a :class:`Failure` if none can be joined), then wait for the peers.
 
-    With seeds only, the wait ends as soon as every member the seeds named has answered (at
-    most ``--discover`` seconds); with mDNS it lasts ``--discover`` seconds, the time given to
-    nodes on the LAN to answer. Fails if no peer at all was found.
+    The wait ends once every member found has been verified (with mDNS, also no new one for
+    :data:`MDNS_QUIET` seconds), or after ``--discover`` seconds. Fails if no peer was found.
     """
     where = f"swarm {options.swarm!r}" + (
         f" team {options.team!r}" if options.team != "default" else ""
@@ -141,10 +144,16 @@ async def connect(node: Node, options: SwarmOptions, out: Console) -> None:
                 raise Failure(f"could not join {where}: {reasons}", EXIT_UNREACHABLE) from None
         update(f"looking for the peers of {where}")
         with anyio.move_on_after(options.discover):
-            if node.mdns_enabled:
-                await anyio.sleep(options.discover)
-            # No single event says "every claimed peer was checked": poll briefly.
-            while node.membership.settling or not node.peers:  # noqa: ASYNC110
+            # No single event says "every peer was found and checked": poll briefly. With
+            # mDNS, nodes answer over a second or so; wait until none is new for a moment.
+            quiet = MDNS_QUIET if node.mdns_enabled else 0.0
+            count, since = -1, anyio.current_time()
+            while True:
+                now = anyio.current_time()
+                if len(node.peers) != count:
+                    count, since = len(node.peers), now
+                if node.peers and not node.membership.settling and now - since >= quiet:
+                    break
                 await anyio.sleep(0.02)
     if not node.peers:
         hint = "give --seed HOST:PORT" if not node.seeds else "is any node of it running?"
