@@ -242,3 +242,43 @@ def test_long_waits_show_progress_on_a_terminal(start_node: StartNode) -> None:
         assert "waiting for slowpoke (" not in final  # the progress line is gone at the end
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], timeout=10, check=False)
+
+
+def test_verbose_shows_the_library_log_on_stderr() -> None:
+    quiet = sn("ask", "lab", "hi", "--seed", "127.0.0.1:9")
+    assert quiet.stderr.count("\n") == 1
+    loud = sn("-v", "ask", "lab", "hi", "--seed", "127.0.0.1:9")
+    assert loud.returncode == 3
+    assert "INFO synapse_p2p.node: node asker listening on 127.0.0.1:" in loud.stderr
+    assert loud.stderr.splitlines()[-1].startswith("sn: could not join swarm 'lab'")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ask_forever_stops_cleanly_on_ctrl_c(start_node: StartNode, backend: str) -> None:
+    _, seed = start_node("reviewer")
+    asker = subprocess.Popen(
+        [sys.executable, "-m", "synapse_p2p", "--backend", backend, "ask", "lab", "hi",
+         "--seed", f"127.0.0.1:{seed}", "--forever"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert asker.stdout is not None
+        deadline = time.monotonic() + 20
+        lines: list[str] = []
+        while time.monotonic() < deadline:  # readline blocks until the next line
+            line = asker.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if line.startswith("- reviewer: "):
+                break
+        assert lines[-1].startswith("- reviewer: "), lines
+        assert asker.poll() is None  # --forever: still waiting after the reply
+        asker.send_signal(signal.SIGINT)
+        assert asker.wait(timeout=20) == 0  # a reply came: interrupting is success
+        assert asker.stderr is not None
+        assert "Traceback" not in asker.stderr.read()
+    finally:
+        if asker.poll() is None:
+            asker.kill()
+        asker.wait(timeout=10)
