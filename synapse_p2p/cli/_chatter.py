@@ -10,7 +10,7 @@ import anyio
 from rich.text import Text
 
 from ..types import ConversationEvent, NodeKind, Peer
-from ._common import format_result, json_text
+from ._common import clean, format_result, json_text
 
 __all__ = ["Inbox", "Line", "describe_event", "describe_peer"]
 
@@ -40,13 +40,19 @@ class Line:
     text: str
 
     def plain(self) -> str:
-        stamp = time.strftime("%H:%M:%S", time.localtime(self.at))
-        return f"{stamp} {self.label:<7} {self.text}"
+        return f"{_stamp(self.at)} {self.label:<7} {clean(self.text)}"
 
     def rich(self, *, clock: bool = True) -> Text:
-        stamp = time.strftime("%H:%M:%S ", time.localtime(self.at)) if clock else ""
+        stamp = f"{_stamp(self.at)} " if clock else ""
         label = (f"{self.label:<7} ", STYLES.get(self.label, ""))
-        return Text.assemble((stamp, "dim"), label, self.text)
+        return Text.assemble((stamp, "dim"), label, clean(self.text))
+
+
+def _stamp(at: float) -> str:
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(at))
+    except (OverflowError, OSError, ValueError):  # a peer's clock far off
+        return "??:??:??"
 
 
 def kind_of(peer: Peer) -> str:
@@ -54,7 +60,7 @@ def kind_of(peer: Peer) -> str:
 
 
 def who(peer: Peer) -> str:
-    return peer.name or peer.id[:8]
+    return clean(peer.name or peer.id[:8])
 
 
 def short_id(conversation_id: str) -> str:
@@ -77,7 +83,9 @@ def _task_text(name: str, kind: str, payload: dict[str, Any]) -> str:
 
     if kind == "task.offer":
         requires = payload.get("requires") or []
-        needs = f" (requires {', '.join(map(str, requires))})" if requires else ""
+        if not isinstance(requires, list):
+            requires = [requires]
+        needs = f" (requires {_clip(', '.join(map(str, requires)))})" if requires else ""
         return f"{name} offers {field('title')!r}{needs}"
     if kind == "task.claim":
         return f"{name} claims it"
@@ -97,31 +105,50 @@ def _task_text(name: str, kind: str, payload: dict[str, Any]) -> str:
 
 
 def describe_event(event: ConversationEvent) -> Line | None:
-    """The chatter line for a conversation event (``None`` for nothing worth showing)."""
+    """The chatter line for a conversation event; a payload of unexpected shape gets a
+    plain line instead of failing (events come from any peer)."""
+    try:
+        return _describe(event)
+    except Exception:
+        tag, name = short_id(event.conversation_id), who(event.peer)
+        return Line(_at(event), "EVENT", f"{tag}  {name} {event.kind}: (malformed payload)")
+
+
+def _at(event: ConversationEvent) -> float:
+    at = event.created_at
+    return at if isinstance(at, int | float) and 0 <= at < 1e11 else time.time()
+
+
+def _describe(event: ConversationEvent) -> Line | None:
     tag, name, payload = short_id(event.conversation_id), who(event.peer), event.payload
+    at = _at(event)
     kind = event.kind
     if kind == "message":
-        endpoint = str(payload.get("endpoint", "?"))
+        endpoint = _clip(str(payload.get("endpoint", "?")))
         args = payload.get("args") or []
         kwargs = payload.get("kwargs") or {}
+        if not isinstance(args, list):
+            args = [args]
+        if not isinstance(kwargs, dict):
+            kwargs = {}
         if endpoint == "synapse.ask" and args:
             context = kwargs.get("context") or {}
             extra = f"  {_compact(context)}" if context else ""
-            return Line(event.created_at, "ASK", f"{tag}  {name}: {_clip(str(args[0]))}{extra}")
+            return Line(at, "ASK", f"{tag}  {name}: {_clip(str(args[0]))}{extra}")
         shown = ", ".join(_compact(a) for a in args)
-        return Line(event.created_at, "MESSAGE", f"{tag}  {name} → {endpoint}: {shown}")
+        return Line(at, "MESSAGE", f"{tag}  {name} → {endpoint}: {shown}")
     if kind == "ack":
-        return Line(event.created_at, "ACK", f"{tag}  {name} acked")
+        return Line(at, "ACK", f"{tag}  {name} acked")
     if kind == "reply":
         result = format_result(payload.get("result"))
-        return Line(event.created_at, "REPLY", f"{tag}  {name} → {_clip(result)}")
+        return Line(at, "REPLY", f"{tag}  {name} → {_clip(result)}")
     if kind == "error":
-        return Line(event.created_at, "ERROR", f"{tag}  {name}: {_clip(str(payload.get('error')))}")
+        return Line(at, "ERROR", f"{tag}  {name}: {_clip(str(payload.get('error')))}")
     if kind == "summary":
-        return Line(event.created_at, "SUMMARY", f"{tag}  {name} compacted the conversation")
+        return Line(at, "SUMMARY", f"{tag}  {name} compacted the conversation")
     if kind.startswith("task."):
-        return Line(event.created_at, "TASK", f"{tag}  {_task_text(name, kind, payload)}")
-    return Line(event.created_at, "EVENT", f"{tag}  {name} {kind}: {_compact(payload)}")
+        return Line(at, "TASK", f"{tag}  {_task_text(name, kind, payload)}")
+    return Line(at, "EVENT", f"{tag}  {name} {_clip(kind)}: {_compact(payload)}")
 
 
 def describe_peer(label: str, peer: Peer, *, capabilities: bool = True) -> Line:
@@ -132,9 +159,12 @@ def describe_peer(label: str, peer: Peer, *, capabilities: bool = True) -> Line:
 
 class Inbox:
     """Collects lifecycle events from handler tasks (which may run in either order when they
-    arrive together) and hands them out in batches, conversation events in their order."""
+    arrive together, and events from different peers travel separately) and hands them out
+    in batches, conversation events in their order: a batch is handed out ``hold`` seconds
+    after its first item arrived, so that items close in time are sorted together."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, hold: float = 0.15) -> None:
+        self.hold = hold
         self._items: list[tuple[str, Any]] = []
         self._arrived = anyio.Event()
 
@@ -147,9 +177,11 @@ class Inbox:
         by ``(created_at, event_id)`` after the other events."""
         if not self._items:
             await self._arrived.wait()
+        if self.hold > 0:
+            await anyio.sleep(self.hold)
         items, self._items = self._items, []
         self._arrived = anyio.Event()
         others = [item for item in items if not isinstance(item[1], ConversationEvent)]
         events = [item for item in items if isinstance(item[1], ConversationEvent)]
-        events.sort(key=lambda item: (item[1].created_at, item[1].event_id))
+        events.sort(key=lambda item: (_at(item[1]), item[1].event_id))
         return others + events

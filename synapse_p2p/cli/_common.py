@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import math
+import os
+import re
 import signal
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ import anyio
 import click
 from rich.console import Console
 from rich.status import Status
+from rich.text import Text
 
 from ..errors import CallTimeout, ConnectError, ConnectionLost, RemoteError, SynapseError
 from ..node._config import parse_seed
@@ -42,7 +47,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-_HANDLED = (click.ClickException, click.exceptions.Exit, SynapseError, OSError, SystemExit)
 
 #: The command did what was asked.
 EXIT_OK = 0
@@ -66,7 +70,7 @@ class Failure(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]  # click declares a class default
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"sn: {self.format_message()}", err=True, file=file)
+        click.echo(f"sn: {clean(self.format_message())}", err=True, file=file)
 
 
 @dataclass
@@ -107,8 +111,8 @@ def progress(out: Console, what: str) -> Iterator[Callable[[str], None]]:
     started = anyio.current_time()
     state = {"what": what}
 
-    def render() -> str:
-        return f"{state['what']} ({anyio.current_time() - started:.1f} s)"
+    def render() -> Text:
+        return Text(f"{clean(state['what'])} ({anyio.current_time() - started:.1f} s)")
 
     status = Status(render(), console=out, spinner="dots")
 
@@ -138,8 +142,9 @@ def run(
 ) -> T:
     """Run ``main`` on the chosen backend; Ctrl+C and SIGTERM cancel it cleanly.
 
-    When interrupted, ``on_interrupt()`` gives the exit code (default 130); a :class:`Failure`
-    or library error inside ``main`` becomes a one-line reason and its exit code.
+    When interrupted, ``on_interrupt()`` gives the exit code (default 130). Any error becomes
+    a one-line reason on stderr and its exit code (see :func:`failure_for`); an unexpected
+    one also prints its traceback with ``-v``.
     """
     interrupted = False
     caught: list[BaseException] = []
@@ -159,38 +164,27 @@ def run(
             tg.start_soon(signals)
             try:
                 result = await main()
-            except (
-                click.ClickException,
-                click.exceptions.Exit,
-                SynapseError,
-                OSError,
-                SystemExit,
-            ) as exc:
+            except (Exception, SystemExit) as exc:
                 caught.append(exc)  # raised again outside the task group, unwrapped
             finally:
                 tg.cancel_scope.cancel()
         return result
 
+    result: T | None = None
     try:
         result = anyio.run(guarded, backend=settings.backend)
     except KeyboardInterrupt:  # a Ctrl+C before the signal receiver was open
-        interrupted, result = True, None
-    except BaseExceptionGroup as group:
-        leaves = list(_leaves(group))
-        if all(isinstance(e, KeyboardInterrupt) for e in leaves):
-            interrupted, result = True, None
-        elif exits := [e for e in leaves if isinstance(e, SystemExit)]:
-            raise exits[0] from None  # e.g. stdout closed early (`sn demo | head`)
-        elif len(leaves) == 1 and isinstance(leaves[0], _HANDLED):
-            caught.append(leaves[0])
-            result = None
+        interrupted = True
+    except BaseExceptionGroup as group:  # from a child task of ``main``
+        leaves = [e for e in _leaves(group) if not isinstance(e, KeyboardInterrupt)]
+        if not leaves:
+            interrupted = True
+        elif all(isinstance(e, Exception | SystemExit) for e in leaves):
+            caught.extend(leaves)
         else:
             raise
     if caught and not interrupted:
-        error = caught[0]
-        if isinstance(error, SynapseError | OSError):
-            raise library_failure(error) from None
-        raise error
+        raise failure_for(caught[0], settings) from None
     if interrupted:
         code = EXIT_INTERRUPTED if on_interrupt is None else on_interrupt()
         raise click.exceptions.Exit(code)
@@ -205,16 +199,34 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
             yield exc
 
 
+def failure_for(exc: BaseException, settings: Settings | None = None) -> BaseException:
+    """What to raise for ``exc`` raised by a command: click's own exceptions as they are; a
+    closed stdout quietly; library and OS errors as a :class:`Failure` with their exit code;
+    anything else as an internal error (its traceback shown with ``-v``)."""
+    if isinstance(exc, click.ClickException | click.exceptions.Exit | SystemExit):
+        return exc
+    if isinstance(exc, BrokenPipeError):  # `sn watch --plain | head`: the reader is gone
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SystemExit(EXIT_FAILED)
+    if isinstance(exc, SynapseError | OSError | TimeoutError):
+        return library_failure(exc)
+    if settings is not None and settings.verbose:
+        traceback.print_exception(exc)
+    return Failure(f"internal error: {type(exc).__name__}: {exc}", EXIT_FAILED)
+
+
 def library_failure(exc: BaseException, where: str = "") -> Failure:
     """The exit code and one-line reason for an error raised by the library."""
     prefix = f"{where}: " if where else ""
+    reason = str(exc) or type(exc).__name__
     if isinstance(exc, RemoteError):
         return Failure(f"{prefix}{exc.code}: {exc.message}", EXIT_FAILED)
-    if isinstance(exc, CallTimeout):
-        return Failure(f"{prefix}{exc or 'no answer before the timeout'}", EXIT_NO_ANSWER)
+    if isinstance(exc, CallTimeout | TimeoutError):
+        return Failure(f"{prefix}{str(exc) or 'no answer before the timeout'}", EXIT_NO_ANSWER)
     if isinstance(exc, ConnectError | ConnectionLost | ConnectionError | OSError):
-        return Failure(f"{prefix}{exc or type(exc).__name__}", EXIT_UNREACHABLE)
-    return Failure(f"{prefix}{exc or type(exc).__name__}", EXIT_FAILED)
+        return Failure(f"{prefix}{reason}", EXIT_UNREACHABLE)
+    return Failure(f"{prefix}{reason}", EXIT_FAILED)
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -228,7 +240,27 @@ def parse_address(text: str) -> tuple[str, int]:
         raise click.BadParameter(f"expected host:port, got {text!r} ({exc})") from None
 
 
+def check_text(text: str, what: str) -> str:
+    """Refuse text the wire cannot carry (e.g. bytes that are not UTF-8 in an argument)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise click.BadParameter(f"{what} is not valid UTF-8: {text!r}") from None
+    return text
+
+
+def text_param(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A click callback: :func:`check_text` on a string parameter (or each of several)."""
+    name = param.human_readable_name
+    if isinstance(value, str):
+        return check_text(value, name)
+    if isinstance(value, tuple):
+        return tuple(check_text(v, name) if isinstance(v, str) else v for v in value)
+    return value
+
+
 def parse_key_value(text: str) -> tuple[str, str]:
+    check_text(text, "key=value")
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise click.BadParameter(f"expected key=value, got {text!r}")
@@ -237,26 +269,64 @@ def parse_key_value(text: str) -> tuple[str, str]:
 
 def parse_json_literal(text: str, what: str) -> Any:
     """A JSON literal (``1``, ``"text"``, ``[1, 2]``, ``{"a": 1}``, ``true``, ``null``)."""
+    check_text(text, what)
     try:
-        return json.loads(text)
+        return _no_surrogates(json.loads(text), what)
+    except RecursionError:
+        raise click.BadParameter(f"{what} is nested too deeply") from None
     except ValueError:
         raise click.BadParameter(
             f"{what} {text!r} is not a JSON literal (quote strings: '\"{text}\"')"
         ) from None
 
 
+def _no_surrogates(value: Any, what: str) -> Any:
+    """JSON may spell lone surrogates (``"\\ud800"``), which no wire string can carry."""
+    if isinstance(value, str):
+        check_text(value, what)
+    elif isinstance(value, list):
+        for item in value:
+            _no_surrogates(item, what)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_surrogates(key, what)
+            _no_surrogates(item, what)
+    return value
+
+
 # -- output -----------------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
+#: Deeper structures are cut (``"…"``) when printed: output never recurses without bound.
+MAX_DEPTH = 64
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def clean(text: str, *, lines: bool = False) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``, ``\\n``): what peers
+    send can never move the cursor, clear the screen or retitle the user's terminal. With
+    ``lines``, line breaks are kept (tabs become spaces)."""
+    if not _CONTROL.search(text):
+        return text
+    if lines:  # keep line breaks and tabs (multi-line documents)
+        return "\n".join(clean(line.replace("\t", "    ")) for line in text.split("\n"))
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    if depth >= MAX_DEPTH:
+        return "…"
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, depth + 1) for v in value]
     return value
 
 
@@ -268,10 +338,14 @@ def json_text(value: Any, *, indent: int | None = 2) -> str:
 
 def format_result(result: Any) -> str:
     """How a reply reads on one line: ``"<from>: <answer>"`` for ``{"from", "answer"}``, the
-    answer alone for ``{"answer"}``, text as is, anything else as compact JSON."""
+    answer alone for ``{"answer"}``, text as is, anything else as compact JSON; control
+    characters escaped (see :func:`clean`)."""
     if isinstance(result, dict) and "answer" in result:
-        answer = format_result(result["answer"])
-        return f"{result['from']}: {answer}" if "from" in result else answer
+        answer = result["answer"]
+        text = answer if isinstance(answer, str) else json_text(answer, indent=None)
+        if "from" in result:
+            text = f"{result['from']}: {text}"
+        return clean(text)
     if isinstance(result, str):
-        return result
-    return json_text(result, indent=None)
+        return clean(result)
+    return clean(json_text(result, indent=None))

@@ -124,7 +124,7 @@ async def demo(out: Console, *, mdns: bool) -> None:
     started = time.perf_counter()
     options: dict[str, Any] = {
         "swarm": SWARM,
-        "bind": "127.0.0.1",
+        "bind": "0.0.0.0" if mdns else "127.0.0.1",  # mDNS peers must reach them
         "heartbeat_interval": 1,
         "peer_timeout": 4,
         "mdns": mdns,
@@ -133,7 +133,7 @@ async def demo(out: Console, *, mdns: bool) -> None:
     names = ", ".join([*ANSWERS, "architect", "coder-1", "coder-2"])
     _step(out, f"a swarm called {SWARM!r} on loopback: {names}")
     async with _swarm([first]):
-        seed = f"127.0.0.1:{first.port}"
+        seed = f"{first.address}:{first.port}"
         options["seeds"] = [seed]
         others = [_answering_node(name, **options) for name in list(ANSWERS)[1:]]
         architect = Node(name="architect", role="architect", **options)
@@ -168,7 +168,9 @@ async def demo(out: Console, *, mdns: bool) -> None:
 
 
 @click.command("demo")
-@click.option("--mdns", is_flag=True, help="Also advertise the demo nodes by mDNS on the LAN.")
+@click.option("--mdns", is_flag=True,
+              help="Also advertise the demo nodes by mDNS on the LAN (they then listen on "
+              "every interface).")  # fmt: skip
 @click.pass_obj
 def demo_command(settings: Settings, /, mdns: bool) -> None:
     """Run a small swarm on this machine and show it work: three reviewers answer an ask,

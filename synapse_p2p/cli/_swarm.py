@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
+from ..conversations._broadcasts import BroadcastState
 from ..membership import JoinError
 from ..node import Node
 from ..types import ConversationEvent, NodeKind, Peer
@@ -23,12 +24,14 @@ from ._common import (
     EXIT_UNREACHABLE,
     Failure,
     Settings,
+    clean,
     console,
     format_result,
     parse_address,
     parse_key_value,
     progress,
     run,
+    text_param,
     tick_progress,
 )
 
@@ -40,6 +43,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 SETTLE = 0.25
 #: With mDNS, peers are taken as all found once none is new for this long.
 MDNS_QUIET = 0.5
+#: The longest wait for the seeds to answer the join.
+JOIN_TIMEOUT = 10.0
+#: Command-line nodes notice a dead peer within about 6 s (the library's default is 25 s).
+CLI_TIMINGS: dict[str, float] = {"heartbeat_interval": 1.0, "peer_timeout": 5.0}
 
 
 @dataclass
@@ -54,9 +61,18 @@ class SwarmOptions:
     discover: float = 3.0
     bind: str | None = None
 
+    def __post_init__(self) -> None:
+        if not self.seeds and self.mdns is False:
+            raise click.UsageError("nothing to join: give --seed HOST:PORT, or allow --mdns")
+
     @property
     def use_mdns(self) -> bool:
         return not self.seeds if self.mdns is None else self.mdns
+
+    @property
+    def where(self) -> str:
+        team = f" team {self.team!r}" if self.team != "default" else ""
+        return f"swarm {self.swarm!r}{team}"
 
     def bind_address(self) -> str:
         """Loopback when every seed is on loopback and mDNS is off, else every interface."""
@@ -67,6 +83,7 @@ class SwarmOptions:
         return "0.0.0.0"
 
     def node(self, *, role: str, capabilities: list[str], **settings: Any) -> Node:
+        settings = {**CLI_TIMINGS, **settings}
         return Node(
             bind=self.bind_address(),
             name=self.name,
@@ -100,11 +117,12 @@ def swarm_options(default_name: str) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         for option in reversed(
             [
-                click.argument("swarm"),
+                click.argument("swarm", callback=text_param),
                 click.option("--team", "-t", default="default", show_default=True,
+                             callback=text_param,
                              help="Team inside the swarm (must match the other nodes')."),
                 click.option("--name", "-n", default=default_name, show_default=True,
-                             help="This node's name, as peers see it."),
+                             callback=text_param, help="This node's name, as peers see it."),
                 click.option("--seed", "-s", "seeds", multiple=True, callback=_seed,
                              metavar="HOST:PORT",
                              help="A node of the swarm to join through (repeatable)."),
@@ -126,23 +144,35 @@ def swarm_options(default_name: str) -> Callable[[F], F]:
     return decorate
 
 
+async def join(node: Node, options: SwarmOptions, update: Callable[[str], None]) -> None:
+    """Join the seeds, if any: a :class:`Failure` (exit 3) if none answers and accepts
+    within :data:`JOIN_TIMEOUT` seconds."""
+    if not node.seeds:
+        return
+    update(f"joining {options.where}")
+    try:
+        with anyio.fail_after(JOIN_TIMEOUT):
+            await node.join()
+    except JoinError as exc:
+        reasons = "; ".join(f"{seed}: {why}" for seed, why in exc.reasons.items())
+        raise Failure(f"could not join {options.where}: {reasons}", EXIT_UNREACHABLE) from None
+    except TimeoutError:
+        seeds = ", ".join(f"{h}:{p}" for h, p in node.seeds)
+        raise Failure(
+            f"could not join {options.where}: no seed answered within {JOIN_TIMEOUT:g} s ({seeds})",
+            EXIT_UNREACHABLE,
+        ) from None
+
+
 async def connect(node: Node, options: SwarmOptions, out: Console) -> None:
     """Join the seeds (a :class:`Failure` if none can be joined), then wait for the peers.
 
     The wait ends once every member found has been verified (with mDNS, also no new one for
     :data:`MDNS_QUIET` seconds), or after ``--discover`` seconds. Fails if no peer was found.
     """
-    where = f"swarm {options.swarm!r}" + (
-        f" team {options.team!r}" if options.team != "default" else ""
-    )
-    with progress(out, f"joining {where}") as update:
-        if node.seeds:
-            try:
-                await node.join()
-            except JoinError as exc:
-                reasons = "; ".join(f"{seed}: {why}" for seed, why in exc.reasons.items())
-                raise Failure(f"could not join {where}: {reasons}", EXIT_UNREACHABLE) from None
-        update(f"looking for the peers of {where}")
+    with progress(out, f"joining {options.where}") as update:
+        await join(node, options, update)
+        update(f"looking for the peers of {options.where}")
         with anyio.move_on_after(options.discover):
             # No single event says "every peer was found and checked": poll briefly. With
             # mDNS, nodes answer over a second or so; wait until none is new for a moment.
@@ -157,15 +187,20 @@ async def connect(node: Node, options: SwarmOptions, out: Console) -> None:
                 await anyio.sleep(0.02)
     if not node.peers:
         hint = "give --seed HOST:PORT" if not node.seeds else "is any node of it running?"
-        raise Failure(f"no peers found in {where} ({hint})", EXIT_UNREACHABLE)
+        raise Failure(f"no peers found in {options.where} ({hint})", EXIT_UNREACHABLE)
 
 
 def _who(peer: Peer) -> str:
-    return peer.name or peer.id[:8]
+    return clean(peer.name or peer.id[:8])
 
 
 class ReplyWatch:
     """Follows one broadcast's ACKs, replies and errors, and decides when it is over.
+
+    It is over once the broadcast call to every peer has returned (a peer that takes the
+    task ACKs; one that doesn't answers without) and every peer that ACKed has replied,
+    failed or gone offline, and then nothing new came for :data:`SETTLE` seconds (an ACK or
+    a reply may still be on its way); or after ``timeout`` seconds without news.
 
     Lifecycle handlers run as separate tasks, so two events that arrive together may run in
     either order: they only fill an inbox, which :meth:`wait` drains in conversation order.
@@ -191,6 +226,9 @@ class ReplyWatch:
         self._inbox.append(item)
         self._arrived.set()
 
+    def _state(self) -> BroadcastState | None:
+        return None if self.nonce is None else self.node._conversations.book.get(self.nonce)
+
     def _drain(self) -> None:
         inbox, self._inbox = self._inbox, []
         self._arrived = anyio.Event()
@@ -200,10 +238,15 @@ class ReplyWatch:
             if self.nonce in (event.conversation_id, event.parent_id):
                 self._take(event)
         for peer in inbox:
-            if isinstance(peer, Peer) and peer.id in self.acked and peer.id not in self.answered:
+            if isinstance(peer, Peer) and peer.id in self._taken() and peer.id not in self.answered:
                 self.answered.add(peer.id)
                 self.out.print(Text(f"✗ {_who(peer)} went offline before replying", style="red"))
                 self.last_news = anyio.current_time()
+
+    def _taken(self) -> set[str]:
+        """Every peer known to have taken the task: its ACK event came, or its call said so."""
+        state = self._state()
+        return set(self.acked) | (state.acked if state is not None else set())
 
     def _take(self, event: ConversationEvent) -> None:
         peer, who = event.peer, _who(event.peer)
@@ -216,48 +259,70 @@ class ReplyWatch:
             if self.show_acks:
                 self.out.print(Text(f"✓ {who} acked", style="green"))
         elif event.kind == "reply":
+            if peer.id in self.answered:
+                return
             self.answered.add(peer.id)
             self.replies += 1
             self.out.print(Text.assemble(("- ", "bold"), (who, "bold cyan"), ": ",
                                          format_result(event.payload.get("result"))))  # fmt: skip
         elif event.kind == "error":
+            if peer.id in self.answered:
+                return
             self.answered.add(peer.id)
             self.errors += 1
-            reason = event.payload.get("error", "failed")
-            self.out.print(Text(f"✗ {who} failed: {reason}", style="red"))
+            self.out.print(Text(f"✗ {who} failed: {clean(str(event.payload.get('error')))}",
+                                style="red"))  # fmt: skip
         else:
             return
         self.last_news = anyio.current_time()
 
     @property
     def waiting_on(self) -> list[str]:
-        return [_who(p) for pid, p in self.acked.items() if pid not in self.answered]
+        names = []
+        for pid in sorted(self._taken() - self.answered):
+            peer = self.acked.get(pid) or self.node.peers.get(pid)
+            names.append(_who(peer) if peer is not None else pid[:8])
+        return names
 
     def status(self) -> str:
         waiting = self.waiting_on
         if waiting:
             return f"waiting for {', '.join(waiting)}"
+        state = self._state()
+        if state is not None and state.pending:
+            return f"waiting for {len(state.pending)} node(s) to take the ask"
         return "waiting for ACKs and replies"
 
+    def _settled(self) -> bool:
+        state = self._state()
+        return (state is None or not state.pending) and not (self._taken() - self.answered)
+
     async def wait(self, nonce: str, *, timeout: float, forever: bool) -> None:
-        """Until every ACKer answered (and a short settle passed), or ``timeout`` seconds
-        pass with no news; with ``forever``, until cancelled."""
+        """Until it is over (see the class documentation); with ``forever``, until
+        cancelled."""
         self.nonce = nonce
         self.last_news = anyio.current_time()
         while True:
             self._drain()
-            done = (self.replies or self.errors) and not self.waiting_on
             if forever:
                 deadline = float("inf")
-            elif done:
+            elif self._settled():
                 deadline = self.last_news + SETTLE
             else:
                 deadline = self.last_news + timeout
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 return
-            with anyio.move_on_after(remaining):
+            before = self._progress()
+            # Wake on a lifecycle event; poll the broadcast's state (calls returning).
+            with anyio.move_on_after(min(remaining, 0.05)):
                 await self._arrived.wait()
+            if self._progress() != before:
+                self.last_news = anyio.current_time()
+
+    def _progress(self) -> tuple[int, int]:
+        state = self._state()
+        return (len(state.pending) if state is not None else 0, len(self._taken()))
 
     def exit_code(self, timeout: float) -> int:
         if self.replies:
@@ -268,8 +333,12 @@ class ReplyWatch:
             return EXIT_OK
         if self.errors:
             raise Failure("every answer was an error", EXIT_FAILED)
-        detail = f" ({', '.join(self.waiting_on)} acked)" if self.acked else ""
-        raise Failure(f"no replies within {timeout:g} s{detail}", EXIT_NO_ANSWER)
+        if self.waiting_on:
+            detail = f" ({', '.join(self.waiting_on)} acked)"
+            raise Failure(f"no replies within {timeout:g} s{detail}", EXIT_NO_ANSWER)
+        if self._settled() and self.show_acks:
+            raise Failure("no node took the task (none has an ask handler?)", EXIT_NO_ANSWER)
+        raise Failure(f"no replies within {timeout:g} s", EXIT_NO_ANSWER)
 
 
 def run_broadcast(

@@ -8,17 +8,22 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import anyio
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..discovery import MdnsError, browse_swarms
 from ..errors import SynapseError
 from ..rpc import Client
 from ._common import (
+    EXIT_FAILED,
+    EXIT_NO_ANSWER,
     EXIT_UNREACHABLE,
     Failure,
     Settings,
+    clean,
     console,
     json_text,
     library_failure,
@@ -27,6 +32,7 @@ from ._common import (
     parse_key_value,
     progress,
     run,
+    text_param,
 )
 
 __all__ = [
@@ -68,9 +74,11 @@ def _call(
     async def main() -> T:
         client = Client(host, port, timeout=timeout, connect_timeout=min(timeout, 5.0))
         try:
-            with progress(console(stderr=True), f"calling {where}"):
+            with progress(console(stderr=True), f"calling {where}"), anyio.fail_after(timeout):
                 async with client:
                     return await calls(client)
+        except TimeoutError:
+            raise Failure(f"{where}: no answer within {timeout:g} s", EXIT_NO_ANSWER) from None
         except (SynapseError, OSError) as exc:
             raise library_failure(exc, where) from None
 
@@ -87,7 +95,7 @@ def _kwargs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
 
 @click.command("call")
 @node_tool
-@click.argument("endpoint")
+@click.argument("endpoint", callback=text_param)
 @click.argument("args", nargs=-1)
 @click.option("--kw", "kwargs", multiple=True, callback=_kwargs, metavar="KEY=JSON",
               help="A keyword argument, its value a JSON literal (repeatable).")  # fmt: skip
@@ -104,8 +112,9 @@ def call_command(
 ) -> None:
     """Call ENDPOINT on the node at HOST:PORT and print the result.
 
-    Each ARG is a JSON literal: 1, 2.5, true, null, '"text"', '[1, 2]', '{"a": 1}'.
-    Text results print as they are, others as JSON; bytes print as {"$bytes": base64}.
+    Each ARG is a JSON literal: 1, 2.5, true, null, '"text"', '[1, 2]', '{"a": 1}'; put
+    -- before the first argument if it starts with a dash (sn call H:P sum -- -1 2). Text
+    results print as they are, others as JSON; bytes print as {"$bytes": base64}.
 
     \b
     Examples:
@@ -121,7 +130,7 @@ def call_command(
     if as_json or not isinstance(result, str):
         click.echo(json_text(result))
     else:
-        click.echo(result)
+        click.echo(clean(result))
 
 
 # -- info ---------------------------------------------------------------------------------------
@@ -153,20 +162,28 @@ def info_command(
     table = Table.grid(padding=(0, 2))
     for key in ("name", "id", "kind", "role", "description", "swarm", "team"):
         if key in info:
-            table.add_row(f"[bold]{key}[/]", _text(info[key]))
+            table.add_row(Text(key, style="bold"), _text(info[key]))
     if "address" in info:
-        table.add_row("[bold]address[/]", f"{info['address']}:{info.get('port')}")
+        table.add_row(Text("address", style="bold"), _text(f"{info['address']}:{info.get('port')}"))
     capabilities = info.get("capabilities") or []
-    for i, cap in enumerate(capabilities):
-        name = cap.get("name", "?") if isinstance(cap, dict) else str(cap)
+    for i, cap in enumerate(capabilities if isinstance(capabilities, list) else []):
+        name = cap.get("name", "?") if isinstance(cap, dict) else cap
         description = cap.get("description", "") if isinstance(cap, dict) else ""
-        label = "[bold]capabilities[/]" if i == 0 else ""
-        table.add_row(label, f"{name}  [dim]{description}[/]" if description else name)
+        label = Text("capabilities" if i == 0 else "", style="bold")
+        table.add_row(label, Text.assemble(_text(name), ("  " + clean(str(description)), "dim")))
     console().print(table)
 
 
-def _text(value: Any) -> str:
-    return "-" if value is None or value == "" else str(value)
+def _text(value: Any) -> Text:
+    """A table cell from anything a node sent: plain text (never markup), control
+    characters escaped."""
+    return Text("-" if value is None or value == "" else clean(str(value)))
+
+
+def _expect_list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise Failure(f"malformed answer: {what} is a {type(value).__name__}, not a list")
+    return value
 
 
 # -- peers --------------------------------------------------------------------------------------
@@ -185,7 +202,9 @@ def peers_command(
       sn peers 127.0.0.1:9999
       sn peers 127.0.0.1:9999 --json
     """
-    peers = _call(settings, address, timeout, lambda c: c.call("_synapse.peers"))
+    peers = _expect_list(
+        _call(settings, address, timeout, lambda c: c.call("_synapse.peers")), "the peer list"
+    )
     if as_json:
         click.echo(json_text(peers))
         return
@@ -197,19 +216,20 @@ def peers_command(
     for column in ("name", "id", "address", "kind", "swarm / team", "heard", "capabilities"):
         table.add_column(column)
     now = time.time()
-    for peer in peers if isinstance(peers, list) else []:
+    for peer in peers:
         if not isinstance(peer, dict):
-            continue
+            raise Failure(f"malformed answer: a peer entry is a {type(peer).__name__}")
         last = peer.get("last_seen")
         heard = f"{max(0.0, now - last):.0f} s ago" if isinstance(last, int | float) else "-"
+        capabilities = peer.get("capabilities") or []
         table.add_row(
             _text(peer.get("name")),
-            str(peer.get("id", ""))[:8],
-            f"{peer.get('address')}:{peer.get('port')}",
+            _text(str(peer.get("id", ""))[:8]),
+            _text(f"{peer.get('address')}:{peer.get('port')}"),
             _text(peer.get("kind")),
-            f"{_text(peer.get('swarm'))} / {_text(peer.get('team'))}",
-            heard,
-            ",".join(str(c) for c in peer.get("capabilities") or []),
+            _text(f"{peer.get('swarm') or '-'} / {peer.get('team') or '-'}"),
+            _text(heard),
+            _text(",".join(map(str, capabilities)) if isinstance(capabilities, list) else ""),
         )
     out.print(table)
 
@@ -229,7 +249,9 @@ def methods_command(
     Examples:
       sn methods 127.0.0.1:9999
     """
-    methods = _call(settings, address, timeout, lambda c: c.call("_synapse.methods"))
+    methods = _expect_list(
+        _call(settings, address, timeout, lambda c: c.call("_synapse.methods")), "the method list"
+    )
     if as_json:
         click.echo(json_text(methods))
         return
@@ -240,9 +262,10 @@ def methods_command(
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("endpoint")
     table.add_column("description")
-    for method in methods if isinstance(methods, list) else []:
-        if isinstance(method, dict):
-            table.add_row(_text(method.get("name")), str(method.get("description") or ""))
+    for method in methods:
+        if not isinstance(method, dict):
+            raise Failure(f"malformed answer: a method entry is a {type(method).__name__}")
+        table.add_row(_text(method.get("name")), _text(method.get("description")))
     out.print(table)
 
 
@@ -251,7 +274,7 @@ def methods_command(
 
 @click.command("artifacts")
 @node_tool
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=text_param)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="With NAME: write the content to this file (bytes decoded).")  # fmt: skip
 @click.pass_obj
@@ -289,19 +312,26 @@ def artifacts_command(
         raise Failure(f"unexpected answer for artifact {name!r}: {artifact!r}")
     content = artifact.get("content")
     if artifact.get("encoding") == "base64" and isinstance(content, str):
-        data = base64.b64decode(content)
+        try:
+            data = base64.b64decode(content, validate=True)
+        except ValueError:
+            raise Failure(f"malformed answer: artifact {name!r} is not valid base64") from None
     elif isinstance(content, str):
-        data = content.encode()
+        data = content.encode("utf-8", "replace")
     else:
         data = (json_text(content) + "\n").encode()
     if output is not None:
-        with open(output, "wb") as file:
-            file.write(data)
+        try:
+            with open(output, "wb") as file:
+                file.write(data)
+        except OSError as exc:
+            raise Failure(f"cannot write {output}: {exc.strerror or exc}", EXIT_FAILED) from None
         click.echo(f"wrote {len(data)} bytes to {output}", err=True)
     elif artifact.get("encoding") == "base64":
-        click.echo(f"{name}: {len(data)} bytes of {artifact.get('mime_type')}; use -o FILE")
+        mime = clean(str(artifact.get("mime_type")))
+        click.echo(f"{clean(name)}: {len(data)} bytes of {mime}; use -o FILE")
     else:
-        click.echo(data.decode(errors="replace").rstrip("\n"))
+        click.echo(clean(data.decode(errors="replace").rstrip("\n"), lines=True))
 
 
 def _print_listing(out: Console, listing: Any) -> None:
@@ -311,11 +341,12 @@ def _print_listing(out: Console, listing: Any) -> None:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("name", "kind", "mime type", "size", "description"):
         table.add_column(column)
-    for item in listing if isinstance(listing, list) else []:
-        if isinstance(item, dict):
-            table.add_row(_text(item.get("name")), _text(item.get("kind")),
-                          _text(item.get("mime_type")), _text(item.get("size")),
-                          str(item.get("description") or ""))  # fmt: skip
+    for item in _expect_list(listing, "the artifact list"):
+        if not isinstance(item, dict):
+            raise Failure(f"malformed answer: an artifact entry is a {type(item).__name__}")
+        table.add_row(_text(item.get("name")), _text(item.get("kind")),
+                      _text(item.get("mime_type")), _text(item.get("size")),
+                      _text(item.get("description")))  # fmt: skip
     out.print(table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections import deque
 from typing import Any
 
@@ -14,15 +15,17 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
-from ..membership import JoinError
 from ..node import Node
 from ..types import Broadcast, ConversationEvent, Peer
 from ._chatter import Inbox, Line, describe_event, describe_peer, kind_of, who
-from ._common import EXIT_OK, EXIT_UNREACHABLE, Failure, Settings, console, run
-from ._swarm import SwarmOptions, swarm_options
+from ._common import EXIT_OK, Settings, clean, console, progress, run
+from ._swarm import SwarmOptions, join, swarm_options
 
 __all__ = ["watch_command"]
 
+#: Conversation events older than this when the watcher starts are history, not chatter
+#: (the node syncs past conversations from its peers; they are not shown).
+BACKLOG = 10.0
 #: How long an offline peer stays listed.
 OFFLINE_SHOWN = 180.0
 #: A peer heard from this recently gets a bright dot.
@@ -39,6 +42,7 @@ class WatchState:
         self.capabilities = capabilities
         self.lines: deque[Line] = deque(maxlen=CHATTER_LINES)
         self.inbox = Inbox()
+        self.since = time.time() - BACKLOG
         for name in ("peer.joined", "peer.offline", "peer.heartbeat", "conversation.event"):
             node.on(name)(self._handler(name))
 
@@ -59,6 +63,8 @@ class WatchState:
 
     def _line(self, name: str, payload: Any) -> Line | None:
         if isinstance(payload, ConversationEvent):
+            if payload.created_at < self.since:
+                return None  # history the node catches up on, not chatter
             return describe_event(payload)
         if not isinstance(payload, Peer):
             return None
@@ -77,8 +83,10 @@ class WatchState:
         now = anyio.current_time()
         title = node.swarm if node.team in (None, "default") else f"{node.swarm} / {node.team}"
         rows: list[RenderableType] = [
-            Text.assemble("watching ", (str(title), "bold")),
-            Text.assemble(("● ", "bold green"), f"self: {node.name} @ {node.address}:{node.port}"),
+            Text.assemble("watching ", (clean(str(title)), "bold")),
+            Text.assemble(
+                ("● ", "bold green"), clean(f"self: {node.name} @ {node.address}:{node.port}")
+            ),
             Text(""),
         ]
         table = node.membership.table
@@ -103,9 +111,9 @@ class WatchState:
             rows.append(
                 Text.assemble(
                     ("● ", dot),
-                    f"{who(peer)[:16]:<16} {peer.address}:{peer.port!s:<6} ".ljust(40),
+                    f"{who(peer)[:16]:<16} ",
                     (f"{status:<8}", dot),
-                    f"{kind_of(peer)}{caps}",
+                    clean(f"{kind_of(peer):<10} {peer.address}:{peer.port}{caps}"),
                 )
             )
         if not states:
@@ -182,13 +190,8 @@ def watch_command(
 
     async def main() -> None:
         async with node:
-            try:
-                await node.join()
-            except JoinError as exc:
-                reasons = "; ".join(f"{seed}: {why}" for seed, why in exc.reasons.items())
-                raise Failure(
-                    f"could not join swarm {swarm!r}: {reasons}", EXIT_UNREACHABLE
-                ) from None
+            with progress(out, f"joining {options.where}") as update:
+                await join(node, options, update)
             if full_screen:
                 await _full_screen(state, out, interval)
             else:
@@ -199,7 +202,7 @@ def watch_command(
 
 async def _plain(state: WatchState, node: Node) -> None:
     title = node.swarm if node.team in (None, "default") else f"{node.swarm} / {node.team}"
-    click.echo(f"watching {title} as {node.name} @ {node.address}:{node.port}")
+    click.echo(clean(f"watching {title} as {node.name} @ {node.address}:{node.port}"))
     sys.stdout.flush()
     async for line in state.lines_as_they_come():
         click.echo(line.plain())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -22,11 +23,22 @@ class BroadcastState:
     replied: set[str] = field(default_factory=set)
     acked: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
+    #: Peers this node sent its own broadcast to whose call has not returned yet.
+    pending: set[str] = field(default_factory=set)
     changed: anyio.Event = field(default_factory=anyio.Event)
 
     def notify(self) -> None:
         self.changed.set()
         self.changed = anyio.Event()
+
+    def delivered(self, peer_id: str, result: Any, error: BaseException | None) -> None:
+        """The broadcast call to ``peer_id`` returned (or failed, or was dropped). A
+        ``{"deferred": True}`` answer means the peer took the task: it has ACKed, even if the
+        ACK event is still on its way."""
+        self.pending.discard(peer_id)
+        if error is None and isinstance(result, dict) and result.get("deferred") is True:
+            self.acked.add(peer_id)
+        self.notify()
 
 
 class BroadcastBook:

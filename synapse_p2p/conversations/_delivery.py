@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,10 +45,19 @@ class DeliveryStatistics:
     senders: int
 
 
+#: Told how a call ended: ``(result, None)`` or ``(None, error)`` (also when it is dropped).
+Outcome = Callable[[Any, BaseException | None], None]
+_Call = tuple[str, list[Any], dict[str, Any], Outcome | None]
+
+
+class DroppedCall(SynapseError):
+    """A queued call was dropped because its peer's queue was full."""
+
+
 @dataclass
 class _Outbox:
     peer: Peer
-    calls: deque[tuple[str, list[Any], dict[str, Any]]] = field(default_factory=deque)
+    calls: deque[_Call] = field(default_factory=deque)
     wake: anyio.Event = field(default_factory=anyio.Event)
     running: bool = False
     linger: float = 0.0  # the longest linger asked for by the calls queued since the last send
@@ -89,43 +99,54 @@ class Delivery:
         kwargs: dict[str, Any],
         *,
         linger: float = 0.0,
+        outcome: Outcome | None = None,
     ) -> None:
         """Queue ``endpoint(*args, **kwargs)`` for ``peer``; never waits.
 
         ``linger`` lets an idle queue wait that long before sending, so that calls queued
-        meanwhile leave together (used for traffic nobody is waiting on).
+        meanwhile leave together (used for traffic nobody is waiting on). ``outcome`` is
+        called once the call has returned, failed or been dropped.
         """
         key = (peer.address, peer.port)
         box = self._outboxes.get(key)
         if box is None:
             box = self._outboxes[key] = _Outbox(peer)
         if len(box.calls) >= self.queue_limit:
-            box.calls.popleft()
+            dropped = box.calls.popleft()
             self._dropped += 1
             log.debug("queue for %s:%s full; dropped its oldest call", *key)
+            _tell(dropped[3], None, DroppedCall(f"queue for {key[0]}:{key[1]} full"))
         if not box.calls:
             box.linger = linger
-        box.calls.append((endpoint, args, kwargs))
+        box.calls.append((endpoint, args, kwargs, outcome))
         box.wake.set()
         if not box.running and self._task_group is not None:
             box.running = True
             self._task_group.start_soon(self._sender, key, box)
 
-    def _next_call(self, box: _Outbox) -> tuple[str, list[Any], dict[str, Any]]:
+    def _next_call(self, box: _Outbox) -> _Call:
         """The next call; consecutive conversation events to one of our nodes (not a 2.5.0
         peer) leave together as one ``_synapse.conversation.events`` call."""
-        endpoint, args, kwargs = box.calls.popleft()
+        call = box.calls.popleft()
+        endpoint, args = call[0], call[1]
         if (
             endpoint != EVENT_ENDPOINT
+            or call[3] is not None
             or not box.calls
             or box.calls[0][0] != EVENT_ENDPOINT
+            or box.calls[0][3] is not None
             or self.node.membership.is_legacy(box.peer.id)
         ):
-            return endpoint, args, kwargs
+            return call
         batch = [args[0]]
-        while box.calls and box.calls[0][0] == EVENT_ENDPOINT and len(batch) < BATCH:
+        while (
+            box.calls
+            and box.calls[0][0] == EVENT_ENDPOINT
+            and box.calls[0][3] is None
+            and len(batch) < BATCH
+        ):
             batch.append(box.calls.popleft()[1][0])
-        return EVENTS_ENDPOINT, [batch], {}
+        return EVENTS_ENDPOINT, [batch], {}, None
 
     async def _sender(self, key: tuple[str, int], box: _Outbox) -> None:
         try:
@@ -134,17 +155,19 @@ class Delivery:
                     await anyio.sleep(box.linger)
                     box.linger = 0.0
                 while box.calls:
-                    endpoint, args, kwargs = self._next_call(box)
+                    endpoint, args, kwargs, outcome = self._next_call(box)
                     self._in_flight += 1
                     try:
-                        await self.node.pool.call(
+                        result = await self.node.pool.call(
                             key[0], key[1], endpoint, args, kwargs,
                             timeout=self.node.call_timeout,
                         )  # fmt: skip
                         self._sent += 1
+                        _tell(outcome, result, None)
                     except (SynapseError, OSError) as exc:
                         self._failed += 1
                         log.debug("%s to %s:%s failed: %s", endpoint, key[0], key[1], exc)
+                        _tell(outcome, None, exc)
                     finally:
                         self._in_flight -= 1
                 box.wake = anyio.Event()
@@ -156,3 +179,12 @@ class Delivery:
             box.running = False
             if not box.calls and self._outboxes.get(key) is box:
                 del self._outboxes[key]
+
+
+def _tell(outcome: Outcome | None, result: Any, error: BaseException | None) -> None:
+    if outcome is None:
+        return
+    try:
+        outcome(result, error)
+    except Exception:  # a broken callback must not stop the peer's queue
+        log.exception("delivery outcome callback failed")

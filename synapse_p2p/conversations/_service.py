@@ -17,6 +17,7 @@ learning an event's author is not a licence to dial it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -222,8 +223,11 @@ class Conversations:
         self.book.state(nonce).broadcast = b
         await self.remember(message)
         call_kwargs = {**kwargs, "broadcast": b.to_dict()}
+        state = self.book.state(nonce)
         for peer in list(self.node.peers.values()):
-            self.delivery.send(peer, endpoint, list(args), call_kwargs)
+            state.pending.add(peer.id)
+            self.delivery.send(peer, endpoint, list(args), call_kwargs,
+                               outcome=functools.partial(state.delivered, peer.id))  # fmt: skip
         return b
 
     async def ack(
@@ -282,9 +286,9 @@ class Conversations:
             if self.book.get(nonce) is not state:  # evicted or pruned
                 return
             changed = state.changed
-            if state.acked and state.acked <= done | gone:
-                # Every ACKer has answered; a slower peer's ACK may still be on its way
-                # (a fast peer can ACK and reply first): end after a short quiet spell.
+            if not state.pending and state.acked and state.acked <= done | gone:
+                # Every peer the broadcast went to has answered the call, and every ACKer
+                # has replied; an ACK may still be in flight: end after a short quiet spell.
                 with anyio.move_on_after(min(REPLY_SETTLE, deadline - anyio.current_time())):
                     await changed.wait()
                 if not changed.is_set():

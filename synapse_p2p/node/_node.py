@@ -554,9 +554,10 @@ class Node:
     ) -> AsyncIterator[BroadcastReply]:
         """Replies as they arrive (earlier ones first).
 
-        Ends once every peer that ACKed has replied, failed (an ``error`` event) or gone
-        offline and no further ACK came within 0.25 s (a slower peer's ACK may follow a fast
-        peer's reply), when ``timeout`` seconds have passed, or on cancellation. With no ACK yet it
+        Ends once the broadcast call to every peer has returned (a peer that takes the task
+        ACKs) and every peer that ACKed has replied, failed (an ``error`` event) or gone
+        offline, and no further ACK came within 0.25 s; when ``timeout`` seconds have
+        passed; or on cancellation. With no ACK yet it
         keeps waiting, so give it a ``timeout`` or a cancel scope::
 
             async for reply in node.iter_replies(b, timeout=30):

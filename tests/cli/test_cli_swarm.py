@@ -3,6 +3,7 @@ loopback (no mDNS: every command gets ``--seed``)."""
 
 from __future__ import annotations
 
+import json
 import queue
 import shutil
 import signal
@@ -42,7 +43,7 @@ def test_ask_exit_codes(start_node: StartNode) -> None:
     # Nobody answers (the node has no ask handler): exit 4 with one line on stderr.
     done = sn("ask", "lab", "anyone?", "--seed", f"127.0.0.1:{seed}", "--timeout", "1")
     assert done.returncode == 4
-    assert done.stderr == "sn: no replies within 1 s\n"
+    assert done.stderr == "sn: no node took the task (none has an ask handler?)\n"
     # A different swarm refuses the join: exit 3.
     done = sn("ask", "elsewhere", "hi", "--seed", f"127.0.0.1:{seed}", "--timeout", "1")
     assert done.returncode == 3
@@ -64,7 +65,7 @@ def test_ask_with_the_seed_down_exits_3_at_once() -> None:
     assert done.stderr.startswith("sn: could not join swarm 'lab': 127.0.0.1:9: ")
     assert done.stderr.count("\n") == 1
     assert done.stdout == ""
-    assert time.monotonic() - started < 30  # not the reply timeout
+    assert time.monotonic() - started < 10  # not the reply timeout
 
 
 def test_bad_context_is_a_usage_error() -> None:
@@ -253,32 +254,94 @@ def test_verbose_shows_the_library_log_on_stderr() -> None:
     assert loud.stderr.splitlines()[-1].startswith("sn: could not join swarm 'lab'")
 
 
+class Program:
+    """``sn ARGS`` in a subprocess; a thread collects its stdout lines."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "synapse_p2p", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT,
+        )  # fmt: skip
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def until(self, needle: str, timeout: float = 20) -> list[str]:
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            seen.append(line)
+            if needle in line:
+                return seen
+        raise AssertionError(f"{needle!r} not seen within {timeout} s: {seen}")
+
+    def stop(self, sig: int, timeout: float = 20) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        assert self.proc.stderr is not None
+        return code, self.proc.stderr.read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ask_forever_stops_cleanly_on_ctrl_c(start_node: StartNode, backend: str) -> None:
     _, seed = start_node("reviewer")
-    asker = subprocess.Popen(
-        [sys.executable, "-m", "synapse_p2p", "--backend", backend, "ask", "lab", "hi",
-         "--seed", f"127.0.0.1:{seed}", "--forever"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT,
-    )  # fmt: skip
+    asker = Program("--backend", backend, "ask", "lab", "hi", "--seed", f"127.0.0.1:{seed}",
+                    "--forever")  # fmt: skip
     try:
-        assert asker.stdout is not None
-        deadline = time.monotonic() + 20
-        lines: list[str] = []
-        while time.monotonic() < deadline:  # readline blocks until the next line
-            line = asker.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            if line.startswith("- reviewer: "):
-                break
-        assert lines[-1].startswith("- reviewer: "), lines
-        assert asker.poll() is None  # --forever: still waiting after the reply
-        asker.send_signal(signal.SIGINT)
-        assert asker.wait(timeout=20) == 0  # a reply came: interrupting is success
-        assert asker.stderr is not None
-        assert "Traceback" not in asker.stderr.read()
+        asker.until("- reviewer: ")
+        assert asker.proc.poll() is None  # --forever: still waiting after the reply
+        code, stderr = asker.stop(signal.SIGINT)
+        assert code == 0  # a reply came: interrupting is success
+        assert "Traceback" not in stderr
     finally:
-        if asker.poll() is None:
-            asker.kill()
-        asker.wait(timeout=10)
+        asker.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_before_any_reply_exits_130(start_node: StartNode, sig: int) -> None:
+    _, seed = start_node("thinker", "--delay", "60")
+    asker = Program("ask", "lab", "hard question", "--seed", f"127.0.0.1:{seed}")
+    try:
+        asker.until("✓ thinker acked")
+        code, stderr = asker.stop(sig)
+        assert code == 130
+        assert stderr == ""
+    finally:
+        asker.close()
+
+
+def test_what_peers_send_cannot_drive_the_terminal(start_node: StartNode) -> None:
+    """Names and replies with rich markup, control characters, escape sequences and deep
+    nesting print as inert text; nothing crashes."""
+    nasty = "a[/]b[red]x\x1b[2J"
+    escape = json.dumps("\x1b[2J\x1b]0;title\x07pwned\nline2")
+    _, seed = start_node(nasty, "--answer", escape)
+    nested = json.dumps(json.loads("[" * 600 + "]" * 600))
+    start_node("deep", "--answer", nested, seed=seed)
+    done = sn("ask", "lab", "hi", "--seed", f"127.0.0.1:{seed}")
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout  # no raw escape character reached the output
+    shown = "a[/]b[red]x\\x1b[2J"
+    assert f"✓ {shown} acked" in done.stdout
+    assert f"- {shown}: \\x1b[2J\\x1b]0;title\\x07pwned\\nline2" in done.stdout
+    assert "- deep: [[[[" in done.stdout
+    for command in ("peers", "info"):
+        listed = sn(command, f"127.0.0.1:{seed}")
+        assert listed.returncode == 0, listed.stderr
+        assert "\x1b" not in listed.stdout

@@ -4,6 +4,7 @@ real node in a subprocess, the parsing and the output helpers, through click's r
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +13,13 @@ from typing import Any
 import anyio
 import pytest
 from click.testing import CliRunner, Result
+from rich.console import Console
 
 from synapse_p2p.cli import cli
 from synapse_p2p.cli._chatter import Inbox, describe_event
-from synapse_p2p.cli._common import format_result, json_text
+from synapse_p2p.cli._common import Failure, format_result, json_text
+from synapse_p2p.cli._swarm import ReplyWatch
+from synapse_p2p.testing import open_swarm
 from synapse_p2p.types import ConversationEvent, Peer
 
 COMMANDS = ["ask", "broadcast", "watch", "list-swarms", "call", "info", "peers", "methods",
@@ -222,3 +226,121 @@ async def test_inbox_hands_out_conversation_events_in_their_order(anyio_backend:
     with anyio.move_on_after(0.05) as scope:
         await inbox.next_batch()  # nothing left: waits
     assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        ("task.offer", {"title": "x", "requires": 5}),
+        ("message", {"endpoint": "synapse.ask", "args": 7, "kwargs": "no"}),
+        ("message", {"endpoint": ["not", "text"], "args": [{"a": [1, 2]}]}),
+        ("reply", {"result": json.loads("[" * 900 + "]" * 900)}),
+        ("x\x1b[2J", {"deep": json.loads('{"a":' * 300 + "1" + "}" * 300)}),
+    ],
+)
+def test_chatter_lines_survive_malformed_payloads(kind: str, payload: dict[str, Any]) -> None:
+    line = describe_event(event(kind, payload))
+    assert line is not None
+    assert "\x1b" not in line.plain()
+    assert len(line.plain()) < 400
+
+
+# -- ReplyWatch: when an ask is over --------------------------------------------------------
+
+
+async def _asked(
+    configure: Any, setup: Any, *, timeout: float = 10
+) -> tuple[ReplyWatch, str, int | str]:
+    """Open a swarm (node 0 asks), run ``setup(swarm)``, ask, and wait like ``sn ask``."""
+    out = io.StringIO()
+    async with open_swarm(3, configure=configure) as swarm:
+        watch = ReplyWatch(swarm[0], Console(file=out, width=200), show_acks=True)
+        await setup(swarm)
+        b = await swarm[0].broadcast("synapse.ask", "review", context={})
+        with anyio.fail_after(30):
+            await watch.wait(b.nonce, timeout=timeout, forever=False)
+        try:
+            code: int | str = watch.exit_code(timeout)
+        except Failure as exc:
+            code = f"{exc.exit_code}: {exc.message}"
+    return watch, out.getvalue(), code
+
+
+def _named(i: int) -> dict[str, Any]:
+    return {"name": ["asker", "fast", "slow"][i]}
+
+
+async def _handler(node: Any, *, fail: bool = False, delay: float = 0.0) -> None:
+    @node.ask
+    async def handle(task: str, context: dict[str, Any]) -> str:
+        await anyio.sleep(delay)
+        if fail:
+            raise RuntimeError(f"{node.name} gives up")
+        return f"{node.name} says fine"
+
+
+@pytest.mark.anyio
+async def test_reply_watch_waits_for_a_peer_the_ask_reaches_late(anyio_backend: str) -> None:
+    async def setup(swarm: Any) -> None:
+        await _handler(swarm[1])
+        await _handler(swarm[2])
+        receive = swarm[2]._registry.pre_dispatch
+
+        async def late(request: Any) -> Any:
+            await anyio.sleep(0.5)  # longer than the settle time: only delivery tracking helps
+            return await receive(request)
+
+        swarm[2]._registry.pre_dispatch = late
+
+    watch, out, code = await _asked(_named, setup)
+    assert code == 0
+    assert watch.replies == 2
+    assert out.index("✓ fast acked") < out.index("- fast: fast says fine")
+    assert "- slow: slow says fine" in out
+
+
+@pytest.mark.anyio
+async def test_reply_watch_only_errors(anyio_backend: str) -> None:
+    async def setup(swarm: Any) -> None:
+        await _handler(swarm[1], fail=True)
+        await _handler(swarm[2], fail=True)
+
+    watch, out, code = await _asked(_named, setup)
+    assert code == "1: every answer was an error"
+    assert "✗ fast failed: fast gives up" in out
+    assert watch.errors == 2
+
+
+@pytest.mark.anyio
+async def test_reply_watch_no_handler_ends_without_waiting_the_timeout(anyio_backend: str) -> None:
+    async def setup(swarm: Any) -> None:
+        pass
+
+    started = anyio.current_time()
+    _, _, code = await _asked(_named, setup, timeout=60)
+    assert code == "4: no node took the task (none has an ask handler?)"
+    assert anyio.current_time() - started < 30
+
+
+@pytest.mark.anyio
+async def test_reply_watch_peer_offline_after_ack(anyio_backend: str) -> None:
+    stopped = anyio.Event()
+
+    async def setup(swarm: Any) -> None:
+        await _handler(swarm[1])
+
+        @swarm[2].ask
+        async def handle(task: str, context: dict[str, Any]) -> str:
+            swarm.kill(swarm[2])  # dies while working on it
+            stopped.set()
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+    def quick(i: int) -> dict[str, Any]:
+        return {**_named(i), "heartbeat_interval": 0.2, "peer_timeout": 1}
+
+    watch, out, code = await _asked(quick, setup)
+    assert stopped.is_set()
+    assert code == 0
+    assert "✗ slow went offline before replying" in out
+    assert watch.replies == 1

@@ -47,6 +47,8 @@ async def main(args: argparse.Namespace) -> None:
             await anyio.sleep(args.delay)
             if args.ask == "fail":
                 raise RuntimeError(f"{args.name} cannot review")
+            if args.answer is not None:
+                return json.loads(args.answer)
             extra = f" ({context['url']})" if "url" in context else ""
             return f"{args.name}: LGTM for {task!r}{extra}"
 
@@ -66,5 +68,6 @@ if __name__ == "__main__":
     parser.add_argument("--backend", default="trio")
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--mdns", action="store_true")
+    parser.add_argument("--answer", help="reply with this JSON value instead")
     arguments = parser.parse_args()
     anyio.run(main, arguments, backend=arguments.backend)
