@@ -3,13 +3,18 @@
     python _rpc_clients.py ours|raw trio|asyncio PORT     (this environment)
     python _rpc_clients.py ref asyncio PORT               (synapse-p2p 2.5.0's interpreter)
 
-Measures: sequential calls over one connection (latencies), 64 concurrent callers, and
-1 MiB echoes. Every loop is bounded in count.
+Measures: sequential calls over one connection (latencies); 64 concurrent callers in two
+shapes, all sharing one connection (``conc_calls_s``: requests matched to responses by id,
+which is how our client works) and one persistent connection per caller
+(``conc_conns_calls_s``); and 1 MiB echoes. The reference opens one connection per call
+whatever the shape, so it only has ``conc_calls_s``. Every loop is bounded in count.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import struct
 import sys
 import time
@@ -33,6 +38,7 @@ async def measure(
     call: Callable[[Any], Awaitable[Any]],
     concurrent: Callable[[int, int], Awaitable[None]],
     big_call: Callable[[bytes], Awaitable[Any]],
+    concurrent_conns: Callable[[int, int], Awaitable[None]] | None = None,
 ) -> dict[str, float]:
     for _ in range(200):  # warm up
         await call(1)
@@ -46,6 +52,11 @@ async def measure(
     start = time.perf_counter()
     await concurrent(CONCURRENT_CALLERS, CALLS_PER_CALLER)
     conc_elapsed = time.perf_counter() - start
+    conns_rate = math.nan
+    if concurrent_conns is not None:
+        start = time.perf_counter()
+        await concurrent_conns(CONCURRENT_CALLERS, CALLS_PER_CALLER)
+        conns_rate = CONCURRENT_CALLERS * CALLS_PER_CALLER / (time.perf_counter() - start)
     await big_call(BIG)
     start = time.perf_counter()
     for _ in range(BIG_CALLS):
@@ -56,6 +67,7 @@ async def measure(
         "p50_us": percentile(lat, 0.5) * 1e6,
         "p99_us": percentile(lat, 0.99) * 1e6,
         "conc_calls_s": CONCURRENT_CALLERS * CALLS_PER_CALLER / conc_elapsed,
+        "conc_conns_calls_s": conns_rate,
         "big_mib_s": BIG_CALLS / big_elapsed,
     }
 
@@ -79,7 +91,17 @@ async def run_ours(port: int) -> dict[str, float]:
                 for _ in range(callers):
                     tg.start_soon(caller)
 
-        return await measure(call, concurrent, call)
+        async def concurrent_conns(callers: int, each: int) -> None:
+            async def caller() -> None:
+                async with Client("127.0.0.1", port) as own:
+                    for i in range(each):
+                        await own.call("echo", i)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(callers):
+                    tg.start_soon(caller)
+
+        return await measure(call, concurrent, call, concurrent_conns)
 
 
 class RawConnection:
@@ -109,6 +131,132 @@ class RawConnection:
         return msgpack.unpackb(payload, raw=False)["result"]
 
 
+class RawMux:
+    """A persistent raw msgpack connection shared by concurrent callers: each request carries
+    an id, one reader task hands every response to its caller (the minimal multiplexer)."""
+
+    def __init__(self) -> None:
+        self.ids = itertools.count(1)
+        self.pending: dict[str, list[Any]] = {}  # id -> [wake-up, result]
+
+    @staticmethod
+    def frame(request_id: str, value: Any) -> bytes:
+        import msgpack
+
+        body = msgpack.packb(
+            {
+                "endpoint": "echo",
+                "id": request_id,
+                "args": [value],
+                "kwargs": {},
+                "type": "request",
+            },
+            use_bin_type=True,
+        )
+        return HEADER.pack(len(body)) + body
+
+    def feed(self, buf: bytearray) -> None:
+        """Hand every complete response in ``buf`` to its caller (``wake`` is called)."""
+        import msgpack
+
+        pos = 0
+        while len(buf) - pos >= 4:
+            (size,) = HEADER.unpack_from(buf, pos)
+            if len(buf) - pos - 4 < size:
+                break
+            message = msgpack.unpackb(bytes(buf[pos + 4 : pos + 4 + size]), raw=False)
+            pos += 4 + size
+            slot = self.pending.pop(message["id"])
+            slot[1] = message["result"]
+            slot[0].set()
+        del buf[:pos]
+
+
+async def raw_mux_trio(port: int, callers: int, each: int) -> None:
+    import trio
+
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    mux = RawMux()
+    outgoing: list[bytes] = []  # frames queued while a caller is writing
+    writing = False
+
+    async def send(frame: bytes) -> None:
+        # One caller writes at a time (trio streams allow one sender); frames queued
+        # meanwhile leave together with its next write.
+        nonlocal writing
+        if writing:
+            outgoing.append(frame)
+            return
+        writing = True
+        try:
+            data = frame
+            while True:
+                await stream.send_all(data)
+                if not outgoing:
+                    break
+                data = b"".join(outgoing)
+                outgoing.clear()
+        finally:
+            writing = False
+
+    async def reader() -> None:
+        buf = bytearray()
+        while True:
+            data = await stream.receive_some(262144)
+            if not data:
+                return
+            buf += data
+            mux.feed(buf)
+
+    async def caller() -> None:
+        for i in range(each):
+            request_id = str(next(mux.ids))
+            slot: list[Any] = [trio.Event(), None]
+            mux.pending[request_id] = slot
+            await send(mux.frame(request_id, i))
+            await slot[0].wait()
+            assert slot[1] == i
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        async with trio.open_nursery() as callers_nursery:
+            for _ in range(callers):
+                callers_nursery.start_soon(caller)
+        nursery.cancel_scope.cancel()
+    await stream.aclose()
+
+
+async def raw_mux_asyncio(port: int, callers: int, each: int) -> None:
+    import asyncio
+
+    reader_stream, writer = await asyncio.open_connection("127.0.0.1", port)
+    mux = RawMux()
+
+    async def reader() -> None:
+        buf = bytearray()
+        while True:
+            data = await reader_stream.read(262144)
+            if not data:
+                return
+            buf += data
+            mux.feed(buf)
+
+    async def caller() -> None:
+        for i in range(each):
+            request_id = str(next(mux.ids))
+            slot: list[Any] = [asyncio.Event(), None]
+            mux.pending[request_id] = slot
+            writer.write(mux.frame(request_id, i))
+            await writer.drain()
+            await slot[0].wait()
+            assert slot[1] == i
+
+    read_task = asyncio.create_task(reader())
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    read_task.cancel()
+    writer.close()
+
+
 async def raw_connect_trio(port: int) -> RawConnection:
     import trio
 
@@ -134,6 +282,9 @@ async def run_raw_trio(port: int) -> dict[str, float]:
     conn = await raw_connect_trio(port)
 
     async def concurrent(callers: int, each: int) -> None:
+        await raw_mux_trio(port, callers, each)
+
+    async def concurrent_conns(callers: int, each: int) -> None:
         async def caller() -> None:
             c = await raw_connect_trio(port)
             for i in range(each):
@@ -143,7 +294,7 @@ async def run_raw_trio(port: int) -> dict[str, float]:
             for _ in range(callers):
                 nursery.start_soon(caller)
 
-    return await measure(conn.call, concurrent, conn.call)
+    return await measure(conn.call, concurrent, conn.call, concurrent_conns)
 
 
 async def run_raw_asyncio(port: int) -> dict[str, float]:
@@ -152,6 +303,9 @@ async def run_raw_asyncio(port: int) -> dict[str, float]:
     conn = await raw_connect_asyncio(port)
 
     async def concurrent(callers: int, each: int) -> None:
+        await raw_mux_asyncio(port, callers, each)
+
+    async def concurrent_conns(callers: int, each: int) -> None:
         async def caller() -> None:
             c = await raw_connect_asyncio(port)
             for i in range(each):
@@ -159,7 +313,7 @@ async def run_raw_asyncio(port: int) -> dict[str, float]:
 
         await asyncio.gather(*(caller() for _ in range(callers)))
 
-    return await measure(conn.call, concurrent, conn.call)
+    return await measure(conn.call, concurrent, conn.call, concurrent_conns)
 
 
 async def run_ref(port: int) -> dict[str, float]:

@@ -74,12 +74,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for n, name, r in rows:
         if "error" in r:
-            print(f"| {n} | {name} | failed: {r['error']} | | | | |")
+            print(f"| {n} | {name} | failed: {r['error']} | | | | | |")
             continue
         conv = "not reached" if math.isnan(r["converge_s"]) else f"{r['converge_s']:.3f}"
         print(
             f"| {n} | {name} | {conv} | {r['msgs_per_node_s']:.2f} | {r['idle_cpu_pct']:.1f} "
-            f"| {r['rss_per_node_kib']:.0f} | {'yes' if r['still_full'] else 'no'} |"
+            f"| {r['idle_cpu_pct_late']:.1f} | {r['rss_per_node_kib']:.0f} "
+            f"| {'yes' if r['still_full'] else 'no'} |"
         )
     print("\n| N | backend | idle CPU vs reference (first 30 s) | (after settling) |")
     print("|---|---|---|---|")
@@ -87,9 +88,9 @@ def main() -> None:
         ref = next(r for m, name, r in rows if m == n and name.startswith("ref"))
         for m, name, r in rows:
             if m == n and name.startswith("ours") and "error" not in r and "error" not in ref:
-                print(
-                    f"| {n} | {name} | {r['idle_cpu_pct'] / max(ref['idle_cpu_pct'], 1e-9):.2f}x |"
-                )
+                first = r["idle_cpu_pct"] / max(ref["idle_cpu_pct"], 1e-9)
+                late = r["idle_cpu_pct_late"] / max(ref["idle_cpu_pct_late"], 1e-9)
+                print(f"| {n} | {name} | {first:.2f}x | {late:.2f}x |")
 
 
 if __name__ == "__main__":

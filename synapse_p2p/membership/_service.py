@@ -20,7 +20,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from ..errors import BAD_REQUEST, RemoteError, SynapseError
-from ..types import Peer
+from ..types import NodeKind, Peer
 from ._table import Candidate, PeerTable, Verdict
 
 if TYPE_CHECKING:
@@ -52,12 +52,25 @@ def check_membership(node: Node, peer: Peer) -> None:
         raise RemoteError(BAD_REQUEST, "peer requested a different team")
 
 
+_KIND_VALUES: dict[Any, str] = {kind: kind.value for kind in NodeKind}
+
+
 def _entry(peer: Peer, age: float, legacy: bool) -> dict[str, Any]:
-    entry = peer.to_dict()
-    del entry["last_seen"]
-    entry["age"] = round(max(age, 0.0), 3)
-    entry["legacy"] = legacy
-    return entry
+    """A digest entry: the peer dict without ``last_seen``, plus ``age`` and ``legacy`` (built
+    directly, in ``Peer.to_dict``'s key order: digests are built for every gossip message)."""
+    kind = peer.kind
+    return {
+        "id": peer.id,
+        "address": peer.address,
+        "port": peer.port,
+        "swarm": peer.swarm,
+        "team": peer.team,
+        "name": peer.name,
+        "kind": _KIND_VALUES.get(kind) or str(kind),
+        "capabilities": list(peer.capabilities),
+        "age": round(age, 3) if age > 0.0 else 0.0,
+        "legacy": legacy,
+    }
 
 
 class Membership:
@@ -175,22 +188,24 @@ class Membership:
             return
         now = self._now()
         skip = (sender_id, self.node.node_id)
+        known = self.table.peers
+        heard_indirectly = self.table.heard_indirectly
         for item in members[:MAX_DIGEST]:
-            if not isinstance(item, dict):
+            if type(item) is not dict:
                 continue
             node_id, age = item.get("id"), item.get("age", 0.0)
-            if node_id in skip or not isinstance(node_id, str):
+            if type(node_id) is not str or node_id in skip:
                 continue
-            if isinstance(age, bool) or not isinstance(age, int | float) or not 0 <= age < 1e9:
+            if type(age) not in (float, int) or not 0 <= age < 1e9:  # bool is not int here
                 continue
-            state = self.table.get(node_id)
+            state = known.get(node_id)
             if (
                 state is not None
                 and state.alive
                 and item.get("address") == state.peer.address
                 and item.get("port") == state.peer.port
             ):  # the common case, without building a Peer
-                self.table.heard_indirectly(node_id, now - age)
+                heard_indirectly(node_id, now - age)
                 continue
             if age >= self.node.peer_timeout:
                 continue

@@ -16,6 +16,7 @@ from ..errors import CallTimeout
 from ..transport import TcpTransport, Transport
 from ..wire import DEFAULT_MAX_FRAME_SIZE
 from ._connection import LegacyServer, MuxConnection, _target, call_once
+from ._watchdog import Watchdog
 
 if TYPE_CHECKING:
     from ..types import Peer
@@ -106,6 +107,7 @@ class Client:
         self.connect_timeout = _check_number("connect_timeout", connect_timeout, allow_inf=True)
         self.transport: Transport = transport or TcpTransport()
         self._task_group: TaskGroup | None = None
+        self._watchdog: Watchdog | None = None
         self._connection: MuxConnection | None = None
         self._legacy = False
         self._lock: anyio.Lock | None = None
@@ -125,6 +127,8 @@ class Client:
         await tg.__aenter__()
         self._task_group = tg
         try:
+            self._watchdog = Watchdog()
+            await tg.start(self._watchdog.run)
             await self._open_session()
         except BaseException:
             await self._close_task_group()
@@ -153,7 +157,7 @@ class Client:
             await tg.__aexit__(None, None, None)
 
     async def _open_session(self) -> None:
-        assert self._task_group is not None
+        assert self._watchdog is not None
         stream = await self.transport.connect(
             self.address, self.port, timeout=min(self.connect_timeout, self.timeout)
         )
@@ -161,7 +165,7 @@ class Client:
             stream, target=self.target, max_frame_size=self.max_download_size
         )
         try:
-            await self._task_group.start(connection.run)
+            await connection.open(self._watchdog)
         except LegacyServer:
             log.debug("%s does not support sessions; using one connection per call", self.target)
             self._legacy = True
@@ -243,6 +247,7 @@ class ConnectionPool:
         self._legacy: dict[tuple[str, int], float] = {}
         self._locks: dict[tuple[str, int], anyio.Lock] = {}
         self._task_group: TaskGroup | None = None
+        self._watchdog = Watchdog()
         self._connects = 0
         self._calls = 0
 
@@ -254,6 +259,7 @@ class ConnectionPool:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
             async with anyio.create_task_group() as tg:
+                await tg.start(self._watchdog.run)
                 self._task_group = tg
                 task_status.started()
                 while True:
@@ -299,17 +305,20 @@ class ConnectionPool:
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = anyio.Lock()
-        async with lock:
-            connection = self._connections.get(key)
-            if connection is not None and not connection.closed:
-                return connection
-            if self.is_legacy(host, port):
-                return None
-            return await self._open(host, port)
+        try:
+            async with lock:
+                connection = self._connections.get(key)
+                if connection is not None and not connection.closed:
+                    return connection
+                if self.is_legacy(host, port):
+                    return None
+                return await self._open(host, port)
+        finally:
+            if not lock.locked() and self._locks.get(key) is lock:
+                del self._locks[key]  # nobody waits: no lock kept per connection
 
     async def _open(self, host: str, port: int) -> MuxConnection | None:
-        tg = self._task_group
-        if tg is None:
+        if self._task_group is None:
             raise RuntimeError("ConnectionPool is not running")
         self._evict()
         stream = await self.transport.connect(host, port, timeout=self.connect_timeout)
@@ -318,7 +327,7 @@ class ConnectionPool:
             stream, target=_target(host, port), max_frame_size=self.max_frame_size
         )
         try:
-            await tg.start(connection.run)
+            await connection.open(self._watchdog)
         except LegacyServer:
             self._legacy[(host, port)] = anyio.current_time() + self.legacy_ttl
             return None
@@ -352,6 +361,11 @@ class ConnectionPool:
         self._calls += 1
         args = args or []
         kwargs = kwargs or {}
+        key = (host, port)
+        connection = self._connections.get(key)
+        if connection is not None and not connection.closed:  # the common case: no scope
+            self._connections.move_to_end(key)
+            return await connection.call(endpoint, args, kwargs, timeout)
         try:
             with anyio.fail_after(timeout):
                 connection = await self._get(host, port)

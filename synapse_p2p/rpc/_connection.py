@@ -23,6 +23,7 @@ from ..errors import (
 from ..wire import Request, Response, encode_frame, encode_request
 from ._channel import OFFLOAD_THRESHOLD, FrameChannel, decode_payload
 from ._session import PROTOCOL_VERSION, SESSION_ENDPOINT
+from ._watchdog import Watchdog
 
 __all__ = ["LegacyServer", "MuxConnection", "call_once", "response_value"]
 
@@ -88,13 +89,19 @@ async def call_once(
         return response_value(message, endpoint)
 
 
+_QUEUED, _SENDING, _AWAITING = 0, 1, 2
+
+
 class _Slot:
-    """One call waiting for its response."""
+    """One call: its deadline, where its caller is, and its outcome."""
 
-    __slots__ = ("done", "error", "event", "response")
+    __slots__ = ("deadline", "done", "error", "event", "phase", "response", "timed_out")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.phase = _QUEUED
         self.done = False
+        self.timed_out = False
         self.event: anyio.Event | None = None  # set while the caller waits
         self.response: Response | None = None
         self.error: BaseException | None = None
@@ -108,14 +115,24 @@ class _Slot:
 class MuxConnection:
     """A persistent connection carrying concurrent requests matched by ``id``.
 
-    Start it with ``await task_group.start(conn.run)``: that performs the session handshake
-    (raising :class:`LegacyServer` if the server is a synapse-p2p 2.5.0 node) and keeps the
-    connection's timeouts enforced until :meth:`aclose` or cancellation. Callers write their
-    own requests and read the responses themselves: one waiting caller at a time reads and
-    hands each response to its caller, then passes reading on (no reader task, no hand-off on
-    the sequential path). When the connection breaks, every pending call fails with
-    ``ConnectionLost`` and :attr:`closed` becomes true. Calls beyond the server's
+    Open it with ``await conn.open(watchdog)``, which performs the session handshake (raising
+    :class:`LegacyServer` if the server is a synapse-p2p 2.5.0 node) in the caller's task and
+    gives the connection's timeouts to a running :class:`~._watchdog.Watchdog` shared with other
+    connections; the connection then needs no task of its own and lasts until :meth:`aclose`.
+    ``await task_group.start(conn.run)`` does the same with a watchdog of its own and keeps
+    running until :meth:`aclose` or cancellation. Callers write their own requests and read
+    the responses themselves: one waiting caller at a time reads and hands each response to
+    its caller, then passes reading on (no reader task, no hand-off on the sequential path).
+    When the connection breaks, every pending call fails with ``ConnectionLost``,
+    :attr:`closed` becomes true and the stream is closed. Calls beyond the server's
     ``max_concurrent`` wait for a slot.
+
+    Call timeouts are deadlines kept by the watchdog, not a cancel scope per call: when a call's
+    deadline passes, a caller waiting for its response is woken, the caller that is reading
+    for everyone has its read cancelled (a cancel scope exists only while a caller with a
+    deadline reads), and a caller still writing its request breaks the connection (its frame
+    is cut short), as cancelling it would. Callers waiting for a free slot or for room to
+    queue their request wait under a scope of their own.
     """
 
     def __init__(
@@ -133,6 +150,7 @@ class MuxConnection:
             max_frame_size=max_frame_size,
             write_timeout=write_timeout,
             on_broken=self._broken,
+            on_wakeup=self._expire_calls,
         )
         self._max_frame_size = max_frame_size
         self._handshake_timeout = handshake_timeout
@@ -140,9 +158,13 @@ class MuxConnection:
         self._pending: dict[str, _Slot] = {}
         self._failure: BaseException | None = None
         self._cancel_scope: anyio.CancelScope | None = None
+        self._watchdog: Watchdog | None = None
         self._reading = False
+        self._reader: _Slot | None = None  # the call whose caller reads for everyone
+        self._read_scope: anyio.CancelScope | None = None
+        self._due = math.inf  # no call's deadline is earlier (may be earlier than any)
         self._max_concurrent = 64
-        self._waiting: deque[anyio.Event] = deque()
+        self._waiting: deque[anyio.Event] | None = None  # calls waiting for a free slot
         self.server_info: dict[str, Any] = {}
         self.server_max_frame = max_frame_size
         self.last_used = anyio.current_time()
@@ -155,15 +177,32 @@ class MuxConnection:
     def in_flight(self) -> int:
         return len(self._pending)
 
+    async def open(self, watchdog: Watchdog) -> None:
+        """Hand the timeouts to ``watchdog`` and perform the session handshake.
+
+        Raises :class:`LegacyServer`, ``CallTimeout``, ``RemoteError``, ``ConnectionLost`` or
+        ``ProtocolError``; on any failure or cancellation the stream is closed.
+        """
+        self._watchdog = watchdog
+        watchdog.watch(self._channel)
+        try:
+            await self._handshake()
+        except BaseException:
+            self._fail(ConnectionLost(f"connection to {self.target} closed"))
+            await self._channel.aclose()
+            raise
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open with a watchdog of its own; run until :meth:`aclose` or cancellation."""
         handshake_error: Exception | None = None
         try:
             with anyio.CancelScope() as scope:
                 self._cancel_scope = scope
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._channel.watchdog)
+                    watchdog = Watchdog()
+                    await tg.start(watchdog.run)
                     try:
-                        await self._handshake()
+                        await self.open(watchdog)
                     except Exception as exc:
                         handshake_error = exc
                         scope.cancel()
@@ -178,17 +217,17 @@ class MuxConnection:
 
     async def _handshake(self) -> None:
         try:
-            with anyio.fail_after(self._handshake_timeout):
-                info = await self.call(
-                    SESSION_ENDPOINT,
-                    [{"protocol": PROTOCOL_VERSION, "max_frame": self._max_frame_size}],
-                    {},
-                )
+            info = await self.call(
+                SESSION_ENDPOINT,
+                [{"protocol": PROTOCOL_VERSION, "max_frame": self._max_frame_size}],
+                {},
+                self._handshake_timeout,
+            )
         except RemoteError as exc:
             if exc.code == BAD_REQUEST:
                 raise LegacyServer(self.target) from None
             raise
-        except TimeoutError:
+        except CallTimeout:
             raise CallTimeout(f"no session handshake from {self.target}") from None
         if not isinstance(info, dict):
             raise ProtocolError(f"invalid session handshake from {self.target}")
@@ -204,6 +243,8 @@ class MuxConnection:
         self._fail(exc)
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
+        elif self._watchdog is not None:
+            self._watchdog.close_soon(self._channel)
 
     async def _await_response(self, slot: _Slot) -> None:
         while not slot.done:
@@ -213,16 +254,49 @@ class MuxConnection:
                     await slot.event.wait()
                 finally:
                     slot.event = None
-                continue  # answered, or handed the reading role
+                continue  # answered, timed out, or handed the reading role
             self._reading = True
+            self._reader = slot
             try:
-                await self._read_until(slot)
+                if slot.deadline == math.inf:
+                    await self._read_until(slot)
+                else:
+                    with anyio.CancelScope() as scope:  # cancelled at the deadline
+                        self._read_scope = scope
+                        await self._read_until(slot)
             finally:
                 self._reading = False
+                self._reader = self._read_scope = None
                 for other in self._pending.values():  # pass reading on to a waiting caller
                     if other.event is not None and not other.done:
                         other.event.set()
                         break
+
+    def _expire_calls(self, now: float) -> None:
+        """Time out the calls whose deadline has passed (called by the watchdog)."""
+        due = math.inf
+        for slot in self._pending.values():
+            if slot.done:
+                continue
+            if slot.deadline > now:
+                due = min(due, slot.deadline)
+                continue
+            slot.timed_out = True
+            if slot.phase == _SENDING:
+                # Writing its frame (the write is cut short, as cancelling it would), or
+                # waiting for room to queue it (under a scope of its own: left alone).
+                self._channel.abort_write(
+                    slot, ConnectionLost(f"a call to {self.target} timed out mid-write")
+                )
+            elif slot is self._reader:
+                slot.done = True
+                if self._read_scope is not None:
+                    self._read_scope.cancel()
+            else:
+                slot.finish()
+        self._due = due
+        if due < math.inf:
+            self._channel.wake_owner_at(due)
 
     async def _read_until(self, slot: _Slot) -> None:
         channel = self._channel
@@ -288,23 +362,24 @@ class MuxConnection:
         """
         if self._failure is not None:
             raise ConnectionLost(f"connection to {self.target} is closed: {self._failure}")
-        self.last_used = anyio.current_time()
+        now = self.last_used = self._channel.clock()
         request_id = str(next(self._ids))
         payload = encode_request(Request(endpoint, request_id, args, kwargs))
         if len(payload) > self.server_max_frame:
             raise FrameTooLarge(len(payload), self.server_max_frame)
-        slot = _Slot()
+        slot = _Slot(now + timeout)
         try:
-            if timeout == math.inf:
-                await self._exchange(request_id, payload, slot)
-            else:
-                with anyio.fail_after(timeout):
-                    await self._exchange(request_id, payload, slot)
+            await self._exchange(request_id, payload, slot)
         except TimeoutError:
+            slot.timed_out = True
+        except ConnectionLost:
+            if not slot.timed_out:
+                raise
+        if slot.timed_out:
             raise CallTimeout(
                 f"no response to {endpoint!r} from {self.target} within {timeout:g} s"
-            ) from None
-        self.last_used = anyio.current_time()
+            )
+        self.last_used = self._channel.clock()
         if slot.error is not None:
             if isinstance(slot.error, RemoteError):
                 raise RemoteError(slot.error.code, slot.error.message, endpoint=endpoint)
@@ -315,8 +390,33 @@ class MuxConnection:
         return response_value(slot.response, endpoint)
 
     async def _exchange(self, request_id: str, payload: bytes, slot: _Slot) -> None:
+        if len(self._pending) >= self._max_concurrent and self._failure is None:
+            with anyio.fail_at(slot.deadline):
+                await self._wait_for_room()
+        if self._failure is not None:
+            raise ConnectionLost(f"connection to {self.target} is closed: {self._failure}")
+        self._pending[request_id] = slot
+        if slot.deadline < self._due:
+            self._due = slot.deadline
+            self._channel.wake_owner_at(slot.deadline)
+        try:
+            slot.phase = _SENDING
+            # Alone on the connection, write at once; with other calls in flight, let theirs
+            # join this write (a schedule point on trio).
+            await self._channel.send(
+                payload, deadline=slot.deadline, writer=slot, immediate=len(self._pending) == 1
+            )
+            slot.phase = _AWAITING
+            await self._await_response(slot)
+        finally:
+            self._pending.pop(request_id, None)
+            self._wake_next()
+
+    async def _wait_for_room(self) -> None:
         while len(self._pending) >= self._max_concurrent and self._failure is None:
             event = anyio.Event()
+            if self._waiting is None:
+                self._waiting = deque()
             self._waiting.append(event)
             try:
                 await event.wait()
@@ -324,17 +424,9 @@ class MuxConnection:
                 if event.is_set():  # handed a free slot but leaving: pass it on
                     self._wake_next()
                 else:
+                    assert self._waiting is not None
                     self._waiting.remove(event)
                 raise
-        if self._failure is not None:
-            raise ConnectionLost(f"connection to {self.target} is closed: {self._failure}")
-        self._pending[request_id] = slot
-        try:
-            await self._channel.send(payload)
-            await self._await_response(slot)
-        finally:
-            self._pending.pop(request_id, None)
-            self._wake_next()
 
     def _wake_next(self) -> None:
         if self._waiting and len(self._pending) < self._max_concurrent:
@@ -345,3 +437,5 @@ class MuxConnection:
         self._fail(ConnectionLost(f"connection to {self.target} closed"))
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
+        else:
+            await self._channel.aclose()

@@ -66,6 +66,20 @@ class EndpointSpec:
     signature: inspect.Signature
     inject_rpc: bool
     inject_connection: bool
+    #: ``(fewest, most)`` positional arguments that always bind when no keyword is given, for
+    #: a plain signature (positional parameters only, no ``*args``/``**kwargs``); else ``None``.
+    positional: tuple[int, int] | None = None
+
+
+def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
+    required = total = 0
+    for param in signature.parameters.values():
+        if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            return None
+        total += 1
+        if param.default is param.empty:
+            required += 1  # (parameters without a default come first)
+    return required, total
 
 
 def error_payload(request_id: str, code: str, message: str) -> bytes:
@@ -109,6 +123,7 @@ class EndpointRegistry:
             signature=signature,
             inject_rpc="rpc" in params,
             inject_connection="connection" in params,
+            positional=_positional_range(signature),
         )
         self._specs[name] = spec
         return spec
@@ -152,10 +167,14 @@ class EndpointRegistry:
                 kwargs["rpc"] = request
             if spec.inject_connection:
                 kwargs["connection"] = connection
-        try:
-            spec.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            return error_payload(rid, BAD_REQUEST, f"invalid arguments for {spec.name!r}: {exc}")
+        positional = spec.positional
+        if kwargs or positional is None or not positional[0] <= len(args) <= positional[1]:
+            try:  # the general check (the plain case above always binds)
+                spec.signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                return error_payload(
+                    rid, BAD_REQUEST, f"invalid arguments for {spec.name!r}: {exc}"
+                )
         try:
             result = await spec.handler(*args, **kwargs)
         except RemoteError as exc:

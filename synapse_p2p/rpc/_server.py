@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
-from collections.abc import Callable, Mapping
+import types
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ from ..wire import DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, MessageError, Request, e
 from ._channel import FrameChannel, ReadTimeout, decode_payload
 from ._endpoints import Connection, EndpointRegistry, error_payload
 from ._session import PROTOCOL_VERSION, SESSION_ENDPOINT
+from ._watchdog import Watchdog
 
 __all__ = ["RpcServer", "ServerLimits", "ServerStatistics"]
 
@@ -83,29 +84,144 @@ class ServerStatistics:
     error_responses: int
 
 
-#: Idle worker tasks kept per connection, waiting to take over reading.
-MAX_IDLE_WORKERS = 4
+#: Idle worker tasks kept per connection while requests are in flight (also bounded by
+#: ``max_concurrent_requests``), so bursts of pipelined requests start without new tasks; a
+#: quiet connection keeps one (its next request is read without starting a task), and none
+#: once it has been quiet for a watchdog sweep.
+MAX_IDLE_WORKERS = 64
+
+
+class _Turn:
+    """How an idle worker is woken: to read (it is then ``_ConnState.reader``) or to end."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
 
 
 class _ConnState:
     """Per-connection state of the leader/follower workers.
 
-    Exactly one worker reads at a time. When it has read a request, it hands reading over to
-    an idle worker (or a new one) and runs the request itself, in the same task, so a request
-    is handled without waiting for a new task to be scheduled; afterwards it waits, idle, to
-    read again (at most ``MAX_IDLE_WORKERS`` wait; the others end).
+    Exactly one worker reads at a time, and runs each request it reads right away, in its own
+    task: a request that completes without waiting (most do) costs no task switch, and the
+    reader goes on reading; while more requests are already buffered (pipelined calls), their
+    responses wait in the channel's queue and leave together. When a request has to wait,
+    reading passes at that moment to an idle worker (or a new one) and this worker carries on
+    with the request; afterwards it waits, idle, to read again (at most ``MAX_IDLE_WORKERS``
+    wait while requests are in flight, one when the connection is quiet; the others end). A
+    connection that stays quiet for a watchdog sweep interval lets its idle worker go too, so
+    it holds one task: its reader.
+
+    Workers belong to the server's task group, not to a task group of the connection (whose
+    host task would wait idle for the connection's whole life); each runs in its own cancel
+    scope, listed here, so the connection can cancel its handlers when the peer goes away.
+    The last worker to end closes the connection.
     """
 
-    __slots__ = ("channel", "connection", "done", "idle", "in_flight", "peer_max_frame", "tg")
+    __slots__ = (
+        "cancelled",
+        "channel",
+        "connection",
+        "done",
+        "finished",
+        "idle",
+        "in_flight",
+        "inline",
+        "max_idle",
+        "peer_max_frame",
+        "reader",
+        "requests",
+        "requests_at_sweep",
+        "scopes",
+        "server",
+        "tg",
+        "workers",
+    )
 
-    def __init__(self, channel: FrameChannel, connection: Connection, tg: TaskGroup) -> None:
-        self.channel = channel
+    def __init__(
+        self, server: RpcServer, stream: ByteStream, connection: Connection, tg: TaskGroup
+    ) -> None:
+        limits = server.limits
+        self.server = server
         self.connection = connection
         self.tg = tg
+        self.channel = FrameChannel(
+            stream,
+            max_frame_size=limits.max_frame_size,
+            read_timeout=limits.read_timeout,
+            write_timeout=limits.write_timeout,
+            on_broken=self.broken,
+            on_timeout=self.timed_out,
+            on_sweep=self.swept,
+        )
         self.in_flight = 0
         self.peer_max_frame: int | None = None
-        self.done = False
-        self.idle: deque[anyio.Event] = deque()
+        self.done = False  # reading has ended
+        self.cancelled = False  # the peer is gone: handlers are cancelled
+        self.finished = False  # closed and counted out
+        self.idle: list[_Turn] = []  # the idle workers
+        self.reader: _Turn | None = None  # the idle worker handed the reading role last
+        self.scopes: list[anyio.CancelScope] = []
+        self.workers = 0
+        self.requests = 0
+        self.requests_at_sweep = 0
+        self.max_idle = min(MAX_IDLE_WORKERS, limits.max_concurrent_requests)
+        #: The reader is running a request inline and it has not waited yet: its response may
+        #: be queued while more requests are already here (they all leave in one write).
+        self.inline = False
+
+    def spawn_worker(self) -> None:
+        self.workers += 1
+        self.tg.start_soon(self.server._worker, self)
+
+    def hand_reading_over(self) -> None:
+        """Give the reading role to an idle worker, or to a new one."""
+        if self.idle:
+            turn = self.idle.pop()
+            self.reader = turn
+            turn.event.set()
+        else:
+            self.reader = None
+            self.spawn_worker()
+
+    def stop_inline(self) -> None:
+        """The request the reader runs inline has to wait: reading passes on."""
+        self.inline = False
+        self.hand_reading_over()
+
+    def release_idle(self) -> None:
+        idle, self.idle = self.idle, []
+        for turn in idle:  # not the reader: they end
+            turn.event.set()
+
+    def broken(self, exc: BaseException) -> None:
+        # The peer is gone or stopped reading: stop reading and cancel its handlers.
+        conn = self.connection
+        log.debug("connection from %s:%s lost while writing: %s", conn.ip, conn.port, exc)
+        self.cancelled = True
+        for scope in self.scopes:
+            scope.cancel()
+
+    async def timed_out(self, exc: ReadTimeout) -> None:
+        if exc.mid_frame:
+            await self.server._send_error(
+                self.channel,
+                "",
+                BAD_REQUEST,
+                f"timed out after {self.server.limits.read_timeout:g} s waiting for the rest "
+                "of a frame",
+            )
+        else:
+            log.debug(
+                "closing idle connection from %s:%s", self.connection.ip, self.connection.port
+            )
+
+    def swept(self) -> None:
+        """Called by the watchdog every sweep: a quiet connection keeps no idle worker."""
+        if self.requests == self.requests_at_sweep and not self.in_flight:
+            self.release_idle()
+        self.requests_at_sweep = self.requests
 
 
 class RpcServer:
@@ -132,6 +248,8 @@ class RpcServer:
         self._in_flight = 0
         self._errors = 0
         self._last_accept_error = -math.inf
+        self._watchdog: Watchdog | None = None
+        self._connections: set[_ConnState] = set()
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(
@@ -172,12 +290,19 @@ class RpcServer:
         On cancellation every listener and connection is closed and in-flight handlers are
         cancelled.
         """
+        watchdog = Watchdog()
         try:
             async with anyio.create_task_group() as tg:
+                await tg.start(watchdog.run)
+                if self._watchdog is None:
+                    self._watchdog = watchdog
                 for listener in listeners:
-                    tg.start_soon(self._accept_loop, listener, tg)
+                    tg.start_soon(self._accept_loop, listener, tg, watchdog)
                 task_status.started(self.port)
         finally:
+            if self._watchdog is watchdog:
+                self._watchdog = None
+            await self._finish_all(tg)
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                 for listener in listeners:
                     await listener.aclose()
@@ -186,9 +311,21 @@ class RpcServer:
         """Serve one already-accepted stream until it closes (for custom transports)."""
         self._open += 1
         self._accepted += 1
-        await self._serve_connection(stream)
+        async with anyio.create_task_group() as tg:
+            watchdog = self._watchdog
+            if watchdog is None or not watchdog.running:  # not under serve_listeners
+                watchdog = Watchdog()
+                await tg.start(watchdog.run)
+            try:
+                async with anyio.create_task_group() as workers:
+                    await self._serve_connection(stream, watchdog, workers)
+            finally:
+                await self._finish_all(workers)
+            tg.cancel_scope.cancel()
 
-    async def _accept_loop(self, listener: Listener[ByteStream], tg: TaskGroup) -> None:
+    async def _accept_loop(
+        self, listener: Listener[ByteStream], tg: TaskGroup, watchdog: Watchdog
+    ) -> None:
         accept = getattr(listener, "accept", None)
         if accept is None:  # a listener without accept(): let it drive the handler
             await listener.serve(self.serve_stream, tg)
@@ -212,7 +349,7 @@ class RpcServer:
                 continue
             self._open += 1
             self._accepted += 1
-            tg.start_soon(self._serve_connection, stream)
+            tg.start_soon(self._serve_connection, stream, watchdog, tg)
 
     async def _reject(self, stream: ByteStream) -> None:
         frame = encode_frame(
@@ -235,48 +372,39 @@ class RpcServer:
             )
             self._last_accept_error = now
 
-    async def _serve_connection(self, stream: ByteStream) -> None:
-        limits = self.limits
-        ip, port = remote_address(stream)
-        connection = Connection.from_address(ip, port)
-        scope = anyio.CancelScope()
-
-        def broken(exc: BaseException) -> None:
-            # The peer is gone or stopped reading: stop reading and cancel its handlers.
-            log.debug("connection from %s:%s lost while writing: %s", ip, port, exc)
-            scope.cancel()
-
-        async def timed_out(exc: ReadTimeout) -> None:
-            if exc.mid_frame:
-                await self._send_error(
-                    channel,
-                    "",
-                    BAD_REQUEST,
-                    f"timed out after {limits.read_timeout:g} s waiting for the rest of a frame",
-                )
-            else:
-                log.debug("closing idle connection from %s:%s", ip, port)
-
-        channel = FrameChannel(
-            stream,
-            max_frame_size=limits.max_frame_size,
-            read_timeout=limits.read_timeout,
-            write_timeout=limits.write_timeout,
-            on_broken=broken,
-            on_timeout=timed_out,
-        )
+    async def _serve_connection(
+        self, stream: ByteStream, watchdog: Watchdog, tg: TaskGroup
+    ) -> None:
+        """Set the connection up and be its first worker (workers are spawned in ``tg``)."""
         try:
-            with scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(channel.watchdog)
-                    async with anyio.create_task_group() as workers:
-                        state = _ConnState(channel, connection, workers)
-                        channel.set_idle_deadline(anyio.current_time() + limits.idle_timeout)
-                        workers.start_soon(self._worker, state)
-                    tg.cancel_scope.cancel()
-        finally:
+            ip, port = remote_address(stream)
+            state = _ConnState(self, stream, Connection.from_address(ip, port), tg)
+        except BaseException:
             self._open -= 1
-            await channel.aclose()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                await stream.aclose()
+            raise
+        self._connections.add(state)
+        state.channel.set_idle_deadline(anyio.current_time() + self.limits.idle_timeout)
+        watchdog.watch(state.channel)
+        state.workers = 1
+        await self._worker(state)
+
+    async def _finish_all(self, tg: TaskGroup) -> None:
+        """Close the connections whose workers ran in ``tg`` and are all gone: normally none
+        are left, but a worker cancelled before it ever ran cannot close its connection."""
+        with anyio.CancelScope(shield=True):
+            for state in [s for s in self._connections if s.tg is tg]:
+                await self._finish(state)
+
+    async def _finish(self, state: _ConnState) -> None:
+        """Close the connection and count it out (once)."""
+        if state.finished:
+            return
+        state.finished = True
+        self._connections.discard(state)
+        self._open -= 1
+        await state.channel.aclose()
 
     async def _send_error(
         self, channel: FrameChannel, request_id: str, code: str, message: str
@@ -288,23 +416,53 @@ class RpcServer:
             pass
 
     async def _worker(self, state: _ConnState) -> None:
+        """One worker of a connection (see ``_ConnState``)."""
+        try:
+            with anyio.CancelScope() as scope:
+                if state.cancelled:
+                    scope.cancel()
+                state.scopes.append(scope)
+                try:
+                    await self._work(state)
+                finally:
+                    state.scopes.remove(scope)
+        finally:
+            state.workers -= 1
+            if not state.workers:
+                await self._finish(state)
+
+    async def _work(self, state: _ConnState) -> None:
+        turn: _Turn | None = None
         while not state.done:
             request = await self._next_request(state)
             if request is None:  # end of stream or unusable stream: stop every worker
                 state.done = True
-                while state.idle:
-                    state.idle.popleft().set()
+                state.release_idle()
+                try:
+                    await state.channel.flush()  # responses queued by this reader
+                except ConnectionLost:
+                    pass
                 return
-            if state.idle:  # hand reading over
-                state.idle.popleft().set()
+            # Run it right here; only if it has to wait does reading pass to another worker
+            # (then this one carries on with the request).
+            state.inline = True
+            try:
+                suspended = await _run_inline(self._run_request(request, state), state.stop_inline)
+            finally:
+                state.inline = False
+            del request  # an idle worker holds no request
+            if not suspended:
+                continue  # still the reader
+            if state.done or len(state.idle) >= (state.max_idle if state.in_flight else 1):
+                return
+            if turn is None:
+                turn = _Turn()
             else:
-                state.tg.start_soon(self._worker, state)
-            await self._run_request(request, state)
-            if state.done or len(state.idle) >= MAX_IDLE_WORKERS:
-                return
-            turn = anyio.Event()
+                turn.event = anyio.Event()
             state.idle.append(turn)
-            await turn.wait()  # until it is this worker's turn to read, or reading ended
+            await turn.event.wait()  # handed reading, released, or reading ended
+            if state.reader is not turn:
+                return
 
     async def _next_request(self, state: _ConnState) -> Request | None:
         """Read until a request is admitted (counted in flight); ``None`` when reading ends.
@@ -335,6 +493,7 @@ class RpcServer:
                 await self._send_error(channel, message.id, BAD_REQUEST, "expected request message")
                 continue
             self._requests += 1
+            state.requests += 1
             if state.in_flight >= limits.max_concurrent_requests:
                 await self._send_error(
                     channel,
@@ -370,9 +529,14 @@ class RpcServer:
             state.in_flight -= 1
             self._in_flight -= 1
             if state.in_flight == 0:
-                channel.set_idle_deadline(anyio.current_time() + self.limits.idle_timeout)
+                channel.set_idle_deadline(channel.clock() + self.limits.idle_timeout)
         try:
-            await channel.send(payload)
+            if state.inline:  # the reader: no schedule point, so no hand-over of reading
+                if channel.ready and channel.queue(payload):
+                    return  # it goes on with the next request; one write for all
+                await channel.send(payload, immediate=True)
+            else:
+                await channel.send(payload)
         except ConnectionLost:
             pass
 
@@ -394,6 +558,40 @@ class RpcServer:
         if self._session_info is not None:
             info.update(self._session_info())
         return encode_response(Response(request.id, True, info, None))
+
+
+@types.coroutine
+def _run_inline(
+    coro: Coroutine[Any, Any, None], on_suspend: Callable[[], None]
+) -> Generator[Any, Any, bool]:
+    """Run ``coro`` in the calling task, calling ``on_suspend()`` just before it first waits
+    (yields to the event loop); return whether it did.
+
+    Awaiting it is like awaiting ``coro`` (values, exceptions and cancellation pass through
+    unchanged), so a handler that completes without waiting costs no task switch while one
+    that waits lets the caller react first.
+    """
+    try:
+        value = coro.send(None)
+    except StopIteration:
+        return False
+    on_suspend()
+    while True:
+        try:
+            sent = yield value
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # thrown in by the event loop (e.g. cancellation)
+            try:
+                value = coro.throw(exc)
+            except StopIteration:
+                return True
+        else:
+            try:
+                value = coro.send(sent)
+            except StopIteration:
+                return True
 
 
 def _local_address(listener: Listener[Any]) -> tuple[str, int]:

@@ -7,17 +7,27 @@ import anyio
 from anyio.abc import ByteStream, Listener, SocketAttribute
 
 from ..errors import ConnectError
+from ._asyncio import connect_asyncio, wrap_listener
+from ._backend import current_library
 
 __all__ = ["TcpTransport", "remote_address"]
 
 
 class TcpTransport:
-    """Plain TCP over IPv4 and IPv6 (anyio streams, ``TCP_NODELAY`` on)."""
+    """Plain TCP over IPv4 and IPv6, ``TCP_NODELAY`` on, with lean streams for each backend
+    (:mod:`._asyncio`, :mod:`._trio`); anyio's own streams under any other."""
 
     async def connect(self, host: str, port: int, *, timeout: float) -> ByteStream:
         """Open a connection within ``timeout`` seconds, or raise ``ConnectError``."""
+        library = current_library()
         try:
             with anyio.fail_after(timeout):
+                if library == "asyncio":
+                    return await connect_asyncio(host, port)
+                if library == "trio":
+                    from ._trio import connect_trio
+
+                    return await connect_trio(host, port)
                 return await anyio.connect_tcp(host, port)
         except TimeoutError:
             raise ConnectError(
@@ -32,6 +42,13 @@ class TcpTransport:
         multi = await anyio.create_tcp_listener(
             local_host=host or None, local_port=port, backlog=1024
         )
+        library = current_library()
+        if library == "asyncio":
+            return [wrap_listener(listener) for listener in multi.listeners]
+        if library == "trio":
+            from ._trio import wrap_trio_listener
+
+            return [wrap_trio_listener(listener) for listener in multi.listeners]
         return list(multi.listeners)
 
 

@@ -319,3 +319,33 @@ async def test_slow_loris_up_to_the_connection_limit(anyio_backend: str) -> None
         assert honest_ok == 20
         assert len(closed_after) == limit - 1
         assert max(closed_after) < 0.5 + 1.5  # within the timeouts, with scheduling slack
+
+
+async def test_argument_checks_with_and_without_defaults(anyio_backend: str) -> None:
+    from synapse_p2p.rpc import EndpointRegistry
+
+    registry = EndpointRegistry()
+
+    async def plain(a: int, b: int = 2) -> int:
+        return a + b
+
+    async def keyword_only(a: int, *, b: int) -> int:
+        return a + b
+
+    registry.add(plain, "plain")
+    registry.add(keyword_only, "keyword_only")
+
+    async def call(endpoint: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        payload = await registry.dispatch(Request(endpoint, "1", list(args), kwargs))
+        result: dict[str, Any] = msgpack.unpackb(payload, raw=False)
+        return result
+
+    assert (await call("plain", 1))["result"] == 3
+    assert (await call("plain", 1, 5))["result"] == 6
+    assert (await call("plain", a=1, b=1))["result"] == 2
+    for args, kwargs in [((), {}), ((1, 2, 3), {}), ((1,), {"c": 1}), ((1,), {"a": 1})]:
+        answer = await call("plain", *args, **kwargs)
+        assert answer["error"]["code"] == "bad_request", (args, kwargs)
+    assert (await call("keyword_only", 1, b=2))["result"] == 3
+    assert (await call("keyword_only", 1))["error"]["code"] == "bad_request"
+    assert (await call("keyword_only", 1, 2))["error"]["code"] == "bad_request"
