@@ -89,6 +89,8 @@ class ServerStatistics:
 #: quiet connection keeps one (its next request is read without starting a task), and none
 #: once it has been quiet for a watchdog sweep.
 MAX_IDLE_WORKERS = 64
+#: After this many requests answered inline in a row, a worker yields to the event loop once.
+INLINE_STREAK = 64
 
 
 class _Turn:
@@ -433,7 +435,14 @@ class RpcServer:
 
     async def _work(self, state: _ConnState) -> None:
         turn: _Turn | None = None
+        streak = 0  # requests run inline in a row without a schedule point
         while not state.done:
+            if streak >= INLINE_STREAK:
+                # Buffered requests can be read and answered without waiting (the asyncio
+                # streams do not yield when data is at hand): let other tasks run now and then,
+                # so one flooding connection cannot hold the event loop.
+                streak = 0
+                await anyio.lowlevel.checkpoint()
             request = await self._next_request(state)
             if request is None:  # end of stream or unusable stream: stop every worker
                 state.done = True
@@ -452,7 +461,9 @@ class RpcServer:
                 state.inline = False
             del request  # an idle worker holds no request
             if not suspended:
+                streak += 1
                 continue  # still the reader
+            streak = 0
             if state.done or len(state.idle) >= (state.max_idle if state.in_flight else 1):
                 return
             if turn is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import anyio
@@ -349,3 +350,30 @@ async def test_argument_checks_with_and_without_defaults(anyio_backend: str) -> 
     assert (await call("keyword_only", 1, b=2))["result"] == 3
     assert (await call("keyword_only", 1))["error"]["code"] == "bad_request"
     assert (await call("keyword_only", 1, 2))["error"]["code"] == "bad_request"
+
+
+async def test_a_flood_of_pipelined_requests_does_not_hold_the_event_loop(
+    calc_node: Node,
+) -> None:
+    """Requests answered inline come out of a buffer without waiting; the worker still yields
+    now and then, so other tasks (other connections) run while one connection floods."""
+    from synapse_p2p.rpc._server import INLINE_STREAK
+
+    server = calc_node._server
+    assert server is not None
+    count = 3000
+    data = b"".join(request_frame("sum", i, 1, id=str(i)) for i in range(count))
+    before = server._requests
+    steps: list[int] = []
+    async with await anyio.connect_tcp("127.0.0.1", calc_node.port) as stream:
+        await stream.send(data)
+        with anyio.fail_after(20):
+            while server._requests - before < count:  # sampled each time this task runs
+                steps.append(server._requests - before)
+                await anyio.lowlevel.checkpoint()
+            answered = 0
+            while answered < count:
+                assert await read_frame(stream) is not None
+                answered += 1
+    jumps = [b - a for a, b in itertools.pairwise(steps)]
+    assert max(jumps) <= 2 * INLINE_STREAK, max(jumps)
