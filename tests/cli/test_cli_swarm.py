@@ -74,28 +74,14 @@ def test_bad_context_is_a_usage_error() -> None:
     assert "expected key=value, got 'novalue'" in done.stderr
 
 
-class Watcher:
-    """``sn watch --plain`` in a subprocess; a thread collects its lines."""
+class Program:
+    """``sn ARGS`` in a subprocess; a thread collects its stdout lines."""
 
-    def __init__(self, seed: int, *extra: str) -> None:
+    def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "synapse_p2p",
-                "watch",
-                "lab",
-                "--seed",
-                f"127.0.0.1:{seed}",
-                "--plain",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env(),
-            cwd=ROOT,
-        )
+            [sys.executable, "-m", "synapse_p2p", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT,
+        )  # fmt: skip
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -106,7 +92,6 @@ class Watcher:
         self.lines.put(None)
 
     def until(self, needle: str, timeout: float = 20) -> list[str]:
-        """Lines up to the first one containing ``needle``."""
         seen: list[str] = []
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
@@ -121,10 +106,23 @@ class Watcher:
                 return seen
         raise AssertionError(f"{needle!r} not seen within {timeout} s: {seen}")
 
+    def stop(self, sig: int, timeout: float = 20) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        assert self.proc.stderr is not None
+        return code, self.proc.stderr.read()
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
+
+
+class Watcher(Program):
+    """``sn watch --plain`` in a subprocess."""
+
+    def __init__(self, seed: int, *extra: str) -> None:
+        super().__init__("watch", "lab", "--seed", f"127.0.0.1:{seed}", "--plain", *extra)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -252,50 +250,6 @@ def test_verbose_shows_the_library_log_on_stderr() -> None:
     assert loud.returncode == 3
     assert "INFO synapse_p2p.node: node asker listening on 127.0.0.1:" in loud.stderr
     assert loud.stderr.splitlines()[-1].startswith("sn: could not join swarm 'lab'")
-
-
-class Program:
-    """``sn ARGS`` in a subprocess; a thread collects its stdout lines."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "synapse_p2p", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT,
-        )  # fmt: skip
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def until(self, needle: str, timeout: float = 20) -> list[str]:
-        seen: list[str] = []
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            seen.append(line)
-            if needle in line:
-                return seen
-        raise AssertionError(f"{needle!r} not seen within {timeout} s: {seen}")
-
-    def stop(self, sig: int, timeout: float = 20) -> tuple[int, str]:
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=timeout)
-        assert self.proc.stderr is not None
-        return code, self.proc.stderr.read()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
