@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -98,8 +99,7 @@ class Watchdog:
         """Close ``channel`` in a task of the watchdog (for owners without a task of their
         own); does nothing if the watchdog is not running (the owner closes it)."""
         self.unwatch(channel)
-        if self._tg is not None:
-            self._tg.start_soon(channel.aclose)
+        self._spawn(channel.aclose)
 
     def _cancel_entry(self, channel: FrameChannel) -> None:
         entry = channel._watch_entry
@@ -122,17 +122,20 @@ class Watchdog:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 task_status.started()
-                while True:
-                    now = anyio.current_time()
-                    self._fire(now)
-                    if now >= self._next_sweep:
-                        self._sweep(now)
-                    heap = self._heap
-                    self._wake_at = min(heap[0][0] if heap else math.inf, self._next_sweep)
-                    with anyio.CancelScope(deadline=self._wake_at) as scope:
-                        self._scope = scope
-                        await anyio.sleep_forever()
-                    self._scope = None
+                try:
+                    while True:
+                        now = anyio.current_time()
+                        self._fire(now)
+                        if now >= self._next_sweep:
+                            self._sweep(now)
+                        heap = self._heap
+                        self._wake_at = min(heap[0][0] if heap else math.inf, self._next_sweep)
+                        with anyio.CancelScope(deadline=self._wake_at) as scope:
+                            self._scope = scope
+                            await anyio.sleep_forever()
+                        self._scope = None
+                finally:
+                    self._tg = None  # stopping: start no more tasks (see _spawn)
         finally:
             self._tg = None
             self._scope = None
@@ -170,5 +173,12 @@ class Watchdog:
 
     def _expire(self, channel: FrameChannel, expired: BaseException) -> None:
         self.unwatch(channel)
-        assert self._tg is not None
-        self._tg.start_soon(channel._expire, expired)
+        self._spawn(channel._expire, expired)
+
+    def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` in a task of the watchdog. While the watchdog shuts down (its
+        task group no longer takes tasks, e.g. the node is stopping and a write was cancelled
+        mid-frame), nothing is started: the channel's owner closes what is left."""
+        if self._tg is None:
+            return
+        self._tg.start_soon(fn, *args)
