@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import weakref
-from typing import Any
 
 import anyio
-from anyio.abc import Listener, SocketAttribute, SocketListener, SocketStream, TaskGroup
+from anyio.abc import SocketAttribute, SocketListener, SocketStream
 
-__all__ = ["AsyncioSocketStream", "connect_asyncio", "wrap_listener"]
+from ._backend import WrappedListener
+
+__all__ = ["AsyncioListener", "AsyncioSocketStream", "connect_asyncio"]
 
 #: Reading pauses while more than this many received bytes wait to be read, and resumes once
 #: the reader has taken them down to ``READ_LOW_WATER``.
@@ -285,12 +286,12 @@ async def connect_asyncio(host: str, port: int) -> AsyncioSocketStream:
     return AsyncioSocketStream(transport, protocol)
 
 
-class _AsyncioListener(Listener[SocketStream]):
+class AsyncioListener(WrappedListener):
     """Accepts :class:`AsyncioSocketStream` objects on the socket of an anyio listener (which
     keeps owning and closing it)."""
 
     def __init__(self, listener: SocketListener) -> None:
-        self._listener = listener
+        super().__init__(listener)
         self._socket: socket.socket = listener.extra(SocketAttribute.raw_socket)
 
     async def accept(self) -> AsyncioSocketStream:
@@ -309,24 +310,3 @@ class _AsyncioListener(Listener[SocketStream]):
             client.close()
             raise
         return AsyncioSocketStream(transport, protocol)
-
-    async def serve(self, handler: Any, task_group: TaskGroup | None = None) -> None:
-        async with anyio.create_task_group() as tg:
-            group = task_group or tg
-            while True:
-                stream = await self.accept()
-                group.start_soon(handler, stream)
-
-    async def aclose(self) -> None:
-        await self._listener.aclose()
-
-    @property
-    def extra_attributes(self) -> Any:
-        return self._listener.extra_attributes
-
-
-def wrap_listener(listener: Listener[Any]) -> Listener[Any]:
-    """The asyncio listener for an anyio TCP listener (others are returned unchanged)."""
-    if isinstance(listener, SocketListener):
-        return _AsyncioListener(listener)
-    return listener

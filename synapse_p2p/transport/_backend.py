@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 import anyio
+from anyio.abc import Listener, SocketListener, SocketStream, TaskGroup
 
 sniffio: ModuleType | None
 try:
@@ -14,7 +16,7 @@ try:
 except ImportError:  # pragma: no cover - trio depends on it
     sniffio = None
 
-__all__ = ["current_clock", "current_library", "on_asyncio"]
+__all__ = ["WrappedListener", "current_clock", "current_library", "on_asyncio"]
 
 
 def current_library() -> str | None:
@@ -49,3 +51,28 @@ def current_clock() -> Callable[[], float]:
 
         return trio.current_time
     return anyio.current_time
+
+
+class WrappedListener(Listener[SocketStream]):
+    """Accepts a backend's lean streams on an anyio TCP listener (which keeps owning and
+    closing the socket); subclasses say how to ``accept``."""
+
+    def __init__(self, listener: SocketListener) -> None:
+        self._listener = listener
+
+    async def accept(self) -> SocketStream:
+        raise NotImplementedError
+
+    async def serve(self, handler: Any, task_group: TaskGroup | None = None) -> None:
+        async with anyio.create_task_group() as tg:
+            group = task_group or tg
+            while True:
+                stream = await self.accept()
+                group.start_soon(handler, stream)
+
+    async def aclose(self) -> None:
+        await self._listener.aclose()
+
+    @property
+    def extra_attributes(self) -> Any:
+        return self._listener.extra_attributes

@@ -4,11 +4,11 @@ import socket
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream, Listener, SocketAttribute
+from anyio.abc import ByteStream, Listener, SocketAttribute, SocketListener
 
 from ..errors import ConnectError
-from ._asyncio import connect_asyncio, wrap_listener
-from ._backend import current_library
+from ._asyncio import AsyncioListener, connect_asyncio
+from ._backend import WrappedListener, current_library
 
 __all__ = ["TcpTransport", "remote_address"]
 
@@ -43,13 +43,19 @@ class TcpTransport:
             local_host=host or None, local_port=port, backlog=1024
         )
         library = current_library()
+        wrap: type[WrappedListener] | None = None
         if library == "asyncio":
-            return [wrap_listener(listener) for listener in multi.listeners]
-        if library == "trio":
-            from ._trio import wrap_trio_listener
+            wrap = AsyncioListener
+        elif library == "trio":
+            from ._trio import TrioListener
 
-            return [wrap_trio_listener(listener) for listener in multi.listeners]
-        return list(multi.listeners)
+            wrap = TrioListener
+        return [
+            wrap(listener)
+            if wrap is not None and isinstance(listener, SocketListener)
+            else listener
+            for listener in multi.listeners
+        ]
 
 
 def _fmt(host: str, port: int) -> str:

@@ -20,9 +20,11 @@ from typing import Any
 
 import anyio
 import trio
-from anyio.abc import Listener, SocketAttribute, SocketListener, SocketStream, TaskGroup
+from anyio.abc import SocketAttribute, SocketStream
 
-__all__ = ["TrioSocketStream", "connect_trio", "wrap_trio_listener"]
+from ._backend import WrappedListener
+
+__all__ = ["TrioListener", "TrioSocketStream", "connect_trio"]
 
 
 class TrioSocketStream(SocketStream):
@@ -143,32 +145,8 @@ async def connect_trio(host: str, port: int) -> TrioSocketStream:
     return _take_over(await anyio.connect_tcp(host, port))
 
 
-class _TrioListener(Listener[SocketStream]):
+class TrioListener(WrappedListener):
     """Accepts :class:`TrioSocketStream` objects through an anyio listener."""
-
-    def __init__(self, listener: SocketListener) -> None:
-        self._listener = listener
 
     async def accept(self) -> TrioSocketStream:
         return _take_over(await self._listener.accept())
-
-    async def serve(self, handler: Any, task_group: TaskGroup | None = None) -> None:
-        async with anyio.create_task_group() as tg:
-            group = task_group or tg
-            while True:
-                stream = await self.accept()
-                group.start_soon(handler, stream)
-
-    async def aclose(self) -> None:
-        await self._listener.aclose()
-
-    @property
-    def extra_attributes(self) -> Any:
-        return self._listener.extra_attributes
-
-
-def wrap_trio_listener(listener: Listener[Any]) -> Listener[Any]:
-    """The trio listener for an anyio TCP listener (others are returned unchanged)."""
-    if isinstance(listener, SocketListener):
-        return _TrioListener(listener)
-    return listener
