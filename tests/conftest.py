@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from tests.discovery.mdns_scripts.netns import NetnsPair, NetnsUnavailable
 
 
 @pytest.fixture(params=["trio", "asyncio"])
@@ -27,3 +31,19 @@ async def calc_node(anyio_backend: str):  # type: ignore[no-untyped-def]
 
     async with node:
         yield node
+
+
+@pytest.fixture
+def netns() -> Iterator[NetnsPair]:
+    """Two test hosts (network namespaces joined by a veth pair), deleted afterwards: mDNS
+    only ever runs inside them, never on this machine's real interfaces. Skipped, with the
+    reason printed, when namespaces are unavailable (not root, no iproute2)."""
+    try:
+        pair = NetnsPair()
+    except NetnsUnavailable as exc:
+        print(f"mDNS namespace tests skipped: {exc}")
+        pytest.skip(f"network namespaces unavailable: {exc}")
+    try:
+        yield pair
+    finally:
+        pair.close()

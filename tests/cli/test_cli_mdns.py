@@ -5,26 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-
-import pytest
 
 from tests.cli.conftest import ROOT, env
 from tests.cli.conftest import SCRIPTS as CLI_SCRIPTS
-from tests.discovery.mdns_scripts.netns import SCRIPTS, NetnsPair, NetnsUnavailable
-
-
-@pytest.fixture
-def netns() -> Iterator[NetnsPair]:
-    try:
-        pair = NetnsPair()
-    except NetnsUnavailable as exc:
-        print(f"mDNS namespace tests skipped: {exc}")
-        pytest.skip(f"network namespaces unavailable: {exc}")
-    try:
-        yield pair
-    finally:
-        pair.close()
+from tests.discovery.mdns_scripts.netns import SCRIPTS, NetnsPair
 
 
 def sn_in(ns: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

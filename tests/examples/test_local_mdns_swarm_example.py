@@ -39,19 +39,6 @@ def host() -> Iterator[Netns]:
         yield netns
 
 
-@pytest.fixture
-def lan() -> Iterator[NetnsPair]:
-    """Two test hosts joined by a veth pair."""
-    try:
-        pair = NetnsPair()
-    except NetnsUnavailable as exc:
-        unavailable(exc)
-    try:
-        yield pair
-    finally:
-        pair.close()
-
-
 def check_the_conversation(out: str) -> None:
     assert "ACK from reviewer" in out
     assert "ACK from coder" in out
@@ -80,7 +67,7 @@ def test_the_swarm_finds_itself_in_one_process(host: Netns, command: list[str]) 
     assert out.rstrip().endswith("2 replies; stopping the swarm")
 
 
-def test_separate_programs_on_two_hosts(lan: NetnsPair) -> None:
+def test_separate_programs_on_two_hosts(netns: NetnsPair) -> None:
     """reviewer.py on one host, coder.py on the other, ask.py next to the reviewer."""
 
     def on(ns: str, script: str, address: str, interface: str) -> list[str]:
@@ -88,11 +75,15 @@ def test_separate_programs_on_two_hosts(lan: NetnsPair) -> None:
         return ["ip", "netns", "exec", ns, *command, "--interface", interface]
 
     agents = [
-        LineProcess(on(lan.a, "reviewer.py", lan.addr_a, lan.if_a), env=dict(os.environ), cwd=ROOT),
-        LineProcess(on(lan.b, "coder.py", lan.addr_b, lan.if_b), env=dict(os.environ), cwd=ROOT),
+        LineProcess(
+            on(netns.a, "reviewer.py", netns.addr_a, netns.if_a), env=dict(os.environ), cwd=ROOT
+        ),
+        LineProcess(
+            on(netns.b, "coder.py", netns.addr_b, netns.if_b), env=dict(os.environ), cwd=ROOT
+        ),
     ]
     try:
-        ask = on(lan.a, "ask.py", lan.addr_a, lan.if_a)
+        ask = on(netns.a, "ask.py", netns.addr_a, netns.if_a)
         done = subprocess.run(
             [*ask, "--wait", "15", "--timeout", "15"],
             capture_output=True,
@@ -102,8 +93,8 @@ def test_separate_programs_on_two_hosts(lan: NetnsPair) -> None:
         )
         assert done.returncode == 0, done.stderr
         out = done.stdout
-        assert f"discovered reviewer at {lan.addr_a}:" in out
-        assert f"discovered coder at {lan.addr_b}:" in out
+        assert f"discovered reviewer at {netns.addr_a}:" in out
+        assert f"discovered coder at {netns.addr_b}:" in out
         check_the_conversation(out)
         for agent in agents:  # Ctrl+C stops a node cleanly
             assert agent.stop(signal.SIGINT) == 0, agent.stderr
