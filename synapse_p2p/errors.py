@@ -19,6 +19,28 @@ class also derives from the closest built-in exception so that ``except Connecti
 
 * :class:`CallTimeout` (``TimeoutError``): no response within the call's timeout.
 * :class:`TeamTaskError` (``RuntimeError``): a team task failed or could not be awaited.
+* :class:`JoinError` (``ConnectionError``): no seed could be joined.
+* :class:`MdnsError` (``OSError``): zeroconf could not start, register or update the service.
+* :class:`ConversationLogError` (``RuntimeError``): a conversation log operation failed;
+  :class:`ConversationLogClosed` (used after closing), :class:`UnknownCursorError` (also a
+  ``LookupError``: a paging cursor that was compacted away).
+* :class:`DroppedCall`: a queued call to a peer was dropped because that peer's queue was full.
+* :class:`FederationError` and its subclasses, raised by :mod:`synapse_p2p.federation`. Each
+  also derives from the built-in exception synapsekit 2.0.1 raised in the same situation:
+
+  ========================  ====================  ==============================================
+  class                     built-in base         raised when
+  ========================  ====================  ==============================================
+  UnknownAgentError         ``KeyError``          an agent id is not in the registry
+  NoClientError             ``KeyError``          no :class:`AgentClient` is attached to an agent
+  NoAgentAvailableError     ``LookupError``       nothing matches the filters, or the named agent
+                                                  is unhealthy or has no capacity
+  AgentTimeoutError         ``TimeoutError``      an attempt, or the wait for a free slot, ran
+                                                  out of time
+  AllAgentsFailedError      ``RuntimeError`` and  every attempt of a routed ``run()`` failed; it
+                            ``ExceptionGroup``    carries every attempt's error
+  RegistryError             ``RuntimeError``      a registry backend is misconfigured or broken
+  ========================  ====================  ==============================================
 
 Arguments of the wrong type or value given to constructors raise plain ``TypeError`` /
 ``ValueError`` with a message naming the parameter.
@@ -26,21 +48,38 @@ Arguments of the wrong type or value given to constructors raise plain ``TypeErr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 __all__ = [
     "BAD_REQUEST",
     "INTERNAL_ERROR",
     "OVERLOADED",
+    "AgentAttempt",
+    "AgentTimeoutError",
+    "AllAgentsFailedError",
     "CallTimeout",
     "ConnectError",
     "ConnectionLost",
+    "ConversationLogClosed",
+    "ConversationLogError",
+    "DroppedCall",
+    "FederationError",
     "FrameTooLarge",
     "IncompleteFrame",
     "InvalidMessageError",
+    "JoinError",
+    "MdnsError",
+    "NoAgentAvailableError",
+    "NoClientError",
     "ProtocolError",
+    "RegistryError",
     "RemoteError",
     "SynapseConnectionError",
     "SynapseError",
     "TeamTaskError",
+    "UnknownAgentError",
+    "UnknownCursorError",
 ]
 
 #: Wire error code for malformed requests, unknown endpoints, bad arguments, membership
@@ -119,3 +158,132 @@ class CallTimeout(SynapseError, TimeoutError):
 
 class TeamTaskError(SynapseError, RuntimeError):
     """A team task failed, timed out, or is not known to the team."""
+
+
+class JoinError(SynapseError, ConnectionError):
+    """No seed could be joined; ``reasons`` maps each ``host:port`` to what went wrong."""
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        detail = "; ".join(f"{seed}: {reason}" for seed, reason in reasons.items())
+        super().__init__(f"could not join any seed ({detail})")
+        self.reasons = reasons
+
+
+class MdnsError(SynapseError, OSError):
+    """zeroconf could not start, register or update the service (wraps zeroconf's error)."""
+
+
+class ConversationLogError(SynapseError, RuntimeError):
+    """A conversation log operation failed; a failed write stored nothing."""
+
+
+class ConversationLogClosed(ConversationLogError):
+    """The conversation log was used after ``aclose()``/``close()``."""
+
+
+class UnknownCursorError(ConversationLogError, LookupError):
+    """``events(after=...)`` named an event this conversation does not hold (any more).
+
+    The event was compacted away or pruned since the previous page was read; restart the
+    listing (for example from ``since=horizon(cid)``).
+    """
+
+
+class DroppedCall(SynapseError):
+    """A queued call was dropped because its peer's queue was full."""
+
+
+# -- federation -------------------------------------------------------------------------------
+
+
+class FederationError(SynapseError):
+    """Base class of every exception raised by :mod:`synapse_p2p.federation`."""
+
+
+class _KeyMessage(KeyError):
+    # KeyError's str() quotes its argument; these carry sentences, not keys.
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownAgentError(FederationError, _KeyMessage):
+    """The agent id is not registered (``str(exc)`` is ``"Unknown agent id: <id>"``)."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"Unknown agent id: {agent_id}")
+        self.agent_id = agent_id
+
+
+class NoClientError(FederationError, _KeyMessage):
+    """No client is attached to the agent, neither under its id nor under its endpoint."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"No AgentClient registered for agent: {agent_id}")
+        self.agent_id = agent_id
+
+
+class NoAgentAvailableError(FederationError, LookupError):
+    """No agent can take the call: nothing matches, or the named agent is unusable."""
+
+
+class AgentTimeoutError(FederationError, TimeoutError):
+    """An attempt did not finish within ``timeout`` seconds, or no slot freed up in time.
+
+    ``agent_id`` is the agent that timed out, or ``None`` when the run timed out waiting for
+    any matching agent to have a free slot. The agent's work may still be going on (a sync
+    agent keeps its worker thread until it returns).
+    """
+
+    def __init__(self, message: str, *, agent_id: str | None, timeout: float | None) -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+        self.timeout = timeout
+
+
+class RegistryError(FederationError, RuntimeError):
+    """A registry backend is unusable (for example a Redis key of the wrong type)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAttempt:
+    """One failed attempt of a routed :meth:`AgentFederation.run`.
+
+    ``agent_id`` is ``None`` for a wait for a free slot that timed out; ``elapsed`` is in
+    seconds.
+    """
+
+    agent_id: str | None
+    error: Exception
+    elapsed: float
+
+
+class AllAgentsFailedError(FederationError, ExceptionGroup[Exception], RuntimeError):
+    """Every attempt of a routed run failed.
+
+    ``attempts`` lists every attempt in order (agent id, error, elapsed seconds) and
+    ``exceptions`` holds the same errors, so ``except* TimeoutError`` works; ``__cause__`` is
+    the last error, as in synapsekit. ``str(exc)`` starts with
+    ``"All N candidate agents failed for the task."``.
+    """
+
+    attempts: tuple[AgentAttempt, ...]
+
+    def __new__(cls, attempts: Sequence[AgentAttempt]) -> AllAgentsFailedError:
+        errors = [attempt.error for attempt in attempts]
+        self = super().__new__(cls, _summary(attempts), errors)
+        self.attempts = tuple(attempts)
+        return self
+
+    def __init__(self, attempts: Sequence[AgentAttempt]) -> None:
+        super().__init__(_summary(attempts), [attempt.error for attempt in attempts])
+
+    def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:  # type: ignore[override]
+        return ExceptionGroup(self.message, excs)
+
+
+def _summary(attempts: Sequence[AgentAttempt]) -> str:
+    lines = [f"All {len(attempts)} candidate agents failed for the task."]
+    for attempt in attempts:
+        who = attempt.agent_id if attempt.agent_id is not None else "<waiting for a slot>"
+        lines.append(f"  {who}: {type(attempt.error).__name__}: {attempt.error}")
+    return "\n".join(lines)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .._validate import format_address
 from ..discovery import MdnsError, browse_swarms
 from ..errors import SynapseError
 from ..rpc import Client
@@ -69,7 +70,7 @@ def _call(
     calls: Callable[[Client], Awaitable[T]],
 ) -> T:
     host, port = address
-    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    where = format_address(host, port)
 
     async def main() -> T:
         client = Client(host, port, timeout=timeout, connect_timeout=min(timeout, 5.0))

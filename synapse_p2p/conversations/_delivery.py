@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ..errors import SynapseError
+from ..errors import DroppedCall, SynapseError
 from ..types import Peer
 
 if TYPE_CHECKING:
@@ -48,10 +48,6 @@ class DeliveryStatistics:
 #: Told how a call ended: ``(result, None)`` or ``(None, error)`` (also when it is dropped).
 Outcome = Callable[[Any, BaseException | None], None]
 _Call = tuple[str, list[Any], dict[str, Any], Outcome | None]
-
-
-class DroppedCall(SynapseError):
-    """A queued call was dropped because its peer's queue was full."""
 
 
 @dataclass

@@ -56,7 +56,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from ..errors import SynapseError
+from ..errors import ConversationLogClosed, ConversationLogError, UnknownCursorError
 from ..types import ConversationEvent
 
 __all__ = [
@@ -71,22 +71,6 @@ __all__ = [
     "check_event",
     "check_page",
 ]
-
-
-class ConversationLogError(SynapseError, RuntimeError):
-    """A conversation log operation failed; a failed write stored nothing."""
-
-
-class ConversationLogClosed(ConversationLogError):
-    """The conversation log was used after ``aclose()``/``close()``."""
-
-
-class UnknownCursorError(ConversationLogError, LookupError):
-    """``events(after=...)`` named an event this conversation does not hold (any more).
-
-    The event was compacted away or pruned since the previous page was read; restart the
-    listing (for example from ``since=horizon(cid)``).
-    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Conversations"]
 
-log = logging.getLogger("synapse_p2p.conversations")
+log = logging.getLogger(__name__)
 
 SYNC_ENDPOINT = "_synapse.conversation.sync"
 DIGEST_ENDPOINT = "_synapse.conversation.digest"

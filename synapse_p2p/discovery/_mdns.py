@@ -41,7 +41,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from zeroconf import Error as ZeroconfError
 from zeroconf import ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
-from ..errors import SynapseError
+from ..errors import MdnsError
 from ..types import NodeKind, Peer
 
 __all__ = [
@@ -68,10 +68,6 @@ _CLOSE_GRACE = 5.0
 
 FoundCallback = Callable[[Peer], None]
 RemovedCallback = Callable[[str], None]
-
-
-class MdnsError(SynapseError, OSError):
-    """zeroconf could not start, register or update the service (wraps zeroconf's error)."""
 
 
 # -- records and their encoding (pure) ---------------------------------------------------------

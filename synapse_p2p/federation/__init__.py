@@ -26,8 +26,7 @@ Everything async runs on anyio, under trio or asyncio. Log records go to the
 
 from __future__ import annotations
 
-from ._client import AgentClient, LocalAgentClient
-from ._errors import (
+from ..errors import (
     AgentAttempt,
     AgentTimeoutError,
     AllAgentsFailedError,
@@ -37,6 +36,7 @@ from ._errors import (
     RegistryError,
     UnknownAgentError,
 )
+from ._client import AgentClient, LocalAgentClient
 from ._federation import AgentFederation
 from ._heartbeat import serve_heartbeats
 from ._load import AgentStatistics, FederationStatistics

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from ._errors import NoAgentAvailableError
+from ..errors import NoAgentAvailableError
 from ._metadata import Filters
 from ._registry import AgentRegistryBackend
 from ._routing import CandidateSet, RotationCounter, RoutingStrategy

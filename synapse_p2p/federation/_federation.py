@@ -11,9 +11,7 @@ from typing import Any
 
 import anyio
 
-from ._client import AgentClient, coerce_client
-from ._discovery import NO_MATCH, CandidateSource, check_routable, registry_call
-from ._errors import (
+from ..errors import (
     AgentAttempt,
     AgentTimeoutError,
     AllAgentsFailedError,
@@ -21,6 +19,8 @@ from ._errors import (
     NoClientError,
     UnknownAgentError,
 )
+from ._client import AgentClient, coerce_client
+from ._discovery import NO_MATCH, CandidateSource, check_routable, registry_call
 from ._load import FederationStatistics, HealthTracker, SlotTracker
 from ._metadata import AgentMetadata, Filters, Labels, check_timeout
 from ._registry import AgentRegistryBackend, InMemoryAgentRegistry

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 import anyio
 import anyio.abc
 
+from ..errors import UnknownAgentError
 from ._discovery import registry_call
-from ._errors import UnknownAgentError
 from ._metadata import check_timeout
 from ._registry import AgentRegistryBackend
 

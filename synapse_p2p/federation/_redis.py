@@ -9,7 +9,7 @@ import logging
 import threading
 from typing import Any
 
-from ._errors import RegistryError, UnknownAgentError
+from ..errors import RegistryError, UnknownAgentError
 from ._metadata import AgentMetadata, Filters, Labels, check_time, check_timeout
 
 __all__ = ["RedisAgentRegistry"]

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from ._errors import UnknownAgentError
+from ..errors import UnknownAgentError
 from ._metadata import AgentMetadata, Filters, Labels, check_time, check_timeout
 
 __all__ = ["AgentRegistryBackend", "InMemoryAgentRegistry"]

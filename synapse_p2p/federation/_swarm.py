@@ -61,9 +61,9 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import anyio
 import anyio.abc
 
-from ..errors import BAD_REQUEST, ConnectError, ProtocolError, RemoteError
+from .._validate import format_address
+from ..errors import BAD_REQUEST, ConnectError, ProtocolError, RemoteError, UnknownAgentError
 from ..types import Peer
-from ._errors import UnknownAgentError
 from ._metadata import AgentMetadata, Filters, Labels, check_time, check_timeout
 
 if TYPE_CHECKING:
@@ -480,7 +480,7 @@ class SwarmAgentRegistry:
         if cached is not None and cached[0] == key:
             return cached
         host = peer.address
-        endpoint = f"[{host}]:{peer.port}" if ":" in host else f"{host}:{peer.port}"
+        endpoint = format_address(host, peer.port)
         try:
             if override is not None:
                 agent = override.copy()

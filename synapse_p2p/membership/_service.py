@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ..errors import BAD_REQUEST, RemoteError, SynapseError
+from .._validate import format_address
+from ..errors import BAD_REQUEST, JoinError, RemoteError, SynapseError
 from ..types import NodeKind, Peer
 from ._table import Candidate, PeerTable, Verdict
 
@@ -28,20 +29,11 @@ if TYPE_CHECKING:
 
 __all__ = ["GOSSIP_ENDPOINT", "JoinError", "Membership"]
 
-log = logging.getLogger("synapse_p2p.membership")
+log = logging.getLogger(__name__)
 
 GOSSIP_ENDPOINT = "_synapse.gossip"
 GOSSIP_VERSION = 1
 MAX_DIGEST = 256
-
-
-class JoinError(SynapseError, ConnectionError):
-    """No seed could be joined; ``reasons`` maps each ``host:port`` to what went wrong."""
-
-    def __init__(self, reasons: dict[str, str]) -> None:
-        detail = "; ".join(f"{seed}: {reason}" for seed, reason in reasons.items())
-        super().__init__(f"could not join any seed ({detail})")
-        self.reasons = reasons
 
 
 def check_membership(node: Node, peer: Peer) -> None:
@@ -499,7 +491,7 @@ class Membership:
                 await self._join_seed(host, port)
                 joined += 1
             except (SynapseError, OSError, ValueError) as exc:
-                reasons[_fmt_address(host, port)] = str(exc) or type(exc).__name__
+                reasons[format_address(host, port)] = str(exc) or type(exc).__name__
 
         async with anyio.create_task_group() as tg:
             for host, port in self.node.seeds:
@@ -516,7 +508,7 @@ class Membership:
             timeout=self.node.call_timeout,
         )
         if not isinstance(reply, dict) or not reply.get("accepted", False):
-            raise RemoteError(BAD_REQUEST, f"seed {_fmt_address(host, port)} refused the join")
+            raise RemoteError(BAD_REQUEST, f"seed {format_address(host, port)} refused the join")
         self._seeds_joined.add((host, port))
         seed = Peer.from_dict(reply.get("self"))
         check_membership(self.node, seed)
@@ -566,9 +558,5 @@ def _same(a: Peer, b: Peer) -> bool:
     return a.address == b.address and a.port == b.port
 
 
-def _fmt_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _fmt(peer: Peer) -> str:
-    return _fmt_address(peer.address, peer.port)
+    return format_address(peer.address, peer.port)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import ipaddress
-import math
 import socket
 from collections.abc import Iterable
 from typing import Any
 
 import anyio
+
+from .._validate import (
+    check_bool,
+    check_int,
+    check_optional_seconds,
+    check_optional_str,
+    check_seconds,
+    check_str,
+    format_address,
+)
 
 __all__ = [
     "DEFAULT_SEED_PORT",
@@ -26,53 +35,6 @@ __all__ = [
 
 DEFAULT_SEED_PORT = 9999
 _WILDCARDS = {"0.0.0.0", "::", "", "*"}
-
-
-def check_str(name: str, value: Any, *, allow_empty: bool = True, max_length: int = 4096) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
-    if not allow_empty and not value:
-        raise ValueError(f"{name} must not be empty")
-    if len(value) > max_length:
-        raise ValueError(f"{name} must be at most {max_length} characters")
-    return value
-
-
-def check_optional_str(name: str, value: Any, *, max_length: int = 256) -> str | None:
-    if value is None:
-        return None
-    return check_str(name, value, max_length=max_length)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def check_int(name: str, value: Any, *, minimum: int = 0, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = f"..{maximum}" if maximum is not None else " or more"
-        raise ValueError(f"{name} must be {minimum}{upper}, got {value}")
-    return value
-
-
-def check_seconds(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if math.isnan(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
-def check_optional_seconds(name: str, value: Any) -> float | None:
-    return None if value is None else check_seconds(name, value)
-
-
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_seed(seed: Any) -> tuple[str, int]:

@@ -13,7 +13,7 @@ from anyio.abc import TaskStatus
 
 __all__ = ["EventBus", "EventHandler"]
 
-log = logging.getLogger("synapse_p2p.node")
+log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Any], Awaitable[Any]]
 

@@ -48,7 +48,7 @@ from ._events import EventBus, EventHandler
 
 __all__ = ["AskHandler", "Node"]
 
-log = logging.getLogger("synapse_p2p.node")
+log = logging.getLogger(__name__)
 
 AskHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._validate import check_int, check_seconds, format_address
 from ..errors import CallTimeout
 from ..transport import TcpTransport, Transport
 from ..wire import DEFAULT_MAX_FRAME_SIZE
-from ._connection import LegacyServer, MuxConnection, _target, call_once
+from ._connection import LegacyServer, MuxConnection, call_once
 from ._watchdog import Watchdog
 
 if TYPE_CHECKING:
@@ -24,22 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["Client", "ConnectionPool", "PoolStatistics"]
 
 log = logging.getLogger(__name__)
-
-
-def _check_number(name: str, value: object, *, allow_inf: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not value > 0 or (math.isinf(value) and not allow_inf):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _check_size(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return value
 
 
 async def _one_shot(
@@ -54,7 +39,7 @@ async def _one_shot(
     connect_timeout: float,
     max_frame_size: int,
 ) -> Any:
-    target = _target(host, port)
+    target = format_address(host, port)
     stream = await transport.connect(host, port, timeout=min(connect_timeout, timeout))
     try:
         with anyio.fail_after(timeout):
@@ -102,9 +87,9 @@ class Client:
             raise ValueError(f"port must be an int in 1..65535, got {port!r}")
         self.address = address.strip("[]") if address.startswith("[") else address
         self.port = port
-        self.max_download_size = _check_size("max_download_size", max_download_size)
-        self.timeout = _check_number("timeout", timeout, allow_inf=True)
-        self.connect_timeout = _check_number("connect_timeout", connect_timeout, allow_inf=True)
+        self.max_download_size = check_int("max_download_size", max_download_size, minimum=1)
+        self.timeout = check_seconds("timeout", timeout, allow_inf=True)
+        self.connect_timeout = check_seconds("connect_timeout", connect_timeout, allow_inf=True)
         self.transport: Transport = transport or TcpTransport()
         self._task_group: TaskGroup | None = None
         self._watchdog: Watchdog | None = None
@@ -119,7 +104,7 @@ class Client:
 
     @property
     def target(self) -> str:
-        return _target(self.address, self.port)
+        return format_address(self.address, self.port)
 
     async def __aenter__(self) -> Client:
         self._lock = anyio.Lock()
@@ -324,7 +309,7 @@ class ConnectionPool:
         stream = await self.transport.connect(host, port, timeout=self.connect_timeout)
         self._connects += 1
         connection = MuxConnection(
-            stream, target=_target(host, port), max_frame_size=self.max_frame_size
+            stream, target=format_address(host, port), max_frame_size=self.max_frame_size
         )
         try:
             await connection.open(self._watchdog)
@@ -383,8 +368,9 @@ class ConnectionPool:
                     max_frame_size=self.max_frame_size,
                 )
         except TimeoutError:
+            where = format_address(host, port)
             raise CallTimeout(
-                f"no response to {endpoint!r} from {_target(host, port)} within {timeout:g} s"
+                f"no response to {endpoint!r} from {where} within {timeout:g} s"
             ) from None
 
     async def session_info(self, host: str, port: int, *, timeout: float = 5.0) -> dict[str, Any]:

@@ -45,10 +45,6 @@ def response_value(response: Response, endpoint: str) -> Any:
     raise RemoteError(error.code, error.message, endpoint=endpoint)
 
 
-def _target(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 async def call_once(
     stream: ByteStream,
     endpoint: str,

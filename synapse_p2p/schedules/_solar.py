@@ -10,7 +10,8 @@ from typing import Final
 from astral import Observer
 from astral import sun as _sun
 
-from ._specs import _aware, _number, _utc, _zone
+from .._validate import check_finite
+from ._specs import _aware, _utc, _zone
 
 __all__ = ["SOLAR_EVENTS", "SOLAR_HORIZON_DAYS", "SolarSchedule", "solar"]
 
@@ -80,8 +81,8 @@ class SolarSchedule:
                 f"event: unknown solar event {self.event!r}; expected one of "
                 + ", ".join(SOLAR_EVENTS)
             )
-        latitude = _number(self.latitude, "latitude")
-        longitude = _number(self.longitude, "longitude")
+        latitude = check_finite("latitude", self.latitude)
+        longitude = check_finite("longitude", self.longitude)
         if not -90 <= latitude <= 90:
             raise ValueError(f"latitude must be between -90 and 90, got {self.latitude!r}")
         if not -180 <= longitude <= 180:

@@ -16,12 +16,13 @@ intervals); the result is always aware, in the schedule's zone (in ``t``'s zone 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from numbers import Real
 from typing import Final, Protocol, cast, runtime_checkable
 from zoneinfo import ZoneInfo
+
+from .._validate import check_finite
 
 __all__ = [
     "IntervalSchedule",
@@ -45,15 +46,6 @@ class Schedule(Protocol):
 
 
 # -- validation helpers -------------------------------------------------------------------------
-
-
-def _number(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return number
 
 
 def _zone(tz: object, name: str = "tz") -> tzinfo:
@@ -104,7 +96,7 @@ class IntervalSchedule:
     seconds: float
 
     def __post_init__(self) -> None:
-        seconds = _number(self.seconds, "seconds")
+        seconds = check_finite("seconds", self.seconds)
         if seconds <= 0:
             raise ValueError(f"interval schedule must be greater than 0 seconds, got {seconds!r}")
         if not _MIN_INTERVAL <= seconds <= _MAX_INTERVAL:
@@ -135,7 +127,7 @@ def every(
         ("hours", hours, 3600),
         ("days", days, 86400),
     ):
-        number = _number(value, name)
+        number = check_finite(name, value)
         if number < 0:
             raise ValueError(f"{name} must not be negative, got {value!r}")
         total += number * unit

@@ -14,6 +14,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._service_group import close_service_group, open_service_group
+from .._validate import check_optional_seconds, check_seconds
 from ..conversations import new_nonce
 from ..errors import TeamTaskError
 from ..types import ConversationEvent, Peer
@@ -25,19 +26,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Team", "TeamStatistics"]
 
-log = logging.getLogger("synapse_p2p.teams")
+log = logging.getLogger(__name__)
 
 MAX_SLEEP = 60.0  # the service loop looks at its table at least this often
 _numbers = itertools.count(1)
-
-
-def _check_positive(name: str, value: object, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +81,8 @@ class Team:
         max_attempts: int | None = None,
         task_retention: float | None = None,
     ) -> None:
-        _check_positive("lease", lease)
-        _check_positive("task_retention", task_retention, optional=True)
+        check_seconds("lease", lease)
+        check_optional_seconds("task_retention", task_retention)
         if max_attempts is not None and (
             isinstance(max_attempts, bool) or not isinstance(max_attempts, int)
         ):

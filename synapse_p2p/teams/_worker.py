@@ -15,6 +15,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._service_group import close_service_group, open_service_group
+from .._validate import check_seconds
 from ..types import ConversationEvent
 from ._protocol import (
     TASK_CLAIM,
@@ -26,14 +27,14 @@ from ._protocol import (
     TASK_RELEASE,
 )
 from ._state import Cancel, Claim, ClaimBook, Start
-from ._team import MAX_SLEEP, _check_positive
+from ._team import MAX_SLEEP
 
 if TYPE_CHECKING:
     from ..node import Node
 
 __all__ = ["Assignment", "TaskHandler", "Worker", "WorkerStatistics"]
 
-log = logging.getLogger("synapse_p2p.teams")
+log = logging.getLogger(__name__)
 
 RELEASE_GRACE = 2.0  # seconds a stopping worker spends handing its attempts back
 _RESERVED = frozenset({"task_id", "message", "attempt"})
@@ -129,8 +130,8 @@ class Worker:
         other = _open_workers.get(node)
         if other is not None and not other.closed:
             raise RuntimeError(f"{node!r} already has a Worker; close it first (aclose)")
-        _check_positive("claim_timeout", claim_timeout)
-        _check_positive("renew_interval", renew_interval)
+        check_seconds("claim_timeout", claim_timeout)
+        check_seconds("renew_interval", renew_interval)
         if max_concurrent is not None and (
             isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int)
         ):

@@ -6,6 +6,7 @@ from typing import Any
 import anyio
 from anyio.abc import ByteStream, Listener, SocketAttribute, SocketListener
 
+from .._validate import format_address
 from ..errors import ConnectError
 from ._asyncio import AsyncioListener, connect_asyncio
 from ._backend import WrappedListener, current_library
@@ -31,11 +32,13 @@ class TcpTransport:
                 return await anyio.connect_tcp(host, port)
         except TimeoutError:
             raise ConnectError(
-                f"could not connect to {_fmt(host, port)} within {timeout:g} s"
+                f"could not connect to {format_address(host, port)} within {timeout:g} s"
             ) from None
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ConnectError(f"could not connect to {_fmt(host, port)}: {reason}") from None
+            raise ConnectError(
+                f"could not connect to {format_address(host, port)}: {reason}"
+            ) from None
 
     async def listen(self, host: str | None, port: int) -> list[Listener[ByteStream]]:
         """Bind ``host:port`` (``None`` or ``""`` = every interface, both families)."""
@@ -56,10 +59,6 @@ class TcpTransport:
             else listener
             for listener in multi.listeners
         ]
-
-
-def _fmt(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def remote_address(stream: ByteStream) -> tuple[str, int]:
