@@ -100,7 +100,7 @@ def _map(data: dict[str, Any], key: str, what: str) -> dict[str, Any]:
     return dict(value)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Peer:
     """Another node as this node knows it (the 9-key peer dict on the wire)."""
 
@@ -110,16 +110,17 @@ class Peer:
     swarm: str | None = None
     team: str | None = None
     name: str = ""
-    kind: NodeKind | str = NodeKind.NODE
+    kind: NodeKind = NodeKind.NODE
     capabilities: list[str] = field(default_factory=list)
     last_seen: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        self.kind = NodeKind.from_value(self.kind)
+        if type(self.kind) is not NodeKind:  # a plain "node"/"bootstrap" string is accepted
+            object.__setattr__(self, "kind", NodeKind.from_value(self.kind))
 
     @property
     def node_kind(self) -> NodeKind:
-        return self.kind if isinstance(self.kind, NodeKind) else NodeKind.from_value(self.kind)
+        return self.kind
 
     def is_kind(self, kind: NodeKind | str) -> bool:
         return self.node_kind == NodeKind.from_value(kind)
@@ -140,7 +141,7 @@ class Peer:
             swarm=_str(data, "swarm", "peer", None, optional=True, max_length=MAX_ID_LENGTH),
             team=_str(data, "team", "peer", None, optional=True, max_length=MAX_ID_LENGTH),
             name=_str(data, "name", "peer", "", max_length=MAX_ID_LENGTH),
-            kind=kind,
+            kind=NodeKind(kind),
             capabilities=_str_list(data, "capabilities", "peer"),
             last_seen=_float(data, "last_seen", "peer", time.time()),
         )
@@ -153,7 +154,7 @@ class Peer:
             "swarm": self.swarm,
             "team": self.team,
             "name": self.name,
-            "kind": self.kind.value if isinstance(self.kind, NodeKind) else str(self.kind),
+            "kind": self.kind.value,
             "capabilities": list(self.capabilities),
             "last_seen": self.last_seen,
         }
@@ -177,7 +178,7 @@ class Capability:
         }
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Broadcast:
     """One broadcast: its nonce (also the conversation id), origin and endpoint."""
 
@@ -198,7 +199,7 @@ class Broadcast:
         return {"nonce": self.nonce, "origin": self.origin.to_dict(), "endpoint": self.endpoint}
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class BroadcastReply:
     """A reply to a broadcast from one peer."""
 
@@ -210,7 +211,7 @@ class BroadcastReply:
         return {"nonce": self.nonce, "peer": self.peer.to_dict(), "result": self.result}
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ConversationEvent:
     """One event of a shared conversation (an append-only event log)."""
 

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.status import Status
 from rich.text import Text
 
+from .._config import parse_seed
 from ..errors import CallTimeout, ConnectError, ConnectionLost, RemoteError, SynapseError
-from ..node._config import parse_seed
 
 __all__ = [
     "EXIT_FAILED",

@@ -12,8 +12,9 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from ..conversations._broadcasts import BroadcastState
-from ..membership import JoinError
+from ..conversations import BroadcastStatus
+from ..errors import JoinError
+from ..events import EventStored, PeerLeft, PeerOffline
 from ..node import Node
 from ..types import ConversationEvent, NodeKind, Peer
 from ._common import (
@@ -202,8 +203,10 @@ class ReplyWatch:
     failed or gone offline, and then nothing new came for :data:`SETTLE` seconds (an ACK or
     a reply may still be on its way); or after ``timeout`` seconds without news.
 
-    Lifecycle handlers run as separate tasks, so two events that arrive together may run in
-    either order: they only fill an inbox, which :meth:`wait` drains in conversation order.
+    It reads the node's events through a subscription taken at construction (so nothing
+    said before the broadcast leaves is missed) and follows the broadcast's status with
+    ``node.broadcast_changes``: it wakes on news only, never polls. What arrives together is
+    printed in conversation order.
     """
 
     def __init__(self, node: Node, out: Console, *, show_acks: bool) -> None:
@@ -218,16 +221,24 @@ class ReplyWatch:
         self.last_news = 0.0
         self._inbox: list[ConversationEvent | Peer] = []
         self._arrived = anyio.Event()
-        for kind in ("conversation.ack", "conversation.reply", "conversation.error"):
-            node.on(kind)(self._deliver)
-        node.on("peer.offline")(self._deliver)
+        self._events = node.subscribe(EventStored, PeerOffline, PeerLeft)
 
-    async def _deliver(self, item: ConversationEvent | Peer) -> None:
-        self._inbox.append(item)
-        self._arrived.set()
+    async def _take_events(self) -> None:
+        async for item in self._events:
+            if isinstance(item, EventStored):
+                if item.event.kind in ("ack", "reply", "error"):
+                    self._inbox.append(item.event)
+                    self._arrived.set()
+            elif isinstance(item, PeerOffline | PeerLeft):
+                self._inbox.append(item.peer)
+                self._arrived.set()
 
-    def _state(self) -> BroadcastState | None:
-        return None if self.nonce is None else self.node._conversations.book.get(self.nonce)
+    async def _follow(self, nonce: str) -> None:
+        async for _ in self.node.broadcast_changes(nonce):
+            self._arrived.set()
+
+    def _state(self) -> BroadcastStatus | None:
+        return None if self.nonce is None else self.node.broadcast_status(self.nonce)
 
     def _drain(self) -> None:
         inbox, self._inbox = self._inbox, []
@@ -302,23 +313,27 @@ class ReplyWatch:
         cancelled."""
         self.nonce = nonce
         self.last_news = anyio.current_time()
-        while True:
-            self._drain()
-            if forever:
-                deadline = float("inf")
-            elif self._settled():
-                deadline = self.last_news + SETTLE
-            else:
-                deadline = self.last_news + timeout
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
-                return
-            before = self._progress()
-            # Wake on a lifecycle event; poll the broadcast's state (calls returning).
-            with anyio.move_on_after(min(remaining, 0.05)):
-                await self._arrived.wait()
-            if self._progress() != before:
-                self.last_news = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._take_events)
+            tg.start_soon(self._follow, nonce)
+            while True:
+                self._drain()
+                if forever:
+                    deadline = float("inf")
+                elif self._settled():
+                    deadline = self.last_news + SETTLE
+                else:
+                    deadline = self.last_news + timeout
+                remaining = deadline - anyio.current_time()
+                if remaining <= 0:
+                    break
+                before = self._progress()
+                with anyio.move_on_after(remaining):  # until news, or the deadline
+                    await self._arrived.wait()
+                if self._progress() != before:
+                    self.last_news = anyio.current_time()
+            tg.cancel_scope.cancel()
+        self._events.close()
 
     def _progress(self) -> tuple[int, int]:
         state = self._state()

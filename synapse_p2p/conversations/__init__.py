@@ -6,6 +6,7 @@ The node side lives in :mod:`._service` and is reached through :class:`synapse_p
 
 from __future__ import annotations
 
+from ._broadcasts import BroadcastStatus
 from ._ids import new_nonce, random_id, reply_event_id
 from ._log import (
     BaseConversationLog,
@@ -22,6 +23,7 @@ from ._summary import SUMMARY_KIND, Summarizer, default_summarizer
 __all__ = [
     "SUMMARY_KIND",
     "BaseConversationLog",
+    "BroadcastStatus",
     "ConversationLog",
     "ConversationLogClosed",
     "ConversationLogError",

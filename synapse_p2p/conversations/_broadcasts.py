@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,7 @@ import anyio
 
 from ..types import Broadcast, BroadcastReply
 
-__all__ = ["BroadcastBook", "BroadcastState"]
+__all__ = ["BroadcastBook", "BroadcastState", "BroadcastStatus"]
 
 
 @dataclass
@@ -39,6 +40,52 @@ class BroadcastState:
         if error is None and isinstance(result, dict) and result.get("deferred") is True:
             self.acked.add(peer_id)
         self.notify()
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastStatus:
+    """Where one broadcast stands, as this node knows it (a snapshot).
+
+    ``pending``: peers this node sent its own broadcast to whose call has not returned yet;
+    ``acked``: peers that took it (their ACK event came, or their call answered
+    ``deferred``); ``replied`` and ``failed``: peers that answered; ``gone``: peers that took
+    it and are no longer members (offline or left) without having answered.
+    """
+
+    nonce: str
+    pending: frozenset[str]
+    acked: frozenset[str]
+    replied: frozenset[str]
+    failed: frozenset[str]
+    gone: frozenset[str]
+    replies: int
+
+    @property
+    def working(self) -> frozenset[str]:
+        """Peers that took it and are still working on it."""
+        return self.acked - self.replied - self.failed - self.gone
+
+    @property
+    def over(self) -> bool:
+        """The broadcast is over: every call returned, someone took it, and every peer that
+        took it has replied, failed or gone. (Callers usually wait a short quiet spell more,
+        for an ACK still on its way.)"""
+        return not self.pending and bool(self.acked) and not self.working
+
+    @classmethod
+    def of(cls, state: BroadcastState, members: Container[str]) -> BroadcastStatus:
+        """The status of ``state``; ``members`` are the ids of the live members now."""
+        answered = state.replied | state.failed
+        gone = frozenset(p for p in state.acked if p not in answered and p not in members)
+        return cls(
+            nonce=state.nonce,
+            pending=frozenset(state.pending),
+            acked=frozenset(state.acked),
+            replied=frozenset(state.replied),
+            failed=frozenset(state.failed),
+            gone=gone,
+            replies=len(state.replies),
+        )
 
 
 class BroadcastBook:
@@ -92,6 +139,19 @@ class BroadcastBook:
     def notify_all(self) -> None:
         for state in self._states.values():
             state.notify()
+
+    def member_gone(self, peer_id: str) -> None:
+        """A member went offline or left: wake whoever waits on a broadcast it took."""
+        for state in self._states.values():
+            if peer_id in state.acked or peer_id in state.pending:
+                state.notify()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def nonces(self) -> list[str]:
+        """Nonces held, least recently used first."""
+        return list(self._states)
 
     def drop(self, nonce: str) -> None:
         state = self._states.pop(nonce, None)

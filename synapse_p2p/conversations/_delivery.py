@@ -23,7 +23,7 @@ from ..errors import DroppedCall, SynapseError
 from ..types import Peer
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from .._seams import PeerCaller
 
 __all__ = ["BATCH", "EVENTS_ENDPOINT", "EVENT_ENDPOINT", "Delivery", "DeliveryStatistics"]
 
@@ -62,8 +62,20 @@ class _Outbox:
 class Delivery:
     """Per-peer queues of outgoing calls; see the module documentation."""
 
-    def __init__(self, node: Node, *, queue_limit: int = 1024, idle_exit: float = 60.0) -> None:
-        self.node = node
+    def __init__(
+        self,
+        caller: PeerCaller,
+        *,
+        is_legacy: Callable[[str], bool],
+        call_timeout: float,
+        queue_limit: int = 1024,
+        idle_exit: float = 60.0,
+    ) -> None:
+        """``caller`` makes the calls (each bounded by ``call_timeout``); ``is_legacy(id)``
+        says whether a peer is a synapse-p2p 2.5.0 node (no batched events)."""
+        self.caller = caller
+        self.is_legacy = is_legacy
+        self.call_timeout = call_timeout
         self.queue_limit = queue_limit
         self.idle_exit = idle_exit
         self._outboxes: dict[tuple[str, int], _Outbox] = {}
@@ -131,7 +143,7 @@ class Delivery:
             or not box.calls
             or box.calls[0][0] != EVENT_ENDPOINT
             or box.calls[0][3] is not None
-            or self.node.membership.is_legacy(box.peer.id)
+            or self.is_legacy(box.peer.id)
         ):
             return call
         batch = [args[0]]
@@ -154,10 +166,9 @@ class Delivery:
                     endpoint, args, kwargs, outcome = self._next_call(box)
                     self._in_flight += 1
                     try:
-                        result = await self.node.pool.call(
-                            key[0], key[1], endpoint, args, kwargs,
-                            timeout=self.node.call_timeout,
-                        )  # fmt: skip
+                        result = await self.caller.call(
+                            key[0], key[1], endpoint, args, kwargs, timeout=self.call_timeout
+                        )
                         self._sent += 1
                         _tell(outcome, result, None)
                     except (SynapseError, OSError) as exc:

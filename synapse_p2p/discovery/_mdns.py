@@ -257,7 +257,7 @@ def peer_from_txt(
             swarm=_text(properties, b"swarm") or None,
             team=_text(properties, b"team") or None,
             name=_text(properties, b"name"),
-            kind=_text(properties, b"kind") or "node",
+            kind=NodeKind.from_value(_text(properties, b"kind") or "node"),
             capabilities=[c for c in _text(properties, b"capabilities").split(",") if c],
         )
     except ValueError:  # UnicodeDecodeError, invalid kind
@@ -682,7 +682,7 @@ class MdnsDiscovery:
         self._names[name] = peer.id
         known = self.discovered.get(peer.id)
         if known is not None and _same(known, peer):
-            known.last_seen = peer.last_seen
+            self.discovered[peer.id] = replace(known, last_seen=peer.last_seen)
             return
         self.discovered[peer.id] = peer
         self._found += 1

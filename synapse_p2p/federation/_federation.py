@@ -265,7 +265,7 @@ class AgentFederation:
             if self._slots.try_acquire(agent.id, agent.capacity):
                 break
             with anyio.move_on_after(deadline - anyio.current_time()):
-                await self._slots.wait_for_release(generation)
+                await self._slots.wait_for_release(generation, (agent.id,))
             if anyio.current_time() >= deadline:
                 raise AgentTimeoutError(
                     f"Agent {agent_id} had no free slot within {timeout}s",
@@ -321,7 +321,9 @@ class AgentFederation:
                 attempts.append(AgentAttempt(None, error, float(timeout or 0.0)))
                 break
             with anyio.move_on_after(deadline - now):
-                await self._slots.wait_for_release(generation)
+                await self._slots.wait_for_release(
+                    generation, {agent.id for agent in candidates.routable}
+                )
             candidates = await registry_call(
                 self.registry, self._source.candidates, self.registry, filters
             )

@@ -2,32 +2,77 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import anyio
+import sniffio
 
 __all__ = ["AgentStatistics", "FederationStatistics", "HealthTracker", "SlotTracker"]
 
-# A waiter whose slot is freed by another thread is not woken directly (events belong to one
-# event loop); it re-checks at least this often.
-_POLL_INTERVAL = 0.25
+
+class _Waiter:
+    """One task waiting for a slot of one of ``agents`` (``None``: any agent)."""
+
+    __slots__ = ("agents", "event", "released", "wake", "woken")
+
+    def __init__(self, agents: Collection[str] | None) -> None:
+        self.agents = agents
+        self.event = anyio.Event()
+        self.woken = False
+        self.released = ""  # the agent whose slot woke it
+        self.wake = _threadsafe_setter(self.event)
+
+    def wants(self, agent_id: str) -> bool:
+        return self.agents is None or agent_id in self.agents
+
+
+def _threadsafe_setter(event: anyio.Event) -> Callable[[], None]:
+    """A function that sets ``event`` from any thread, without waiting for its event loop
+    (a federation may be shared by threads that each run their own loop)."""
+    owner = threading.get_ident()
+    library = sniffio.current_async_library()
+    if library == "trio":
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+
+        def soon(fn: Callable[[], None]) -> None:
+            token.run_sync_soon(fn)
+
+    else:
+        loop = asyncio.get_running_loop()
+        soon = loop.call_soon_threadsafe  # type: ignore[assignment]
+
+    def wake() -> None:
+        if threading.get_ident() == owner:
+            event.set()
+            return
+        try:
+            soon(event.set)
+        except RuntimeError:  # that loop has ended (trio's RunFinishedError is one too)
+            pass
+
+    return wake
 
 
 class SlotTracker:
     """Counts calls in flight per agent; thread-safe.
 
     ``try_acquire`` is an atomic check-and-increment, so an agent never has more than its
-    capacity in flight. Tasks that find every candidate full ``await wait_for_release()``; a
-    release wakes the waiters of its own thread at once and others within ``_POLL_INTERVAL``.
+    capacity in flight. Tasks that find every candidate full ``await wait_for_release()``,
+    naming the agents they could use; each release wakes the longest-waiting task that could
+    use that agent, and only it (in whichever thread it waits). A woken task that leaves
+    without taking the slot (cancelled, timed out) passes the wake on.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}
-        self._waiters: list[tuple[int, anyio.Event]] = []
+        self._waiters: list[_Waiter] = []
         self.generation = 0
 
     @property
@@ -42,6 +87,10 @@ class SlotTracker:
         with self._lock:
             return dict(self._in_flight)
 
+    def waiting(self) -> int:
+        """Tasks waiting for a slot."""
+        return len(self._waiters)
+
     def try_acquire(self, agent_id: str, capacity: int) -> bool:
         with self._lock:
             busy = self._in_flight.get(agent_id, 0)
@@ -51,7 +100,6 @@ class SlotTracker:
             return True
 
     def release(self, agent_id: str) -> None:
-        me = threading.get_ident()
         with self._lock:
             busy = self._in_flight.get(agent_id, 0) - 1
             if busy > 0:
@@ -59,25 +107,46 @@ class SlotTracker:
             else:
                 self._in_flight.pop(agent_id, None)
             self.generation += 1
-            to_wake = [event for owner, event in self._waiters if owner == me]
-        for event in to_wake:
-            event.set()
+            waiter = self._take_waiter(agent_id)
+        if waiter is not None:
+            waiter.wake()
 
-    async def wait_for_release(self, generation: int) -> None:
-        """Return once a slot was released after ``generation`` was read (or after a short
-        poll interval). Cancellation leaves no trace."""
-        event = anyio.Event()
-        waiter = (threading.get_ident(), event)
+    def _take_waiter(self, agent_id: str) -> _Waiter | None:
+        # Under the lock: the first waiter that could use this agent, marked woken.
+        for waiter in self._waiters:
+            if not waiter.woken and waiter.wants(agent_id):
+                waiter.woken = True
+                waiter.released = agent_id
+                self._waiters.remove(waiter)
+                return waiter
+        return None
+
+    async def wait_for_release(
+        self, generation: int, agents: Collection[str] | None = None
+    ) -> None:
+        """Return once a slot of one of ``agents`` (any agent if ``None``) is released for
+        this task, or at once if any slot was released since ``generation`` was read. The
+        caller then tries to acquire again. Cancellation leaves no trace (a wake it received
+        goes to the next waiter)."""
+        waiter = _Waiter(agents)
         with self._lock:
             if self.generation != generation:
                 return
             self._waiters.append(waiter)
         try:
-            with anyio.move_on_after(_POLL_INTERVAL):
-                await event.wait()
-        finally:
+            await waiter.event.wait()
+        except BaseException:
             with self._lock:
-                self._waiters.remove(waiter)
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                    passed = None
+                elif waiter.woken:  # woken, but leaving: pass the wake on
+                    passed = self._take_waiter(waiter.released)
+                else:
+                    passed = None
+            if passed is not None:
+                passed.wake()
+            raise
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,6 @@ the swarm with no extra server; clients attached to the federation by id or endp
 from __future__ import annotations
 
 import builtins
-import contextlib
 import json
 import logging
 import math
@@ -61,6 +60,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import anyio
 import anyio.abc
 
+from .._hub import PeerJoined, PeerLeft, PeerOffline, Subscription
 from .._validate import format_address
 from ..errors import BAD_REQUEST, ConnectError, ProtocolError, RemoteError, UnknownAgentError
 from ..types import Peer
@@ -165,9 +165,11 @@ class NodeAgentClient:
     handler raised: ``internal_error``; no handler or a bad request), :class:`CallTimeout`,
     :class:`ConnectError` (also raised, before any I/O, for a peer id that is not a live
     member), :class:`ConnectionLost` (all in :mod:`synapse_p2p.errors`), and
-    :class:`RuntimeError` if the node is not running. On a timeout or cancellation the call
-    is abandoned but the remote handler runs on: its node may briefly hold more calls than
-    the federation's capacity limit counts, so set timeouts above an agent's longest call.
+    :class:`RuntimeError` if the node is not running. The call carries a *lease* of the same
+    length as its timeout: a peer of this package cancels its handler when the lease ends, so
+    a timed-out call does not keep running there (a synapse-p2p 2.5.0 peer gets no lease and
+    runs on). A federation ``timeout`` shorter than the client's cancels only the waiting:
+    give the client the timeout you mean, and the peer holds no more calls than you count.
     """
 
     def __init__(self, node: Node, peer: Peer | str, *, timeout: float | None = None) -> None:
@@ -183,8 +185,12 @@ class NodeAgentClient:
         peer = self.node.peers.get(self.peer_id, self._peer)
         if peer is None:
             raise ConnectError(f"peer {self.peer_id} is not a live member of the swarm")
+        timeout = self.node.call_timeout if self.timeout is None else self.timeout
+        lease: dict[str, float] = {}
+        if not self.node.membership.is_legacy(peer.id):
+            lease["lease"] = timeout  # the peer cancels the handler when we stop waiting
         return await self.node.call_peer(
-            peer, "_node.ask", task=prompt, context=dict(kwargs), timeout=self.timeout
+            peer, "_node.ask", task=prompt, context=dict(kwargs), timeout=timeout, **lease
         )
 
     def __repr__(self) -> str:
@@ -366,18 +372,17 @@ class SwarmAgentRegistry:
         within ``fetch_timeout``). Then each ``peer.joined`` fetches that peer's card and every
         ``refresh`` seconds all cards are fetched again. A failed fetch is logged at debug
         level and keeps the previous card; a peer that says it has no such artifact has no
-        card. Cancellation stops the fetches in flight and removes the event handlers. Raises
-        :class:`RuntimeError` if it is already running.
+        card. Cancellation stops the fetches in flight and ends the subscription to
+        membership events. Raises :class:`RuntimeError` if it is already running.
         """
         if self._running:
             raise RuntimeError("SwarmAgentRegistry.run() is already running.")
         self._running = True
-        handlers = [("peer.joined", self._on_joined), ("peer.offline", self._on_offline)]
+        events = self.node.subscribe(PeerJoined, PeerOffline, PeerLeft)
         try:
-            for event, handler in handlers:
-                self.node.on(event)(handler)
             self._wake = anyio.Event()
             async with anyio.create_task_group() as tg:
+                tg.start_soon(self._take_events, events)
                 await self.refresh()
                 tg.start_soon(self._dispatch)
                 task_status.started()
@@ -387,9 +392,7 @@ class SwarmAgentRegistry:
                     for peer_id in builtins.list(self.node.peers):
                         self._request(peer_id)
         finally:
-            for event, handler in handlers:
-                with contextlib.suppress(ValueError):
-                    self.node.lifecycle_handlers.get(event, []).remove(handler)
+            events.close()
             self._wake = None
             self._pending.clear()
             self._running = False
@@ -425,11 +428,12 @@ class SwarmAgentRegistry:
             self._pending[peer_id] = None
             self._wake.set()
 
-    async def _on_joined(self, peer: Peer) -> None:
-        self._request(peer.id)
-
-    async def _on_offline(self, peer: Peer) -> None:
-        self._sweep()
+    async def _take_events(self, events: Subscription) -> None:
+        async for event in events:
+            if isinstance(event, PeerJoined):
+                self._request(event.peer.id)
+            else:
+                self._sweep()
 
     async def _fetch(self, peer_id: str, limiter: anyio.Semaphore) -> None:
         """Fetch and store one card; releases the ``limiter`` slot the caller acquired."""

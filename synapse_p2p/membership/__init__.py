@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._service import GOSSIP_ENDPOINT, JoinError, Membership, check_membership
+from ._service import GOSSIP_ENDPOINT, JoinError, Membership
 from ._table import PeerState, PeerTable
 
 __all__ = [
@@ -11,5 +11,4 @@ __all__ = [
     "Membership",
     "PeerState",
     "PeerTable",
-    "check_membership",
 ]

@@ -14,74 +14,74 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._hub import EventHub, PeerHeartbeat, PeerJoined, PeerOffline
 from .._validate import format_address
 from ..errors import BAD_REQUEST, JoinError, RemoteError, SynapseError
-from ..types import NodeKind, Peer
+from ..types import Peer
+from ._gossip import (
+    MAX_DIGEST,
+    Claim,
+    Heard,
+    PartnerRotation,
+    build_digest,
+    digest_entry,
+    read_digest,
+)
 from ._table import Candidate, PeerTable, Verdict
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from .._config import NodeConfig
+    from .._seams import LocalNode, PeerCaller
+    from ..rpc import EndpointRegistry
 
-__all__ = ["GOSSIP_ENDPOINT", "JoinError", "Membership"]
+__all__ = ["GOSSIP_ENDPOINT", "MAX_DIGEST", "JoinError", "Membership"]
 
 log = logging.getLogger(__name__)
 
 GOSSIP_ENDPOINT = "_synapse.gossip"
 GOSSIP_VERSION = 1
-MAX_DIGEST = 256
-
-
-def check_membership(node: Node, peer: Peer) -> None:
-    """The reference's rule: swarm and team must be equal unless ours is None."""
-    if node.swarm is not None and peer.swarm != node.swarm:
-        raise RemoteError(BAD_REQUEST, "peer requested a different swarm")
-    if node.team is not None and peer.team != node.team:
-        raise RemoteError(BAD_REQUEST, "peer requested a different team")
-
-
-_KIND_VALUES: dict[Any, str] = {kind: kind.value for kind in NodeKind}
-
-
-def _entry(peer: Peer, age: float, legacy: bool) -> dict[str, Any]:
-    """A digest entry: the peer dict without ``last_seen``, plus ``age`` and ``legacy`` (built
-    directly, in ``Peer.to_dict``'s key order: digests are built for every gossip message)."""
-    kind = peer.kind
-    return {
-        "id": peer.id,
-        "address": peer.address,
-        "port": peer.port,
-        "swarm": peer.swarm,
-        "team": peer.team,
-        "name": peer.name,
-        "kind": _KIND_VALUES.get(kind) or str(kind),
-        "capabilities": list(peer.capabilities),
-        "age": round(age, 3) if age > 0.0 else 0.0,
-        "legacy": legacy,
-    }
 
 
 class Membership:
-    """Keeps ``node.peers`` accurate. Owned by the node; see the module documentation."""
+    """Owns the node's view of its members (:attr:`peers`); see the module documentation.
+
+    Built from the node's settings (``config``), its own record (``local``), the endpoint
+    registry it serves ``_synapse.join``/``heartbeat``/``gossip`` on, a ``caller`` to reach
+    peers and the ``hub`` it publishes ``PeerJoined``/``PeerHeartbeat``/``PeerOffline`` to.
+    Each :meth:`run` starts from an empty table.
+    """
 
     def __init__(
         self,
-        node: Node,
+        config: NodeConfig,
+        local: LocalNode,
         *,
-        fanout: int = 3,
-        max_peers: int = 1024,
+        registry: EndpointRegistry,
+        caller: PeerCaller,
+        hub: EventHub,
         verify_concurrency: int = 8,
         rng: random.Random | None = None,
     ) -> None:
-        self.node = node
-        self.fanout = fanout
-        self.table = PeerTable(node.node_id, node.peer_timeout, max_peers=max_peers)
+        self.config = config
+        self.local = local
+        self.caller = caller
+        self.hub = hub
+        self.fanout = config.gossip_fanout
+        self._peers: dict[str, Peer] = {}
+        #: The verified, alive members by id (a read-only live view).
+        self.peers: Mapping[str, Peer] = MappingProxyType(self._peers)
+        self.table = self._new_table()
         self._verify_limit = verify_concurrency
         self._rng = rng or random.Random()
+        self._rotation = PartnerRotation(self._rng)
         self._candidates_ready = anyio.Event()
         self._push = anyio.Event()
         self._last_push = -math.inf
@@ -89,47 +89,67 @@ class Membership:
         self._full_logged = -math.inf
         self._outstanding: set[str] = set()
         self._verifying: set[tuple[str, int]] = set()
-        self._order: list[str] = []  # gossip partners still to visit in this pass
         self._news: dict[str, None] = {}
         self.messages_sent = 0
         self.messages_received = 0
-        self._register()
+        self._register(registry)
+
+    def _new_table(self) -> PeerTable:
+        config = self.config
+        return PeerTable(self.local.node_id, config.peer_timeout, max_peers=config.max_peers)
+
+    def _record(self) -> Peer:
+        return self.local.record(self.config.wall_clock())
+
+    def _reset(self) -> None:
+        self._peers.clear()
+        self.table = self._new_table()
+        self._candidates_ready = anyio.Event()
+        self._push = anyio.Event()
+        self._last_push = -math.inf
+        self._seeds_joined.clear()
+        self._outstanding.clear()
+        self._verifying.clear()
+        self._news.clear()
+        self._rotation = PartnerRotation(self._rng)
+        self.messages_sent = self.messages_received = 0
 
     # -- endpoints ------------------------------------------------------------------------------
 
-    def _register(self) -> None:
-        node = self.node
+    def _register(self, registry: EndpointRegistry) -> None:
+        check = self.config.check_member
 
-        @node.endpoint("_synapse.join", publish=False)
         async def join(peer: Any) -> dict[str, Any]:
             incoming = Peer.from_dict(peer)
-            check_membership(node, incoming)
+            check(incoming)
             self.messages_received += 1
             self._claim(incoming, direct=True)
-            peers = [p.to_dict() for p in node.peers.values() if p.id != incoming.id]
+            peers = [p.to_dict() for p in self._peers.values() if p.id != incoming.id]
             peers.append(incoming.to_dict())
-            return {"accepted": True, "self": node.self_peer().to_dict(), "peers": peers}
+            return {"accepted": True, "self": self._record().to_dict(), "peers": peers}
 
-        @node.endpoint("_synapse.heartbeat", publish=False)
         async def heartbeat(peer: Any) -> dict[str, Any]:
             incoming = Peer.from_dict(peer)
-            check_membership(node, incoming)
+            check(incoming)
             self.messages_received += 1
             self._claim(incoming, direct=True)
-            return {"ok": True, "self": node.node_info()}
+            return {"ok": True, "self": self.local.info()}
 
-        @node.endpoint(GOSSIP_ENDPOINT, publish=False)
         async def gossip(message: Any) -> dict[str, Any]:
             if not isinstance(message, dict):
                 raise RemoteError(BAD_REQUEST, "gossip message must be a map")
             sender = Peer.from_dict(message.get("from"))
-            check_membership(node, sender)
+            check(sender)
             self.messages_received += 1
             self._claim(sender, direct=True)
             known = self.table.get(sender.id)
             trusted = known is not None and known.alive and _same(known.peer, sender)
             self._apply_digest(message.get("members"), sender.id, trusted=trusted)
             return {"v": GOSSIP_VERSION, "members": self._digest()}
+
+        registry.add(join, "_synapse.join", publish=False)
+        registry.add(heartbeat, "_synapse.heartbeat", publish=False)
+        registry.add(gossip, GOSSIP_ENDPOINT, publish=False)
 
     # -- evidence ---------------------------------------------------------------------------
 
@@ -148,13 +168,14 @@ class Membership:
         peer at once, second-hand news waits for the rounds."""
         state = self.table.get(node_id)
         if verdict == "heartbeat" and state is not None:
-            state.peer.last_seen = self.node.wall_clock()
-            self.node.emit_event("peer.heartbeat", state.peer)
+            state.peer = replace(state.peer, last_seen=self.config.wall_clock())
+            self._peers[node_id] = state.peer
+            self.hub.publish(PeerHeartbeat(state.peer))
         elif verdict == "joined" and state is not None:
-            state.peer.last_seen = self.node.wall_clock()
-            self.node.peers[node_id] = state.peer
+            state.peer = replace(state.peer, last_seen=self.config.wall_clock())
+            self._peers[node_id] = state.peer
             log.info("peer %s (%s) joined", state.peer.name or node_id[:8], _fmt(state.peer))
-            self.node.emit_event("peer.joined", state.peer)
+            self.hub.publish(PeerJoined(state.peer))
             if first_hand:
                 self._news[node_id] = None
                 self.push_soon()
@@ -172,55 +193,30 @@ class Membership:
                 )
 
     def _apply_digest(self, members: Any, sender_id: str, *, trusted: bool) -> None:
-        """Take a member digest. From a verified peer (``trusted``: one we dialed at its
-        verified address, or that called us from one) new members are taken as verified,
-        which is how news spreads without every node dialing every newcomer; from anyone
-        else they are only candidates."""
-        if not isinstance(members, list):
-            return
+        """Take a member digest (see :func:`._gossip.read_digest`)."""
         now = self._now()
-        skip = (sender_id, self.node.node_id)
-        known = self.table.peers
+        decisions = read_digest(
+            members,
+            now=now,
+            skip=(sender_id, self.local.node_id),
+            known=self.table.peers,
+            peer_timeout=self.config.peer_timeout,
+            admits=self.config.admits,
+            trusted=trusted,
+        )
         heard_indirectly = self.table.heard_indirectly
-        for item in members[:MAX_DIGEST]:
-            if type(item) is not dict:
-                continue
-            node_id, age = item.get("id"), item.get("age", 0.0)
-            if type(node_id) is not str or node_id in skip:
-                continue
-            if type(age) not in (float, int) or not 0 <= age < 1e9:  # bool is not int here
-                continue
-            state = known.get(node_id)
-            if (
-                state is not None
-                and state.alive
-                and item.get("address") == state.peer.address
-                and item.get("port") == state.peer.port
-            ):  # the common case, without building a Peer
-                heard_indirectly(node_id, now - age)
-                continue
-            if age >= self.node.peer_timeout:
-                continue
-            try:
-                peer = Peer.from_dict(item)
-                check_membership(self.node, peer)
-            except (ValueError, TypeError, RemoteError):
-                continue
-            if trusted and (state is None or not state.alive):
-                legacy = item.get("legacy") is True
-                verdict = self.table.verified(peer, now - age, legacy=legacy)
-                self._after(verdict, peer.id, peer, first_hand=False)
+        for decision in decisions:
+            if isinstance(decision, Heard):
+                heard_indirectly(decision.node_id, decision.when)
+            elif isinstance(decision, Claim):
+                self._claim(decision.peer, direct=False)
             else:
-                self._claim(peer, direct=False)
+                verdict = self.table.verified(decision.peer, decision.when, legacy=decision.legacy)
+                self._after(verdict, decision.peer.id, decision.peer, first_hand=False)
 
     def _digest(self) -> list[dict[str, Any]]:
-        """Alive members and how long ago each was last heard from directly (computed fresh
-        for every message: a cached age would make a silent member look recently heard)."""
-        now = self._now()
-        states = self.table.alive()
-        if len(states) > MAX_DIGEST:
-            states = self._rng.sample(states, MAX_DIGEST)
-        return [_entry(s.peer, now - s.heard, s.legacy) for s in states]
+        """Alive members and how long ago each was last heard from directly."""
+        return build_digest(self.table.alive(), self._now(), self._rng)
 
     def _news_digest(self) -> list[dict[str, Any]]:
         """Only the members verified since the last push (what a push carries)."""
@@ -230,7 +226,7 @@ class Membership:
         for node_id in news:
             state = self.table.get(node_id)
             if state is not None and state.alive:
-                out.append(_entry(state.peer, now - state.heard, state.legacy))
+                out.append(digest_entry(state.peer, now - state.heard, state.legacy))
         return out
 
     @property
@@ -246,11 +242,8 @@ class Membership:
     def discovered(self, peer: Peer) -> None:
         """A peer announced itself on the LAN (mDNS): like a direct claim, but its address
         is verified before it is dialed for anything else."""
-        try:
-            check_membership(self.node, peer)
-        except RemoteError:
-            return
-        self._claim(peer, direct=True)
+        if self.config.admits(peer):
+            self._claim(peer, direct=True)
 
     def push_soon(self) -> None:
         """Spread first-hand news of members to every peer now, batched (one push at most
@@ -260,13 +253,14 @@ class Membership:
     # -- running ------------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Rounds, verification and seeds until cancelled."""
+        """Rounds, verification and seeds until cancelled (from an empty table)."""
+        self._reset()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._verify_loop)
-            if self.node.seeds:
+            if self.config.seeds:
                 tg.start_soon(self._seed_loop)
-            if self.node.heartbeat_interval is not None:
-                tg.start_soon(self._round_loop, self.node.heartbeat_interval)
+            if self.config.heartbeat_interval is not None:
+                tg.start_soon(self._round_loop, self.config.heartbeat_interval)
             task_status.started()
 
     async def _round_loop(self, interval: float) -> None:
@@ -279,9 +273,9 @@ class Membership:
             while True:
                 self._round(calls, interval)
                 for peer in self.table.expire(self._now()):
-                    self.node.peers.pop(peer.id, None)
+                    self._peers.pop(peer.id, None)
                     log.info("peer %s (%s) is offline", peer.name or peer.id[:8], _fmt(peer))
-                    self.node.emit_event("peer.offline", peer)
+                    self.hub.publish(PeerOffline(peer))
                 next_round += interval
                 if next_round < self._now():  # a stalled loop: skip missed rounds
                     next_round = self._now() + interval
@@ -314,31 +308,19 @@ class Membership:
         ]
 
     def _pick(self, count: int) -> list[Peer]:
-        """The next ``count`` gossip partners, round-robin through a shuffled member list
-        (reshuffled each pass, as SWIM does): every member is contacted once per pass, so a
-        dead member is probed within ``members / fanout`` rounds and a pooled connection to a
-        partner is reused instead of reopened."""
-        picked: list[Peer] = []
-        refilled = False
-        while len(picked) < count:
-            if not self._order:
-                if refilled:
-                    break
-                self._order = [p.id for p in self._reachable()]
-                self._rng.shuffle(self._order)
-                refilled = True
-                if not self._order:
-                    break
-            state = self.table.get(self._order.pop())
-            if (
+        """The next ``count`` gossip partners (see :class:`._gossip.PartnerRotation`)."""
+
+        def usable(node_id: str) -> bool:
+            state = self.table.get(node_id)
+            return (
                 state is not None
                 and state.alive
                 and not state.legacy
-                and state.peer.id not in self._outstanding
-                and state.peer not in picked
-            ):
-                picked.append(state.peer)
-        return picked
+                and node_id not in self._outstanding
+            )
+
+        ids = self._rotation.pick(count, lambda: [p.id for p in self._reachable()], usable)
+        return [self.table.peers[node_id].peer for node_id in ids]
 
     def _round(self, calls: TaskGroup, interval: float) -> None:
         self._gossip_to(calls, self._pick(self.fanout), interval)
@@ -351,7 +333,7 @@ class Membership:
             self._claim(self._rng.choice(offline).peer, direct=False)
 
     def _call_timeout(self, interval: float) -> float:
-        return min(self.node.call_timeout, max(interval, 0.5))
+        return min(self.config.call_timeout, max(interval, 0.5))
 
     def _gossip_to(
         self,
@@ -364,7 +346,7 @@ class Membership:
             return
         message = {
             "v": GOSSIP_VERSION,
-            "from": self.node.self_peer().to_dict(),
+            "from": self._record().to_dict(),
             "members": self._digest() if members is None else members,
         }
         for peer in peers:
@@ -374,8 +356,13 @@ class Membership:
     async def _gossip_one(self, peer: Peer, message: dict[str, Any], interval: float) -> None:
         self.messages_sent += 1
         try:
-            reply = await self.node.call_peer(
-                peer, GOSSIP_ENDPOINT, message, timeout=self._call_timeout(interval)
+            reply = await self.caller.call(
+                peer.address,
+                peer.port,
+                GOSSIP_ENDPOINT,
+                [message],
+                {},
+                timeout=self._call_timeout(interval),
             )
         except (SynapseError, OSError) as exc:
             log.debug("gossip to %s failed: %s", _fmt(peer), exc)
@@ -389,10 +376,12 @@ class Membership:
     async def _heartbeat(self, peer: Peer, interval: float) -> None:
         self.messages_sent += 1
         try:
-            await self.node.call_peer(
-                peer,
+            await self.caller.call(
+                peer.address,
+                peer.port,
                 "_synapse.heartbeat",
-                self.node.self_peer().to_dict(),
+                [self._record().to_dict()],
+                {},
                 timeout=self._call_timeout(interval),
             )
         except (SynapseError, OSError) as exc:
@@ -458,17 +447,18 @@ class Membership:
         # News is pushed only when the peer announced itself to us (a join, a heartbeat or a
         # gossip from a member we did not know): others learned of it second-hand already.
         self._after(verdict, peer.id, peer, first_hand=candidate.direct)
-        if verdict == "joined" and legacy and self.node.heartbeat_interval is not None:
-            await self._heartbeat(peer, self.node.heartbeat_interval)  # introduce ourselves
+        interval = self.config.heartbeat_interval
+        if verdict == "joined" and legacy and interval is not None:
+            await self._heartbeat(peer, interval)  # introduce ourselves
 
     async def _identify(self, host: str, port: int) -> tuple[str, bool] | None:
         """``(node_id, legacy)`` of whatever answers at ``host:port``, or ``None``."""
         try:
-            with anyio.fail_after(min(self.node.call_timeout, 5.0)):
-                info = await self.node.pool.session_info(host, port)
+            with anyio.fail_after(min(self.config.call_timeout, 5.0)):
+                info = await self.caller.session_info(host, port)
                 if info.get("node_id"):
                     return str(info["node_id"]), False
-                details = await self.node.pool.call(host, port, "_synapse.info")
+                details = await self.caller.call(host, port, "_synapse.info", [], {})
         except (SynapseError, OSError, TimeoutError) as exc:
             log.debug("could not verify %s:%s: %s", host, port, exc)
             return None
@@ -480,7 +470,7 @@ class Membership:
 
     async def join(self) -> None:
         """Join every seed now (concurrently); raise :class:`JoinError` if none answered."""
-        if not self.node.seeds:
+        if not self.config.seeds:
             return
         reasons: dict[str, str] = {}
         joined = 0
@@ -494,26 +484,27 @@ class Membership:
                 reasons[format_address(host, port)] = str(exc) or type(exc).__name__
 
         async with anyio.create_task_group() as tg:
-            for host, port in self.node.seeds:
+            for host, port in self.config.seeds:
                 tg.start_soon(one, host, port)
         if not joined:
             raise JoinError(reasons)
 
     async def _join_seed(self, host: str, port: int) -> None:
-        reply = await self.node.pool.call(
+        reply = await self.caller.call(
             host,
             port,
             "_synapse.join",
-            [self.node.self_peer().to_dict()],
-            timeout=self.node.call_timeout,
+            [self._record().to_dict()],
+            {},
+            timeout=self.config.call_timeout,
         )
         if not isinstance(reply, dict) or not reply.get("accepted", False):
             raise RemoteError(BAD_REQUEST, f"seed {format_address(host, port)} refused the join")
         self._seeds_joined.add((host, port))
         seed = Peer.from_dict(reply.get("self"))
-        check_membership(self.node, seed)
+        self.config.check_member(seed)
         if (seed.address, seed.port) == (host, port):
-            legacy = self.node.pool.is_legacy(host, port)
+            legacy = self.caller.is_legacy(host, port)
             verdict = self.table.verified(seed, self._now(), legacy=legacy)
             self._after(verdict, seed.id, seed, first_hand=False)
         else:
@@ -536,7 +527,7 @@ class Membership:
             if not self._seeds_joined or (
                 not alive
                 and lonely_since is not None
-                and now - lonely_since >= self.node.peer_timeout / 4
+                and now - lonely_since >= self.config.peer_timeout / 4
             ):
                 try:
                     await self.join()
@@ -551,7 +542,7 @@ class Membership:
                 lonely_since = None
             elif lonely_since is None:
                 lonely_since = now
-            await anyio.sleep(min(self.node.peer_timeout / 4, 5.0))
+            await anyio.sleep(min(self.config.peer_timeout / 4, 5.0))
 
 
 def _same(a: Peer, b: Peer) -> bool:

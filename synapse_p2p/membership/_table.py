@@ -13,7 +13,7 @@ address, so forged claims cannot turn the node into a reflector.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ..types import Peer
@@ -85,7 +85,7 @@ class PeerTable:
                 if state.alive:
                     return "ignored"
                 return self._add_candidate(peer, now, direct=False)  # maybe back: verify
-            _refresh(state.peer, peer)
+            state.peer = _refresh(state.peer, peer)
             state.heard = now
             if state.alive:
                 return "heartbeat"
@@ -199,10 +199,13 @@ def _same_address(a: Peer, b: Peer) -> bool:
     return a.address == b.address and a.port == b.port
 
 
-def _refresh(current: Peer, claim: Peer) -> None:
-    """Take the descriptive fields of a direct claim (never the address)."""
-    current.name = claim.name
-    current.kind = claim.kind
-    current.capabilities = list(claim.capabilities)
-    current.swarm = claim.swarm
-    current.team = claim.team
+def _refresh(current: Peer, claim: Peer) -> Peer:
+    """``current`` with the descriptive fields of a direct claim (never the address)."""
+    return replace(
+        current,
+        name=claim.name,
+        kind=claim.kind,
+        capabilities=list(claim.capabilities),
+        swarm=claim.swarm,
+        team=claim.team,
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
+
 from ..errors import BAD_REQUEST, INTERNAL_ERROR, RemoteError
 
 if TYPE_CHECKING:
@@ -73,8 +75,23 @@ def register_builtins(node: Node) -> None:
         return [c.to_dict() for c in node.capabilities]
 
     @builtin("_node.ask")
-    async def node_ask(task: str, context: dict[str, Any] | None = None) -> Any:
-        return await node._run_ask(task, _check_context(context))
+    async def node_ask(
+        task: str, context: dict[str, Any] | None = None, lease: float | None = None
+    ) -> Any:
+        # ``lease`` (our extension, never sent to 2.5.0 nodes): the caller gives up after that
+        # many seconds, so the handler is cancelled then instead of running on unseen.
+        context = _check_context(context)
+        if lease is None:
+            return await node._run_ask(task, context)
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < 1e6:
+            raise RemoteError(BAD_REQUEST, "lease must be a positive number of seconds")
+        try:
+            with anyio.fail_after(lease):
+                return await node._run_ask(task, context)
+        except TimeoutError:
+            raise RemoteError(
+                INTERNAL_ERROR, f"the ask handler was cancelled at the end of its {lease:g} s lease"
+            ) from None
 
     @builtin("synapse.ask")
     async def swarm_ask(

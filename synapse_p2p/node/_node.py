@@ -1,33 +1,51 @@
-"""The Node: the composition root that owns every child task of a swarm member."""
+"""The Node: the composition root that builds a swarm member's services and runs them.
+
+A node is a list of services (:class:`~synapse_p2p._seams.Service`), each built from what it
+uses: the frozen :class:`~synapse_p2p._config.NodeConfig`, the :class:`LocalNode` record, the
+endpoint registry, a :class:`PeerCaller` over the connection pool and the typed
+:class:`~synapse_p2p._hub.EventHub`. :meth:`Node.serve` starts them in order (the RPC server,
+the pool, lifecycle handlers, the scheduler, membership, conversations, broadcasts, mDNS, then
+services added with :meth:`Node.start_service` such as teams and workers) and stops them in
+reverse. The public methods here are a facade over those services.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
-import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._config import NodeConfig, resolve_advertise
+from .._hub import EventHub, NodeEvent, Subscription
+from .._seams import LocalNode, Service
 from .._service_group import close_service_group, open_service_group
+from .._validate import check_str, format_address
 from ..conversations import ConversationLog, MemoryConversationLog
+from ..conversations._broadcasting import Broadcasts
+from ..conversations._broadcasts import BroadcastStatus
+from ..conversations._delivery import DeliveryStatistics
+from ..conversations._ids import random_id
 from ..conversations._service import Conversations
 from ..discovery import MdnsDiscovery, MdnsError, MdnsRecord
-from ..errors import BAD_REQUEST, INTERNAL_ERROR, RemoteError
 from ..membership import Membership
 from ..rpc import (
     ConnectionPool,
     EndpointMetadata,
     EndpointRegistry,
+    PoolStatistics,
     RpcServer,
     ServerLimits,
+    ServerStatistics,
 )
 from ..schedules import Schedule, Scheduler
 from ..transport import TcpTransport, Transport
@@ -41,25 +59,22 @@ from ..types import (
     ServedArtifact,
 )
 from ..wire import DEFAULT_MAX_FRAME_SIZE
-from . import _config as cfg
 from ._artifacts import build_artifact
 from ._builtins import register_builtins
+from ._caller import PoolCaller
 from ._events import EventBus, EventHandler
 
-__all__ = ["AskHandler", "Node"]
+__all__ = ["AskHandler", "Node", "NodeStatistics"]
 
 log = logging.getLogger(__name__)
 
 AskHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+E = TypeVar("E", bound=NodeEvent)
 
 
 class _Decorator(Protocol):
     def __call__(self, fn: F, /) -> F: ...
-
-
-def _new_node_id() -> str:
-    return hashlib.sha256(os.urandom(16)).hexdigest()
 
 
 def _capabilities(value: Iterable[str | Capability] | None) -> list[Capability]:
@@ -80,6 +95,24 @@ def _capabilities(value: Iterable[str | Capability] | None) -> list[Capability]:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class NodeStatistics:
+    """A snapshot of a node's counters (``None`` for the parts that only exist while it
+    runs)."""
+
+    peers: int
+    conversations: int
+    broadcasts: int
+    gossip_sent: int
+    gossip_received: int
+    subscriptions: int
+    hub_dropped: int
+    lifecycle_dropped: int
+    server: ServerStatistics | None
+    pool: PoolStatistics | None
+    delivery: DeliveryStatistics
+
+
 class Node:
     """A swarm member: a name, an RPC server, peers, capabilities, artifacts and events.
 
@@ -97,7 +130,7 @@ class Node:
     ``call_timeout`` and ``connect_timeout`` (outbound calls to peers), ``max_peers``,
     ``gossip_fanout``, ``mdns_interfaces``, ``conversation_max_conversations`` (past it the
     least recently active conversation is pruned; ``None`` for no cap), ``transport`` and
-    ``wall_clock``.
+    ``wall_clock``. The validated settings are :attr:`config` (frozen).
     """
 
     def __init__(
@@ -137,37 +170,52 @@ class Node:
         transport: Transport | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.bind = cfg.check_str("bind", bind)
-        self._requested_port = cfg.check_int("port", port, minimum=0, maximum=65535)
-        self.port = self._requested_port
-        if advertise is not None:
-            cfg.check_str("advertise", advertise)
-        self.advertise = advertise
-        self.address = advertise if advertise not in (None, "auto") else bind
-        self.max_upload_size = cfg.check_int("max_upload_size", max_upload_size, minimum=1)
-        if node_id is None:
-            node_id = _new_node_id()
-        self.node_id = cfg.check_str("node_id", node_id, allow_empty=False, max_length=256)
-        self.name = cfg.check_str("name", name, max_length=256)
-        self.role = cfg.check_str("role", role)
-        self.description = cfg.check_str("description", description)
-        self.capabilities = _capabilities(capabilities)
+        #: The validated settings (frozen): what every service of the node reads.
+        self.config = NodeConfig.build(
+            bind=bind,
+            port=port,
+            advertise=advertise,
+            max_upload_size=max_upload_size,
+            swarm=swarm,
+            team=team,
+            seeds=seeds,
+            mdns=mdns,
+            mdns_interfaces=mdns_interfaces,
+            heartbeat_interval=heartbeat_interval,
+            peer_timeout=peer_timeout,
+            conversation_max_events=conversation_max_events,
+            conversation_keep_recent=conversation_keep_recent,
+            conversation_retention=conversation_retention,
+            conversation_max_conversations=conversation_max_conversations,
+            max_connections=max_connections,
+            max_concurrent_requests=max_concurrent_requests,
+            idle_timeout=idle_timeout,
+            read_timeout=read_timeout,
+            call_timeout=call_timeout,
+            connect_timeout=connect_timeout,
+            max_peers=max_peers,
+            gossip_fanout=gossip_fanout,
+            wall_clock=wall_clock,
+        )
+        config = self.config
         try:
-            self.kind = NodeKind.from_value(kind)
+            node_kind = NodeKind.from_value(kind)
         except ValueError as exc:
             raise ValueError(f"kind: {exc}") from None
-        self.swarm = cfg.check_optional_str("swarm", swarm)
-        self.team = cfg.check_optional_str("team", team)
-        self.seeds = cfg.parse_seeds(seeds)
-        self.mdns_enabled = cfg.check_bool("mdns", mdns)
-        if isinstance(mdns_interfaces, str):
-            raise TypeError("mdns_interfaces must be a list of interface names or addresses")
-        self.mdns_interfaces = None if mdns_interfaces is None else list(mdns_interfaces)
-        self.mdns: MdnsDiscovery | None = None
-        self.heartbeat_interval = cfg.check_optional_seconds(
-            "heartbeat_interval", heartbeat_interval
+        self._local = LocalNode(
+            random_id()
+            if node_id is None
+            else check_str("node_id", node_id, allow_empty=False, max_length=256),
+            name=check_str("name", name, max_length=256),
+            role=check_str("role", role),
+            description=check_str("description", description),
+            kind=node_kind,
+            swarm=config.swarm,
+            team=config.team,
+            capabilities=_capabilities(capabilities),
+            address=advertise if advertise not in (None, "auto") else config.bind,
+            port=config.port,
         )
-        self.peer_timeout = cfg.check_seconds("peer_timeout", peer_timeout)
         if conversation_log is None:
             conversation_log = MemoryConversationLog()
         elif not isinstance(conversation_log, ConversationLog):
@@ -176,75 +224,209 @@ class Node:
                 "another ConversationLog"
             )
         self.conversation_log: ConversationLog = conversation_log
-        if conversation_max_events is not None:
-            cfg.check_int("conversation_max_events", conversation_max_events, minimum=1)
-        self.conversation_max_events = conversation_max_events
-        self.conversation_keep_recent = cfg.check_int(
-            "conversation_keep_recent", conversation_keep_recent, minimum=0
-        )
-        if conversation_max_events is not None and (
-            self.conversation_keep_recent >= conversation_max_events
-        ):
-            raise ValueError(
-                f"conversation_keep_recent ({self.conversation_keep_recent}) must be less than "
-                f"conversation_max_events ({conversation_max_events}), or compaction could "
-                "never shrink a conversation"
-            )
-        if conversation_max_conversations is not None:
-            cfg.check_int("conversation_max_conversations", conversation_max_conversations,
-                          minimum=1)  # fmt: skip
-        self.conversation_max_conversations = conversation_max_conversations
-        self.conversation_retention = cfg.check_optional_seconds(
-            "conversation_retention", conversation_retention
-        )
         if summarizer is not None and not inspect.iscoroutinefunction(summarizer):
             raise TypeError("summarizer must be an async function")
         self._summarizer = summarizer
-        self.call_timeout = cfg.check_seconds("call_timeout", call_timeout)
-        self.connect_timeout = cfg.check_seconds("connect_timeout", connect_timeout)
         self.limits = ServerLimits(
-            max_frame_size=self.max_upload_size,
-            max_connections=max_connections,
-            max_concurrent_requests=max_concurrent_requests,
-            idle_timeout=idle_timeout,
-            read_timeout=read_timeout,
+            max_frame_size=config.max_upload_size,
+            max_connections=config.max_connections,
+            max_concurrent_requests=config.max_concurrent_requests,
+            idle_timeout=config.idle_timeout,
+            read_timeout=config.read_timeout,
         )
         self.transport: Transport = transport or TcpTransport()
-        if not callable(wall_clock):
-            raise TypeError("wall_clock must be a callable returning epoch seconds")
-        #: Epoch seconds for timestamps (events, peer records, retention); tests on virtual
-        #: time replace it.
-        self.wall_clock = wall_clock
-        self.max_peers = cfg.check_int("max_peers", max_peers, minimum=1)
-        self.gossip_fanout = cfg.check_int("gossip_fanout", gossip_fanout, minimum=1)
-
-        self.peers: dict[str, Peer] = {}
+        self.mdns: MdnsDiscovery | None = None
         self.artifact_directory: dict[str, ServedArtifact] = {}
-        self._registry = EndpointRegistry()
-        self._events = EventBus()
         self._ask_handler: AskHandler | None = None
         self._server: RpcServer | None = None
-        self._pool: ConnectionPool | None = None
-        self._task_group: TaskGroup | None = None
         self._context_task_group: TaskGroup | None = None
+        self._extras_group: TaskGroup | None = None
+        self._extras: dict[Service, anyio.CancelScope | None] = {}
         self._running = False
+
+        # The services, each built from what it uses.
+        self._registry = EndpointRegistry()
+        self._events = EventBus()
+        self._hub = EventHub(self._events.emit_nowait)
+        self._caller = PoolCaller(config.call_timeout)
         self.scheduler = Scheduler(wall_clock=wall_clock)
         register_builtins(self)
-        self._membership = self._new_membership()
-        self._conversations = Conversations(self, self.conversation_log)
+        self._membership = Membership(
+            config, self._local, registry=self._registry, caller=self._caller, hub=self._hub
+        )
+        self._conversations = Conversations(
+            config,
+            self._local,
+            self.conversation_log,
+            registry=self._registry,
+            members=self._membership,
+            caller=self._caller,
+            hub=self._hub,
+            summarizer=lambda: self._summarizer,
+        )
+        self._broadcasts = Broadcasts(
+            self._conversations,
+            registry=self._registry,
+            hub=self._hub,
+            ask_handler=lambda: self._ask_handler,
+        )
 
-    def _new_membership(self) -> Membership:
-        return Membership(self, fanout=self.gossip_fanout, max_peers=self.max_peers)
+    # -- identity and settings ----------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self._local.node_id
+
+    @property
+    def name(self) -> str:
+        return self._local.name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._local.name = check_str("name", value, max_length=256)
+
+    @property
+    def role(self) -> str:
+        return self._local.role
+
+    @role.setter
+    def role(self, value: str) -> None:
+        self._local.role = check_str("role", value)
+
+    @property
+    def description(self) -> str:
+        return self._local.description
+
+    @description.setter
+    def description(self, value: str) -> None:
+        self._local.description = check_str("description", value)
+
+    @property
+    def kind(self) -> NodeKind:
+        return self._local.kind
+
+    @property
+    def capabilities(self) -> list[Capability]:
+        """The node's capabilities (a live list: ``node.capability(...)`` appends)."""
+        return self._local.capabilities
+
+    @property
+    def swarm(self) -> str | None:
+        return self._local.swarm
+
+    @property
+    def team(self) -> str | None:
+        return self._local.team
+
+    @property
+    def address(self) -> str:
+        """The address published to peers (resolved when the node starts)."""
+        return self._local.address
+
+    @property
+    def port(self) -> int:
+        """The bound port while running (the requested one otherwise)."""
+        return self._local.port
+
+    @property
+    def bind(self) -> str:
+        """The address the listener binds."""
+        return self.config.bind
+
+    @property
+    def advertise(self) -> str | None:
+        """The ``advertise`` setting (``"auto"``, an address, or ``None``)."""
+        return self.config.advertise
+
+    @property
+    def max_upload_size(self) -> int:
+        """The largest frame accepted, in bytes."""
+        return self.config.max_upload_size
+
+    @property
+    def seeds(self) -> list[tuple[str, int]]:
+        """The seeds, parsed to ``(host, port)`` pairs (a copy)."""
+        return list(self.config.seeds)
+
+    @property
+    def mdns_enabled(self) -> bool:
+        """Whether mDNS discovery runs."""
+        return self.config.mdns
+
+    @property
+    def mdns_interfaces(self) -> tuple[str, ...] | None:
+        """The interfaces mDNS uses (``None``: all)."""
+        return self.config.mdns_interfaces
+
+    @property
+    def heartbeat_interval(self) -> float | None:
+        """Seconds between membership rounds (``None``: none)."""
+        return self.config.heartbeat_interval
+
+    @property
+    def peer_timeout(self) -> float:
+        """Seconds of silence before a peer is offline."""
+        return self.config.peer_timeout
+
+    @property
+    def conversation_max_events(self) -> int | None:
+        """Events past which a conversation is compacted."""
+        return self.config.conversation_max_events
+
+    @property
+    def conversation_keep_recent(self) -> int:
+        """Events a compaction keeps verbatim."""
+        return self.config.conversation_keep_recent
+
+    @property
+    def conversation_retention(self) -> float | None:
+        """Seconds a quiet conversation is kept."""
+        return self.config.conversation_retention
+
+    @property
+    def conversation_max_conversations(self) -> int | None:
+        """Conversations kept at most."""
+        return self.config.conversation_max_conversations
+
+    @property
+    def call_timeout(self) -> float:
+        """Default timeout of calls to peers, in seconds."""
+        return self.config.call_timeout
+
+    @property
+    def connect_timeout(self) -> float:
+        """Timeout to connect to a peer, in seconds."""
+        return self.config.connect_timeout
+
+    @property
+    def max_peers(self) -> int:
+        """Members kept at most."""
+        return self.config.max_peers
+
+    @property
+    def gossip_fanout(self) -> int:
+        """Gossip partners per round."""
+        return self.config.gossip_fanout
+
+    @property
+    def wall_clock(self) -> Callable[[], float]:
+        """Epoch seconds for timestamps (events, records, retention)."""
+        return self.config.wall_clock
 
     # -- introspection --------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        state = f"{cfg.format_address(self.address, self.port)}" if self._running else "stopped"
+        state = format_address(self.address, self.port) if self._running else "stopped"
         return f"<Node {self.name or self.node_id[:8]!r} {state}>"
 
     @property
     def running(self) -> bool:
         return self._running
+
+    @property
+    def peers(self) -> Mapping[str, Peer]:
+        """The verified, alive members by id: a read-only live view, owned by membership."""
+        return self._membership.peers
 
     @property
     def endpoint_directory(self) -> dict[str, Callable[..., Awaitable[Any]]]:
@@ -263,36 +445,50 @@ class Node:
     @property
     def pool(self) -> ConnectionPool:
         """The connection pool for calls to peers (only while running)."""
-        if self._pool is None:
-            raise RuntimeError("the node is not running")
-        return self._pool
+        return self._caller.require_pool()
 
     def node_info(self) -> dict[str, Any]:
-        return {
-            "id": self.node_id,
-            "name": self.name,
-            "kind": self.kind.value,
-            "address": self.address,
-            "port": self.port,
-            "swarm": self.swarm,
-            "team": self.team,
-            "role": self.role,
-            "description": self.description,
-            "capabilities": [c.name for c in self.capabilities],
-        }
+        """What ``_synapse.info`` answers."""
+        return self._local.info()
 
     def self_peer(self) -> Peer:
-        return Peer(
-            id=self.node_id,
-            address=self.address,
-            port=self.port,
-            swarm=self.swarm,
-            team=self.team,
-            name=self.name,
-            kind=self.kind,
-            capabilities=[c.name for c in self.capabilities],
-            last_seen=self.wall_clock(),
+        """This node's peer record, stamped now."""
+        return self._local.record(self.config.wall_clock())
+
+    def statistics(self) -> NodeStatistics:
+        """A snapshot of the node's counters."""
+        server = self._server
+        pool = self._caller.pool
+        return NodeStatistics(
+            peers=len(self.peers),
+            conversations=len(self.conversation_log.conversations()),
+            broadcasts=len(self._conversations.book),
+            gossip_sent=self._membership.messages_sent,
+            gossip_received=self._membership.messages_received,
+            subscriptions=self._hub.subscriptions,
+            hub_dropped=self._hub.dropped,
+            lifecycle_dropped=self._events.dropped,
+            server=server.statistics() if server is not None else None,
+            pool=pool.statistics() if pool is not None else None,
+            delivery=self._conversations.delivery.statistics(),
         )
+
+    def subscribe(self, *event_types: type[E], buffer: int = 4096) -> Subscription:
+        """Typed events of this node, in order, for a consumer task of your own.
+
+        ``event_types`` are classes from :mod:`synapse_p2p.events` (``PeerJoined``,
+        ``EventStored``, ...). Use it as a context manager and iterate it::
+
+            with node.subscribe(PeerJoined, PeerOffline) as events:
+                async for event in events:
+                    ...
+
+        Unlike ``@node.on`` handlers, which run concurrently, a subscription delivers in
+        publication order to one reader. Its buffer is bounded: a reader that falls
+        ``buffer`` events behind loses the newer ones, and each loss is counted and logged
+        at ERROR.
+        """
+        return self._hub.subscribe(*event_types, buffer=buffer, owner=f"subscriber of {self!r}")
 
     # -- registration ---------------------------------------------------------------------
 
@@ -383,7 +579,7 @@ class Node:
         output_schema: dict[str, Any] | None = None,
     ) -> Capability:
         """Add a capability (shown by ``_node.capabilities`` and in the peer record)."""
-        cfg.check_str("name", name, allow_empty=False)
+        check_str("name", name, allow_empty=False)
         cap = Capability(name, description, dict(input_schema or {}), dict(output_schema or {}))
         self.capabilities.append(cap)
         return cap
@@ -420,75 +616,119 @@ class Node:
     # -- ask --------------------------------------------------------------------------------
 
     async def _run_ask(self, task: Any, context: dict[str, Any]) -> Any:
-        if not isinstance(task, str):
-            raise RemoteError(BAD_REQUEST, f"task must be a string, got {type(task).__name__}")
-        if self._ask_handler is None:
-            raise RemoteError(INTERNAL_ERROR, "node has no ask handler")
-        return await self._ask_handler(task, context)
+        return await self._broadcasts.run_ask(task, context)
 
     async def _deferred_ask(self, task: Any, context: dict[str, Any], broadcast: Any) -> Any:
-        if not isinstance(task, str):
-            raise RemoteError(BAD_REQUEST, f"task must be a string, got {type(task).__name__}")
-        if not isinstance(broadcast, Broadcast):
-            raise RemoteError(BAD_REQUEST, "broadcast must be a broadcast map")
-        return await self._conversations._deferred_ask(task, context, broadcast)
+        return await self._broadcasts.deferred_ask(task, context, broadcast)
 
     # -- running ----------------------------------------------------------------------------
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run the node until cancelled; ``task_status.started()`` fires once the port is bound.
+        """Run the node until cancelled; ``task_status.started()`` fires once the port is bound
+        and every service has started.
 
-        On cancellation every child task is cancelled and every socket closed (bounded grace).
-        Raises ``RuntimeError`` if the node is already running and ``OSError`` if the port
-        cannot be bound.
+        Services start in order (RPC server, connection pool, lifecycle handlers, scheduler,
+        membership, conversations, broadcasts, mDNS, then those added with
+        :meth:`start_service`) and stop in reverse. On cancellation every child task is
+        cancelled and every socket closed (bounded grace). Raises ``RuntimeError`` if the node
+        is already running and ``OSError`` if the port cannot be bound.
         """
         if self._running:
             raise RuntimeError(f"{self!r} is already running")
         self._running = True
+        config = self.config
+        local = self._local
         try:
             server = RpcServer(
                 self._registry,
                 limits=self.limits,
                 transport=self.transport,
-                session_info=lambda: {"node_id": self.node_id},
+                session_info=lambda: {"node_id": local.node_id},
             )
             pool = ConnectionPool(
                 transport=self.transport,
-                max_frame_size=self.max_upload_size,
-                connect_timeout=self.connect_timeout,
+                max_frame_size=config.max_upload_size,
+                connect_timeout=config.connect_timeout,
                 # Shorter than the server side's idle timeout, so the caller closes first;
                 # long enough that gossip partners keep their connection between rounds.
                 idle_timeout=max(1.0, self.limits.idle_timeout * 0.8),
             )
-            listeners = await server.bind(self.bind or None, self._requested_port)
-            async with anyio.create_task_group() as tg:
-                self._task_group = tg
-                self.port = await tg.start(server.serve_listeners, listeners)
+            listeners = await server.bind(config.bind or None, config.port)
+            async with AsyncExitStack() as stack:
+                tg = await stack.enter_async_context(_service_group("rpc server"))
+                local.port = await tg.start(server.serve_listeners, listeners)
                 self._server = server
-                self.address = await cfg.resolve_advertise(self.advertise, self.bind)
-                await tg.start(pool.run)
-                self._pool = pool
-                await tg.start(self._events.run)
-                await tg.start(self.scheduler.run)
-                self.peers.clear()
-                self._membership = self._new_membership()
-                await tg.start(self._membership.run)
-                await tg.start(self._conversations.run)
-                if self.mdns_enabled:
-                    tg.start_soon(self._run_mdns)
+                local.address = await resolve_advertise(config.advertise, config.bind)
+                await stack.enter_async_context(_running(pool, "connection pool"))
+                self._caller.pool = pool
+                core: list[tuple[Service, str]] = [
+                    (self._events, "lifecycle handlers"),
+                    (self.scheduler, "scheduler"),
+                    (self._membership, "membership"),
+                    (self._conversations, "conversations"),
+                    (self._broadcasts, "broadcasts"),
+                ]
+                for core_service, what in core:
+                    await stack.enter_async_context(_running(core_service, what))
+                if config.mdns:
+                    # Registration takes a second or two: it runs beside the node rather
+                    # than delaying its start.
+                    mdns = await stack.enter_async_context(_service_group("mdns"))
+                    mdns.start_soon(self._run_mdns)
+                self._extras_group = await stack.enter_async_context(_service_group("extras"))
+                for service in list(self._extras):
+                    self._launch(service)
                 log.info(
                     "node %s listening on %s (advertised %s)",
                     self.name or self.node_id[:8],
-                    cfg.format_address(self.bind or "*", self.port),
-                    cfg.format_address(self.address, self.port),
+                    format_address(config.bind or "*", local.port),
+                    format_address(local.address, local.port),
                 )
                 task_status.started()
+                await anyio.sleep_forever()
         finally:
-            self._task_group = None
+            self._extras_group = None
+            for service in self._extras:
+                self._extras[service] = None
             self._server = None
-            self._pool = None
+            self._caller.pool = None
             self._running = False
-            self.port = self._requested_port
+            local.port = config.port
+
+    def start_service(self, service: Service) -> None:
+        """Run ``service.run`` as a supervised child of this node: now if the node is running,
+        else when it starts; it stops with the node, before the node's own services.
+
+        This is how teams and workers run (``Team(node)``). An exception from the service is
+        logged with its traceback and ends that service only. Adding a service twice is a
+        no-op; :meth:`stop_service` cancels it.
+        """
+        if service in self._extras:
+            return
+        self._extras[service] = None
+        if self._extras_group is not None:
+            self._launch(service)
+
+    def stop_service(self, service: Service) -> None:
+        """Cancel a service added with :meth:`start_service` (no-op if unknown)."""
+        scope = self._extras.pop(service, None)
+        if scope is not None:
+            scope.cancel()
+
+    def _launch(self, service: Service) -> None:
+        assert self._extras_group is not None
+        scope = anyio.CancelScope()
+        self._extras[service] = scope
+        self._extras_group.start_soon(self._supervise, service, scope)
+
+    async def _supervise(self, service: Service, scope: anyio.CancelScope) -> None:
+        with scope:
+            try:
+                await service.run()
+            except Exception:
+                log.exception("service %r of %r failed", service, self)
+        if self._extras.get(service) is scope:
+            self._extras[service] = None
 
     async def __aenter__(self) -> Node:
         self._context_task_group = await open_service_group(self.serve)
@@ -514,8 +754,8 @@ class Node:
                 async with self:
                     print(
                         f"synapse-p2p node {self.name or self.node_id[:8]!r} listening on "
-                        f"{cfg.format_address(self.bind or '*', self.port)} "
-                        f"(advertised {cfg.format_address(self.address, self.port)}); "
+                        f"{format_address(self.bind or '*', self.port)} "
+                        f"(advertised {format_address(self.address, self.port)}); "
                         "Ctrl+C to stop",
                         file=sys.stderr,
                         flush=True,
@@ -543,39 +783,39 @@ class Node:
         handlers) ACK and reply later: see :meth:`replies` and :meth:`iter_replies`.
         """
         self._require_running()
-        return await self._conversations.broadcast(endpoint, args, kwargs)
+        return await self._broadcasts.broadcast(endpoint, args, kwargs)
 
     def replies(self, broadcast: Broadcast | str) -> list[BroadcastReply]:
         """A snapshot of the replies received so far from other nodes, in arrival order."""
-        return self._conversations.replies(broadcast)
+        return self._broadcasts.replies(broadcast)
 
     def iter_replies(
         self, broadcast: Broadcast | str, *, timeout: float | None = None
     ) -> AsyncIterator[BroadcastReply]:
         """Replies as they arrive (earlier ones first).
 
-        Ends once the broadcast call to every peer has returned (a peer that takes the task
-        ACKs) and every peer that ACKed has replied, failed (an ``error`` event) or gone
-        offline, and no further ACK came within 0.25 s; when ``timeout`` seconds have
-        passed; or on cancellation. With no ACK yet it
-        keeps waiting, so give it a ``timeout`` or a cancel scope::
+        Ends once the broadcast is over (:attr:`BroadcastStatus.over
+        <synapse_p2p.conversations.BroadcastStatus.over>`: the broadcast call to every peer has
+        returned, a peer that takes the task ACKs, and every peer that ACKed has replied,
+        failed (an ``error`` event) or gone offline) and no further ACK came within 0.25 s;
+        when ``timeout`` seconds have passed; or on cancellation. With no ACK yet it keeps
+        waiting, so give it a ``timeout`` or a cancel scope::
 
             async for reply in node.iter_replies(b, timeout=30):
                 print(reply.peer.name, reply.result)
         """
-        return self._conversations.iter_replies(broadcast, timeout=timeout)
+        return self._broadcasts.iter_replies(broadcast, timeout=timeout)
 
     @property
     def broadcast_replies(self) -> dict[str, list[BroadcastReply]]:
         """Nonce -> replies received (a snapshot; bounded, most recent broadcasts)."""
-        return {
-            nonce: list(state.replies) for nonce, state in self._conversations.book._states.items()
-        }
+        book = self._conversations.book
+        return {nonce: self._broadcasts.replies(nonce) for nonce in book.nonces()}
 
     async def reply(self, broadcast: Broadcast, result: Any) -> ConversationEvent:
         """Reply to a broadcast: a ``reply`` event every node stores under one id."""
         self._require_running()
-        return await self._conversations.reply(broadcast, result)
+        return await self._broadcasts.reply(broadcast, result)
 
     async def ack(
         self,
@@ -587,7 +827,7 @@ class Node:
     ) -> ConversationEvent:
         """Emit an ``ack`` event ("I saw this, I'm choosing to help")."""
         self._require_running()
-        return await self._conversations.ack(
+        return await self._broadcasts.ack(
             conversation, payload, parent_id=parent_id, metadata=metadata
         )
 
@@ -639,6 +879,22 @@ class Node:
         self._require_running()
         return ServedArtifact.from_dict(await self.call_peer(peer, "_synapse.artifact.get", name))
 
+    def broadcast_status(self, broadcast: Broadcast | str) -> BroadcastStatus | None:
+        """Where a broadcast stands on this node (who took it, replied, failed, whose call has
+        not returned; :attr:`~synapse_p2p.conversations.BroadcastStatus.over`), or ``None``
+        if this node knows nothing of it."""
+        return self._broadcasts.status(broadcast)
+
+    def broadcast_changes(self, broadcast: Broadcast | str) -> AsyncIterator[BroadcastStatus]:
+        """The broadcast's status now, then after every change (no polling); ends if the
+        broadcast is forgotten. For example, to wait until it is over::
+
+            async for status in node.broadcast_changes(b):
+                if status.over:
+                    break
+        """
+        return self._broadcasts.changes(broadcast)
+
     def _require_running(self) -> None:
         if not self._running:
             raise RuntimeError("the node is not running")
@@ -646,28 +902,29 @@ class Node:
     # -- mDNS -------------------------------------------------------------------------------
 
     def _mdns_record(self) -> MdnsRecord:
+        local = self._local
         return MdnsRecord(
-            node_id=self.node_id,
-            address=self.address,
-            port=self.port,
-            name=self.name,
-            kind=self.kind.value,
-            swarm=self.swarm,
-            team=self.team,
-            capabilities=tuple(c.name for c in self.capabilities),
+            node_id=local.node_id,
+            address=local.address,
+            port=local.port,
+            name=local.name,
+            kind=local.kind.value,
+            swarm=local.swarm,
+            team=local.team,
+            capabilities=tuple(local.capability_names()),
         )
 
     async def _run_mdns(self) -> None:
-        """Advertise and browse until the node stops. Registration takes a second or two, so
-        it runs beside the node rather than delaying its start; if zeroconf cannot start (no
-        usable interface, say), the error is logged and the node runs without mDNS."""
+        """Advertise and browse until the node stops; if zeroconf cannot start (no usable
+        interface, say), the error is logged and the node runs without mDNS."""
+        config = self.config
         discovery = MdnsDiscovery(
             record=self._mdns_record,
-            interfaces=self.mdns_interfaces,
-            swarm=self.swarm,
-            team=self.team,
+            interfaces=None if config.mdns_interfaces is None else list(config.mdns_interfaces),
+            swarm=config.swarm,
+            team=config.team,
             on_found=self._membership.discovered,
-            max_peers=self.max_peers,
+            max_peers=config.max_peers,
         )
         self.mdns = discovery
         try:
@@ -683,12 +940,11 @@ class Node:
         """Join the configured seeds now (the node also does this by itself when it starts).
 
         With mDNS enabled, first waits ``wait`` seconds for local discoveries. Raises
-        :class:`~synapse_p2p.membership.JoinError` if there are seeds and none of them could
+        :class:`~synapse_p2p.errors.JoinError` if there are seeds and none of them could
         be joined (unreachable, or refused: a different swarm or team).
         """
-        if not self._running:
-            raise RuntimeError("the node is not running")
-        if self.mdns_enabled and wait > 0:
+        self._require_running()
+        if self.config.mdns and wait > 0:
             await anyio.sleep(wait)
         await self._membership.join()
 
@@ -712,16 +968,32 @@ class Node:
         Raises like :meth:`synapse_p2p.Client.call`; ``timeout`` defaults to the node's
         ``call_timeout``.
         """
-        host, port = (peer.address, peer.port) if isinstance(peer, Peer) else peer
-        return await self.pool.call(
-            host,
-            port,
-            endpoint,
-            list(args),
-            kwargs,
-            timeout=self.call_timeout if timeout is None else timeout,
-        )
+        if isinstance(peer, Peer):
+            host, port = peer.address, peer.port
+        elif isinstance(peer, tuple) and len(peer) == 2:
+            host, port = peer
+        else:
+            raise TypeError(f"peer must be a Peer or a (host, port) pair, got {peer!r}")
+        return await self._caller.call(host, port, endpoint, list(args), kwargs, timeout=timeout)
 
     def emit_event(self, event: str, payload: Any) -> None:
         """Queue a lifecycle event for the ``@node.on(event)`` handlers."""
         self._events.emit_nowait(event, payload)
+
+
+@asynccontextmanager
+async def _service_group(what: str) -> AsyncIterator[TaskGroup]:
+    """A task group that is cancelled (not awaited to completion) when the block ends."""
+    async with anyio.create_task_group() as tg:
+        try:
+            yield tg
+        finally:
+            tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _running(service: Any, what: str) -> AsyncIterator[None]:
+    """``service.run`` started (``task_status``) for the block, cancelled when it ends."""
+    async with _service_group(what) as tg:
+        await tg.start(service.run)
+        yield

@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-import types
-from collections.abc import Callable, Coroutine, Generator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +38,11 @@ from anyio.abc import ByteStream, Listener, SocketAttribute, TaskGroup, TaskStat
 
 from ..errors import BAD_REQUEST, INTERNAL_ERROR, OVERLOADED, ConnectionLost, ProtocolError
 from ..transport import TcpTransport, Transport, remote_address
-from ..wire import DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, MessageError, Request, encode_frame
+from ..wire import DEFAULT_MAX_FRAME_SIZE, MessageError, Request, encode_frame
 from ._channel import FrameChannel, ReadTimeout, decode_payload
 from ._endpoints import Connection, EndpointRegistry, error_payload
-from ._session import PROTOCOL_VERSION, SESSION_ENDPOINT
+from ._inline import run_inline
+from ._session import SESSION_ENDPOINT, Admission, session_answer
 from ._watchdog import Watchdog
 
 __all__ = ["RpcServer", "ServerLimits", "ServerStatistics"]
@@ -122,13 +122,13 @@ class _ConnState:
     """
 
     __slots__ = (
+        "admission",
         "cancelled",
         "channel",
         "connection",
         "done",
         "finished",
         "idle",
-        "in_flight",
         "inline",
         "max_idle",
         "peer_max_frame",
@@ -157,7 +157,7 @@ class _ConnState:
             on_timeout=self.timed_out,
             on_sweep=self.swept,
         )
-        self.in_flight = 0
+        self.admission = Admission(limits.max_concurrent_requests)
         self.peer_max_frame: int | None = None
         self.done = False  # reading has ended
         self.cancelled = False  # the peer is gone: handlers are cancelled
@@ -221,7 +221,7 @@ class _ConnState:
 
     def swept(self) -> None:
         """Called by the watchdog every sweep: a quiet connection keeps no idle worker."""
-        if self.requests == self.requests_at_sweep and not self.in_flight:
+        if self.requests == self.requests_at_sweep and not self.admission.in_flight:
             self.release_idle()
         self.requests_at_sweep = self.requests
 
@@ -456,7 +456,7 @@ class RpcServer:
             # (then this one carries on with the request).
             state.inline = True
             try:
-                suspended = await _run_inline(self._run_request(request, state), state.stop_inline)
+                suspended = await run_inline(self._run_request(request, state), state.stop_inline)
             finally:
                 state.inline = False
             del request  # an idle worker holds no request
@@ -464,7 +464,9 @@ class RpcServer:
                 streak += 1
                 continue  # still the reader
             streak = 0
-            if state.done or len(state.idle) >= (state.max_idle if state.in_flight else 1):
+            if state.done or len(state.idle) >= (
+                state.max_idle if state.admission.in_flight else 1
+            ):
                 return
             if turn is None:
                 turn = _Turn()
@@ -481,7 +483,6 @@ class RpcServer:
         Bad messages and requests over the concurrency limit are answered on the way.
         """
         channel = state.channel
-        limits = self.limits
         while True:
             try:
                 payload = await channel.receive_payload()
@@ -505,16 +506,10 @@ class RpcServer:
                 continue
             self._requests += 1
             state.requests += 1
-            if state.in_flight >= limits.max_concurrent_requests:
-                await self._send_error(
-                    channel,
-                    message.id,
-                    OVERLOADED,
-                    "too many concurrent requests on this connection "
-                    f"(limit {limits.max_concurrent_requests})",
-                )
+            refused = state.admission.admit()
+            if refused is not None:
+                await self._send_error(channel, message.id, OVERLOADED, refused)
                 continue
-            state.in_flight += 1
             self._in_flight += 1
             channel.set_idle_deadline(math.inf)
             return message
@@ -537,9 +532,9 @@ class RpcServer:
                     f"larger than the caller's limit of {limit}",
                 )
         finally:
-            state.in_flight -= 1
+            state.admission.finished()
             self._in_flight -= 1
-            if state.in_flight == 0:
+            if state.admission.in_flight == 0:
                 channel.set_idle_deadline(channel.clock() + self.limits.idle_timeout)
         try:
             if state.inline:  # the reader: no schedule point, so no hand-over of reading
@@ -554,55 +549,17 @@ class RpcServer:
     def _session(self, request: Request, state: _ConnState) -> bytes:
         from ..wire import Response, encode_response
 
-        offer = request.args[0] if request.args else {}
-        if isinstance(offer, dict):
-            peer_max = offer.get("max_frame")
-            if isinstance(peer_max, int) and not isinstance(peer_max, bool) and peer_max > 0:
-                state.peer_max_frame = max(peer_max, HEADER_SIZE)
         limits = self.limits
-        info: dict[str, Any] = {
-            "protocol": PROTOCOL_VERSION,
-            "max_frame": limits.max_frame_size,
-            "max_concurrent": limits.max_concurrent_requests,
-            "idle_timeout": limits.idle_timeout,
-        }
-        if self._session_info is not None:
-            info.update(self._session_info())
+        info, peer_max = session_answer(
+            request.args[0] if request.args else {},
+            max_frame=limits.max_frame_size,
+            max_concurrent=limits.max_concurrent_requests,
+            idle_timeout=limits.idle_timeout,
+            extra=self._session_info() if self._session_info is not None else None,
+        )
+        if peer_max is not None:
+            state.peer_max_frame = peer_max
         return encode_response(Response(request.id, True, info, None))
-
-
-@types.coroutine
-def _run_inline(
-    coro: Coroutine[Any, Any, None], on_suspend: Callable[[], None]
-) -> Generator[Any, Any, bool]:
-    """Run ``coro`` in the calling task, calling ``on_suspend()`` just before it first waits
-    (yields to the event loop); return whether it did.
-
-    Awaiting it is like awaiting ``coro`` (values, exceptions and cancellation pass through
-    unchanged), so a handler that completes without waiting costs no task switch while one
-    that waits lets the caller react first.
-    """
-    try:
-        value = coro.send(None)
-    except StopIteration:
-        return False
-    on_suspend()
-    while True:
-        try:
-            sent = yield value
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:  # thrown in by the event loop (e.g. cancellation)
-            try:
-                value = coro.throw(exc)
-            except StopIteration:
-                return True
-        else:
-            try:
-                value = coro.send(sent)
-            except StopIteration:
-                return True
 
 
 def _local_address(listener: Listener[Any]) -> tuple[str, int]:

@@ -22,7 +22,7 @@ them (both implementations serve each other's teams). Delivery is at least once;
 is granted to one claimant; results count only from the current attempt's assignee and the
 first one wins. The protocol state is sans-IO (:mod:`._state`); :class:`Team` and
 :class:`Worker` drive it on a node, either as in the seed (``Team(node)``, ``Worker(node)``
-before ``node.run()``: their services are jobs of the node's scheduler) or as nursery-scoped
+before ``node.run()``: their services run as services of the node) or as nursery-scoped
 context managers (``async with Team(node) as team:``) that own their tasks.
 
 Choices, documented on the classes:

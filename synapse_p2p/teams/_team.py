@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._hub import ConversationCompacted, EventStored, PeerJoined, PeerLeft, PeerOffline
 from .._service_group import close_service_group, open_service_group
 from .._validate import check_optional_seconds, check_seconds
 from ..conversations import new_nonce
@@ -29,7 +29,7 @@ __all__ = ["Team", "TeamStatistics"]
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 60.0  # the service loop looks at its table at least this often
-_numbers = itertools.count(1)
+_TEAM_KINDS = frozenset((TASK_CLAIM, TASK_PROGRESS, TASK_DONE, TASK_FAILED, TASK_RELEASE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +62,8 @@ class Team:
 
     Two ways to run it, both on a node of your own:
 
-    * ``team = Team(node)`` (as in the seed): its background service is a job of the node's
-      scheduler and stops with the node;
+    * ``team = Team(node)`` (as in the seed): its background service is a service of the node
+      (``node.start_service``) and stops with the node;
     * ``async with Team(node) as team:``: the service runs in the block's own task group; leaving
       the block cancels it and closes the team (handlers ignore further events, waiters get
       :class:`~synapse_p2p.errors.TeamTaskError`). :meth:`aclose` closes a seed-style team.
@@ -102,13 +102,11 @@ class Team:
         self._closed = False
         self._entered = False
         self._task_group: TaskGroup | None = None
-        for kind in (TASK_CLAIM, TASK_PROGRESS, TASK_DONE, TASK_FAILED, TASK_RELEASE):
-            node.on(f"conversation.{kind}")(self._on_task_event)
-        node.on("peer.joined")(self._on_peer_joined)
-        node.on("peer.offline")(self._on_peer_offline)
-        node.on("conversation.compacted")(self._on_compacted)
-        self._job = f"_teams.team#{next(_numbers)}"
-        node.scheduler.add(self._service_job, MAX_SLEEP, name=self._job, first_run="now")
+        # Subscribed now, so nothing that happens before the service runs is missed.
+        self._events = node.subscribe(
+            EventStored, PeerJoined, PeerOffline, PeerLeft, ConversationCompacted
+        )
+        node.start_service(self)
 
     def __repr__(self) -> str:
         return f"<Team of {self.node!r}: {len(self._table.tasks)} tasks>"
@@ -216,10 +214,8 @@ class Team:
         :class:`~synapse_p2p.errors.TeamTaskError`. Idempotent; tasks are kept in
         :attr:`tasks` (and in the conversation log)."""
         self._closed = True
-        try:
-            self.node.scheduler.remove(self._job)
-        except KeyError:
-            pass
+        self.node.stop_service(self)
+        self._events.close()
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
         for waiter in self._waiters.values():
@@ -227,14 +223,11 @@ class Team:
         self._waiters.clear()
 
     def _take_over(self) -> None:
-        """The caller runs the service from now on, not the node's scheduler."""
+        """The caller runs the service from now on, not the node."""
         if self._entered or self._closed:
             raise RuntimeError("this Team's service already runs (or the team is closed)")
         self._entered = True
-        try:
-            self.node.scheduler.remove(self._job)
-        except KeyError:
-            pass
+        self.node.stop_service(self)
 
     async def __aenter__(self) -> Team:
         self._take_over()
@@ -256,7 +249,7 @@ class Team:
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the team's service in your own task group (``await tg.start(team.serve)``)
-        instead of the node's scheduler: lease expiry, re-announcements, retention. Runs until
+        instead of the node: lease expiry, re-announcements, retention. Runs until
         cancelled, which closes the team (as leaving ``async with`` does). ``RuntimeError`` if
         the service already runs in a block or another ``serve``, or the team is closed."""
         self._take_over()
@@ -265,8 +258,37 @@ class Team:
         finally:
             await self.aclose()
 
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The service as the node runs it (``Team(node)``): see :meth:`serve` to run it in a
+        task group of your own instead."""
+        if self._entered or self._closed:  # taken over (or closed) before it started
+            task_status.started()
+            return
+        await self._serve(task_status=task_status)
+
     async def _serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._take_events)
+            task_status.started()
+            await self._tick_loop()
+            tg.cancel_scope.cancel()
+
+    async def _take_events(self) -> None:
+        """The node's events, in order, while the service runs."""
+        async for item in self._events:
+            if self._closed:
+                return
+            if isinstance(item, EventStored):
+                if item.event.kind in _TEAM_KINDS:
+                    await self._on_task_event(item.event)
+            elif isinstance(item, PeerJoined):
+                await self._on_peer_joined(item.peer)
+            elif isinstance(item, PeerOffline | PeerLeft):
+                await self._on_peer_offline(item.peer)
+            elif isinstance(item, ConversationCompacted):
+                await self._on_compacted(item.summary)
+
+    async def _tick_loop(self) -> None:
         while not self._closed:
             actions = self._table.tick(self._now(), self.node.conversation)
             await self._apply(actions)
@@ -277,10 +299,6 @@ class Team:
             self._wake = anyio.Event()
             with anyio.move_on_after(delay):
                 await self._wake.wait()
-
-    async def _service_job(self) -> None:
-        if not self._closed and not self._entered:
-            await self._serve()
 
     def _now(self) -> float:
         return self.node.wall_clock()

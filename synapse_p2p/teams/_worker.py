@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import itertools
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._hub import EventStored
 from .._service_group import close_service_group, open_service_group
 from .._validate import check_seconds
 from ..types import ConversationEvent
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 RELEASE_GRACE = 2.0  # seconds a stopping worker spends handing its attempts back
 _RESERVED = frozenset({"task_id", "message", "attempt"})
-_numbers = itertools.count(1)
 _open_workers: weakref.WeakKeyDictionary[Node, Worker] = weakref.WeakKeyDictionary()
 
 
@@ -105,7 +104,8 @@ class Worker:
     Two ways to run it:
 
     * ``worker = Worker(node)`` and ``@worker.task`` before ``node.run()`` (as in the seed):
-      the worker's service is a job of the node's scheduler and stops with the node;
+      the worker's service is a service of the node (``node.start_service``) and stops
+      with the node;
     * ``async with Worker(node) as worker:``: runs in the block's own task group.
 
     A node has at most one open worker (both would run each task granted to the node):
@@ -155,11 +155,10 @@ class Worker:
         self._closed = False
         self._entered = False
         self._executions = 0
-        node.on(f"conversation.{TASK_OFFER}")(self._on_offer)
-        node.on(f"conversation.{TASK_GRANT}")(self._on_grant)
+        # Subscribed now, so nothing that happens before the service runs is missed.
+        self._events = node.subscribe(EventStored)
         _open_workers[node] = self
-        self._job = f"_teams.worker#{next(_numbers)}"
-        node.scheduler.add(self._service_job, MAX_SLEEP, name=self._job, first_run="now")
+        node.start_service(self)
 
     def __repr__(self) -> str:
         return f"<Worker of {self.node!r}: {len(self._runs)} running>"
@@ -199,23 +198,18 @@ class Worker:
         class documentation). Idempotent."""
         self._closed = True
         self._book.accepting = False
-        try:
-            self.node.scheduler.remove(self._job)
-        except KeyError:
-            pass
+        self.node.stop_service(self)
+        self._events.close()
         group, self._context_group = self._context_group, None
         if group is not None:
             await close_service_group(group)
 
     def _take_over(self) -> None:
-        """The caller runs the service from now on, not the node's scheduler."""
+        """The caller runs the service from now on, not the node."""
         if self._entered or self._closed:
             raise RuntimeError("this Worker's service already runs (or the worker is closed)")
         self._entered = True
-        try:
-            self.node.scheduler.remove(self._job)
-        except KeyError:
-            pass
+        self.node.stop_service(self)
 
     async def __aenter__(self) -> Worker:
         self._take_over()
@@ -234,7 +228,7 @@ class Worker:
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the worker's service in your own task group (``await tg.start(worker.serve)``)
-        instead of the node's scheduler: it hosts the handler runs. Runs until cancelled,
+        instead of the node: it hosts the handler runs. Runs until cancelled,
         which stops the worker as leaving ``async with`` does (running handlers are cancelled
         and handed back). ``RuntimeError`` if the service already runs elsewhere."""
         self._take_over()
@@ -252,6 +246,7 @@ class Worker:
                 for start in self._backlog:
                     group.start_soon(self._run, start)
                 self._backlog.clear()
+                group.start_soon(self._take_events)
                 task_status.started()
                 while True:
                     await self._apply(self._book.tick(self._now()))
@@ -264,9 +259,24 @@ class Worker:
             if self._task_group is group:  # not a service that took over meanwhile
                 self._task_group = None
 
-    async def _service_job(self) -> None:
-        if not self._closed and not self._entered:
-            await self._serve()
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The service as the node runs it (``Worker(node)``): see :meth:`serve` to run it
+        in a task group of your own instead."""
+        if self._entered or self._closed:  # taken over (or closed) before it started
+            task_status.started()
+            return
+        await self._serve(task_status=task_status)
+
+    async def _take_events(self) -> None:
+        """Offers and grants, in order, while the service runs."""
+        async for item in self._events:
+            if self._closed:
+                return
+            assert isinstance(item, EventStored)
+            if item.event.kind == TASK_OFFER:
+                await self._on_offer(item.event)
+            elif item.event.kind == TASK_GRANT:
+                await self._on_grant(item.event)
 
     def _now(self) -> float:
         return self.node.wall_clock()

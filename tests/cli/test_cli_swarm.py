@@ -187,7 +187,7 @@ def test_watch_renders_on_a_terminal_and_stops_on_ctrl_c(start_node: StartNode) 
         text = wait_for("watching lab", "self: eye @ 127.0.0.1:", "reviewer", "JOINED")
         assert "swarm" in text
         assert "chatter" in text
-        asked = sn("ask", "lab", "check this", "--seed", f"127.0.0.1:{seed}")
+        asked = sn("-v", "ask", "lab", "check this", "--seed", f"127.0.0.1:{seed}")
         assert asked.returncode == 0, asked.stderr
         wait_for("REPLY", "reviewer acked")
         subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True, timeout=10)
@@ -248,7 +248,7 @@ def test_verbose_shows_the_library_log_on_stderr() -> None:
     assert quiet.stderr.count("\n") == 1
     loud = sn("-v", "ask", "lab", "hi", "--seed", "127.0.0.1:9")
     assert loud.returncode == 3
-    assert "INFO synapse_p2p.node: node asker listening on 127.0.0.1:" in loud.stderr
+    assert "INFO synapse_p2p.node._node: node asker listening on 127.0.0.1:" in loud.stderr
     assert loud.stderr.splitlines()[-1].startswith("sn: could not join swarm 'lab'")
 
 

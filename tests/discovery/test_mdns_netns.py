@@ -207,7 +207,7 @@ def test_browse_swarms_and_bad_interface(netns: NetnsPair) -> None:
     assert listing.stop() == 0, listing.stderr
     assert bad.stop() != 0
     assert bad.stderr.strip().splitlines()[-1] == (  # a plain exception, not a group
-        "synapse_p2p.discovery._mdns.MdnsError: "
+        "synapse_p2p.errors.MdnsError: "
         "mDNS interface 'no-such-if0' not found or has no IPv4 address"
     )
     assert one.stop() == 0, one.stderr

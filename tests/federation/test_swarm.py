@@ -301,7 +301,8 @@ async def test_node_agent_client() -> None:
                 NodeAgentClient(router, bad)  # type: ignore[arg-type]
         with pytest.raises(ValueError):
             NodeAgentClient(router, "x", timeout=0)
-    assert registry._on_joined not in router.lifecycle_handlers["peer.joined"]
+    # Stopped: the registry's subscription to membership events is gone.
+    assert router.statistics().subscriptions == 0
 
 
 def test_agent_card_parsing_is_lenient() -> None:
@@ -338,3 +339,30 @@ def test_registry_arguments_are_checked() -> None:
     assert registry.blocking is False
     assert registry.list() == []
     assert isinstance(AgentFederation(registry=registry).registry, SwarmAgentRegistry)
+
+
+async def test_a_timed_out_call_does_not_keep_running_on_the_peer() -> None:
+    """The call's lease ends with its timeout: the peer cancels the handler."""
+    async with open_swarm(2) as swarm:
+        router, peer = swarm[0], swarm[1]
+        running: list[str] = []
+        cancelled = anyio.Event()
+
+        @peer.ask
+        async def handle(task: str, context: dict[str, Any]) -> str:
+            running.append(task)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                cancelled.set()
+            return "never"
+
+        with pytest.raises(CallTimeout):
+            await NodeAgentClient(router, peer.node_id, timeout=0.3).run("long")
+        with anyio.fail_after(5):
+            await cancelled.wait()
+        assert running == ["long"]
+        # A bad lease from another caller is refused before the handler runs.
+        with pytest.raises(RemoteError, match="lease must be"):
+            await router.call_peer(peer.self_peer(), "_node.ask", "t", lease=-1)
+        assert running == ["long"]

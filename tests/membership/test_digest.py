@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from synapse_p2p import Peer
-from synapse_p2p.membership._service import _entry
+from synapse_p2p.membership._gossip import digest_entry as _entry
 from synapse_p2p.types import NodeKind
 
 

@@ -15,8 +15,8 @@ import anyio
 import pytest
 
 from synapse_p2p import Capability, Client, Node, RemoteError
+from synapse_p2p._config import parse_seed, resolve_advertise
 from synapse_p2p.errors import ConnectError
-from synapse_p2p.node._config import parse_seed, resolve_advertise
 from tests.helpers import read_frame
 
 pytestmark = pytest.mark.anyio

@@ -11,6 +11,7 @@ are for scenarios to share.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import json
 import os
@@ -513,7 +514,7 @@ async def durable_conversations(ctx: Context) -> None:
     assert isinstance(node.conversation_log, SqliteConversationLog)
     assert (ctx.tmp_path / "architect.db").exists()
     assert (node.conversation_max_events, node.conversation_retention) == (100, 7 * 86_400)
-    node.bind = "127.0.0.1"  # this check serves on loopback only
+    node.config = dataclasses.replace(node.config, bind="127.0.0.1")  # serve on loopback only
     async with node:
         event = await node.emit_conversation_event("design", "note", {"text": "remember me"})
     await node.conversation_log.aclose()

@@ -12,7 +12,7 @@ import pytest
 
 from synapse_p2p import Client, Node
 from synapse_p2p.errors import CallTimeout
-from synapse_p2p.rpc._server import _run_inline
+from synapse_p2p.rpc._inline import run_inline as _run_inline
 from tests.helpers import read_frame, wait_closed
 
 pytestmark = pytest.mark.anyio

@@ -1,0 +1,308 @@
+"""Broadcasts and asks: one call to every live peer, one shared conversation, ACKs, replies.
+
+``broadcast`` stores the ``message`` event (its id is the nonce) and queues the call for every
+member; a receiver's pre-dispatch hook stores the same ``message`` event before the endpoint
+runs. ``synapse.ask`` received as part of a broadcast is *deferred*: the node ACKs, answers
+the call at once with ``{"deferred": True}`` and runs its ask handler in the background, then
+replies (a ``reply`` event) or reports an ``error`` event. What this node knows of each
+broadcast (who ACKed, replied, failed, whose call has not returned) is in the
+:class:`~._broadcasts.BroadcastBook`; :class:`~._broadcasts.BroadcastStatus` says when one is
+over, for :meth:`Broadcasts.iter_replies` and the command line alike.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .._hub import BroadcastReceived, EventHub, PeerLeft, PeerOffline
+from ..errors import BAD_REQUEST, INTERNAL_ERROR, RemoteError
+from ..types import Broadcast, BroadcastReply, ConversationEvent, Peer
+from ..wire import Request
+from ._broadcasts import BroadcastStatus
+from ._ids import new_nonce, reply_event_id
+
+if TYPE_CHECKING:
+    from ..rpc import EndpointRegistry
+    from ._service import Conversations
+
+__all__ = ["AskHandler", "Broadcasts"]
+
+log = logging.getLogger(__name__)
+
+#: iter_replies: quiet time after the broadcast is over, for late ACKs.
+REPLY_SETTLE = 0.25
+#: At most this many ask handlers of broadcasts run at once on a node; more wait their turn.
+MAX_RUNNING_ASKS = 64
+
+AskHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+class Broadcasts:
+    """Broadcast, ask, ACK and reply on top of :class:`~._service.Conversations`.
+
+    ``ask_handler`` returns the node's ask handler (or ``None``) each time an ask arrives.
+    Run it as a service (:meth:`run`): it hosts the deferred ask handlers and notices members
+    that leave while a broadcast waits on them.
+    """
+
+    def __init__(
+        self,
+        conversations: Conversations,
+        *,
+        registry: EndpointRegistry,
+        hub: EventHub,
+        ask_handler: Callable[[], AskHandler | None],
+    ) -> None:
+        self.conversations = conversations
+        self.book = conversations.book
+        self.hub = hub
+        self._ask_handler = ask_handler
+        self._asks = anyio.CapacityLimiter(MAX_RUNNING_ASKS)
+        self._tg: anyio.abc.TaskGroup | None = None
+        registry.pre_dispatch = self._pre_dispatch
+        registry.add(self._broadcast_reply, "_synapse.broadcast.reply", publish=False)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def broadcast(
+        self, endpoint: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Broadcast:
+        if not isinstance(endpoint, str) or not endpoint:
+            raise TypeError("endpoint must be a non-empty string")
+        if "broadcast" in kwargs:
+            raise TypeError("'broadcast' is reserved: the node passes it to every receiver")
+        conv = self.conversations
+        origin = conv.record()
+        nonce = new_nonce()
+        b = Broadcast(nonce, origin, endpoint)
+        message = ConversationEvent(
+            conversation_id=nonce,
+            event_id=nonce,
+            kind="message",
+            peer=origin,
+            payload={"endpoint": endpoint, "args": list(args), "kwargs": dict(kwargs)},
+            created_at=origin.last_seen,
+        )
+        conv.check_size(message)
+        self.book.state(nonce).broadcast = b
+        await conv.remember(message)
+        call_kwargs = {**kwargs, "broadcast": b.to_dict()}
+        state = self.book.state(nonce)
+        for peer in list(conv.members.peers.values()):
+            state.pending.add(peer.id)
+            conv.delivery.send(peer, endpoint, list(args), call_kwargs,
+                               outcome=functools.partial(state.delivered, peer.id))  # fmt: skip
+        return b
+
+    async def ack(
+        self,
+        conversation: Broadcast | str,
+        payload: dict[str, Any] | None = None,
+        *,
+        parent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ConversationEvent:
+        if isinstance(conversation, Broadcast) and parent_id is None:
+            parent_id = conversation.nonce
+        return await self.conversations.emit(
+            conversation, "ack", payload, parent_id=parent_id, metadata=metadata
+        )
+
+    async def reply(self, broadcast: Broadcast, result: Any) -> ConversationEvent:
+        if not isinstance(broadcast, Broadcast):
+            raise TypeError("reply needs the Broadcast being answered")
+        conv = self.conversations
+        me = conv.local.node_id
+        event = await conv.emit(
+            broadcast,
+            "reply",
+            {"result": result},
+            parent_id=broadcast.nonce,
+            event_id=reply_event_id(broadcast.nonce, me),
+        )
+        # synapse-p2p 2.5.0 peers expect the reply RPC (the origin and every peer).
+        members = conv.members
+        legacy = {p.id: p for p in members.peers.values() if members.is_legacy(p.id)}
+        if broadcast.origin.id != me and broadcast.origin.id not in members.peers:
+            legacy.setdefault(broadcast.origin.id, broadcast.origin)
+        record = conv.record().to_dict()
+        for peer in legacy.values():
+            conv.delivery.send(
+                peer, "_synapse.broadcast.reply", [broadcast.nonce, record], {"result": result}
+            )
+        return event
+
+    # -- what came back -----------------------------------------------------------------------
+
+    def replies(self, broadcast: Broadcast | str) -> list[BroadcastReply]:
+        state = self.book.get(_nonce(broadcast))
+        return list(state.replies) if state is not None else []
+
+    def status(self, broadcast: Broadcast | str) -> BroadcastStatus | None:
+        """Where the broadcast stands, or ``None`` if this node knows nothing of it."""
+        state = self.book.get(_nonce(broadcast))
+        if state is None:
+            return None
+        return BroadcastStatus.of(state, self.conversations.members.peers)
+
+    async def changes(self, broadcast: Broadcast | str) -> AsyncIterator[BroadcastStatus]:
+        """The broadcast's status now, then again after every change (an ACK, a reply, a
+        failure, a call returning, a member that took it leaving). Ends if the broadcast is
+        forgotten (evicted or pruned)."""
+        nonce = _nonce(broadcast)
+        state = self.book.state(nonce)
+        members = self.conversations.members.peers
+        while True:
+            changed = state.changed
+            yield BroadcastStatus.of(state, members)
+            await changed.wait()
+            if self.book.get(nonce) is not state:
+                return
+
+    async def iter_replies(
+        self, broadcast: Broadcast | str, *, timeout: float | None = None
+    ) -> AsyncIterator[BroadcastReply]:
+        nonce = _nonce(broadcast)
+        state = self.book.state(nonce)
+        members = self.conversations.members.peers
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        given = 0
+        while True:
+            while given < len(state.replies):
+                reply = state.replies[given]
+                given += 1
+                yield reply
+            if self.book.get(nonce) is not state:  # evicted or pruned
+                return
+            changed = state.changed
+            if BroadcastStatus.of(state, members).over:
+                # An ACK may still be in flight: end after a short quiet spell.
+                with anyio.move_on_after(min(REPLY_SETTLE, deadline - anyio.current_time())):
+                    await changed.wait()
+                if not changed.is_set():
+                    return
+                continue
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
+                await changed.wait()
+            if scope.cancelled_caught:
+                return
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    async def run_ask(self, task: Any, context: dict[str, Any]) -> Any:
+        """Run the ask handler directly (``_node.ask``, or ``synapse.ask`` outside a
+        broadcast)."""
+        if not isinstance(task, str):
+            raise RemoteError(BAD_REQUEST, f"task must be a string, got {type(task).__name__}")
+        handler = self._ask_handler()
+        if handler is None:
+            raise RemoteError(INTERNAL_ERROR, "node has no ask handler")
+        return await handler(task, context)
+
+    async def deferred_ask(self, task: Any, context: dict[str, Any], broadcast: Any) -> Any:
+        """An ask that came with a broadcast: ACK, answer ``deferred`` now, run the handler in
+        the background, then reply (or emit an ``error`` event)."""
+        if not isinstance(task, str):
+            raise RemoteError(BAD_REQUEST, f"task must be a string, got {type(task).__name__}")
+        if not isinstance(broadcast, Broadcast):
+            raise RemoteError(BAD_REQUEST, "broadcast must be a broadcast map")
+        handler = self._ask_handler()
+        if handler is None:
+            raise RemoteError(INTERNAL_ERROR, "node has no ask handler")
+        if self._tg is None:
+            raise RemoteError(INTERNAL_ERROR, "node is stopping")
+        await self.ack(broadcast)
+        self._tg.start_soon(self._run_deferred, handler, task, context, broadcast)
+        return {"accepted": True, "deferred": True}
+
+    async def _run_deferred(
+        self, handler: AskHandler, task: str, context: dict[str, Any], broadcast: Broadcast
+    ) -> None:
+        conv = self.conversations
+        async with self._asks:
+            try:
+                result = await handler(task, context)
+            except Exception as exc:
+                log.info("ask handler failed for %s: %s", broadcast.nonce, exc)
+                await conv.emit(broadcast, "error", {"task": task, "error": str(exc)})
+                return
+            try:
+                await self.reply(broadcast, result)
+            except (TypeError, ValueError) as exc:  # e.g. a result that cannot be encoded
+                log.warning("could not reply to %s: %s", broadcast.nonce, exc)
+                await conv.emit(broadcast, "error", {"task": task, "error": str(exc)})
+
+    async def _pre_dispatch(self, request: Request) -> Request:
+        raw = request.kwargs.get("broadcast")
+        if not isinstance(raw, dict):
+            return request
+        broadcast = Broadcast.from_dict(raw)
+        conv = self.conversations
+        conv.config.check_member(broadcast.origin)
+        kwargs = {k: v for k, v in request.kwargs.items() if k != "broadcast"}
+        message = ConversationEvent(
+            conversation_id=broadcast.nonce,
+            event_id=broadcast.nonce,
+            kind="message",
+            peer=broadcast.origin,
+            payload={"endpoint": request.endpoint, "args": list(request.args), "kwargs": kwargs},
+            # The origin's peer record is stamped when the broadcast is made (by 2.5.0 nodes
+            # too): every receiver gives the message the same time, so logs agree.
+            created_at=broadcast.origin.last_seen,
+        )
+        await conv.remember(message)
+        self.book.state(broadcast.nonce).broadcast = broadcast
+        self.hub.publish(BroadcastReceived(request.endpoint, broadcast, list(request.args), kwargs))
+        return Request(
+            request.endpoint, request.id, request.args, {**kwargs, "broadcast": broadcast}
+        )
+
+    async def _broadcast_reply(self, nonce: str, peer: Any, result: Any = None) -> dict[str, Any]:
+        """``_synapse.broadcast.reply``: how 2.5.0 nodes reply."""
+        if not isinstance(nonce, str) or not nonce:
+            raise RemoteError(BAD_REQUEST, "nonce must be a non-empty string")
+        replier = Peer.from_dict(peer)
+        conv = self.conversations
+        conv.config.check_member(replier)
+        state = self.book.get(nonce)
+        if state is not None and replier.id in state.replied:
+            return {"ok": True}
+        event = ConversationEvent(
+            conversation_id=nonce,
+            event_id=reply_event_id(nonce, replier.id),
+            kind="reply",
+            peer=replier,
+            payload={"result": result},
+            parent_id=nonce,
+            created_at=conv.config.wall_clock(),
+        )
+        if not await conv.remember(event):  # already known: make sure it is counted
+            conv.count_reply(nonce, replier, result)
+        return {"ok": True}
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Host deferred ask handlers; wake broadcasts waiting on a member that went away.
+        Cancellation cancels running ask handlers."""
+        with self.hub.subscribe(PeerOffline, PeerLeft, owner="broadcasts") as gone:
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    task_status.started()
+                    async for event in gone:
+                        assert isinstance(event, PeerOffline | PeerLeft)
+                        self.book.member_gone(event.peer.id)
+            finally:
+                self._tg = None
+
+
+def _nonce(broadcast: Broadcast | str) -> str:
+    return broadcast.nonce if isinstance(broadcast, Broadcast) else broadcast

@@ -1,0 +1,89 @@
+"""Typed node events: ordered subscriptions, counted overflow, the user's @node.on names."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import pytest
+
+from synapse_p2p import ConversationEvent, Node, Peer
+from synapse_p2p._hub import EventHub
+from synapse_p2p.events import EventStored, PeerJoined, PeerOffline
+from synapse_p2p.testing import open_swarm
+
+pytestmark = pytest.mark.anyio
+
+PEER = Peer("p", "10.0.0.1", 1)
+
+
+def stored(i: int, kind: str = "message") -> EventStored:
+    return EventStored(ConversationEvent("c", f"e{i}", kind, PEER))
+
+
+async def test_subscriptions_get_their_types_in_order(anyio_backend: str) -> None:
+    sink: list[tuple[str, Any]] = []
+    hub = EventHub(lambda name, payload: sink.append((name, payload)))
+    with hub.subscribe(EventStored) as events, hub.subscribe(PeerJoined) as joins:
+        for i in range(50):
+            hub.publish(stored(i, "ack" if i % 2 else "message"))
+        hub.publish(PeerJoined(PEER))
+        got = [events.receive_nowait() for _ in range(50)]
+        assert [e.event.event_id for e in got if isinstance(e, EventStored)] == [
+            f"e{i}" for i in range(50)
+        ]
+        assert isinstance(await joins.receive(), PeerJoined)
+        with pytest.raises(anyio.WouldBlock):
+            events.receive_nowait()
+    # The user's handlers see the public names; a stored event under two names.
+    assert sink[0][0] == "conversation.event"
+    assert sink[1][0] == "conversation.message"
+    assert sink[3][0] == "conversation.ack"
+    assert sink[-1] == ("peer.joined", PEER)
+    assert hub.subscriptions == 0
+
+
+async def test_a_consumer_that_falls_behind_is_counted_and_logged(
+    anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = EventHub()
+    with caplog.at_level(logging.ERROR, logger="synapse_p2p._hub"):
+        with hub.subscribe(EventStored, buffer=3, owner="slow reader") as events:
+            for i in range(10):
+                hub.publish(stored(i))
+            assert events.dropped == 7
+            assert hub.dropped == 7
+            kept = [events.receive_nowait() for _ in range(3)]
+    assert [e.event.event_id for e in kept if isinstance(e, EventStored)] == ["e0", "e1", "e2"]
+    assert "slow reader fell behind" in caplog.text
+
+
+async def test_a_closed_subscription_ends_iteration(anyio_backend: str) -> None:
+    hub = EventHub()
+    events = hub.subscribe(PeerJoined)
+    hub.publish(PeerJoined(PEER))
+    events.close()
+    hub.publish(PeerJoined(PEER))  # not delivered any more
+    assert [type(e) async for e in events] == [PeerJoined]
+    with pytest.raises(TypeError):
+        hub.subscribe()
+
+
+async def test_node_subscriptions_see_members_join_and_leave(anyio_backend: str) -> None:
+    async with open_swarm(2, transport="tcp", heartbeat_interval=0.2, peer_timeout=1) as swarm:
+        a, b = swarm.nodes
+        before = a.statistics().subscriptions
+        with a.subscribe(PeerJoined, PeerOffline) as events:
+            async with Node(bind="127.0.0.1", name="late", swarm="test", seeds=[f"127.0.0.1:{a.port}"],
+                            heartbeat_interval=0.2, peer_timeout=1) as late:  # fmt: skip
+                with anyio.fail_after(10):
+                    async for event in events:
+                        if isinstance(event, PeerJoined) and event.peer.id == late.node_id:
+                            break
+            with anyio.fail_after(10):
+                async for event in events:
+                    if isinstance(event, PeerOffline) and event.peer.id == late.node_id:
+                        break
+        assert a.statistics().subscriptions == before
+        assert b.node_id in a.peers
