@@ -26,6 +26,8 @@ __all__ = ["SwarmBridge", "ToolError", "open_bridge"]
 #: How long one agent-card fetch may take, and how long a fetched card is reused.
 CARD_TIMEOUT = 3.0
 CARD_TTL = 60.0
+#: list_peers spends at most this long fetching cards (slow peers show none).
+CARDS_DEADLINE = 6.0
 #: Event kinds a client may not post by hand: each has its own tool or belongs to the node.
 RESERVED_KINDS = frozenset({"message", "ack", "reply", "error", "summary"})
 
@@ -101,14 +103,19 @@ class SwarmBridge:
             peers = [p for p in peers if capability in p.capabilities]
         shown = peers[:limit]
         views = [peer_view(p) for p in shown]
+        incomplete = False
         if cards:
-            async with anyio.create_task_group() as tg:
-                for view, peer in zip(views, shown, strict=True):
+            for view in views:
+                view["agent_card"] = None
+            with anyio.move_on_after(CARDS_DEADLINE) as scope:
+                async with anyio.create_task_group() as tg:
+                    for view, peer in zip(views, shown, strict=True):
 
-                    async def fetch(view: dict[str, Any] = view, peer: Peer = peer) -> None:
-                        view["agent_card"] = await self.agent_card(peer)
+                        async def fetch(view: dict[str, Any] = view, peer: Peer = peer) -> None:
+                            view["agent_card"] = await self.agent_card(peer)
 
-                    tg.start_soon(fetch)
+                        tg.start_soon(fetch)
+            incomplete = scope.cancelled_caught
         me = self.node
         return {
             "self": {
@@ -122,6 +129,7 @@ class SwarmBridge:
             "count": len(peers),
             "peers": views,
             **({"more": len(peers) - limit} if len(peers) > limit else {}),
+            **({"note": "some agent cards were not fetched in time"} if incomplete else {}),
         }
 
     async def describe_peer(self, ref: str, timeout: float) -> dict[str, Any]:
@@ -295,7 +303,10 @@ class SwarmBridge:
     async def reply(self, ask_id: str, result: Any, error: str | None) -> dict[str, Any]:
         ask = await self.inbox.answer(ask_id, result=result, error=error)
         sent = "an error" if error is not None else "the reply"
-        to = "the asker" if ask.broadcast is None else "the swarm"
+        if ask.broadcast is None:
+            to = "the asker's call (if its caller still waits: calls time out, 30 s by default)"
+        else:
+            to = "the swarm, in conversation " + ask.broadcast.nonce
         return {"ask_id": ask_id, "sent": f"{sent} to {to}"}
 
     def _desk(self) -> TaskDesk:
@@ -379,6 +390,7 @@ async def open_bridge(
         try:
             yield SwarmBridge(node, team, inbox, desk)
         finally:
+            await inbox.aclose()
             tg.cancel_scope.cancel()
 
 

@@ -166,8 +166,9 @@ class TaskDesk:
                 if self._queue:
                     held = self._queue.popleft()
                     break
-                self._arrived = anyio.Event()
-                await self._arrived.wait()
+                if self._arrived.is_set():
+                    self._arrived = anyio.Event()
+                await self._arrived.wait()  # shared by every waiter: one set() wakes them all
         if held is None:
             return None
         held.touched_at = anyio.current_time()

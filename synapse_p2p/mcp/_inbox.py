@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 HANDOFF = 1.0
 #: Ids of answered or withdrawn asks remembered, to say why a late answer is refused.
 GONE_LIMIT = 256
+#: What askers are told once the MCP client has gone (the inbox is closed).
+GONE = "the agent behind this node has gone (its MCP client disconnected)"
+#: How long closing the inbox spends telling the swarm about asks it had ACKed.
+CLOSE_GRACE = 2.0
 
 
 class InboxError(Exception):
@@ -110,10 +114,12 @@ class AskInbox:
         self._queue: deque[Ask] = deque()
         self._taken: dict[str, Ask] = {}
         self._gone: OrderedDict[str, str] = OrderedDict()
+        self._nonces: OrderedDict[str, Ask] = OrderedDict()  # swarm asks held or recent
         self._ids = itertools.count(1)
         self._arrived = anyio.Event()
         self._changed = anyio.Event()
         self._waiters = 0
+        self._closed = False
 
     # -- the node side ------------------------------------------------------------------------
 
@@ -160,14 +166,21 @@ class AskInbox:
         return ask
 
     async def _swarm(self, task: str, context: dict[str, Any], broadcast: Broadcast) -> Any:
-        nonce = broadcast.nonce
-        for held in (*self._queue, *self._taken.values()):
-            if held.broadcast is not None and held.broadcast.nonce == nonce:
-                return {"accepted": True, "deferred": held.taken.is_set()}  # a redelivery
+        if self._closed:
+            return {"accepted": False, "deferred": False, "reason": GONE}
+        known = self._nonces.get(broadcast.nonce)
+        if known is not None:  # a redelivery: one ask per broadcast
+            if self._holds(known):
+                return {"accepted": True, "deferred": known.taken.is_set()}
+            reason = self._gone.get(known.id, "closed")
+            return {"accepted": False, "deferred": False, "reason": f"ask {known.id}: {reason}"}
         if self._open() >= self.capacity:
             reason = f"busy: {self._open()} asks are waiting for the agent"
             return {"accepted": False, "deferred": False, "reason": reason}
         ask = self._enqueue(task, context, broadcast)
+        self._nonces[broadcast.nonce] = ask
+        while len(self._nonces) > GONE_LIMIT + self.capacity:
+            self._nonces.popitem(last=False)
         if self._waiters:  # a client is in next_ask: it takes (and ACKs) the ask at once
             with anyio.move_on_after(HANDOFF):
                 await ask.taken.wait()
@@ -176,6 +189,8 @@ class AskInbox:
         return {"accepted": True, "deferred": False, "queued": True}
 
     async def _direct(self, task: str, context: dict[str, Any]) -> Any:
+        if self._closed:
+            raise RemoteError(INTERNAL_ERROR, GONE)
         if self._open() >= self.capacity:
             raise RemoteError(OVERLOADED, f"busy: {self._open()} asks are waiting for the agent")
         ask = self._enqueue(task, context, None)
@@ -197,7 +212,7 @@ class AskInbox:
                 return value
             raise RemoteError(INTERNAL_ERROR, str(value))
         finally:
-            if ask.outcome is None:  # cancelled: the caller stopped waiting
+            if self._holds(ask):  # cancelled: the caller stopped waiting
                 self._forget(ask, "the asker stopped waiting")
 
     # -- the client side ----------------------------------------------------------------------
@@ -213,22 +228,25 @@ class AskInbox:
                 if self._queue:
                     ask = self._queue.popleft()
                     break
-                self._arrived = anyio.Event()
+                if self._arrived.is_set():
+                    self._arrived = anyio.Event()
+                arrived = self._arrived  # shared by every waiter: one set() wakes them all
                 self._waiters += 1
                 try:
-                    await self._arrived.wait()
+                    await arrived.wait()
                 finally:
                     self._waiters -= 1
         if ask is None:
             return None
+        self._taken[ask.id] = ask  # held while the ACK goes out (a redelivery sees it)
         try:
             if ask.broadcast is not None:
                 await self.node.ack(ask.broadcast)
         except BaseException:
+            del self._taken[ask.id]
             self._queue.appendleft(ask)
             raise
         ask.taken_at = anyio.current_time()
-        self._taken[ask.id] = ask
         ask.taken.set()
         self._notify()
         return ask
@@ -269,7 +287,34 @@ class AskInbox:
         """Asks taken and not answered yet."""
         return list(self._taken.values())
 
+    async def aclose(self) -> None:
+        """Stop taking asks (new ones are refused with :data:`GONE`): waiting direct askers
+        get that error, and every taken swarm ask (ACKed, so the asker waits) gets an
+        ``error`` event, best effort within :data:`CLOSE_GRACE` seconds. Untaken swarm asks
+        were never ACKed and are dropped silently. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        held = [*self._queue, *self._taken.values()]
+        with anyio.move_on_after(CLOSE_GRACE, shield=True):
+            for ask in held:
+                if ask.broadcast is None:
+                    ask.outcome = (False, GONE)
+                    ask.taken.set()
+                    ask.answered.set()
+                elif ask.id in self._taken:
+                    try:
+                        await self.answer(ask.id, error=GONE)
+                    except Exception as exc:  # the node may be stopping too
+                        log.info("could not close ask %s: %s", ask.id, exc)
+        for ask in held:
+            if self._holds(ask):
+                self._forget(ask, GONE)
+
     # -- expiry ---------------------------------------------------------------------------------
+
+    def _holds(self, ask: Ask) -> bool:
+        return ask.id in self._taken or ask in self._queue
 
     def _forget(self, ask: Ask, reason: str) -> None:
         self._taken.pop(ask.id, None)

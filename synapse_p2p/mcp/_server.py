@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -27,6 +30,7 @@ from ..node import Node
 from ._bridge import SwarmBridge, ToolError, open_bridge, remote_message
 from ._inbox import InboxError
 from ._output import json_text
+from ._stdin import StdinLines
 from ._tools import TOOLS, ToolSpec
 
 __all__ = ["build_server", "serve_stdio"]
@@ -219,5 +223,18 @@ async def serve_stdio(node: Node, *, name: str = "synapse-p2p", **options: Any) 
     """
     async with open_bridge(node, **options) as bridge:
         server = build_server(bridge, name=name)
-        async with stdio_server() as (read_stream, write_stream):
+        async with _stdin() as stdin, stdio_server(stdin=stdin) as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+@contextlib.asynccontextmanager
+async def _stdin() -> AsyncIterator[Any]:
+    """Standard input as lines a cancellation can interrupt (see :mod:`._stdin`), or None
+    (the SDK's own reader) where the descriptor cannot be used that way."""
+    try:
+        reader = StdinLines(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):  # no real stdin (embedded), or no fcntl
+        yield None
+        return
+    async with reader:
+        yield reader
