@@ -368,14 +368,20 @@ async def open_bridge(
     answer_timeout: float = 3600.0,
     ask_capacity: int = 32,
     task_capacity: int = 4,
+    task_idle_timeout: float = 3600.0,
 ) -> AsyncIterator[SwarmBridge]:
     """Make ``node`` (running) answerable through the tools, for the life of the block.
 
-    Installs an :class:`AskInbox` as the node's ask handler and ``synapse.ask`` endpoint,
-    runs a :class:`~synapse_p2p.teams.Team` (``team``, or a new one with ``lease``) and, with
-    ``tasks``, a :class:`TaskDesk` whose worker opens at the first ``next_task``. Leaving the
-    block stops them: held team tasks are handed back by the worker, held asks are left
-    unanswered. Raises ``RuntimeError`` if the node is not running.
+    Installs an :class:`AskInbox` (``ask_capacity`` asks, ``hold`` and ``answer_timeout``
+    seconds) as the node's ask handler and ``synapse.ask`` endpoint, replacing any the
+    application registered; runs a :class:`~synapse_p2p.teams.Team` (``team``, or a new one
+    with ``lease``) and, with ``tasks``, a :class:`TaskDesk` (``task_capacity`` tasks, ``hold``
+    and ``task_idle_timeout`` seconds) whose worker opens at the first ``next_task``; a node
+    running a :class:`~synapse_p2p.teams.Worker` of its own passes ``tasks=False``.
+
+    Leaving the block (or cancelling it) closes the inbox (askers waiting on a taken ask get an
+    ``error`` event, new asks are refused) and stops the team and the worker (held team tasks
+    are handed back). The node keeps running. Raises ``RuntimeError`` if it is not running.
     """
     if not node.running:
         raise RuntimeError("the node is not running: enter `async with node:` first")
@@ -386,7 +392,10 @@ async def open_bridge(
         inbox = AskInbox(node, capacity=ask_capacity, hold=hold, answer_timeout=answer_timeout)
         inbox.install()
         await tg.start(inbox.run)
-        desk = TaskDesk(node, tg, capacity=task_capacity, hold=hold) if tasks else None
+        desk = None
+        if tasks:
+            desk = TaskDesk(node, tg, capacity=task_capacity, hold=hold,
+                            idle_timeout=task_idle_timeout)  # fmt: skip
         try:
             yield SwarmBridge(node, team, inbox, desk)
         finally:

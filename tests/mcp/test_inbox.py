@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from synapse_p2p import RemoteError
+from synapse_p2p.teams import Team
 from synapse_p2p.testing import open_swarm
 
 pytest.importorskip("mcp", reason="the MCP SDK is not installed (pip install '.[mcp]')")
@@ -134,3 +135,48 @@ async def test_a_task_report_needs_a_taken_task() -> None:
             assert bridge.desk.worker is not None
             with pytest.raises(Exception, match="no task 'x' assigned to this node"):
                 bridge.desk.finish("x", result=1)
+
+
+def writer(i: int) -> dict[str, Any]:
+    return {"capabilities": ["writing"]} if i == 1 else {}
+
+
+async def test_a_taken_task_left_without_a_report_is_handed_back() -> None:
+    async with open_swarm(2, swarm="lab", configure=writer) as swarm:
+        lead, agent = swarm.nodes
+        async with open_bridge(agent, task_idle_timeout=0.3) as bridge, Team(lead) as team:
+            assert bridge.desk is not None
+            await bridge.desk.take(0)  # starts claiming
+            task = await team.offer("proofread", requires=["writing"])
+            first = await bridge.desk.take(10)
+            assert first is not None
+            assert first.assignment.attempt == 1
+            again = await bridge.desk.take(10)  # silent for 0.3 s: handed back, re-offered
+            assert again is not None
+            assert again.id == task.id
+            assert again.assignment.attempt == 2
+            release = [e for e in lead.conversation(task.id) if e.kind == "task.release"]
+            assert release[0].payload["reason"] == "the agent sent no report for 0.3 s"
+            await bridge.desk.progress(task.id, "reading", {})
+            bridge.desk.finish(task.id, result="3 typos")
+            assert await team.wait(task, timeout=10) == "3 typos"
+            assert task.attempts == 2
+
+
+def test_output_is_bounded() -> None:
+    from synapse_p2p.mcp._output import MAX_TEXT, clip, json_text
+
+    deep: Any = "bottom"
+    for _ in range(50):
+        deep = [deep]
+    clipped = clip({"text": "x" * 20_000, "items": list(range(1000)), "deep": deep,
+                    "raw": b"\x00" * 10})  # fmt: skip
+    assert clipped["text"].endswith("… (12000 more characters)")
+    assert len(clipped["items"]) == 201
+    assert clipped["items"][-1] == "… 800 more items"
+    assert "…" in json_text(clipped["deep"])
+    assert clipped["raw"] == {"$bytes": "AAAAAAAAAAAAAA==", "size": 10}
+    assert clip(float("nan")) == "nan"
+    text = json_text({"big": ["y" * 5000] * 100})
+    assert len(text) < MAX_TEXT + 100
+    assert text.endswith(f"(output cut at {MAX_TEXT} characters)")

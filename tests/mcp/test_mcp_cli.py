@@ -75,3 +75,17 @@ def test_trust_options_before_the_trust_layer(option: str) -> None:
     done = sn("mcp", "lab", "--seed", "127.0.0.1:9", option, "value")
     assert done.returncode == 2
     assert f"{option} is not supported yet by this version of synapse-p2p" in done.stderr
+
+
+def test_without_the_mcp_sdk_the_command_says_which_extra_to_install() -> None:
+    code = (
+        "import sys; sys.modules['mcp'] = None; sys.argv = ['sn', 'mcp', 'lab', '--seed', "
+        "'127.0.0.1:9']; from synapse_p2p.cli import main; main()"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env(), cwd=ROOT, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == (
+        "sn: synapse_p2p.mcp needs the MCP SDK: pip install 'synapse-p2p[mcp]'\n"
+    )
+    assert done.stdout == ""

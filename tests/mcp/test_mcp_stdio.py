@@ -125,6 +125,10 @@ async def open_lab(n: int = 2) -> AsyncIterator[Swarm]:
             await anyio.sleep(30)
             return "late"
 
+        @reviewer.endpoint("big")
+        async def big() -> dict[str, Any]:
+            return {"log": "x" * 500_000, "lines": list(range(10_000))}
+
         reviewer.artifact("agent-card", {"name": "reviewer", "skills": ["code review"]})
         async with Worker(coder) as worker:
 
@@ -194,6 +198,9 @@ async def test_ask_the_swarm_and_one_peer_then_read_the_conversation(
         total = await client.call("call_endpoint", peer=reviewer.node_id[:10], endpoint="sum",
                                   args=[2], kwargs={"b": 3})  # fmt: skip
         assert total["result"] == 5
+        huge = (await client.call("call_endpoint", peer="reviewer", endpoint="big"))["result"]
+        assert huge["log"].endswith("… (492000 more characters)")  # outputs are bounded
+        assert huge["lines"][-1] == "… 9800 more items"
         described = await client.call("describe_peer", peer="reviewer")
         assert {"sum", "slow"} <= {m["name"] for m in described["endpoints"]}
 
