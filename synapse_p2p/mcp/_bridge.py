@@ -30,6 +30,11 @@ CARD_TTL = 60.0
 CARDS_DEADLINE = 6.0
 #: Event kinds a client may not post by hand: each has its own tool or belongs to the node.
 RESERVED_KINDS = frozenset({"message", "ack", "reply", "error", "summary"})
+#: The only protocol built-ins (``_synapse.*``) call_endpoint reaches: the read-only ones.
+READABLE_BUILTINS = frozenset({
+    "_synapse.ping", "_synapse.info", "_synapse.methods", "_synapse.peers",
+    "_synapse.artifacts", "_synapse.artifact.get", "_synapse.conversation.list",
+})  # fmt: skip
 
 
 class ToolError(Exception):
@@ -187,6 +192,11 @@ class SwarmBridge:
     async def call_endpoint(
         self, ref: str, endpoint: str, args: list[Any], kwargs: dict[str, Any], timeout: float
     ) -> dict[str, Any]:
+        if endpoint.startswith("_synapse.") and endpoint not in READABLE_BUILTINS:
+            raise ToolError(
+                f"{endpoint} is part of the swarm's own protocol (joins, gossip, conversation "
+                "delivery): use the tools for asks, tasks and conversations instead"
+            )
         peer = self.find_peer(ref)
         if "broadcast" in kwargs:
             raise ToolError("'broadcast' is reserved: use ask_swarm to reach every peer")

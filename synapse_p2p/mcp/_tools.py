@@ -248,7 +248,8 @@ TOOLS: list[ToolSpec] = [
         "call_endpoint",
         "Call a peer's endpoint",
         "Call a named RPC endpoint on one peer (see describe_peer for the endpoints it "
-        "publishes) with positional args and keyword kwargs, and return its result.",
+        "publishes) with positional args and keyword kwargs, and return its result. The "
+        "swarm protocol's own endpoints (_synapse.*) are reachable only where they just read.",
         _obj(
             ["peer", "endpoint"],
             peer=_PEER,
@@ -346,8 +347,9 @@ TOOLS: list[ToolSpec] = [
     ToolSpec(
         "post_event",
         "Post to a conversation",
-        "Add an event of your own kind (default 'note') to a conversation; every peer gets it. "
-        "To answer an ask use reply; to report on a team task use progress, done or fail.",
+        "Add an event of your own kind (default 'note') to a conversation; every peer gets it "
+        "(a new conversation_id starts a new conversation). To answer an ask use reply; to "
+        "report on a team task use progress, done or fail.",
         _obj(
             ["conversation_id"],
             conversation_id=_str("The conversation's id.", max_length=256),

@@ -382,6 +382,11 @@ async def test_bad_arguments_and_a_vanished_peer_are_tool_errors(
                                                                conversation_id="nope")  # fmt: skip
         message = await client.error("call_endpoint", peer="reviewer", endpoint="slow", timeout=0.5)
         assert message.startswith("timed out")
+        message = await client.error("call_endpoint", peer="reviewer",
+                                     endpoint="_synapse.conversation.event", args=[{}])  # fmt: skip
+        assert "part of the swarm's own protocol" in message
+        pong = await client.call("call_endpoint", peer="reviewer", endpoint="_synapse.ping")
+        assert pong["result"] == "pong"
         message = await client.error("wait_task", task_id="t-1")
         assert "no task 't-1'" in message
 
