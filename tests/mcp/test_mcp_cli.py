@@ -89,3 +89,48 @@ def test_without_the_mcp_sdk_the_command_says_which_extra_to_install() -> None:
         "sn: synapse_p2p.mcp needs the MCP SDK: pip install 'synapse-p2p[mcp]'\n"
     )
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("version", ["2024-11-05", "2025-06-18"])
+def test_clients_of_earlier_protocol_versions(version: str) -> None:
+    """Raw JSON-RPC lines as clients of earlier MCP versions send them (the handshake era)."""
+    import json
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synapse_p2p", "mcp", "lab", "--no-mdns", "--seed", "127.0.0.1:9"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=env(), cwd=ROOT,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+
+    def call(message: dict[str, object]) -> dict[str, object]:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write(json.dumps({"jsonrpc": "2.0", **message}) + "\n")
+        proc.stdin.flush()
+        if "id" not in message:
+            return {}
+        answer: dict[str, object] = json.loads(proc.stdout.readline())
+        assert answer["id"] == message["id"]
+        return answer
+
+    try:
+        hello = call({"id": 1, "method": "initialize", "params": {
+            "protocolVersion": version, "capabilities": {},
+            "clientInfo": {"name": "older-client", "version": "1"}}})  # fmt: skip
+        result: dict[str, object] = hello["result"]  # type: ignore[assignment]
+        assert result["protocolVersion"] == version
+        call({"method": "notifications/initialized"})
+        tools = call({"id": 2, "method": "tools/list"})["result"]
+        assert len(tools["tools"]) == 17  # type: ignore[index]
+        failed = call({"id": 3, "method": "tools/call",
+                       "params": {"name": "ask_peer", "arguments": {"peer": "x", "task": "y"}}})  # fmt: skip
+        assert failed["result"]["isError"] is True  # type: ignore[index]
+        assert "no peer 'x'" in failed["result"]["content"][0]["text"]  # type: ignore[index]
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
