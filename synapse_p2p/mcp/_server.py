@@ -15,7 +15,7 @@ import mcp.types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
-from mcp_types.jsonrpc import INVALID_PARAMS
+from mcp.types.jsonrpc import INVALID_PARAMS
 
 from .. import __version__
 from ..errors import (

@@ -390,6 +390,11 @@ async def test_bad_arguments_and_a_vanished_peer_are_tool_errors(
         message = await client.error("wait_task", task_id="t-1")
         assert "no task 't-1'" in message
 
+        with pytest.raises(mcp.MCPError, match="no conversation 'nope'"):
+            await client.session.read_resource("synapse://conversation/nope")
+        with pytest.raises(mcp.MCPError, match="publishes no agent card"):
+            await client.session.read_resource("synapse://peer/coder/agent-card")
+
         swarm.kill(swarm[2])  # the ghost vanishes without a word
         message = await client.error("ask_peer", peer="ghost", task="are you there?", timeout=5)
         assert "unreachable" in message or "no peer 'ghost'" in message, message
