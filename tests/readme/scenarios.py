@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -698,6 +699,70 @@ def logging_config(ctx: Context) -> None:
             assert "listening on" in done.stderr
         else:
             assert done.stderr == ""  # the library is silent unless configured
+
+
+# -- Any MCP client joins the swarm ---------------------------------------------------------
+
+MCP_SEED = """
+from synapse_p2p import Node
+
+node = Node(name="reviewer", swarm="myteam.example.com", bind="10.0.0.5", port=9999)
+
+
+@node.ask
+async def review(task, context):
+    return f"LGTM: {task}"
+
+
+node.run()
+"""
+
+
+@scenario("mcp-client-config", "mcp-library")
+def mcp_clients(ctx: Context) -> None:
+    """On a test host where 10.0.0.5:9999 is a reviewer, the pasted client configuration runs
+    verbatim, launched by the official MCP client SDK as Claude Desktop would launch it, and so
+    does the library program: each joins, sees the reviewer and gets its reply to an ask."""
+    pytest.importorskip("mcp", reason="the MCP SDK is not installed (pip install '.[mcp]')")
+    host = ctx.netns()
+    _ip("-n", host.name, "addr", "add", "10.0.0.5/32", "dev", "lo")
+    seed = ctx.spawn_in(host.name, [sys.executable, "-c", MCP_SEED])
+    seed.expect_line(lambda _, line: "listening on" in line, STEP, "the reviewer starts")
+    server = json.loads(ctx.block("mcp-client-config").code)["mcpServers"]["swarm"]
+    command = shutil.which(server["command"], path=ctx.env()["PATH"])
+    assert command is not None, f"{server['command']} is not on the PATH"
+    launches = {
+        "claude": host.command([command, *server["args"]]),
+        "assistant": host.command([sys.executable, str(ctx.program("mcp-library"))]),
+    }
+    for name, argv in launches.items():
+        anyio.run(_drive_mcp_client, argv, ctx, name)
+    assert seed.stop(signal.SIGINT) == 0, seed.stderr
+
+
+async def _drive_mcp_client(argv: list[str], ctx: Context, name: str) -> None:
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(command=argv[0], args=argv[1:], env=ctx.env())
+    errlog = ctx.tmp_path / f"{name}.stderr"
+
+    async def tool(session: ClientSession, tool: str, **arguments: Any) -> Any:
+        result = await session.call_tool(tool, arguments)
+        text = "".join(getattr(c, "text", "") for c in result.content)
+        assert not result.is_error, f"{tool}: {text}\n{errlog.read_text()}"
+        return json.loads(text)
+
+    with errlog.open("w") as err, anyio.fail_after(3 * STEP):
+        async with stdio_client(params, errlog=err) as streams, ClientSession(*streams) as session:
+            await session.initialize()
+            while True:  # the server is in another process: poll until it has joined
+                peers = await tool(session, "list_peers")
+                if "reviewer" in [p["name"] for p in peers["peers"]]:
+                    break
+                await anyio.sleep(0.1)
+            assert peers["self"]["name"] == name
+            asked = await tool(session, "ask_swarm", task="Review this diff", timeout=10)
+            assert [r["result"] for r in asked["replies"]] == ["LGTM: Review this diff"]
 
 
 # -- The command line -------------------------------------------------------------------------

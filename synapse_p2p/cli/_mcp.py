@@ -1,0 +1,202 @@
+"""``sn mcp``: an MCP server on stdio that speaks for a node of the swarm."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import anyio
+import click
+
+from ..membership import JoinError
+from ..node import Node
+from ._common import Failure, Settings, run, text_param
+from ._swarm import JOIN_TIMEOUT, SwarmOptions, _seed
+
+__all__ = ["mcp_command"]
+
+
+def trust_settings(secret: str | None, identity: str | None) -> dict[str, Any]:
+    """``secret=``/``identity=`` for :class:`Node`, where it takes them; a usage error if
+    one is given and this version's Node does not (nothing is passed when neither is)."""
+    accepted = inspect.signature(Node).parameters
+    settings: dict[str, Any] = {}
+    for option, value in (("secret", secret), ("identity", identity)):
+        if value is None:
+            continue
+        if option not in accepted:
+            raise click.UsageError(
+                f"--{option} is not supported yet by this version of synapse-p2p"
+            )
+        settings[option] = value
+    return settings
+
+
+@click.command("mcp")
+@click.argument("swarm", callback=text_param)
+@click.option(
+    "--team",
+    "-t",
+    default="default",
+    show_default=True,
+    callback=text_param,
+    help="Team inside the swarm (must match the other nodes').",
+)
+@click.option(
+    "--name",
+    "-n",
+    default="mcp",
+    show_default=True,
+    callback=text_param,
+    help="This node's name, as peers see it.",
+)
+@click.option(
+    "--capability",
+    "-C",
+    "capabilities",
+    multiple=True,
+    callback=text_param,
+    metavar="NAME",
+    help="A capability this node offers (repeatable); team tasks requiring "
+    "capabilities are claimed only if it has them all.",
+)
+@click.option(
+    "--role",
+    default="mcp",
+    show_default=True,
+    callback=text_param,
+    help="The role shown by _node.info.",
+)
+@click.option(
+    "--description",
+    default="",
+    callback=text_param,
+    help="What the agent behind this node does (shown by _node.info).",
+)
+@click.option(
+    "--seed",
+    "-s",
+    "seeds",
+    multiple=True,
+    callback=_seed,
+    metavar="HOST:PORT",
+    help="A node of the swarm to join through (repeatable).",
+)
+@click.option(
+    "--mdns/--no-mdns",
+    default=None,
+    help="Find nodes on the LAN by mDNS [default: on without --seed].",
+)
+@click.option(
+    "--bind",
+    default=None,
+    metavar="ADDRESS",
+    help="Address to listen on [default: loopback when every seed is on loopback "
+    "and mDNS is off, else all interfaces].",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--secret",
+    default=None,
+    metavar="SECRET",
+    help="The swarm's secret (only nodes holding it can connect).",
+)
+@click.option(
+    "--identity", default=None, metavar="PATH", help="This node's key file (created if missing)."
+)
+@click.option(
+    "--hold",
+    type=click.FloatRange(min=1),
+    default=120.0,
+    show_default=True,
+    help="Seconds an ask or team task for this node waits for the client to take "
+    "it (next_ask, next_task) before it is dropped or handed back.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Lease of the team tasks this node offers (offer_task).",
+)
+@click.option(
+    "--tasks/--no-tasks",
+    default=True,
+    show_default=True,
+    help="Offer next_task: claim team tasks for the client.",
+)
+@click.pass_obj
+def mcp_command(
+    settings: Settings,
+    /,
+    swarm: str,
+    team: str,
+    name: str,
+    capabilities: tuple[str, ...],
+    role: str,
+    description: str,
+    seeds: list[tuple[str, int]],
+    mdns: bool | None,
+    bind: str | None,
+    port: int,
+    secret: str | None,
+    identity: str | None,
+    hold: float,
+    lease: float,
+    tasks: bool,
+) -> None:
+    """Serve MCP on stdio: any MCP client joins SWARM through a node of its own.
+
+    An MCP client (Claude Desktop, Claude Code, an IDE assistant...) launches this command;
+    its tools list the peers, ask the swarm or one peer, call endpoints, offer and follow
+    team tasks, read and post to conversations, and take asks and tasks other nodes send
+    (next_ask/reply, next_task/progress/done/fail). stdout carries only MCP messages; logs
+    go to stderr (-v). Runs until the client closes stdin.
+
+    \b
+    Examples:
+      sn mcp myteam.example.com --seed 10.0.0.5:9999 --name claude --capability code-review
+      sn --backend asyncio mcp lab --no-mdns --seed 127.0.0.1:9999
+
+    \b
+    Client configuration (Claude Desktop's claude_desktop_config.json):
+      {"mcpServers": {"swarm": {"command": "sn",
+        "args": ["mcp", "myteam.example.com", "--seed", "10.0.0.5:9999"]}}}
+    """
+    options = SwarmOptions(swarm=swarm, team=team, name=name, seeds=seeds, mdns=mdns,
+                           bind=bind)  # fmt: skip
+    trust = trust_settings(secret, identity)
+    try:
+        from ..mcp import serve_stdio
+    except ImportError as exc:
+        raise Failure(str(exc)) from None
+    node = options.node(role=role, capabilities=list(capabilities), description=description,
+                        port=port, **trust)  # fmt: skip
+
+    async def main() -> None:
+        async with node:
+            await _join(node, options)
+            await serve_stdio(node, tasks=tasks, hold=hold, lease=lease)
+
+    run(settings, main)
+
+
+async def _join(node: Node, options: SwarmOptions) -> None:
+    """Join the seeds now; if none answers, say so on stderr and serve anyway (the node keeps
+    trying, and the tools report that there are no peers)."""
+    if not node.seeds:
+        return
+    try:
+        with anyio.fail_after(JOIN_TIMEOUT):
+            await node.join()
+    except (JoinError, TimeoutError) as exc:
+        detail = "; ".join(f"{s}: {w}" for s, w in exc.reasons.items()) if isinstance(
+            exc, JoinError) else f"no seed answered within {JOIN_TIMEOUT:g} s"  # fmt: skip
+        click.echo(f"sn mcp: could not join {options.where} yet ({detail}); serving anyway",
+                   err=True)  # fmt: skip
