@@ -24,6 +24,7 @@ from ._validate import (
     check_optional_str,
     check_seconds,
     check_str,
+    check_swarm_name,
     format_address,
 )
 from .errors import BAD_REQUEST, RemoteError
@@ -236,8 +237,8 @@ class NodeConfig:
             port=check_int("port", port, minimum=0, maximum=65535),
             advertise=advertise,
             max_upload_size=check_int("max_upload_size", max_upload_size, minimum=1),
-            swarm=check_optional_str("swarm", swarm),
-            team=check_optional_str("team", team),
+            swarm=check_swarm_name("swarm", swarm),
+            team=check_swarm_name("team", team),
             seeds=tuple(parse_seeds(seeds)),
             mdns=check_bool("mdns", mdns),
             mdns_interfaces=None if mdns_interfaces is None else tuple(mdns_interfaces),

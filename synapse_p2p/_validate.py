@@ -9,6 +9,7 @@ written, not later inside a running node.
 from __future__ import annotations
 
 import math
+import re
 from numbers import Real
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "check_optional_str",
     "check_seconds",
     "check_str",
+    "check_swarm_name",
     "format_address",
 ]
 
@@ -38,6 +40,24 @@ def check_optional_str(name: str, value: Any, *, max_length: int = 256) -> str |
     if value is None:
         return None
     return check_str(name, value, max_length=max_length)
+
+
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?")
+
+
+def check_swarm_name(name: str, value: Any) -> str | None:
+    """A swarm or team name (or ``None``): 1 to 253 letters, digits, ``.``, ``-`` and ``_``,
+    starting and ending with a letter or digit, no ``..`` (so it is also a valid mDNS
+    service label, and a DNS-like name such as ``myteam.example.com`` works)."""
+    if value is None:
+        return None
+    text = check_str(name, value, max_length=253)
+    if not _NAME.fullmatch(text) or ".." in text:
+        raise ValueError(
+            f"{name} {value!r} is not a valid name: use 1 to 253 letters, digits, '.', '-' "
+            "and '_', starting and ending with a letter or digit (e.g. 'myteam.example.com')"
+        )
+    return text
 
 
 def check_bool(name: str, value: Any) -> bool:

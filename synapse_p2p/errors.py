@@ -100,14 +100,24 @@ class RemoteError(SynapseError, RuntimeError):
     """The remote node answered a call with an error response.
 
     ``code`` is the wire error code and ``message`` the remote's message; ``str(exc)`` is the
-    message, as with the reference client's ``RuntimeError``.
+    message, as with the reference client's ``RuntimeError``. ``type`` is the class name of
+    the exception the remote handler raised (``"KeyError"``...) when the remote node is one
+    of ours, else ``None``.
     """
 
-    def __init__(self, code: str, message: str, *, endpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        type: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.endpoint = endpoint
+        self.type = type
 
     def __repr__(self) -> str:
         return f"RemoteError(code={self.code!r}, message={self.message!r})"
@@ -124,10 +134,23 @@ InvalidMessageError = ProtocolError
 class FrameTooLarge(ProtocolError):
     """A frame's declared payload length is larger than the allowed maximum."""
 
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"frame too large: {size} > {limit}")
+    def __init__(self, size: int, limit: int, sample: bytes = b"") -> None:
+        message = f"frame too large: {size} > {limit}"
+        text = _printable(sample)
+        if text:  # a text protocol (SSH, HTTP, SMTP...) answered, not synapse-p2p
+            message += f" (the peer sent {text!r}: it does not speak synapse-p2p)"
+        super().__init__(message)
         self.size = size
         self.limit = limit
+        self.sample = sample
+
+
+def _printable(sample: bytes) -> str:
+    """``sample`` as text if it starts like a line of a text protocol, else ``""``."""
+    head = sample.split(b"\r", 1)[0].split(b"\n", 1)[0][:40]
+    if len(head) < 4 or not all(32 <= b < 127 for b in head):
+        return ""
+    return head.decode("ascii")
 
 
 class IncompleteFrame(ProtocolError):
@@ -157,7 +180,15 @@ class CallTimeout(SynapseError, TimeoutError):
 
 
 class TeamTaskError(SynapseError, RuntimeError):
-    """A team task failed, timed out, or is not known to the team."""
+    """A team task failed, timed out, or is not known to the team.
+
+    ``type`` is the class name of the worker's exception for a failed task (``"KeyError"``)
+    when the worker said, else ``None``.
+    """
+
+    def __init__(self, message: str, *, type: str | None = None) -> None:
+        super().__init__(message)
+        self.type = type
 
 
 class JoinError(SynapseError, ConnectionError):

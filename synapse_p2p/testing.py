@@ -43,7 +43,9 @@ class Swarm:
         return self.nodes[index]
 
     def kill(self, node: Node) -> None:
-        """Stop ``node`` abruptly (its task is cancelled; peers are not told)."""
+        """Stop ``node`` abruptly, as a crash would (its task is cancelled and it says no
+        goodbye: peers notice by its silence)."""
+        node.membership.say_goodbye = False
         self._scopes[node.node_id].cancel()
 
     async def converged(self, timeout: float = 30.0) -> None:

@@ -201,14 +201,26 @@ class Broadcast:
 
 @dataclass(frozen=True, slots=True)
 class BroadcastReply:
-    """A reply to a broadcast from one peer."""
+    """A reply to a broadcast from one peer.
+
+    ``error`` is ``None`` for a reply; for a peer whose handler failed (only from
+    ``iter_replies(..., errors=True)``) it is the error message and ``result`` is ``None``.
+    """
 
     nonce: str
     peer: Peer
     result: Any = None
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"nonce": self.nonce, "peer": self.peer.to_dict(), "result": self.result}
+        data = {"nonce": self.nonce, "peer": self.peer.to_dict(), "result": self.result}
+        if self.error is not None:
+            data["error"] = self.error
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from rich.status import Status
 from rich.text import Text
 
 from .._config import parse_seed
+from .._logging import configure_console_logging
+from .._validate import check_swarm_name
 from ..errors import CallTimeout, ConnectError, ConnectionLost, RemoteError, SynapseError
 
 __all__ = [
@@ -82,14 +84,10 @@ class Settings:
 
 
 def configure_logging(verbose: int) -> None:
-    """``-v`` shows the library's INFO records on stderr, ``-vv`` DEBUG; silent otherwise."""
-    if verbose <= 0:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("synapse_p2p")
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    """The library's errors on stderr (a failing handler of this node, say); ``-v`` adds its
+    INFO records, ``-vv`` DEBUG. Nothing changes if logging is configured already."""
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.ERROR
+    configure_console_logging(level)
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -257,6 +255,16 @@ def text_param(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(check_text(v, name) if isinstance(v, str) else v for v in value)
     return value
+
+
+def name_param(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A click callback for a swarm or team name (the rule of ``Node(swarm=...)``)."""
+    if value is None:
+        return None
+    try:
+        return check_swarm_name(param.human_readable_name.lower(), check_text(value, "name"))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def parse_key_value(text: str) -> tuple[str, str]:

@@ -10,7 +10,7 @@ import click
 
 from ..membership import JoinError
 from ..node import Node
-from ._common import Failure, Settings, run, text_param
+from ._common import Failure, Settings, name_param, run, text_param
 from ._swarm import JOIN_TIMEOUT, SwarmOptions, _seed
 
 __all__ = ["mcp_command"]
@@ -33,13 +33,13 @@ def trust_settings(secret: str | None, identity: str | None) -> dict[str, Any]:
 
 
 @click.command("mcp")
-@click.argument("swarm", callback=text_param)
+@click.argument("swarm", callback=name_param)
 @click.option(
     "--team",
     "-t",
     default="default",
     show_default=True,
-    callback=text_param,
+    callback=name_param,
     help="Team inside the swarm (must match the other nodes').",
 )
 @click.option(

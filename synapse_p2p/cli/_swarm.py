@@ -28,6 +28,7 @@ from ._common import (
     clean,
     console,
     format_result,
+    name_param,
     parse_address,
     parse_key_value,
     progress,
@@ -118,9 +119,9 @@ def swarm_options(default_name: str) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         for option in reversed(
             [
-                click.argument("swarm", callback=text_param),
+                click.argument("swarm", callback=name_param),
                 click.option("--team", "-t", default="default", show_default=True,
-                             callback=text_param,
+                             callback=name_param,
                              help="Team inside the swarm (must match the other nodes')."),
                 click.option("--name", "-n", default=default_name, show_default=True,
                              callback=text_param, help="This node's name, as peers see it."),
@@ -226,7 +227,7 @@ class ReplyWatch:
     async def _take_events(self) -> None:
         async for item in self._events:
             if isinstance(item, EventStored):
-                if item.event.kind in ("ack", "reply", "error"):
+                if item.event.kind in ("ack", "reply", "error", "progress"):
                     self._inbox.append(item.event)
                     self._arrived.set()
             elif isinstance(item, PeerOffline | PeerLeft):
@@ -276,6 +277,11 @@ class ReplyWatch:
             self.replies += 1
             self.out.print(Text.assemble(("- ", "bold"), (who, "bold cyan"), ": ",
                                          format_result(event.payload.get("result"))))  # fmt: skip
+        elif event.kind == "progress":
+            if peer.id in self.answered:
+                return
+            message = clean(str(event.payload.get("message", "")))
+            self.out.print(Text(f"… {who}: {message}", style="dim"))
         elif event.kind == "error":
             if peer.id in self.answered:
                 return
@@ -340,20 +346,22 @@ class ReplyWatch:
         return (len(state.pending) if state is not None else 0, len(self._taken()))
 
     def exit_code(self, timeout: float) -> int:
+        quiet = f"nothing new for {timeout:g} s"
         if self.replies:
             if self.waiting_on:
                 pending = ", ".join(self.waiting_on)
-                self.out.print(Text(f"still waiting on {pending} after {timeout:g} s",
-                                    style="yellow"))  # fmt: skip
+                self.out.print(Text(f"gave up on {pending}: {quiet}", style="yellow"))
             return EXIT_OK
         if self.errors:
             raise Failure("every answer was an error", EXIT_FAILED)
         if self.waiting_on:
-            detail = f" ({', '.join(self.waiting_on)} acked)"
-            raise Failure(f"no replies within {timeout:g} s{detail}", EXIT_NO_ANSWER)
-        if self._settled() and self.show_acks:
-            raise Failure("no node took the task (none has an ask handler?)", EXIT_NO_ANSWER)
-        raise Failure(f"no replies within {timeout:g} s", EXIT_NO_ANSWER)
+            detail = f"{', '.join(self.waiting_on)} acked, then {quiet}"
+            raise Failure(f"no replies ({detail})", EXIT_NO_ANSWER)
+        if self._settled():
+            if self.show_acks:
+                raise Failure("no node took the task (none has an ask handler?)", EXIT_NO_ANSWER)
+            raise Failure("no replies: every node answered the call without one", EXIT_NO_ANSWER)
+        raise Failure(f"no replies ({quiet})", EXIT_NO_ANSWER)
 
 
 def run_broadcast(

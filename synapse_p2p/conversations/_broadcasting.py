@@ -15,17 +15,19 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
 
 from .._hub import BroadcastReceived, EventHub, PeerLeft, PeerOffline
+from .._logging import FailureLog
 from ..errors import BAD_REQUEST, INTERNAL_ERROR, RemoteError
 from ..types import Broadcast, BroadcastReply, ConversationEvent, Peer
 from ..wire import Request
-from ._broadcasts import BroadcastStatus
+from ._broadcasts import BroadcastState, BroadcastStatus
 from ._ids import new_nonce, reply_event_id
 
 if TYPE_CHECKING:
@@ -42,6 +44,9 @@ REPLY_SETTLE = 0.25
 MAX_RUNNING_ASKS = 64
 
 AskHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+#: The broadcast whose ask handler runs in this task (for ``progress``), if any.
+_current_ask: ContextVar[Broadcast | None] = ContextVar("synapse_p2p_current_ask", default=None)
 
 
 class Broadcasts:
@@ -65,6 +70,7 @@ class Broadcasts:
         self.hub = hub
         self._ask_handler = ask_handler
         self._asks = anyio.CapacityLimiter(MAX_RUNNING_ASKS)
+        self._failures = FailureLog(log)
         self._tg: anyio.abc.TaskGroup | None = None
         registry.pre_dispatch = self._pre_dispatch
         registry.add(self._broadcast_reply, "_synapse.broadcast.reply", publish=False)
@@ -167,32 +173,46 @@ class Broadcasts:
                 return
 
     async def iter_replies(
-        self, broadcast: Broadcast | str, *, timeout: float | None = None
+        self, broadcast: Broadcast | str, *, timeout: float | None = None, errors: bool = False
     ) -> AsyncIterator[BroadcastReply]:
         nonce = _nonce(broadcast)
         state = self.book.state(nonce)
         members = self.conversations.members.peers
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
         given = 0
-        while True:
-            while given < len(state.replies):
-                reply = state.replies[given]
-                given += 1
-                yield reply
-            if self.book.get(nonce) is not state:  # evicted or pruned
-                return
-            changed = state.changed
-            if BroadcastStatus.of(state, members).over:
-                # An ACK may still be in flight: end after a short quiet spell.
-                with anyio.move_on_after(min(REPLY_SETTLE, deadline - anyio.current_time())):
-                    await changed.wait()
-                if not changed.is_set():
+        try:
+            while True:
+                source = state.answers if errors else state.replies
+                while given < len(source):
+                    reply = source[given]
+                    given += 1
+                    yield reply
+                if self.book.get(nonce) is not state:  # evicted or pruned
                     return
-                continue
-            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
-                await changed.wait()
-            if scope.cancelled_caught:
+                if await self._wait_more(state, members, deadline):
+                    continue
                 return
+        finally:
+            if not errors and not state.replies and state.failed:
+                failures = "; ".join(
+                    f"{r.peer.name or r.peer.id[:8]}: {r.error}" for r in state.answers if r.failed
+                )
+                log.warning("every answer to %s was an error (%s)", nonce, failures)
+
+    async def _wait_more(
+        self, state: BroadcastState, members: Mapping[str, Peer], deadline: float
+    ) -> bool:
+        """Wait for news of a broadcast; False once it is over (and quiet) or at
+        ``deadline``."""
+        changed = state.changed
+        if BroadcastStatus.of(state, members).over:
+            # An ACK may still be in flight: end after a short quiet spell.
+            with anyio.move_on_after(min(REPLY_SETTLE, deadline - anyio.current_time())):
+                await changed.wait()
+            return changed.is_set()
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
+            await changed.wait()
+        return not scope.cancelled_caught
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -227,17 +247,34 @@ class Broadcasts:
     ) -> None:
         conv = self.conversations
         async with self._asks:
+            _current_ask.set(broadcast)
             try:
                 result = await handler(task, context)
             except Exception as exc:
-                log.info("ask handler failed for %s: %s", broadcast.nonce, exc)
-                await conv.emit(broadcast, "error", {"task": task, "error": str(exc)})
+                name = getattr(handler, "__qualname__", "ask handler")
+                self._failures.report(name, f"ask handler {name} failed on {broadcast.nonce}:", exc)
+                failure = {"task": task, "error": str(exc), "type": type(exc).__name__}
+                await conv.emit(broadcast, "error", failure)
                 return
             try:
                 await self.reply(broadcast, result)
             except (TypeError, ValueError) as exc:  # e.g. a result that cannot be encoded
                 log.warning("could not reply to %s: %s", broadcast.nonce, exc)
                 await conv.emit(broadcast, "error", {"task": task, "error": str(exc)})
+
+    async def progress(self, message: str, data: dict[str, Any]) -> ConversationEvent | None:
+        """Inside an ask handler run for a broadcast: a ``progress`` event in its conversation
+        (the asker sees the handler is still working). Elsewhere (a direct ``_node.ask``, no
+        conversation): nothing, ``None``."""
+        if not isinstance(message, str):
+            raise TypeError(f"message must be a str, got {type(message).__name__}")
+        broadcast = _current_ask.get()
+        if broadcast is None:
+            return None
+        payload = {"message": message, **data}
+        return await self.conversations.emit(
+            broadcast, "progress", payload, parent_id=broadcast.nonce
+        )
 
     async def _pre_dispatch(self, request: Request) -> Request:
         raw = request.kwargs.get("broadcast")

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from ..types import Broadcast, BroadcastReply
+from ..types import Broadcast, BroadcastReply, Peer
 
 __all__ = ["BroadcastBook", "BroadcastState", "BroadcastStatus"]
 
@@ -21,6 +21,8 @@ class BroadcastState:
     nonce: str
     broadcast: Broadcast | None = None
     replies: list[BroadcastReply] = field(default_factory=list)
+    #: Replies and failures (``BroadcastReply.error`` set) in arrival order.
+    answers: list[BroadcastReply] = field(default_factory=list)
     replied: set[str] = field(default_factory=set)
     acked: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
@@ -121,6 +123,7 @@ class BroadcastBook:
             return False
         state.replied.add(reply.peer.id)
         state.replies.append(reply)
+        state.answers.append(reply)
         state.notify()
         return True
 
@@ -130,10 +133,11 @@ class BroadcastBook:
             state.acked.add(peer_id)
             state.notify()
 
-    def add_failure(self, nonce: str, peer_id: str) -> None:
+    def add_failure(self, nonce: str, peer: Peer, error: str) -> None:
         state = self.state(nonce)
-        if peer_id not in state.failed and len(state.failed) < self.max_replies:
-            state.failed.add(peer_id)
+        if peer.id not in state.failed and len(state.failed) < self.max_replies:
+            state.failed.add(peer.id)
+            state.answers.append(BroadcastReply(nonce, peer, None, error))
             state.notify()
 
     def notify_all(self) -> None:

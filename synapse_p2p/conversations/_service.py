@@ -153,7 +153,8 @@ class Conversations:
         elif event.kind == "reply" and event.parent_id:
             self.count_reply(event.parent_id, event.peer, event.payload.get("result"))
         elif event.kind == "error":
-            self.book.add_failure(nonce, event.peer.id)
+            error = event.payload.get("error")
+            self.book.add_failure(nonce, event.peer, str(error) if error is not None else "failed")
         self.hub.publish(EventStored(event))
         limit = config.conversation_max_events
         if (

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from .._hub import EventHub, PeerHeartbeat, PeerJoined, PeerOffline
+from .._hub import EventHub, PeerHeartbeat, PeerJoined, PeerLeft, PeerOffline
 from .._validate import format_address
 from ..errors import BAD_REQUEST, JoinError, RemoteError, SynapseError
 from ..types import Peer
@@ -40,13 +40,17 @@ from ._table import Candidate, PeerTable, Verdict
 if TYPE_CHECKING:
     from .._config import NodeConfig
     from .._seams import LocalNode, PeerCaller
-    from ..rpc import EndpointRegistry
+    from ..rpc import Connection, EndpointRegistry
 
-__all__ = ["GOSSIP_ENDPOINT", "MAX_DIGEST", "JoinError", "Membership"]
+__all__ = ["GOSSIP_ENDPOINT", "LEAVE_ENDPOINT", "MAX_DIGEST", "JoinError", "Membership"]
 
 log = logging.getLogger(__name__)
 
 GOSSIP_ENDPOINT = "_synapse.gossip"
+#: Our extension: a node stopping cleanly says goodbye (never sent to 2.5.0 peers).
+LEAVE_ENDPOINT = "_synapse.leave"
+#: How long a stopping node spends saying goodbye, at most.
+LEAVE_GRACE = 0.5
 GOSSIP_VERSION = 1
 
 
@@ -92,11 +96,45 @@ class Membership:
         self._news: dict[str, None] = {}
         self.messages_sent = 0
         self.messages_received = 0
+        #: Whether stopping tells the members (``_synapse.leave``); a test that simulates a
+        #: crash turns it off.
+        self.say_goodbye = True
         self._register(registry)
 
     def _new_table(self) -> PeerTable:
         config = self.config
         return PeerTable(self.local.node_id, config.peer_timeout, max_peers=config.max_peers)
+
+    def _gone(self, node_id: str) -> None:
+        peer = self.table.left(node_id)
+        if peer is None:
+            return
+        self._peers.pop(node_id, None)
+        log.info("peer %s (%s) left", peer.name or node_id[:8], _fmt(peer))
+        self.hub.publish(PeerLeft(peer))
+
+    async def _say_goodbye(self) -> None:
+        """Tell every member of ours that this node is leaving (best effort, bounded)."""
+        members = self._reachable_members()
+        if not members:
+            return
+        record = [self._record().to_dict()]
+
+        async def one(peer: Peer) -> None:
+            try:
+                await self.caller.call(
+                    peer.address, peer.port, LEAVE_ENDPOINT, record, {}, timeout=LEAVE_GRACE
+                )
+            except (SynapseError, OSError, RuntimeError):
+                pass
+
+        with anyio.CancelScope(shield=True), anyio.move_on_after(LEAVE_GRACE):
+            async with anyio.create_task_group() as tg:
+                for peer in members:
+                    tg.start_soon(one, peer)
+
+    def _reachable_members(self) -> list[Peer]:
+        return [s.peer for s in self.table.alive() if not s.legacy]
 
     def _record(self) -> Peer:
         return self.local.record(self.config.wall_clock())
@@ -147,6 +185,19 @@ class Membership:
             self._apply_digest(message.get("members"), sender.id, trusted=trusted)
             return {"v": GOSSIP_VERSION, "members": self._digest()}
 
+        async def leave(peer: Any, connection: Connection | None = None) -> dict[str, Any]:
+            leaving = Peer.from_dict(peer)
+            state = self.table.get(leaving.id)
+            # Only from the member's own address (until channels authenticate the caller).
+            if (
+                state is not None
+                and (connection is None or connection.ip == state.peer.address)
+                and state.peer.port == leaving.port
+            ):
+                self._gone(leaving.id)
+            return {"ok": True}
+
+        registry.add(leave, LEAVE_ENDPOINT, publish=False)
         registry.add(join, "_synapse.join", publish=False)
         registry.add(heartbeat, "_synapse.heartbeat", publish=False)
         registry.add(gossip, GOSSIP_ENDPOINT, publish=False)
@@ -255,13 +306,17 @@ class Membership:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Rounds, verification and seeds until cancelled (from an empty table)."""
         self._reset()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._verify_loop)
-            if self.config.seeds:
-                tg.start_soon(self._seed_loop)
-            if self.config.heartbeat_interval is not None:
-                tg.start_soon(self._round_loop, self.config.heartbeat_interval)
-            task_status.started()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._verify_loop)
+                if self.config.seeds:
+                    tg.start_soon(self._seed_loop)
+                if self.config.heartbeat_interval is not None:
+                    tg.start_soon(self._round_loop, self.config.heartbeat_interval)
+                task_status.started()
+        finally:
+            if self.say_goodbye:
+                await self._say_goodbye()
 
     async def _round_loop(self, interval: float) -> None:
         """Every ``interval``: gossip to ``fanout`` random peers, heartbeat 2.5.0 peers, retry

@@ -191,6 +191,15 @@ class PeerTable:
                 del self.candidates[key]
         return gone
 
+    def left(self, node_id: str) -> Peer | None:
+        """``node_id`` said goodbye: forget it at once (it is not retried as an offline peer).
+        Returns its record, or ``None`` if it was not a live member."""
+        state = self.peers.get(node_id)
+        if state is None or not state.alive:
+            return None
+        del self.peers[node_id]
+        return state.peer
+
     def offline(self) -> list[PeerState]:
         return [s for s in self.peers.values() if not s.alive]
 

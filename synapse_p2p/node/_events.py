@@ -11,6 +11,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from .._logging import FailureLog
+
 __all__ = ["EventBus", "EventHandler"]
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ class EventBus:
         self._limiter = anyio.Semaphore(max_concurrency)
         self.dropped = 0
         self._warned_at = -1e9
+        self._failures = FailureLog(log)
 
     def on(self, event: str, handler: EventHandler) -> EventHandler:
         if not isinstance(event, str) or not event:
@@ -78,9 +81,8 @@ class EventBus:
     async def _call(self, handler: EventHandler, event: str, payload: Any) -> None:
         try:
             await handler(payload)
-        except Exception:
-            log.exception(
-                "handler %s for %r raised", getattr(handler, "__qualname__", handler), event
-            )
+        except Exception as exc:
+            name = getattr(handler, "__qualname__", repr(handler))
+            self._failures.report(f"{name}:{event}", f"handler {name} for {event!r} raised", exc)
         finally:
             self._limiter.release()

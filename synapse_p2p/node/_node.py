@@ -11,6 +11,7 @@ reverse. The public methods here are a facade over those services.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import signal
@@ -27,6 +28,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._config import NodeConfig, resolve_advertise
 from .._hub import EventHub, NodeEvent, Subscription
+from .._logging import configure_console_logging
 from .._seams import LocalNode, Service
 from .._service_group import ServiceGroup, close_service_group, open_service_group
 from .._validate import check_str, format_address
@@ -525,9 +527,23 @@ class Node:
         return decorator
 
     def ask(self, fn: AskHandler) -> AskHandler:
-        """Register the node's ask handler: ``async (task: str, context: dict) -> Any``."""
+        """Register the node's ask handler: ``async (task: str, context: dict) -> Any``.
+
+        ``TypeError`` at once if ``fn`` is not an async function or cannot be called with
+        ``(task, context)`` (instead of every ask failing remotely later).
+        """
         if not inspect.iscoroutinefunction(fn):
             raise TypeError("ask handler must be an async function")
+        try:
+            inspect.signature(fn).bind("task", {})
+        except TypeError as exc:
+            name = getattr(fn, "__qualname__", repr(fn))
+            raise TypeError(
+                f"ask handler {name} must accept (task, context), e.g. "
+                f"'async def {getattr(fn, '__name__', 'handle')}(task: str, context: dict)': {exc}"
+            ) from None
+        except ValueError:  # no signature to inspect (a builtin): let it be
+            pass
         self._ask_handler = fn
         return fn
 
@@ -653,13 +669,19 @@ class Node:
                 # long enough that gossip partners keep their connection between rounds.
                 idle_timeout=max(1.0, self.limits.idle_timeout * 0.8),
             )
-            listeners = await server.bind(config.bind or None, config.port)
+            try:
+                listeners = await server.bind(config.bind or None, config.port)
+            except OSError as exc:
+                where = format_address(config.bind or "*", config.port)
+                reason = (exc.strerror or str(exc)).lower()
+                raise OSError(exc.errno, f"cannot listen on {where}: {reason}") from None
             async with AsyncExitStack() as stack:
-                tg = await stack.enter_async_context(_service_group("rpc server"))
-                local.port = await tg.start(server.serve_listeners, listeners)
+                local.port = await stack.enter_async_context(
+                    _running(functools.partial(server.serve_listeners, listeners), "rpc server")
+                )
                 self._server = server
                 local.address = await resolve_advertise(config.advertise, config.bind)
-                await stack.enter_async_context(_running(pool, "connection pool"))
+                await stack.enter_async_context(_running(pool.run, "connection pool"))
                 self._caller.pool = pool
                 core: list[tuple[Service, str]] = [
                     (self._events, "lifecycle handlers"),
@@ -669,7 +691,7 @@ class Node:
                     (self._broadcasts, "broadcasts"),
                 ]
                 for core_service, what in core:
-                    await stack.enter_async_context(_running(core_service, what))
+                    await stack.enter_async_context(_running(core_service.run, what))
                 if config.mdns:
                     # Registration takes a second or two: it runs beside the node rather
                     # than delaying its start.
@@ -745,9 +767,16 @@ class Node:
             await close_service_group(tg)
 
     def run(self, *, backend: Literal["trio", "asyncio"] = "trio") -> None:
-        """Run the node until Ctrl+C or SIGTERM (blocking, for scripts); then stop cleanly."""
+        """Run the node until Ctrl+C or SIGTERM (blocking, for scripts); then stop cleanly.
+
+        Unless the application configured logging already, the library's records from INFO
+        up go to stderr (peers joining, unreachable seeds, failing handlers with their
+        tracebacks), as servers such as uvicorn do. If the port cannot be bound, it exits
+        with status 1 and one line naming the address.
+        """
         if backend not in ("trio", "asyncio"):
             raise ValueError(f"backend must be 'trio' or 'asyncio', got {backend!r}")
+        configure_console_logging(logging.INFO)
 
         async def main() -> None:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -767,6 +796,10 @@ class Node:
             anyio.run(main, backend=backend)
         except KeyboardInterrupt:
             pass
+        except OSError as exc:
+            if exc.strerror and exc.strerror.startswith("cannot listen on"):
+                raise SystemExit(f"synapse-p2p: {exc.strerror}") from None
+            raise
         except BaseExceptionGroup as group:
             rest = group.split(KeyboardInterrupt)[1]
             if rest is not None:
@@ -790,7 +823,7 @@ class Node:
         return self._broadcasts.replies(broadcast)
 
     def iter_replies(
-        self, broadcast: Broadcast | str, *, timeout: float | None = None
+        self, broadcast: Broadcast | str, *, timeout: float | None = None, errors: bool = False
     ) -> AsyncIterator[BroadcastReply]:
         """Replies as they arrive (earlier ones first).
 
@@ -803,8 +836,13 @@ class Node:
 
             async for reply in node.iter_replies(b, timeout=30):
                 print(reply.peer.name, reply.result)
+
+        Peers whose handler failed answer with an ``error`` event, not a reply: with
+        ``errors=True`` they come too, as replies whose ``error`` is the message (and
+        ``failed`` is true). Without it, an iteration that ends with failures and no reply
+        logs them at WARNING, so they are never silent.
         """
-        return self._broadcasts.iter_replies(broadcast, timeout=timeout)
+        return self._broadcasts.iter_replies(broadcast, timeout=timeout, errors=errors)
 
     @property
     def broadcast_replies(self) -> dict[str, list[BroadcastReply]]:
@@ -878,6 +916,26 @@ class Node:
         """Fetch one of ``peer``'s artifacts (e.g. its ``"agent-card"``)."""
         self._require_running()
         return ServedArtifact.from_dict(await self.call_peer(peer, "_synapse.artifact.get", name))
+
+    async def progress(self, message: str, **data: Any) -> ConversationEvent | None:
+        """Say how an ask is going, from inside the ask handler (``@node.ask``) working on it.
+
+        Emits a ``progress`` event (``{"message": ..., **data}``) into the ask's conversation,
+        so the asker knows the handler is alive: ``sn ask`` prints it and keeps waiting, and
+        ``@node.on("conversation.progress")`` handlers see it. A handler that works for
+        minutes should call it now and then::
+
+            @node.ask
+            async def handle(task: str, context: dict) -> str:
+                await node.progress("reading the diff")
+                ...
+                await node.progress("running the tests", done=3, total=10)
+
+        Outside a handler run for a broadcast (a direct ``_node.ask`` call has no
+        conversation) it does nothing and returns ``None``.
+        """
+        self._require_running()
+        return await self._broadcasts.progress(message, data)
 
     def broadcast_status(self, broadcast: Broadcast | str) -> BroadcastStatus | None:
         """Where a broadcast stands on this node (who took it, replied, failed, whose call has
@@ -992,8 +1050,20 @@ async def _service_group(what: str) -> AsyncIterator[TaskGroup]:
 
 
 @asynccontextmanager
-async def _running(service: Any, what: str) -> AsyncIterator[None]:
-    """``service.run`` started (``task_status``) for the block, cancelled when it ends."""
-    async with _service_group(what) as tg:
-        await tg.start(service.run)
-        yield
+async def _running(run: Callable[..., Awaitable[Any]], what: str) -> AsyncIterator[Any]:
+    """``run`` (a service's ``run``, taking ``task_status``) started for the block, and
+    cancelled when the block ends: only then, not when the block's caller is cancelled (its
+    scope is shielded), so an exit stack of these stops services one by one in reverse order
+    (a service stopping can still use the ones started before it, e.g. to say goodbye).
+    Yields what the service passed to ``task_status.started()``."""
+    scope = anyio.CancelScope(shield=True)
+
+    async def host(*, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
+        with scope:
+            await run(task_status=task_status)
+
+    async with anyio.create_task_group() as tg:
+        try:
+            yield await tg.start(host, name=what)
+        finally:
+            scope.cancel()

@@ -42,7 +42,7 @@ def response_value(response: Response, endpoint: str) -> Any:
     error = response.error
     if error is None:
         raise RemoteError("internal_error", "RPC call failed", endpoint=endpoint)
-    raise RemoteError(error.code, error.message, endpoint=endpoint)
+    raise RemoteError(error.code, error.message, endpoint=endpoint, type=error.type)
 
 
 async def call_once(

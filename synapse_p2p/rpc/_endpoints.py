@@ -11,7 +11,7 @@ Dispatch answers every request with exactly one response payload:
 * a handler raising :class:`~synapse_p2p.errors.RemoteError`: that error's code and message;
   raising :class:`~synapse_p2p.errors.ProtocolError`: ``bad_request``;
 * any other exception: ``internal_error`` with ``str(exc)``, and the traceback logged at
-  WARNING on this node (at most once every 10 s per endpoint, the rest counted);
+  ERROR on this node (at most once every 10 s per endpoint, the rest counted);
 * a result MsgPack cannot encode: ``internal_error`` naming the endpoint and the type.
 """
 
@@ -20,12 +20,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-import math
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .._logging import FailureLog
 from ..errors import BAD_REQUEST, INTERNAL_ERROR, ProtocolError, RemoteError
 from ..wire import ErrorInfo, Request, Response, encode_response
 
@@ -34,9 +33,6 @@ __all__ = ["Connection", "EndpointMetadata", "EndpointRegistry", "EndpointSpec",
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[Any]]
-
-#: A failing endpoint's traceback is logged at most this often (seconds); see ``dispatch``.
-FAILURE_LOG_INTERVAL = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +84,8 @@ def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
     return required, total
 
 
-def error_payload(request_id: str, code: str, message: str) -> bytes:
-    return encode_response(Response(request_id, False, None, ErrorInfo(code, message)))
+def error_payload(request_id: str, code: str, message: str, kind: str | None = None) -> bytes:
+    return encode_response(Response(request_id, False, None, ErrorInfo(code, message, kind)))
 
 
 class EndpointRegistry:
@@ -97,7 +93,7 @@ class EndpointRegistry:
 
     def __init__(self) -> None:
         self._specs: dict[str, EndpointSpec] = {}
-        self._failures: dict[str, tuple[float, int]] = {}  # name -> (last logged, suppressed)
+        self._failures = FailureLog(log)
         #: Called with every request before the endpoint lookup; it may return a request with
         #: different kwargs (e.g. a typed ``broadcast``) and may raise ``RemoteError``.
         self.pre_dispatch: Callable[[Request], Awaitable[Request]] | None = None
@@ -147,25 +143,15 @@ class EndpointRegistry:
     def __iter__(self) -> Iterator[EndpointSpec]:
         return iter(list(self._specs.values()))
 
-    def _log_failure(self, name: str, exc: Exception) -> None:
-        """A handler raised: WARNING with the traceback, at most once per
-        :data:`FAILURE_LOG_INTERVAL` seconds per endpoint (the others are counted and the
-        count is logged with the next one)."""
-        now = time.monotonic()
-        last, suppressed = self._failures.get(name, (-math.inf, 0))
-        if now - last < FAILURE_LOG_INTERVAL:
-            self._failures[name] = (last, suppressed + 1)
-            return
-        self._failures[name] = (now, 0)
-        more = f" ({suppressed} more failures since the last report)" if suppressed else ""
-        log.warning("endpoint %r raised %s%s", name, type(exc).__name__, more, exc_info=exc)
-
     def handlers(self) -> dict[str, Handler]:
         return {name: spec.handler for name, spec in self._specs.items()}
 
-    async def dispatch(self, request: Request, connection: Connection | None = None) -> bytes:
+    async def dispatch(
+        self, request: Request, connection: Connection | None = None, *, error_types: bool = False
+    ) -> bytes:
         """Run ``request`` and return the encoded response payload (never raises, except for
-        cancellation)."""
+        cancellation). With ``error_types`` (a client of ours), a handler's failure also
+        names its exception class (``RemoteError.type`` on the caller's side)."""
         rid = request.id
         if self.pre_dispatch is not None:
             try:
@@ -198,12 +184,13 @@ class EndpointRegistry:
         try:
             result = await spec.handler(*args, **kwargs)
         except RemoteError as exc:
-            return error_payload(rid, exc.code, exc.message)
+            return error_payload(rid, exc.code, exc.message, exc.type if error_types else None)
         except ProtocolError as exc:
             return error_payload(rid, BAD_REQUEST, str(exc))
         except Exception as exc:
-            self._log_failure(spec.name, exc)
-            return error_payload(rid, INTERNAL_ERROR, str(exc) or type(exc).__name__)
+            self._failures.report(spec.name, f"endpoint {spec.name!r} raised", exc)
+            kind = type(exc).__name__ if error_types else None
+            return error_payload(rid, INTERNAL_ERROR, str(exc) or type(exc).__name__, kind)
         try:
             return encode_response(Response(rid, True, result, None))
         except (TypeError, ValueError, OverflowError) as exc:

@@ -137,6 +137,7 @@ class _ConnState:
         "requests_at_sweep",
         "scopes",
         "server",
+        "session",
         "tg",
         "workers",
     )
@@ -159,6 +160,7 @@ class _ConnState:
         )
         self.admission = Admission(limits.max_concurrent_requests)
         self.peer_max_frame: int | None = None
+        self.session = False  # one of our clients: errors may carry their type
         self.done = False  # reading has ended
         self.cancelled = False  # the peer is gone: handlers are cancelled
         self.finished = False  # closed and counted out
@@ -520,7 +522,9 @@ class RpcServer:
             if request.endpoint == SESSION_ENDPOINT:
                 payload = self._session(request, state)
             else:
-                payload = await self.registry.dispatch(request, state.connection)
+                payload = await self.registry.dispatch(
+                    request, state.connection, error_types=state.session
+                )
             limit = state.peer_max_frame
             if limit is None:
                 limit = 0xFFFFFFFF
@@ -559,6 +563,7 @@ class RpcServer:
         )
         if peer_max is not None:
             state.peer_max_frame = peer_max
+        state.session = True
         return encode_response(Response(request.id, True, info, None))
 
 

@@ -31,6 +31,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._logging import FailureLog
 from ._specs import IntervalSchedule, Schedule, as_schedule, occurrences_between
 
 __all__ = ["FirstRun", "Job", "JobStatistics", "Scheduler", "SchedulerStatistics"]
@@ -166,6 +167,7 @@ class Scheduler:
         wall_clock: Callable[[], float] = time.time,
         clock_check_interval: float | None = 5.0,
     ) -> None:
+        self._failures = FailureLog(logger)
         if not callable(wall_clock):
             raise TypeError("wall_clock must be a callable returning seconds since the epoch")
         if clock_check_interval is not None and (
@@ -366,9 +368,13 @@ class Scheduler:
         t0 = anyio.current_time()
         try:
             await state.job.fn()
-        except Exception:
+        except Exception as exc:
             state.failures += 1
-            logger.exception("periodic job %r raised; its schedule continues", state.job.name)
+            self._failures.report(
+                state.job.name,
+                f"periodic job {state.job.name!r} raised (its schedule continues)",
+                exc,
+            )
         finally:
             state.running = False
             state.last_duration = anyio.current_time() - t0

@@ -85,6 +85,9 @@ class TeamTask:
     assignee: Peer | None = None
     result: Any = None
     error: str | None = None
+    #: The class name of the worker's exception (``"KeyError"``) for a failed task, when the
+    #: worker said (workers of this package do).
+    error_type: str | None = None
     progress: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 1
     last_activity: float = field(default_factory=time.time)

@@ -187,6 +187,8 @@ class TaskTable:
             _finish(task, now, "done", payload.get("result"), None)
         else:
             _finish(task, now, "failed", None, str(payload.get("error", "unknown error")))
+            kind = payload.get("type")
+            task.error_type = kind if isinstance(kind, str) and kind else None
         self._open.pop(task.id, None)
         self._refresh(task.id)
         self.finished += 1

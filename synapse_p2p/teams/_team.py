@@ -188,7 +188,7 @@ class Team:
                     raise TeamTaskError(f"the team closed before task {record.id} finished")
                 raise TeamTaskError(f"task {record.id} timed out: {record.title}")
         if record.status == "failed":
-            raise TeamTaskError(record.error or f"task {record.id} failed")
+            raise TeamTaskError(record.error or f"task {record.id} failed", type=record.error_type)
         return record.result
 
     def restore(self) -> int:

@@ -14,6 +14,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._hub import EventStored
+from .._logging import FailureLog
 from .._service_group import ServiceGroup, close_service_group, open_service_group
 from .._validate import check_seconds
 from ..types import ConversationEvent
@@ -155,6 +156,7 @@ class Worker:
         self._closed = False
         self._entered = False
         self._executions = 0
+        self._failures = FailureLog(log)
         # Subscribed now, so nothing that happens before the service runs is missed.
         self._events = node.subscribe(EventStored)
         _open_workers[node] = self
@@ -374,9 +376,15 @@ class Worker:
                     try:
                         result = await handler(assignment)
                     except Exception as exc:
-                        log.info("task %s failed on this worker: %r", offer.task_id, exc)
+                        self._failures.report(
+                            getattr(handler, "__qualname__", "task handler"),
+                            f"task {offer.task_id} failed on this worker:",
+                            exc,
+                        )
                         error = str(exc) or type(exc).__name__
-                        outcome = (TASK_FAILED, {"task_id": offer.task_id, "error": error})
+                        failure = {"task_id": offer.task_id, "error": error,
+                                   "type": type(exc).__name__}  # fmt: skip
+                        outcome = (TASK_FAILED, failure)
                     else:
                         outcome = (TASK_DONE, {"task_id": offer.task_id, "result": result})
                     group.cancel_scope.cancel()

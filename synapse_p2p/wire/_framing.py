@@ -85,7 +85,7 @@ class FrameDecoder:
             while end - pos >= HEADER_SIZE:
                 (size,) = _HEADER.unpack_from(data, pos)
                 if size > limit:
-                    self._failed = FrameTooLarge(size, limit)
+                    self._failed = FrameTooLarge(size, limit, bytes(view[pos : pos + 48]))
                     break
                 start = pos + HEADER_SIZE
                 if end - start < size:

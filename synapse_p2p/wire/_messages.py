@@ -45,10 +45,16 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """The ``error`` map of a failed response."""
+    """The ``error`` map of a failed response.
+
+    ``type`` (our extension, sent only to our own clients, which opened a session: 2.5.0
+    accepts exactly ``code`` and ``message``) is the class name of the exception the handler
+    raised, e.g. ``"KeyError"``.
+    """
 
     code: str
     message: str
+    type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +132,16 @@ def encode_response(response: Response) -> bytes:
             "id": response.id,
             "ok": response.ok,
             "result": response.result,
-            "error": None if error is None else {"code": error.code, "message": error.message},
+            "error": None if error is None else _error_map(error),
             "type": "response",
         }
     )
+
+
+def _error_map(error: ErrorInfo) -> dict[str, str]:
+    if error.type is None:
+        return {"code": error.code, "message": error.message}
+    return {"code": error.code, "message": error.message, "type": error.type}
 
 
 def _identity(obj: Any) -> Any:
@@ -248,5 +260,6 @@ def _response_from(obj: Mapping[str, Any]) -> Response:
         code, message = error.get("code"), error.get("message")
         if not isinstance(code, str) or not isinstance(message, str):
             raise MessageError("response error needs string code and message", request_id=rid)
-        info = ErrorInfo(code, message)
+        kind = error.get("type")
+        info = ErrorInfo(code, message, kind if isinstance(kind, str) and kind else None)
     return Response(id=rid, ok=ok, result=obj.get("result"), error=info)

@@ -88,7 +88,14 @@ async def test_a_failing_handler_becomes_an_error_event(anyio_backend: str, net:
         b = await asker.broadcast("synapse.ask", "deploy")
         replies = [r async for r in asker.iter_replies(b, timeout=10)]
         assert [r.peer.name for r in replies] == ["reviewer"]
-        await until(lambda: errors == [{"task": "deploy", "error": "tester cannot do 'deploy'"}])
+        await until(
+            lambda: (
+                errors
+                == [
+                    {"task": "deploy", "error": "tester cannot do 'deploy'", "type": "RuntimeError"}
+                ]
+            )
+        )
 
 
 async def test_custom_events_reach_everyone_and_fire_handlers(anyio_backend: str, net: str) -> None:

@@ -37,6 +37,12 @@ class Swarm:
 
             node.on(event)(handler)
 
+    def kill(self, name: str) -> None:
+        """A crash: no goodbye, peers notice by the silence."""
+        node = next(n for n in self.nodes if n.name == name)
+        node.membership.say_goodbye = False
+        self.scopes[name].cancel()
+
     async def converged(self, nodes: list[Node] | None = None) -> None:
         nodes = nodes or self.nodes
         names = {n.node_id for n in nodes}
@@ -104,7 +110,7 @@ async def test_killed_node_goes_offline_everywhere_within_the_bound(anyio_backen
         await anyio.sleep(30)  # steady state: nobody goes offline while all are alive
         assert not [e for e in swarm.events if e[2] == "peer.offline"]
         killed_at = anyio.current_time()
-        swarm.scopes["n4"].cancel()
+        swarm.kill("n4")
         survivors = [n for n in swarm.nodes if n.name != "n4"]
         with anyio.fail_after(60):
             while any(swarm.nodes[4].node_id in n.peers for n in survivors):
@@ -119,7 +125,7 @@ async def test_tighter_settings_detect_faster(anyio_backend: Any) -> None:
     async with open_swarm(5, heartbeat_interval=0.5, peer_timeout=2) as swarm:
         await swarm.converged()
         killed_at = anyio.current_time()
-        swarm.scopes["n2"].cancel()
+        swarm.kill("n2")
         survivors = [n for n in swarm.nodes if n.name != "n2"]
         with anyio.fail_after(10):
             while any(swarm.nodes[2].node_id in n.peers for n in survivors):

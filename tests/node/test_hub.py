@@ -10,7 +10,7 @@ import pytest
 
 from synapse_p2p import ConversationEvent, Node, Peer
 from synapse_p2p._hub import EventHub
-from synapse_p2p.events import EventStored, PeerJoined, PeerOffline
+from synapse_p2p.events import EventStored, PeerJoined, PeerLeft, PeerOffline
 from synapse_p2p.testing import open_swarm
 
 pytestmark = pytest.mark.anyio
@@ -74,7 +74,7 @@ async def test_node_subscriptions_see_members_join_and_leave(anyio_backend: str)
     async with open_swarm(2, transport="tcp", heartbeat_interval=0.2, peer_timeout=1) as swarm:
         a, b = swarm.nodes
         before = a.statistics().subscriptions
-        with a.subscribe(PeerJoined, PeerOffline) as events:
+        with a.subscribe(PeerJoined, PeerOffline, PeerLeft) as events:
             async with Node(bind="127.0.0.1", name="late", swarm="test", seeds=[f"127.0.0.1:{a.port}"],
                             heartbeat_interval=0.2, peer_timeout=1) as late:  # fmt: skip
                 with anyio.fail_after(10):
@@ -83,7 +83,7 @@ async def test_node_subscriptions_see_members_join_and_leave(anyio_backend: str)
                             break
             with anyio.fail_after(10):
                 async for event in events:
-                    if isinstance(event, PeerOffline) and event.peer.id == late.node_id:
+                    if isinstance(event, PeerLeft) and event.peer.id == late.node_id:
                         break
         assert a.statistics().subscriptions == before
         assert b.node_id in a.peers

@@ -336,7 +336,7 @@ def calculator(ctx: Context) -> None:
     program = ctx.program("calculator-node")
     node = host.spawn([sys.executable, str(program)], env=ctx.env(), cwd=ctx.tmp_path)
     started = node.expect_line(
-        lambda stream, line: stream == "stderr" and "listening on" in line, STEP, "node starts"
+        lambda stream, line: stream == "stderr" and "synapse-p2p node" in line, STEP, "node starts"
     )
     assert ":9999" in started, started
     assert "'calculator'" in started, started

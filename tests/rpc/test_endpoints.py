@@ -25,7 +25,7 @@ async def test_handler_failures_are_logged_with_a_traceback_rate_limited(
 
     registry.add(broken)
     registry.add(also_broken)
-    with caplog.at_level(logging.WARNING, logger="synapse_p2p.rpc._endpoints"):
+    with caplog.at_level(logging.ERROR, logger="synapse_p2p.rpc._endpoints"):
         for i in range(5):
             payload = await registry.dispatch(Request("broken", f"r{i}", [i], {}))
             response = decode_message(unpack_payload(payload))
@@ -33,10 +33,10 @@ async def test_handler_failures_are_logged_with_a_traceback_rate_limited(
             assert response.error is not None
             assert response.error.code == "internal_error"
         await registry.dispatch(Request("also_broken", "x", [], {}))
-    records = [r for r in caplog.records if r.levelno == logging.WARNING]
+    records = [r for r in caplog.records if r.levelno == logging.ERROR]
     # One report per endpoint within the interval, each with its traceback.
     assert [r.getMessage() for r in records] == [
-        "endpoint 'broken' raised KeyError",
-        "endpoint 'also_broken' raised ValueError",
+        "endpoint 'broken' raised KeyError: '0'",
+        "endpoint 'also_broken' raised ValueError: bad",
     ]
     assert all(r.exc_info is not None for r in records)

@@ -61,7 +61,7 @@ async def test_exceptions_do_not_stop_the_schedule(caplog: pytest.LogCaptureFixt
     stats = scheduler.statistics().jobs["broken"]
     assert stats.failures == stats.runs == calls >= 3
     errors = [r for r in caplog.records if r.name.startswith("synapse_p2p.schedules")]
-    assert len(errors) >= 3
+    assert len(errors) == 1  # one traceback per 10 s per job; the failures are counted
     assert all(r.levelno == logging.ERROR for r in errors)
 
 
