@@ -16,6 +16,7 @@ from ._tools import (
     list_swarms_command,
     methods_command,
     peers_command,
+    stats_command,
 )
 from ._watch import watch_command
 
@@ -52,7 +53,14 @@ cli.add_command(broadcast_command)
 cli.add_command(watch_command)
 cli.add_command(list_swarms_command)
 cli.add_command(mcp_command)
-for command in (call_command, info_command, peers_command, methods_command, artifacts_command):
+for command in (
+    call_command,
+    info_command,
+    peers_command,
+    methods_command,
+    artifacts_command,
+    stats_command,
+):
     cli.add_command(command)
 
 

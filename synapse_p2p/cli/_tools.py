@@ -16,7 +16,7 @@ from rich.text import Text
 
 from .._validate import format_address
 from ..discovery import MdnsError, browse_swarms
-from ..errors import SynapseError
+from ..errors import BAD_REQUEST, RemoteError, SynapseError
 from ..rpc import Client
 from ._common import (
     EXIT_FAILED,
@@ -250,9 +250,16 @@ def methods_command(
     Examples:
       sn methods 127.0.0.1:9999
     """
-    methods = _expect_list(
-        _call(settings, address, timeout, lambda c: c.call("_synapse.methods")), "the method list"
-    )
+
+    async def listing(client: Client) -> Any:
+        try:  # our nodes list parameters too; a 2.5.0 node answers bad_request
+            return await client.call("_synapse.endpoints")
+        except RemoteError as exc:
+            if exc.code != BAD_REQUEST:
+                raise
+            return await client.call("_synapse.methods")
+
+    methods = _expect_list(_call(settings, address, timeout, listing), "the method list")
     if as_json:
         click.echo(json_text(methods))
         return
@@ -262,12 +269,87 @@ def methods_command(
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("endpoint")
+    table.add_column("parameters")
     table.add_column("description")
     for method in methods:
         if not isinstance(method, dict):
             raise Failure(f"malformed answer: a method entry is a {type(method).__name__}")
-        table.add_row(_text(method.get("name")), _text(method.get("description")))
+        params = method.get("parameters")
+        shown = _signature(params) if isinstance(params, list) else "?"
+        table.add_row(_text(method.get("name")), _text(shown), _text(method.get("description")))
     out.print(table)
+
+
+def _signature(params: list[Any]) -> str:
+    parts = []
+    for param in params:
+        if not isinstance(param, dict):
+            continue
+        text = str(param.get("name", "?"))
+        if param.get("type"):
+            text += f": {param['type']}"
+        if "default" in param:
+            text += f" = {param['default']!r}"
+        if param.get("kind") == "var_positional":
+            text = "*" + text
+        elif param.get("kind") == "var_keyword":
+            text = "**" + text
+        parts.append(text)
+    return "(" + ", ".join(parts) + ")"
+
+
+# -- stats --------------------------------------------------------------------------------------
+
+
+@click.command("stats")
+@node_tool
+@click.pass_obj
+def stats_command(
+    settings: Settings, /, address: tuple[str, int], timeout: float, as_json: bool
+) -> None:
+    """The counters of the node at HOST:PORT: peers, conversations, RPC server and pool,
+    delivery queues, dropped events, periodic jobs (nodes of this package; not 2.5.0).
+
+    \b
+    Examples:
+      sn stats 127.0.0.1:9999
+      sn stats 127.0.0.1:9999 --json
+    """
+    stats = _call(settings, address, timeout, lambda c: c.call("_synapse.stats"))
+    if not isinstance(stats, dict):
+        raise Failure("malformed answer: statistics are not a map")
+    if as_json:
+        click.echo(json_text(stats))
+        return
+    out = console()
+    table = Table(box=None, header_style="bold", pad_edge=False, show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for key, value in _flatten(stats.get("node")):
+        table.add_row(_text(key), _text(value))
+    jobs = stats.get("scheduler")
+    if isinstance(jobs, dict):
+        for name, job in jobs.items():
+            if isinstance(job, dict):
+                table.add_row(
+                    _text(f"job {name}"),
+                    _text(
+                        f"runs {job.get('runs')}, failures {job.get('failures')}, "
+                        f"next {job.get('next_run') or '-'}"
+                    ),
+                )
+    out.print(table)
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        rows: list[tuple[str, str]] = []
+        for key, item in value.items():
+            rows += _flatten(
+                item, f"{prefix}{key}." if isinstance(item, dict) else f"{prefix}{key}"
+            )
+        return rows
+    return [(prefix, "-" if value is None else str(value))]
 
 
 # -- artifacts ----------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -45,6 +48,34 @@ def register_builtins(node: Node) -> None:
             for meta in node.endpoint_metadata.values()
             if meta.publish
         ]
+
+    @builtin("_synapse.endpoints")
+    async def endpoints() -> list[dict[str, Any]]:
+        """Our extension of ``_synapse.methods`` (whose entries keep 2.5.0's exact shape):
+        the published endpoints with their parameters."""
+        return [
+            {
+                "name": spec.name,
+                "description": spec.metadata.description,
+                "parameters": _parameters(spec.signature),
+            }
+            for spec in node._registry
+            if spec.metadata.publish
+        ]
+
+    @builtin("_synapse.stats")
+    async def stats() -> dict[str, Any]:
+        """Our extension: the node's counters (``node.statistics()``) and its periodic jobs."""
+        snapshot: dict[str, Any] = _plain(
+            {
+                "node": dataclasses.asdict(node.statistics()),
+                "scheduler": {
+                    name: dataclasses.asdict(job)
+                    for name, job in node.scheduler.statistics().jobs.items()
+                },
+            }
+        )
+        return snapshot
 
     @builtin("_synapse.peers")
     async def peers() -> list[dict[str, Any]]:
@@ -101,6 +132,41 @@ def register_builtins(node: Node) -> None:
         if broadcast is None:
             return await node._run_ask(task, context)
         return await node._deferred_ask(task, context, broadcast)
+
+
+_INJECTED = ("rpc", "connection")
+
+
+def _parameters(signature: inspect.Signature) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for param in signature.parameters.values():
+        if param.name in _INJECTED:
+            continue
+        entry: dict[str, Any] = {"name": param.name, "kind": param.kind.name.lower()}
+        if param.annotation is not inspect.Parameter.empty:
+            annotation = param.annotation
+            entry["type"] = (
+                annotation
+                if isinstance(annotation, str)
+                else getattr(annotation, "__name__", str(annotation))
+            )
+        if param.default is not inspect.Parameter.empty:
+            entry["default"] = _plain(param.default)
+        out.append(entry)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with only msgpack-friendly types (datetimes as ISO strings, others repr)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    return repr(value)
 
 
 def no_ask_handler() -> RemoteError:

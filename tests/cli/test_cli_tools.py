@@ -128,6 +128,18 @@ def test_info_methods_peers(node_port: int) -> None:
     assert "sum" in methods.output
     assert "Add two numbers" in methods.output
     assert "_synapse.ping" not in methods.output  # built-ins are not published
+    assert "(a" in methods.output  # the parameters, from _synapse.endpoints
+    [entry] = [m for m in json.loads(invoke("methods", where, "--json").output)
+               if m["name"] == "sum"]  # fmt: skip
+    assert [p["name"] for p in entry["parameters"]] == ["a", "b"]
+
+    stats = json.loads(invoke("stats", where, "--json").output)
+    assert stats["node"]["peers"] >= 0
+    assert stats["node"]["server"]["accepted_connections"] >= 1
+    assert "delivery" in stats["node"]
+    table = invoke("stats", where)
+    assert table.exit_code == 0, table.output
+    assert "server.requests" in table.output
 
     peers = _until_listed(where, "tester")
     assert peers[0]["name"] == "tester"
