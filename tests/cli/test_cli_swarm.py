@@ -299,3 +299,23 @@ def test_what_peers_send_cannot_drive_the_terminal(start_node: StartNode) -> Non
         listed = sn(command, f"127.0.0.1:{seed}")
         assert listed.returncode == 0, listed.stderr
         assert "\x1b" not in listed.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_asks_id_can_be_looked_up_afterwards(start_node: StartNode, backend: str) -> None:
+    _, seed = start_node("reviewer")
+    done = sn("ask", "lab", "Review this diff", "--seed", f"127.0.0.1:{seed}")
+    assert done.returncode == 0, done.stderr
+    nonce = done.stdout.splitlines()[0].removeprefix("ask: ")
+    shown = sn("--backend", backend, "conversation", "lab", nonce, "--seed", f"127.0.0.1:{seed}")
+    assert shown.returncode == 0, shown.stderr
+    assert "Review this diff" in shown.stdout
+    assert "reviewer" in shown.stdout
+    lines = sn("conversation", "lab", nonce, "--seed", f"127.0.0.1:{seed}", "--json")
+    events = [json.loads(line) for line in lines.stdout.splitlines()]
+    assert [e["kind"] for e in events][:1] == ["message"]
+    assert {"ack", "reply"} <= {e["kind"] for e in events}
+    assert all(e["conversation_id"] == nonce for e in events)
+    missing = sn("conversation", "lab", "no-such-id", "--seed", f"127.0.0.1:{seed}")
+    assert missing.returncode == 4
+    assert "no peer of swarm 'lab' holds conversation no-such-id" in missing.stderr
