@@ -28,6 +28,7 @@ from ._common import (
     clean,
     console,
     format_result,
+    json_text,
     name_param,
     parse_address,
     parse_key_value,
@@ -210,8 +211,9 @@ class ReplyWatch:
     printed in conversation order.
     """
 
-    def __init__(self, node: Node, out: Console, *, show_acks: bool) -> None:
+    def __init__(self, node: Node, out: Console, *, show_acks: bool, as_json: bool = False) -> None:
         self.node = node
+        self.as_json = as_json
         self.out = out
         self.show_acks = show_acks
         self.nonce: str | None = None
@@ -252,8 +254,17 @@ class ReplyWatch:
         for peer in inbox:
             if isinstance(peer, Peer) and peer.id in self._taken() and peer.id not in self.answered:
                 self.answered.add(peer.id)
-                self.out.print(Text(f"✗ {_who(peer)} went offline before replying", style="red"))
+                text = Text(f"✗ {_who(peer)} went offline before replying", style="red")
+                self._say(text, "offline", peer)
                 self.last_news = anyio.current_time()
+
+    def _say(self, text: Text, kind: str, peer: Peer, **fields: Any) -> None:
+        """A line for a person, or with ``--json`` one JSON object per line."""
+        if self.as_json:
+            record = {"event": kind, "peer": peer.name, "peer_id": peer.id, **fields}
+            click.echo(json_text(record, indent=None))
+        else:
+            self.out.print(text)
 
     def _taken(self) -> set[str]:
         """Every peer known to have taken the task: its ACK event came, or its call said so."""
@@ -269,26 +280,30 @@ class ReplyWatch:
                 return
             self.acked[peer.id] = peer
             if self.show_acks:
-                self.out.print(Text(f"✓ {who} acked", style="green"))
+                self._say(Text(f"✓ {who} acked", style="green"), "ack", peer)
         elif event.kind == "reply":
             if peer.id in self.answered:
                 return
             self.answered.add(peer.id)
             self.replies += 1
-            self.out.print(Text.assemble(("- ", "bold"), (who, "bold cyan"), ": ",
-                                         format_result(event.payload.get("result"))))  # fmt: skip
+            result = event.payload.get("result")
+            text = Text.assemble(("- ", "bold"), (who, "bold cyan"), ": ", format_result(result))
+            self._say(text, "reply", peer, result=result)
         elif event.kind == "progress":
             if peer.id in self.answered:
                 return
             message = clean(str(event.payload.get("message", "")))
-            self.out.print(Text(f"… {who}: {message}", style="dim"))
+            data = {k: v for k, v in event.payload.items() if k != "message"}
+            self._say(Text(f"… {who}: {message}", style="dim"), "progress", peer,
+                      message=event.payload.get("message"), data=data)  # fmt: skip
         elif event.kind == "error":
             if peer.id in self.answered:
                 return
             self.answered.add(peer.id)
             self.errors += 1
-            self.out.print(Text(f"✗ {who} failed: {clean(str(event.payload.get('error')))}",
-                                style="red"))  # fmt: skip
+            error = event.payload.get("error")
+            text = Text(f"✗ {who} failed: {clean(str(error))}", style="red")
+            self._say(text, "error", peer, error=error, type=event.payload.get("type"))
         else:
             return
         self.last_news = anyio.current_time()
@@ -348,7 +363,7 @@ class ReplyWatch:
     def exit_code(self, timeout: float) -> int:
         quiet = f"nothing new for {timeout:g} s"
         if self.replies:
-            if self.waiting_on:
+            if self.waiting_on and not self.as_json:
                 pending = ", ".join(self.waiting_on)
                 self.out.print(Text(f"gave up on {pending}: {quiet}", style="yellow"))
             return EXIT_OK
@@ -375,10 +390,11 @@ def run_broadcast(
     kwargs: dict[str, Any],
     timeout: float,
     forever: bool,
+    as_json: bool = False,
 ) -> None:
     out = console()
     node = options.node(role=role, capabilities=[role])
-    watch = ReplyWatch(node, out, show_acks=endpoint == "synapse.ask")
+    watch = ReplyWatch(node, out, show_acks=endpoint == "synapse.ask", as_json=as_json)
     waiting = (
         "waiting for ACKs and replies... press Ctrl+C to stop"
         if endpoint == "synapse.ask"
@@ -389,8 +405,11 @@ def run_broadcast(
         async with node:
             await connect(node, options, out)
             broadcast = await node.broadcast(endpoint, *args, **kwargs)
-            out.print(f"{label}: {broadcast.nonce}")
-            out.print(waiting)
+            if as_json:
+                click.echo(json_text({"event": label, "id": broadcast.nonce}, indent=None))
+            else:
+                out.print(f"{label}: {broadcast.nonce}")
+                out.print(waiting)
             with progress(out, watch.status()) as update:
                 async with anyio.create_task_group() as tg:
                     if out.is_terminal:
@@ -412,6 +431,9 @@ def _context(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 
 
 def _timing_options(fn: F) -> F:
+    fn = click.option("--json", "as_json", is_flag=True,
+                      help="JSON lines: the id, then one object per ACK, progress, reply, "
+                      "error or peer gone.")(fn)  # fmt: skip
     fn = click.option("--forever", is_flag=True,
                       help="Keep waiting for replies until Ctrl+C.")(fn)  # fmt: skip
     fn = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
@@ -435,6 +457,7 @@ def ask_command(
     context: dict[str, str],
     timeout: float,
     forever: bool,
+    as_json: bool,
     **node_options: Any,
 ) -> None:
     """Ask the swarm to do TASK and print the ACKs and replies as they come.
@@ -455,7 +478,7 @@ def ask_command(
     options = SwarmOptions(swarm=swarm, **node_options)
     run_broadcast(settings, options, label="ask", role="asker", endpoint="synapse.ask",
                   args=[task], kwargs={"context": context}, timeout=timeout,
-                  forever=forever)  # fmt: skip
+                  forever=forever, as_json=as_json)  # fmt: skip
 
 
 @click.command("broadcast")
@@ -470,6 +493,7 @@ def broadcast_command(
     message: str,
     timeout: float,
     forever: bool,
+    as_json: bool,
     **node_options: Any,
 ) -> None:
     """Broadcast MESSAGE to the swarm (the synapse.message endpoint) and print the replies.
@@ -488,4 +512,4 @@ def broadcast_command(
     options = SwarmOptions(swarm=swarm, **node_options)
     run_broadcast(settings, options, label="broadcast", role="speaker",
                   endpoint="synapse.message", args=[message], kwargs={}, timeout=timeout,
-                  forever=forever)  # fmt: skip
+                  forever=forever, as_json=as_json)  # fmt: skip

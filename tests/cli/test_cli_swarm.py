@@ -304,9 +304,16 @@ def test_what_peers_send_cannot_drive_the_terminal(start_node: StartNode) -> Non
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_an_asks_id_can_be_looked_up_afterwards(start_node: StartNode, backend: str) -> None:
     _, seed = start_node("reviewer")
-    done = sn("ask", "lab", "Review this diff", "--seed", f"127.0.0.1:{seed}")
+    done = sn("ask", "lab", "Review this diff", "--seed", f"127.0.0.1:{seed}", "--json")
     assert done.returncode == 0, done.stderr
-    nonce = done.stdout.splitlines()[0].removeprefix("ask: ")
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert records[0]["event"] == "ask"
+    nonce = records[0]["id"]
+    assert [(r["event"], r["peer"]) for r in records[1:]] == [
+        ("ack", "reviewer"),
+        ("reply", "reviewer"),
+    ]
+    assert "LGTM" in records[2]["result"]
     shown = sn("--backend", backend, "conversation", "lab", nonce, "--seed", f"127.0.0.1:{seed}")
     assert shown.returncode == 0, shown.stderr
     assert "Review this diff" in shown.stdout
