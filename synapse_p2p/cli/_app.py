@@ -7,7 +7,7 @@ import click
 from .. import __version__
 from ._common import Settings, configure_logging
 from ._demo import demo_command
-from ._inspect import conversation_command
+from ._inspect import conversation_command, tasks_command
 from ._mcp import mcp_command
 from ._swarm import ask_command, broadcast_command
 from ._tools import (
@@ -53,6 +53,7 @@ cli.add_command(ask_command)
 cli.add_command(broadcast_command)
 cli.add_command(watch_command)
 cli.add_command(conversation_command)
+cli.add_command(tasks_command)
 cli.add_command(list_swarms_command)
 cli.add_command(mcp_command)
 for command in (

@@ -49,6 +49,7 @@ Choices, documented on the classes:
 from __future__ import annotations
 
 from ..errors import TeamTaskError
+from ._board import TaskView, task_view
 from ._protocol import (
     FINISHED,
     TASK_CLAIM,
@@ -76,10 +77,12 @@ __all__ = [
     "TASK_STATE",
     "Assignment",
     "TaskHandler",
+    "TaskView",
     "Team",
     "TeamStatistics",
     "TeamTask",
     "TeamTaskError",
     "Worker",
     "WorkerStatistics",
+    "task_view",
 ]
