@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ._a2a import a2a_group
 from ._common import Settings, configure_logging
 from ._demo import demo_command
 from ._swarm import ask_command, broadcast_command
@@ -50,6 +51,7 @@ cli.add_command(ask_command)
 cli.add_command(broadcast_command)
 cli.add_command(watch_command)
 cli.add_command(list_swarms_command)
+cli.add_command(a2a_group)
 for command in (call_command, info_command, peers_command, methods_command, artifacts_command):
     cli.add_command(command)
 
