@@ -2,7 +2,8 @@
 
 Every change to a task (a status update or an artifact) is appended to that task's log with
 the next sequence number (``metadata["sequence"]`` on the event; the task's own
-``metadata["sequence"]`` is the number of the last event it includes). A reader that joins
+``metadata["sequence"]`` is the number of the last event it includes). Status notes (the
+agent's messages) are also kept in the task's history, artifacts in its artifacts. A reader that joins
 late, or comes back after a dropped stream, gets a snapshot of the task and then every event
 after it: a snapshot and the log position are taken together, so nothing is lost or repeated.
 """
@@ -121,6 +122,8 @@ class TaskRecord:
             return False  # keep the last slot for the final state
         status = _status(state, text, self.task)
         self.task.status.CopyFrom(status)
+        if text:  # the history keeps every note, so a snapshot loses none of them
+            self.task.history.append(status.message)
         self._append(
             TaskStatusUpdateEvent(task_id=self.task.id, context_id=self.task.context_id,
                                   status=status)
