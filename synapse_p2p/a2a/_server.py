@@ -141,6 +141,7 @@ async def _serve_http(
     config = Config()
     config.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn owns (and closes) the copy
     config.accesslog = None
+    config.errorlog = logging.getLogger(f"{__name__}.hypercorn")  # not stderr
     config.graceful_timeout = GRACE
     try:
         # the socket already listens: connections queue until hypercorn accepts them

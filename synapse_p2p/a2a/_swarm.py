@@ -131,6 +131,8 @@ class SwarmRouter:
         """The card of the swarm as one router agent, served at ``url``."""
         skills = []
         for skill, agents in sorted(self.skills().items()):
+            if skill in self.team_skills:
+                continue  # listed once, as a team task, below
             members = ", ".join(sorted(a.id[:12] for a in agents)[:8])
             skills.append(
                 AgentSkill(

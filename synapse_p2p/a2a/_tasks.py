@@ -3,9 +3,10 @@
 Every change to a task (a status update or an artifact) is appended to that task's log with
 the next sequence number (``metadata["sequence"]`` on the event; the task's own
 ``metadata["sequence"]`` is the number of the last event it includes). Status notes (the
-agent's messages) are also kept in the task's history, artifacts in its artifacts. A reader that joins
-late, or comes back after a dropped stream, gets a snapshot of the task and then every event
-after it: a snapshot and the log position are taken together, so nothing is lost or repeated.
+agent's messages) are also kept in the task's history, artifacts in its artifacts. A reader
+that joins late, or comes back after a dropped stream, gets a snapshot of the task and then
+every event after it: a snapshot and the log position are taken together, so nothing is lost
+or repeated.
 """
 
 from __future__ import annotations
