@@ -71,8 +71,12 @@ async def advertise_a2a(
         parsed_addresses=[address],
     )
 
+    # only on the interface of a specific bind address; everywhere for a wildcard bind
+    wildcard = ipaddress.ip_address(server.host).is_unspecified
+
     def register() -> Zeroconf:
-        zc = Zeroconf(use_asyncio=False)
+        zc = (Zeroconf(use_asyncio=False) if wildcard
+              else Zeroconf(interfaces=[address], use_asyncio=False))  # fmt: skip
         try:
             zc.register_service(info)
         except BaseException:

@@ -30,6 +30,7 @@ from a2a.server.routes.common import DefaultServerCallContextBuilder
 from a2a.types import AgentCard
 from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -48,6 +49,8 @@ __all__ = ["A2AServer", "build_app", "open_a2a_server", "serve_a2a"]
 logger = logging.getLogger(__name__)
 
 CARD_PATH = AGENT_CARD_WELL_KNOWN_PATH
+#: Largest request body accepted (bytes).
+MAX_BODY = 4 * 1024 * 1024
 #: Seconds open requests get to finish when the server stops.
 GRACE = 1.0
 
@@ -67,8 +70,41 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def build_app(router: SwarmRouter, handler: SwarmRequestHandler) -> Starlette:
-    """The ASGI app: cards and JSON-RPC for the swarm and for each member."""
+class _BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is refused (HTTP 413, which the
+    SDK's JSON-RPC dispatcher answers as a JSON-RPC "Payload too large" error)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await JSONResponse({"error": "payload too large"}, status_code=413)(
+                    scope, receive, send
+                )
+                return
+        seen = 0
+
+        async def limited() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def build_app(
+    router: SwarmRouter, handler: SwarmRequestHandler, *, max_body: int = MAX_BODY
+) -> Any:
+    """The ASGI app: cards and JSON-RPC for the swarm and for each member; request bodies
+    are limited to ``max_body`` bytes."""
 
     def card_response(card: AgentCard) -> Response:
         return JSONResponse(agent_card_to_dict(card), headers={"Cache-Control": "no-cache"})
@@ -90,7 +126,7 @@ def build_app(router: SwarmRouter, handler: SwarmRequestHandler) -> Starlette:
         *create_jsonrpc_routes(handler, "/", context_builder=builder),
         *create_jsonrpc_routes(handler, "/nodes/{node_id}/", context_builder=builder),
     ]
-    return Starlette(routes=routes)
+    return _BodyLimit(Starlette(routes=routes), max_body)
 
 
 @dataclass(frozen=True)
@@ -127,7 +163,7 @@ def _listen(bind: str, port: int) -> socket.socket:
 
 
 async def _serve_http(
-    app: Starlette,
+    app: Any,
     sock: socket.socket,
     stop: anyio.Event,
     stopped: anyio.Event,
@@ -149,11 +185,11 @@ async def _serve_http(
         if sniffio.current_async_library() == "trio":
             from hypercorn.trio import serve as trio_serve
 
-            await trio_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+            await trio_serve(app, config, shutdown_trigger=stop.wait)
         else:
             from hypercorn.asyncio import serve as asyncio_serve
 
-            await asyncio_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+            await asyncio_serve(app, config, shutdown_trigger=stop.wait)
     finally:
         stopped.set()
 

@@ -184,6 +184,21 @@ async def test_errors_are_a2a_errors() -> None:
                 "params": {"message": {"role": "ROLE_USER", "messageId": "m", "parts": []}}},
                 headers={"A2A-Version": "1.0"})  # fmt: skip
             assert noparams.json()["error"]["code"] == -32602
+            # a declared size over the limit is refused before the body is read
+            host, port = server.host, server.port
+            async with await anyio.connect_tcp(host, port) as raw:
+                await raw.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                               b"\r\nContent-Length: 5000000\r\n\r\n")  # fmt: skip
+                head = await raw.receive()
+            assert head.startswith(b"HTTP/1.1 413")
+
+            async def chunks() -> Any:  # no content-length: counted as it arrives
+                for _ in range(4):
+                    yield b"a" * (1024 * 1024)
+                yield b"a"  # one byte over the limit, in the last chunk
+
+            streamed = await http.post(server.url + "/", content=chunks())
+            assert streamed.json()["error"]["message"] == "Payload too large"
         # the server keeps serving
         task = await send(client, request("2+2", "math"))
         assert task.status.state == TaskState.TASK_STATE_COMPLETED
