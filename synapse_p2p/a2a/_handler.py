@@ -96,6 +96,16 @@ class SwarmRequestHandler(RequestHandler):
         self.task_group = task_group
         self.timeout = timeout
         self.tasks = TaskLog(max_tasks)
+        self.closed = False
+
+    def _closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        """End every open stream (the server is stopping); tasks are not touched."""
+        self.closed = True
+        for record in self.tasks.records():
+            record.wake()
 
     # -- messages ---------------------------------------------------------------------
 
@@ -202,7 +212,7 @@ class SwarmRequestHandler(RequestHandler):
         record = self._start(params, context)
         task, position = record.snapshot()
         yield task
-        async for event in record.follow(position):
+        async for event in record.follow(position, self._closing):
             yield event
 
     async def on_subscribe_to_task(
@@ -214,7 +224,7 @@ class SwarmRequestHandler(RequestHandler):
         record = self._record(params.id)
         task, position = record.snapshot()
         yield task
-        async for event in record.follow(position):
+        async for event in record.follow(position, self._closing):
             yield event
 
     # -- tasks ------------------------------------------------------------------------

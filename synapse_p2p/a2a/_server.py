@@ -167,11 +167,14 @@ async def _serve_http(
     sock: socket.socket,
     stop: anyio.Event,
     stopped: anyio.Event,
+    shield: anyio.CancelScope,
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until ``stop`` is set (hypercorn shuts down gracefully: cancelling it mid-request
-    under asyncio leaves its connection tasks complaining), then set ``stopped``."""
+    """Serve until ``stop`` is set, then set ``stopped``. Hypercorn runs in ``shield`` (a
+    shielded scope), so it shuts down gracefully instead of being cancelled mid-request
+    (which its asyncio side does not handle cleanly); the owner cancels ``shield`` if the
+    graceful stop takes too long."""
     from hypercorn.config import Config
 
     config = Config()
@@ -182,14 +185,15 @@ async def _serve_http(
     try:
         # the socket already listens: connections queue until hypercorn accepts them
         task_status.started()
-        if sniffio.current_async_library() == "trio":
-            from hypercorn.trio import serve as trio_serve
+        with shield:
+            if sniffio.current_async_library() == "trio":
+                from hypercorn.trio import serve as trio_serve
 
-            await trio_serve(app, config, shutdown_trigger=stop.wait)
-        else:
-            from hypercorn.asyncio import serve as asyncio_serve
+                await trio_serve(app, config, shutdown_trigger=stop.wait)
+            else:
+                from hypercorn.asyncio import serve as asyncio_serve
 
-            await asyncio_serve(app, config, shutdown_trigger=stop.wait)
+                await asyncio_serve(app, config, shutdown_trigger=stop.wait)
     finally:
         stopped.set()
 
@@ -245,16 +249,20 @@ async def open_a2a_server(
             host, bound_port = sock.getsockname()[:2]
             server = A2AServer(host, bound_port, router, handler)
             stop, stopped = anyio.Event(), anyio.Event()
-            await tg.start(_serve_http, build_app(router, handler), sock, stop, stopped)
+            shield = anyio.CancelScope(shield=True)
+            app = build_app(router, handler)
+            await tg.start(_serve_http, app, sock, stop, stopped, shield)
             if mdns:
                 await tg.start(advertise_a2a, server, router.name)
             logger.info("A2A endpoint of swarm %r at %s", node.swarm, server.url)
             try:
                 yield server
             finally:
-                stop.set()  # open streams end; then everything else is cancelled
+                handler.close()  # open streams end
+                stop.set()
                 with anyio.move_on_after(GRACE + 1, shield=True):
                     await stopped.wait()
+                shield.cancel()  # then everything else is cancelled
     finally:
         sock.close()
 

@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,8 +112,7 @@ class TaskRecord:
         event.metadata.update({"sequence": len(self.events) + 1})
         self.events.append(event)
         self.task.metadata.update({"sequence": len(self.events)})
-        changed, self.changed = self.changed, anyio.Event()
-        changed.set()
+        self.wake()
 
     def set_state(self, state: TaskState, text: str | None = None) -> bool:
         """Move to ``state`` (with an agent message ``text``) unless already finished."""
@@ -144,15 +143,23 @@ class TaskRecord:
         )  # fmt: skip
         return True
 
-    async def follow(self, position: int) -> AsyncIterator[TaskEvent]:
-        """Every event after ``position``, as it is appended, until the task finishes.
+    def wake(self) -> None:
+        """Wake every reader (they check whether to stop)."""
+        changed, self.changed = self.changed, anyio.Event()
+        changed.set()
+
+    async def follow(
+        self, position: int, stopping: Callable[[], bool] = lambda: False
+    ) -> AsyncIterator[TaskEvent]:
+        """Every event after ``position``, as it is appended, until the task finishes (or
+        ``stopping()`` is true when woken: the server is closing).
 
         Cancellation (a client that goes away) just stops the iteration."""
         while True:
             while position < len(self.events):
                 position += 1
                 yield self.events[position - 1]
-            if self.finished:
+            if self.finished or stopping():
                 return
             await self.changed.wait()
 

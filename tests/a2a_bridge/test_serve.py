@@ -7,6 +7,7 @@ Everything runs under trio and under asyncio.
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,7 +36,13 @@ from a2a.types import (
 from a2a.utils.errors import A2AError
 from google.protobuf.json_format import MessageToDict
 
-from synapse_p2p.a2a import A2AServer, CardSigner, card_verifier, open_a2a_server
+from synapse_p2p.a2a import (
+    A2AServer,
+    CardSigner,
+    card_verifier,
+    open_a2a_server,
+    serve_a2a,
+)
 from synapse_p2p.teams import Worker
 from synapse_p2p.testing import Swarm, open_swarm
 
@@ -262,3 +269,36 @@ async def test_stream_team_task_and_resume_after_a_dropped_connection() -> None:
         assert notes == ["compiling", "linking"]
         assert data(done) == [{"built": "app"}]
         assert done.artifacts[0].metadata["worker"] == swarm.nodes[2].node_id
+
+
+async def test_serve_a2a_in_a_task_group() -> None:
+    async with open_swarm(1, transport="tcp") as swarm, anyio.create_task_group() as tg:
+        server = await tg.start(functools.partial(serve_a2a, swarm[0], port=0, name="solo"))
+        async with httpx.AsyncClient() as http:
+            card = await A2ACardResolver(http, server.url).get_agent_card()
+        assert card.name == "solo"
+        assert list(card.skills) == []
+        tg.cancel_scope.cancel()
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.ConnectError):  # stopped with its task group
+            await http.get(server.url + "/.well-known/agent-card.json")
+
+
+async def test_stopping_the_server_ends_open_streams() -> None:
+    got: list[StreamResponse] = []
+    ended = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        async with a2a_swarm() as (_swarm, server, gates):
+
+            async def read() -> None:
+                async with sdk_client(server.url, streaming=True) as client:
+                    async for response in client.send_message(request("x", "slow")):
+                        got.append(response)
+                ended.set()
+
+            tg.start_soon(read)
+            await gates.slow_started.wait()
+        with anyio.fail_after(10):  # the stream ended cleanly when the server stopped
+            await ended.wait()
+    assert kind(got[0]) == "task"
+    assert got[-1].status_update.status.state == TaskState.TASK_STATE_WORKING
