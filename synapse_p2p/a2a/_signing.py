@@ -80,11 +80,23 @@ class CardSigner:
         return create_agent_card_signer(self.private_key, header)(copy)  # type: ignore[arg-type]
 
 
-def card_verifier(keys: Mapping[str, Ed25519PublicKey]) -> Callable[[AgentCard], None]:
+PublicKey = Ed25519PublicKey | bytes
+
+
+def _public(key: PublicKey) -> Ed25519PublicKey:
+    if isinstance(key, Ed25519PublicKey):
+        return key
+    if isinstance(key, bytes | bytearray) and len(key) == 32:
+        return Ed25519PublicKey.from_public_bytes(bytes(key))
+    raise TypeError("a public key is an Ed25519PublicKey or its 32 raw bytes")
+
+
+def card_verifier(keys: Mapping[str, PublicKey]) -> Callable[[AgentCard], None]:
     """A ``signature_verifier`` for the a2a-sdk's client and card resolver: a card passes
     when one of its signatures verifies with the key named by its ``kid``. Raises
-    :class:`CardSignatureError` otherwise."""
-    known = dict(keys)
+    :class:`CardSignatureError` otherwise. Keys are ``Ed25519PublicKey`` objects or 32 raw
+    bytes (a node's ``identity.public_key``), by key id (its node id)."""
+    known = {kid: _public(key) for kid, key in keys.items()}
 
     def key_for(kid: str | None, jku: str | None) -> Any:
         key = known.get(kid or "")
@@ -103,6 +115,6 @@ def card_verifier(keys: Mapping[str, Ed25519PublicKey]) -> Callable[[AgentCard],
     return verify
 
 
-def verify_card(card: AgentCard, key: Ed25519PublicKey, key_id: str) -> None:
+def verify_card(card: AgentCard, key: PublicKey, key_id: str) -> None:
     """Raise :class:`CardSignatureError` unless ``card`` carries a valid signature by ``key``."""
     card_verifier({key_id: key})(card)

@@ -31,9 +31,10 @@ def test_sign_and_verify_with_a_generated_key() -> None:
     header = json.loads(base64.urlsafe_b64decode(signed.signatures[0].protected + "=="))
     assert header == {"kid": "node-1", "alg": "EdDSA", "typ": "JOSE"}
     verify_card(signed, key.public_key(), "node-1")
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    verify_card(signed, raw, "node-1")  # a node identity's 32-byte public key works too
     assert signer.sign(card()).signatures[0].signature == signed.signatures[0].signature
     jwk = signer.jwk()
-    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     assert base64.urlsafe_b64decode(jwk["x"] + "=") == raw
     assert (jwk["kty"], jwk["crv"], jwk["kid"]) == ("OKP", "Ed25519", "node-1")
 
@@ -64,3 +65,5 @@ def test_signer_arguments_are_checked() -> None:
         CardSigner("not a key", "k")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         CardSigner(Ed25519PrivateKey.generate(), "")
+    with pytest.raises(TypeError):
+        card_verifier({"k": b"short"})
