@@ -24,6 +24,7 @@ from a2a.client.client import Client
 from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
+    ListTasksRequest,
     Message,
     Part,
     Role,
@@ -161,6 +162,9 @@ async def test_send_message_routes_by_skill_and_replies_as_artifacts() -> None:
         got = await client.get_task(GetTaskRequest(id=task.id))
         assert got.status.state == TaskState.TASK_STATE_COMPLETED
         assert data(got) == data(task)
+        listed = await client.list_tasks(ListTasksRequest())
+        assert [t.id for t in listed.tasks] == [task.id]
+        assert listed.total_size == 1
         # the per-node endpoint goes to that member
         async with sdk_client(server.node_url(swarm.nodes[1].node_id)) as nc:
             pinned = await send(nc, request("1+1"))
