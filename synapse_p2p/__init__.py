@@ -18,6 +18,7 @@ from .conversations import (
     default_summarizer,
 )
 from .errors import (
+    A2AAgentError,
     AgentTimeoutError,
     AllAgentsFailedError,
     CallTimeout,
@@ -65,6 +66,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "A2AAgentError",
     "AdvertisedArtifact",
     "AgentTimeoutError",
     "AllAgentsFailedError",

@@ -55,6 +55,7 @@ __all__ = [
     "BAD_REQUEST",
     "INTERNAL_ERROR",
     "OVERLOADED",
+    "A2AAgentError",
     "AgentAttempt",
     "AgentTimeoutError",
     "AllAgentsFailedError",
@@ -318,3 +319,12 @@ def _summary(attempts: Sequence[AgentAttempt]) -> str:
         who = attempt.agent_id if attempt.agent_id is not None else "<waiting for a slot>"
         lines.append(f"  {who}: {type(attempt.error).__name__}: {attempt.error}")
     return "\n".join(lines)
+
+
+class A2AAgentError(FederationError, RuntimeError):
+    """An A2A agent could not be reached, refused the request, or its task did not complete
+    (``state`` is the A2A task state name when there was a task)."""
+
+    def __init__(self, message: str, *, state: str | None = None) -> None:
+        super().__init__(message)
+        self.state = state

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ._a2a import a2a_group
 from ._common import Settings, configure_logging
 from ._demo import demo_command
 from ._inspect import conversation_command, tasks_command
@@ -56,6 +57,7 @@ cli.add_command(conversation_command)
 cli.add_command(tasks_command)
 cli.add_command(list_swarms_command)
 cli.add_command(mcp_command)
+cli.add_command(a2a_group)
 for command in (
     call_command,
     info_command,

@@ -626,6 +626,53 @@ async def federation(ctx: Context) -> None:
         assert asked == ["agent1"]
 
 
+@scenario("a2a-serve")
+async def a2a_serve(ctx: Context) -> None:
+    """The swarm's A2A endpoint on a free loopback port, with a signed card."""
+    pytest.importorskip("a2a", reason="the a2a extra is not installed")
+    import httpx
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    async with open_swarm(
+        2, transport="tcp", configure=lambda i: {"capabilities": ["build"]}
+    ) as swarm:
+        namespace: dict[str, Any] = {"node": swarm[0], "private_key": key}
+        with anyio.fail_after(STEP):
+            await run_block(ctx.block("a2a-serve"), namespace)
+    server = namespace["server"]
+    assert server.url.startswith("http://127.0.0.1:")
+    with pytest.raises(httpx.ConnectError):  # the block's end stopped the server
+        async with httpx.AsyncClient() as http:
+            await http.get(server.url + "/.well-known/agent-card.json")
+
+
+@scenario("a2a-federation")
+async def a2a_federation(ctx: Context) -> None:
+    """An A2A agent (another swarm's endpoint, on loopback) beside the swarm's peers."""
+    pytest.importorskip("a2a", reason="the a2a extra is not installed")
+    from synapse_p2p.a2a import open_a2a_server
+
+    async with open_swarm(2, transport="tcp", swarm="far",
+                          configure=lambda i: {"capabilities": ["translate"]}) as far:  # fmt: skip
+
+        @far.nodes[1].ask
+        async def translate(task: str, context: dict[str, Any]) -> str:
+            return "hello"
+
+        async with open_a2a_server(far[0], port=0) as agent, open_swarm(1) as near:
+            async with anyio.create_task_group() as task_group:
+                namespace: dict[str, Any] = {
+                    "node": near[0], "task_group": task_group, "agent_url": agent.url,
+                }  # fmt: skip
+                assert "translate" in agent.router.skills()  # a member's capability
+                with anyio.fail_after(STEP):
+                    await run_block(ctx.block("a2a-federation"), namespace)
+                task_group.cancel_scope.cancel()
+    assert namespace["result"] == "hello"
+    assert [a.id for a in namespace["registry"].list()] == ["a2a:" + agent.url]
+
+
 # -- Testing your agents ----------------------------------------------------------------------
 
 
