@@ -160,6 +160,10 @@ def make_bootstrap(
     async def offline(peer: Peer) -> None:
         say(f"bootstrap: offline   {peer.name:<9} {peer.address}:{peer.port}")
 
+    @node.on("peer.left")
+    async def left(peer: Peer) -> None:
+        say(f"bootstrap: left      {peer.name:<9} {peer.address}:{peer.port}")
+
     return node
 
 

@@ -49,7 +49,8 @@ async def main() -> None:
             everyone_joined.set()
 
     @seed.on("peer.offline")
-    async def offline(peer: Peer) -> None:
+    @seed.on("peer.left")
+    async def gone(peer: Peer) -> None:
         if peer.name == "coder":
             coder_gone.set()
 

@@ -42,7 +42,7 @@ def test_the_team_in_one_process(command: list[str]) -> None:
     assert "  planner   design (planner) > implement (coder) > review (reviewer)" in out
     assert "  reviewer  approved" in out
     assert "  coder     wrote add_a_health_check.py" in out
-    assert "bootstrap: offline   coder     127.0.0.1:" in out
+    assert "bootstrap: left      coder     127.0.0.1:" in out
     assert "seed still knows: planner, reviewer" in out
     assert out.rstrip().endswith("team stopped")
 

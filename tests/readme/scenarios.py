@@ -860,3 +860,30 @@ def _expressions(block: Block) -> Iterator[ast.expr]:
     for statement in ast.parse(block.code).body:
         assert isinstance(statement, ast.Expr), ast.dump(statement)
         yield statement.value
+
+
+@scenario("metrics")
+async def metrics(ctx: Context) -> None:
+    """The block starts a metrics server on a running node (on a free port instead of 9464,
+    and named, so the test can find it); GET /metrics answers the node's counters."""
+    block = ctx.block("metrics")
+    code = block.code.replace("port=9464", "port=0").replace(
+        "node.start_service(MetricsServer(", "node.start_service(server := MetricsServer("
+    )
+    async with Node(name="observed", bind="127.0.0.1") as node:
+        namespace: dict[str, Any] = {"node": node}
+        await run_block(dataclasses.replace(block, code=code), namespace)
+        server = namespace["server"]
+        with anyio.fail_after(STEP):
+            while server.port == 0:
+                await anyio.sleep(0.01)
+            async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+                await stream.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                data = b""
+                try:
+                    while True:
+                        data += await stream.receive()
+                except anyio.EndOfStream:
+                    pass
+        assert data.startswith(b"HTTP/1.1 200 OK")
+        assert b'synapse_peers{node="observed"} 0.0' in data
