@@ -127,7 +127,7 @@ def call_command(
     cannot be reached, 4 on timeout.
     """
     values = [parse_json_literal(a, "argument") for a in args]
-    result = _call(settings, address, timeout, lambda c: c.call(endpoint, *values, **kwargs))
+    result = _call(settings, address, timeout, lambda c: c.request(endpoint, values, kwargs))
     if as_json or not isinstance(result, str):
         click.echo(json_text(result))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -157,8 +158,30 @@ class Client:
             return
         self._connection = connection
 
-    async def call(self, endpoint: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``endpoint(*args, **kwargs)`` on the node and return its result."""
+    async def call(
+        self, endpoint: str, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
+        """Call ``endpoint(*args, **kwargs)`` on the node and return its result.
+
+        ``timeout`` is this call's timeout in seconds (default: the client's), as with
+        ``node.call_peer``; it is not sent to the endpoint. To pass the endpoint a keyword
+        argument that is itself named ``timeout``, use :meth:`request`.
+        """
+        return await self.request(endpoint, args, kwargs, timeout=timeout)
+
+    async def request(
+        self,
+        endpoint: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``endpoint`` with ``args`` and ``kwargs`` given as a sequence and a mapping
+        (any keyword names, ``timeout`` included); ``timeout`` is the call's own."""
+        args = list(args)
+        kwargs = dict(kwargs or {})
+        limit = self.timeout if timeout is None else check_seconds("timeout", timeout)
         if self._task_group is not None and not self._legacy:
             connection = self._connection
             if connection is None or connection.closed:
@@ -169,15 +192,15 @@ class Client:
                         await self._open_session()
                     connection = self._connection
             if connection is not None:
-                return await connection.call(endpoint, list(args), kwargs, self.timeout)
+                return await connection.call(endpoint, args, kwargs, limit)
         return await _one_shot(
             self.transport,
             self.address,
             self.port,
             endpoint,
-            list(args),
+            args,
             kwargs,
-            timeout=self.timeout,
+            timeout=limit,
             connect_timeout=self.connect_timeout,
             max_frame_size=self.max_download_size,
         )
