@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SEED_PORT",
     "NodeConfig",
+    "accepts",
     "check_bool",
     "check_int",
     "check_optional_seconds",
@@ -138,6 +139,12 @@ async def resolve_advertise(advertise: str | None, bind: str) -> str:
     if bind in _WILDCARDS:
         return await anyio.to_thread.run_sync(_lan_ip, bind == "::")
     return bind
+
+
+def accepts(peer: Peer, *, swarm: str | None, team: str | None) -> bool:
+    """The membership rule (the reference's), the one place it is written: a local swarm
+    (team) that is not ``None`` must equal the peer's."""
+    return (swarm is None or peer.swarm == swarm) and (team is None or peer.team == team)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,21 +263,20 @@ class NodeConfig:
     def admits(self, peer: Peer) -> bool:
         """The membership rule (the reference's): swarm and team must be equal, unless ours
         is ``None`` (then any)."""
-        return (self.swarm is None or peer.swarm == self.swarm) and (
-            self.team is None or peer.team == self.team
-        )
+        return accepts(peer, swarm=self.swarm, team=self.team)
 
     def check_member(self, peer: Peer) -> None:
         """:meth:`admits`, raising ``RemoteError(bad_request)`` with the reference's message
         (and which swarm or team the peer is in)."""
+        if accepts(peer, swarm=self.swarm, team=self.team):
+            return
         if self.swarm is not None and peer.swarm != self.swarm:
             raise RemoteError(
                 BAD_REQUEST,
                 "peer requested a different swarm "
                 f"({peer.swarm!r}; this node is in {self.swarm!r})",
             )
-        if self.team is not None and peer.team != self.team:
-            raise RemoteError(
-                BAD_REQUEST,
-                f"peer requested a different team ({peer.team!r}; this node is in {self.team!r})",
-            )
+        raise RemoteError(
+            BAD_REQUEST,
+            f"peer requested a different team ({peer.team!r}; this node is in {self.team!r})",
+        )

@@ -1,34 +1,48 @@
-"""A task group held open between ``__aenter__`` and ``__aexit__``, for objects that are
-async context managers running one service task (Node, Team, Worker)."""
+"""A service task held open between ``__aenter__`` and ``__aexit__``, for the objects that are
+async context managers running one service (Node, Team, Worker)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
 
-__all__ = ["close_service_group", "open_service_group"]
+__all__ = ["ServiceGroup", "close_service_group", "open_service_group"]
 
 
-async def open_service_group(service: Callable[..., Coroutine[Any, Any, Any]]) -> TaskGroup:
+class ServiceGroup:
+    """The task group that runs one service, owned through an :class:`AsyncExitStack`.
+
+    Closing it cancels the service and returns once every task of the group has ended.
+    """
+
+    def __init__(self, stack: AsyncExitStack, task_group: anyio.abc.TaskGroup) -> None:
+        self._stack = stack
+        self.cancel_scope = task_group.cancel_scope
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+
+async def open_service_group(service: Callable[..., Coroutine[Any, Any, Any]]) -> ServiceGroup:
     """Enter a task group and ``start`` ``service`` in it (it takes ``task_status``).
 
     If the service fails before it is started, the group is closed and the error raised as
     is. Must be paired with :func:`close_service_group` in the same task.
     """
-    group = anyio.create_task_group()
-    await group.__aenter__()
+    stack = AsyncExitStack()
+    task_group = await stack.enter_async_context(anyio.create_task_group())
+    stack.callback(task_group.cancel_scope.cancel)  # on close: cancel first, then wait
     try:
-        await group.start(service)
+        await task_group.start(service)
     except BaseException:
-        await close_service_group(group)
+        await stack.aclose()
         raise
-    return group
+    return ServiceGroup(stack, task_group)
 
 
-async def close_service_group(group: TaskGroup) -> None:
+async def close_service_group(group: ServiceGroup) -> None:
     """Cancel what runs in ``group`` and leave it (returns once every task has ended)."""
-    group.cancel_scope.cancel()
-    await group.__aexit__(None, None, None)
+    await group.aclose()

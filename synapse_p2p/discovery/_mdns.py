@@ -41,6 +41,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from zeroconf import Error as ZeroconfError
 from zeroconf import ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
+from .._config import accepts
 from ..errors import MdnsError
 from ..types import NodeKind, Peer
 
@@ -267,12 +268,6 @@ def peer_from_txt(
 def peer_from_service(info: ServiceInfo) -> Peer | None:
     """:func:`peer_from_txt` on a resolved zeroconf ``ServiceInfo``."""
     return peer_from_txt(info.properties or {}, info.parsed_addresses(), info.port)
-
-
-def accepts(peer: Peer, *, swarm: str | None, team: str | None) -> bool:
-    """The reference's membership rule: a local swarm (team) that is not None must equal the
-    peer's."""
-    return (swarm is None or peer.swarm == swarm) and (team is None or peer.team == team)
 
 
 def _same(a: Peer, b: Peer) -> bool:

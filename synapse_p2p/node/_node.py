@@ -28,7 +28,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .._config import NodeConfig, resolve_advertise
 from .._hub import EventHub, NodeEvent, Subscription
 from .._seams import LocalNode, Service
-from .._service_group import close_service_group, open_service_group
+from .._service_group import ServiceGroup, close_service_group, open_service_group
 from .._validate import check_str, format_address
 from ..conversations import ConversationLog, MemoryConversationLog
 from ..conversations._broadcasting import Broadcasts
@@ -239,7 +239,7 @@ class Node:
         self.artifact_directory: dict[str, ServedArtifact] = {}
         self._ask_handler: AskHandler | None = None
         self._server: RpcServer | None = None
-        self._context_task_group: TaskGroup | None = None
+        self._context_task_group: ServiceGroup | None = None
         self._extras_group: TaskGroup | None = None
         self._extras: dict[Service, anyio.CancelScope | None] = {}
         self._running = False

@@ -10,7 +10,8 @@ Dispatch answers every request with exactly one response payload:
 * unknown endpoint, or arguments that do not fit the signature: ``bad_request``;
 * a handler raising :class:`~synapse_p2p.errors.RemoteError`: that error's code and message;
   raising :class:`~synapse_p2p.errors.ProtocolError`: ``bad_request``;
-* any other exception: ``internal_error`` with ``str(exc)``;
+* any other exception: ``internal_error`` with ``str(exc)``, and the traceback logged at
+  WARNING on this node (at most once every 10 s per endpoint, the rest counted);
 * a result MsgPack cannot encode: ``internal_error`` naming the endpoint and the type.
 """
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +34,9 @@ __all__ = ["Connection", "EndpointMetadata", "EndpointRegistry", "EndpointSpec",
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[Any]]
+
+#: A failing endpoint's traceback is logged at most this often (seconds); see ``dispatch``.
+FAILURE_LOG_INTERVAL = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,7 @@ class EndpointRegistry:
 
     def __init__(self) -> None:
         self._specs: dict[str, EndpointSpec] = {}
+        self._failures: dict[str, tuple[float, int]] = {}  # name -> (last logged, suppressed)
         #: Called with every request before the endpoint lookup; it may return a request with
         #: different kwargs (e.g. a typed ``broadcast``) and may raise ``RemoteError``.
         self.pre_dispatch: Callable[[Request], Awaitable[Request]] | None = None
@@ -140,6 +147,19 @@ class EndpointRegistry:
     def __iter__(self) -> Iterator[EndpointSpec]:
         return iter(list(self._specs.values()))
 
+    def _log_failure(self, name: str, exc: Exception) -> None:
+        """A handler raised: WARNING with the traceback, at most once per
+        :data:`FAILURE_LOG_INTERVAL` seconds per endpoint (the others are counted and the
+        count is logged with the next one)."""
+        now = time.monotonic()
+        last, suppressed = self._failures.get(name, (-math.inf, 0))
+        if now - last < FAILURE_LOG_INTERVAL:
+            self._failures[name] = (last, suppressed + 1)
+            return
+        self._failures[name] = (now, 0)
+        more = f" ({suppressed} more failures since the last report)" if suppressed else ""
+        log.warning("endpoint %r raised %s%s", name, type(exc).__name__, more, exc_info=exc)
+
     def handlers(self) -> dict[str, Handler]:
         return {name: spec.handler for name, spec in self._specs.items()}
 
@@ -182,7 +202,7 @@ class EndpointRegistry:
         except ProtocolError as exc:
             return error_payload(rid, BAD_REQUEST, str(exc))
         except Exception as exc:
-            log.debug("endpoint %r raised", spec.name, exc_info=True)
+            self._log_failure(spec.name, exc)
             return error_payload(rid, INTERNAL_ERROR, str(exc) or type(exc).__name__)
         try:
             return encode_response(Response(rid, True, result, None))

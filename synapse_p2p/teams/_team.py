@@ -10,10 +10,10 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from .._hub import ConversationCompacted, EventStored, PeerJoined, PeerLeft, PeerOffline
-from .._service_group import close_service_group, open_service_group
+from .._service_group import ServiceGroup, close_service_group, open_service_group
 from .._validate import check_optional_seconds, check_seconds
 from ..conversations import new_nonce
 from ..errors import TeamTaskError
@@ -101,7 +101,7 @@ class Team:
         self._sleep_until = -math.inf
         self._closed = False
         self._entered = False
-        self._task_group: TaskGroup | None = None
+        self._task_group: ServiceGroup | None = None
         # Subscribed now, so nothing that happens before the service runs is missed.
         self._events = node.subscribe(
             EventStored, PeerJoined, PeerOffline, PeerLeft, ConversationCompacted

@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._hub import EventStored
-from .._service_group import close_service_group, open_service_group
+from .._service_group import ServiceGroup, close_service_group, open_service_group
 from .._validate import check_seconds
 from ..types import ConversationEvent
 from ._protocol import (
@@ -149,7 +149,7 @@ class Worker:
         self._runs: dict[tuple[str, int | None], anyio.CancelScope] = {}
         self._backlog: list[Start] = []  # grants that came before the service started
         self._task_group: TaskGroup | None = None
-        self._context_group: TaskGroup | None = None
+        self._context_group: ServiceGroup | None = None
         self._wake: anyio.Event | None = None
         self._idle: anyio.Event | None = None
         self._closed = False
