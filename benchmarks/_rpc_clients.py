@@ -143,7 +143,7 @@ class RawMux:
     def frame(request_id: str, value: Any) -> bytes:
         import msgpack
 
-        body = msgpack.packb(
+        body: bytes = msgpack.packb(
             {
                 "endpoint": "echo",
                 "id": request_id,

@@ -70,12 +70,16 @@ def ours_select(seconds: float) -> dict[str, float]:
             agent.capacity, agent.cost_multiplier = 1 + n % 7, 1.0 + n % 5
             fed.register_agent(agent)
         for strategy in ("round_robin", "cost_aware"):
-            results[f"select {strategy} n={size}"] = measure(
-                lambda f=fed, s=strategy: f.select_agent(strategy=s), seconds
-            )
-        results[f"select tags=t3 n={size}"] = measure(
-            lambda f=fed: f.select_agent(tags="t3"), seconds
-        )
+
+            def by_strategy(f: AgentFederation = fed, s: str = strategy) -> object:
+                return f.select_agent(strategy=s)
+
+            results[f"select {strategy} n={size}"] = measure(by_strategy, seconds)
+
+        def by_tags(f: AgentFederation = fed) -> object:
+            return f.select_agent(tags="t3")
+
+        results[f"select tags=t3 n={size}"] = measure(by_tags, seconds)
 
         def after_change(f: AgentFederation = fed, r: InMemoryAgentRegistry = registry) -> None:
             r.heartbeat("agent-00001")  # refreshing a healthy agent keeps the cache

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio
 import msgpack
 from anyio.abc import SocketStream
 
 
+class NodeTimings(TypedDict, total=False):
+    """Membership and call timings of a test's nodes, passed as ``Node(..., **timings)``."""
+
+    heartbeat_interval: float
+    peer_timeout: float
+    call_timeout: float
+
+
 def request_frame(endpoint: str, *args: Any, id: str = "r1", **kwargs: Any) -> bytes:
-    payload = msgpack.packb(
+    payload: bytes = msgpack.packb(
         {"endpoint": endpoint, "id": id, "args": list(args), "kwargs": kwargs, "type": "request"},
         use_bin_type=True,
     )

@@ -105,7 +105,8 @@ async def demo(url: str, signer: CardSigner) -> None:
 
 
 def _state(state: Any) -> str:
-    return TaskState.Name(state).removeprefix("TASK_STATE_").lower()
+    name: str = TaskState.Name(state)
+    return name.removeprefix("TASK_STATE_").lower()
 
 
 if __name__ == "__main__":

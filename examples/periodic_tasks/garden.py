@@ -26,7 +26,8 @@ garden: dict[str, Any] = {"moisture": 0.6, "waterings": 0, "readings": 0}
 
 def read_sensor() -> float:
     """Stands in for the real probe: the soil dries a little between readings."""
-    return max(0.0, garden["moisture"] - random.uniform(0.0, 0.01))
+    moisture: float = garden["moisture"]
+    return max(0.0, moisture - random.uniform(0.0, 0.01))
 
 
 @node.periodic(every(minutes=10))

@@ -246,7 +246,7 @@ async def test_stream_team_task_and_resume_after_a_dropped_connection() -> None:
                     and response.status_update.status.message.parts
                 ):
                     break  # the "compiling" note: the connection drops here
-            await stream.aclose()
+            await stream.aclose()  # type: ignore[attr-defined]
         assert kind(seen[0]) == "task"
         assert seen[-1].status_update.status.message.parts[0].text == "compiling"
         task_id = seen[0].task.id

@@ -15,11 +15,12 @@ import pytest
 from click.testing import CliRunner, Result
 from rich.console import Console
 
+from synapse_p2p import Node
 from synapse_p2p.cli import cli
 from synapse_p2p.cli._chatter import Inbox, describe_event
 from synapse_p2p.cli._common import Failure, format_result, json_text
 from synapse_p2p.cli._swarm import ReplyWatch
-from synapse_p2p.testing import open_swarm
+from synapse_p2p.testing import Swarm, open_swarm
 from synapse_p2p.types import ConversationEvent, Peer
 
 COMMANDS = ["ask", "broadcast", "watch", "list-swarms", "call", "info", "peers", "methods",
@@ -282,7 +283,7 @@ def _named(i: int) -> dict[str, Any]:
     return {"name": ["asker", "fast", "slow"][i]}
 
 
-async def _handler(node: Any, *, fail: bool = False, delay: float = 0.0) -> None:
+async def _handler(node: Node, *, fail: bool = False, delay: float = 0.0) -> None:
     @node.ask
     async def handle(task: str, context: dict[str, Any]) -> str:
         await anyio.sleep(delay)
@@ -338,7 +339,7 @@ async def test_reply_watch_no_handler_ends_without_waiting_the_timeout(anyio_bac
 async def test_reply_watch_peer_offline_after_ack(anyio_backend: str) -> None:
     stopped = anyio.Event()
 
-    async def setup(swarm: Any) -> None:
+    async def setup(swarm: Swarm) -> None:
         await _handler(swarm[1])
 
         @swarm[2].ask

@@ -19,7 +19,7 @@ from synapse_p2p.conversations import (
     SqliteConversationLog,
     UnknownCursorError,
 )
-from synapse_p2p.types import ConversationEvent, Peer
+from synapse_p2p.types import ConversationEvent, NodeKind, Peer
 from tests.conversations.log_scripts.logkit import (
     BACKENDS,
     expected_order,
@@ -259,7 +259,7 @@ async def test_payloads_round_trip(log: ConversationLog) -> None:
         "float": 0.1,
         "empty": {},
     }
-    peer = Peer(id="b" * 64, address="::1", port=1, swarm="s", team="t", kind="bootstrap")
+    peer = Peer(id="b" * 64, address="::1", port=1, swarm="s", team="t", kind=NodeKind.BOOTSTRAP)
     event = ConversationEvent(
         "c1", "e1", "task.offer", peer, payload, "parent", 1.25, {"meta": [b"\x01"]}
     )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import pytest
@@ -14,10 +14,14 @@ from synapse_p2p.testing import open_swarm
 pytestmark = pytest.mark.anyio
 
 
+Net = Literal["memory", "tcp"]
+
+
 @pytest.fixture(params=["memory", "tcp"])
-def net(request: pytest.FixtureRequest) -> str:
+def net(request: pytest.FixtureRequest) -> Net:
     """Every test runs on the in-memory network and on real loopback TCP."""
-    return str(request.param)
+    param: Net = request.param
+    return param
 
 
 def reviewers(i: int) -> dict[str, Any]:
@@ -39,7 +43,7 @@ async def until(predicate: Any, timeout: float = 10.0) -> None:
             await anyio.sleep(0.01)
 
 
-async def test_broadcast_ask_gets_acks_and_replies(anyio_backend: str, net: str) -> None:
+async def test_broadcast_ask_gets_acks_and_replies(anyio_backend: str, net: Net) -> None:
     async with open_swarm(4, transport=net, configure=reviewers) as swarm:
         asker, *workers = swarm.nodes
         for worker in workers:
@@ -74,7 +78,7 @@ async def test_broadcast_ask_gets_acks_and_replies(anyio_backend: str, net: str)
             assert sorted(ids(node)) == reference
 
 
-async def test_a_failing_handler_becomes_an_error_event(anyio_backend: str, net: str) -> None:
+async def test_a_failing_handler_becomes_an_error_event(anyio_backend: str, net: Net) -> None:
     async with open_swarm(3, transport=net, configure=reviewers) as swarm:
         asker, good, bad = swarm.nodes
         await install_ask(good)
@@ -98,7 +102,7 @@ async def test_a_failing_handler_becomes_an_error_event(anyio_backend: str, net:
         )
 
 
-async def test_custom_events_reach_everyone_and_fire_handlers(anyio_backend: str, net: str) -> None:
+async def test_custom_events_reach_everyone_and_fire_handlers(anyio_backend: str, net: Net) -> None:
     async with open_swarm(5, transport=net) as swarm:
         seen: dict[str, list[Any]] = {n.name: [] for n in swarm.nodes}
         for node in swarm.nodes:
@@ -115,7 +119,7 @@ async def test_custom_events_reach_everyone_and_fire_handlers(anyio_backend: str
 
 
 async def test_emit_and_broadcast_do_not_wait_for_a_tarpit_peer(
-    anyio_backend: str, net: str
+    anyio_backend: str, net: Net
 ) -> None:
     async with open_swarm(3, transport=net) as swarm:
         a, b, tarpit = swarm.nodes
@@ -137,7 +141,7 @@ async def test_emit_and_broadcast_do_not_wait_for_a_tarpit_peer(
         release.set()
 
 
-async def test_sync_pages_through_a_long_conversation(anyio_backend: str, net: str) -> None:
+async def test_sync_pages_through_a_long_conversation(anyio_backend: str, net: Net) -> None:
     async with open_swarm(2, transport=net) as swarm:
         a, b = swarm.nodes
         # Write 10,000 events on a alone (no delivery), then sync them to b, page by page.
@@ -155,7 +159,7 @@ async def test_sync_pages_through_a_long_conversation(anyio_backend: str, net: s
 
 
 async def test_compaction_keeps_head_and_tail_and_refuses_compacted_events(
-    anyio_backend: str, net: str
+    anyio_backend: str, net: Net
 ) -> None:
     async with open_swarm(
         2, transport=net, conversation_max_events=10, conversation_keep_recent=3
@@ -187,7 +191,7 @@ async def test_compaction_keeps_head_and_tail_and_refuses_compacted_events(
         assert len(b.conversation(bc)) <= 10
 
 
-async def test_bad_events_get_clear_errors(anyio_backend: str, net: str) -> None:
+async def test_bad_events_get_clear_errors(anyio_backend: str, net: Net) -> None:
     async with open_swarm(1, transport=net, max_upload_size=64 * 1024) as swarm:
         node = swarm[0]
         outsider = node.self_peer().to_dict() | {"id": "x" * 64, "swarm": "other"}
@@ -215,7 +219,7 @@ async def test_bad_events_get_clear_errors(anyio_backend: str, net: str) -> None
         assert node.conversation("c") == []
 
 
-async def test_fetch_a_peers_agent_card(anyio_backend: str, net: str) -> None:
+async def test_fetch_a_peers_agent_card(anyio_backend: str, net: Net) -> None:
     async with open_swarm(2, transport=net) as swarm:
         a, b = swarm.nodes
         a.artifact(
@@ -231,7 +235,7 @@ async def test_fetch_a_peers_agent_card(anyio_backend: str, net: str) -> None:
 
 
 async def test_forged_replies_cannot_grow_memory_without_bound(
-    anyio_backend: str, net: str
+    anyio_backend: str, net: Net
 ) -> None:
     async with open_swarm(1, transport=net, conversation_max_conversations=500) as swarm:
         node = swarm[0]

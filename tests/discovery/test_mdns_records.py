@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from synapse_p2p._config import accepts
 from synapse_p2p.discovery import (
     SERVICE_TYPE,
     MdnsDiscovery,
@@ -23,7 +24,6 @@ from synapse_p2p.discovery import (
     MdnsStatistics,
 )
 from synapse_p2p.discovery._mdns import (
-    accepts,
     instance_name,
     peer_from_service,
     peer_from_txt,

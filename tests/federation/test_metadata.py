@@ -25,7 +25,7 @@ def test_fields_and_defaults_match_the_seed() -> None:
 
 def test_normalisation() -> None:
     agent = AgentMetadata(
-        "a", "m", tools="search", capacity="3", cost_multiplier=2, tags=("x", "y", "x"),
+        "a", "m", tools="search", capacity="3", cost_multiplier=2, tags=("x", "y", "x"),  # type: ignore[arg-type]
         last_heartbeat=5,
     )  # fmt: skip
     assert agent.tools == ["search"]
@@ -35,8 +35,8 @@ def test_normalisation() -> None:
     assert agent.cost_multiplier == 2.0
     assert isinstance(agent.cost_multiplier, float)
     assert agent.last_heartbeat == 5.0
-    assert AgentMetadata("a", "m", capacity=2.9).capacity == 2  # int() as in synapsekit
-    assert AgentMetadata("a", "m", tools=None).tools == []
+    assert AgentMetadata("a", "m", capacity=2.9).capacity == 2  # type: ignore[arg-type]  # int()
+    assert AgentMetadata("a", "m", tools=None).tools == []  # type: ignore[arg-type]
     assert AgentMetadata("a", "m", capacity=0, cost_multiplier=0).capacity == 0
 
 

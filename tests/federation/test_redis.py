@@ -38,8 +38,10 @@ def test_layout_and_server_time(redis_registry: MakeRedis) -> None:
     registry.redis.delete("layout-test:agents", "layout-test:heartbeats")
     stored = registry.register(_agent("a", tools=["x"]))
     seconds, micros = registry.redis.time()
+    assert stored.last_heartbeat is not None
     assert abs(stored.last_heartbeat - (seconds + micros / 1e6)) < 1.0
     raw = registry.redis.hget("layout-test:agents", "a")
+    assert raw is not None
     assert json.loads(raw)["tools"] == ["x"]
     assert "last_heartbeat" not in json.loads(raw)
     assert registry.redis.zscore("layout-test:heartbeats", "a") == stored.last_heartbeat
@@ -205,8 +207,11 @@ def test_race_heartbeat_never_loses_a_register(redis_url: str, redis_registry: M
             registry.register(_agent("x", capacity=capacity, tags=[f"v{capacity}"]))
             if capacity % 50 == 0:
                 time.sleep(0.01)
-                assert registry.get("x").capacity == capacity
+                current = registry.get("x")
+                assert current is not None
+                assert current.capacity == capacity
     final = registry.get("x")
+    assert final is not None
     assert (final.capacity, final.tags) == (300, ["v300"])
 
 
@@ -216,9 +221,14 @@ def test_race_prune_never_removes_a_fresh_heartbeat(
     registry = redis_registry()
     other = redis_registry(prefix=registry.prefix)
     lost = kept = pruned_first = 0
+
+    def prune_then_pause() -> None:
+        other.prune_stale(stale_timeout=5)
+        time.sleep(0.0005)
+
     with (
         hammering(redis_url, registry.prefix, "prune", []),
-        threads_doing(lambda: (other.prune_stale(stale_timeout=5), time.sleep(0.0005)), count=2),
+        threads_doing(prune_then_pause, count=2),
     ):
         deadline = time.monotonic() + 5
         n = 0

@@ -188,7 +188,9 @@ def test_memory_clock_boundaries_and_order() -> None:
     registry = InMemoryAgentRegistry(stale_timeout=10, clock=clock)
     registry.register(_agent("z"))
     registry.register(_agent("a", last_heartbeat=90.0))
-    assert registry.get("z").last_heartbeat == 100.0
+    z = registry.get("z")
+    assert z is not None
+    assert z.last_heartbeat == 100.0
     assert registry.is_healthy("a")  # exactly 10 s old: inclusive
     clock.now = 100.5
     assert not registry.is_healthy("a")

@@ -11,13 +11,14 @@ import anyio
 import pytest
 
 from synapse_p2p import ConversationEvent, Node
+from tests.helpers import NodeTimings
 from tests.interop.refenv import RefProcess, ref_python
 
 __all__ = ["ref_python"]
 
 pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 
-FAST = {"heartbeat_interval": 0.5, "peer_timeout": 3}
+FAST: NodeTimings = {"heartbeat_interval": 0.5, "peer_timeout": 3}
 
 
 async def command(ref: RefProcess, cmd: dict[str, Any], timeout: float = 20) -> Any:

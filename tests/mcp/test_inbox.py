@@ -130,8 +130,9 @@ async def test_a_task_report_needs_a_taken_task() -> None:
     async with open_swarm(1, swarm="lab") as swarm:
         async with open_bridge(swarm[0]) as bridge:
             assert bridge.desk is not None
-            assert bridge.desk.worker is None  # nothing is claimed before next_task
-            assert await bridge.desk.take(0) is None
+            desk = bridge.desk  # (``desk.worker`` is narrowed to None below; bridge's is not)
+            assert desk.worker is None  # nothing is claimed before next_task
+            assert await desk.take(0) is None
             assert bridge.desk.worker is not None
             with pytest.raises(Exception, match="no task 'x' assigned to this node"):
                 bridge.desk.finish("x", result=1)

@@ -98,11 +98,12 @@ async def open_mcp(
 
 
 def configure(i: int) -> dict[str, Any]:
-    return [
+    nodes: list[dict[str, Any]] = [
         {"name": "reviewer", "capabilities": ["code-review"]},
         {"name": "coder", "capabilities": ["python"]},
         {"name": "ghost"},
-    ][i]
+    ]
+    return nodes[i]
 
 
 @contextlib.asynccontextmanager

@@ -6,17 +6,23 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio
 import pytest
 
 from synapse_p2p import Client, Node, Peer, RemoteError
 from synapse_p2p.membership import JoinError
+from tests.helpers import NodeTimings
 
 pytestmark = pytest.mark.anyio
 
-FAST = {"heartbeat_interval": 0.3, "peer_timeout": 1.5}
+FAST: NodeTimings = {"heartbeat_interval": 0.3, "peer_timeout": 1.5}
+
+
+class Scope(TypedDict, total=False):
+    swarm: str
+    team: str
 
 
 def free_port() -> int:
@@ -131,7 +137,8 @@ async def test_seed_unreachable_then_up(anyio_backend: str) -> None:
 
 async def test_wrong_swarm_or_team_is_refused(anyio_backend: str) -> None:
     async with Node(bind="127.0.0.1", swarm="s") as seed:
-        for kwargs in ({"swarm": "other"}, {"swarm": "s", "team": "red"}):
+        scopes: list[Scope] = [{"swarm": "other"}, {"swarm": "s", "team": "red"}]
+        for kwargs in scopes:
             async with Node(bind="127.0.0.1", seeds=[f"127.0.0.1:{seed.port}"], **kwargs) as node:
                 with pytest.raises(JoinError, match=r"different (swarm|team)"):
                     await node.join()
@@ -198,7 +205,7 @@ async def test_peer_cap_is_enforced_and_logged(
 
 
 async def test_a_tarpit_peer_does_not_make_healthy_peers_look_offline(anyio_backend: str) -> None:
-    settings = {"heartbeat_interval": 0.2, "peer_timeout": 1.0, "call_timeout": 10.0}
+    settings: NodeTimings = {"heartbeat_interval": 0.2, "peer_timeout": 1.0, "call_timeout": 10.0}
     a = Node(bind="127.0.0.1", name="a", swarm="s", **settings)
     offline: list[tuple[str, str]] = []
     async with a:

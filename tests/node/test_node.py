@@ -170,6 +170,9 @@ async def test_serve_in_a_task_group_and_prompt_shutdown_with_idle_connections(
         with node_scope:
             await node.serve(task_status=task_status)
 
+    def still_running() -> bool:  # read afresh: ``assert node.running`` narrows the attribute
+        return node.running
+
     async with anyio.create_task_group() as tg:
         await tg.start(run_node)
         assert node.running
@@ -185,7 +188,7 @@ async def test_serve_in_a_task_group_and_prompt_shutdown_with_idle_connections(
             start = time.monotonic()
             node_scope.cancel()
             with anyio.fail_after(5):
-                while node.running:
+                while still_running():
                     await anyio.sleep(0.005)
             elapsed = time.monotonic() - start
     assert elapsed < 2, elapsed
@@ -254,7 +257,7 @@ def test_registration_validation() -> None:
     def sync_fn() -> None: ...
 
     with pytest.raises(TypeError, match="async function"):
-        node.endpoint("x")(sync_fn)
+        node.endpoint("x")(sync_fn)  # type: ignore[type-var]
     with pytest.raises(TypeError, match="async function"):
         node.ask(sync_fn)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="async function"):

@@ -46,7 +46,8 @@ async def test_a_failed_team_task_keeps_the_workers_exception_type(anyio_backend
 
             @worker.task
             async def run(assignment: Assignment) -> Any:
-                return {}["file"]
+                files: dict[str, str] = {}
+                return files["file"]
 
             task = await team.offer("parse", requires=["py"])
             with pytest.raises(TeamTaskError) as info:
@@ -99,7 +100,7 @@ def test_ask_handler_signatures_are_checked_when_registered() -> None:
     node = Node()
     with pytest.raises(TypeError, match=r"must accept \(task, context\)"):
 
-        @node.ask
+        @node.ask  # type: ignore[arg-type]
         async def one_argument(task: str) -> str:
             return task
 

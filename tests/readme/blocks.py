@@ -16,7 +16,7 @@ import inspect
 import json
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,7 +165,7 @@ def compile_block(block: Block) -> Any:
     )
 
 
-async def run_block(block: Block, namespace: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+async def run_block(block: Block, namespace: dict[str, Any]) -> dict[str, Any]:
     """Execute ``block`` in ``namespace`` (top-level ``await`` allowed); returns the namespace.
 
     Names the block defines end up in ``namespace``. Works under trio and asyncio: a block
@@ -178,7 +178,7 @@ async def run_block(block: Block, namespace: MutableMapping[str, Any]) -> Mutabl
     return namespace
 
 
-def exec_block(block: Block, namespace: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def exec_block(block: Block, namespace: dict[str, Any]) -> dict[str, Any]:
     """Execute a block without top-level ``await`` (plain statements) synchronously."""
     namespace.setdefault("__name__", "__readme__")
     result = eval(compile_block(block), namespace)

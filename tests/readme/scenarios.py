@@ -483,7 +483,7 @@ async def ask_the_swarm(ctx: Context) -> None:
                     complete[peer.name].set()
 
         printed = Printed()
-        namespace = {"node": node, "print": printed}
+        namespace: dict[str, Any] = {"node": node, "print": printed}
         with anyio.fail_after(STEP):
             await run_block(ctx.block("ask-the-swarm"), namespace)
         assert sorted(printed.lines) == [

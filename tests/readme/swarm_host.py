@@ -16,9 +16,9 @@ import sys
 from typing import Any
 
 import anyio
-import blocks
 
 from synapse_p2p import Node, Peer
+from tests.readme import blocks
 
 
 def report(**fields: Any) -> None:

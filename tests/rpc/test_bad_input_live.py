@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Iterator
+from typing import Any
 
 import msgpack
 import pytest
@@ -27,9 +28,9 @@ def live_port(request: pytest.FixtureRequest) -> Iterator[int]:
             yield node.port
 
 
-def exchange(port: int, data: bytes) -> list[dict[str, object]]:
+def exchange(port: int, data: bytes) -> list[dict[str, Any]]:
     """Send ``data``, half-close, collect responses until the node closes (bounded)."""
-    out = []
+    out: list[dict[str, Any]] = []
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         try:
             sock.sendall(data)

@@ -43,7 +43,7 @@ async def main(args: argparse.Namespace) -> None:
     if args.ask != "none":
 
         @node.ask
-        async def handle(task: str, context: dict[str, Any]) -> str:
+        async def handle(task: str, context: dict[str, Any]) -> Any:
             await anyio.sleep(args.delay)
             if args.ask == "fail":
                 raise RuntimeError(f"{args.name} cannot review")
