@@ -3,10 +3,10 @@
 A node is a list of services (:class:`~synapse_p2p._seams.Service`), each built from what it
 uses: the frozen :class:`~synapse_p2p._config.NodeConfig`, the :class:`LocalNode` record, the
 endpoint registry, a :class:`PeerCaller` over the connection pool and the typed
-:class:`~synapse_p2p._hub.EventHub`. :meth:`Node.serve` starts them in order (the RPC server,
-the pool, lifecycle handlers, the scheduler, membership, conversations, broadcasts, mDNS, then
-services added with :meth:`Node.start_service` such as teams and workers) and stops them in
-reverse. The public methods here are a facade over those services.
+:class:`~synapse_p2p._hub.EventHub`. :meth:`Node.serve` binds the port, then starts them in order (the
+pool, lifecycle handlers, the scheduler, membership, conversations, broadcasts, mDNS, services
+added with :meth:`Node.start_service` such as teams and workers, and last the RPC server) and
+stops them one by one in reverse. The public methods here are a facade over those services.
 """
 
 from __future__ import annotations
@@ -643,9 +643,10 @@ class Node:
         """Run the node until cancelled; ``task_status.started()`` fires once the port is bound
         and every service has started.
 
-        Services start in order (RPC server, connection pool, lifecycle handlers, scheduler,
-        membership, conversations, broadcasts, mDNS, then those added with
-        :meth:`start_service`) and stop in reverse. On cancellation every child task is
+        The port is bound first; then services start in order (connection pool, lifecycle
+        handlers, scheduler, membership, conversations, broadcasts, mDNS, those added with
+        :meth:`start_service`, and last the RPC server serving the bound port) and stop in
+        reverse, each after the one started after it has ended. On cancellation every child task is
         cancelled and every socket closed (bounded grace). Raises ``RuntimeError`` if the node
         is already running and ``OSError`` if the port cannot be bound.
         """
@@ -676,10 +677,9 @@ class Node:
                 reason = (exc.strerror or str(exc)).lower()
                 raise OSError(exc.errno, f"cannot listen on {where}: {reason}") from None
             async with AsyncExitStack() as stack:
-                local.port = await stack.enter_async_context(
-                    _running(functools.partial(server.serve_listeners, listeners), "rpc server")
-                )
-                self._server = server
+                # Closed last (serving them closes them too; closing twice is harmless).
+                stack.push_async_callback(_close_listeners, listeners)
+                local.port = server.port
                 local.address = await resolve_advertise(config.advertise, config.bind)
                 await stack.enter_async_context(_running(pool.run, "connection pool"))
                 self._caller.pool = pool
@@ -700,6 +700,13 @@ class Node:
                 self._extras_group = await stack.enter_async_context(_service_group("extras"))
                 for service in list(self._extras):
                     self._launch(service)
+                # Served last, so it stops first: a stopping node takes no new requests for
+                # services that are going away (connections made meanwhile wait in the
+                # listen backlog for the few milliseconds the services take to start).
+                await stack.enter_async_context(
+                    _running(functools.partial(server.serve_listeners, listeners), "rpc server")
+                )
+                self._server = server
                 log.info(
                     "node %s listening on %s (advertised %s)",
                     self.name or self.node_id[:8],
@@ -1037,6 +1044,12 @@ class Node:
     def emit_event(self, event: str, payload: Any) -> None:
         """Queue a lifecycle event for the ``@node.on(event)`` handlers."""
         self._events.emit_nowait(event, payload)
+
+
+async def _close_listeners(listeners: list[Any]) -> None:
+    with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+        for listener in listeners:
+            await listener.aclose()
 
 
 @asynccontextmanager
