@@ -20,6 +20,7 @@ STYLES = {
     "JOINED": "bold green",
     "BEAT": "dim",
     "OFFLINE": "bold red",
+    "LEFT": "red",
     "ASK": "bold magenta",
     "MESSAGE": "bold blue",
     "ACK": "green",

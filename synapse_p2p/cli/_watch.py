@@ -18,7 +18,8 @@ from rich.text import Text
 from ..node import Node
 from ..types import Broadcast, ConversationEvent, Peer
 from ._chatter import Inbox, Line, describe_event, describe_peer, kind_of, who
-from ._common import EXIT_OK, Settings, clean, console, progress, run
+from ._common import EXIT_OK, Settings, clean, console, json_text, progress, run
+from ._inspect import event_json
 from ._swarm import SwarmOptions, join, swarm_options
 
 __all__ = ["watch_command"]
@@ -43,7 +44,13 @@ class WatchState:
         self.lines: deque[Line] = deque(maxlen=CHATTER_LINES)
         self.inbox = Inbox()
         self.since = time.time() - BACKLOG
-        for name in ("peer.joined", "peer.offline", "peer.heartbeat", "conversation.event"):
+        for name in (
+            "peer.joined",
+            "peer.offline",
+            "peer.left",
+            "peer.heartbeat",
+            "conversation.event",
+        ):
             node.on(name)(self._handler(name))
 
     def _handler(self, name: str) -> Any:
@@ -54,12 +61,17 @@ class WatchState:
 
     async def lines_as_they_come(self) -> Any:
         """Async iterator of new chatter lines."""
+        async for _, _, line in self.news():
+            yield line
+
+    async def news(self) -> Any:
+        """Async iterator of ``(event name, payload, chatter line)`` for what is news."""
         while True:
             for name, payload in await self.inbox.next_batch():
                 line = self._line(name, payload)
                 if line is not None:
                     self.lines.append(line)
-                    yield line
+                    yield name, payload, line
 
     def _line(self, name: str, payload: Any) -> Line | None:
         if isinstance(payload, ConversationEvent):
@@ -72,6 +84,8 @@ class WatchState:
             return describe_peer("JOINED", payload, capabilities=self.capabilities)
         if name == "peer.offline":
             return describe_peer("OFFLINE", payload, capabilities=False)
+        if name == "peer.left":
+            return describe_peer("LEFT", payload, capabilities=False)
         if name == "peer.heartbeat" and self.heartbeats:
             return describe_peer("BEAT", payload, capabilities=False)
         return None
@@ -147,6 +161,8 @@ class WatchState:
 @click.option("--show-heartbeats", is_flag=True, help="Show a line per heartbeat too.")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=0.25, show_default=True,
               help="Screen refresh interval, in seconds.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON lines: one object per peer event and conversation event.")  # fmt: skip
 @click.pass_obj
 def watch_command(
     settings: Settings,
@@ -156,6 +172,7 @@ def watch_command(
     capabilities: bool,
     show_heartbeats: bool,
     interval: float,
+    as_json: bool,
     **node_options: Any,
 ) -> None:
     """Watch SWARM live: its peers (alive, stale, offline) and its chatter (joins, asks,
@@ -186,7 +203,7 @@ def watch_command(
         return answer
 
     out = console()
-    full_screen = not plain and out.is_terminal
+    full_screen = not plain and not as_json and out.is_terminal
 
     async def main() -> None:
         async with node:
@@ -194,6 +211,8 @@ def watch_command(
                 await join(node, options, update)
             if full_screen:
                 await _full_screen(state, out, interval)
+            elif as_json:
+                await _json_lines(state)
             else:
                 await _plain(state, node)
 
@@ -206,6 +225,16 @@ async def _plain(state: WatchState, node: Node) -> None:
     sys.stdout.flush()
     async for line in state.lines_as_they_come():
         click.echo(line.plain())
+        sys.stdout.flush()
+
+
+async def _json_lines(state: WatchState) -> None:
+    async for name, payload, _ in state.news():
+        if isinstance(payload, ConversationEvent):
+            record = {"event": name, **event_json(payload)}
+        else:
+            record = {"event": name, "peer": payload.to_dict()}
+        click.echo(json_text(record, indent=None))
         sys.stdout.flush()
 
 

@@ -48,14 +48,9 @@ the swarm with no extra server; clients attached to the federation by id or endp
 from __future__ import annotations
 
 import builtins
-import json
 import logging
-import math
-import numbers
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -64,6 +59,7 @@ from .._hub import PeerJoined, PeerLeft, PeerOffline, Subscription
 from .._validate import format_address
 from ..errors import BAD_REQUEST, ConnectError, ProtocolError, RemoteError, UnknownAgentError
 from ..types import Peer
+from ._cards import AgentCard, valid_name
 from ._metadata import AgentMetadata, Filters, Labels, check_time, check_timeout
 
 if TYPE_CHECKING:
@@ -73,81 +69,12 @@ __all__ = ["AgentCard", "NodeAgentClient", "SwarmAgentRegistry"]
 
 logger = logging.getLogger(__name__)
 
-MAX_NAMES = 256
-MAX_NAME_LENGTH = 256
-
 
 def _seconds(value: object, name: str) -> float:
     seconds = check_timeout(value, name)
     if seconds <= 0:
         raise ValueError(f"{name} must be positive, not {seconds}.")
     return seconds
-
-
-def _name(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH
-
-
-def _names(value: object, key: str, source: str, *, named: bool = False) -> tuple[str, ...]:
-    items = [] if value is None else [value] if isinstance(value, str) else value
-    if not isinstance(items, list | tuple):
-        logger.debug("agent card of %s: %r is not a list of names; ignored", source, key)
-        return ()
-    names: dict[str, None] = {}
-    for item in items:
-        name = item.get("name") if named and isinstance(item, Mapping) else item
-        if _name(name) and len(names) < MAX_NAMES:
-            names[name] = None
-        else:
-            logger.debug("agent card of %s: %r item %.80r dropped", source, key, item)
-    return tuple(names)
-
-
-def _number(content: Mapping[Any, Any], key: str, source: str, *, integral: bool) -> float:
-    value = content.get(key, 1)
-    if not isinstance(value, bool) and isinstance(value, numbers.Real):
-        number = float(value)
-        if math.isfinite(number) and number >= 0 and (number.is_integer() or not integral):
-            return number
-    logger.debug("agent card of %s: invalid %r %.80r ignored", source, key, value)
-    return 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class AgentCard:
-    """The routing fields of a peer's agent card (the schema is in the module docs)."""
-
-    model: str | None = None
-    tools: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    capacity: int = 1
-    cost_multiplier: float = 1.0
-
-    @classmethod
-    def parse(cls, content: object, *, source: str = "?") -> AgentCard | None:
-        """Read a card leniently; ``None`` if it is not a JSON object. Never raises."""
-        if isinstance(content, str):
-            try:
-                content = json.loads(content)
-            except ValueError:
-                content = None
-        if not isinstance(content, Mapping):
-            logger.debug("agent card of %s is not a JSON object; ignored", source)
-            return None
-        model = content.get("model")
-        if model is not None and not _name(model):
-            logger.debug("agent card of %s: invalid 'model' %.80r ignored", source, model)
-            model = None
-        tags = _names(content.get("tags"), "tags", source)
-        tags += _names(content.get("capabilities"), "capabilities", source, named=True)
-        cost = "cost_multiplier" if "cost_multiplier" in content else "cost"
-        return cls(
-            model=model,
-            tools=_names(content.get("tools"), "tools", source),
-            tags=tuple(dict.fromkeys(tags))[:MAX_NAMES],
-            capacity=int(_number(content, "capacity", source, integral=True)),
-            cost_multiplier=_number(content, cost, source, integral=False),
-        )
 
 
 class NodeAgentClient:
@@ -229,7 +156,7 @@ class SwarmAgentRegistry:
         call_timeout: float | None = None,
     ) -> None:
         for name, text in (("default_model", default_model), ("card", card)):
-            if not _name(text):
+            if not valid_name(text):
                 raise TypeError(f"{name} must be a non-empty string of at most 256 characters.")
         count = max_concurrent_fetches
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -491,7 +418,7 @@ class SwarmAgentRegistry:
                 agent.endpoint = override.endpoint or endpoint
             else:
                 card = card or AgentCard()
-                extra = [n for n in peer.capabilities if _name(n)]
+                extra = [n for n in peer.capabilities if valid_name(n)]
                 agent = AgentMetadata(
                     id=peer.id,
                     model=card.model or self.default_model,

@@ -326,3 +326,26 @@ def test_an_asks_id_can_be_looked_up_afterwards(start_node: StartNode, backend: 
     missing = sn("conversation", "lab", "no-such-id", "--seed", f"127.0.0.1:{seed}")
     assert missing.returncode == 4
     assert "no peer of swarm 'lab' holds conversation no-such-id" in missing.stderr
+
+
+def test_watch_json_lines_and_goodbyes(start_node: StartNode) -> None:
+    _, seed = start_node("reviewer")
+    watcher = Program("watch", "lab", "--seed", f"127.0.0.1:{seed}", "--no-mdns", "--name",
+                      "eye", "--json")  # fmt: skip
+    try:
+        watcher.until('"event":"peer.joined"')
+        asked = sn("ask", "lab", "check this", "--seed", f"127.0.0.1:{seed}")
+        assert asked.returncode == 0, asked.stderr
+        seen = watcher.until('"kind":"reply"')
+        records = [json.loads(line) for line in seen]
+        kinds = [r.get("kind") for r in records if r["event"] == "conversation.event"]
+        assert kinds[:1] == ["message"]
+        assert "ack" in kinds
+        # The asker stopped cleanly: it said goodbye.
+        left = [json.loads(line) for line in watcher.until('"event":"peer.left"')]
+        assert left[-1]["peer"]["name"] == "asker"
+        watcher.proc.send_signal(signal.SIGINT)
+        assert watcher.proc.wait(timeout=20) == 0
+    finally:
+        watcher.proc.kill()
+        watcher.proc.wait(timeout=20)

@@ -23,13 +23,11 @@ from synapse_p2p.discovery import (
     MdnsRecord,
     MdnsStatistics,
 )
-from synapse_p2p.discovery._mdns import (
+from synapse_p2p.discovery._mdns import peer_from_service, resolve_interfaces, service_info
+from synapse_p2p.discovery._records import (
     instance_name,
-    peer_from_service,
     peer_from_txt,
     pick_address,
-    resolve_interfaces,
-    service_info,
     service_label,
     txt_properties,
 )
