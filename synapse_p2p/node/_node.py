@@ -6,7 +6,8 @@ endpoint registry, a :class:`PeerCaller` over the connection pool and the typed
 :class:`~synapse_p2p._hub.EventHub`. :meth:`Node.serve` binds the port, then starts them in
 order (the pool, lifecycle handlers, the scheduler, membership, conversations, broadcasts,
 mDNS, services added with :meth:`Node.start_service` such as teams and workers, and last the
-RPC server) and stops them one by one in reverse. The public methods here are a facade over those services.
+RPC server) and stops them one by one in reverse. The public methods here are a facade over
+those services.
 """
 
 from __future__ import annotations
