@@ -17,7 +17,16 @@ from .conversations import (
     SqliteConversationLog,
     default_summarizer,
 )
-from .errors import RemoteError, TeamTaskError
+from .errors import (
+    HandshakeError,
+    HandshakeTimeout,
+    IdentityError,
+    PlaintextPeer,
+    RecordError,
+    RemoteError,
+    TeamTaskError,
+)
+from .identity import Identity
 from .node import Node
 from .rpc import Client, Connection
 from .schedules import CronSchedule, IntervalSchedule, SolarSchedule, cron, every, solar
@@ -49,11 +58,17 @@ __all__ = [
     "Connection",
     "ConversationEvent",
     "CronSchedule",
+    "HandshakeError",
+    "HandshakeTimeout",
+    "Identity",
+    "IdentityError",
     "IntervalSchedule",
     "MemoryConversationLog",
     "Node",
     "NodeKind",
     "Peer",
+    "PlaintextPeer",
+    "RecordError",
     "RemoteError",
     "ServedArtifact",
     "SolarSchedule",
