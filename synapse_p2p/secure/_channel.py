@@ -176,35 +176,48 @@ class RecordLayer:
     def open(self, data: bytes) -> list[bytes]:
         if self._failed is not None:
             raise self._failed
-        self._buffer += data
-        buffer = self._buffer
+        if self._buffer:
+            self._buffer += data
+            source: bytes | bytearray = self._buffer
+        else:
+            source = data  # fast path: records straight from the chunk, no copy
         out: list[bytes] = []
-        pos = 0
-        end = len(buffer)
         try:
-            while end - pos >= 2:
-                (size,) = _LEN.unpack_from(buffer, pos)
-                if size < TAGLEN:
-                    raise RecordError(f"secure record too short ({size} bytes)")
-                if size > self.max_record:
-                    raise RecordError(f"secure record too large ({size} > {self.max_record})")
-                if end - pos - 2 < size:
-                    break
-                record = bytes(buffer[pos + 2 : pos + 2 + size])
-                try:
-                    out.append(self._receive.decrypt_with_ad(b"", record))
-                except NoiseError:
-                    raise RecordError(
-                        "secure record failed authentication (tampered, replayed or "
-                        "reordered); connection closed"
-                    ) from None
-                pos += 2 + size
+            with memoryview(source) as view:
+                pos = self._parse(view, out)
         except RecordError as exc:
             self._failed = exc
-            buffer.clear()
+            self._buffer.clear()
             raise
-        del buffer[:pos]
+        if source is self._buffer:
+            del self._buffer[:pos]
+        elif pos < len(data):
+            self._buffer += memoryview(data)[pos:]
         return out
+
+    def _parse(self, view: memoryview, out: list[bytes]) -> int:
+        """Decrypt the complete records in ``view`` into ``out``; return bytes consumed."""
+        decrypt = self._receive.decrypt_with_ad
+        limit = self.max_record
+        pos = 0
+        end = len(view)
+        while end - pos >= 2:
+            size = (view[pos] << 8) | view[pos + 1]
+            if size < TAGLEN:
+                raise RecordError(f"secure record too short ({size} bytes)")
+            if size > limit:
+                raise RecordError(f"secure record too large ({size} > {limit})")
+            if end - pos - 2 < size:
+                break
+            try:
+                out.append(decrypt(b"", view[pos + 2 : pos + 2 + size]))
+            except NoiseError:
+                raise RecordError(
+                    "secure record failed authentication (tampered, replayed or "
+                    "reordered); connection closed"
+                ) from None
+            pos += 2 + size
+        return pos
 
     def eof(self) -> None:
         """The stream ended: ``RecordError`` if a record was cut short."""

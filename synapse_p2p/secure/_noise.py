@@ -41,6 +41,7 @@ HASHLEN = 32
 DHLEN = 32
 TAGLEN = 16
 _MAX_NONCE = 2**64 - 1  # reserved by the spec: never used
+_NONCE = struct.Struct("<IQ")  # 4 zero bytes, then the 64-bit little-endian counter
 
 _XX = (("e",), ("e", "ee", "s", "es"), ("s", "se"))
 _XXPSK3 = (("e",), ("e", "ee", "s", "es"), ("s", "se", "psk"))
@@ -106,7 +107,7 @@ class CipherState:
     def _nonce(self) -> bytes:
         if self.n >= _MAX_NONCE:
             raise NoiseError("nonce exhausted: rekey or reconnect")
-        return b"\x00\x00\x00\x00" + struct.pack("<Q", self.n)
+        return _NONCE.pack(0, self.n)
 
     def encrypt_with_ad(self, ad: bytes, plaintext: bytes | memoryview) -> bytes:
         if self._aead is None:
@@ -115,7 +116,7 @@ class CipherState:
         self.n += 1
         return out
 
-    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
+    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes | memoryview) -> bytes:
         if self._aead is None:
             return bytes(ciphertext)
         try:

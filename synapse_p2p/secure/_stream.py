@@ -15,7 +15,7 @@ so the caller owns the stream only when a driver returns.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +49,8 @@ __all__ = [
 
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 _RECEIVE = 65536
+#: Read size on the underlying stream: a few records per system call.
+_TRANSPORT_RECEIVE = 256 * 1024
 SecretArg = str | bytes | Iterable[str | bytes] | Keyring | None
 
 
@@ -69,7 +71,7 @@ class SecureStream(ByteStream):
         self.transport_stream = stream
         self.peer = peer
         self._session = session
-        self._plain = bytearray(b"".join(early))
+        self._plain: deque[bytes] = deque(r for r in early if r)
         self._sending = False
 
     @property
@@ -77,9 +79,10 @@ class SecureStream(ByteStream):
         return self.peer.node_id
 
     async def receive(self, max_bytes: int = _RECEIVE) -> bytes:
-        while not self._plain:
+        plain = self._plain
+        while not plain:
             try:
-                data = await self.transport_stream.receive(_RECEIVE)
+                data = await self.transport_stream.receive(_TRANSPORT_RECEIVE)
             except anyio.EndOfStream:
                 try:
                     self._session.eof()
@@ -88,19 +91,15 @@ class SecureStream(ByteStream):
                     raise
                 raise
             try:
-                records = self._session.open(data)
+                plain.extend(r for r in self._session.open(data) if r)
             except RecordError:
                 await self._abort()
                 raise
-            if len(records) == 1 and len(records[0]) <= max_bytes:
-                if records[0]:
-                    return records[0]
-                continue
-            for record in records:
-                self._plain += record
-        out = bytes(self._plain[:max_bytes])
-        del self._plain[:max_bytes]
-        return out
+        first = plain[0]
+        if len(first) <= max_bytes:
+            return plain.popleft()
+        plain[0] = first[max_bytes:]
+        return first[:max_bytes]
 
     async def send(self, item: bytes) -> None:
         if self._sending:
