@@ -14,7 +14,6 @@ so the caller owns the stream only when a driver returns.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -226,13 +225,22 @@ async def _close(stream: ByteStream) -> None:
 async def _drive(
     stream: ByteStream, handshake: SecureHandshake, timeout: float, first: bytes = b""
 ) -> SecureStream:
-    """Run ``handshake`` over ``stream`` (closing it on any failure)."""
+    """Run ``handshake`` over ``stream`` (``first``: bytes already read from it), closing the
+    stream on any failure."""
     replied = False
+    data = first
     try:
-        with anyio.fail_after(timeout if timeout is not None else math.inf):
-            if first:
-                handshake.receive_data(first)
+        with anyio.fail_after(timeout):
             while True:
+                if data:
+                    try:
+                        handshake.receive_data(data)
+                    except HandshakeError:
+                        out = handshake.data_to_send()  # a status reply for the peer, if any
+                        if out:
+                            with anyio.move_on_after(0.2):
+                                await stream.send(out)
+                        raise
                 out = handshake.data_to_send()
                 if out:
                     await stream.send(out)
@@ -247,14 +255,6 @@ async def _drive(
                         raise _closed_error(handshake, replied) from None
                     raise HandshakeError(f"connection broken during the handshake: {exc}") from None
                 replied = True
-                try:
-                    handshake.receive_data(data)
-                except HandshakeError:
-                    out = handshake.data_to_send()  # a status reply for the peer, if any
-                    if out:
-                        with anyio.move_on_after(0.2):
-                            await stream.send(out)
-                    raise
     except TimeoutError:
         await _close(stream)
         raise HandshakeTimeout(f"secure handshake did not finish within {timeout:g} s") from None
@@ -335,8 +335,9 @@ async def accept_maybe_secure(
     a timeout waiting for the first bytes) the stream is closed.
     """
     first = b""
+    deadline = anyio.current_time() + timeout
     try:
-        with anyio.fail_after(timeout):
+        with anyio.fail_at(deadline):
             while len(first) < PREAMBLE_SIZE:
                 try:
                     first += await stream.receive(_RECEIVE)
@@ -350,7 +351,13 @@ async def accept_maybe_secure(
         raise
     if is_secure_preamble(first):
         handshake = SecureHandshake.respond(identity, policy.keyring)
-        secure = await _drive(stream, handshake, timeout, first)
+        remaining = max(0.0, deadline - anyio.current_time())
+        try:
+            secure = await _drive(stream, handshake, remaining, first)
+        except HandshakeTimeout:
+            raise HandshakeTimeout(
+                f"secure handshake did not finish within {timeout:g} s"
+            ) from None
         policy.note_verified(secure.peer.node_id)
         return Accepted(secure, secure.peer)
     if policy.accepts_plaintext:

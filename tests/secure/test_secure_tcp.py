@@ -252,3 +252,16 @@ async def test_tampered_ciphertext_closes_the_connection() -> None:
         with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
             with anyio.fail_after(5):
                 await secure.receive()
+
+
+async def test_a_refusal_at_a_peeking_server_tells_the_client_why() -> None:
+    outcomes = Outcomes()
+    async with serving(policy_server(outcomes, SecurityPolicy(["s3cret"]))) as port:
+        with pytest.raises(HandshakeError, match="requires a swarm secret") as caught:
+            await connect(port)
+        assert not isinstance(caught.value, PlaintextPeer)
+        assert "requires one" in str(await outcomes.next())
+    async with serving(policy_server(outcomes, SecurityPolicy(()))) as port:
+        with pytest.raises(HandshakeError, match="has no swarm secret"):
+            await connect(port, secret="s3cret")
+        assert "has none" in str(await outcomes.next())
