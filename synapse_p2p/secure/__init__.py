@@ -10,16 +10,14 @@ from __future__ import annotations
 from ._attributes import SecureAttribute
 from ._channel import (
     MAGIC,
-    MAX_RECORD,
     PREAMBLE_SIZE,
     VERSION,
-    Keyring,
     PeerIdentity,
-    RecordLayer,
     SecureHandshake,
-    derive_psk,
     is_secure_preamble,
 )
+from ._keyring import Keyring, derive_psk
+from ._records import MAX_RECORD, RecordLayer
 from ._stream import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     Accepted,

@@ -1,14 +1,10 @@
-"""The secure channel's protocol, sans-IO: preamble, handshake, records (see
-``docs/secure-channel.md``).
+"""The secure channel's preamble and handshake, sans-IO (see ``docs/secure-channel.md``).
 
-* :class:`SecureHandshake` runs one side of the handshake: feed it what the peer sent
-  (:meth:`~SecureHandshake.receive_data`), send what :meth:`~SecureHandshake.data_to_send`
-  returns; when :attr:`~SecureHandshake.complete`, :attr:`~SecureHandshake.session` encrypts
-  and decrypts records and :attr:`~SecureHandshake.peer` is the peer's verified identity.
-* :class:`RecordLayer` seals bytes into length-prefixed ChaCha20-Poly1305 records (at most
-  65,535 bytes of ciphertext each) and opens them, raising :class:`~synapse_p2p.errors.RecordError`
-  on a tampered, replayed, reordered or oversize record.
-* :class:`Keyring` holds the swarm secrets and the PSK derived from each.
+:class:`SecureHandshake` runs one side of the handshake: feed it what the peer sent
+(:meth:`~SecureHandshake.receive_data`), send what :meth:`~SecureHandshake.data_to_send`
+returns; when :attr:`~SecureHandshake.complete`, :attr:`~SecureHandshake.session` (a
+:class:`~._records.RecordLayer`) encrypts and decrypts records and
+:attr:`~SecureHandshake.peer` is the peer's verified identity.
 
 Errors: a failed handshake raises :class:`~synapse_p2p.errors.HandshakeError` (or
 :class:`~synapse_p2p.errors.PlaintextPeer`); :meth:`~SecureHandshake.data_to_send` may still
@@ -17,29 +13,24 @@ hold a short status reply for the peer, to be sent before closing.
 
 from __future__ import annotations
 
-import os
 import struct
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import msgpack
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import HandshakeError, PlaintextPeer, RecordError
 from ..identity import DOMAIN_NOISE_STATIC, Identity, node_id_of, verify
-from ._noise import TAGLEN, CipherState, HandshakeState, KeyPair, NoiseError
+from ._keyring import NO_SECRET, Keyring
+from ._noise import HandshakeState, KeyPair, NoiseError
+from ._records import MAX_RECORD, RecordLayer
 
 __all__ = [
     "MAGIC",
-    "MAX_RECORD",
     "PREAMBLE_SIZE",
     "VERSION",
-    "Keyring",
     "PeerIdentity",
-    "RecordLayer",
     "SecureHandshake",
-    "derive_psk",
     "is_secure_preamble",
 ]
 
@@ -59,11 +50,7 @@ _STATUS_TEXT = {
     2: "the peer has no swarm secret and we use one",
     3: "the peer does not support our secure channel version",
 }
-#: Largest record ciphertext (the 2-byte length prefix can say no more).
-MAX_RECORD = 65535
-MAX_PLAINTEXT = MAX_RECORD - TAGLEN
 _LEN = struct.Struct("!H")
-_PSK_LABEL = b"synapse-p2p/v1/swarm-psk"
 
 
 def is_secure_preamble(word: bytes | bytearray) -> bool:
@@ -75,54 +62,6 @@ def _preamble(version: int = VERSION) -> bytes:
     return MAGIC + bytes([version])
 
 
-def derive_psk(secret: bytes) -> bytes:
-    """The 32-byte Noise PSK of a swarm secret (HKDF-SHA256 with a fixed label)."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_PSK_LABEL).derive(secret)
-
-
-@dataclass(frozen=True, slots=True)
-class Keyring:
-    """Swarm secrets: the first is primary (used to connect), all are accepted."""
-
-    secrets: tuple[bytes, ...] = ()
-    #: The Noise PSK of each secret, in the same order.
-    psks: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if any(not s for s in self.secrets):
-            raise ValueError("a swarm secret must not be empty")
-        object.__setattr__(self, "psks", tuple(derive_psk(s) for s in self.secrets))
-
-    def __bool__(self) -> bool:
-        return bool(self.secrets)
-
-    @classmethod
-    def from_value(
-        cls,
-        secret: str | bytes | Iterable[str | bytes] | Keyring | None,
-        *,
-        environ: Mapping[str, str] | None = None,
-    ) -> Keyring:
-        """A keyring from ``Node(secret=...)``: a secret, a list of them, or ``None`` to read
-        ``SYNAPSE_SECRET`` (comma-separated, first primary) from ``environ`` (default
-        ``os.environ``); empty when no secret is set."""
-        if isinstance(secret, Keyring):
-            return secret
-        if secret is None:
-            value = (os.environ if environ is None else environ).get("SYNAPSE_SECRET", "")
-            items: list[str | bytes] = [s.strip() for s in value.split(",") if s.strip()]
-        elif isinstance(secret, str | bytes):
-            items = [secret]
-        else:
-            items = list(secret)
-        out = []
-        for item in items:
-            if not isinstance(item, str | bytes):
-                raise TypeError("secret must be str, bytes or a list of them")
-            out.append(item.encode() if isinstance(item, str) else bytes(item))
-        return cls(tuple(out))
-
-
 @dataclass(frozen=True, slots=True)
 class PeerIdentity:
     """What a handshake proved about the peer: its Ed25519 key and node id, and which of our
@@ -131,99 +70,6 @@ class PeerIdentity:
     node_id: str
     public_key: bytes
     secret_index: int | None = None
-
-
-class RecordLayer:
-    """Transport records: ``2-byte length || ChaCha20-Poly1305 ciphertext``, counter nonces.
-
-    :meth:`seal` splits data into records of at most ``MAX_PLAINTEXT`` bytes. :meth:`open`
-    takes any chunk of the incoming stream and returns the plaintexts it completes; any
-    authentication failure (a flipped bit, a replayed, reordered or dropped record), a record
-    shorter than its tag or longer than ``max_record`` raises ``RecordError``, after which
-    the layer refuses everything (the stream cannot be resynchronised).
-    """
-
-    __slots__ = ("_buffer", "_failed", "_receive", "_send", "max_record")
-
-    def __init__(
-        self, send: CipherState, receive: CipherState, *, max_record: int = MAX_RECORD
-    ) -> None:
-        self._send = send
-        self._receive = receive
-        self._buffer = bytearray()
-        self._failed: RecordError | None = None
-        self.max_record = max_record
-
-    @property
-    def buffered(self) -> int:
-        """Bytes of an incomplete record held (0 at a record boundary)."""
-        return len(self._buffer)
-
-    def seal(self, data: bytes) -> bytes:
-        """Encrypt ``data`` (may be empty: one empty record) into records."""
-        encrypt = self._send.encrypt_with_ad
-        if len(data) <= MAX_PLAINTEXT:
-            sealed = encrypt(b"", data)
-            return _LEN.pack(len(sealed)) + sealed
-        out = []
-        view = memoryview(data)
-        for start in range(0, len(data), MAX_PLAINTEXT):
-            sealed = encrypt(b"", view[start : start + MAX_PLAINTEXT])
-            out.append(_LEN.pack(len(sealed)))
-            out.append(sealed)
-        return b"".join(out)
-
-    def open(self, data: bytes) -> list[bytes]:
-        if self._failed is not None:
-            raise self._failed
-        if self._buffer:
-            self._buffer += data
-            source: bytes | bytearray = self._buffer
-        else:
-            source = data  # fast path: records straight from the chunk, no copy
-        out: list[bytes] = []
-        try:
-            with memoryview(source) as view:
-                pos = self._parse(view, out)
-        except RecordError as exc:
-            self._failed = exc
-            self._buffer.clear()
-            raise
-        if source is self._buffer:
-            del self._buffer[:pos]
-        elif pos < len(data):
-            self._buffer += memoryview(data)[pos:]
-        return out
-
-    def _parse(self, view: memoryview, out: list[bytes]) -> int:
-        """Decrypt the complete records in ``view`` into ``out``; return bytes consumed."""
-        decrypt = self._receive.decrypt_with_ad
-        limit = self.max_record
-        pos = 0
-        end = len(view)
-        while end - pos >= 2:
-            size = (view[pos] << 8) | view[pos + 1]
-            if size < TAGLEN:
-                raise RecordError(f"secure record too short ({size} bytes)")
-            if size > limit:
-                raise RecordError(f"secure record too large ({size} > {limit})")
-            if end - pos - 2 < size:
-                break
-            try:
-                out.append(decrypt(b"", view[pos + 2 : pos + 2 + size]))
-            except NoiseError:
-                raise RecordError(
-                    "secure record failed authentication (tampered, replayed or "
-                    "reordered); connection closed"
-                ) from None
-            pos += 2 + size
-        return pos
-
-    def eof(self) -> None:
-        """The stream ended: ``RecordError`` if a record was cut short."""
-        if self._buffer:
-            self._buffer.clear()
-            raise RecordError("the connection ended in the middle of a secure record")
 
 
 def _identity_payload(identity: Identity, static_public: bytes) -> bytes:
@@ -284,14 +130,14 @@ class SecureHandshake:
 
     @classmethod
     def initiate(
-        cls, identity: Identity, keyring: Keyring = Keyring(), expected_node_id: str | None = None
+        cls, identity: Identity, keyring: Keyring = NO_SECRET, expected_node_id: str | None = None
     ) -> SecureHandshake:
         return cls(
             initiator=True, identity=identity, keyring=keyring, expected_node_id=expected_node_id
         )
 
     @classmethod
-    def respond(cls, identity: Identity, keyring: Keyring = Keyring()) -> SecureHandshake:
+    def respond(cls, identity: Identity, keyring: Keyring = NO_SECRET) -> SecureHandshake:
         return cls(initiator=False, identity=identity, keyring=keyring)
 
     @property

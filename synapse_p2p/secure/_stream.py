@@ -26,14 +26,9 @@ from ..errors import BAD_REQUEST, HandshakeError, HandshakeTimeout, PlaintextPee
 from ..identity import Identity
 from ..wire import ErrorInfo, Response, encode_frame, encode_response
 from ._attributes import SecureAttribute
-from ._channel import (
-    PREAMBLE_SIZE,
-    Keyring,
-    PeerIdentity,
-    RecordLayer,
-    SecureHandshake,
-    is_secure_preamble,
-)
+from ._channel import PREAMBLE_SIZE, PeerIdentity, SecureHandshake, is_secure_preamble
+from ._keyring import Keyring
+from ._records import RecordLayer
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
