@@ -117,6 +117,11 @@ class Identity:
         """The identity of a raw 32-byte Ed25519 private key (seed)."""
         return cls(Ed25519PrivateKey.from_private_bytes(data))
 
+    @classmethod
+    def load_or_create(cls, path: PathLike) -> Identity:
+        """The identity in ``path``, created there if missing (see :func:`load_or_create`)."""
+        return load_or_create(path)
+
     def sign(self, domain: bytes, message: bytes) -> bytes:
         """The 64-byte signature of ``message`` under ``domain`` (see the module docs)."""
         return self._key.sign(_signed(domain, message))

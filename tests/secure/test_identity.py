@@ -75,6 +75,7 @@ def test_load_or_create_keeps_the_id_across_restarts(tmp_path: Path) -> None:
     created = load_or_create(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_or_create(path).node_id == created.node_id
+    assert Identity.load_or_create(path) == created
 
 
 @pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
