@@ -93,9 +93,10 @@ def _check_identity(payload: bytes, remote_static: bytes | None) -> tuple[str, b
 class SecureHandshake:
     """One side of the secure-channel handshake, sans-IO (see the module docs).
 
-    Build with :meth:`initiator` or :meth:`responder`. The initiator's first bytes are ready
-    in :meth:`data_to_send` at once. After :attr:`complete`, :attr:`early_data` holds any
-    plaintext that arrived in the same chunks as the handshake's end.
+    Build with :meth:`initiate` or :meth:`respond`. The initiator's first bytes are ready in
+    :meth:`data_to_send` at once. After :attr:`complete`, :attr:`early_data` holds the
+    plaintext of records that arrived behind the handshake (in the same chunk, or fed later);
+    a partial record stays in :attr:`session`, so the stream can go on from there.
     """
 
     def __init__(
@@ -282,16 +283,19 @@ class SecureHandshake:
             if len(self._in) < 2:
                 return False
             try:
-                records = self.session.open(self.data_in())
+                records = self.session.open(self._data_in())
             except RecordError as exc:
                 raise HandshakeError(f"secure handshake failed: {exc}") from None
             if records:
                 self.early_data = records[1:]
                 self._stage = "done"
             return False
+        if stage == "done" and self._in:  # fed after completion: records, as early data
+            assert self.session is not None
+            self.early_data += self.session.open(self._data_in())
         return False
 
-    def data_in(self) -> bytes:
+    def _data_in(self) -> bytes:
         data = bytes(self._in)
         self._in.clear()
         return data
@@ -304,4 +308,4 @@ class SecureHandshake:
         assert self.session is not None
         self._stage = "done"
         if self._in:
-            self.early_data = self.session.open(self.data_in())
+            self.early_data = self.session.open(self._data_in())

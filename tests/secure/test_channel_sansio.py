@@ -202,3 +202,29 @@ def test_keyring_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Keyring.from_value("x").psks != Keyring.from_value("y").psks
     with pytest.raises(ValueError, match="empty"):
         Keyring.from_value([""])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 64), st.booleans(), st.binary(max_size=100))
+def test_the_handshake_completes_under_any_chunking(
+    chunk: int, with_secret: bool, early: bytes
+) -> None:
+    """Any split of the handshake bytes works, and data the responder sends right behind its
+    confirmation reaches the initiator (``early_data``)."""
+    keys = Keyring.from_value("s" if with_secret else ())
+    init = SecureHandshake.initiate(ALICE, keys)
+    resp = SecureHandshake.respond(BOB, keys)
+    for _ in range(3):
+        data = init.data_to_send()
+        for i in range(0, len(data), chunk):
+            resp.receive_data(data[i : i + chunk])
+        data = resp.data_to_send()
+        if resp.complete and resp.session is not None and early:
+            data += resp.session.seal(early)
+        for i in range(0, len(data), chunk):
+            init.receive_data(data[i : i + chunk])
+        if init.complete:
+            break
+    assert init.complete
+    assert resp.complete
+    assert b"".join(init.early_data) == early
