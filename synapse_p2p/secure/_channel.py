@@ -14,8 +14,10 @@ hold a short status reply for the peer, to be sent before closing.
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import msgpack
 
@@ -72,9 +74,31 @@ class PeerIdentity:
     secret_index: int | None = None
 
 
-def _identity_payload(identity: Identity, static_public: bytes) -> bytes:
-    sig = identity.sign(DOMAIN_NOISE_STATIC, static_public)
-    return msgpack.packb({"key": identity.public_key, "sig": sig})  # type: ignore[no-any-return]
+#: Per identity: its Noise static key pair and the signed handshake payload for it. A node
+#: keeps one static key for the life of the process (Noise static keys are long-term; every
+#: handshake still uses fresh ephemeral keys), which saves a key generation and a signature
+#: per handshake. Bounded: the least recently added identity is dropped first.
+_STATICS: OrderedDict[bytes, tuple[KeyPair, bytes]] = OrderedDict()
+_MAX_STATICS = 64
+
+
+def _static_for(identity: Identity) -> tuple[KeyPair, bytes]:
+    entry = _STATICS.get(identity.public_key)
+    if entry is None:
+        static = KeyPair.generate()
+        sig = identity.sign(DOMAIN_NOISE_STATIC, static.public)
+        payload: bytes = msgpack.packb({"key": identity.public_key, "sig": sig})
+        entry = _STATICS[identity.public_key] = (static, payload)
+        while len(_STATICS) > _MAX_STATICS:
+            _STATICS.popitem(last=False)
+    return entry
+
+
+@lru_cache(maxsize=1024)
+def _verified_static(key: bytes, remote_static: bytes, sig: bytes) -> bool:
+    """Signature check of a peer's channel key, cached: a peer keeps its static key, so
+    reconnections skip the Ed25519 verification (a pure function of its arguments)."""
+    return verify(key, DOMAIN_NOISE_STATIC, remote_static, sig)
 
 
 def _check_identity(payload: bytes, remote_static: bytes | None) -> tuple[str, bytes]:
@@ -85,7 +109,7 @@ def _check_identity(payload: bytes, remote_static: bytes | None) -> tuple[str, b
         raise HandshakeError("malformed identity in the peer's handshake") from None
     if not isinstance(key, bytes) or not isinstance(sig, bytes) or remote_static is None:
         raise HandshakeError("malformed identity in the peer's handshake")
-    if not verify(key, DOMAIN_NOISE_STATIC, remote_static, sig):
+    if not _verified_static(key, remote_static, sig):
         raise HandshakeError("the peer's identity signature does not match its channel key")
     return node_id_of(key), key
 
@@ -113,7 +137,7 @@ class SecureHandshake:
         self._keyring = keyring
         self._expected = expected_node_id
         self._max_record = max_record
-        self._static = KeyPair.generate()
+        self._static, self._payload = _static_for(identity)
         self._noise: HandshakeState | None = None
         self._in = bytearray()
         self._out = bytearray()
@@ -228,7 +252,7 @@ class SecureHandshake:
             message = self._take_frame()
             assert message is not None
             self._noise_state.read_message(message)
-            payload = _identity_payload(self._identity, self._static.public)
+            payload = self._payload
             self._out += _preamble() + bytes([STATUS_OK])
             self._out += self._frame(self._noise_state.write_message(payload))
             self._stage = "msg3"
@@ -261,7 +285,7 @@ class SecureHandshake:
                     f"the peer is {node_id[:16]}..., not the expected {self._expected[:16]}..."
                 )
             self.peer = PeerIdentity(node_id, key, 0 if self._keyring else None)
-            payload = _identity_payload(self._identity, self._static.public)
+            payload = self._payload
             self._out += self._frame(self._noise_state.write_message(payload))
             self._finish()
             self._stage = "confirm"

@@ -228,3 +228,28 @@ def test_the_handshake_completes_under_any_chunking(
     assert init.complete
     assert resp.complete
     assert b"".join(init.early_data) == early
+
+
+@pytest.mark.parametrize("forgery", ["key of another node", "signature of another static key"])
+def test_an_identity_not_proven_by_its_signature_is_refused(
+    forgery: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import msgpack
+
+    from synapse_p2p.identity import DOMAIN_NOISE_STATIC
+    from synapse_p2p.secure import _channel
+    from synapse_p2p.secure._noise import KeyPair
+
+    mallory = Identity.generate()
+    static = KeyPair.generate()
+    if forgery == "key of another node":  # claims BOB's key, signs with its own
+        payload = {"key": BOB.public_key, "sig": mallory.sign(DOMAIN_NOISE_STATIC, static.public)}
+    else:  # a genuine signature of BOB, but over some other channel key
+        payload = {"key": BOB.public_key, "sig": BOB.sign(DOMAIN_NOISE_STATIC, b"\x01" * 32)}
+    monkeypatch.setitem(_channel._STATICS, mallory.public_key, (static, msgpack.packb(payload)))
+    init = SecureHandshake.initiate(ALICE)
+    resp = SecureHandshake.respond(mallory)
+    resp.receive_data(init.data_to_send())
+    with pytest.raises(HandshakeError, match="does not match its channel key"):
+        init.receive_data(resp.data_to_send())
+    assert init.peer is None
