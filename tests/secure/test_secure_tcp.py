@@ -265,3 +265,43 @@ async def test_a_refusal_at_a_peeking_server_tells_the_client_why() -> None:
         with pytest.raises(HandshakeError, match="has no swarm secret"):
             await connect(port, secret="s3cret")
         assert "has none" in str(await outcomes.next())
+
+
+async def test_rpc_frames_run_unchanged_over_the_secure_stream() -> None:
+    """The RPC layer's frame channel over a SecureStream: many frames, one of 1 MiB, both ways;
+    a tampered record surfaces as the channel's ConnectionLost."""
+    from synapse_p2p.errors import ConnectionLost
+    from synapse_p2p.rpc._channel import FrameChannel
+
+    outcomes = Outcomes()
+
+    async def frame_echo(stream: ByteStream) -> None:
+        secure, _ = await secure_accept(stream, SERVER)
+        channel = FrameChannel(secure, max_frame_size=4 * 1024 * 1024)
+        try:
+            while (payload := await channel.receive_payload()) is not None:
+                await channel.send(payload)
+        except ConnectionLost as exc:
+            await outcomes.send.send(exc)
+        finally:
+            await channel.aclose()
+
+    async with serving(frame_echo) as port:
+        secure, _ = await connect(port)
+        channel = FrameChannel(secure, max_frame_size=4 * 1024 * 1024)
+        payloads = [os.urandom(n) for n in (0, 1, 100, 70_000, 1024 * 1024, 5)]
+        async with anyio.create_task_group() as tg:
+
+            async def send_all() -> None:
+                for payload in payloads:
+                    await channel.send(payload)
+
+            tg.start_soon(send_all)
+            for payload in payloads:
+                assert await channel.receive_payload() == payload
+        sealed = bytearray(secure._session.seal(b"\x00\x00\x00\x01x"))
+        sealed[-1] ^= 0x80
+        await secure.transport_stream.send(bytes(sealed))
+        error = await outcomes.next()
+        assert "authentication" in str(error)
+        await channel.aclose()
