@@ -238,7 +238,13 @@ async def _drive(
                         raise
                 out = handshake.data_to_send()
                 if out:
-                    await stream.send(out)
+                    try:
+                        await stream.send(out)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                        reason = exc or type(exc).__name__
+                        raise HandshakeError(
+                            f"connection broken during the handshake: {reason}"
+                        ) from None
                 if handshake.complete:
                     break
                 try:
@@ -248,7 +254,10 @@ async def _drive(
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                     if handshake.initiator and not replied:
                         raise _closed_error(handshake, replied) from None
-                    raise HandshakeError(f"connection broken during the handshake: {exc}") from None
+                    reason = exc or type(exc).__name__
+                    raise HandshakeError(
+                        f"connection broken during the handshake: {reason}"
+                    ) from None
                 replied = True
     except TimeoutError:
         await _close(stream)
@@ -290,7 +299,8 @@ async def secure_connect(
     :class:`~synapse_p2p.errors.PlaintextPeer` if the peer answers in plaintext,
     :class:`~synapse_p2p.errors.HandshakeTimeout` after ``timeout`` seconds, and
     :class:`~synapse_p2p.errors.HandshakeError` for a refused secret, a bad signature or a
-    node id other than ``expected_node_id``. On any failure ``stream`` is closed.
+    node id other than ``expected_node_id``. On any failure, cancellation included, ``stream``
+    is closed.
     """
     handshake = SecureHandshake.initiate(identity, Keyring.from_value(secret), expected_node_id)
     secure = await _drive(stream, handshake, timeout)
