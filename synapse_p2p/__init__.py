@@ -29,13 +29,18 @@ from .errors import (
     DroppedCall,
     FederationError,
     FrameTooLarge,
+    HandshakeError,
+    HandshakeTimeout,
+    IdentityError,
     IncompleteFrame,
     InvalidMessageError,
     JoinError,
     MdnsError,
     NoAgentAvailableError,
     NoClientError,
+    PlaintextPeer,
     ProtocolError,
+    RecordError,
     RegistryError,
     RemoteError,
     SynapseConnectionError,
@@ -44,6 +49,7 @@ from .errors import (
     UnknownAgentError,
     UnknownCursorError,
 )
+from .identity import Identity
 from .node import Node
 from .rpc import Client, Connection
 from .schedules import CronSchedule, IntervalSchedule, SolarSchedule, cron, every, solar
@@ -86,6 +92,10 @@ __all__ = [
     "DroppedCall",
     "FederationError",
     "FrameTooLarge",
+    "HandshakeError",
+    "HandshakeTimeout",
+    "Identity",
+    "IdentityError",
     "IncompleteFrame",
     "IntervalSchedule",
     "InvalidMessageError",
@@ -97,7 +107,9 @@ __all__ = [
     "Node",
     "NodeKind",
     "Peer",
+    "PlaintextPeer",
     "ProtocolError",
+    "RecordError",
     "RegistryError",
     "RemoteError",
     "ServedArtifact",

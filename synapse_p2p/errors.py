@@ -16,6 +16,17 @@ class also derives from the closest built-in exception so that ``except Connecti
 
   * :class:`ConnectError`: the peer could not be reached (refused, unreachable, connect timeout).
   * :class:`ConnectionLost`: the connection closed before the response arrived.
+  * :class:`HandshakeError`: the secure channel's handshake failed (wrong or missing swarm
+    secret, a bad identity signature, an unexpected node id, a malformed message).
+
+    * :class:`HandshakeTimeout` (also ``TimeoutError``): the handshake did not finish in time.
+    * :class:`PlaintextPeer`: the peer does not speak the secure channel (synapse-p2p 2.5.0).
+
+* :class:`RecordError` (a ``ProtocolError``, and anyio's ``BrokenResourceError`` so stream
+  users see a broken stream): a secure-channel record was tampered with, replayed, reordered,
+  truncated or oversize; the connection is closed.
+* :class:`IdentityError` (``ValueError``): a key file is corrupt, has unsafe permissions, or
+  would overwrite a different key.
 
 * :class:`CallTimeout` (``TimeoutError``): no response within the call's timeout.
 * :class:`TeamTaskError` (``RuntimeError``): a team task failed or could not be awaited.
@@ -51,6 +62,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import anyio
+
 __all__ = [
     "BAD_REQUEST",
     "INTERNAL_ERROR",
@@ -67,13 +80,18 @@ __all__ = [
     "DroppedCall",
     "FederationError",
     "FrameTooLarge",
+    "HandshakeError",
+    "HandshakeTimeout",
+    "IdentityError",
     "IncompleteFrame",
     "InvalidMessageError",
     "JoinError",
     "MdnsError",
     "NoAgentAvailableError",
     "NoClientError",
+    "PlaintextPeer",
     "ProtocolError",
+    "RecordError",
     "RegistryError",
     "RemoteError",
     "SynapseConnectionError",
@@ -174,6 +192,29 @@ class ConnectionLost(SynapseConnectionError):
 
     The request may or may not have been executed by the remote node.
     """
+
+
+class HandshakeError(SynapseConnectionError):
+    """The secure channel's handshake failed; the connection is closed."""
+
+
+class HandshakeTimeout(HandshakeError, TimeoutError):
+    """The secure channel's handshake did not finish within its timeout."""
+
+
+class PlaintextPeer(HandshakeError):
+    """The peer answered a secure handshake in plaintext (synapse-p2p 2.5.0, or any server
+    without the secure channel). Whether to retry in plaintext is the caller's policy."""
+
+
+class RecordError(ProtocolError, anyio.BrokenResourceError):
+    """A record of the secure channel failed authentication (tampered, replayed, reordered),
+    was cut short or declared an oversize length. The stream cannot go on and is closed."""
+
+
+class IdentityError(SynapseError, ValueError):
+    """A node identity key file is corrupt, not a private Ed25519 key, readable by other
+    users, or would overwrite a different key."""
 
 
 class CallTimeout(SynapseError, TimeoutError):
