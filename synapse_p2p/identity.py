@@ -122,6 +122,12 @@ class Identity:
         """The identity in ``path``, created there if missing (see :func:`load_or_create`)."""
         return load_or_create(path)
 
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        """The ``cryptography`` private key object, for signing formats of other protocols
+        (an A2A agent card's JWS, say). Keep it private: it *is* this node's identity."""
+        return self._key
+
     def sign(self, domain: bytes, message: bytes) -> bytes:
         """The 64-byte signature of ``message`` under ``domain`` (see the module docs)."""
         return self._key.sign(_signed(domain, message))

@@ -205,7 +205,7 @@ async def open_a2a_server(
     bind: str = "127.0.0.1",
     port: int = 8080,
     team_skills: Iterable[str] = (),
-    signer: CardSigner | Callable[[AgentCard], AgentCard] | None = None,
+    signer: CardSigner | Callable[[AgentCard], AgentCard] | bool | None = None,
     timeout: float = 300.0,
     max_tasks: int = 1000,
     mdns: bool = False,
@@ -218,8 +218,10 @@ async def open_a2a_server(
     ``node`` must be running (``async with Node(...)``). ``port=0`` picks a free port (see
     ``server.port``). ``team_skills``: skills whose messages become team tasks (the node
     offers them with ``Team(node)``). ``signer``: a :class:`CardSigner` (or any function
-    ``AgentCard -> AgentCard``) that signs every card served. ``timeout``: the longest a task
-    may run before it fails. ``mdns``: also advertise the endpoint as ``_a2a._tcp`` on the LAN.
+    ``AgentCard -> AgentCard``) that signs every card served; by default the node's identity
+    key signs them (key id: the node id), ``signer=False`` serves them unsigned. ``timeout``:
+    the longest a task may run before it fails. ``mdns``: also advertise the endpoint as
+    ``_a2a._tcp`` on the LAN.
     ``registry``/``federation``: bring your own (default: a :class:`SwarmAgentRegistry` run
     here and an :class:`AgentFederation` over it).
 
@@ -227,7 +229,9 @@ async def open_a2a_server(
     (open streams end), cancels running tasks and closes the team. Cancellation does the same.
     """
     skills = frozenset(team_skills)
-    sign = signer.sign if isinstance(signer, CardSigner) else signer
+    if signer is None or signer is True:
+        signer = CardSigner.from_identity(node.identity)
+    sign = signer.sign if isinstance(signer, CardSigner) else signer or None
     sock = _listen(bind, port)
     try:
         async with contextlib.AsyncExitStack() as stack:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from a2a.types import AgentCard
 from a2a.utils.signing import (
@@ -26,6 +26,9 @@ from jwt.exceptions import InvalidKeyError
 __all__ = ["CardSignatureError", "CardSigner", "card_verifier", "public_jwk", "verify_card"]
 
 ALGORITHM = "EdDSA"
+
+if TYPE_CHECKING:
+    from ..identity import Identity
 
 
 class CardSignatureError(ValueError):
@@ -59,6 +62,12 @@ class CardSigner:
             raise TypeError("private_key must be a cryptography Ed25519PrivateKey.")
         if not isinstance(self.key_id, str) or not self.key_id:
             raise TypeError("key_id must be a non-empty string.")
+
+    @classmethod
+    def from_identity(cls, identity: Identity) -> CardSigner:
+        """A signer with a node's identity key; the key id is its node id, so a client that
+        knows the node (its id is the SHA-256 of the public key) can check the card."""
+        return cls(identity.private_key, identity.node_id)
 
     @classmethod
     def generate(cls, key_id: str) -> CardSigner:

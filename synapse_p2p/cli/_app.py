@@ -9,6 +9,7 @@ from ._a2a import a2a_group
 from ._common import Settings, configure_logging
 from ._demo import demo_command
 from ._inspect import conversation_command, tasks_command
+from ._keys import keygen_command
 from ._mcp import mcp_command
 from ._swarm import ask_command, broadcast_command
 from ._tools import (
@@ -55,6 +56,7 @@ cli.add_command(broadcast_command)
 cli.add_command(watch_command)
 cli.add_command(conversation_command)
 cli.add_command(tasks_command)
+cli.add_command(keygen_command)
 cli.add_command(list_swarms_command)
 cli.add_command(mcp_command)
 cli.add_command(a2a_group)

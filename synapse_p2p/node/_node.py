@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import signal
 import sys
 import time
@@ -37,9 +38,9 @@ from ..conversations import ConversationLog, MemoryConversationLog
 from ..conversations._broadcasting import Broadcasts
 from ..conversations._broadcasts import BroadcastStatus
 from ..conversations._delivery import DeliveryStatistics
-from ..conversations._ids import random_id
 from ..conversations._service import Conversations
 from ..discovery import MdnsDiscovery, MdnsError, MdnsRecord
+from ..identity import Identity
 from ..membership import Membership
 from ..rpc import (
     ConnectionPool,
@@ -78,6 +79,16 @@ E = TypeVar("E", bound=NodeEvent)
 
 class _Decorator(Protocol):
     def __call__(self, fn: F, /) -> F: ...
+
+
+def _identity(value: Any) -> Identity:
+    if value is None:
+        return Identity.generate()
+    if isinstance(value, Identity):
+        return value
+    if isinstance(value, str | os.PathLike):
+        return Identity.load_or_create(value)
+    raise TypeError(f"identity must be an Identity, a key file path or None, got {value!r}")
 
 
 def _capabilities(value: Iterable[str | Capability] | None) -> list[Capability]:
@@ -132,8 +143,15 @@ class Node:
     ``max_concurrent_requests`` (per connection), ``idle_timeout``, ``read_timeout``,
     ``call_timeout`` and ``connect_timeout`` (outbound calls to peers), ``max_peers``,
     ``gossip_fanout``, ``mdns_interfaces``, ``conversation_max_conversations`` (past it the
-    least recently active conversation is pruned; ``None`` for no cap), ``transport`` and
-    ``wall_clock``. The validated settings are :attr:`config` (frozen).
+    least recently active conversation is pruned; ``None`` for no cap), ``transport``,
+    ``wall_clock`` and ``identity``. The validated settings are :attr:`config` (frozen).
+
+    ``identity``: the node's Ed25519 key, an :class:`~synapse_p2p.Identity` or the path of a
+    key file (loaded, or created with mode 0600 if missing, so a restarted node keeps its id);
+    ``None`` makes a new key for this run. ``node.node_id`` is the SHA-256 of its public key
+    (64 hex characters). A ``node_id=`` that is not that hash makes an *unverified* node
+    (:attr:`verifiable` is false): peers will not be able to check it is who it says once
+    channels are authenticated.
     """
 
     def __init__(
@@ -172,6 +190,7 @@ class Node:
         conversation_max_conversations: int | None = 10_000,
         transport: Transport | None = None,
         wall_clock: Callable[[], float] = time.time,
+        identity: Identity | str | os.PathLike[str] | None = None,
     ) -> None:
         #: The validated settings (frozen): what every service of the node reads.
         self.config = NodeConfig.build(
@@ -205,10 +224,18 @@ class Node:
             node_kind = NodeKind.from_value(kind)
         except ValueError as exc:
             raise ValueError(f"kind: {exc}") from None
+        #: This node's Ed25519 key (:class:`~synapse_p2p.Identity`): loaded or created from a
+        #: path, given, or new for this run.
+        self.identity: Identity = _identity(identity)
+        if node_id is None:
+            node_id = self.identity.node_id
+        else:
+            check_str("node_id", node_id, allow_empty=False, max_length=256)
+        #: True when ``node_id`` is the hash of this node's identity key (the default); a
+        #: ``node_id=`` of your own makes an *unverified* node.
+        self.verifiable = node_id == self.identity.node_id
         self._local = LocalNode(
-            random_id()
-            if node_id is None
-            else check_str("node_id", node_id, allow_empty=False, max_length=256),
+            node_id,
             name=check_str("name", name, max_length=256),
             role=check_str("role", role),
             description=check_str("description", description),

@@ -196,7 +196,8 @@ class Team:
 
         Adopts every task whose offer was authored by this node's ``node_id``: a team that must
         survive restarts needs a durable log (``SqliteConversationLog``) **and** a fixed
-        ``Node(node_id=...)`` (the default id is new at every start; names are not trusted).
+        identity (``Node(identity="architect.key")``: the default key, and so the id, is new
+        at every start; names are not trusted).
         Finished tasks come back with their results; unclaimed ones are re-announced at once;
         claimed ones keep their assignee until its lease (counted from its last accepted event)
         runs out, then are re-offered. Returns how many tasks were adopted. Errors of the log

@@ -306,3 +306,14 @@ async def test_stopping_the_server_ends_open_streams() -> None:
             await ended.wait()
     assert kind(got[0]) == "task"
     assert got[-1].status_update.status.state == TaskState.TASK_STATE_WORKING
+
+
+async def test_cards_are_signed_by_the_nodes_identity_by_default() -> None:
+    async with a2a_swarm() as (swarm, server, _gates):
+        gateway = swarm.nodes[0]
+        key = gateway.identity.public_key  # the raw 32 bytes; its SHA-256 is the node id
+        card = await resolve(server.url, card_verifier({gateway.node_id: key}))
+        assert card.signatures
+        stranger = card_verifier({gateway.node_id: CardSigner.generate("x").public_key})
+        with pytest.raises(Exception, match="signature"):
+            await resolve(server.url, stranger)

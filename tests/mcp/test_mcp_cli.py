@@ -68,7 +68,7 @@ def test_nothing_to_join_is_a_usage_error() -> None:
     assert "nothing to join: give --seed HOST:PORT, or allow --mdns" in done.stderr
 
 
-@pytest.mark.parametrize("option", ["--secret", "--identity"])
+@pytest.mark.parametrize("option", ["--secret"])
 def test_trust_options_before_the_trust_layer(option: str) -> None:
     if option.lstrip("-") in inspect.signature(Node).parameters:
         pytest.skip(f"Node takes {option} now: the option is passed through")
