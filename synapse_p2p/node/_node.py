@@ -673,9 +673,9 @@ class Node:
 
         The port is bound first; then services start in order (connection pool, lifecycle
         handlers, scheduler, membership, conversations, broadcasts, mDNS, those added with
-        :meth:`start_service`, and last the RPC server serving the bound port) and stop in
-        reverse, each after the one started after it has ended. On cancellation every child task is
-        cancelled and every socket closed (bounded grace). Raises ``RuntimeError`` if the node
+        :meth:`start_service`, and last the RPC server serving the bound port) and stop one by
+        one in reverse order. On cancellation every child task is cancelled and every socket
+        closed (bounded grace). Raises ``RuntimeError`` if the node
         is already running and ``OSError`` if the port cannot be bound.
         """
         if self._running:
