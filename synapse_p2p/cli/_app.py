@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from ._common import Settings, configure_logging
+from ._dashboard import dashboard_command
 from ._demo import demo_command
 from ._swarm import ask_command, broadcast_command
 from ._tools import (
@@ -37,6 +38,7 @@ def cli(ctx: click.Context, verbose: int, backend: str) -> None:
       sn demo                                  a local swarm on loopback, no setup
       sn ask SWARM "task" --seed HOST:PORT     hand work to a swarm and print the replies
       sn watch SWARM                           live view of the peers and the conversation
+      sn dashboard SWARM                       the same, as a live web page
       sn info HOST:PORT                        who is that node?
 
     Run `sn COMMAND --help` for a command's options and examples.
@@ -49,6 +51,7 @@ cli.add_command(demo_command)
 cli.add_command(ask_command)
 cli.add_command(broadcast_command)
 cli.add_command(watch_command)
+cli.add_command(dashboard_command)
 cli.add_command(list_swarms_command)
 for command in (call_command, info_command, peers_command, methods_command, artifacts_command):
     cli.add_command(command)
