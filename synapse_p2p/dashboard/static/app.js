@@ -3,7 +3,7 @@
 
 const LIMITS = { peers: 500, conversations: 100, timeline: 200, cards: 40, flows: 60 };
 const COLUMNS = ["offered", "claimed", "granted", "in progress", "re-offered", "done", "failed"];
-const token = new URLSearchParams(location.hash.slice(1)).get("token");
+const token = () => new URLSearchParams(location.hash.slice(1)).get("token");
 
 const model = {
   self: null, observer: null, allowAsk: false, eventsSeen: 0,
@@ -134,7 +134,7 @@ function renderHeader() {
   for (const p of model.peers.values()) counts[p.status] = (counts[p.status] || 0) + 1;
   for (const k of Object.keys(counts)) $(`count-${k}`).textContent = counts[k];
   $("count-events").textContent = model.eventsSeen;
-  $("ask-form").hidden = !(model.allowAsk && token);
+  $("ask-form").hidden = !(model.allowAsk && token());
 }
 
 const ORDER = { alive: 0, suspect: 1, offline: 2 };
@@ -313,11 +313,12 @@ document.addEventListener("DOMContentLoaded", () => {
     const text = $("ask-text").value.trim();
     if (!text) return;
     $("ask-status").textContent = "sending…"; delete $("ask-status").dataset.ok;
-    send({ op: "ask", task: text, context: {}, token });
+    send({ op: "ask", task: text, context: {}, token: token() });
     $("ask-text").value = "";
   });
   setInterval(() => {  // refresh "last seen" ages without re-rendering the table
     for (const td of document.querySelectorAll("td[data-seen]")) td.textContent = ago(Number(td.dataset.seen));
   }, 2000);
+  window.addEventListener("hashchange", () => { dirty.add("header"); schedule(); });
   connect();
 });
