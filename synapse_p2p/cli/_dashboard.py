@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -84,26 +85,25 @@ def dashboard_command(
     out = console()
 
     async def main() -> None:
-        async with node, anyio.create_task_group() as tg:
+        async with node:
             with progress(out, f"joining {options.where}") as update:
                 await join(node, options, update)
             try:
-                dashboard = await tg.start(
-                    lambda task_status: serve_dashboard(
-                        node,
-                        port=http_port,
-                        bind=http_bind,
-                        allow_ask=allow_ask,
-                        task_status=task_status,
+                async with anyio.create_task_group() as tg:
+                    serve = functools.partial(
+                        serve_dashboard, node, port=http_port, bind=http_bind, allow_ask=allow_ask
                     )
-                )
-            except OSError as exc:
-                msg = f"cannot serve on {http_bind}:{http_port}: {exc.strerror or exc}"
-                raise Failure(msg) from None
-            click.echo(clean(f"dashboard of {options.where}: {dashboard.open_url}"))
-            if allow_ask:
-                click.echo("asks allowed from this machine with the token in that URL")
-            sys.stdout.flush()
+                    dashboard = await tg.start(serve)
+                    click.echo(clean(f"dashboard of {options.where}: {dashboard.open_url}"))
+                    if allow_ask:
+                        click.echo("asks allowed from this machine with the token in that URL")
+                    sys.stdout.flush()
+            except (OSError, ExceptionGroup) as exc:  # a group from the task group
+                error = _os_error(exc)
+                if error is None:
+                    raise
+                reason = error.strerror or str(error)
+                raise Failure(f"cannot serve on {http_bind}:{http_port}: {reason}") from None
 
     run(settings, main, on_interrupt=lambda: EXIT_OK)
 
@@ -123,3 +123,14 @@ def _trust_options(*, secret: str | None, identity: str | None) -> dict[str, Any
             EXIT_USAGE,
         )
     return given
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _os_error(inner)
+            if found is not None:
+                return found
+    return None
