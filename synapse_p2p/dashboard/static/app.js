@@ -12,6 +12,8 @@ const model = {
 };
 const dirty = new Set();
 let socket = null, retry = 500, frame = 0;
+// Counters for whoever wants to know how the page keeps up (benchmarks, the browser console).
+window.dashboardStats = { messages: 0, bytes: 0, renders: 0, renderMs: 0, maxRenderMs: 0 };
 
 const $ = (id) => document.getElementById(id);
 function el(tag, attrs, ...children) {
@@ -50,6 +52,7 @@ function connect() {
   socket.onclose = () => { setLink(false); setTimeout(connect, retry); retry = Math.min(retry * 2, 8000); };
   socket.onmessage = (message) => {
     let data;
+    window.dashboardStats.messages += 1; window.dashboardStats.bytes += message.data.length;
     try { data = JSON.parse(message.data); } catch (e) { return; }
     handle(data);
   };
@@ -115,6 +118,7 @@ function handle(data) {
 function schedule() { if (!frame) frame = requestAnimationFrame(render); }
 function render() {
   frame = 0;
+  const started = performance.now();
   if (dirty.has("header")) renderHeader();
   if (dirty.has("peers")) renderPeers();
   if (dirty.has("graph")) renderGraph();
@@ -123,6 +127,8 @@ function render() {
   if (dirty.has("progress")) renderProgress();
   if (dirty.has("board")) renderBoard();
   dirty.clear();
+  const stats = window.dashboardStats, took = performance.now() - started;
+  stats.renders += 1; stats.renderMs += took; stats.maxRenderMs = Math.max(stats.maxRenderMs, took);
 }
 
 // -- header and peers ----------------------------------------------------------------------

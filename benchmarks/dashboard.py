@@ -1,0 +1,151 @@
+"""Dashboard load benchmark: does the page keep up with a busy swarm, and does the observer's
+memory stay bounded?
+
+    python benchmarks/dashboard.py [--nodes 40] [--asks-per-second 5] [--seconds 30]
+
+One process runs ``--nodes`` answering nodes and an asker on 127.0.0.1 (every ask gets an ACK
+and a reply from each node, so the swarm makes about ``asks * (1 + 2 * nodes)`` conversation
+events per second); a second process runs ``sn dashboard`` on it; Debian's Chromium
+(``/usr/bin/chromium``, through Playwright) shows the page. Reported: conversation events per
+second seen by the observer, WebSocket messages and bytes per second received by the page, the
+page's render time per frame (mean and worst), long tasks on the page's main thread, the number
+of DOM elements at the end, and the observer process's resident memory over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+
+
+async def swarm_child(nodes: int, rate: float) -> None:
+    import anyio
+
+    from synapse_p2p import Node
+
+    options: dict[str, Any] = {"swarm": "bench", "bind": "127.0.0.1", "heartbeat_interval": 2}
+
+    def member(i: int) -> Node:
+        node = Node(name=f"n{i:03d}", role="worker", capabilities=["bench"], **options)
+
+        @node.ask
+        async def answer(task: str, context: dict[str, Any]) -> str:
+            return f"n{i:03d} ok"
+
+        return node
+
+    async with anyio.create_task_group() as tg:
+        first = member(0)
+        await tg.start(first.serve)
+        options["seeds"] = [f"127.0.0.1:{first.port}"]
+        for i in range(1, nodes):
+            await tg.start(member(i).serve)
+        asker = Node(name="asker", role="asker", **options)
+        await tg.start(asker.serve)
+        print(json.dumps({"seed": first.port}), flush=True)
+        await anyio.sleep(3)  # let the swarm settle
+        count = 0
+        while True:
+            count += 1
+            await asker.broadcast("synapse.ask", f"job {count}", context={"n": count})
+            await anyio.sleep(1 / rate)
+
+
+def rss_kib(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", text)
+    return int(match.group(1)) if match else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=40)
+    parser.add_argument("--asks-per-second", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--swarm-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.swarm_child:
+        import anyio
+
+        anyio.run(swarm_child, args.nodes, args.asks_per_second)
+        return
+
+    from playwright.sync_api import sync_playwright
+
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        swarm = subprocess.Popen(
+            [sys.executable, __file__, "--swarm-child", "--nodes", str(args.nodes),
+             "--asks-per-second", str(args.asks_per_second)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+        )  # fmt: skip
+        procs.append(swarm)
+        assert swarm.stdout is not None
+        seed = json.loads(swarm.stdout.readline())["seed"]
+        dash = subprocess.Popen(
+            [sys.executable, "-m", "synapse_p2p", "dashboard", "bench", "--no-mdns",
+             "--seed", f"127.0.0.1:{seed}", "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+        )  # fmt: skip
+        procs.append(dash)
+        assert dash.stdout is not None
+        url = dash.stdout.readline().strip().split(": ", 1)[1]
+        threading.Thread(target=dash.stdout.read, daemon=True).start()
+        memory: list[tuple[float, int]] = []
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+            )
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.add_init_script(
+                "window.longTasks = []; new PerformanceObserver((l) => l.getEntries()"
+                ".forEach((e) => window.longTasks.push(e.duration)))"
+                ".observe({entryTypes: ['longtask']});"
+            )
+            page.goto(url)
+            page.wait_for_selector("#link[data-state=live]")
+            page.wait_for_function(f"document.querySelectorAll('#peers tbody tr').length >= {args.nodes}", timeout=60_000)
+            started = time.monotonic()
+            events0 = int(page.locator("#count-events").inner_text())
+            stats0 = page.evaluate("({...window.dashboardStats})")
+            first_conv = page.locator("#conversations li").first
+            if first_conv.count():
+                first_conv.click()
+            while (elapsed := time.monotonic() - started) < args.seconds:
+                memory.append((elapsed, rss_kib(dash.pid)))
+                page.wait_for_timeout(2000)
+            elapsed = time.monotonic() - started
+            events = int(page.locator("#count-events").inner_text()) - events0
+            stats = page.evaluate("({...window.dashboardStats})")
+            long_tasks = page.evaluate("window.longTasks")
+            dom = page.evaluate("document.getElementsByTagName('*').length")
+            browser.close()
+        renders = stats["renders"] - stats0["renders"]
+        print(f"swarm: {args.nodes} nodes, {args.asks_per_second:g} asks/s, {elapsed:.0f} s")
+        print(f"observer saw      {events / elapsed:8.0f} conversation events/s")
+        print(f"page received     {(stats['messages'] - stats0['messages']) / elapsed:8.1f} "
+              f"messages/s, {(stats['bytes'] - stats0['bytes']) / elapsed / 1024:.0f} KiB/s")  # fmt: skip
+        print(f"render per frame  {(stats['renderMs'] - stats0['renderMs']) / max(1, renders):8.1f} ms "
+              f"mean, {stats['maxRenderMs']:.1f} ms worst, {renders / elapsed:.1f} frames/s")  # fmt: skip
+        print(f"long tasks        {len(long_tasks):8d} (longest {max(long_tasks, default=0):.0f} ms)")
+        print(f"DOM elements      {dom:8d} at the end")
+        print("observer RSS      " + ", ".join(f"{t:.0f}s {kib / 1024:.0f} MiB" for t, kib in memory[::3]))
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
