@@ -266,7 +266,8 @@ function renderProgress() {
   if (!ask) return;
   const group = (key, label, ids) => el("div", { class: "group", "data-progress": key },
     el("b", { class: "count" }, ids.length), ` ${label} `,
-    el("div", { class: "who" }, ids.slice(0, 12).map(nameOf).join(", ") + (ids.length > 12 ? " …" : "")));
+    el("div", { class: "who", title: ids.slice(0, 50).map(nameOf).join(", ") },
+      ids.slice(0, 12).map(nameOf).join(", ") + (ids.length > 12 ? " …" : "")));
   box.replaceChildren(group("acked", "ACKed", ask.acked), group("replied", "replied", ask.replied),
     group("working", "still working", ask.working), group("errors", "errors", ask.errors));
 }
@@ -285,7 +286,7 @@ function renderBoard() {
       const card = el("div", { class: "taskcard", "data-task": t.id, "data-status": t.status },
         el("div", { class: "t" }, t.title || t.id.slice(0, 8)),
         el("div", { class: "m" }, lines.join(" · ")));
-      const note = t.progress || t.error || t.result;
+      const note = t.status === "done" ? t.result : t.status === "failed" ? t.error : t.progress;
       if (note) card.append(el("div", { class: "m note" }, note));
       card.addEventListener("click", () => select(t.id));
       return card;
