@@ -115,7 +115,8 @@ def main() -> None:
             )
             page.goto(url)
             page.wait_for_selector("#link[data-state=live]")
-            page.wait_for_function(f"document.querySelectorAll('#peers tbody tr').length >= {args.nodes}", timeout=60_000)
+            rows = f"document.querySelectorAll('#peers tbody tr').length >= {args.nodes}"
+            page.wait_for_function(rows, timeout=60_000)
             started = time.monotonic()
             events0 = int(page.locator("#count-events").inner_text())
             stats0 = page.evaluate("({...window.dashboardStats})")
@@ -131,20 +132,37 @@ def main() -> None:
             long_tasks = page.evaluate("window.longTasks")
             dom = page.evaluate("document.getElementsByTagName('*').length")
             browser.close()
-        renders = stats["renders"] - stats0["renders"]
-        print(f"swarm: {args.nodes} nodes, {args.asks_per_second:g} asks/s, {elapsed:.0f} s")
-        print(f"observer saw      {events / elapsed:8.0f} conversation events/s")
-        print(f"page received     {(stats['messages'] - stats0['messages']) / elapsed:8.1f} "
-              f"messages/s, {(stats['bytes'] - stats0['bytes']) / elapsed / 1024:.0f} KiB/s")  # fmt: skip
-        print(f"render per frame  {(stats['renderMs'] - stats0['renderMs']) / max(1, renders):8.1f} ms "
-              f"mean, {stats['maxRenderMs']:.1f} ms worst, {renders / elapsed:.1f} frames/s")  # fmt: skip
-        print(f"long tasks        {len(long_tasks):8d} (longest {max(long_tasks, default=0):.0f} ms)")
-        print(f"DOM elements      {dom:8d} at the end")
-        print("observer RSS      " + ", ".join(f"{t:.0f}s {kib / 1024:.0f} MiB" for t, kib in memory[::3]))
+        report(args, elapsed, events, stats, stats0, long_tasks, dom, memory)
     finally:
         for proc in procs:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def report(
+    args: argparse.Namespace,
+    elapsed: float,
+    events: int,
+    stats: dict[str, float],
+    stats0: dict[str, float],
+    long_tasks: list[float],
+    dom: int,
+    memory: list[tuple[float, int]],
+) -> None:
+    renders = stats["renders"] - stats0["renders"]
+    messages = (stats["messages"] - stats0["messages"]) / elapsed
+    kib = (stats["bytes"] - stats0["bytes"]) / elapsed / 1024
+    render = (stats["renderMs"] - stats0["renderMs"]) / max(1, renders)
+    longest = max(long_tasks, default=0)
+    rss = ", ".join(f"{t:.0f}s {k / 1024:.0f} MiB" for t, k in memory[::3])
+    print(f"swarm: {args.nodes} nodes, {args.asks_per_second:g} asks/s, {elapsed:.0f} s")
+    print(f"observer saw      {events / elapsed:8.0f} conversation events/s")
+    print(f"page received     {messages:8.1f} messages/s, {kib:.0f} KiB/s")
+    print(f"render per frame  {render:8.1f} ms mean, {stats['maxRenderMs']:.1f} ms worst, "
+          f"{renders / elapsed:.1f} frames/s")  # fmt: skip
+    print(f"long tasks        {len(long_tasks):8d} (longest {longest:.0f} ms, page load included)")
+    print(f"DOM elements      {dom:8d} at the end")
+    print(f"observer RSS      {rss}")
 
 
 if __name__ == "__main__":
