@@ -15,6 +15,9 @@ from ._swarm import SwarmOptions, join, swarm_options
 
 __all__ = ["dashboard_command"]
 
+OBSERVER_CONVERSATIONS = 1000
+OBSERVER_EVENTS = 500
+
 
 @click.command("dashboard")
 @swarm_options("dashboard", bind_flag="--node-bind")
@@ -81,7 +84,15 @@ def dashboard_command(
     """
     options = SwarmOptions(swarm=swarm, **node_options)
     extra = _trust_options(secret=secret, identity=identity)
-    node = options.node(role="observer", capabilities=["dashboard"], **extra)
+    # The observer keeps every conversation it hears: bound its log (the oldest conversations
+    # are forgotten past OBSERVER_CONVERSATIONS, long ones compacted past OBSERVER_EVENTS).
+    node = options.node(
+        role="observer",
+        capabilities=["dashboard"],
+        conversation_max_conversations=OBSERVER_CONVERSATIONS,
+        conversation_max_events=OBSERVER_EVENTS,
+        **extra,
+    )
     out = console()
 
     async def main() -> None:

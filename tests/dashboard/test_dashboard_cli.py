@@ -46,3 +46,17 @@ def test_sn_dashboard_without_secure_swarms_refuses_secret() -> None:
     done = sn("dashboard", "lab", "--seed", "127.0.0.1:9", "--secret", "s")
     assert done.returncode == 2
     assert "--secret not supported" in done.stderr
+
+
+def test_sn_demo_with_the_dashboard() -> None:
+    program = Program("demo", "--dashboard", "--dashboard-port", "0")
+    try:
+        lines = program.until("the dashboard: http://127.0.0.1:")
+        url = lines[-1].split("the dashboard: ", 1)[1].strip()
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+        program.until("the swarm stays up for the dashboard; Ctrl+C stops it", timeout=30)
+        code, stderr = program.stop(signal.SIGINT)
+        assert code == 0, stderr
+    finally:
+        program.close()
