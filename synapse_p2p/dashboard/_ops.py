@@ -3,7 +3,8 @@
 =================  ==================================================================
 ``op``             answer
 =================  ==================================================================
-``timeline``       ``{type: "timeline", id, events}``: the kept events of conversation ``id``
+``timeline``       ``{type: "timeline", id, events}``: the kept events of conversation ``id``;
+                   new events of it then follow as ``{type: "events", id, events}``
 ``card``           ``{type: "card", peer, card, methods}``: the peer's ``agent-card``
                    artifact and its ``_synapse.methods`` list (each may be an error string)
 ``ask``            ``{type: "ask-result", ok, id | error}``: broadcasts ``synapse.ask`` with

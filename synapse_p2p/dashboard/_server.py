@@ -71,6 +71,7 @@ class _Client:
         self.remote = remote
         self.send, self.receive = anyio.create_memory_object_stream[str](CLIENT_BUFFER)
         self.scope = anyio.CancelScope()
+        self.watching: str | None = None  # the conversation whose timeline the page shows
 
     def push(self, text: str) -> None:
         try:
@@ -149,10 +150,19 @@ class _Server:
             await anyio.sleep(self.interval)
             self.state.tick(anyio.current_time())
             delta = self.state.drain()
-            if delta is not None and self.clients:
-                text = json.dumps(delta, default=str)
-                for client in list(self.clients):
-                    client.push(text)
+            if delta is None or not self.clients:
+                continue
+            # Timeline rows go only to the pages showing that conversation.
+            rows: dict[str, list[dict[str, Any]]] = {}
+            for row in delta.pop("events"):
+                rows.setdefault(row["cid"], []).append(row)
+            text = json.dumps(delta, default=str)
+            for client in list(self.clients):
+                client.push(text)
+                watched = rows.get(client.watching or "")
+                if watched:
+                    events = {"type": "events", "id": client.watching, "events": watched}
+                    client.push(json.dumps(events, default=str))
 
     async def fetch_info(self) -> None:
         async def worker() -> None:
@@ -290,6 +300,8 @@ class _Server:
             client.push(json.dumps(answer, default=str))
 
     async def _answer(self, client: _Client, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("op") == "timeline" and isinstance(request.get("id"), str):
+            client.watching = request["id"]
         return await answer(self.node, self.state, request, self.refusal(client.remote, request))
 
     def refusal(self, remote: str, request: dict[str, Any]) -> str | None:

@@ -36,6 +36,7 @@ class Limits:
     peers: int = 2000
     links: int = 1000
     flows_per_delta: int = 200
+    events_per_delta: int = 2000
     offline_retention: float = 600.0
 
 
@@ -164,7 +165,7 @@ class DashboardState:
         self._removed_peers: set[str] = set()
         self._changed_conversations: set[str] = set()
         self._removed_conversations: set[str] = set()
-        self._new_events: list[dict[str, Any]] = []
+        self._new_events: deque[dict[str, Any]] = deque(maxlen=self.limits.events_per_delta)
         self._changed_links: set[tuple[str, str]] = set()
         self._flows: list[dict[str, Any]] = []
 
@@ -440,12 +441,13 @@ class DashboardState:
             "conversations_removed": sorted(self._removed_conversations),
             "asks": [self.asks[c] for c in changed if c in self.asks],
             "tasks": [self.tasks[c] for c in changed if c in self.tasks],
-            "events": self._new_events[-self.limits.events_per_conversation :],
+            "events": list(self._new_events),
             "links": [self._link_view(k) for k in self._changed_links if k in self.links],
             "flows": self._flows,
             "events_seen": self.events_seen,
         }
         self._changed_peers, self._removed_peers = set(), set()
         self._changed_conversations, self._removed_conversations = set(), set()
-        self._new_events, self._changed_links, self._flows = [], set(), []
+        self._new_events.clear()
+        self._changed_links, self._flows = set(), []
         return delta

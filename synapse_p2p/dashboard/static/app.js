@@ -89,11 +89,6 @@ function handle(data) {
     upsert(model.asks, data.asks); upsert(model.tasks, data.tasks);
     for (const l of data.links) model.links.set(`${l.a} ${l.b}`, l);
     model.eventsSeen = data.events_seen;
-    for (const row of data.events) {
-      if (row.cid === model.selected && !model.timeline.some((r) => r.id === row.id)) {
-        model.timeline.push(row); dirty.add("timeline");
-      }
-    }
     if (data.peers.length || data.peers_removed.length) { dirty.add("peers"); dirty.add("graph"); }
     if (data.links.length) dirty.add("graph");
     if (data.conversations.length || data.conversations_removed.length) dirty.add("conversations");
@@ -101,6 +96,10 @@ function handle(data) {
     if (data.asks.some((a) => a.id === model.selected)) dirty.add("progress");
     dirty.add("header");
     flows(data.flows);
+  } else if (data.type === "events" && data.id === model.selected) {
+    const known = new Set(model.timeline.map((r) => r.id));
+    for (const row of data.events) if (!known.has(row.id)) model.timeline.push(row);
+    dirty.add("timeline");
   } else if (data.type === "timeline" && data.id === model.selected) {
     model.timeline = data.events; dirty.add("timeline");
   } else if (data.type === "card") {
