@@ -2,6 +2,7 @@
 memory stay bounded?
 
     python benchmarks/dashboard.py [--nodes 40] [--asks-per-second 5] [--seconds 30]
+    python benchmarks/dashboard.py --model [--nodes 200] [--asks-per-second 10]
 
 One process runs ``--nodes`` answering nodes and an asker on 127.0.0.1 (every ask gets an ACK
 and a reply from each node, so the swarm makes about ``asks * (1 + 2 * nodes)`` conversation
@@ -10,6 +11,11 @@ events per second); a second process runs ``sn dashboard`` on it; Debian's Chrom
 second seen by the observer, WebSocket messages and bytes per second received by the page, the
 page's render time per frame (mean and worst), long tasks on the page's main thread, the number
 of DOM elements at the end, and the observer process's resident memory over time.
+
+``--model`` measures the dashboard's state model alone on a simulated swarm of ``--nodes``
+peers (every ask ACKed and answered by each; a team task offered, granted, progressed and done
+per ask): the cost per event, the cost of one coalesced delta (drain and JSON), its size, and
+the model's memory at the end (tracemalloc), for ``--seconds`` of simulated time.
 """
 
 from __future__ import annotations
@@ -61,6 +67,66 @@ async def swarm_child(nodes: int, rate: float) -> None:
             await anyio.sleep(1 / rate)
 
 
+def model_bench(nodes: int, rate: float, seconds: float) -> None:
+    import tracemalloc
+
+    from synapse_p2p.dashboard import DashboardState
+    from synapse_p2p.types import ConversationEvent, Peer
+
+    tracemalloc.start()
+    state = DashboardState("0" * 64)
+    peers = [Peer(id=f"{i:064x}", address="127.0.0.1", port=9000 + i, name=f"n{i:03d}",
+                  capabilities=["bench"]) for i in range(nodes)]  # fmt: skip
+    for peer in peers:
+        state.peer_seen(peer, 0.0)
+    state.drain()
+    counter = 0
+
+    def event(cid: str, kind: str, peer: Peer, payload: dict[str, Any]) -> ConversationEvent:
+        nonlocal counter
+        counter += 1
+        return ConversationEvent(cid, f"e{counter}", kind, peer, payload, created_at=float(counter))
+
+    feed = drain = 0.0
+    events = ticks = size = 0
+    interval = 0.2
+    for tick in range(int(seconds / interval)):
+        batch: list[ConversationEvent] = []
+        for k in range(max(1, round(rate * interval))):
+            cid, asker = f"ask-{tick}-{k}", peers[(tick + k) % nodes]
+            msg = {"endpoint": "synapse.ask", "args": [f"job {tick}"], "kwargs": {}}
+            batch.append(event(cid, "message", asker, msg))
+            for p in peers:
+                batch.append(event(cid, "ack", p, {}))
+                batch.append(event(cid, "reply", p, {"result": f"{p.name} ok"}))
+            tid, worker = f"task-{tick}-{k}", peers[(tick * 7 + k) % nodes]
+            base = {"task_id": tid, "attempt": 1}
+            batch.append(event(tid, "task.offer", asker, {**base, "title": f"job {tick}"}))
+            grant = {**base, "worker_id": worker.id, "worker_name": worker.name, "lease": 60}
+            batch.append(event(tid, "task.grant", asker, grant))
+            batch.append(event(tid, "task.progress", worker, {**base, "message": "half way"}))
+            batch.append(event(tid, "task.done", worker, {**base, "result": 1}))
+        started = time.perf_counter()
+        for e in batch:
+            state.event(e)
+        state.tick(tick * interval)
+        feed += time.perf_counter() - started
+        started = time.perf_counter()
+        delta = state.drain() or {}
+        delta.pop("events", None)  # timeline rows go only to pages showing that conversation
+        text = json.dumps(delta)
+        drain += time.perf_counter() - started
+        events, ticks, size = events + len(batch), ticks + 1, size + len(text)
+    current, peak = tracemalloc.get_traced_memory()
+    print(f"model: {nodes} peers, {rate:g} asks/s, {events / seconds:.0f} events/s simulated")
+    print(f"per event         {feed / events * 1e6:8.1f} µs")
+    print(f"per delta         {drain / ticks * 1e3:8.1f} ms (drain + JSON), "
+          f"{size / ticks / 1024:.0f} KiB each")  # fmt: skip
+    print(f"CPU share         {(feed + drain) / seconds * 100:8.1f} % of one core")
+    print(f"memory            {current / 2**20:8.1f} MiB now, {peak / 2**20:.1f} MiB peak, "
+          f"{len(state.conversations)} conversations kept")  # fmt: skip
+
+
 def rss_kib(pid: int) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmRSS:\s+(\d+) kB", text)
@@ -72,8 +138,12 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=40)
     parser.add_argument("--asks-per-second", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--model", action="store_true", help="the state model alone")
     parser.add_argument("--swarm-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.model:
+        model_bench(args.nodes, args.asks_per_second, args.seconds)
+        return
     if args.swarm_child:
         import anyio
 

@@ -35,7 +35,7 @@ class Limits:
     events_per_conversation: int = 200
     peers: int = 2000
     links: int = 1000
-    flows_per_delta: int = 200
+    flows_per_delta: int = 60
     events_per_delta: int = 2000
     offline_retention: float = 600.0
 
@@ -141,6 +141,38 @@ class _Conversation:
         }
 
 
+#: How many peer ids of each group (ACKed, replied...) an ask's view lists; counts are exact.
+ASK_IDS_SHOWN = 50
+
+
+@dataclass(slots=True)
+class _Ask:
+    cid: str
+    title: str = ""
+    origin: str = ""
+    kind: str = "ask"
+    acked: dict[str, None] = field(default_factory=dict)  # insertion-ordered sets
+    replied: dict[str, None] = field(default_factory=dict)
+    errors: dict[str, None] = field(default_factory=dict)
+
+    def view(self) -> dict[str, Any]:
+        working = [p for p in self.acked if p not in self.replied and p not in self.errors]
+        groups = {
+            "acked": list(self.acked),
+            "replied": list(self.replied),
+            "errors": list(self.errors),
+            "working": working,
+        }
+        return {
+            "id": self.cid,
+            "title": self.title,
+            "origin": self.origin,
+            "kind": self.kind,
+            **{key: ids[:ASK_IDS_SHOWN] for key, ids in groups.items()},
+            "counts": {key: len(ids) for key, ids in groups.items()},
+        }
+
+
 class DashboardState:
     """What the dashboard shows; see the module documentation.
 
@@ -157,7 +189,7 @@ class DashboardState:
         self.limits = limits or Limits()
         self.peers: dict[str, _Peer] = {}
         self.conversations: OrderedDict[str, _Conversation] = OrderedDict()
-        self.asks: dict[str, dict[str, Any]] = {}
+        self.asks: dict[str, _Ask] = {}
         self.tasks: dict[str, dict[str, Any]] = {}
         self.links: OrderedDict[tuple[str, str], int] = OrderedDict()
         self.events_seen = 0
@@ -298,19 +330,16 @@ class DashboardState:
         ask = self.asks.get(conv.cid)
         rows = [row]
         if ask is None:  # ACKs and replies may have come before the ask itself
-            ask = self.asks[conv.cid] = {"id": conv.cid, "acked": [], "replied": [], "errors": []}
+            ask = self.asks[conv.cid] = _Ask(conv.cid)
             rows = list(conv.events)
-        ask["title"], ask["origin"], ask["kind"] = conv.title, conv.started_by, conv.kind
+        ask.title, ask.origin, ask.kind = conv.title, conv.started_by, conv.kind
         for item in rows:
             who = item["peer"]
-            key = {"ack": "acked", "reply": "replied", "error": "errors"}.get(item["kind"])
-            if key is not None and who not in ask[key] and len(ask[key]) < self.limits.peers:
-                ask[key].append(who)
-                origin = conv.started_by
-                if origin and origin != who:
-                    self._link(origin, who, item["kind"], conv.cid)
-        done = set(ask["replied"]) | set(ask["errors"])
-        ask["working"] = [p for p in ask["acked"] if p not in done]
+            group = {"ack": ask.acked, "reply": ask.replied, "error": ask.errors}.get(item["kind"])
+            if group is not None and who not in group and len(group) < self.limits.peers:
+                group[who] = None
+                if ask.origin and ask.origin != who:
+                    self._link(ask.origin, who, item["kind"], conv.cid)
 
     def _link(self, source: str, target: str, kind: str, cid: str) -> None:
         key = (source, target) if source < target else (target, source)
@@ -416,7 +445,7 @@ class DashboardState:
             "self": self.self_id,
             "peers": [e.view() for e in self.peers.values()],
             "conversations": [c.view() for c in self.conversations.values()],
-            "asks": list(self.asks.values()),
+            "asks": [a.view() for a in self.asks.values()],
             "tasks": list(self.tasks.values()),
             "links": [self._link_view(k) for k in self.links],
             "events_seen": self.events_seen,
@@ -439,7 +468,7 @@ class DashboardState:
             "peers_removed": sorted(self._removed_peers),
             "conversations": [self.conversations[c].view() for c in changed],
             "conversations_removed": sorted(self._removed_conversations),
-            "asks": [self.asks[c] for c in changed if c in self.asks],
+            "asks": [self.asks[c].view() for c in changed if c in self.asks],
             "tasks": [self.tasks[c] for c in changed if c in self.tasks],
             "events": list(self._new_events),
             "links": [self._link_view(k) for k in self._changed_links if k in self.links],

@@ -108,6 +108,7 @@ def test_ask_progress_acks_replies_errors_and_working() -> None:
     assert progress["replied"] == [a.id]
     assert progress["errors"] == [c.id]
     assert progress["working"] == [b.id]
+    assert progress["counts"] == {"acked": 3, "replied": 1, "errors": 1, "working": 1}
     assert [r["label"] for r in delta["events"]] == ["ask", "ack", "ack", "ack", "reply", "error"]
     assert {(f["from"], f["to"], f["kind"]) for f in delta["flows"]} >= {(you.id, a.id, "reply")}
     assert {(lk["a"], lk["b"]) for lk in delta["links"]} == {
@@ -116,12 +117,22 @@ def test_ask_progress_acks_replies_errors_and_working() -> None:
     json.dumps(delta)  # JSON-ready
 
 
+def test_ask_view_lists_are_capped_counts_are_exact() -> None:
+    state = DashboardState(SELF)
+    state.event(ask("big", peer("you"), "everyone"))
+    for i in range(120):
+        state.event(event("big", "ack", Peer(id=f"{i:064x}", address="127.0.0.1", port=1)))
+    view = state.asks["big"].view()
+    assert len(view["acked"]) == len(view["working"]) == 50
+    assert view["counts"]["acked"] == view["counts"]["working"] == 120
+
+
 def test_acks_before_the_ask_still_count() -> None:
     state = DashboardState(SELF)
     you, a = peer("you"), peer("a")
     state.event(event("k2", "ack", a, at=2000.0))
     state.event(ask("k2", you, "late ask"))
-    assert state.asks["k2"]["acked"] == [a.id]
+    assert state.asks["k2"].view()["acked"] == [a.id]
     assert state.conversations["k2"].kind == "ask"
 
 

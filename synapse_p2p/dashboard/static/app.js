@@ -264,9 +264,9 @@ function renderProgress() {
   box.hidden = !ask;
   if (!ask) return;
   const group = (key, label, ids) => el("div", { class: "group", "data-progress": key },
-    el("b", { class: "count" }, ids.length), ` ${label} `,
+    el("b", { class: "count" }, ask.counts ? ask.counts[key] : ids.length), ` ${label} `,
     el("div", { class: "who", title: ids.slice(0, 50).map(nameOf).join(", ") },
-      ids.slice(0, 12).map(nameOf).join(", ") + (ids.length > 12 ? " …" : "")));
+      ids.slice(0, 12).map(nameOf).join(", ") + (ask.counts[key] > 12 ? " …" : "")));
   box.replaceChildren(group("acked", "ACKed", ask.acked), group("replied", "replied", ask.replied),
     group("working", "still working", ask.working), group("errors", "errors", ask.errors));
 }
