@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..types import ConversationEvent, NodeKind, Peer
+from ._board import apply_task_event
+from ._text import clip, wall_time
 
 __all__ = ["DashboardState", "Limits", "describe_event"]
-
-#: Longest text kept from any payload field (the page clips further).
-TEXT_LIMIT = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +37,6 @@ class Limits:
     flows_per_delta: int = 60
     events_per_delta: int = 2000
     offline_retention: float = 600.0
-
-
-def _text(value: Any, limit: int = TEXT_LIMIT) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _wall(event: ConversationEvent) -> float:
-    at = event.created_at
-    return float(at) if isinstance(at, int | float) and math.isfinite(at) else 0.0
 
 
 def _who(peer: Peer) -> str:
@@ -65,27 +53,27 @@ def describe_event(event: ConversationEvent) -> dict[str, Any]:
         args = payload.get("args")
         first = args[0] if isinstance(args, list) and args else ""
         label = "ask" if endpoint == "synapse.ask" else "message"
-        text = _text(first) if label == "ask" else f"{_text(endpoint, 80)}: {_text(args)}"
+        text = clip(first) if label == "ask" else f"{clip(endpoint, 80)}: {clip(args)}"
     elif kind in ("ack", "reply", "error", "summary"):
         label = kind
         key = {"ack": "", "reply": "result", "error": "error", "summary": "summary"}[kind]
-        text = _text(payload.get(key)) if key else "acknowledged"
+        text = clip(payload.get(key)) if key else "acknowledged"
     elif kind.startswith("task."):
         label = "task"
         for key in ("title", "message", "error", "reason", "worker_name", "result"):
             if key in payload:
-                text = _text(payload[key])
+                text = clip(payload[key])
                 break
     else:
-        text = _text(payload)
+        text = clip(payload)
     return {
         "id": event.event_id,
         "cid": event.conversation_id,
-        "kind": _text(kind, 60),
+        "kind": clip(kind, 60),
         "label": label,
         "peer": event.peer.id,
-        "who": _text(_who(event.peer), 60),
-        "at": _wall(event),
+        "who": clip(_who(event.peer), 60),
+        "at": wall_time(event),
         "parent": event.parent_id,
         "text": text,
     }
@@ -105,11 +93,11 @@ class _Peer:
         peer = self.peer
         return {
             "id": peer.id,
-            "name": _text(peer.name, 80),
+            "name": clip(peer.name, 80),
             "address": f"{peer.address}:{peer.port}",
             "kind": peer.kind.value if isinstance(peer.kind, NodeKind) else str(peer.kind),
             "role": self.role,
-            "capabilities": [_text(c, 60) for c in peer.capabilities[:20]],
+            "capabilities": [clip(c, 60) for c in peer.capabilities[:20]],
             "status": self.status,
             "verified": None,  # unknown: the node does not report it yet
             "path": None,  # direct or relayed: unknown for now
@@ -233,7 +221,7 @@ class DashboardState:
         if entry is None or not isinstance(info, dict):
             return
         role = info.get("role")
-        entry.role = _text(role, 80) if isinstance(role, str) else ""
+        entry.role = clip(role, 80) if isinstance(role, str) else ""
         self._changed_peers.add(peer_id)
 
     def tick(self, now: float) -> None:
@@ -294,7 +282,7 @@ class DashboardState:
         if conv.kind in ("ask", "message"):
             self._ask_row(conv, row)
         if event.kind.startswith("task."):
-            self._task_event(event)
+            apply_task_event(self.tasks, event, self._link)
 
     def compacted(self, summary: ConversationEvent) -> None:
         """The node compacted a conversation: its summary joins the timeline."""
@@ -350,88 +338,6 @@ class DashboardState:
         self._changed_links.add(key)
         if len(self._flows) < self.limits.flows_per_delta:
             self._flows.append({"from": source, "to": target, "kind": kind, "cid": cid})
-
-    # -- team tasks -------------------------------------------------------------------------
-
-    def _task_event(self, event: ConversationEvent) -> None:
-        payload, kind, cid = event.payload, event.kind, event.conversation_id
-        named = payload.get("task_id")
-        if named is not None and named != cid:
-            return
-        task = self.tasks.get(cid)
-        if task is None:
-            task = self.tasks[cid] = {
-                "id": cid,
-                "title": "",
-                "status": "offered",
-                "attempt": 1,
-                "worker": None,
-                "worker_name": None,
-                "team": None,
-                "claims": 0,
-                "progress": None,
-                "lease_until": None,
-                "lease": None,
-                "result": None,
-                "error": None,
-                "updated": 0.0,
-            }
-        attempt = payload.get("attempt")
-        if not (isinstance(attempt, int) and not isinstance(attempt, bool) and attempt >= 1):
-            attempt = None
-        at = _wall(event)
-        if task["status"] in ("done", "failed") and kind != "task.state":
-            return  # a finished task never moves again
-        current = attempt is None or attempt == task["attempt"]
-        if kind in ("task.offer", "task.state"):
-            if attempt is not None and attempt < task["attempt"]:
-                return
-            task["title"] = _text(payload.get("title", task["title"]), 120)
-            task["team"] = event.peer.id
-            if kind == "task.state":
-                status = payload.get("status")
-                if status in ("offered", "claimed", "done", "failed"):
-                    task["status"] = "granted" if status == "claimed" else status
-            elif attempt is not None and attempt > task["attempt"]:
-                task["status"], task["worker"], task["worker_name"] = "re-offered", None, None
-                task["claims"], task["progress"], task["lease_until"] = 0, None, None
-            task["attempt"] = attempt or task["attempt"]
-        elif kind == "task.claim" and current:
-            task["claims"] += 1
-            if task["status"] in ("offered", "re-offered"):
-                task["status"] = "claimed"
-        elif kind == "task.grant" and current:
-            task["status"] = "granted"
-            task["worker"] = (
-                payload.get("worker_id") if isinstance(payload.get("worker_id"), str) else None
-            )
-            task["worker_name"] = _text(payload.get("worker_name") or "", 80)
-            lease = payload.get("lease")
-            if isinstance(lease, int | float) and not isinstance(lease, bool) and lease > 0:
-                task["lease"] = float(lease)
-                task["lease_until"] = at + float(lease)
-            if task["worker"] and task["team"]:
-                self._link(task["team"], task["worker"], "grant", cid)
-        elif kind == "task.progress" and current and event.peer.id == task["worker"]:
-            if task["lease"] is not None:
-                task["lease_until"] = at + task["lease"]
-            if not payload.get("heartbeat"):
-                task["status"] = "in progress"
-                task["progress"] = _text(payload.get("message", ""), 200)
-        elif (
-            kind in ("task.done", "task.failed")
-            and current
-            and (task["worker"] is None or event.peer.id == task["worker"])
-        ):
-            task["status"] = "done" if kind == "task.done" else "failed"
-            task["result"] = _text(payload.get("result"), 200) if kind == "task.done" else None
-            task["error"] = _text(payload.get("error"), 200) if kind == "task.failed" else None
-            task["lease_until"] = None
-            if task["team"] and event.peer.id != task["team"]:
-                self._link(event.peer.id, task["team"], kind, cid)
-        elif kind == "task.release" and current:
-            task["progress"] = f"released: {_text(payload.get('reason', ''), 160)}"
-        task["updated"] = max(task["updated"], at)
 
     # -- output -----------------------------------------------------------------------------
 
