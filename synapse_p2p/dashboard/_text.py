@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -14,7 +15,14 @@ TEXT_LIMIT = 300
 
 
 def clip(value: Any, limit: int = TEXT_LIMIT) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    """``value`` as one line of at most ``limit`` characters (JSON unless it is a string)."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=repr, separators=(", ", ": "))
+        except (TypeError, ValueError, RecursionError):
+            text = repr(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
