@@ -127,6 +127,14 @@ def model_bench(nodes: int, rate: float, seconds: float) -> None:
           f"{len(state.conversations)} conversations kept")  # fmt: skip
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmRSS:\s+(\d+) kB", text)
@@ -188,6 +196,7 @@ def main() -> None:
             rows = f"document.querySelectorAll('#peers tbody tr').length >= {args.nodes}"
             page.wait_for_function(rows, timeout=60_000)
             started = time.monotonic()
+            cpu0 = {"observer": cpu_seconds(dash.pid), "swarm": cpu_seconds(swarm.pid)}
             events0 = int(page.locator("#count-events").inner_text())
             stats0 = page.evaluate("({...window.dashboardStats})")
             first_conv = page.locator("#conversations li").first
@@ -197,12 +206,16 @@ def main() -> None:
                 memory.append((elapsed, rss_kib(dash.pid)))
                 page.wait_for_timeout(2000)
             elapsed = time.monotonic() - started
+            cpu = {k: (cpu_seconds(p.pid) - cpu0[k]) / elapsed for k, p in
+                   (("observer", dash), ("swarm", swarm))}  # fmt: skip
             events = int(page.locator("#count-events").inner_text()) - events0
             stats = page.evaluate("({...window.dashboardStats})")
             long_tasks = page.evaluate("window.longTasks")
             dom = page.evaluate("document.getElementsByTagName('*').length")
             browser.close()
         report(args, elapsed, events, stats, stats0, long_tasks, dom, memory)
+        print(f"CPU               observer {cpu['observer']:.0%}, swarm {cpu['swarm']:.0%} "
+              "of one core")  # fmt: skip
     finally:
         for proc in procs:
             proc.kill()
