@@ -27,7 +27,14 @@ from wsproto.events import (
     TextMessage,
 )
 
-__all__ = ["HttpRequest", "WebSocket", "is_loopback_host", "read_request", "respond"]
+__all__ = [
+    "MAX_REQUESTS",
+    "HttpRequest",
+    "WebSocket",
+    "is_loopback_host",
+    "read_request",
+    "respond",
+]
 
 MAX_HEAD = 16 * 1024
 MAX_MESSAGE = 64 * 1024

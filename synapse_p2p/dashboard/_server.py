@@ -22,7 +22,14 @@ from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 from ..node import Node
 from ..types import ConversationEvent, Peer
-from ._http import HttpRequest, WebSocket, is_loopback_host, read_request, respond
+from ._http import (
+    MAX_REQUESTS,
+    HttpRequest,
+    WebSocket,
+    is_loopback_host,
+    read_request,
+    respond,
+)
 from ._ops import answer
 from ._state import DashboardState
 
@@ -171,7 +178,7 @@ class _Server:
                     info = await self.node.call_peer(peer, "_node.info", timeout=PEER_TIMEOUT)
                 except Exception as exc:
                     log.debug("no _node.info from %s: %s", peer.id[:8], exc)
-                    continue
+                    info = {}  # shown as no role rather than "still asking"
                 self.state.peer_info(peer.id, info)
 
         async with anyio.create_task_group() as tg:
@@ -199,7 +206,7 @@ class _Server:
         if self.connections > self.max_clients * 2:
             await respond(stream, conn, 503, b"too many connections\n", close=True)
             return
-        for _ in range(100):
+        for _ in range(MAX_REQUESTS):
             request = await read_request(stream, conn)
             if request is None:
                 return

@@ -200,3 +200,28 @@ async def test_peer_joining_then_leaving_is_shown(setup: Setup) -> None:
         )
     finally:
         await client.aclose()
+
+
+async def test_limits_oversized_message_and_too_many_pages(setup: Setup) -> None:
+    big = await WsClient.open(setup.port)
+    try:
+        await big.until(lambda m: m["type"] == "snapshot")
+        await big.send({"op": "timeline", "id": "x" * 70_000})
+        with anyio.fail_after(10):
+            while await big.receive() is not None:
+                pass  # the server closes it (1009, message too big)
+    finally:
+        await big.aclose()
+    pages = []
+    try:
+        for _ in range(16):  # serve_dashboard's default max_clients
+            pages.append(await WsClient.open(setup.port))
+            assert pages[-1].status == 101
+        extra = await WsClient.open(setup.port)
+        await extra.aclose()
+        assert extra.status == 503
+    finally:
+        for page in pages:
+            await page.aclose()
+    # Still serving.
+    assert (await http_get(setup.port, "/")).startswith(b"HTTP/1.1 200")
