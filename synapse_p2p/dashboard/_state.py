@@ -188,6 +188,7 @@ class DashboardState:
         self._new_events: deque[dict[str, Any]] = deque(maxlen=self.limits.events_per_delta)
         self._changed_links: set[tuple[str, str]] = set()
         self._flows: list[dict[str, Any]] = []
+        self._forgotten: OrderedDict[str, None] = OrderedDict()  # recently pushed out
 
     # -- peers ------------------------------------------------------------------------------
 
@@ -255,6 +256,8 @@ class DashboardState:
         cid = event.conversation_id
         conv = self.conversations.get(cid)
         if conv is None:
+            if cid in self._forgotten:
+                return  # a late event of a conversation pushed out: not a new one
             conv = self._open_conversation(cid)
         elif event.event_id in conv.seen:
             return
@@ -302,6 +305,9 @@ class DashboardState:
 
     def _forget_conversation(self, cid: str) -> None:
         del self.conversations[cid]
+        self._forgotten[cid] = None
+        while len(self._forgotten) > 4 * self.limits.conversations:
+            self._forgotten.popitem(last=False)
         self.asks.pop(cid, None)
         self.tasks.pop(cid, None)
         self._changed_conversations.discard(cid)

@@ -170,6 +170,8 @@ def test_bounded_conversations_and_timelines() -> None:
     assert len(state.asks) == 5
     assert all(len(c.events) == 3 and len(c.seen) == 3 for c in state.conversations.values())
     assert state.conversations["c19"].count == 11
+    state.event(event("c0", "ack", peer("late")))  # a late event of a forgotten conversation
+    assert "c0" not in state.conversations
     delta = state.drain()
     assert delta is not None
     assert "c0" in delta["conversations_removed"]
