@@ -19,6 +19,13 @@ class NodeTimings(TypedDict, total=False):
     call_timeout: float
 
 
+class NodeSettings(NodeTimings, total=False):
+    """Timings plus where a test's nodes live: ``Node(..., **settings)``."""
+
+    swarm: str
+    bind: str
+
+
 def request_frame(endpoint: str, *args: Any, id: str = "r1", **kwargs: Any) -> bytes:
     payload: bytes = msgpack.packb(
         {"endpoint": endpoint, "id": id, "args": list(args), "kwargs": kwargs, "type": "request"},

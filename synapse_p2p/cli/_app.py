@@ -7,6 +7,7 @@ import click
 from .. import __version__
 from ._a2a import a2a_group
 from ._common import Settings, configure_logging
+from ._dashboard import dashboard_command
 from ._demo import demo_command
 from ._inspect import conversation_command, tasks_command
 from ._keys import keygen_command
@@ -42,6 +43,7 @@ def cli(ctx: click.Context, verbose: int, backend: str) -> None:
       sn demo                                  a local swarm on loopback, no setup
       sn ask SWARM "task" --seed HOST:PORT     hand work to a swarm and print the replies
       sn watch SWARM                           live view of the peers and the conversation
+      sn dashboard SWARM                       the same, as a live web page
       sn info HOST:PORT                        who is that node?
 
     Run `sn COMMAND --help` for a command's options and examples.
@@ -57,6 +59,7 @@ cli.add_command(watch_command)
 cli.add_command(conversation_command)
 cli.add_command(tasks_command)
 cli.add_command(keygen_command)
+cli.add_command(dashboard_command)
 cli.add_command(list_swarms_command)
 cli.add_command(mcp_command)
 cli.add_command(a2a_group)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,11 +13,12 @@ import click
 from rich.console import Console
 from rich.text import Text
 
+from ..dashboard import serve_dashboard
 from ..node import Node
 from ..teams import Assignment, Team, Worker
 from ..types import ConversationEvent, Peer
 from ._chatter import Inbox, describe_event, describe_peer
-from ._common import Settings, console, run
+from ._common import EXIT_OK, Settings, console, run
 from ._swarm import ReplyWatch
 
 __all__ = ["demo_command"]
@@ -120,7 +122,9 @@ async def _swarm(nodes: list[Node]) -> AsyncIterator[None]:
             tg.cancel_scope.cancel()
 
 
-async def demo(out: Console, *, mdns: bool) -> None:
+async def demo(out: Console, *, mdns: bool, dashboard: int | None = None) -> None:
+    """The demo; with ``dashboard`` (a port), ``you`` serves the dashboard there and the swarm
+    stays up after the demo until cancelled (Ctrl+C)."""
     started = time.perf_counter()
     options: dict[str, Any] = {
         "swarm": SWARM,
@@ -144,6 +148,10 @@ async def demo(out: Console, *, mdns: bool) -> None:
         members = [*others, architect, *coders]
         async with _swarm([*members, you]), anyio.create_task_group() as tg:
             tg.start_soon(narrator.run)
+            if dashboard is not None:
+                serve = functools.partial(serve_dashboard, you, port=dashboard)
+                served = await tg.start(serve)
+                _step(out, f"the dashboard: {served.url}")
             await narrator.wait_for(lambda: len(narrator.joined) == len(members) + 1)
 
             _step(out, 'sn ask demo "Review this diff" --context url=https://example.com/pull/1')
@@ -160,6 +168,9 @@ async def demo(out: Console, *, mdns: bool) -> None:
                 tasks = [await team.offer(t, spec=s, requires=["python"]) for t, s in PLAN]
                 results = [await team.wait(task, timeout=10) for task in tasks]
                 await narrator.wait_for(lambda: all(t.id in narrator.done for t in tasks))
+            if dashboard is not None:
+                _step(out, "the swarm stays up for the dashboard; Ctrl+C stops it")
+                await anyio.sleep_forever()
             tg.cancel_scope.cancel()
 
     _step(out, "done; every node stopped and every socket closed")
@@ -171,8 +182,13 @@ async def demo(out: Console, *, mdns: bool) -> None:
 @click.option("--mdns", is_flag=True,
               help="Also advertise the demo nodes by mDNS on the LAN (they then listen on "
               "every interface).")  # fmt: skip
+@click.option("--dashboard", is_flag=True,
+              help="Serve the live dashboard of the demo swarm (see sn dashboard) and keep the "
+              "swarm up until Ctrl+C.")  # fmt: skip
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=8377,
+              show_default=True, help="Port of the dashboard page.")  # fmt: skip
 @click.pass_obj
-def demo_command(settings: Settings, /, mdns: bool) -> None:
+def demo_command(settings: Settings, /, mdns: bool, dashboard: bool, dashboard_port: int) -> None:
     """Run a small swarm on this machine and show it work: three reviewers answer an ask,
     an architect hands two tasks to two coders. Offline, loopback only, a few seconds.
 
@@ -180,10 +196,11 @@ def demo_command(settings: Settings, /, mdns: bool) -> None:
     Examples:
       sn demo
       sn --backend asyncio demo
+      sn demo --dashboard                      then open http://127.0.0.1:8377/
     """
     out = console()
 
     async def main() -> None:
-        await demo(out, mdns=mdns)
+        await demo(out, mdns=mdns, dashboard=dashboard_port if dashboard else None)
 
-    run(settings, main)
+    run(settings, main, on_interrupt=(lambda: EXIT_OK) if dashboard else None)

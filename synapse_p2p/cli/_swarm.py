@@ -114,8 +114,12 @@ def _seed(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
     return [parse_address(v) for v in values]
 
 
-def swarm_options(default_name: str) -> Callable[[F], F]:
-    """The options every swarm command shares (``--team``, ``--seed``, ``--mdns``...)."""
+def swarm_options(default_name: str, *, bind_flag: str = "--bind") -> Callable[[F], F]:
+    """The options every swarm command shares (``--team``, ``--seed``, ``--mdns``...).
+
+    ``bind_flag`` names the node's listen-address option (``sn dashboard`` keeps ``--bind``
+    for its web server).
+    """
 
     def decorate(fn: F) -> F:
         for option in reversed(
@@ -136,7 +140,7 @@ def swarm_options(default_name: str) -> Callable[[F], F]:
                              help="Longest wait, in seconds, for peers after joining (it ends "
                              "once the peers found are verified and, with mDNS, none is new "
                              "for 0.5 s)."),
-                click.option("--bind", default=None, metavar="ADDRESS",
+                click.option(bind_flag, "bind", default=None, metavar="ADDRESS",
                              help="Address to listen on [default: loopback when every seed is "
                              "on loopback and mDNS is off, else all interfaces]."),
             ]

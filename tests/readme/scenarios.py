@@ -824,6 +824,35 @@ def sn_exit_codes(ctx: Context) -> None:
     check_transcript(block, outcomes)
 
 
+# -- The dashboard ----------------------------------------------------------------------------
+
+
+@scenario("dashboard-embed")
+async def dashboard_embed(ctx: Context) -> None:
+    """The block serves the page on the default port while ``run_my_app`` fetches it."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", 8377))
+        except OSError:
+            pytest.skip("port 8377 on 127.0.0.1 is in use: the block serves on it")
+    async with open_swarm(2) as swarm:
+        fetched: list[bytes] = []
+
+        async def run_my_app() -> None:
+            async with await anyio.connect_tcp("127.0.0.1", 8377) as stream:
+                await stream.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8377\r\n\r\n")
+                fetched.append(await stream.receive())
+
+        printed = Printed()
+        namespace = {"node": swarm.nodes[0], "run_my_app": run_my_app, "print": printed}
+        with anyio.fail_after(STEP):
+            await run_block(ctx.block("dashboard-embed"), namespace)
+        assert printed.lines == ["dashboard: http://127.0.0.1:8377/"]
+        assert fetched[0].startswith(b"HTTP/1.1 200")
+
+
 # -- Protocol ---------------------------------------------------------------------------------
 
 
