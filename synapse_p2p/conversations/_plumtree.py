@@ -51,6 +51,7 @@ class PlumtreeConfig:
     seen_max: int = 65536
     cache_max: int = 4096  # recent payloads kept to answer GRAFTs
     max_batch: int = 1024  # items per message (the wire bound)
+    reply_delay: float = 0.005  # replies to one next hop are gathered this long, then sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,8 @@ class Plumtree:
     _timers: dict[str, float] = field(default_factory=dict)  # mid -> graft deadline
     _lazy_queue: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     _next_flush: float = math.nan
+    _reply_queue: dict[str, list[ReplyItem]] = field(default_factory=dict)
+    _reply_flush: float = math.inf
 
     # -- neighbors -----------------------------------------------------------------------------
 
@@ -127,12 +130,12 @@ class Plumtree:
         if seen is None:
             return []
         item = ReplyItem(mid, seen.origin, self.node_id, payload)
-        return self._route_replies([item])
+        return self._route_replies(now, [item])
 
     def handle(self, now: float, from_id: str, message: PlumtreeMessage) -> list[PlumtreeAction]:
         """React to ``message`` from the neighbor ``from_id``."""
         if isinstance(message, Replies):
-            return self._route_replies(list(message.items))
+            return self._route_replies(now, list(message.items))
         if from_id not in self.neighbors:
             return []  # not (or no longer) a neighbor: the tree only runs over the active view
         if isinstance(message, Eager):
@@ -159,6 +162,8 @@ class Plumtree:
     def tick(self, now: float) -> list[PlumtreeAction]:
         """Flush IHAVE batches when due and GRAFT messages announced but not received."""
         actions: list[PlumtreeAction] = []
+        if now >= self._reply_flush:
+            actions += self._flush_replies()
         if math.isnan(self._next_flush) or now >= self._next_flush:
             self._next_flush = now + self.config.lazy_interval
             for peer_id, items in self._lazy_queue.items():
@@ -185,7 +190,7 @@ class Plumtree:
         return actions
 
     def next_wakeup(self) -> float:
-        times = [t for t in self._timers.values()]
+        times = [*self._timers.values(), self._reply_flush]
         if self._lazy_queue:
             times.append(self._next_flush if not math.isnan(self._next_flush) else 0.0)
         return min(times, default=math.inf)
@@ -237,9 +242,8 @@ class Plumtree:
             for i in range(0, len(items), step)
         ]
 
-    def _route_replies(self, items: list[ReplyItem]) -> list[PlumtreeAction]:
+    def _route_replies(self, now: float, items: list[ReplyItem]) -> list[PlumtreeAction]:
         actions: list[PlumtreeAction] = []
-        out: dict[str, list[ReplyItem]] = {}
         for item in items:
             if item.origin == self.node_id:
                 actions.append(ReplyReceived(item.mid, item.replier, item.payload))
@@ -251,10 +255,18 @@ class Plumtree:
                 hop = seen.parent
             else:
                 hop = item.origin  # off the tree: straight to the origin by id
-            out.setdefault(hop, []).append(item)
+            self._reply_queue.setdefault(hop, []).append(item)
+        if self._reply_queue and self._reply_flush == math.inf:
+            self._reply_flush = now + self.config.reply_delay
+        return actions
+
+    def _flush_replies(self) -> list[PlumtreeAction]:
+        actions: list[PlumtreeAction] = []
         step = self.config.max_batch
-        for hop, batch in out.items():
+        for hop, batch in self._reply_queue.items():
             peer = self.neighbors.get(hop, PeerRecord(hop, "", 0))
             for i in range(0, len(batch), step):
                 actions.append(Send(peer, Replies(tuple(batch[i : i + step]))))
+        self._reply_queue.clear()
+        self._reply_flush = math.inf
         return actions

@@ -136,7 +136,8 @@ class Swim:
         self._order: list[str] = []
         self._next_probe = math.nan
         self._next_gossip = math.nan
-        self._next_push_pull = math.nan
+        self._last_push_pull = math.nan
+        self._push_pull_phase = 1.0
         self._syncs: list[float] = []
         # transmit-limited queue: bucket i holds deltas sent i times, keyed by member id
         self._queue: list[dict[str, Delta]] = []
@@ -160,7 +161,7 @@ class Swim:
 
     def next_wakeup(self) -> float:
         """The earliest time :meth:`tick` has something to do."""
-        times = [self._next_push_pull, *self._syncs[:1]]
+        times = [self._next_push_pull(), *self._syncs[:1]]
         times.append(self._probe.deadline if self._probe is not None else self._next_probe)
         if self._queued_at:
             times.append(self._next_gossip)
@@ -190,6 +191,7 @@ class Swim:
             return []
         if math.isnan(self._next_probe):
             self._start_timers(now)
+            self._last_push_pull = now
         actions: list[Action] = []
         actions += self._tick_probe(now)
         for seq, relay in list(self._relays.items()):
@@ -211,8 +213,9 @@ class Swim:
             self._syncs.pop(0)
             for peer in self._random_members(1):
                 actions.append(Send(peer, PushPull(self._state(), reply=True)))
-        if now >= self._next_push_pull:
-            self._next_push_pull = now + self._push_pull_period()
+        if now >= self._next_push_pull():
+            self._last_push_pull = now
+            self._push_pull_phase = self._rng.uniform(0.5, 1.5)
             for peer in self._random_members(1):
                 actions.append(Send(peer, PushPull(self._state(), reply=True)))
         return actions
@@ -251,11 +254,14 @@ class Swim:
         cfg = self.config
         self._next_probe = now + self._rng.uniform(0, cfg.probe_interval)
         self._next_gossip = now + self._rng.uniform(0, cfg.gossip_interval)
-        self._next_push_pull = now + self._rng.uniform(0.5, 1.5) * self._push_pull_period()
+        self._last_push_pull = now
+        self._push_pull_phase = self._rng.uniform(0.5, 1.5)
 
-    def _push_pull_period(self) -> float:
+    def _next_push_pull(self) -> float:
+        """Push-pull period scaled with the current size, so bytes per node stay flat in N."""
         cfg = self.config
-        return cfg.push_pull_interval * max(1.0, self.size() / cfg.push_pull_scale)
+        period = cfg.push_pull_interval * max(1.0, self.size() / cfg.push_pull_scale)
+        return self._last_push_pull + self._push_pull_phase * period
 
     def _tick_probe(self, now: float) -> list[Action]:
         cfg, probe = self.config, self._probe

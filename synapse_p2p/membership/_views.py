@@ -62,7 +62,8 @@ class ViewConfig:
     cap ``active_max``."""
 
     active_min: int = 4
-    active_max: int = 12
+    active_max: int = 16
+    accept_slack: int = 2  # NEIGHBOR requests accepted up to target + slack (under-filled nodes)
     passive_max: int = 48
     arwl: int = 6  # active random walk length (FORWARD_JOIN hops)
     prwl: int = 3  # FORWARD_JOIN hop count at which the joiner enters passive views
@@ -232,10 +233,11 @@ class HyParView:
         if record.id in self.active:
             self.active[record.id].record = _newer(self.active[record.id].record, record)
             return [Send(record, NeighborReply(self.record, accepted=True))]
-        if not message.high and len(self.active) >= self.target():
+        room = min(self.config.active_max, self.target() + self.config.accept_slack)
+        if not message.high and len(self.active) >= room:
             self._add_passive(record, evict=True)
             return [Send(record, NeighborReply(self.record, accepted=False))]
-        actions = self._add_active(record, chosen=False)
+        actions = self._add_active(record, chosen=False, room=None if message.high else room)
         accepted = record.id in self.active
         if accepted:
             self.pending.pop(record.id, None)
@@ -324,7 +326,9 @@ class HyParView:
                 return False
         return True
 
-    def _add_active(self, record: PeerRecord, *, chosen: bool) -> list[Action]:
+    def _add_active(
+        self, record: PeerRecord, *, chosen: bool, room: int | None = None
+    ) -> list[Action]:
         if record.id == self.record.id:
             return []
         if record.id in self.active:
@@ -336,7 +340,7 @@ class HyParView:
         actions: list[Action] = []
         cfg = self.config
         joined = [i for i, s in self.active.items() if not s.chosen]
-        cap = min(cfg.active_max, max(self.target(), 1))
+        cap = min(cfg.active_max, max(room or self.target(), 1))
         if not chosen and len(joined) >= cfg.active_max - cfg.reserved_slots:
             actions += self._evict(self._rng.choice(joined))
         while len(self.active) >= cap:
