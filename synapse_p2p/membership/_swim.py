@@ -78,7 +78,8 @@ class SwimConfig:
     push_pull_scale: int = 128
     join_sync: tuple[float, ...] = (0.5, 1.5)  # extra push-pulls this long after joining
     awareness_max: int = 8
-    dead_retention: float = 60.0
+    dead_retention: float = 120.0
+    reconnect_interval: float = 10.0  # a push-pull to a random dead member (heals partitions)
     max_members: int = 65536
 
 
@@ -139,6 +140,9 @@ class Swim:
         self._last_push_pull = math.nan
         self._push_pull_phase = 1.0
         self._syncs: list[float] = []
+        self._contacts: list[PeerRecord] = []
+        self._joined = False  # a push-pull answer arrived
+        self._next_reconnect = math.nan
         # transmit-limited queue: bucket i holds deltas sent i times, keyed by member id
         self._queue: list[dict[str, Delta]] = []
         self._queued_at: dict[str, int] = {}
@@ -165,6 +169,8 @@ class Swim:
         times.append(self._probe.deadline if self._probe is not None else self._next_probe)
         if self._queued_at:
             times.append(self._next_gossip)
+        if self._gone:
+            times.append(self._next_reconnect)
         times += [r.deadline for r in self._relays.values()]
         times += [self._suspicion_deadline(self.members[i]) for i in self._suspects]
         return min((t for t in times if not math.isnan(t)), default=math.inf)
@@ -176,6 +182,7 @@ class Swim:
         self._enqueue(Alive(self.record))
         self._start_timers(now)
         self._syncs = [now + delay for delay in self.config.join_sync]
+        self._contacts = [c for c in contacts if c.id != self.record.id]
         state = (Alive(self.record),)
         return [Send(c, PushPull(state, reply=True)) for c in contacts[:1] if c.id != self.record.id]
 
@@ -211,8 +218,18 @@ class Swim:
             actions += self._gossip()
         if self._syncs and now >= self._syncs[0]:
             self._syncs.pop(0)
-            for peer in self._random_members(1):
+            peers = self._random_members(1)
+            if not self._joined and self._contacts:  # our join (or its answer) was lost
+                peers = [self._contacts[len(self._syncs) % len(self._contacts)]]
+                if not self._syncs:
+                    self._syncs.append(now + self.config.join_sync[-1])
+            for peer in peers:
                 actions.append(Send(peer, PushPull(self._state(), reply=True)))
+        if self._gone and now >= self._next_reconnect:
+            self._next_reconnect = now + self.config.reconnect_interval
+            gone = self.members[self._rng.choice(sorted(self._gone))]
+            if gone.state == "dead":
+                actions.append(Send(gone.record, PushPull(self._state(), reply=True)))
         if now >= self._next_push_pull():
             self._last_push_pull = now
             self._push_pull_phase = self._rng.uniform(0.5, 1.5)
@@ -227,7 +244,12 @@ class Swim:
         actions: list[Action] = []
         if isinstance(message, PushPull):
             for delta in message.state:
+                if isinstance(delta, Dead) and delta.by != delta.id:
+                    # memberlist's rule: another node's "dead" only makes us suspect (so a
+                    # healed partition does not kill the members we can still reach)
+                    delta = Suspect(delta.id, delta.incarnation, from_id)
                 actions += self._apply(now, delta)
+            self._joined = self._joined or not message.reply
             if message.reply:
                 actions.append(Send(self._record_of(from_id), PushPull(self._state(), reply=False)))
             return actions
@@ -256,6 +278,7 @@ class Swim:
         self._next_gossip = now + self._rng.uniform(0, cfg.gossip_interval)
         self._last_push_pull = now
         self._push_pull_phase = self._rng.uniform(0.5, 1.5)
+        self._next_reconnect = now + self._rng.uniform(0.5, 1.5) * cfg.reconnect_interval
 
     def _next_push_pull(self) -> float:
         """Push-pull period scaled with the current size, so bytes per node stay flat in N."""
