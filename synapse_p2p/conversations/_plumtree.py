@@ -51,6 +51,7 @@ class PlumtreeConfig:
     seen_max: int = 65536
     cache_max: int = 4096  # recent payloads kept to answer GRAFTs
     max_batch: int = 1024  # items per message (the wire bound)
+    optimize_threshold: int = 3  # an IHAVE this many hops shorter swaps the tree link
     reply_delay: float = 0.005  # replies to one next hop are gathered this long, then sent
 
 
@@ -76,6 +77,7 @@ PlumtreeAction = Send | Deliver | ReplyReceived
 class _Seen:
     parent: str  # who sent it to us ("" if we are the origin)
     origin: str
+    round: int
 
 
 @dataclass
@@ -145,12 +147,15 @@ class Plumtree:
                 actions += self._receive(now, from_id, item, out)
             return actions + self._flush_eager(out)
         if isinstance(message, IHave):
-            for mid, _round in message.items:
-                if mid in self._seen:
+            actions = []
+            for mid, rnd in message.items:
+                seen = self._seen.get(mid)
+                if seen is not None:
+                    actions += self._optimize(from_id, seen, rnd)
                     continue
                 self._announced.setdefault(mid, []).append(from_id)
                 self._timers.setdefault(mid, now + self.config.graft_timeout)
-            return []
+            return actions
         if isinstance(message, Graft):
             self._make_eager(from_id)
             items = [self._cache[m] for m in message.items if m in self._cache]
@@ -207,7 +212,7 @@ class Plumtree:
                 self.lazy.add(from_id)
                 return [Send(self.neighbors[from_id], Prune())]
             return []
-        self._remember(item.mid, _Seen(from_id, item.origin))
+        self._remember(item.mid, _Seen(from_id, item.origin, item.round))
         self._timers.pop(item.mid, None)
         self._announced.pop(item.mid, None)
         if from_id:
@@ -223,6 +228,27 @@ class Plumtree:
             if peer_id != from_id and peer_id != item.origin:
                 self._lazy_queue.setdefault(peer_id, []).append((item.mid, onward.round))
         return [Deliver(item.mid, item.origin, item.round, item.payload)]
+
+    def _optimize(self, announcer: str, seen: _Seen, rnd: int) -> list[PlumtreeAction]:
+        """The paper's optimization: a lazy link much closer to the origin than our eager
+        parent replaces it in the tree (GRAFT with no ids to it, PRUNE to the parent)."""
+        parent = seen.parent
+        if (
+            not parent
+            or parent not in self.eager
+            or announcer in self.eager
+            or rnd + self.config.optimize_threshold > seen.round
+        ):
+            return []
+        self._make_eager(announcer)
+        self.eager.discard(parent)
+        self.lazy.add(parent)
+        seen.parent = announcer
+        seen.round = rnd
+        return [
+            Send(self.neighbors[announcer], Graft(())),
+            Send(self.neighbors[parent], Prune()),
+        ]
 
     def _remember(self, mid: str, seen: _Seen) -> None:
         self._seen[mid] = seen

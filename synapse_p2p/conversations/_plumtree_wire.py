@@ -14,14 +14,14 @@ from ..membership._records import WireMessage, wire_list
 
 __all__ = [
     "MAX_ITEMS",
-    "EagerItem",
     "Eager",
+    "EagerItem",
     "Graft",
     "IHave",
     "PlumtreeMessage",
     "Prune",
-    "ReplyItem",
     "Replies",
+    "ReplyItem",
     "decode_plumtree_message",
 ]
 
@@ -64,7 +64,10 @@ class Eager(WireMessage):
     items: tuple[EagerItem, ...]
 
     def to_wire(self) -> dict[str, Any]:
-        return {"k": self.KIND, "items": [[i.mid, i.origin, i.round, i.payload] for i in self.items]}
+        return {
+            "k": self.KIND,
+            "items": [[i.mid, i.origin, i.round, i.payload] for i in self.items],
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,11 +32,11 @@ from ..errors import ProtocolError
 from ..types import Peer
 
 __all__ = [
+    "MAX_CAPABILITIES",
+    "MAX_ID",
     "Action",
     "Connect",
     "Disconnect",
-    "MAX_CAPABILITIES",
-    "MAX_ID",
     "MemberDown",
     "MemberUp",
     "NeighborDown",
@@ -60,7 +60,7 @@ def _need(data: Any, key: str, kind: type | tuple[type, ...], what: str) -> Any:
     if key not in data:
         raise ProtocolError(f"{what} has no {key!r}")
     value = data[key]
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         raise ProtocolError(f"{what} {key!r} has the wrong type ({type(value).__name__})")
     return value
 

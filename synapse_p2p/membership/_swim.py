@@ -184,7 +184,9 @@ class Swim:
         self._syncs = [now + delay for delay in self.config.join_sync]
         self._contacts = [c for c in contacts if c.id != self.record.id]
         state = (Alive(self.record),)
-        return [Send(c, PushPull(state, reply=True)) for c in contacts[:1] if c.id != self.record.id]
+        return [
+            Send(c, PushPull(state, reply=True)) for c in contacts[:1] if c.id != self.record.id
+        ]
 
     def leave(self, now: float) -> list[Action]:
         """Announce a graceful leave to ``2 * gossip_nodes`` members; stop probing."""
@@ -267,7 +269,9 @@ class Swim:
             self._seq += 1
             deadline = now + self.config.probe_timeout * (self.health + 1)
             self._relays[self._seq] = _Relay(from_id, message.seq, deadline)
-            actions.append(Send(message.target, Ping(self._seq, message.target.id, self._piggyback())))
+            actions.append(
+                Send(message.target, Ping(self._seq, message.target.id, self._piggyback()))
+            )
         return actions
 
     # -- probing -------------------------------------------------------------------------------
@@ -302,7 +306,9 @@ class Swim:
             self._set_health(self.health + (2 if missed else 1))
             member = self.members.get(probe.target.id)
             if member is not None and member.state == "alive":
-                return self._declare(now, Suspect(member.record.id, member.incarnation, self.record.id))
+                return self._declare(
+                    now, Suspect(member.record.id, member.incarnation, self.record.id)
+                )
             return []
         if probe is not None or now < self._next_probe:
             return []

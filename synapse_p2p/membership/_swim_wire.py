@@ -183,7 +183,9 @@ def decode_swim_message(data: Any) -> SwimMessage:
         gossip = _deltas(data, "gossip", what, MAX_GOSSIP)
         return Ping(wire_int(data, "seq", what, 0, MAX_SEQ), wire_str(data, "target", what), gossip)
     if kind == Ack.KIND:
-        return Ack(wire_int(data, "seq", what, 0, MAX_SEQ), _deltas(data, "gossip", what, MAX_GOSSIP))
+        return Ack(
+            wire_int(data, "seq", what, 0, MAX_SEQ), _deltas(data, "gossip", what, MAX_GOSSIP)
+        )
     if kind == Nack.KIND:
         return Nack(wire_int(data, "seq", what, 0, MAX_SEQ))
     if kind == PingReq.KIND:

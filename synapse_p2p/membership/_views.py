@@ -297,9 +297,9 @@ class HyParView:
         of chosen peers)."""
         actions: list[Action] = []
         chosen = sum(1 for s in self.active.values() if s.chosen)
-        missing = max(
-            self.target() - len(self.active), self.config.reserved_slots - chosen
-        ) - len(self.pending)
+        missing = max(self.target() - len(self.active), self.config.reserved_slots - chosen) - len(
+            self.pending
+        )
         candidates = [r for i, r in self.passive.items() if i not in self.pending]
         self._rng.shuffle(candidates)
         for record in candidates[: max(missing, 0)]:
@@ -345,10 +345,13 @@ class HyParView:
             actions += self._evict(self._rng.choice(joined))
         while len(self.active) >= cap:
             pool = [i for i, s in self.active.items() if not s.chosen]
-            if not pool and not chosen:
+            spare = sum(1 for s in self.active.values() if s.chosen) > cfg.reserved_slots
+            if not pool and (chosen or spare):
+                pool = list(self.active)
+            if not pool:
                 self.ignored += 1
-                return actions  # a full view of chosen peers never yields to a joiner
-            actions += self._evict(self._rng.choice(pool or list(self.active)))
+                return actions  # the reserved slots never yield to a joiner
+            actions += self._evict(self._rng.choice(pool))
         self.passive.pop(record.id, None)
         self.active[record.id] = _Slot(record, chosen)
         actions += [Connect(record), NeighborUp(record)]
@@ -357,8 +360,11 @@ class HyParView:
     def _evict(self, peer_id: str) -> list[Action]:
         slot = self.active.pop(peer_id)
         self._add_passive(slot.record, evict=True)
-        return [Send(slot.record, DisconnectMessage()), NeighborDown(slot.record),
-                Disconnect(slot.record)]
+        return [
+            Send(slot.record, DisconnectMessage()),
+            NeighborDown(slot.record),
+            Disconnect(slot.record),
+        ]
 
     def _add_passive(self, record: PeerRecord, *, evict: bool, avoid: tuple[str, ...] = ()) -> None:
         if record.id == self.record.id or record.id in self.active:

@@ -114,8 +114,9 @@ class ShuffleReply(WireMessage):
         return {"k": self.KIND, "records": [r.to_wire() for r in self.records]}
 
 
-ViewMessage = Join | ForwardJoin | Neighbor | NeighborReply | DisconnectMessage | Shuffle
-ViewMessage = ViewMessage | ShuffleReply
+ViewMessage = (
+    Join | ForwardJoin | Neighbor | NeighborReply | DisconnectMessage | Shuffle | ShuffleReply
+)
 
 
 def _bool(data: dict[str, Any], key: str, what: str) -> bool:
@@ -138,7 +139,9 @@ def decode_view_message(data: Any) -> ViewMessage:
     if kind == Join.KIND:
         return Join(PeerRecord.from_wire(data.get("record")))
     if kind == ForwardJoin.KIND:
-        return ForwardJoin(PeerRecord.from_wire(data.get("record")), wire_int(data, "ttl", what, 0, MAX_TTL))
+        return ForwardJoin(
+            PeerRecord.from_wire(data.get("record")), wire_int(data, "ttl", what, 0, MAX_TTL)
+        )
     if kind == Neighbor.KIND:
         return Neighbor(PeerRecord.from_wire(data.get("record")), _bool(data, "high", what))
     if kind == NeighborReply.KIND:

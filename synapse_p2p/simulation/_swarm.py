@@ -11,6 +11,7 @@ sizes and connections per node.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ class Swarm:
                 plumtree=self.plumtree,
                 seed=self.seed * 1_000_003 + i,
             )
+            if self.swim is None:  # no failure detector to count members: tell the views
+                node.views.size_estimate = self.n
             self.sim.nodes[record.id] = node
             self.order.append(node)
         self.known: dict[str, int] = {node.id: 0 for node in self.order}
@@ -123,7 +126,7 @@ class Swarm:
         times = sorted(self.rng.uniform(0, spread) for _ in self.order)
         times[0] = 0.0
         for node, when in zip(self.order, times, strict=True):
-            self.sim.call_at(when, lambda node=node: self._start(node))
+            self.sim.call_at(when, functools.partial(self._start, node))
         self.last_start = times[-1]
 
     def _start(self, node: SimNode) -> None:

@@ -43,7 +43,7 @@ def test_messages_round_trip(mid: str, rnd: int, payload: object) -> None:
     [
         {"k": "pt.eager", "items": [["m", "o", -1, None]]},
         {"k": "pt.eager", "items": [["m", "o", 1]]},
-        {"k": "pt.ihave", "items": [["m"]] },
+        {"k": "pt.ihave", "items": [["m"]]},
         {"k": "pt.graft", "items": [1]},
         {"k": "pt.graft", "items": ["m"] * 1025},
         {"k": "pt.what"},
@@ -89,9 +89,7 @@ class Net:
                 src, dst, message = self.queue.pop(self.rng.randrange(len(self.queue)))
                 self.apply(dst, self.nodes[dst].handle(self.now, src, message))
                 continue
-            pending = any(
-                p._timers or p._lazy_queue or p._reply_queue for p in self.nodes.values()
-            )
+            pending = any(p._timers or p._lazy_queue or p._reply_queue for p in self.nodes.values())
             if not pending:
                 return
             self.now += 0.05
@@ -173,4 +171,5 @@ def test_seen_set_is_bounded() -> None:
     p = Plumtree("a", PlumtreeConfig(seen_max=10, cache_max=5))
     for i in range(100):
         p.broadcast(0.0, f"m{i}", None)
-    assert len(p._seen) == 10 and len(p._cache) == 5
+    assert len(p._seen) == 10
+    assert len(p._cache) == 5

@@ -83,7 +83,8 @@ def test_push_pull_lists_members_and_answers() -> None:
     actions = swim.handle(0.0, "p1", PushPull((Alive(rec(1)), Alive(rec(2))), reply=True))
     assert {a.peer.id for a in actions if isinstance(a, MemberUp)} == {"p1", "p2"}
     (reply,) = sends(actions, PushPull)
-    assert not reply.message.reply and {d.id for d in reply.message.state} == {"me", "p1", "p2"}
+    assert not reply.message.reply
+    assert {d.id for d in reply.message.state} == {"me", "p1", "p2"}
 
 
 def test_a_live_node_refutes_suspicion_with_a_higher_incarnation() -> None:
@@ -124,7 +125,9 @@ def test_failed_probe_goes_indirect_then_suspects_then_declares_dead() -> None:
         downs += [a for a in swim.tick(now) if isinstance(a, MemberDown)]
         if downs:
             break
-    assert downs and downs[0].peer.id == target and downs[0].reason == "dead"
+    assert downs
+    assert downs[0].peer.id == target
+    assert downs[0].reason == "dead"
     assert swim.state_of(target) == "dead"
 
 
@@ -155,7 +158,8 @@ def test_ack_keeps_the_target_alive_and_relays_answer() -> None:
     # no answer from the target: the requester gets a NACK
     actions = swim.handle(1.0, "p1", PingReq(43, rec(3)))
     nacks = sends(swim.tick(5.0), Nack)
-    assert [n.message.seq for n in nacks] == [43] and nacks[0].peer.id == "p1"
+    assert [n.message.seq for n in nacks] == [43]
+    assert nacks[0].peer.id == "p1"
 
 
 def test_more_independent_suspecters_shorten_the_suspicion() -> None:
@@ -177,7 +181,8 @@ def test_dead_members_are_not_relearned_from_stale_gossip() -> None:
     assert swim.handle(1.0, "p3", Gossip((Alive(rec(2, seq=0)),))) == []
     assert swim.state_of("p2") == "dead"
     back = swim.handle(2.0, "p3", Gossip((Alive(rec(2, seq=1)),)))
-    assert MemberUp(rec(2, seq=1)) in back and swim.state_of("p2") == "alive"
+    assert MemberUp(rec(2, seq=1)) in back
+    assert swim.state_of("p2") == "alive"
     # leaving is announced as a dead delta by the member itself
     leaving = swim.handle(3.0, "p3", Gossip((Dead("p3", 0, "p3"),)))
     assert MemberDown(rec(3), "left") in leaving
@@ -193,7 +198,9 @@ def test_each_delta_is_sent_a_bounded_number_of_times() -> None:
     assert count == limit
 
 
-@given(st.lists(st.tuples(st.integers(1, 5), st.integers(0, 4), st.sampled_from("asd")), max_size=60))
+@given(
+    st.lists(st.tuples(st.integers(1, 5), st.integers(0, 4), st.sampled_from("asd")), max_size=60)
+)
 def test_incarnations_never_go_backwards(script: list[tuple[int, int, str]]) -> None:
     swim = swim_with(5)
     seen: dict[str, int] = {}

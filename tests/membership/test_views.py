@@ -46,7 +46,9 @@ records = st.builds(
 
 
 @given(records, st.integers(0, 16), st.booleans(), st.lists(records, max_size=5))
-def test_messages_round_trip(record: PeerRecord, ttl: int, flag: bool, more: list[PeerRecord]) -> None:
+def test_messages_round_trip(
+    record: PeerRecord, ttl: int, flag: bool, more: list[PeerRecord]
+) -> None:
     messages = [
         Join(record),
         ForwardJoin(record, ttl),
@@ -94,8 +96,9 @@ def check_invariants(view: HyParView) -> None:
 
 events = st.lists(
     st.tuples(
-        st.sampled_from(["join", "fjoin", "neighbor", "reply", "disconnect", "fail", "shuffle",
-                         "tick", "offer"]),
+        st.sampled_from(
+            ["join", "fjoin", "neighbor", "reply", "disconnect", "fail", "shuffle", "tick", "offer"]
+        ),
         st.integers(0, 60),
         st.integers(0, 6),
         st.booleans(),
@@ -105,9 +108,13 @@ events = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(events, st.sampled_from([ViewConfig(), ViewConfig(active_max=5, passive_max=8,
-                                                         reserved_slots=1)]))
-def test_views_stay_within_bounds(script: list[tuple[str, int, int, bool]], cfg: ViewConfig) -> None:
+@given(
+    events,
+    st.sampled_from([ViewConfig(), ViewConfig(active_max=5, passive_max=8, reserved_slots=1)]),
+)
+def test_views_stay_within_bounds(
+    script: list[tuple[str, int, int, bool]], cfg: ViewConfig
+) -> None:
     view = HyParView(ME, cfg, seed=1)
     now = 0.0
     view.join(now, [rec(1)])
@@ -147,7 +154,8 @@ def test_join_is_answered_and_forwarded() -> None:
     walks = [a for a in actions if isinstance(a, Send) and isinstance(a.message, ForwardJoin)]
     assert {a.peer.id for a in walks} == {"p0", "p1", "p2"}
     assert all(a.message.ttl == view.config.arwl for a in walks)
-    assert NeighborUp(rec(9)) in actions and Connect(rec(9)) in actions
+    assert NeighborUp(rec(9)) in actions
+    assert Connect(rec(9)) in actions
 
 
 def test_forward_join_ends_in_active_view_and_passes_passive_at_prwl() -> None:
@@ -206,7 +214,8 @@ def test_failed_neighbor_is_replaced_from_the_passive_view() -> None:
         view.offer(rec(i))
     actions = view.on_connection_failed(1.0, "p1")
     asked = [a.peer.id for a in actions if isinstance(a, Send) and isinstance(a.message, Neighbor)]
-    assert len(asked) == 1 and asked[0] in {"p3", "p4", "p5"}
+    assert len(asked) == 1
+    assert asked[0] in {"p3", "p4", "p5"}
     view.handle(1.1, asked[0], NeighborReply(rec(int(asked[0][1:])), accepted=True))
     assert set(view.active) == {"p2", asked[0]}
     # an unanswered request times out: the record is dropped and another is asked

@@ -80,7 +80,8 @@ def test_runs_are_deterministic_and_survive_the_wire_codecs() -> None:
 
     first = run()
     assert first == run()
-    assert math.isfinite(first[0]) and first[2] > 0
+    assert math.isfinite(first[0])
+    assert first[2] > 0
 
 
 def test_partition_heals() -> None:
