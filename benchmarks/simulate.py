@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from synapse_p2p.membership._swim import SwimConfig
-from synapse_p2p.simulation import WAN, NetworkModel, Swarm
+from synapse_p2p.simulation import LAN, WAN, NetworkModel, Swarm
 
 ROWS: list[tuple[str, str, str, str]] = []
 
@@ -106,9 +106,9 @@ def lossy(n: int, seed: int, duration: float) -> None:
     )
 
 
-def ten_thousand(n: int, seed: int) -> None:
-    print(f"\n== {n} nodes, WAN model (latency 10 ms + Exp(20 ms)), views and trees only ==")
-    swarm = Swarm(n, seed=seed, swim=None, model=WAN)
+def ten_thousand(n: int, seed: int, model: NetworkModel, label: str) -> None:
+    print(f"\n== {n} nodes, {label}, views and trees only ==")
+    swarm = Swarm(n, seed=seed, swim=None, model=model)
     swarm.start(2.0)
     timed("start and settle the views", lambda: swarm.run_until(15.0))
     sizes = swarm.view_sizes()
@@ -156,7 +156,8 @@ def main() -> None:
     big, huge = (300, 2000) if args.quick else (1000, 10_000)
     thousand(big, args.seed)
     lossy(big, args.seed, 30.0 if args.quick else 60.0)
-    ten_thousand(huge, args.seed)
+    ten_thousand(huge, args.seed, LAN, "LAN model")
+    ten_thousand(huge, args.seed, WAN, "WAN model (latency 10 ms + Exp(20 ms))")
     idle_by_n([100, 250, 500] if args.quick else [125, 250, 500, 1000], args.seed)
     print(f"\n== summary ({time.perf_counter() - start:.0f} s wall) ==")
     for what, value, target, mark in ROWS:
