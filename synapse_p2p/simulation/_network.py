@@ -10,8 +10,10 @@ of the msgpack encoding of the wire dict (measured when ``measure_bytes`` is set
 driver will do; without it the message objects travel as they are (much faster at 10,000
 nodes; the codecs are tested on their own and in roundtrip runs).
 
-Each node is a single server: a message or timer waits while the node is busy, and handling it
-takes ``service_time`` (``slow_factor`` times that on a slow node). Same seed, same run.
+View and tree messages keep their order per link (they run over connections, like TCP);
+SWIM messages may overtake each other. Each node is a single server: a message or timer waits
+while the node is busy, and handling it takes ``service_time`` (``slow_factor`` times that on a
+slow node). Same seed, same run.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Simulator:
         self._heap: list[tuple[float, int, int, str, Any]] = []
         self._counter = 0
         self._packer = msgpack.Packer(use_bin_type=True)
+        self._fifo: dict[tuple[str, str], float] = {}
 
     # -- scheduling ----------------------------------------------------------------------------
 
@@ -110,7 +113,12 @@ class Simulator:
         if self.model.loss and self.rng.random() < self.model.loss:
             self.lost += 1
             return
-        self.push(depart + self.latency(), _DELIVER, dst_id, (src.id, message))
+        arrive = depart + self.latency()
+        if not kind.startswith("sw."):  # views and trees: FIFO per link, like TCP
+            link = (src.id, dst_id)
+            arrive = max(arrive, self._fifo.get(link, 0.0))
+            self._fifo[link] = arrive
+        self.push(arrive, _DELIVER, dst_id, (src.id, message))
 
     # -- running -------------------------------------------------------------------------------
 
