@@ -107,7 +107,7 @@ events = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     events,
     st.sampled_from([ViewConfig(), ViewConfig(active_max=5, passive_max=8, reserved_slots=1)]),
