@@ -141,7 +141,7 @@ class Swim:
         self._push_pull_phase = 1.0
         self._syncs: list[float] = []
         self._contacts: list[PeerRecord] = []
-        self._joined = False  # a push-pull answer arrived
+        self._answers = 0  # push-pull answers received (to the join and the join syncs)
         self._next_reconnect = math.nan
         # transmit-limited queue: bucket i holds deltas sent i times, keyed by member id
         self._queue: list[dict[str, Delta]] = []
@@ -221,10 +221,10 @@ class Swim:
         if self._syncs and now >= self._syncs[0]:
             self._syncs.pop(0)
             peers = self._random_members(1)
-            if not self._joined and self._contacts:  # our join (or its answer) was lost
+            if not self._answers and self._contacts:  # our join (or its answer) was lost
                 peers = [self._contacts[len(self._syncs) % len(self._contacts)]]
-                if not self._syncs:
-                    self._syncs.append(now + self.config.join_sync[-1])
+            if not self._syncs and self._answers <= len(self.config.join_sync):
+                self._syncs.append(now + self.config.join_sync[-1])  # until enough answers
             for peer in peers:
                 actions.append(Send(peer, PushPull(self._state(), reply=True)))
         if self._gone and now >= self._next_reconnect:
@@ -251,7 +251,7 @@ class Swim:
                     # healed partition does not kill the members we can still reach)
                     delta = Suspect(delta.id, delta.incarnation, from_id)
                 actions += self._apply(now, delta)
-            self._joined = self._joined or not message.reply
+            self._answers += not message.reply
             if message.reply:
                 actions.append(Send(self._record_of(from_id), PushPull(self._state(), reply=False)))
             return actions
@@ -305,10 +305,10 @@ class Swim:
             missed = probe.nacks < probe.nacks_expected
             self._set_health(self.health + (2 if missed else 1))
             member = self.members.get(probe.target.id)
-            if member is not None and member.state == "alive":
-                return self._declare(
-                    now, Suspect(member.record.id, member.incarnation, self.record.id)
-                )
+            if member is not None and member.state in ("alive", "suspect"):
+                # failing to reach a suspect too confirms the others' suspicion (Lifeguard)
+                suspect = Suspect(member.record.id, member.incarnation, self.record.id)
+                return self._declare(now, suspect)
             return []
         if probe is not None or now < self._next_probe:
             return []
@@ -385,6 +385,8 @@ class Swim:
                 self.members[record.id] = _Member(record, "alive", now)
                 self._index[record.id] = len(self._ids)
                 self._ids.append(record.id)
+                # memberlist: a new member goes to a random place in this round's probe order
+                self._order.insert(self._rng.randint(0, len(self._order)), record.id)
                 self._enqueue(delta)
                 return [MemberUp(record)]
             if record.seq <= member.incarnation:
