@@ -9,6 +9,7 @@ Virtual time, one process, seeded (same seed, same figures). See docs/scale.md f
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -144,7 +145,7 @@ def idle_by_n(sizes: list[int], seed: int) -> None:
         swarm.converge(timeout=60, spread=1.0)
         swarm.run_until(swarm.sim.now + 10.0)
         swarm.sim.measure_bytes = True
-        msgs, nbytes = timed(f"N={n}", lambda swarm=swarm: swarm.idle(60.0))
+        msgs, nbytes = timed(f"N={n}", functools.partial(swarm.idle, 60.0))
         row(f"N={n}: idle messages / bytes per node per second", f"{msgs:.2f} / {nbytes:.0f}")
 
 

@@ -167,7 +167,8 @@ class Client:
         ``node.call_peer``; it is not sent to the endpoint. To pass the endpoint a keyword
         argument that is itself named ``timeout``, use :meth:`request`.
         """
-        return await self.request(endpoint, args, kwargs, timeout=timeout)
+        limit = self.timeout if timeout is None else check_seconds("timeout", timeout)
+        return await self._call(endpoint, list(args), kwargs, limit)
 
     async def request(
         self,
@@ -179,9 +180,12 @@ class Client:
     ) -> Any:
         """Call ``endpoint`` with ``args`` and ``kwargs`` given as a sequence and a mapping
         (any keyword names, ``timeout`` included); ``timeout`` is the call's own."""
-        args = list(args)
-        kwargs = dict(kwargs or {})
         limit = self.timeout if timeout is None else check_seconds("timeout", timeout)
+        return await self._call(endpoint, list(args), dict(kwargs or {}), limit)
+
+    async def _call(
+        self, endpoint: str, args: list[Any], kwargs: dict[str, Any], limit: float
+    ) -> Any:
         if self._task_group is not None and not self._legacy:
             connection = self._connection
             if connection is None or connection.closed:

@@ -4,17 +4,19 @@ repair, replies routed to the origin."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synapse_p2p.conversations._plumtree import Deliver, Plumtree, ReplyReceived
+from synapse_p2p.conversations._plumtree import Deliver, Plumtree, PlumtreeAction, ReplyReceived
 from synapse_p2p.conversations._plumtree_wire import (
     Eager,
     EagerItem,
     Graft,
     IHave,
+    PlumtreeMessage,
     Prune,
     Replies,
     ReplyItem,
@@ -63,20 +65,21 @@ class Net:
         for a, b in edges:
             self.nodes[f"n{a}"].neighbor_up(PeerRecord(f"n{b}", "h", 1))
             self.nodes[f"n{b}"].neighbor_up(PeerRecord(f"n{a}", "h", 1))
-        self.queue: list[tuple[str, str, object]] = []
+        self.queue: list[tuple[str, str, PlumtreeMessage]] = []
         self.delivered: dict[str, list[str]] = {}
         self.replies: list[ReplyReceived] = []
         self.eager = 0
         self.drop = drop
         self.now = 0.0
 
-    def apply(self, node: str, actions: list[object]) -> None:
+    def apply(self, node: str, actions: Sequence[PlumtreeAction]) -> None:
         for action in actions:
             if isinstance(action, Send):
                 if isinstance(action.message, Eager):
                     self.eager += len(action.message.items)
                     if self.rng.random() < self.drop:
                         continue
+                assert isinstance(action.message, (Eager, IHave, Graft, Prune, Replies))
                 self.queue.append((node, action.peer.id, action.message))
             elif isinstance(action, Deliver):
                 self.delivered.setdefault(action.mid, []).append(node)
@@ -141,9 +144,12 @@ def test_duplicates_prune_the_overlay_into_a_tree() -> None:
 def test_lazy_announcement_repairs_a_lost_eager_push() -> None:
     net = Net({(0, 1), (1, 2), (0, 2)}, 3, seed=1)
     a, b, c = net.nodes["n0"], net.nodes["n1"], net.nodes["n2"]
-    b.eager.discard("n0"), b.lazy.add("n0")
-    a.eager.discard("n1"), a.lazy.add("n1")
-    c.eager.discard("n1"), c.lazy.add("n1")
+    b.eager.discard("n0")
+    b.lazy.add("n0")
+    a.eager.discard("n1")
+    a.lazy.add("n1")
+    c.eager.discard("n1")
+    c.lazy.add("n1")
     actions = a.broadcast(0.0, "m", "x")
     # the push to n2 is lost; n1 only hears IHAVEs and must GRAFT
     net.apply("n0", [x for x in actions if not isinstance(x, Send)])

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from synapse_p2p.errors import ProtocolError
-from synapse_p2p.membership._records import MemberDown, MemberUp, PeerRecord, Send
+from synapse_p2p.membership._records import MemberDown, MemberUp, PeerRecord, Send, WireMessage
 from synapse_p2p.membership._swim import Swim, SwimConfig
 from synapse_p2p.membership._swim_wire import (
     Ack,
     Alive,
     Dead,
+    Delta,
     Gossip,
     Nack,
     Ping,
@@ -35,7 +38,7 @@ def swim_with(n: int, config: SwimConfig | None = None) -> Swim:
     return swim
 
 
-def sends(actions: list[object], kind: type) -> list[Send]:
+def sends(actions: Sequence[object], kind: type[WireMessage]) -> list[Send]:
     return [a for a in actions if isinstance(a, Send) and isinstance(a.message, kind)]
 
 
@@ -48,7 +51,7 @@ deltas = st.one_of(
 
 
 @given(st.integers(0, 2**40), ids, st.lists(deltas, max_size=6).map(tuple), st.booleans())
-def test_messages_round_trip(seq: int, target: str, gossip: tuple, flag: bool) -> None:
+def test_messages_round_trip(seq: int, target: str, gossip: tuple[Delta, ...], flag: bool) -> None:
     record = PeerRecord(target, "::1", 9)
     for message in (
         Ping(seq, target, gossip),
@@ -83,6 +86,7 @@ def test_push_pull_lists_members_and_answers() -> None:
     actions = swim.handle(0.0, "p1", PushPull((Alive(rec(1)), Alive(rec(2))), reply=True))
     assert {a.peer.id for a in actions if isinstance(a, MemberUp)} == {"p1", "p2"}
     (reply,) = sends(actions, PushPull)
+    assert isinstance(reply.message, PushPull)
     assert not reply.message.reply
     assert {d.id for d in reply.message.state} == {"me", "p1", "p2"}
 
@@ -93,6 +97,7 @@ def test_a_live_node_refutes_suspicion_with_a_higher_incarnation() -> None:
     assert swim.record.seq == 1
     assert swim.health == 1  # Lifeguard: being suspected says something about us
     (ack,) = sends(swim.handle(1.1, "p2", Ping(5, "me")), Ack)
+    assert isinstance(ack.message, Ack)
     assert Alive(swim.record) in ack.message.gossip
     # a stale suspicion (older incarnation) changes nothing
     swim.handle(1.2, "p1", Gossip((Suspect("me", 0, "p3"),)))
@@ -108,18 +113,22 @@ def test_failed_probe_goes_indirect_then_suspects_then_declares_dead() -> None:
         now += 0.01
         found = sends(swim.tick(now), Ping)
         ping = found[0] if found else None
+    assert isinstance(ping.message, Ping)
     target = ping.peer.id
     now += cfg.probe_timeout + 0.01
     reqs = sends(swim.tick(now), PingReq)
     assert 1 <= len(reqs) <= cfg.indirect_checks
-    assert all(r.peer.id != target and r.message.target.id == target for r in reqs)
+    assert all(
+        r.peer.id != target and isinstance(r.message, PingReq) and r.message.target.id == target
+        for r in reqs
+    )
     for r in reqs:  # every relay answers NACK: the target is the problem, not us
         swim.handle(now, r.peer.id, Nack(ping.message.seq))
     now += cfg.probe_interval
     swim.tick(now)
     assert swim.state_of(target) == "suspect"
     assert swim.health == 1
-    downs: list[object] = []
+    downs: list[MemberDown] = []
     for _ in range(2000):
         now += 0.05
         downs += [a for a in swim.tick(now) if isinstance(a, MemberDown)]
@@ -153,12 +162,13 @@ def test_ack_keeps_the_target_alive_and_relays_answer() -> None:
     swim = swim_with(3)
     actions = swim.handle(0.0, "p1", PingReq(42, rec(2)))
     (ping,) = sends(actions, Ping)
+    assert isinstance(ping.message, Ping)
     relayed = swim.handle(0.05, "p2", Ack(ping.message.seq))
     assert relayed == [Send(rec(1), Ack(42))]
     # no answer from the target: the requester gets a NACK
     actions = swim.handle(1.0, "p1", PingReq(43, rec(3)))
     nacks = sends(swim.tick(5.0), Nack)
-    assert [n.message.seq for n in nacks] == [43]
+    assert [n.message.seq for n in nacks if isinstance(n.message, Nack)] == [43]
     assert nacks[0].peer.id == "p1"
 
 
@@ -194,6 +204,7 @@ def test_each_delta_is_sent_a_bounded_number_of_times() -> None:
     count = 0
     for seq in range(200):
         (ack,) = sends(swim.handle(float(seq), "p1", Ping(seq, "me")), Ack)
+        assert isinstance(ack.message, Ack)
         count += sum(1 for d in ack.message.gossip if d.id == "p5")
     assert count == limit
 
@@ -206,7 +217,11 @@ def test_incarnations_never_go_backwards(script: list[tuple[int, int, str]]) -> 
     seen: dict[str, int] = {}
     for i, inc, tag in script:
         pid = f"p{i}"
-        delta = {"a": Alive(rec(i, inc)), "s": Suspect(pid, inc, "p1"), "d": Dead(pid, inc, "p1")}
+        delta: dict[str, Delta] = {
+            "a": Alive(rec(i, inc)),
+            "s": Suspect(pid, inc, "p1"),
+            "d": Dead(pid, inc, "p1"),
+        }
         swim.handle(1.0, "p1", Gossip((delta[tag],)))
         member = swim.members[pid]
         assert member.incarnation >= seen.get(pid, 0)

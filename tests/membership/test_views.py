@@ -153,7 +153,9 @@ def test_join_is_answered_and_forwarded() -> None:
     assert Send(rec(9), NeighborReply(ME, accepted=True)) in actions
     walks = [a for a in actions if isinstance(a, Send) and isinstance(a.message, ForwardJoin)]
     assert {a.peer.id for a in walks} == {"p0", "p1", "p2"}
-    assert all(a.message.ttl == view.config.arwl for a in walks)
+    assert all(
+        isinstance(a.message, ForwardJoin) and a.message.ttl == view.config.arwl for a in walks
+    )
     assert NeighborUp(rec(9)) in actions
     assert Connect(rec(9)) in actions
 
