@@ -304,7 +304,7 @@ class SecureHandshake:
             return False
         if stage == "confirm":  # initiator: the responder's first (empty) record
             assert self.session is not None
-            if len(self._in) < 2:
+            if not self._in:  # (a partial record waits in the record layer, not here)
                 return False
             try:
                 records = self.session.open(self._data_in())

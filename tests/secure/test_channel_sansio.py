@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from synapse_p2p import Identity
@@ -206,6 +206,9 @@ def test_keyring_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 64), st.booleans(), st.binary(max_size=100))
+# The 18-byte confirmation split 17 + 1 once stalled the initiator (a lone last byte of a
+# record was held back from the record layer).
+@example(chunk=17, with_secret=False, early=b"")
 def test_the_handshake_completes_under_any_chunking(
     chunk: int, with_secret: bool, early: bytes
 ) -> None:
