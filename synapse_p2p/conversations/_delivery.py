@@ -128,9 +128,12 @@ class Delivery:
             box.linger = linger
         box.calls.append((endpoint, args, kwargs, outcome))
         box.wake.set()
-        if not box.running and self._task_group is not None:
+        group = self._task_group
+        # A group already cancelled is closing: starting a sender there would fail and leave
+        # its coroutine unawaited; the call stays queued (and is dropped with the queues).
+        if not box.running and group is not None and not group.cancel_scope.cancel_called:
             box.running = True
-            self._task_group.start_soon(self._sender, key, box)
+            group.start_soon(self._sender, key, box)
 
     def _next_call(self, box: _Outbox) -> _Call:
         """The next call; consecutive conversation events to one of our nodes (not a 2.5.0
