@@ -28,6 +28,7 @@ from ._validate import (
     format_address,
 )
 from .errors import BAD_REQUEST, RemoteError
+from .secure._keyring import NO_SECRET, Keyring
 from .wire import DEFAULT_MAX_FRAME_SIZE
 
 if TYPE_CHECKING:
@@ -181,6 +182,13 @@ class NodeConfig:
     max_peers: int = 1024
     gossip_fanout: int = 3
     wall_clock: Callable[[], float] = field(default=time.time, compare=False)
+    #: The swarm secrets (first primary); empty: no secret. Never printed.
+    keyring: Keyring = field(default=NO_SECRET, repr=False)
+
+    @property
+    def secured(self) -> bool:
+        """Whether a swarm secret is set: only members may connect, plaintext is refused."""
+        return bool(self.keyring)
 
     @classmethod
     def build(
@@ -210,6 +218,7 @@ class NodeConfig:
         max_peers: Any = 1024,
         gossip_fanout: Any = 3,
         wall_clock: Any = time.time,
+        secret: Any = None,
     ) -> NodeConfig:
         """Validate every setting; ``TypeError``/``ValueError`` name the bad parameter."""
         if advertise is not None:
@@ -259,6 +268,7 @@ class NodeConfig:
             max_peers=check_int("max_peers", max_peers, minimum=1),
             gossip_fanout=check_int("gossip_fanout", gossip_fanout, minimum=1),
             wall_clock=wall_clock,
+            keyring=Keyring.from_value(secret),
         )
 
     def admits(self, peer: Peer) -> bool:

@@ -4,8 +4,8 @@ A service of a node (membership, conversations, discovery, teams...) is built fr
 uses, never from the whole ``Node``:
 
 * a frozen :class:`~synapse_p2p._config.NodeConfig`;
-* the :class:`LocalNode`: this node's id and its current peer record (name, capabilities,
-  advertised address and port, which change while it runs);
+* the :class:`LocalNode`: this node's id, its identity key (to sign with) and its current peer
+  record (name, capabilities, advertised address and port, which change while it runs);
 * a :class:`PeerCaller`: a way to call another node (the node's connection pool);
 * the :class:`~synapse_p2p._hub.EventHub` to publish what happened and subscribe to it;
 * the :class:`~synapse_p2p.rpc.EndpointRegistry` to serve endpoints of its own.
@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import anyio
 from anyio.abc import TaskStatus
 
+from .identity import Identity
 from .types import Capability, NodeKind, Peer
 
 __all__ = ["LocalNode", "PeerCaller", "Service"]
@@ -71,6 +72,7 @@ class LocalNode:
         "address",
         "capabilities",
         "description",
+        "identity",
         "kind",
         "name",
         "node_id",
@@ -93,8 +95,12 @@ class LocalNode:
         capabilities: list[Capability] | None = None,
         address: str = "",
         port: int = 0,
+        identity: Identity | None = None,
     ) -> None:
         self.node_id = node_id
+        #: The key ``node_id`` is the hash of, to sign with; ``None`` for an unverified node
+        #: (a ``node_id=`` of the application's own).
+        self.identity = identity
         self.name = name
         self.role = role
         self.description = description

@@ -113,6 +113,9 @@ class Peer:
     kind: NodeKind = NodeKind.NODE
     capabilities: list[str] = field(default_factory=list)
     last_seen: float = field(default_factory=time.time)
+    #: This node's own knowledge, never read from the wire: the peer proved its identity key
+    #: (a secure-channel handshake, or a record signed by it).
+    verified: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if type(self.kind) is not NodeKind:  # a plain "node"/"bootstrap" string is accepted
@@ -235,6 +238,9 @@ class ConversationEvent:
     parent_id: str | None = None
     created_at: float = field(default_factory=time.time)
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: This node's own knowledge, never read from the wire: the author's signature (in
+    #: ``metadata``) was checked against the author's id.
+    verified: bool = field(default=False, compare=False)
 
     @classmethod
     def from_dict(cls, data: Any) -> ConversationEvent:

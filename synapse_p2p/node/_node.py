@@ -150,8 +150,14 @@ class Node:
     key file (loaded, or created with mode 0600 if missing, so a restarted node keeps its id);
     ``None`` makes a new key for this run. ``node.node_id`` is the SHA-256 of its public key
     (64 hex characters). A ``node_id=`` that is not that hash makes an *unverified* node
-    (:attr:`verifiable` is false): peers will not be able to check it is who it says once
-    channels are authenticated.
+    (:attr:`verifiable` is false): peers cannot check it is who it says; refused with a
+    secret.
+
+    ``secret``: the swarm secret (``str`` or ``bytes``), or a list of them (a keyring: the
+    first is used to connect, all are accepted, for rotation). ``None`` reads the
+    ``SYNAPSE_SECRET`` environment variable (comma-separated). With a secret only nodes holding
+    one of the keyring's secrets can connect, plaintext (synapse-p2p 2.5.0) is refused, and
+    the built-in endpoints other than ``_synapse.ping`` are members-only.
     """
 
     def __init__(
@@ -191,6 +197,7 @@ class Node:
         transport: Transport | None = None,
         wall_clock: Callable[[], float] = time.time,
         identity: Identity | str | os.PathLike[str] | None = None,
+        secret: str | bytes | Iterable[str | bytes] | None = None,
     ) -> None:
         #: The validated settings (frozen): what every service of the node reads.
         self.config = NodeConfig.build(
@@ -218,6 +225,7 @@ class Node:
             max_peers=max_peers,
             gossip_fanout=gossip_fanout,
             wall_clock=wall_clock,
+            secret=secret,
         )
         config = self.config
         try:
@@ -234,6 +242,11 @@ class Node:
         #: True when ``node_id`` is the hash of this node's identity key (the default); a
         #: ``node_id=`` of your own makes an *unverified* node.
         self.verifiable = node_id == self.identity.node_id
+        if config.secured and not self.verifiable:
+            raise ValueError(
+                "node_id: a node of a secured swarm (secret set) must use the id of its "
+                "identity key; pass identity= instead of node_id="
+            )
         self._local = LocalNode(
             node_id,
             name=check_str("name", name, max_length=256),
@@ -245,6 +258,7 @@ class Node:
             capabilities=_capabilities(capabilities),
             address=advertise if advertise not in (None, "auto") else config.bind,
             port=config.port,
+            identity=self.identity if self.verifiable else None,
         )
         if conversation_log is None:
             conversation_log = MemoryConversationLog()

@@ -37,16 +37,23 @@ Handler = Callable[..., Awaitable[Any]]
 
 @dataclass(frozen=True, slots=True)
 class Connection:
-    """The caller's socket as seen by the server (injected as ``connection``)."""
+    """The caller as seen by the server (injected as ``connection``): its socket address, and
+    ``node_id``, the caller's node id as proved in the secure-channel handshake (``None`` over
+    plaintext: a synapse-p2p 2.5.0 node or an unverified client)."""
 
     identifier: str
     ip: str
     port: int
+    node_id: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.node_id is not None
 
     @classmethod
-    def from_address(cls, ip: str, port: int) -> Connection:
+    def from_address(cls, ip: str, port: int, node_id: str | None = None) -> Connection:
         ident = hashlib.sha256(f"{ip}:{port}".encode()).hexdigest()[:8]
-        return cls(ident, ip, port)
+        return cls(ident, ip, port, node_id)
 
 
 @dataclass(frozen=True, slots=True)

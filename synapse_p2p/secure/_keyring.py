@@ -23,7 +23,7 @@ def derive_psk(secret: bytes) -> bytes:
 class Keyring:
     """Swarm secrets: the first is primary (used to connect), all are accepted."""
 
-    secrets: tuple[bytes, ...] = ()
+    secrets: tuple[bytes, ...] = field(default=(), repr=False)
     #: The Noise PSK of each secret, in the same order.
     psks: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
 
@@ -34,6 +34,9 @@ class Keyring:
 
     def __bool__(self) -> bool:
         return bool(self.secrets)
+
+    def __repr__(self) -> str:
+        return f"Keyring(<{len(self.secrets)} secret(s)>)"
 
     @classmethod
     def from_value(
