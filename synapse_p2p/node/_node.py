@@ -41,6 +41,7 @@ from ..conversations._delivery import DeliveryStatistics
 from ..conversations._service import Conversations
 from ..discovery import MdnsDiscovery, MdnsError, MdnsRecord
 from ..identity import Identity
+from ..secure import SecurityPolicy
 from ..membership import Membership
 from ..rpc import (
     ConnectionPool,
@@ -287,6 +288,9 @@ class Node:
         self._extras_group: TaskGroup | None = None
         self._extras: dict[Service, anyio.CancelScope | None] = {}
         self._running = False
+
+        #: The keyring and the downgrade rules; also which node ids were seen verified.
+        self._policy = SecurityPolicy(config.keyring)
 
         # The services, each built from what it uses.
         self._registry = EndpointRegistry()
