@@ -4,6 +4,13 @@ A *digest* lists members and how long ago the sender last heard from each one di
 (``age``, seconds). :func:`read_digest` turns a received digest into decisions for the peer
 table, given what the table knows; :class:`PartnerRotation` picks the next gossip partners.
 Nothing here does I/O or reads a clock: times are the caller's ``now``.
+
+An entry of a member that signs its record carries the proof (``seq``, ``key``, ``sig``, see
+:mod:`._signing`). Third-party news is weighed by it: a signed entry changes or adds a member
+only if its signature checks and its ``seq`` is newer than the record held, and only a newer
+record is news of life (a relayed copy of what we hold proves nothing: a dead member's last
+record cannot keep it alive). Unsigned entries never touch a member held signed, and are used
+at all only where the caller allows (no swarm secret, an id never seen verified).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import Any
 
 from ..errors import ProtocolError, RemoteError
 from ..types import NodeKind, Peer
+from ._signing import MalformedProof, RecordProof, proof_in
 from ._table import PeerState
 
 __all__ = [
@@ -22,6 +30,8 @@ __all__ = [
     "Claim",
     "Heard",
     "PartnerRotation",
+    "Rejected",
+    "Update",
     "Verified",
     "digest_entry",
     "read_digest",
@@ -33,11 +43,13 @@ MAX_DIGEST = 256
 _KIND_VALUES: dict[Any, str] = {kind: kind.value for kind in NodeKind}
 
 
-def digest_entry(peer: Peer, age: float, legacy: bool) -> dict[str, Any]:
-    """A digest entry: the peer dict without ``last_seen``, plus ``age`` and ``legacy``
-    (built directly, in ``Peer.to_dict``'s key order: digests are built for every gossip
-    message)."""
-    return {
+def digest_entry(
+    peer: Peer, age: float, legacy: bool, proof: RecordProof | None = None
+) -> dict[str, Any]:
+    """A digest entry: the peer dict without ``last_seen``, plus ``age`` and ``legacy`` and,
+    for a signed record, ``seq``/``key``/``sig`` (built directly, in ``Peer.to_dict``'s key
+    order: digests are built for every gossip message)."""
+    entry = {
         "id": peer.id,
         "address": peer.address,
         "port": peer.port,
@@ -49,6 +61,11 @@ def digest_entry(peer: Peer, age: float, legacy: bool) -> dict[str, Any]:
         "age": round(age, 3) if age > 0.0 else 0.0,
         "legacy": legacy,
     }
+    if proof is not None:
+        entry["seq"] = proof.seq
+        entry["key"] = proof.key
+        entry["sig"] = proof.sig
+    return entry
 
 
 def build_digest(
@@ -58,7 +75,7 @@ def build_digest(
     age would make a silent member look recently heard."""
     if len(states) > limit:
         states = rng.sample(states, limit)
-    return [digest_entry(s.peer, now - s.heard, s.legacy) for s in states]
+    return [digest_entry(s.peer, now - s.heard, s.legacy, s.proof) for s in states]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +93,7 @@ class Verified:
     peer: Peer
     when: float
     legacy: bool
+    proof: RecordProof | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +101,36 @@ class Claim:
     """A member to verify ourselves before trusting it."""
 
     peer: Peer
+    proof: RecordProof | None = None
 
 
-Decision = Heard | Verified | Claim
+@dataclass(frozen=True, slots=True)
+class Update:
+    """A newer signed record of an alive member we hold: its content (maybe a new address),
+    and news that it was alive at ``when``."""
+
+    peer: Peer
+    proof: RecordProof
+    when: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An entry refused for a bad signature (counted and logged by the caller)."""
+
+    node_id: str
+    reason: str
+
+
+Decision = Heard | Verified | Claim | Update | Rejected
+
+
+def _never(peer: Peer, proof: RecordProof) -> bool:
+    return False
+
+
+def _always(node_id: str) -> bool:
+    return True
 
 
 def read_digest(
@@ -97,6 +142,8 @@ def read_digest(
     peer_timeout: float,
     admits: Callable[[Peer], bool],
     trusted: bool,
+    check: Callable[[Peer, RecordProof], bool] = _never,
+    unsigned: Callable[[str], bool] = _always,
 ) -> list[Decision]:
     """Decisions for a received digest (malformed entries are skipped, at most
     :data:`MAX_DIGEST` are read).
@@ -106,6 +153,10 @@ def read_digest(
     dialing every newcomer. From anyone else members are only claims to verify. Entries for
     ``skip`` ids (the sender, ourselves), members not :func:`admits`, and members the sender
     has not heard from within ``peer_timeout`` are ignored.
+
+    Signed entries are checked with ``check(peer, proof)`` (only when newer than the record
+    held); a bad one becomes :class:`Rejected`. Unsigned entries are ignored for members held
+    signed and for ids where ``unsigned(id)`` is false.
     """
     if not isinstance(members, list):
         return []
@@ -120,6 +171,24 @@ def read_digest(
         if type(age) not in (float, int) or not 0 <= age < 1e9:  # bool is not int here
             continue
         state = known.get(node_id)
+        try:
+            proof = proof_in(item)
+        except MalformedProof as exc:
+            out.append(Rejected(node_id, str(exc)))
+            continue
+        if proof is not None:
+            if age >= peer_timeout and (state is None or not state.alive):
+                continue
+            decision = _signed_entry(
+                item, node_id, proof, state, now - age, check, admits, trusted=trusted
+            )
+            if decision is not None:
+                out.append(decision)
+            continue
+        if state is not None and state.proof is not None:
+            continue  # held signed: an unsigned entry says nothing about it
+        if not unsigned(node_id):
+            continue
         if (
             state is not None
             and state.alive
@@ -130,17 +199,47 @@ def read_digest(
             continue
         if age >= peer_timeout:
             continue
-        try:
-            peer = Peer.from_dict(item)
-        except (ProtocolError, RemoteError, ValueError, TypeError):
-            continue
-        if not admits(peer):
+        peer = _peer(item)
+        if peer is None or not admits(peer):
             continue
         if trusted and (state is None or not state.alive):
             out.append(Verified(peer, now - age, item.get("legacy") is True))
         else:
             out.append(Claim(peer))
     return out
+
+
+def _peer(item: dict[str, Any]) -> Peer | None:
+    try:
+        return Peer.from_dict(item)
+    except (ProtocolError, RemoteError, ValueError, TypeError):
+        return None
+
+
+def _signed_entry(
+    item: dict[str, Any],
+    node_id: str,
+    proof: RecordProof,
+    state: PeerState | None,
+    when: float,
+    check: Callable[[Peer, RecordProof], bool],
+    admits: Callable[[Peer], bool],
+    *,
+    trusted: bool,
+) -> Decision | None:
+    if state is not None and proof.seq <= state.seq:
+        return None  # the record we hold, or an older one: no news (not even of life)
+    peer = _peer(item)
+    if peer is None or not admits(peer):
+        return None
+    if not check(peer, proof):
+        return Rejected(node_id, "bad signature")
+    if state is None:
+        return Verified(peer, when, False, proof) if trusted else Claim(peer, proof)
+    same_address = state.peer.address == peer.address and state.peer.port == peer.port
+    if not state.alive or (state.proof is None and not same_address):
+        return Claim(peer, proof)  # back, or an unsigned member's signed address: dial it
+    return Update(peer, proof, when)
 
 
 class PartnerRotation:

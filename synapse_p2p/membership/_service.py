@@ -7,6 +7,13 @@ Wire behaviour towards synapse-p2p 2.5.0 peers is theirs exactly: ``_synapse.joi
 the sender knows and how long ago each was last heard from directly; liveness spreads through
 those digests, so a node's message rate does not grow with the swarm. News of a member spreads
 at once: a node that verifies a new member pushes its digest to ``fanout`` peers right away.
+
+Peer records are signed by their node (:mod:`._signing`) and weighed by :mod:`._trust`: a
+member's address and descriptive fields change only through a newer record it signed, and
+third-party gossip proves a member alive only by relaying a record newer than ours (nodes
+re-sign every ``peer_timeout / 4``). Towards 2.5.0 peers the 9-key dicts are unchanged; the
+proof travels beside them (a ``record`` keyword to our join endpoint, ``records`` in the join
+reply) or inline in our own messages (gossip, digests, goodbyes, ``_synapse.record``).
 """
 
 from __future__ import annotations
@@ -24,25 +31,37 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._hub import EventHub, PeerHeartbeat, PeerJoined, PeerLeft, PeerOffline
 from .._validate import format_address
-from ..errors import BAD_REQUEST, JoinError, RemoteError, SynapseError
+from ..errors import BAD_REQUEST, JoinError, ProtocolError, RemoteError, SynapseError
+from ..secure import SecurityPolicy
 from ..types import Peer
 from ._gossip import (
     MAX_DIGEST,
     Claim,
     Heard,
     PartnerRotation,
+    Rejected,
+    Update,
     build_digest,
     digest_entry,
     read_digest,
 )
+from ._signing import MalformedProof, RecordProof, RecordSigner, proof_in
 from ._table import Candidate, PeerTable, Verdict
+from ._trust import Evidence, TrustGate
 
 if TYPE_CHECKING:
     from .._config import NodeConfig
     from .._seams import LocalNode, PeerCaller
     from ..rpc import Connection, EndpointRegistry
 
-__all__ = ["GOSSIP_ENDPOINT", "LEAVE_ENDPOINT", "MAX_DIGEST", "JoinError", "Membership"]
+__all__ = [
+    "GOSSIP_ENDPOINT",
+    "LEAVE_ENDPOINT",
+    "MAX_DIGEST",
+    "RECORD_ENDPOINT",
+    "JoinError",
+    "Membership",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +71,8 @@ LEAVE_ENDPOINT = "_synapse.leave"
 #: How long a stopping node spends saying goodbye, at most.
 LEAVE_GRACE = 0.5
 GOSSIP_VERSION = 1
+#: Our extension: a node's own record with its signature (never called on 2.5.0 peers).
+RECORD_ENDPOINT = "_synapse.record"
 
 
 class Membership:
@@ -60,7 +81,8 @@ class Membership:
     Built from the node's settings (``config``), its own record (``local``), the endpoint
     registry it serves ``_synapse.join``/``heartbeat``/``gossip`` on, a ``caller`` to reach
     peers and the ``hub`` it publishes ``PeerJoined``/``PeerHeartbeat``/``PeerOffline`` to.
-    Each :meth:`run` starts from an empty table.
+    ``policy`` is the node's :class:`~synapse_p2p.secure.SecurityPolicy` (which ids were seen
+    verified on a channel). Each :meth:`run` starts from an empty table.
     """
 
     def __init__(
@@ -73,8 +95,22 @@ class Membership:
         hub: EventHub,
         verify_concurrency: int = 8,
         rng: random.Random | None = None,
+        policy: SecurityPolicy | None = None,
     ) -> None:
         self.config = config
+        #: The record rules and their counters (``trust.refused``).
+        self.trust = TrustGate(
+            secured=config.secured,
+            policy=policy if policy is not None else SecurityPolicy(config.keyring),
+            clock=lambda: self._now(),
+        )
+        self._signer = (
+            None
+            if local.identity is None
+            else RecordSigner(
+                local.identity, wall_clock=config.wall_clock, refresh=config.peer_timeout / 4
+            )
+        )
         self.local = local
         self.caller = caller
         self.hub = hub
@@ -118,7 +154,7 @@ class Membership:
         members = self._reachable_members()
         if not members:
             return
-        record = [self._record().to_dict()]
+        record = [self._signed_record()]
 
         async def one(peer: Peer) -> None:
             try:
@@ -139,6 +175,34 @@ class Membership:
     def _record(self) -> Peer:
         return self.local.record(self.config.wall_clock())
 
+    def _proof(self, record: Peer | None = None) -> RecordProof | None:
+        """This node's signature over its current record (``None`` for an unverified node)."""
+        if self._signer is None:
+            return None
+        return self._signer.proof(record or self._record(), self._now())
+
+    def _signed_record(self) -> dict[str, Any]:
+        """This node's peer dict with the proof inline (for our own nodes only)."""
+        record = self._record()
+        data = record.to_dict()
+        proof = self._proof(record)
+        if proof is not None:
+            data.update(proof.to_wire())
+        return data
+
+    def _proofs(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """``{id: proof}`` for those of ``ids`` (this node included) held signed."""
+        out: dict[str, dict[str, Any]] = {}
+        for node_id in ids:
+            if node_id == self.local.node_id:
+                proof = self._proof()
+            else:
+                state = self.table.get(node_id)
+                proof = state.proof if state is not None else None
+            if proof is not None:
+                out[node_id] = proof.to_wire()
+        return out
+
     def _reset(self) -> None:
         self._peers.clear()
         self.table = self._new_table()
@@ -157,29 +221,39 @@ class Membership:
     def _register(self, registry: EndpointRegistry) -> None:
         check = self.config.check_member
 
-        async def join(peer: Any) -> dict[str, Any]:
+        async def join(
+            peer: Any, record: Any = None, connection: Connection | None = None
+        ) -> dict[str, Any]:
             incoming = Peer.from_dict(peer)
             check(incoming)
             self.messages_received += 1
-            self._claim(incoming, direct=True)
+            self.direct(incoming, peer if record is None else record, connection, "join")
             peers = [p.to_dict() for p in self._peers.values() if p.id != incoming.id]
             peers.append(incoming.to_dict())
-            return {"accepted": True, "self": self._record().to_dict(), "peers": peers}
+            ids = [self.local.node_id, *(p["id"] for p in peers)]
+            return {
+                "accepted": True,
+                "self": self._record().to_dict(),
+                "peers": peers,
+                "records": self._proofs(ids),  # beside the dicts: 2.5.0 ignores this key
+            }
 
-        async def heartbeat(peer: Any) -> dict[str, Any]:
+        async def heartbeat(
+            peer: Any, record: Any = None, connection: Connection | None = None
+        ) -> dict[str, Any]:
             incoming = Peer.from_dict(peer)
             check(incoming)
             self.messages_received += 1
-            self._claim(incoming, direct=True)
+            self.direct(incoming, peer if record is None else record, connection, "heartbeat")
             return {"ok": True, "self": self.local.info()}
 
-        async def gossip(message: Any) -> dict[str, Any]:
+        async def gossip(message: Any, connection: Connection | None = None) -> dict[str, Any]:
             if not isinstance(message, dict):
                 raise RemoteError(BAD_REQUEST, "gossip message must be a map")
             sender = Peer.from_dict(message.get("from"))
             check(sender)
             self.messages_received += 1
-            self._claim(sender, direct=True)
+            self.direct(sender, message.get("from"), connection, "gossip")
             known = self.table.get(sender.id)
             trusted = known is not None and known.alive and _same(known.peer, sender)
             self._apply_digest(message.get("members"), sender.id, trusted=trusted)
@@ -188,14 +262,20 @@ class Membership:
         async def leave(peer: Any, connection: Connection | None = None) -> dict[str, Any]:
             leaving = Peer.from_dict(peer)
             state = self.table.get(leaving.id)
-            # Only from the member's own address (until channels authenticate the caller).
+            if state is None:
+                return {"ok": True}
+            evidence = self.trust.direct(leaving, peer, connection, "leave")
+            # From the member itself: its channel, or its own address (plaintext).
             if (
-                state is not None
-                and (connection is None or connection.ip == state.peer.address)
-                and state.peer.port == leaving.port
-            ):
+                evidence.channel or connection is None or connection.ip == state.peer.address
+            ) and state.peer.port == leaving.port:
                 self._gone(leaving.id)
             return {"ok": True}
+
+        async def record() -> dict[str, Any]:
+            return self._signed_record()
+
+        registry.add(record, RECORD_ENDPOINT, publish=False)
 
         registry.add(leave, LEAVE_ENDPOINT, publish=False)
         registry.add(join, "_synapse.join", publish=False)
@@ -211,6 +291,45 @@ class Membership:
         verdict = self.table.claim(peer, self._now(), direct=direct)
         self._after(verdict, peer.id, peer)
 
+    def direct(
+        self, peer: Peer, carrier: Any, connection: Connection | None, what: str
+    ) -> Evidence:
+        """A direct claim of ``peer`` by the caller (a join, heartbeat or gossip; its proof in
+        map ``carrier``): ``RemoteError(bad_request)`` if the rules of :mod:`._trust` refuse
+        it, else taken as first-hand evidence (see :meth:`_take_direct`)."""
+        evidence = self.trust.direct(peer, carrier, connection, what)
+        self._take_direct(peer, evidence)
+        return evidence
+
+    def _take_direct(self, peer: Peer, evidence: Evidence) -> None:
+        now = self._now()
+        state = self.table.get(peer.id)
+        proof = evidence.proof
+        if state is not None and state.proof is not None:  # held signed
+            if proof is not None and proof.seq > state.seq:
+                verdict = self.table.signed(peer, proof, now)
+            elif evidence.channel or (proof is not None and proof.seq == state.seq):
+                if evidence.channel and not state.verified:
+                    state.verified = True
+                    state.publish()
+                verdict = self.table.contact(peer.id, now)
+            else:
+                verdict = "ignored"  # an older record: a reordered (or replayed) message
+        elif proof is not None:
+            if state is not None and _same(state.peer, peer):
+                verdict = self.table.signed(peer, proof, now)
+            else:
+                verdict = self.table.claim_signed(peer, proof, now, direct=True)
+        else:
+            verdict = self.table.claim(peer, now, direct=True)
+            state = self.table.get(peer.id)
+            if evidence.channel and state is not None and not state.verified:
+                state.verified = True
+                state.publish()
+                if state.alive:
+                    self._peers[peer.id] = state.peer
+        self._after(verdict, peer.id, peer)
+
     def _after(
         self, verdict: Verdict, node_id: str, claimed: Peer, *, first_hand: bool = True
     ) -> None:
@@ -218,7 +337,9 @@ class Membership:
         us, or answered at its address); only first-hand news of a member is pushed to every
         peer at once, second-hand news waits for the rounds."""
         state = self.table.get(node_id)
-        if verdict == "heartbeat" and state is not None:
+        if verdict == "updated" and state is not None and state.alive:
+            self._peers[node_id] = state.peer
+        elif verdict == "heartbeat" and state is not None:
             state.peer = replace(state.peer, last_seen=self.config.wall_clock())
             self._peers[node_id] = state.peer
             self.hub.publish(PeerHeartbeat(state.peer))
@@ -254,15 +375,34 @@ class Membership:
             peer_timeout=self.config.peer_timeout,
             admits=self.config.admits,
             trusted=trusted,
+            check=self.trust.check,
+            unsigned=self.trust.allows_unsigned,
         )
         heard_indirectly = self.table.heard_indirectly
         for decision in decisions:
             if isinstance(decision, Heard):
                 heard_indirectly(decision.node_id, decision.when)
             elif isinstance(decision, Claim):
-                self._claim(decision.peer, direct=False)
+                if decision.proof is None:
+                    self._claim(decision.peer, direct=False)
+                else:
+                    verdict = self.table.claim_signed(
+                        decision.peer, decision.proof, now, direct=False
+                    )
+                    self._after(verdict, decision.peer.id, decision.peer)
+            elif isinstance(decision, Update):
+                verdict = self.table.signed(decision.peer, decision.proof, min(decision.when, now))
+                self._after(verdict, decision.peer.id, decision.peer, first_hand=False)
+            elif isinstance(decision, Rejected):
+                self.trust.note(
+                    "third_party",
+                    f"gossip from {sender_id[:16]} about {decision.node_id[:16]}: "
+                    f"{decision.reason}",
+                )
             else:
-                verdict = self.table.verified(decision.peer, decision.when, legacy=decision.legacy)
+                verdict = self.table.verified(
+                    decision.peer, decision.when, legacy=decision.legacy, proof=decision.proof
+                )
                 self._after(verdict, decision.peer.id, decision.peer, first_hand=False)
 
     def _digest(self) -> list[dict[str, Any]]:
@@ -277,7 +417,7 @@ class Membership:
         for node_id in news:
             state = self.table.get(node_id)
             if state is not None and state.alive:
-                out.append(digest_entry(state.peer, now - state.heard, state.legacy))
+                out.append(digest_entry(state.peer, now - state.heard, state.legacy, state.proof))
         return out
 
     @property
@@ -292,9 +432,38 @@ class Membership:
 
     def discovered(self, peer: Peer) -> None:
         """A peer announced itself on the LAN (mDNS): like a direct claim, but its address
-        is verified before it is dialed for anything else."""
-        if self.config.admits(peer):
+        is verified before it is dialed for anything else. An mDNS record is unsigned: for a
+        member held signed, an id seen verified, or in a swarm with a secret it is only a
+        hint to dial that address and fetch the signed record there."""
+        if not self.config.admits(peer):
+            return
+        state = self.table.get(peer.id)
+        if state is not None and state.proof is not None:
+            if not state.alive and _same(state.peer, peer):
+                self._after(self.table.hint(state.peer, self._now(), state.proof), peer.id, peer)
+        elif not self.trust.allows_unsigned(peer.id):
+            self._after(self.table.hint(peer, self._now()), peer.id, peer)
+        else:
             self._claim(peer, direct=True)
+
+    def dialable(self, peer: Peer) -> Peer | None:
+        """Where to reach ``peer``, a node named in a message (a broadcast origin, an event
+        author), or ``None``: never dialed on the message's word.
+
+        A live member: its own record (with a secret, only if verified). Without a secret,
+        a node we know only from the message is dialed at the claimed address as 2.5.0 does,
+        unless we hold its signed record (then only at that record's address) or it was seen
+        verified."""
+        state = self.table.get(peer.id)
+        if state is not None and state.alive and (state.verified or not self.config.secured):
+            return state.peer
+        if self.config.secured:
+            return None
+        if state is not None and state.proof is not None:
+            return state.peer if _same(state.peer, peer) else None
+        if self.trust.seen(peer.id):
+            return None
+        return peer
 
     def push_soon(self) -> None:
         """Spread first-hand news of members to every peer now, batched (one push at most
@@ -385,7 +554,12 @@ class Membership:
                 calls.start_soon(self._heartbeat, state.peer, interval)
         offline = self.table.offline()
         if offline:  # try one silent peer per round: partitions heal by themselves
-            self._claim(self._rng.choice(offline).peer, direct=False)
+            state = self._rng.choice(offline)
+            if state.proof is None:
+                self._claim(state.peer, direct=False)
+            else:
+                self.table.hint(state.peer, self._now(), state.proof)
+                self._candidates_ready.set()
 
     def _call_timeout(self, interval: float) -> float:
         return min(self.config.call_timeout, max(interval, 0.5))
@@ -401,7 +575,7 @@ class Membership:
             return
         message = {
             "v": GOSSIP_VERSION,
-            "from": self._record().to_dict(),
+            "from": self._signed_record(),
             "members": self._digest() if members is None else members,
         }
         for peer in peers:
@@ -468,13 +642,19 @@ class Membership:
         self, candidate: Candidate, busy: set[tuple[str, int]], limiter: anyio.Semaphore
     ) -> None:
         peer = candidate.peer
+        proof = candidate.proof
         address = (peer.address, peer.port)
         try:
             answer = await self._identify(peer.address, peer.port)
+            if answer is not None and answer[0] == peer.id and not answer[1] and proof is None:
+                fetched = await self._fetch_record(peer)
+                if fetched is not None:
+                    peer, proof = fetched
             known = self.table.get(peer.id)
             if (
                 answer is not None
                 and answer[0] == peer.id
+                and proof is None
                 and known is not None
                 and known.alive
                 and not _same(known.peer, peer)
@@ -497,14 +677,40 @@ class Membership:
         if answer is None or answer[0] != peer.id:
             self.table.verification_failed(address, now)
             return
+        if proof is None and not self.trust.allows_unsigned(peer.id):
+            self.trust.note(
+                "unsigned", f"{_fmt(peer)} answers as {peer.id[:16]} but shows no signed record"
+            )
+            self.table.verification_failed(address, now)
+            return
         legacy = answer[1]
-        verdict = self.table.verified(peer, now, legacy=legacy)
+        verdict = self.table.verified(peer, now, legacy=legacy, proof=proof)
         # News is pushed only when the peer announced itself to us (a join, a heartbeat or a
         # gossip from a member we did not know): others learned of it second-hand already.
         self._after(verdict, peer.id, peer, first_hand=candidate.direct)
         interval = self.config.heartbeat_interval
         if verdict == "joined" and legacy and interval is not None:
             await self._heartbeat(peer, interval)  # introduce ourselves
+
+    async def _fetch_record(self, claimed: Peer) -> tuple[Peer, RecordProof] | None:
+        """The signed record served at ``claimed``'s address (``_synapse.record``), if it is
+        ``claimed.id``'s, validly signed, and gives that address; else ``None``."""
+        try:
+            with anyio.fail_after(min(self.config.call_timeout, 5.0)):
+                data = await self.caller.call(
+                    claimed.address, claimed.port, RECORD_ENDPOINT, [], {}
+                )
+            peer = Peer.from_dict(data)
+            proof = proof_in(data)
+        except (SynapseError, OSError, ProtocolError, MalformedProof) as exc:
+            log.debug("no signed record at %s: %s", _fmt(claimed), exc)
+            return None
+        if proof is None or peer.id != claimed.id or not _same(peer, claimed):
+            return None
+        if not self.config.admits(peer) or not self.trust.check(peer, proof):
+            self.trust.note("bad_signature", f"{_fmt(claimed)} served a bad peer record")
+            return None
+        return peer, proof
 
     async def _identify(self, host: str, port: int) -> tuple[str, bool] | None:
         """``(node_id, legacy)`` of whatever answers at ``host:port``, or ``None``."""
@@ -545,30 +751,57 @@ class Membership:
             raise JoinError(reasons)
 
     async def _join_seed(self, host: str, port: int) -> None:
+        # Our own nodes take the signed record beside the peer dict; 2.5.0 nodes (no session)
+        # would refuse the extra keyword, so they get the 9-key dict alone.
+        ours = bool(await self.caller.session_info(host, port))
+        proof = self._proof() if ours else None
         reply = await self.caller.call(
             host,
             port,
             "_synapse.join",
             [self._record().to_dict()],
-            {},
+            {"record": proof.to_wire()} if proof is not None else {},
             timeout=self.config.call_timeout,
         )
         if not isinstance(reply, dict) or not reply.get("accepted", False):
             raise RemoteError(BAD_REQUEST, f"seed {format_address(host, port)} refused the join")
-        self._seeds_joined.add((host, port))
+        records = reply.get("records")
+        records = records if isinstance(records, dict) else {}
         seed = Peer.from_dict(reply.get("self"))
         self.config.check_member(seed)
+        where = format_address(host, port)
+        try:
+            seed_proof = proof_in(records.get(seed.id))
+        except MalformedProof as exc:
+            raise RemoteError(BAD_REQUEST, f"seed {where}: {exc}") from None
+        if seed_proof is not None and not self.trust.check(seed, seed_proof):
+            self.trust.note("bad_signature", f"seed {where} sent a badly signed record")
+            raise RemoteError(BAD_REQUEST, f"seed {where}: its record has a bad signature")
+        if seed_proof is None and not self.trust.allows_unsigned(seed.id):
+            self.trust.note("unsigned", f"seed {where} sent no signed record")
+            raise RemoteError(BAD_REQUEST, f"seed {where} sent no signed record of itself")
+        self._seeds_joined.add((host, port))
         if (seed.address, seed.port) == (host, port):
             legacy = self.caller.is_legacy(host, port)
-            verdict = self.table.verified(seed, self._now(), legacy=legacy)
+            verdict = self.table.verified(seed, self._now(), legacy=legacy, proof=seed_proof)
             self._after(verdict, seed.id, seed, first_hand=False)
+        elif seed_proof is not None:
+            verdict = self.table.claim_signed(seed, seed_proof, self._now(), direct=False)
+            self._after(verdict, seed.id, seed)
         else:
             self._claim(seed, direct=False)
         peers = reply.get("peers")
         if isinstance(peers, list):
             # The seed is the node we chose to dial: its member list is taken like a digest
             # from a verified peer (2.5.0 seeds send no age: heard now).
-            digest = [dict(p, age=p.get("age", 0.0)) for p in peers if isinstance(p, dict)]
+            digest = []
+            for p in peers:
+                if isinstance(p, dict):
+                    entry = dict(p, age=p.get("age", 0.0))
+                    extra = records.get(p.get("id"))
+                    if isinstance(extra, dict):
+                        entry.update({k: extra[k] for k in ("seq", "key", "sig") if k in extra})
+                    digest.append(entry)
             self._apply_digest(digest, seed.id, trusted=True)
 
     async def _seed_loop(self) -> None:

@@ -8,6 +8,11 @@ claimed address must answer with its claimed node id. Only verified peers are al
 heartbeated and gossiped to. A claim that a known peer moved to another address is verified the
 same way before the record moves. Candidates are bounded and verifications rate-limited per
 address, so forged claims cannot turn the node into a reflector.
+
+A member whose record arrived signed (:mod:`._signing`) is *locked*: its ``proof`` is kept, and
+its address and descriptive fields change only through :meth:`PeerTable.signed` with a newer
+``seq``; unsigned claims may still prove it alive (:meth:`PeerTable.contact`) but never rewrite
+it. ``verified`` says the member proved its key (a signature, or its secure channel).
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ..types import Peer
+from ._signing import RecordProof
 
 __all__ = ["Candidate", "PeerState", "PeerTable", "Verdict"]
 
-Verdict = Literal["heartbeat", "joined", "candidate", "ignored", "full"]
+Verdict = Literal["heartbeat", "joined", "candidate", "ignored", "full", "updated"]
 
 
 @dataclass(slots=True)
@@ -32,6 +38,18 @@ class PeerState:
     legacy: bool  # speaks only the synapse-p2p 2.5.0 protocol (no gossip)
     alive: bool = True
     offline_since: float = math.nan
+    proof: RecordProof | None = None  # the member's signature over ``peer`` (locked)
+    verified: bool = False  # it proved its key: a valid signature or its secure channel
+
+    @property
+    def seq(self) -> int:
+        """The sequence number of the signed record held (-1: none)."""
+        return -1 if self.proof is None else self.proof.seq
+
+    def publish(self) -> None:
+        """Keep ``peer.verified`` in step with :attr:`verified`."""
+        if self.peer.verified != self.verified:
+            self.peer = replace(self.peer, verified=self.verified)
 
 
 @dataclass(slots=True)
@@ -41,6 +59,7 @@ class Candidate:
     peer: Peer
     since: float
     direct: bool  # the claim came from the peer itself (join, heartbeat, gossip sender)
+    proof: RecordProof | None = None  # the claimed record is signed by the peer (checked)
 
 
 @dataclass
@@ -80,6 +99,8 @@ class PeerTable:
         if peer.id == self.self_id:
             return "ignored"
         state = self.peers.get(peer.id)
+        if state is not None and state.proof is not None:
+            return "ignored"  # locked: only signed records (or proven contact) touch it
         if state is not None and _same_address(state.peer, peer):
             if not direct:
                 if state.alive:
@@ -96,11 +117,53 @@ class PeerTable:
             return "full"
         return self._add_candidate(peer, now, direct=direct)
 
-    def _add_candidate(self, peer: Peer, now: float, *, direct: bool) -> Verdict:
+    def contact(self, node_id: str, now: float) -> Verdict:
+        """Proven direct contact from known member ``node_id`` (its secure channel, or its
+        current signed record): alive at ``now``, content untouched. ``heartbeat``,
+        ``joined`` (it was offline) or ``ignored`` (unknown)."""
+        state = self.peers.get(node_id)
+        if state is None:
+            return "ignored"
+        state.heard = max(state.heard, now)
+        if state.alive:
+            return "heartbeat"
+        state.alive = True
+        state.offline_since = math.nan
+        return "joined"
+
+    def signed(self, peer: Peer, proof: RecordProof, heard: float | None) -> Verdict:
+        """A checked signed record of a known member, newer than the one held (else
+        ``ignored``): take its content and address. ``heard`` is when it was last known alive
+        (``None``: the record says nothing of liveness: ``updated``). An offline member stays
+        offline unless ``heard`` is given; ``joined`` if it moved or came back."""
+        state = self.peers.get(peer.id)
+        if state is None or proof.seq <= state.seq:
+            return "ignored"
+        moved = not _same_address(state.peer, peer)
+        state.peer = replace(peer, last_seen=state.peer.last_seen)
+        state.proof = proof
+        state.verified = True
+        state.publish()
+        if heard is None:
+            return "updated"
+        state.heard = max(state.heard, heard) if state.alive else heard
+        if not state.alive:
+            state.alive = True
+            state.offline_since = math.nan
+            return "joined"
+        return "joined" if moved else "heartbeat"
+
+    def _add_candidate(
+        self, peer: Peer, now: float, *, direct: bool, proof: RecordProof | None = None
+    ) -> Verdict:
         key = (peer.id, peer.address, peer.port)
         if key in self.candidates:
             if direct:
                 self.candidates[key].direct = True
+            if proof is not None:
+                old = self.candidates[key]
+                if old.proof is None or old.proof.seq < proof.seq:
+                    old.peer, old.proof = peer, proof
             return "candidate"
         if len(self.candidates) >= self.max_candidates:
             # Drop the oldest indirect claim to make room; direct ones are worth more.
@@ -108,13 +171,35 @@ class PeerTable:
                 self.candidates
             )
             del self.candidates[victims[0]]
-        self.candidates[key] = Candidate(peer, now, direct)
+        self.candidates[key] = Candidate(peer, now, direct, proof)
         return "candidate"
+
+    def hint(self, peer: Peer, now: float, proof: RecordProof | None = None) -> Verdict:
+        """Dial ``peer``'s address to learn who answers there (an mDNS sighting, or a retry of
+        an offline member with the record we hold): a candidate even for a member held
+        signed; verification decides what to believe."""
+        if peer.id == self.self_id:
+            return "ignored"
+        if peer.id not in self.peers and len(self.peers) >= self.max_peers:
+            return "full"
+        return self._add_candidate(peer, now, direct=False, proof=proof)
+
+    def claim_signed(self, peer: Peer, proof: RecordProof, now: float, *, direct: bool) -> Verdict:
+        """A checked signed record of a member we do not hold signed (unknown, unsigned so
+        far, or offline at another address): verify its address by dialing it first."""
+        if peer.id == self.self_id:
+            return "ignored"
+        state = self.peers.get(peer.id)
+        if state is not None and proof.seq <= state.seq:
+            return "ignored"
+        if state is None and len(self.peers) >= self.max_peers:
+            return "full"
+        return self._add_candidate(peer, now, direct=direct, proof=proof)
 
     def heard_indirectly(self, node_id: str, heard: float) -> None:
         """Another peer reports direct contact with ``node_id`` at local time ``heard``."""
         state = self.peers.get(node_id)
-        if state is not None and state.alive and heard > state.heard:
+        if state is not None and state.alive and state.proof is None and heard > state.heard:
             state.heard = heard
 
     def responded(self, node_id: str, now: float) -> None:
@@ -141,9 +226,19 @@ class PeerTable:
                 break
         return out
 
-    def verified(self, peer: Peer, now: float, *, legacy: bool) -> Verdict:
+    def verified(
+        self,
+        peer: Peer,
+        now: float,
+        *,
+        legacy: bool,
+        proof: RecordProof | None = None,
+        proven: bool = False,
+    ) -> Verdict:
         """``peer``'s address answered with its id (at ``now``, or a trusted peer heard from it
-        then): add it, move it, or revive it."""
+        then): add it, move it, or revive it. ``proof``: its checked signature over ``peer``;
+        ``proven``: it proved its key otherwise (its secure channel). A locked member's record
+        is replaced only by a newer signed one; otherwise it is only marked alive."""
         self._address_backoff.pop((peer.address, peer.port), None)
         self._failures.pop((peer.address, peer.port), None)
         if peer.id == self.self_id:
@@ -152,12 +247,23 @@ class PeerTable:
         if state is None:
             if len(self.peers) >= self.max_peers:
                 return "full"
-            self.peers[peer.id] = PeerState(peer, now, legacy)
+            state = PeerState(peer, now, legacy, proof=proof, verified=proven or bool(proof))
+            state.publish()
+            self.peers[peer.id] = state
             return "joined"
+        if state.proof is not None and (proof is None or proof.seq <= state.seq):
+            if not _same_address(state.peer, peer):
+                return "ignored"
+            state.verified = state.verified or proven
+            state.publish()
+            return self.contact(peer.id, now)
         moved = not _same_address(state.peer, peer)
         state.peer = peer
         state.heard = now
         state.legacy = legacy
+        state.proof = proof
+        state.verified = state.verified or proven or proof is not None
+        state.publish()
         if not state.alive:
             state.alive = True
             state.offline_since = math.nan

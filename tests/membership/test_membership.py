@@ -156,8 +156,10 @@ async def test_a_forged_heartbeat_cannot_move_a_peer(anyio_backend: str) -> None
         async with Node(bind="127.0.0.1", name="attacker", swarm="s") as attacker:
             forged = peer_dict(b.node_id, attacker.port, name="b")
             client = Client("127.0.0.1", a.port)
-            for _ in range(5):
-                await client.call("_synapse.heartbeat", forged)
+            for _ in range(5):  # b signs its records: an unsigned claim of its id is refused
+                with pytest.raises(RemoteError, match="signs its peer records") as refused:
+                    await client.call("_synapse.heartbeat", forged)
+                assert refused.value.code == "bad_request"
             await anyio.sleep(1)
             assert a.peers[b.node_id].port == b.port
             assert attacker.node_id not in a.peers

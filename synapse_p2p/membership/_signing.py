@@ -1,0 +1,176 @@
+"""Signed peer records, sans-IO: the canonical encoding, signing and cached verification.
+
+A node signs its own peer record (the 9-key peer dict without ``last_seen``) with its identity
+key under :data:`~synapse_p2p.identity.DOMAIN_PEER_RECORD`. The proof travels as three keys,
+``seq`` (int), ``key`` (the 32-byte Ed25519 public key, msgpack bin) and ``sig`` (64 bytes,
+bin): inline in the maps only our nodes read (gossip ``from``, digest entries), and beside the
+9-key dict where synapse-p2p 2.5.0 may read it (2.5.0 refuses a peer dict with an unknown key).
+
+The signed bytes are the msgpack encoding, shortest forms (what every conforming encoder
+writes by default), of the array::
+
+    [1, id, address, port, swarm, team, name, kind, [capability, ...], seq]
+
+rebuilt from the parsed values on both sides, so a record survives any re-encoding on the way.
+``seq`` is the signing time in wall-clock milliseconds, made strictly increasing: a restarted
+node's records are newer than its old ones. A record is re-signed when its content changes and
+every ``refresh`` seconds (a fresh record is how third parties prove a member is still alive).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from ..identity import DOMAIN_PEER_RECORD, Identity, verify
+from ..types import Peer
+
+__all__ = [
+    "MAX_SEQ",
+    "RecordProof",
+    "RecordSigner",
+    "RecordVerifier",
+    "proof_in",
+    "signed_bytes",
+]
+
+RECORD_VERSION = 1
+MAX_SEQ = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class RecordProof:
+    """A node's signature over its record: ``seq``, its public ``key`` and ``sig``."""
+
+    seq: int
+    key: bytes
+    sig: bytes
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"seq": self.seq, "key": self.key, "sig": self.sig}
+
+
+class MalformedProof(ValueError):
+    """The ``seq``/``key``/``sig`` keys are present but not a well-formed proof."""
+
+
+def proof_in(data: Any) -> RecordProof | None:
+    """The proof carried in map ``data`` (``None`` if it has no ``sig`` key).
+
+    Raises :class:`MalformedProof` (a ``ValueError``) for a ``sig`` with a bad ``seq`` or
+    ``key``, or a signature of the wrong size.
+    """
+    if type(data) is not dict or "sig" not in data:
+        return None
+    seq, key, sig = data.get("seq"), data.get("key"), data.get("sig")
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+        raise MalformedProof("peer record 'seq' must be an int in 0..2**63-1")
+    if type(key) is not bytes or len(key) != 32:
+        raise MalformedProof("peer record 'key' must be 32 bytes")
+    if type(sig) is not bytes or len(sig) != 64:
+        raise MalformedProof("peer record 'sig' must be 64 bytes")
+    return RecordProof(seq, key, sig)
+
+
+def signed_bytes(peer: Peer, seq: int) -> bytes:
+    """The canonical bytes a record signature covers (see the module documentation)."""
+    content = [
+        RECORD_VERSION,
+        peer.id,
+        peer.address,
+        peer.port,
+        peer.swarm,
+        peer.team,
+        peer.name,
+        peer.kind.value,
+        list(peer.capabilities),
+        seq,
+    ]
+    return msgpack.packb(content, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _content(peer: Peer) -> tuple[Any, ...]:
+    return (
+        peer.id,
+        peer.address,
+        peer.port,
+        peer.swarm,
+        peer.team,
+        peer.name,
+        peer.kind,
+        tuple(peer.capabilities),
+    )
+
+
+class RecordSigner:
+    """Signs this node's record once per change, and again every ``refresh`` seconds.
+
+    ``wall_clock`` gives epoch seconds (``seq`` is milliseconds of it, strictly increasing);
+    :meth:`proof` takes the caller's monotonic ``now`` to decide on a refresh.
+    """
+
+    def __init__(
+        self, identity: Identity, *, wall_clock: Callable[[], float], refresh: float
+    ) -> None:
+        self.identity = identity
+        self.wall_clock = wall_clock
+        self.refresh = refresh
+        self.signed = 0  # signatures made (statistics)
+        self._content: tuple[Any, ...] | None = None
+        self._proof: RecordProof | None = None
+        self._at = 0.0
+
+    def proof(self, peer: Peer, now: float) -> RecordProof:
+        """The proof for ``peer`` (this node's current record), signing a new one if the
+        content changed or the last one is older than ``refresh``."""
+        content = _content(peer)
+        proof = self._proof
+        if proof is not None and content == self._content and now - self._at < self.refresh:
+            return proof
+        last = -1 if proof is None else proof.seq
+        seq = min(max(last + 1, int(self.wall_clock() * 1000)), MAX_SEQ)
+        sig = self.identity.sign(DOMAIN_PEER_RECORD, signed_bytes(peer, seq))
+        self._proof = RecordProof(seq, self.identity.public_key, sig)
+        self._content = content
+        self._at = now
+        self.signed += 1
+        return self._proof
+
+
+class RecordVerifier:
+    """Checks record signatures, each distinct record once (a bounded cache of the last
+    ``cache_size`` good ones, keyed by ``(id, seq, sig)``; a hit still compares the signed
+    bytes, so a copied signature on changed content fails)."""
+
+    def __init__(self, cache_size: int = 4096) -> None:
+        self._good: OrderedDict[tuple[str, int, bytes], bytes] = OrderedDict()
+        self._size = cache_size
+        self.checked = 0  # signatures verified (cache misses)
+        self.failed = 0
+
+    def check(self, peer: Peer, proof: RecordProof) -> bool:
+        """True if ``proof`` is ``peer.id``'s valid signature over ``peer`` at ``proof.seq``."""
+        message = signed_bytes(peer, proof.seq)
+        cache_key = (peer.id, proof.seq, proof.sig)
+        cached = self._good.get(cache_key)
+        if cached is not None:
+            if cached == message:
+                self._good.move_to_end(cache_key)
+                return True
+            self.failed += 1
+            return False
+        self.checked += 1
+        if hashlib.sha256(proof.key).hexdigest() != peer.id or not verify(
+            proof.key, DOMAIN_PEER_RECORD, message, proof.sig
+        ):
+            self.failed += 1
+            return False
+        self._good[cache_key] = message
+        if len(self._good) > self._size:
+            self._good.popitem(last=False)
+        return True

@@ -1,0 +1,163 @@
+"""Who may say what about a member: the rules for peer records, sans-IO.
+
+* **Direct claims** (a join, a heartbeat, the sender of a gossip message, a goodbye) name the
+  caller's own id. They are believed only if the secure channel proved that id
+  (``connection.node_id`` equals it) or they carry a valid record signed by it. Otherwise:
+  with a swarm secret they are refused; without one they are taken as an *unverified* member
+  (synapse-p2p 2.5.0 peers sign nothing), unless the id was ever seen verified (by the channel,
+  :class:`~synapse_p2p.secure.SecurityPolicy`, or by a valid signature here): then refused.
+  A caller the channel proved to be another node, or a bad signature, is always refused.
+* **Third-party entries** (gossip digests, a seed's peer list) are weighed in
+  :func:`._gossip.read_digest` with :meth:`TrustGate.check` and :meth:`TrustGate.allows_unsigned`.
+
+Every refusal is a ``RemoteError(bad_request)`` to the sender (direct) or a skipped entry
+(third party), counted in :attr:`TrustGate.refused` and logged at most once per
+``log_every`` seconds per kind.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BAD_REQUEST, RemoteError
+from ._signing import MalformedProof, RecordProof, RecordVerifier, proof_in
+
+if TYPE_CHECKING:
+    from ..rpc import Connection
+    from ..secure import SecurityPolicy
+    from ..types import Peer
+
+__all__ = ["Evidence", "TrustGate"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """How a direct claim proved its id: a checked ``proof`` and/or its ``channel``."""
+
+    proof: RecordProof | None
+    channel: bool
+
+    @property
+    def proven(self) -> bool:
+        return self.channel or self.proof is not None
+
+
+class TrustGate:
+    """The rules of the module documentation, with their counters."""
+
+    def __init__(
+        self,
+        *,
+        secured: bool,
+        policy: SecurityPolicy,
+        clock: Callable[[], float],
+        remember: int = 65536,
+        log_every: float = 10.0,
+    ) -> None:
+        self.secured = secured
+        self.policy = policy
+        self.verifier = RecordVerifier()
+        self._clock = clock
+        self._signers: OrderedDict[str, None] = OrderedDict()  # ids seen with a good signature
+        self._remember = remember
+        self._log_every = log_every
+        self._logged: dict[str, float] = {}
+        self._quiet: Counter[str] = Counter()
+        #: Refusals by kind (``bad_signature``, ``unsigned``, ``wrong_caller``, ``plaintext``,
+        #: ``third_party``), direct and third-party together.
+        self.refused: Counter[str] = Counter()
+
+    # -- what we know -------------------------------------------------------------------------
+
+    def seen(self, node_id: str) -> bool:
+        """True if ``node_id`` ever proved its key (its channel, or a valid signature)."""
+        return node_id in self._signers or self.policy.seen_verified(node_id)
+
+    def allows_unsigned(self, node_id: str) -> bool:
+        """Whether an unsigned, unproven record of ``node_id`` may be used at all."""
+        return not self.secured and not self.seen(node_id)
+
+    def check(self, peer: Peer, proof: RecordProof) -> bool:
+        """True if ``proof`` is ``peer.id``'s valid signature over ``peer`` (cached)."""
+        if not self.verifier.check(peer, proof):
+            return False
+        signers = self._signers
+        if peer.id in signers:
+            signers.move_to_end(peer.id)
+        else:
+            signers[peer.id] = None
+            if len(signers) > self._remember:
+                signers.popitem(last=False)
+        return True
+
+    # -- direct claims ------------------------------------------------------------------------
+
+    def direct(
+        self, peer: Peer, carrier: Any, connection: Connection | None, what: str
+    ) -> Evidence:
+        """The evidence for a direct claim of ``peer`` (its proof read from map ``carrier``),
+        or ``RemoteError(bad_request)`` saying why it is refused."""
+        channel_id = connection.node_id if connection is not None else None
+        if channel_id is not None and channel_id != peer.id:
+            self.refuse(
+                "wrong_caller",
+                f"{what} claims node {peer.id[:16]} but the caller proved it is node "
+                f"{channel_id[:16]}",
+            )
+        try:
+            proof = proof_in(carrier)
+        except MalformedProof as exc:
+            self.refuse("bad_signature", f"{what} from {peer.id[:16]}: {exc}")
+        if proof is not None and not self.check(peer, proof):
+            self.refuse(
+                "bad_signature",
+                f"{what}: the peer record of {peer.id[:16]} is not signed by that node's key",
+            )
+        if channel_id is not None:
+            return Evidence(proof, True)
+        if self.policy.seen_verified(peer.id):
+            self.refuse(
+                "plaintext",
+                f"{what}: node {peer.id[:16]} uses the secure channel; a plaintext claim of its "
+                "id is refused",
+            )
+        if proof is None:
+            if self.secured:
+                self.refuse(
+                    "unsigned",
+                    f"{what}: this swarm has a secret; node {peer.id[:16]} must prove its id "
+                    "(secure channel or a signed peer record)",
+                )
+            if peer.id in self._signers:
+                self.refuse(
+                    "unsigned",
+                    f"{what}: node {peer.id[:16]} signs its peer records; an unsigned one is "
+                    "refused",
+                )
+        return Evidence(proof, False)
+
+    # -- refusals -----------------------------------------------------------------------------
+
+    def refuse(self, kind: str, message: str) -> Any:
+        """Count and log (rate-limited) a refused direct claim, then raise it."""
+        self.note(kind, message)
+        raise RemoteError(BAD_REQUEST, message)
+
+    def note(self, kind: str, message: str) -> None:
+        """Count and log (rate-limited) a refusal."""
+        self.refused[kind] += 1
+        now = self._clock()
+        if now - self._logged.get(kind, -math.inf) < self._log_every:
+            self._quiet[kind] += 1
+            return
+        self._logged[kind] = now
+        quiet = self._quiet.pop(kind, 0)
+        more = f" (and {quiet} more like it)" if quiet else ""
+        log.warning("refused peer record: %s%s", message, more)
