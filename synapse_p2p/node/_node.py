@@ -300,7 +300,12 @@ class Node:
         self.scheduler = Scheduler(wall_clock=wall_clock)
         register_builtins(self)
         self._membership = Membership(
-            config, self._local, registry=self._registry, caller=self._caller, hub=self._hub
+            config,
+            self._local,
+            registry=self._registry,
+            caller=self._caller,
+            hub=self._hub,
+            policy=self._policy,
         )
         self._conversations = Conversations(
             config,
