@@ -129,6 +129,7 @@ class Membership:
         self._full_logged = -math.inf
         self._outstanding: set[str] = set()
         self._verifying: set[tuple[str, int]] = set()
+        self._checking: dict[str, Candidate] = {}  # signed candidates being dialed, by id
         self._news: dict[str, None] = {}
         self.messages_sent = 0
         self.messages_received = 0
@@ -212,6 +213,7 @@ class Membership:
         self._seeds_joined.clear()
         self._outstanding.clear()
         self._verifying.clear()
+        self._checking.clear()
         self._news.clear()
         self._rotation = PartnerRotation(self._rng)
         self.messages_sent = self.messages_received = 0
@@ -450,13 +452,22 @@ class Membership:
         """Where to reach ``peer``, a node named in a message (a broadcast origin, an event
         author), or ``None``: never dialed on the message's word.
 
-        A live member: its own record (with a secret, only if verified). Without a secret,
+        A live member: its own record (with a secret, only if verified); a node whose checked
+        signed record is waiting to be verified (an asker that just joined): that record's
+        address. Without a secret,
         a node we know only from the message is dialed at the claimed address as 2.5.0 does,
         unless we hold its signed record (then only at that record's address) or it was seen
         verified."""
         state = self.table.get(peer.id)
         if state is not None and state.alive and (state.verified or not self.config.secured):
             return state.peer
+        signed = self.table.signed_candidate(peer.id) or self._checking.get(peer.id)
+        if (
+            signed is not None
+            and signed.proof is not None
+            and signed.proof.seq > (-1 if state is None else state.seq)
+        ):
+            return signed.peer  # its own signed record, still being verified (a new asker)
         if self.config.secured:
             return None
         if state is not None and state.proof is not None:
@@ -644,6 +655,8 @@ class Membership:
         peer = candidate.peer
         proof = candidate.proof
         address = (peer.address, peer.port)
+        if proof is not None:
+            self._checking[peer.id] = candidate
         try:
             answer = await self._identify(peer.address, peer.port)
             if answer is not None and answer[0] == peer.id and not answer[1] and proof is None:
@@ -670,6 +683,8 @@ class Membership:
                     )
                     answer = None
         finally:
+            if self._checking.get(candidate.peer.id) is candidate:
+                del self._checking[candidate.peer.id]
             busy.discard(address)
             limiter.release()
             self._candidates_ready.set()

@@ -62,6 +62,12 @@ class Candidate:
     proof: RecordProof | None = None  # the claimed record is signed by the peer (checked)
 
 
+@dataclass(frozen=True, slots=True)
+class SignedCandidate:
+    peer: Peer
+    proof: RecordProof
+
+
 @dataclass
 class PeerTable:
     """Verified peers plus bounded candidates; see the module documentation."""
@@ -85,6 +91,19 @@ class PeerTable:
 
     def get(self, node_id: str) -> PeerState | None:
         return self.peers.get(node_id)
+
+    def signed_candidate(self, node_id: str) -> SignedCandidate | None:
+        """The newest candidate of ``node_id`` that carries its checked signature, if any."""
+        best: SignedCandidate | None = None
+        for candidate in self.candidates.values():
+            proof = candidate.proof
+            if (
+                candidate.peer.id == node_id
+                and proof is not None
+                and (best is None or proof.seq > best.proof.seq)
+            ):
+                best = SignedCandidate(candidate.peer, proof)
+        return best
 
     # -- evidence -------------------------------------------------------------------------------
 

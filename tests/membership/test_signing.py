@@ -1,0 +1,199 @@
+"""Signed peer records, sans-IO: canonical bytes, signing once per change, cached checks, and
+how gossip weighs signed and unsigned entries."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import msgpack
+import pytest
+
+from synapse_p2p import Identity, Peer
+from synapse_p2p.identity import DOMAIN_PEER_RECORD
+from synapse_p2p.membership import PeerTable
+from synapse_p2p.membership._gossip import (
+    Claim,
+    Heard,
+    Rejected,
+    Update,
+    Verified,
+    digest_entry,
+    read_digest,
+)
+from synapse_p2p.membership._signing import (
+    RecordProof,
+    RecordSigner,
+    RecordVerifier,
+    proof_in,
+    signed_bytes,
+)
+from synapse_p2p.wire import pack
+
+
+def record(identity: Identity, *, port: int = 1000, name: str = "a", caps: Any = ()) -> Peer:
+    return Peer(identity.node_id, "10.0.0.1", port, swarm="s", team="default", name=name,
+                capabilities=list(caps), last_seen=5.0)  # fmt: skip
+
+
+def sign(identity: Identity, peer: Peer, seq: int) -> RecordProof:
+    sig = identity.sign(DOMAIN_PEER_RECORD, signed_bytes(peer, seq))
+    return RecordProof(seq, identity.public_key, sig)
+
+
+def test_the_signature_survives_re_encoding_and_ignores_last_seen() -> None:
+    me = Identity.generate()
+    peer = record(me, caps=["b", "a"])
+    proof = sign(me, peer, 7)
+    wire = {**peer.to_dict(), **proof.to_wire()}
+    again = msgpack.unpackb(pack(msgpack.unpackb(pack(wire), raw=False)), raw=False)
+    back, back_proof = Peer.from_dict(again), proof_in(again)
+    assert back_proof == proof
+    verifier = RecordVerifier()
+    assert verifier.check(replace(back, last_seen=99.0), proof)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"address": "10.6.6.6"},
+        {"port": 1001},
+        {"name": "evil"},
+        {"capabilities": ["a", "b"]},  # order is signed too
+        {"swarm": "t"},
+        {"team": "red"},
+        {"kind": "bootstrap"},
+    ],
+)
+def test_any_change_of_signed_content_fails(change: dict[str, Any]) -> None:
+    me = Identity.generate()
+    peer = record(me, caps=["b", "a"])
+    proof = sign(me, peer, 7)
+    verifier = RecordVerifier()
+    assert verifier.check(peer, proof)  # cached now: the hit must still compare the content
+    assert not verifier.check(replace(peer, **change), proof)
+    assert not RecordVerifier().check(replace(peer, **change), proof)
+
+
+def test_another_key_a_bumped_seq_or_another_id_fails() -> None:
+    me, other = Identity.generate(), Identity.generate()
+    peer = record(me)
+    proof = sign(me, peer, 7)
+    verifier = RecordVerifier()
+    assert not verifier.check(peer, RecordProof(8, proof.key, proof.sig))
+    assert not verifier.check(peer, sign(other, peer, 7))  # key does not hash to the id
+    theirs = replace(peer, id=other.node_id)
+    assert not verifier.check(theirs, RecordProof(7, other.public_key, proof.sig))
+    assert verifier.failed == 3
+
+
+def test_each_distinct_record_is_verified_once() -> None:
+    me = Identity.generate()
+    peer = record(me)
+    proof = sign(me, peer, 7)
+    verifier = RecordVerifier()
+    for _ in range(100):
+        assert verifier.check(peer, proof)
+    assert verifier.checked == 1
+
+
+def test_malformed_proofs_are_refused_and_absent_ones_are_none() -> None:
+    assert proof_in({"id": "x"}) is None
+    assert proof_in("not a map") is None
+    for bad in (
+        {"sig": b"x" * 64, "seq": -1, "key": b"k" * 32},
+        {"sig": b"x" * 64, "seq": True, "key": b"k" * 32},
+        {"sig": b"x" * 64, "seq": 1, "key": "k" * 32},
+        {"sig": b"x" * 63, "seq": 1, "key": b"k" * 32},
+    ):
+        with pytest.raises(ValueError, match="peer record"):
+            proof_in(bad)
+
+
+def test_the_signer_signs_once_per_change_and_on_refresh_with_a_rising_seq() -> None:
+    me = Identity.generate()
+    wall = [1000.0]
+    signer = RecordSigner(me, wall_clock=lambda: wall[0], refresh=5.0)
+    peer = record(me)
+    first = signer.proof(peer, now=0.0)
+    assert first.seq == 1_000_000
+    assert signer.proof(replace(peer, last_seen=9.0), now=1.0) is first  # last_seen is not signed
+    renamed = signer.proof(replace(peer, name="b"), now=2.0)
+    assert renamed.seq == first.seq + 1  # same millisecond: still strictly newer
+    wall[0] = 1003.0
+    assert signer.proof(replace(peer, name="b"), now=6.9) is renamed
+    refreshed = signer.proof(replace(peer, name="b"), now=7.0)
+    assert refreshed.seq == 1_003_000
+    wall[0] = 900.0  # the wall clock stepped back: seq still rises
+    assert signer.proof(peer, now=8.0).seq == refreshed.seq + 1
+    assert signer.signed == 4
+
+
+# -- gossip ---------------------------------------------------------------------------------
+
+
+def read(members: Any, table: PeerTable, *, trusted: bool = True, secured: bool = False) -> Any:
+    verifier = RecordVerifier()
+    return read_digest(members, now=100.0, skip=("sender", "me"), known=table.peers,
+                       peer_timeout=20, admits=lambda p: p.swarm == "s", trusted=trusted,
+                       check=verifier.check, unsigned=lambda _: not secured)  # fmt: skip
+
+
+def test_signed_news_is_taken_only_when_newer_and_valid() -> None:
+    a = Identity.generate()
+    peer = record(a)
+    table = PeerTable("me", peer_timeout=20)
+    old = sign(a, peer, 1)
+    [verified] = read([digest_entry(peer, 2.0, False, old)], table)
+    assert isinstance(verified, Verified)
+    assert verified.proof == old
+    table.verified(peer, 98.0, legacy=False, proof=old)
+    # The record we hold, relayed again: nothing, not even news of life.
+    assert read([digest_entry(peer, 0.0, False, old)], table) == []
+    # A newer record: its content, and news of life.
+    renamed = replace(peer, name="b", port=1001)
+    new = sign(a, renamed, 2)
+    [update] = read([digest_entry(renamed, 1.0, False, new)], table)
+    assert isinstance(update, Update)
+    assert (update.peer.name, update.peer.port, update.proof, update.when) == ("b", 1001, new, 99)
+    # A forged one (content changed under a valid signature): rejected, counted by the caller.
+    forged = replace(renamed, name="evil")
+    [rejected] = read([digest_entry(forged, 0.0, False, new)], table)
+    assert isinstance(rejected, Rejected)
+    assert rejected.node_id == a.node_id
+
+
+def test_unsigned_entries_never_touch_a_member_held_signed() -> None:
+    a = Identity.generate()
+    peer = record(a)
+    table = PeerTable("me", peer_timeout=20)
+    table.verified(peer, 90.0, legacy=False, proof=sign(a, peer, 1))
+    renamed = digest_entry(replace(peer, name="evil"), 0.0, False)
+    moved = digest_entry(replace(peer, port=6666), 0.0, False)
+    alive = digest_entry(peer, 0.0, False)  # "heard it just now": not believed unsigned
+    assert read([renamed, moved, alive], table) == []
+    assert table.claim(replace(peer, name="evil"), 100.0, direct=True) == "ignored"
+    assert table.peers[a.node_id].peer.name == "a"
+
+
+def test_unsigned_entries_are_used_only_where_allowed() -> None:
+    table = PeerTable("me", peer_timeout=20)
+    entry = digest_entry(Peer("b", "10.0.0.2", 1000, swarm="s", team="default"), 1.0, False)
+    [verified] = read([entry], table)
+    assert isinstance(verified, Verified)
+    assert verified.proof is None
+    assert read([entry], table, secured=True) == []
+    table.verified(Peer("b", "10.0.0.2", 1000, swarm="s"), 90.0, legacy=False)
+    assert read([entry], table) == [Heard("b", 99.0)]  # unsigned member, no secret: as 2.5.0
+
+
+def test_an_offline_member_s_newer_record_is_dialed_before_it_counts() -> None:
+    a = Identity.generate()
+    peer = record(a)
+    table = PeerTable("me", peer_timeout=20)
+    table.verified(peer, 0.0, legacy=False, proof=sign(a, peer, 1))
+    table.expire(50.0)
+    newer = sign(a, peer, 2)
+    [claim] = read([digest_entry(peer, 0.0, False, newer)], table)
+    assert isinstance(claim, Claim)
+    assert claim.proof == newer
