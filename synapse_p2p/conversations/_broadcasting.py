@@ -137,7 +137,9 @@ class Broadcasts:
         members = conv.members
         legacy = {p.id: p for p in members.peers.values() if members.is_legacy(p.id)}
         if broadcast.origin.id != me and broadcast.origin.id not in members.peers:
-            legacy.setdefault(broadcast.origin.id, broadcast.origin)
+            origin = members.dialable(broadcast.origin)  # never on the message's word
+            if origin is not None:
+                legacy.setdefault(origin.id, origin)
         record = conv.record().to_dict()
         for peer in legacy.values():
             conv.delivery.send(

@@ -191,8 +191,11 @@ class Conversations:
                 origin = asker.id
                 if origin not in members and origin not in (event.peer.id, self.local.node_id):
                     # The origin called us (a command-line asker that just joined, say) and
-                    # is not verified yet: it still gets the answers to its own question.
-                    peers.append(asker)
+                    # is not verified yet: it still gets the answers to its own question, at
+                    # an address its own record gives (never on the message's word).
+                    reachable = self.members.dialable(asker)
+                    if reachable is not None:
+                        peers.append(reachable)
         if origin is not None:
             peers.sort(key=lambda p: p.id != origin)
         for peer in peers:
