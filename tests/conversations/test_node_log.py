@@ -37,7 +37,8 @@ async def test_restarted_node_keeps_its_log_and_catches_up(
         # While it is down, the swarm goes on.
         for i in range(1, 6):
             await a.emit_conversation_event("work", "step", {"i": i})
-        second = Node(node_id=first.node_id, conversation_log=SqliteConversationLog(db), **settings)
+        log = SqliteConversationLog(db)
+        second = Node(identity=first.identity, conversation_log=log, **settings)  # same id
         assert [e.payload["i"] for e in second.conversation("work")] == [0]  # survived
         async with second:
             with anyio.fail_after(30):  # anti-entropy pulls the missed events
