@@ -23,7 +23,7 @@ from synapse_p2p._seams import LocalNode
 from synapse_p2p.errors import SynapseError
 from synapse_p2p.identity import DOMAIN_PEER_RECORD
 from synapse_p2p.membership import JoinError, Membership
-from synapse_p2p.membership._signing import RecordProof, signed_bytes
+from synapse_p2p.membership._signing import RecordProof, proof_in, signed_bytes
 from synapse_p2p.rpc import Connection, EndpointRegistry
 from synapse_p2p.secure import SecurityPolicy
 from tests.helpers import NodeTimings
@@ -346,3 +346,35 @@ async def test_origins_are_dialed_only_where_their_record_says(anyio_backend: st
     assert open_swarm.dialable(replace(peer, port=6666)) is None  # seen signed: not there
     secured, _ = membership(secret=SECRET)
     assert secured.dialable(stranger) is None
+
+
+# -- mDNS sightings: unsigned hints -----------------------------------------------------------
+
+
+async def test_an_mdns_sighting_cannot_rename_a_member_held_signed(anyio_backend: str) -> None:
+    service, _ = membership()
+    node = Identity.generate()
+    peer, data = signed(node)
+    service.table.verified(peer, anyio.current_time(), legacy=False, proof=proof_in(data))
+    service.discovered(replace(peer, name="evil", capabilities=["admin"]))
+    held = service.table.peers[node.node_id].peer
+    assert (held.name, held.capabilities) == ("x", [])
+    service.discovered(replace(peer, port=6666))  # another address: not even a candidate
+    assert not [k for k in service.table.candidates if k[2] == 6666]
+
+
+@pytest.mark.parametrize("secret", [None, SECRET])
+async def test_an_mdns_sighting_joins_with_the_record_signed_at_that_address(
+    anyio_backend: str, secret: str | None
+) -> None:
+    async with (
+        Node(bind="127.0.0.1", name="a", swarm="s", secret=secret, **FAST) as a,
+        Node(bind="127.0.0.1", name="b", swarm="s", secret=secret, **FAST) as b,
+    ):
+        sighting = Peer(b.node_id, "127.0.0.1", b.port, swarm="s", team="default", name="bogus")
+        a.membership.discovered(sighting)
+        with anyio.fail_after(10):
+            while b.node_id not in a.peers:
+                await anyio.sleep(0.02)
+        seen = a.peers[b.node_id]
+        assert (seen.name, seen.verified) == ("b", True)  # the signed record, not the TXT
