@@ -203,8 +203,11 @@ async def test_a_goodbye_from_another_address_is_ignored(anyio_backend: str) -> 
     async with open_swarm(2, transport="tcp", peer_timeout=60) as swarm:
         a, b = swarm.nodes
         record = b.self_peer().to_dict()
-        # A forged goodbye naming b, from the right ip but the wrong listening port.
-        await Client("127.0.0.1", a.port).call("_synapse.leave", {**record, "port": 1})
+        # A forged goodbye naming b, from the right ip but the wrong listening port: b signs
+        # its records, so an unsigned one naming it is refused.
+        with pytest.raises(RemoteError) as refused:
+            await Client("127.0.0.1", a.port).call("_synapse.leave", {**record, "port": 1})
+        assert refused.value.code == "bad_request"
         assert b.node_id in a.peers
 
 
