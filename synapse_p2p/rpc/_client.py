@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,8 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._validate import check_int, check_seconds, format_address
 from ..errors import CallTimeout
+from ..identity import Identity
+from ..secure import Keyring
 from ..transport import TcpTransport, Transport
 from ..wire import DEFAULT_MAX_FRAME_SIZE
 from ._connection import LegacyServer, MuxConnection, call_once
@@ -56,6 +59,16 @@ async def _one_shot(
             await stream.aclose()
 
 
+def _client_identity(value: Identity | str | os.PathLike[str] | None) -> Identity:
+    if value is None:
+        return Identity.generate()
+    if isinstance(value, Identity):
+        return value
+    if isinstance(value, str | os.PathLike):
+        return Identity.load_or_create(value)
+    raise TypeError(f"identity must be an Identity, a key file path or None, got {value!r}")
+
+
 class Client:
     """Calls endpoints on one node.
 
@@ -81,6 +94,8 @@ class Client:
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
         transport: Transport | None = None,
+        secret: str | bytes | Iterable[str | bytes] | Keyring | None = None,
+        identity: Identity | str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(address, str) or not address:
             raise TypeError("address must be a non-empty string")
@@ -92,6 +107,10 @@ class Client:
         self.timeout = check_seconds("timeout", timeout, allow_inf=True)
         self.connect_timeout = check_seconds("connect_timeout", connect_timeout, allow_inf=True)
         self.transport: Transport = transport or TcpTransport()
+        #: The swarm secrets (``SYNAPSE_SECRET`` when ``secret`` is ``None``).
+        self.keyring = Keyring.from_value(secret)
+        #: This client's key (a fresh one when ``identity`` is ``None``).
+        self.identity = _client_identity(identity)
         self._task_group: TaskGroup | None = None
         self._watchdog: Watchdog | None = None
         self._connection: MuxConnection | None = None
