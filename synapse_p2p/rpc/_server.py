@@ -29,14 +29,21 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, Listener, SocketAttribute, TaskGroup, TaskStatus
 
-from ..errors import BAD_REQUEST, INTERNAL_ERROR, OVERLOADED, ConnectionLost, ProtocolError
+from ..errors import (
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    OVERLOADED,
+    ConnectionLost,
+    ProtocolError,
+    SynapseError,
+)
 from ..transport import TcpTransport, Transport, remote_address
 from ..wire import DEFAULT_MAX_FRAME_SIZE, MessageError, Request, encode_frame
 from ._channel import FrameChannel, ReadTimeout, decode_payload
@@ -45,9 +52,12 @@ from ._inline import run_inline
 from ._session import SESSION_ENDPOINT, Admission, session_answer
 from ._watchdog import Watchdog
 
-__all__ = ["RpcServer", "ServerLimits", "ServerStatistics"]
+__all__ = ["RpcServer", "ServerLimits", "ServerStatistics", "Upgrade"]
 
 log = logging.getLogger(__name__)
+
+#: ``async (accepted stream) -> (stream to serve, caller's verified node id or None)``.
+Upgrade = Callable[[ByteStream], Awaitable[tuple[ByteStream, str | None]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,8 +248,13 @@ class RpcServer:
         limits: ServerLimits | None = None,
         transport: Transport | None = None,
         session_info: Callable[[], Mapping[str, Any]] | None = None,
+        upgrade: Upgrade | None = None,
     ) -> None:
         self.registry = registry
+        #: Runs on each accepted connection before any request is read (the secure channel:
+        #: :class:`~synapse_p2p.secure.SecureAcceptor`): returns the stream to serve and the
+        #: caller's verified node id, or raises (having closed the stream) to drop it.
+        self.upgrade = upgrade
         self.limits = limits or ServerLimits()
         self.transport: Transport = transport or TcpTransport()
         self._session_info = session_info
@@ -380,9 +395,19 @@ class RpcServer:
         self, stream: ByteStream, watchdog: Watchdog, tg: TaskGroup
     ) -> None:
         """Set the connection up and be its first worker (workers are spawned in ``tg``)."""
+        node_id: str | None = None
+        if self.upgrade is not None:
+            try:
+                stream, node_id = await self.upgrade(stream)
+            except (SynapseError, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                self._open -= 1  # refused (the upgrade logged why and closed the stream)
+                return
+            except BaseException:
+                self._open -= 1
+                raise
         try:
             ip, port = remote_address(stream)
-            state = _ConnState(self, stream, Connection.from_address(ip, port), tg)
+            state = _ConnState(self, stream, Connection.from_address(ip, port, node_id), tg)
         except BaseException:
             self._open -= 1
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):

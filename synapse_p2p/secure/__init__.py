@@ -17,6 +17,7 @@ from ._channel import (
     is_secure_preamble,
 )
 from ._keyring import Keyring, derive_psk
+from ._link import SecureAcceptor, SecureDialer
 from ._records import MAX_RECORD, RecordLayer
 from ._stream import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -40,7 +41,9 @@ __all__ = [
     "PeerIdentity",
     "PrefixedStream",
     "RecordLayer",
+    "SecureAcceptor",
     "SecureAttribute",
+    "SecureDialer",
     "SecureHandshake",
     "SecureStream",
     "SecurityPolicy",
