@@ -54,7 +54,13 @@ from ..rpc import (
     ServerStatistics,
 )
 from ..schedules import Schedule, Scheduler
-from ..secure import SecureAcceptor, SecureDialer, SecurityPolicy
+from ..secure import (
+    HandshakeStatistics,
+    Keyring,
+    SecureAcceptor,
+    SecureDialer,
+    SecurityPolicy,
+)
 from ..transport import TcpTransport, Transport
 from ..types import (
     Broadcast,
@@ -128,6 +134,8 @@ class NodeStatistics:
     server: ServerStatistics | None
     pool: PoolStatistics | None
     delivery: DeliveryStatistics
+    #: The secure channel's accepted connections (``None`` while not running).
+    handshakes: HandshakeStatistics | None = None
 
 
 class Node:
@@ -329,6 +337,36 @@ class Node:
         return self._local.node_id
 
     @property
+    def secured(self) -> bool:
+        """Whether this node has a swarm secret (only members connect, no plaintext)."""
+        return self.config.secured
+
+    @property
+    def keyring(self) -> Keyring:
+        """The swarm secrets in use (first primary; empty without a secret). Its ``repr``
+        never shows them."""
+        return self._policy.keyring
+
+    def set_secret(self, secret: str | bytes | Iterable[str | bytes]) -> None:
+        """Replace the keyring of a secured node while it runs, for rotation: new connections
+        use the first secret and accept any of them; open connections stay up.
+
+        Rotating a swarm with no failed call: on every node, add the new secret *second*
+        (accepted); then, once all have it, put it *first* (used); then remove the old one.
+        ``ValueError`` for an empty keyring or a node started without a secret (a node
+        cannot switch between secured and open while it runs).
+        """
+        keyring = Keyring.from_value(secret)
+        if not keyring:
+            raise ValueError("secret: a secured node's keyring cannot be empty")
+        if not self.config.secured:
+            raise ValueError(
+                "secret: this node was started without a swarm secret; give Node(secret=...) "
+                "when creating it"
+            )
+        self._policy.keyring = keyring
+
+    @property
     def name(self) -> str:
         return self._local.name
 
@@ -522,6 +560,7 @@ class Node:
             server=server.statistics() if server is not None else None,
             pool=pool.statistics() if pool is not None else None,
             delivery=self._conversations.delivery.statistics(),
+            handshakes=self._acceptor.statistics() if self._acceptor is not None else None,
         )
 
     def subscribe(self, *event_types: type[E], buffer: int = 4096) -> Subscription:

@@ -10,7 +10,8 @@ Every connection is served the same way, which covers both kinds of client:
 Limits (:class:`ServerLimits`) and what happens past them:
 
 * ``max_connections``: a connection over the limit gets an ``overloaded`` error response and is
-  closed at once;
+  closed at once; so does one over ``max_connections_per_peer`` (counted per verified node id,
+  or per IP address for plaintext callers);
 * ``max_concurrent_requests`` per connection: extra requests get an ``overloaded`` error
   response (they are not executed);
 * ``idle_timeout``: a connection with no request in flight and no byte received for that long
@@ -66,13 +67,21 @@ class ServerLimits:
 
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     max_connections: int = 1024
+    #: Open connections per caller: per verified node id, or per IP address for plaintext
+    #: callers. Past it a new connection gets ``overloaded`` and is closed.
+    max_connections_per_peer: int = 64
     max_concurrent_requests: int = 64
     idle_timeout: float = 120.0
     read_timeout: float = 30.0
     write_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("max_frame_size", "max_connections", "max_concurrent_requests"):
+        for name in (
+            "max_frame_size",
+            "max_connections",
+            "max_connections_per_peer",
+            "max_concurrent_requests",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -141,6 +150,7 @@ class _ConnState:
         "idle",
         "inline",
         "max_idle",
+        "peer_key",
         "peer_max_frame",
         "reader",
         "requests",
@@ -174,6 +184,7 @@ class _ConnState:
         self.done = False  # reading has ended
         self.cancelled = False  # the peer is gone: handlers are cancelled
         self.finished = False  # closed and counted out
+        self.peer_key = ""  # what the per-peer connection quota counts it under
         self.idle: list[_Turn] = []  # the idle workers
         self.reader: _Turn | None = None  # the idle worker handed the reading role last
         self.scopes: list[anyio.CancelScope] = []
@@ -269,6 +280,7 @@ class RpcServer:
         self._last_accept_error = -math.inf
         self._watchdog: Watchdog | None = None
         self._connections: set[_ConnState] = set()
+        self._per_peer: dict[str, int] = {}
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(
@@ -370,12 +382,10 @@ class RpcServer:
             self._accepted += 1
             tg.start_soon(self._serve_connection, stream, watchdog, tg)
 
-    async def _reject(self, stream: ByteStream) -> None:
-        frame = encode_frame(
-            error_payload(
-                "", OVERLOADED, f"too many connections (limit {self.limits.max_connections})"
-            )
-        )
+    async def _reject(self, stream: ByteStream, reason: str | None = None) -> None:
+        if reason is None:
+            reason = f"too many connections (limit {self.limits.max_connections})"
+        frame = encode_frame(error_payload("", OVERLOADED, reason))
         with anyio.move_on_after(0.05):
             try:
                 await stream.send(frame)
@@ -385,10 +395,7 @@ class RpcServer:
             await stream.aclose()
         now = anyio.current_time()
         if now - self._last_accept_error > 10:
-            log.warning(
-                "connection limit reached (%d): rejecting new connections",
-                self.limits.max_connections,
-            )
+            log.warning("rejecting new connections: %s", reason)
             self._last_accept_error = now
 
     async def _serve_connection(
@@ -407,12 +414,24 @@ class RpcServer:
                 raise
         try:
             ip, port = remote_address(stream)
+            key = node_id if node_id is not None else f"ip:{ip}"
+            if self._per_peer.get(key, 0) >= self.limits.max_connections_per_peer:
+                self._open -= 1
+                self._rejected += 1
+                await self._reject(
+                    stream,
+                    f"too many connections from this peer "
+                    f"(limit {self.limits.max_connections_per_peer})",
+                )
+                return
             state = _ConnState(self, stream, Connection.from_address(ip, port, node_id), tg)
         except BaseException:
             self._open -= 1
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                 await stream.aclose()
             raise
+        state.peer_key = key
+        self._per_peer[key] = self._per_peer.get(key, 0) + 1
         self._connections.add(state)
         state.channel.set_idle_deadline(anyio.current_time() + self.limits.idle_timeout)
         watchdog.watch(state.channel)
@@ -433,6 +452,11 @@ class RpcServer:
         state.finished = True
         self._connections.discard(state)
         self._open -= 1
+        left = self._per_peer.get(state.peer_key, 1) - 1
+        if left > 0:
+            self._per_peer[state.peer_key] = left
+        else:
+            self._per_peer.pop(state.peer_key, None)
         await state.channel.aclose()
 
     async def _send_error(

@@ -19,6 +19,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
 from anyio.abc import ByteStream
@@ -34,7 +35,7 @@ from ._stream import (
     secure_connect,
 )
 
-__all__ = ["SecureAcceptor", "SecureDialer"]
+__all__ = ["HandshakeStatistics", "SecureAcceptor", "SecureDialer"]
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,19 @@ class SecureDialer:
         return secure, node_id
 
 
+@dataclass(frozen=True, slots=True)
+class HandshakeStatistics:
+    """A snapshot of an acceptor's counters: ``secure`` handshakes completed, ``plaintext``
+    connections served (2.5.0), ``failed`` (bad secret, bad key, timeout, plaintext refused),
+    ``refused`` (over the handshake caps, closed unread), ``pending`` now."""
+
+    secure: int
+    plaintext: int
+    failed: int
+    refused: int
+    pending: int
+
+
 class SecureAcceptor:
     """Answers accepted connections; see the module documentation.
 
@@ -153,8 +167,8 @@ class SecureAcceptor:
         policy: SecurityPolicy,
         *,
         timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-        max_handshakes: int = 128,
-        per_address: int = 16,
+        max_handshakes: int = 256,
+        per_address: int = 32,
     ) -> None:
         self.identity = identity
         self.policy = policy
@@ -165,6 +179,7 @@ class SecureAcceptor:
         self._per_ip: dict[str, int] = {}
         self._last_report = -math.inf
         self.handshakes = 0
+        self.plaintext = 0
         self.refused = 0
         self.failed = 0
 
@@ -172,6 +187,11 @@ class SecureAcceptor:
     def pending(self) -> int:
         """Handshakes in progress."""
         return self._pending
+
+    def statistics(self) -> HandshakeStatistics:
+        return HandshakeStatistics(
+            self.handshakes, self.plaintext, self.failed, self.refused, self._pending
+        )
 
     async def accept(self, stream: ByteStream) -> tuple[ByteStream, str | None]:
         ip, _ = remote_address(stream)
@@ -199,9 +219,12 @@ class SecureAcceptor:
                 self._per_ip[ip] = left
             else:
                 del self._per_ip[ip]
-        self.handshakes += 1
         peer = accepted.peer
-        return accepted.stream, None if peer is None else peer.node_id
+        if peer is None:
+            self.plaintext += 1
+            return accepted.stream, None
+        self.handshakes += 1
+        return accepted.stream, peer.node_id
 
     def _report(self, ip: str, exc: HandshakeError) -> None:
         """Refused handshakes are logged at INFO at most every 10 s (they are what a
