@@ -181,6 +181,8 @@ class NodeConfig:
     connect_timeout: float = 5.0
     max_peers: int = 1024
     gossip_fanout: int = 3
+    #: Seconds a secure-channel handshake may take (each side).
+    handshake_timeout: float = 5.0
     wall_clock: Callable[[], float] = field(default=time.time, compare=False)
     #: The swarm secrets (first primary); empty: no secret. Never printed.
     keyring: Keyring = field(default=NO_SECRET, repr=False)

@@ -66,6 +66,7 @@ import anyio
 
 __all__ = [
     "BAD_REQUEST",
+    "FORBIDDEN",
     "INTERNAL_ERROR",
     "OVERLOADED",
     "A2AAgentError",
@@ -109,6 +110,9 @@ INTERNAL_ERROR = "internal_error"
 #: Wire error code sent by our nodes when a connection exceeds its concurrent-request limit or
 #: the node its connection limit. The request was not executed and may be retried.
 OVERLOADED = "overloaded"
+#: Wire error code sent by our nodes when the caller is not allowed to call the endpoint
+#: (``@node.endpoint(allow=...)``, or a members-only built-in of a secured swarm).
+FORBIDDEN = "forbidden"
 
 
 class SynapseError(Exception):
@@ -204,7 +208,16 @@ class HandshakeTimeout(HandshakeError, TimeoutError):
 
 class PlaintextPeer(HandshakeError):
     """The peer answered a secure handshake in plaintext (synapse-p2p 2.5.0, or any server
-    without the secure channel). Whether to retry in plaintext is the caller's policy."""
+    without the secure channel). Whether to retry in plaintext is the caller's policy.
+    ``sample``: the first bytes the peer sent (empty if it closed without a word)."""
+
+    def __init__(self, message: str, sample: bytes = b"") -> None:
+        super().__init__(message)
+        self.sample = sample
+
+    def speaks_text(self) -> bool:
+        """Whether the peer answered with a line of a text protocol (SSH, HTTP, SMTP...)."""
+        return bool(_printable(self.sample))
 
 
 class RecordError(ProtocolError, anyio.BrokenResourceError):

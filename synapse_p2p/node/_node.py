@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import ipaddress
 import logging
 import os
 import signal
@@ -41,9 +42,9 @@ from ..conversations._delivery import DeliveryStatistics
 from ..conversations._service import Conversations
 from ..discovery import MdnsDiscovery, MdnsError, MdnsRecord
 from ..identity import Identity
-from ..secure import SecurityPolicy
 from ..membership import Membership
 from ..rpc import (
+    Allow,
     ConnectionPool,
     EndpointMetadata,
     EndpointRegistry,
@@ -53,6 +54,13 @@ from ..rpc import (
     ServerStatistics,
 )
 from ..schedules import Schedule, Scheduler
+from ..secure import (
+    HandshakeStatistics,
+    Keyring,
+    SecureAcceptor,
+    SecureDialer,
+    SecurityPolicy,
+)
 from ..transport import TcpTransport, Transport
 from ..types import (
     Broadcast,
@@ -126,6 +134,8 @@ class NodeStatistics:
     server: ServerStatistics | None
     pool: PoolStatistics | None
     delivery: DeliveryStatistics
+    #: The secure channel's accepted connections (``None`` while not running).
+    handshakes: HandshakeStatistics | None = None
 
 
 class Node:
@@ -284,6 +294,7 @@ class Node:
         self.artifact_directory: dict[str, ServedArtifact] = {}
         self._ask_handler: AskHandler | None = None
         self._server: RpcServer | None = None
+        self._acceptor: SecureAcceptor | None = None
         self._context_task_group: ServiceGroup | None = None
         self._extras_group: TaskGroup | None = None
         self._extras: dict[Service, anyio.CancelScope | None] = {}
@@ -329,6 +340,36 @@ class Node:
     @property
     def node_id(self) -> str:
         return self._local.node_id
+
+    @property
+    def secured(self) -> bool:
+        """Whether this node has a swarm secret (only members connect, no plaintext)."""
+        return self.config.secured
+
+    @property
+    def keyring(self) -> Keyring:
+        """The swarm secrets in use (first primary; empty without a secret). Its ``repr``
+        never shows them."""
+        return self._policy.keyring
+
+    def set_secret(self, secret: str | bytes | Iterable[str | bytes]) -> None:
+        """Replace the keyring of a secured node while it runs, for rotation: new connections
+        use the first secret and accept any of them; open connections stay up.
+
+        Rotating a swarm with no failed call: on every node, add the new secret *second*
+        (accepted); then, once all have it, put it *first* (used); then remove the old one.
+        ``ValueError`` for an empty keyring or a node started without a secret (a node
+        cannot switch between secured and open while it runs).
+        """
+        keyring = Keyring.from_value(secret)
+        if not keyring:
+            raise ValueError("secret: a secured node's keyring cannot be empty")
+        if not self.config.secured:
+            raise ValueError(
+                "secret: this node was started without a swarm secret; give Node(secret=...) "
+                "when creating it"
+            )
+        self._policy.keyring = keyring
 
     @property
     def name(self) -> str:
@@ -524,6 +565,7 @@ class Node:
             server=server.statistics() if server is not None else None,
             pool=pool.statistics() if pool is not None else None,
             delivery=self._conversations.delivery.statistics(),
+            handshakes=self._acceptor.statistics() if self._acceptor is not None else None,
         )
 
     def subscribe(self, *event_types: type[E], buffer: int = 4096) -> Subscription:
@@ -546,11 +588,18 @@ class Node:
     # -- registration ---------------------------------------------------------------------
 
     @overload
-    def endpoint(self, name: F, *, publish: bool = True, description: str = "") -> F: ...
+    def endpoint(
+        self, name: F, *, publish: bool = True, description: str = "", allow: Allow = "anyone"
+    ) -> F: ...
 
     @overload
     def endpoint(
-        self, name: str | None = None, *, publish: bool = True, description: str = ""
+        self,
+        name: str | None = None,
+        *,
+        publish: bool = True,
+        description: str = "",
+        allow: Allow = "anyone",
     ) -> _Decorator: ...
 
     def endpoint(
@@ -559,20 +608,32 @@ class Node:
         *,
         publish: bool = True,
         description: str = "",
+        allow: Allow = "anyone",
     ) -> Any:
         """Register an async function as an RPC endpoint (usable before or while running).
 
         ``@node.endpoint``, ``@node.endpoint()`` and ``@node.endpoint("sum", description=...)``
         all work. The name defaults to the function's name, the description to its
-        docstring. Parameters named ``rpc`` and ``connection`` are injected. Registering a
-        name again replaces the handler (built-ins included).
+        docstring. Parameters named ``rpc`` and ``connection`` are injected
+        (``connection.node_id`` is the caller's verified node id, ``None`` over plaintext).
+        Registering a name again replaces the handler (built-ins included).
+
+        ``allow``: who may call it: ``"anyone"`` (the default), ``"members"`` (a caller that
+        proved its node id in the secure handshake; in a swarm with a secret, only holders of
+        the secret can), a collection of node ids, or a callable taking the caller's verified
+        node id (or ``None``) and returning whether to allow. Others get a ``forbidden``
+        error and the endpoint does not run.
         """
         if callable(name):
-            self._registry.add(name, None, publish=publish, description=description or None)
+            self._registry.add(
+                name, None, publish=publish, description=description or None, allow=allow
+            )
             return name
 
         def decorator(fn: F) -> F:
-            self._registry.add(fn, name, publish=publish, description=description or None)
+            self._registry.add(
+                fn, name, publish=publish, description=description or None, allow=allow
+            )
             return fn
 
         return decorator
@@ -707,13 +768,28 @@ class Node:
         config = self.config
         local = self._local
         try:
+            acceptor = SecureAcceptor(
+                self.identity,
+                self._policy,
+                # (a connection idle from its start is closed by the idle timeout, if shorter)
+                timeout=min(config.handshake_timeout, config.idle_timeout),
+            )
+            dialer = SecureDialer(
+                self.transport,
+                self.identity,
+                self._policy,
+                handshake_timeout=config.handshake_timeout,
+            )
+            self._registry.members_only_builtins = config.secured
             server = RpcServer(
                 self._registry,
                 limits=self.limits,
                 transport=self.transport,
                 session_info=lambda: {"node_id": local.node_id},
+                upgrade=acceptor.accept,
             )
             pool = ConnectionPool(
+                dialer=dialer,
                 transport=self.transport,
                 max_frame_size=config.max_upload_size,
                 connect_timeout=config.connect_timeout,
@@ -758,12 +834,22 @@ class Node:
                     _running(functools.partial(server.serve_listeners, listeners), "rpc server")
                 )
                 self._server = server
+                self._acceptor = acceptor
                 log.info(
-                    "node %s listening on %s (advertised %s)",
+                    "node %s listening on %s (advertised %s)%s",
                     self.name or self.node_id[:8],
                     format_address(config.bind or "*", local.port),
                     format_address(local.address, local.port),
+                    ", swarm secret set" if config.secured else "",
                 )
+                if not config.secured and not _loopback_only(config.bind):
+                    log.warning(
+                        "node %s listens on %s without a swarm secret: anyone who can reach "
+                        "this port can join the swarm and call its endpoints; set "
+                        "Node(secret=...) or SYNAPSE_SECRET (see SECURITY.md)",
+                        self.name or self.node_id[:8],
+                        format_address(config.bind or "*", local.port),
+                    )
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
@@ -771,6 +857,7 @@ class Node:
             for service in self._extras:
                 self._extras[service] = None
             self._server = None
+            self._acceptor = None
             self._caller.pool = None
             self._running = False
             local.port = config.port
@@ -1095,6 +1182,17 @@ class Node:
     def emit_event(self, event: str, payload: Any) -> None:
         """Queue a lifecycle event for the ``@node.on(event)`` handlers."""
         self._events.emit_nowait(event, payload)
+
+
+def _loopback_only(bind: str) -> bool:
+    """Whether ``bind`` is a loopback address (``""``/``0.0.0.0``/``::`` are every
+    interface)."""
+    if bind == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return False
 
 
 async def _close_listeners(listeners: list[Any]) -> None:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import ByteStream, TaskGroup, TaskStatus
 
 from .._validate import check_int, check_seconds, format_address
 from ..errors import CallTimeout
+from ..identity import Identity
+from ..secure import Keyring, SecureDialer, SecurityPolicy
 from ..transport import TcpTransport, Transport
 from ..wire import DEFAULT_MAX_FRAME_SIZE
 from ._connection import LegacyServer, MuxConnection, call_once
@@ -23,13 +26,36 @@ from ._watchdog import Watchdog
 if TYPE_CHECKING:
     from ..types import Peer
 
-__all__ = ["Client", "ConnectionPool", "PoolStatistics"]
+__all__ = ["Client", "ConnectionPool", "Dialer", "PlainDialer", "PoolStatistics"]
 
 log = logging.getLogger(__name__)
 
 
+class Dialer(Protocol):
+    """How connections are opened: :class:`PlainDialer`, or
+    :class:`~synapse_p2p.secure.SecureDialer` (the secure channel)."""
+
+    async def connect(
+        self, host: str, port: int, *, timeout: float, expected_node_id: str | None = None
+    ) -> tuple[ByteStream, str | None]:
+        """A connected stream and the peer's verified node id (``None``: unverified)."""
+        ...
+
+
+class PlainDialer:
+    """Plaintext connections over a transport (the peer is never verified)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    async def connect(
+        self, host: str, port: int, *, timeout: float, expected_node_id: str | None = None
+    ) -> tuple[ByteStream, str | None]:
+        return await self.transport.connect(host, port, timeout=timeout), None
+
+
 async def _one_shot(
-    transport: Transport,
+    dialer: Dialer,
     host: str,
     port: int,
     endpoint: str,
@@ -41,7 +67,7 @@ async def _one_shot(
     max_frame_size: int,
 ) -> Any:
     target = format_address(host, port)
-    stream = await transport.connect(host, port, timeout=min(connect_timeout, timeout))
+    stream, _ = await dialer.connect(host, port, timeout=min(connect_timeout, timeout))
     try:
         with anyio.fail_after(timeout):
             return await call_once(
@@ -54,6 +80,16 @@ async def _one_shot(
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(1):
             await stream.aclose()
+
+
+def _client_identity(value: Identity | str | os.PathLike[str] | None) -> Identity:
+    if value is None:
+        return Identity.generate()
+    if isinstance(value, Identity):
+        return value
+    if isinstance(value, str | os.PathLike):
+        return Identity.load_or_create(value)
+    raise TypeError(f"identity must be an Identity, a key file path or None, got {value!r}")
 
 
 class Client:
@@ -81,6 +117,8 @@ class Client:
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
         transport: Transport | None = None,
+        secret: str | bytes | Iterable[str | bytes] | Keyring | None = None,
+        identity: Identity | str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(address, str) or not address:
             raise TypeError("address must be a non-empty string")
@@ -92,6 +130,13 @@ class Client:
         self.timeout = check_seconds("timeout", timeout, allow_inf=True)
         self.connect_timeout = check_seconds("connect_timeout", connect_timeout, allow_inf=True)
         self.transport: Transport = transport or TcpTransport()
+        #: The swarm secrets (``SYNAPSE_SECRET`` when ``secret`` is ``None``).
+        self.keyring = Keyring.from_value(secret)
+        #: This client's key (a fresh one when ``identity`` is ``None``).
+        self.identity = _client_identity(identity)
+        self.dialer: Dialer = SecureDialer(
+            self.transport, self.identity, SecurityPolicy(self.keyring)
+        )
         self._task_group: TaskGroup | None = None
         self._watchdog: Watchdog | None = None
         self._connection: MuxConnection | None = None
@@ -144,11 +189,11 @@ class Client:
 
     async def _open_session(self) -> None:
         assert self._watchdog is not None
-        stream = await self.transport.connect(
+        stream, node_id = await self.dialer.connect(
             self.address, self.port, timeout=min(self.connect_timeout, self.timeout)
         )
         connection = MuxConnection(
-            stream, target=self.target, max_frame_size=self.max_download_size
+            stream, target=self.target, max_frame_size=self.max_download_size, node_id=node_id
         )
         try:
             await connection.open(self._watchdog)
@@ -198,7 +243,7 @@ class Client:
             if connection is not None:
                 return await connection.call(endpoint, args, kwargs, limit)
         return await _one_shot(
-            self.transport,
+            self.dialer,
             self.address,
             self.port,
             endpoint,
@@ -248,8 +293,11 @@ class ConnectionPool:
         idle_timeout: float = 60.0,
         max_connections: int = 512,
         legacy_ttl: float = 300.0,
+        dialer: Dialer | None = None,
     ) -> None:
         self.transport: Transport = transport or TcpTransport()
+        #: How connections are opened (plaintext over ``transport`` unless given).
+        self.dialer: Dialer = dialer or PlainDialer(self.transport)
         self.max_frame_size = max_frame_size
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
@@ -333,10 +381,13 @@ class ConnectionPool:
         if self._task_group is None:
             raise RuntimeError("ConnectionPool is not running")
         self._evict()
-        stream = await self.transport.connect(host, port, timeout=self.connect_timeout)
+        stream, node_id = await self.dialer.connect(host, port, timeout=self.connect_timeout)
         self._connects += 1
         connection = MuxConnection(
-            stream, target=format_address(host, port), max_frame_size=self.max_frame_size
+            stream,
+            target=format_address(host, port),
+            max_frame_size=self.max_frame_size,
+            node_id=node_id,
         )
         try:
             await connection.open(self._watchdog)
@@ -384,7 +435,7 @@ class ConnectionPool:
                 if connection is not None:
                     return await connection.call(endpoint, args, kwargs)
                 return await _one_shot(
-                    self.transport,
+                    self.dialer,
                     host,
                     port,
                     endpoint,

@@ -139,8 +139,11 @@ class MuxConnection:
         max_frame_size: int,
         write_timeout: float = 30.0,
         handshake_timeout: float = 10.0,
+        node_id: str | None = None,
     ) -> None:
         self.target = target
+        #: The server's node id as proved by the secure channel (``None``: plaintext).
+        self.node_id = node_id
         self._channel = FrameChannel(
             stream,
             max_frame_size=max_frame_size,

@@ -20,19 +20,31 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from .._logging import FailureLog
-from ..errors import BAD_REQUEST, INTERNAL_ERROR, ProtocolError, RemoteError
+from ..errors import BAD_REQUEST, FORBIDDEN, INTERNAL_ERROR, ProtocolError, RemoteError
 from ..wire import ErrorInfo, Request, Response, encode_response
 
-__all__ = ["Connection", "EndpointMetadata", "EndpointRegistry", "EndpointSpec", "error_payload"]
+__all__ = [
+    "Allow",
+    "Connection",
+    "EndpointMetadata",
+    "EndpointRegistry",
+    "EndpointSpec",
+    "error_payload",
+]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[Any]]
+#: Who may call an endpoint: ``"anyone"``, ``"members"``, a collection of node ids, or a
+#: callable taking the caller's verified node id (``None`` over plaintext).
+Allow = str | Collection[str] | Callable[[str | None], bool]
+#: Built-ins that stay open to anyone in a secured swarm.
+OPEN_BUILTINS = frozenset({"_synapse.ping"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +87,8 @@ class EndpointSpec:
     signature: inspect.Signature
     inject_rpc: bool
     inject_connection: bool
+    #: The access rule given at registration (``"anyone"``, ``"members"``, ids, a callable).
+    allow: Allow = "anyone"
     #: ``(fewest, most)`` positional arguments that always bind when no keyword is given, for
     #: a plain signature (positional parameters only, no ``*args``/``**kwargs``); else ``None``.
     positional: tuple[int, int] | None = None
@@ -104,6 +118,14 @@ class EndpointRegistry:
         #: Called with every request before the endpoint lookup; it may return a request with
         #: different kwargs (e.g. a typed ``broadcast``) and may raise ``RemoteError``.
         self.pre_dispatch: Callable[[Request], Awaitable[Request]] | None = None
+        #: Whether a caller counts as a member (``allow="members"``): by default, a caller
+        #: whose node id was proved in the secure-channel handshake (in a secured swarm, only
+        #: holders of the secret complete it).
+        self.is_member: Callable[[str | None], bool] = _verified
+        #: In a secured swarm the node sets this: built-ins (``_synapse.*``, ``_node.*``)
+        #: other than ``_synapse.ping`` are members-only.
+        self.members_only_builtins = False
+        self._rules: dict[str, Callable[[str | None], bool]] = {}
 
     def add(
         self,
@@ -112,6 +134,7 @@ class EndpointRegistry:
         *,
         publish: bool = True,
         description: str | None = None,
+        allow: Allow = "anyone",
     ) -> EndpointSpec:
         if not inspect.iscoroutinefunction(handler):
             raise TypeError(
@@ -133,13 +156,58 @@ class EndpointRegistry:
             signature=signature,
             inject_rpc="rpc" in params,
             inject_connection="connection" in params,
+            allow=allow,
             positional=_positional_range(signature),
         )
+        rule = self._rule(allow)
         self._specs[name] = spec
+        if rule is None:
+            self._rules.pop(name, None)
+        else:
+            self._rules[name] = rule
         return spec
+
+    def _rule(self, allow: Allow) -> Callable[[str | None], bool] | None:
+        """The check for ``allow`` (``None``: anyone); ``TypeError``/``ValueError`` if bad."""
+        if isinstance(allow, str):
+            if allow == "anyone":
+                return None
+            if allow == "members":
+                return lambda node_id: self.is_member(node_id)
+            raise ValueError(
+                f"allow must be 'anyone', 'members', a collection of node ids or a callable, "
+                f"got {allow!r}"
+            )
+        if callable(allow):
+            return allow
+        if isinstance(allow, Collection):
+            ids = frozenset(allow)
+            if not all(isinstance(i, str) for i in ids):
+                raise TypeError("allow: node ids must be strings")
+            return lambda node_id: node_id is not None and node_id in ids
+        raise TypeError(
+            f"allow must be 'anyone', 'members', a collection of node ids or a callable, "
+            f"got {allow!r}"
+        )
+
+    def allowed(self, name: str, node_id: str | None) -> bool:
+        """Whether a caller with ``node_id`` (``None``: unverified) may call ``name``."""
+        rule = self._rules.get(name)
+        if rule is None:
+            if not self.members_only_builtins or name in OPEN_BUILTINS:
+                return True
+            if not name.startswith(("_synapse.", "_node.")):
+                return True
+            return self.is_member(node_id)
+        try:
+            return bool(rule(node_id))
+        except Exception as exc:
+            self._failures.report(name, f"allow rule of endpoint {name!r} raised", exc)
+            return False
 
     def remove(self, name: str) -> None:
         self._specs.pop(name, None)
+        self._rules.pop(name, None)
 
     def get(self, name: str) -> EndpointSpec | None:
         return self._specs.get(name)
@@ -171,6 +239,12 @@ class EndpointRegistry:
         if spec is None:
             return error_payload(
                 rid, BAD_REQUEST, f"Unregistered endpoint called: {request.endpoint}"
+            )
+        if (self._rules or self.members_only_builtins) and not self.allowed(
+            spec.name, None if connection is None else connection.node_id
+        ):
+            return error_payload(
+                rid, FORBIDDEN, f"this caller may not call {spec.name!r} (not allowed)"
             )
         args = request.args
         kwargs = request.kwargs
@@ -207,3 +281,7 @@ class EndpointRegistry:
                 INTERNAL_ERROR,
                 f"result of endpoint {spec.name!r} cannot be encoded: {exc}",
             )
+
+
+def _verified(node_id: str | None) -> bool:
+    return node_id is not None

@@ -10,7 +10,8 @@ Every connection is served the same way, which covers both kinds of client:
 Limits (:class:`ServerLimits`) and what happens past them:
 
 * ``max_connections``: a connection over the limit gets an ``overloaded`` error response and is
-  closed at once;
+  closed at once; so does one over ``max_connections_per_peer`` (counted per verified node id,
+  or per IP address for plaintext callers);
 * ``max_concurrent_requests`` per connection: extra requests get an ``overloaded`` error
   response (they are not executed);
 * ``idle_timeout``: a connection with no request in flight and no byte received for that long
@@ -29,14 +30,21 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, Listener, SocketAttribute, TaskGroup, TaskStatus
 
-from ..errors import BAD_REQUEST, INTERNAL_ERROR, OVERLOADED, ConnectionLost, ProtocolError
+from ..errors import (
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    OVERLOADED,
+    ConnectionLost,
+    ProtocolError,
+    SynapseError,
+)
 from ..transport import TcpTransport, Transport, remote_address
 from ..wire import DEFAULT_MAX_FRAME_SIZE, MessageError, Request, encode_frame
 from ._channel import FrameChannel, ReadTimeout, decode_payload
@@ -45,9 +53,12 @@ from ._inline import run_inline
 from ._session import SESSION_ENDPOINT, Admission, session_answer
 from ._watchdog import Watchdog
 
-__all__ = ["RpcServer", "ServerLimits", "ServerStatistics"]
+__all__ = ["RpcServer", "ServerLimits", "ServerStatistics", "Upgrade"]
 
 log = logging.getLogger(__name__)
+
+#: ``async (accepted stream) -> (stream to serve, caller's verified node id or None)``.
+Upgrade = Callable[[ByteStream], Awaitable[tuple[ByteStream, str | None]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +67,21 @@ class ServerLimits:
 
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     max_connections: int = 1024
+    #: Open connections per caller: per verified node id, or per IP address for plaintext
+    #: callers. Past it a new connection gets ``overloaded`` and is closed.
+    max_connections_per_peer: int = 64
     max_concurrent_requests: int = 64
     idle_timeout: float = 120.0
     read_timeout: float = 30.0
     write_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("max_frame_size", "max_connections", "max_concurrent_requests"):
+        for name in (
+            "max_frame_size",
+            "max_connections",
+            "max_connections_per_peer",
+            "max_concurrent_requests",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -131,6 +150,7 @@ class _ConnState:
         "idle",
         "inline",
         "max_idle",
+        "peer_key",
         "peer_max_frame",
         "reader",
         "requests",
@@ -164,6 +184,7 @@ class _ConnState:
         self.done = False  # reading has ended
         self.cancelled = False  # the peer is gone: handlers are cancelled
         self.finished = False  # closed and counted out
+        self.peer_key = ""  # what the per-peer connection quota counts it under
         self.idle: list[_Turn] = []  # the idle workers
         self.reader: _Turn | None = None  # the idle worker handed the reading role last
         self.scopes: list[anyio.CancelScope] = []
@@ -238,8 +259,13 @@ class RpcServer:
         limits: ServerLimits | None = None,
         transport: Transport | None = None,
         session_info: Callable[[], Mapping[str, Any]] | None = None,
+        upgrade: Upgrade | None = None,
     ) -> None:
         self.registry = registry
+        #: Runs on each accepted connection before any request is read (the secure channel:
+        #: :class:`~synapse_p2p.secure.SecureAcceptor`): returns the stream to serve and the
+        #: caller's verified node id, or raises (having closed the stream) to drop it.
+        self.upgrade = upgrade
         self.limits = limits or ServerLimits()
         self.transport: Transport = transport or TcpTransport()
         self._session_info = session_info
@@ -254,6 +280,7 @@ class RpcServer:
         self._last_accept_error = -math.inf
         self._watchdog: Watchdog | None = None
         self._connections: set[_ConnState] = set()
+        self._per_peer: dict[str, int] = {}
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(
@@ -355,12 +382,10 @@ class RpcServer:
             self._accepted += 1
             tg.start_soon(self._serve_connection, stream, watchdog, tg)
 
-    async def _reject(self, stream: ByteStream) -> None:
-        frame = encode_frame(
-            error_payload(
-                "", OVERLOADED, f"too many connections (limit {self.limits.max_connections})"
-            )
-        )
+    async def _reject(self, stream: ByteStream, reason: str | None = None) -> None:
+        if reason is None:
+            reason = f"too many connections (limit {self.limits.max_connections})"
+        frame = encode_frame(error_payload("", OVERLOADED, reason))
         with anyio.move_on_after(0.05):
             try:
                 await stream.send(frame)
@@ -370,24 +395,43 @@ class RpcServer:
             await stream.aclose()
         now = anyio.current_time()
         if now - self._last_accept_error > 10:
-            log.warning(
-                "connection limit reached (%d): rejecting new connections",
-                self.limits.max_connections,
-            )
+            log.warning("rejecting new connections: %s", reason)
             self._last_accept_error = now
 
     async def _serve_connection(
         self, stream: ByteStream, watchdog: Watchdog, tg: TaskGroup
     ) -> None:
         """Set the connection up and be its first worker (workers are spawned in ``tg``)."""
+        node_id: str | None = None
+        if self.upgrade is not None:
+            try:
+                stream, node_id = await self.upgrade(stream)
+            except (SynapseError, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                self._open -= 1  # refused (the upgrade logged why and closed the stream)
+                return
+            except BaseException:
+                self._open -= 1
+                raise
         try:
             ip, port = remote_address(stream)
-            state = _ConnState(self, stream, Connection.from_address(ip, port), tg)
+            key = node_id if node_id is not None else f"ip:{ip}"
+            if self._per_peer.get(key, 0) >= self.limits.max_connections_per_peer:
+                self._open -= 1
+                self._rejected += 1
+                await self._reject(
+                    stream,
+                    f"too many connections from this peer "
+                    f"(limit {self.limits.max_connections_per_peer})",
+                )
+                return
+            state = _ConnState(self, stream, Connection.from_address(ip, port, node_id), tg)
         except BaseException:
             self._open -= 1
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                 await stream.aclose()
             raise
+        state.peer_key = key
+        self._per_peer[key] = self._per_peer.get(key, 0) + 1
         self._connections.add(state)
         state.channel.set_idle_deadline(anyio.current_time() + self.limits.idle_timeout)
         watchdog.watch(state.channel)
@@ -408,6 +452,11 @@ class RpcServer:
         state.finished = True
         self._connections.discard(state)
         self._open -= 1
+        left = self._per_peer.get(state.peer_key, 1) - 1
+        if left > 0:
+            self._per_peer[state.peer_key] = left
+        else:
+            self._per_peer.pop(state.peer_key, None)
         await state.channel.aclose()
 
     async def _send_error(

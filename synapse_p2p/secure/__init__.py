@@ -17,6 +17,7 @@ from ._channel import (
     is_secure_preamble,
 )
 from ._keyring import Keyring, derive_psk
+from ._link import HandshakeStatistics, SecureAcceptor, SecureDialer
 from ._records import MAX_RECORD, RecordLayer
 from ._stream import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -36,11 +37,14 @@ __all__ = [
     "PREAMBLE_SIZE",
     "VERSION",
     "Accepted",
+    "HandshakeStatistics",
     "Keyring",
     "PeerIdentity",
     "PrefixedStream",
     "RecordLayer",
+    "SecureAcceptor",
     "SecureAttribute",
+    "SecureDialer",
     "SecureHandshake",
     "SecureStream",
     "SecurityPolicy",

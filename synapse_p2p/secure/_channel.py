@@ -262,7 +262,8 @@ class SecureHandshake:
                 return False
             if not is_secure_preamble(self._in):
                 raise PlaintextPeer(
-                    "the peer does not speak the secure channel (synapse-p2p 2.5.0?)"
+                    "the peer does not speak the secure channel (synapse-p2p 2.5.0?)",
+                    bytes(self._in[:64]),
                 )
             if len(self._in) < PREAMBLE_SIZE + 1:
                 return False

@@ -26,7 +26,7 @@ from ..errors import BAD_REQUEST, HandshakeError, HandshakeTimeout, PlaintextPee
 from ..identity import Identity
 from ..wire import ErrorInfo, Response, encode_frame, encode_response
 from ._attributes import SecureAttribute
-from ._channel import PREAMBLE_SIZE, PeerIdentity, SecureHandshake, is_secure_preamble
+from ._channel import MAGIC, PREAMBLE_SIZE, PeerIdentity, SecureHandshake, is_secure_preamble
 from ._keyring import Keyring
 from ._records import RecordLayer
 
@@ -329,12 +329,14 @@ async def accept_maybe_secure(
     *,
     timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
 ) -> Accepted:
-    """Serve the secure channel or plaintext on an accepted stream, by its first 4 bytes.
+    """Serve the secure channel or plaintext on an accepted stream, by its first bytes.
 
-    A secure handshake returns ``Accepted(SecureStream, peer)`` and records the peer in
-    ``policy`` as seen verified. Plaintext returns ``Accepted(PrefixedStream, None)`` (no
-    byte consumed) if ``policy.accepts_plaintext``; otherwise the peer gets a 2.5.0-style
-    ``bad_request`` error frame, the stream is closed and ``HandshakeError`` is raised.
+    The first byte decides: the secure preamble's (then its 4 bytes are read) or anything
+    else (plaintext). A secure handshake returns ``Accepted(SecureStream, peer)`` and records
+    the peer in ``policy`` as seen verified. Plaintext returns
+    ``Accepted(PrefixedStream, None)`` (no byte consumed) if ``policy.accepts_plaintext``;
+    otherwise the peer gets a 2.5.0-style ``bad_request`` error frame, the stream is closed
+    and ``HandshakeError`` is raised.
     Whether a plaintext connection's claimed node id may be believed is
     ``policy.may_use_plaintext(node_id)``, for the caller to check. On any failure (including
     a timeout waiting for the first bytes) the stream is closed.
@@ -343,7 +345,10 @@ async def accept_maybe_secure(
     deadline = anyio.current_time() + timeout
     try:
         with anyio.fail_at(deadline):
-            while len(first) < PREAMBLE_SIZE:
+            # A plaintext frame's length starts with a byte other than the magic's first
+            # (any length up to 4 GB - 200 MB): that one byte decides, so a plaintext peer
+            # that sends less than 4 bytes is handed to the server's own timeouts at once.
+            while len(first) < PREAMBLE_SIZE and (not first or first[0] == MAGIC[0]):
                 try:
                     first += await stream.receive(_RECEIVE)
                 except anyio.EndOfStream:

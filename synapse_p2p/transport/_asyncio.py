@@ -235,6 +235,8 @@ class AsyncioSocketStream(SocketStream):
         protocol = self._protocol
         if not protocol.closed:
             protocol.closed = True
+            if protocol.outgoing and not protocol.write_paused:
+                protocol.flush()  # written data leaves (what the socket takes now), as on trio
             protocol.outgoing.clear()
             protocol.outgoing_bytes = 0
             self._transport.abort()

@@ -12,6 +12,7 @@ import pytest
 
 from synapse_p2p import Client, Node
 from synapse_p2p.errors import CallTimeout
+from synapse_p2p.rpc import PlainDialer
 from synapse_p2p.rpc._inline import run_inline as _run_inline
 from tests.helpers import read_frame, wait_closed
 
@@ -77,7 +78,9 @@ async def test_call_timeout_in_the_middle_of_a_write_closes_the_connection(
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     async with anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, handle)
-        async with Client("127.0.0.1", port, timeout=0.5, max_download_size=1 << 30) as client:
+        client = Client("127.0.0.1", port, timeout=0.5, max_download_size=1 << 30)
+        client.dialer = PlainDialer(client.transport)  # the fake server speaks plaintext
+        async with client:
             with anyio.fail_after(10):
                 with pytest.raises(CallTimeout):
                     await client.call("echo", b"x" * (64 * 1024 * 1024))

@@ -14,7 +14,13 @@ from anyio.abc import ByteStream
 
 from synapse_p2p import Client
 from synapse_p2p.errors import CallTimeout
-from synapse_p2p.rpc import ConnectionPool, EndpointRegistry, RpcServer, ServerLimits
+from synapse_p2p.rpc import (
+    ConnectionPool,
+    EndpointRegistry,
+    PlainDialer,
+    RpcServer,
+    ServerLimits,
+)
 from synapse_p2p.transport import MemoryNetwork
 from tests.helpers import request_frame
 
@@ -166,7 +172,9 @@ async def test_call_timeout_of_a_caller_waiting_for_its_response(anyio_backend: 
     results: dict[str, Any] = {}
     async with anyio.create_task_group() as tg:
         await tg.start(server.serve, *SERVER)
-        async with Client(*SERVER, transport=network.transport("10.0.0.2"), timeout=3) as client:
+        client = Client(*SERVER, transport=network.transport("10.0.0.2"), timeout=3)
+        client.dialer = PlainDialer(client.transport)  # a bare (plaintext) RpcServer
+        async with client:
             start = anyio.current_time()
 
             async def call(name: str, endpoint: str) -> None:

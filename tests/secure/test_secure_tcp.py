@@ -13,6 +13,7 @@ from anyio.abc import ByteStream, SocketAttribute
 
 from synapse_p2p import Identity
 from synapse_p2p.errors import HandshakeError, HandshakeTimeout, PlaintextPeer, RecordError
+from synapse_p2p.rpc import EndpointRegistry, RpcServer
 from synapse_p2p.secure import (
     SecureAttribute,
     SecurityPolicy,
@@ -209,11 +210,16 @@ async def test_plaintext_is_refused_with_a_secret() -> None:
         await secure.aclose()
 
 
-async def test_a_plaintext_server_is_reported_as_plaintext_peer(calc_node: Any) -> None:
-    """Our current plaintext RPC server (as 2.5.0) answers the preamble "frame too large"."""
-    stream = await TcpTransport().connect("127.0.0.1", calc_node.port, timeout=5)
-    with pytest.raises(PlaintextPeer, match=r"2\.5\.0"):
-        await secure_connect(stream, CLIENT)
+async def test_a_plaintext_server_is_reported_as_plaintext_peer() -> None:
+    """A plaintext RPC server (as 2.5.0: a bare RpcServer) answers the preamble "frame too
+    large"."""
+    server = RpcServer(EndpointRegistry())
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve, "127.0.0.1", 0)
+        stream = await TcpTransport().connect("127.0.0.1", port, timeout=5)
+        with pytest.raises(PlaintextPeer, match=r"2\.5\.0"):
+            await secure_connect(stream, CLIENT)
+        tg.cancel_scope.cancel()
 
 
 async def test_a_stalled_handshake_times_out_on_both_sides() -> None:
