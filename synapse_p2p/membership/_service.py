@@ -454,10 +454,9 @@ class Membership:
 
         A live member: its own record (with a secret, only if verified); a node whose checked
         signed record is waiting to be verified (an asker that just joined): that record's
-        address. Without a secret,
-        a node we know only from the message is dialed at the claimed address as 2.5.0 does,
-        unless we hold its signed record (then only at that record's address) or it was seen
-        verified."""
+        address. Without a secret, a node we hold no signed record of is dialed at the claimed
+        address as 2.5.0 does (the secure channel, if it speaks one, still proves who answers);
+        one we hold a signed record of, only at that record's address."""
         state = self.table.get(peer.id)
         if state is not None and state.alive and (state.verified or not self.config.secured):
             return state.peer
@@ -472,8 +471,6 @@ class Membership:
             return None
         if state is not None and state.proof is not None:
             return state.peer if _same(state.peer, peer) else None
-        if self.trust.seen(peer.id):
-            return None
         return peer
 
     def push_soon(self) -> None:

@@ -4,9 +4,11 @@
   caller's own id. They are believed only if the secure channel proved that id
   (``connection.node_id`` equals it) or they carry a valid record signed by it. Otherwise:
   with a swarm secret they are refused; without one they are taken as an *unverified* member
-  (synapse-p2p 2.5.0 peers sign nothing), unless the id was ever seen verified (by the channel,
-  :class:`~synapse_p2p.secure.SecurityPolicy`, or by a valid signature here): then refused.
-  A caller the channel proved to be another node, or a bad signature, is always refused.
+  (synapse-p2p 2.5.0 peers sign nothing; a node with a ``node_id=`` of its own proves another
+  id on its channel), unless the id was ever seen verified (on a channel,
+  :class:`~synapse_p2p.secure.SecurityPolicy`, or by a valid signature here): then refused. An
+  id seen on a channel is refused from anywhere but its own channel, even signed (no replay of
+  its record). A bad signature is always refused.
 * **Third-party entries** (gossip digests, a seed's peer list) are weighed in
   :func:`._gossip.read_digest` with :meth:`TrustGate.check` and :meth:`TrustGate.allows_unsigned`.
 
@@ -105,7 +107,8 @@ class TrustGate:
         """The evidence for a direct claim of ``peer`` (its proof read from map ``carrier``),
         or ``RemoteError(bad_request)`` saying why it is refused."""
         channel_id = connection.node_id if connection is not None else None
-        if channel_id is not None and channel_id != peer.id:
+        own_channel = channel_id is not None and channel_id == peer.id
+        if channel_id is not None and not own_channel and self.secured:
             self.refuse(
                 "wrong_caller",
                 f"{what} claims node {peer.id[:16]} but the caller proved it is node "
@@ -120,13 +123,17 @@ class TrustGate:
                 "bad_signature",
                 f"{what}: the peer record of {peer.id[:16]} is not signed by that node's key",
             )
-        if channel_id is not None:
+        if own_channel:
             return Evidence(proof, True)
         if self.policy.seen_verified(peer.id):
+            if channel_id is None:
+                kind, source = "plaintext", "a plaintext connection"
+            else:
+                kind, source = "wrong_caller", f"node {channel_id[:16]}"
             self.refuse(
-                "plaintext",
-                f"{what}: node {peer.id[:16]} uses the secure channel; a plaintext claim of its "
-                "id is refused",
+                kind,
+                f"{what}: node {peer.id[:16]} proved its id on a secure channel; a claim of its "
+                f"id from {source} is refused",
             )
         if proof is None:
             if self.secured:

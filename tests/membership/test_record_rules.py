@@ -32,6 +32,9 @@ pytestmark = pytest.mark.anyio
 
 FAST: NodeTimings = {"heartbeat_interval": 0.3, "peer_timeout": 1.5}
 SECRET = "correct horse battery staple"
+#: Any refusal of a claim of another node's id: over plaintext (no channel yet) or over the
+#: attacker's own secure channel.
+REFUSED = r"signs its peer records|proved its id on a secure channel|caller proved it is node"
 
 
 def peer_dict(node_id: str, port: int, **extra: Any) -> dict[str, Any]:
@@ -77,16 +80,16 @@ async def test_a_heartbeat_with_a_live_peer_s_id_cannot_rename_it(anyio_backend:
         b.capability("translate")
         evil = peer_dict(b.node_id, b.port, name="evil", capabilities=["admin"])
         client = Client("127.0.0.1", a.port)
-        with pytest.raises(RemoteError, match="signs its peer records") as refused:
+        with pytest.raises(RemoteError, match=REFUSED) as refused:
             await client.call("_synapse.heartbeat", evil)
         assert refused.value.code == "bad_request"
-        with pytest.raises(RemoteError, match="signs its peer records"):
+        with pytest.raises(RemoteError, match=REFUSED):
             await client.call("_synapse.gossip", {"v": 1, "from": evil, "members": []})
         await anyio.sleep(0.5)
         seen = a.peers[b.node_id]
         assert (seen.name, seen.port) == ("b", b.port)
         assert "admin" not in seen.capabilities
-        assert a.membership.trust.refused["unsigned"] >= 2
+        assert sum(a.membership.trust.refused.values()) >= 2
         assert await client.call("_synapse.ping") == "pong"  # still serving
 
 
@@ -104,11 +107,17 @@ async def test_gossip_with_a_copied_from_cannot_override_a_verified_member(
             entry({**c_signed, "name": "evil", "seq": c_signed["seq"] + 10**6}),  # forged
             entry(peer_dict(made_up, 9, name="made-up")),
         ]
-        reply = await client.call(
-            "_synapse.gossip", {"v": 1, "from": b_signed, "members": members}
-        )  # a replayed signed `from` is b's word on b, nothing more
+        message = {"v": 1, "from": b_signed, "members": members}
+        # A stranger replaying b's record: refused over its own channel (b proved its id on
+        # one); over plaintext it would be b's word on b, nothing more.
+        with contextlib.suppress(RemoteError):
+            await client.call("_synapse.gossip", message)
+        # b itself (a member lying about c) on b's own channel: heard, but not about c.
+        reply = await Client("127.0.0.1", a.port, identity=b.identity).call(
+            "_synapse.gossip", message
+        )
         assert isinstance(reply, dict)
-        with pytest.raises(RemoteError, match="signs its peer records"):  # c itself, unsigned
+        with pytest.raises(RemoteError, match=REFUSED):  # c itself, unsigned
             await client.call("_synapse.gossip", {"v": 1, "from": peer_dict(
                 c.node_id, c.port, name="evil"), "members": []})  # fmt: skip
         await anyio.sleep(1.0)
@@ -138,6 +147,31 @@ async def test_with_a_secret_gossip_cannot_invent_a_member(anyio_backend: str) -
         assert not [k for k in a.membership.table.candidates if k[0] == made_up]
 
 
+async def test_with_a_secret_a_member_s_connection_cannot_claim_another_id(
+    anyio_backend: str,
+) -> None:
+    async with swarm("a", "b", secret=SECRET) as (a, b):
+        insider = Client("127.0.0.1", a.port, secret=SECRET)  # holds the secret, its own key
+        b_signed = await Client("127.0.0.1", b.port, secret=SECRET).call("_synapse.record")
+        claims = [
+            ("_synapse.join", peer_dict("f" * 64, 9)),  # an unknown id, at its own address
+            ("_synapse.heartbeat", {**b.self_peer().to_dict(), "port": 9, "name": "evil"}),
+            (
+                "_synapse.gossip",
+                {"v": 1, "from": b_signed, "members": [entry(peer_dict("e" * 64, 9))]},
+            ),
+        ]
+        for endpoint, claim in claims:
+            with pytest.raises(RemoteError, match="caller proved it is node") as refused:
+                await insider.call(endpoint, claim)
+            assert refused.value.code == "bad_request"
+        await anyio.sleep(0.5)
+        assert "f" * 64 not in a.peers
+        assert "e" * 64 not in a.peers
+        assert (a.peers[b.node_id].port, a.peers[b.node_id].name) == (b.port, "b")
+        assert await insider.call("_synapse.ping") == "pong"
+
+
 def member(name: str, seed: Node, **settings: Any) -> Node:
     return Node(bind="127.0.0.1", name=name, swarm="s", seeds=[f"127.0.0.1:{seed.port}"],
                 **FAST, **settings)  # fmt: skip
@@ -155,7 +189,7 @@ async def test_claiming_an_offline_node_s_id_at_another_address_fails(
             while b.node_id in a.peers:
                 await anyio.sleep(0.05)
         async with member("impostor", a, node_id=b.node_id) as impostor:
-            with pytest.raises(JoinError, match="signs its peer records"):
+            with pytest.raises(JoinError, match=REFUSED):
                 await impostor.join()
             await anyio.sleep(1.0)
             assert b.node_id not in a.peers
@@ -261,10 +295,15 @@ async def test_a_caller_proved_to_be_another_node_is_refused(
     service, _ = membership(secret=secret)
     victim, attacker = Identity.generate(), Identity.generate()
     peer, data = signed(victim)
-    with pytest.raises(RemoteError, match="caller proved it is node") as refused:
-        service.direct(peer, data, channel(attacker.node_id), "join")
-    assert refused.value.code == "bad_request"
-    assert service.trust.refused["wrong_caller"] == 1
+    if secret is not None:
+        with pytest.raises(RemoteError, match="caller proved it is node") as refused:
+            service.direct(peer, data, channel(attacker.node_id), "join")
+        assert refused.value.code == "bad_request"
+        assert service.trust.refused["wrong_caller"] == 1
+    else:  # no secret: another node's channel is no proof, the victim's signature is
+        assert service.direct(peer, data, channel(attacker.node_id), "join").proof is not None
+        with pytest.raises(RemoteError, match="signs its peer records"):
+            service.direct(peer, peer.to_dict(), channel(attacker.node_id), "join")
     # Its own channel is proof enough, signed or not.
     assert service.direct(peer, {}, channel(victim.node_id), "join").channel
 
@@ -303,9 +342,12 @@ async def test_an_id_seen_on_a_channel_is_never_believed_over_plaintext(
     peer, data = signed(node)
     policy.note_verified(node.node_id)
     for carrier in (data, peer.to_dict()):  # even its own signed record, replayed
-        with pytest.raises(RemoteError, match="uses the secure channel"):
+        with pytest.raises(RemoteError, match="proved its id on a secure channel"):
             service.direct(peer, carrier, channel(None), "gossip")
+        with pytest.raises(RemoteError, match="proved its id on a secure channel"):
+            service.direct(peer, carrier, channel(Identity.generate().node_id), "gossip")
     assert service.trust.refused["plaintext"] == 2
+    assert service.trust.refused["wrong_caller"] == 2
 
 
 async def test_signed_content_changes_only_with_a_newer_record(anyio_backend: str) -> None:
@@ -338,12 +380,11 @@ async def test_origins_are_dialed_only_where_their_record_says(anyio_backend: st
     peer, data = signed(node)
     open_swarm.direct(peer, data, channel(None), "join")  # a candidate, being verified
     assert open_swarm.dialable(replace(peer, port=6666)) == peer
-    open_swarm.table.verified(peer, anyio.current_time(), legacy=False, proof=None)
-    state = open_swarm.table.get(node.node_id)
-    assert state is not None
+    open_swarm.table.verified(peer, anyio.current_time(), legacy=False, proof=proof_in(data))
     open_swarm.table.expire(anyio.current_time() + 100)  # offline now
     open_swarm.table.candidates.clear()
-    assert open_swarm.dialable(replace(peer, port=6666)) is None  # seen signed: not there
+    assert open_swarm.dialable(replace(peer, port=6666)) is None  # its record says otherwise
+    assert open_swarm.dialable(peer) == peer
     secured, _ = membership(secret=SECRET)
     assert secured.dialable(stranger) is None
 
