@@ -258,7 +258,13 @@ class Membership:
             self.direct(sender, message.get("from"), connection, "gossip")
             known = self.table.get(sender.id)
             trusted = known is not None and known.alive and _same(known.peer, sender)
-            self._apply_digest(message.get("members"), sender.id, trusted=trusted)
+            refused = self._apply_digest(message.get("members"), sender.id, trusted=trusted)
+            if refused:  # an honest node relays only records it checked
+                raise RemoteError(
+                    BAD_REQUEST,
+                    f"gossip: {refused} member record(s) with a bad signature were refused "
+                    "(the rest was taken)",
+                )
             return {"v": GOSSIP_VERSION, "members": self._digest()}
 
         async def leave(peer: Any, connection: Connection | None = None) -> dict[str, Any]:
@@ -366,8 +372,10 @@ class Membership:
                     _fmt(claimed),
                 )
 
-    def _apply_digest(self, members: Any, sender_id: str, *, trusted: bool) -> None:
-        """Take a member digest (see :func:`._gossip.read_digest`)."""
+    def _apply_digest(self, members: Any, sender_id: str, *, trusted: bool) -> int:
+        """Take a member digest (see :func:`._gossip.read_digest`); returns how many entries
+        were refused for a bad signature."""
+        refused = 0
         now = self._now()
         decisions = read_digest(
             members,
@@ -396,6 +404,7 @@ class Membership:
                 verdict = self.table.signed(decision.peer, decision.proof, min(decision.when, now))
                 self._after(verdict, decision.peer.id, decision.peer, first_hand=False)
             elif isinstance(decision, Rejected):
+                refused += 1
                 self.trust.note(
                     "third_party",
                     f"gossip from {sender_id[:16]} about {decision.node_id[:16]}: "
@@ -406,6 +415,7 @@ class Membership:
                     decision.peer, decision.when, legacy=decision.legacy, proof=decision.proof
                 )
                 self._after(verdict, decision.peer.id, decision.peer, first_hand=False)
+        return refused
 
     def _digest(self) -> list[dict[str, Any]]:
         """Alive members and how long ago each was last heard from directly."""
