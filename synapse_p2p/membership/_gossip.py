@@ -7,10 +7,11 @@ Nothing here does I/O or reads a clock: times are the caller's ``now``.
 
 An entry of a member that signs its record carries the proof (``seq``, ``key``, ``sig``, see
 :mod:`._signing`). Third-party news is weighed by it: a signed entry changes or adds a member
-only if its signature checks and its ``seq`` is newer than the record held, and only a newer
-record is news of life (a relayed copy of what we hold proves nothing: a dead member's last
-record cannot keep it alive). Unsigned entries never touch a member held signed, and are used
-at all only where the caller allows (no swarm secret, an id never seen verified).
+only if its signature checks and its ``seq`` is newer than the record held. An entry that is
+not newer is news of life only within the table's window after the newest record reached us
+(:attr:`._table.PeerTable.indirect_window`): a dead member's last record cannot keep it alive.
+Unsigned entries never touch a member held signed, and are used at all only where the caller
+allows (no swarm secret, an id never seen verified).
 """
 
 from __future__ import annotations
@@ -228,7 +229,15 @@ def _signed_entry(
     trusted: bool,
 ) -> Decision | None:
     if state is not None and proof.seq <= state.seq:
-        return None  # the record we hold, or an older one: no news (not even of life)
+        # Not news of the record; news of life at its known address, which the table takes
+        # only within its window after the newest record reached us.
+        if (
+            state.alive
+            and item.get("address") == state.peer.address
+            and (item.get("port") == state.peer.port)
+        ):
+            return Heard(node_id, when)
+        return None
     peer = _peer(item)
     if peer is None or not admits(peer):
         return None

@@ -10,10 +10,11 @@ at once: a node that verifies a new member pushes its digest to ``fanout`` peers
 
 Peer records are signed by their node (:mod:`._signing`) and weighed by :mod:`._trust`: a
 member's address and descriptive fields change only through a newer record it signed, and
-third-party gossip proves a member alive only by relaying a record newer than ours (nodes
-re-sign every ``peer_timeout / 4``). Towards 2.5.0 peers the 9-key dicts are unchanged; the
-proof travels beside them (a ``record`` keyword to our join endpoint, ``records`` in the join
-reply) or inline in our own messages (gossip, digests, goodbyes, ``_synapse.record``).
+third-party gossip keeps a member alive only within ``2 * peer_timeout`` of its newest record
+reaching us (nodes re-sign every ``peer_timeout / 2``). Towards 2.5.0 peers the 9-key dicts
+are unchanged; the proof travels beside them (a ``record`` keyword to our join endpoint,
+``records`` in the join reply) or inline in our own messages (gossip and its answer, digests,
+goodbyes, ``_synapse.record``).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class Membership:
             None
             if local.identity is None
             else RecordSigner(
-                local.identity, wall_clock=config.wall_clock, refresh=config.peer_timeout / 4
+                local.identity, wall_clock=config.wall_clock, refresh=config.peer_timeout / 2
             )
         )
         self.local = local
@@ -265,7 +266,8 @@ class Membership:
                     f"gossip: {refused} member record(s) with a bad signature were refused "
                     "(the rest was taken)",
                 )
-            return {"v": GOSSIP_VERSION, "members": self._digest()}
+            # Our own record too: gossip partners keep the freshest proof of our life.
+            return {"v": GOSSIP_VERSION, "members": self._digest(), "self": self._signed_record()}
 
         async def leave(peer: Any, connection: Connection | None = None) -> dict[str, Any]:
             leaving = Peer.from_dict(peer)
@@ -315,7 +317,7 @@ class Membership:
         proof = evidence.proof
         if state is not None and state.proof is not None:  # held signed
             if proof is not None and proof.seq > state.seq:
-                verdict = self.table.signed(peer, proof, now)
+                verdict = self.table.signed(peer, proof, now, now=now)
             elif evidence.channel or (proof is not None and proof.seq == state.seq):
                 if evidence.channel and not state.verified:
                     state.verified = True
@@ -325,7 +327,7 @@ class Membership:
                 verdict = "ignored"  # an older record: a reordered (or replayed) message
         elif proof is not None:
             if state is not None and _same(state.peer, peer):
-                verdict = self.table.signed(peer, proof, now)
+                verdict = self.table.signed(peer, proof, now, now=now)
             else:
                 verdict = self.table.claim_signed(peer, proof, now, direct=True)
         else:
@@ -401,7 +403,9 @@ class Membership:
                     )
                     self._after(verdict, decision.peer.id, decision.peer)
             elif isinstance(decision, Update):
-                verdict = self.table.signed(decision.peer, decision.proof, min(decision.when, now))
+                verdict = self.table.signed(
+                    decision.peer, decision.proof, min(decision.when, now), now=now
+                )
                 self._after(verdict, decision.peer.id, decision.peer, first_hand=False)
             elif isinstance(decision, Rejected):
                 refused += 1
@@ -618,7 +622,27 @@ class Membership:
             self._outstanding.discard(peer.id)
         self.table.responded(peer.id, self._now())
         if isinstance(reply, dict):
+            self._take_answer_record(peer, reply.get("self"))
             self._apply_digest(reply.get("members"), peer.id, trusted=True)
+
+    def _take_answer_record(self, dialed: Peer, data: Any) -> None:
+        """The record a gossip partner answered with: taken if it is the partner's, newer than
+        the one held, and checks (it may move or rename the partner)."""
+        state = self.table.get(dialed.id)
+        try:
+            proof = proof_in(data)
+            if proof is None or state is None or proof.seq <= state.seq:
+                return
+            peer = Peer.from_dict(data)
+        except (ProtocolError, MalformedProof):
+            return
+        if peer.id != dialed.id or not self.config.admits(peer):
+            return
+        if not self.trust.check(peer, proof):
+            self.trust.note("bad_signature", f"{_fmt(dialed)} answered a bad peer record")
+            return
+        now = self._now()
+        self._after(self.table.signed(peer, proof, now, now=now), peer.id, peer)
 
     async def _heartbeat(self, peer: Peer, interval: float) -> None:
         self.messages_sent += 1

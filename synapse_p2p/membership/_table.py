@@ -11,8 +11,11 @@ address, so forged claims cannot turn the node into a reflector.
 
 A member whose record arrived signed (:mod:`._signing`) is *locked*: its ``proof`` is kept, and
 its address and descriptive fields change only through :meth:`PeerTable.signed` with a newer
-``seq``; unsigned claims may still prove it alive (:meth:`PeerTable.contact`) but never rewrite
+``seq``; proven contact may still show it alive (:meth:`PeerTable.contact`) but never rewrite
 it. ``verified`` says the member proved its key (a signature, or its secure channel).
+Third parties' news of a locked member's life counts only within ``indirect_window`` seconds
+of its newest record reaching us: members re-sign often, so a member whose records stopped
+(dead) goes offline whatever others keep saying.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class PeerState:
     offline_since: float = math.nan
     proof: RecordProof | None = None  # the member's signature over ``peer`` (locked)
     verified: bool = False  # it proved its key: a valid signature or its secure channel
+    record_at: float = -math.inf  # when the record held (``proof``) reached us
 
     @property
     def seq(self) -> int:
@@ -78,6 +82,9 @@ class PeerTable:
     max_candidates: int = 256
     offline_retention: float = 600.0
     retry_after: float = 30.0
+    #: Seconds after a locked member's newest record arrived during which third parties may
+    #: still report it alive (``None``: twice ``peer_timeout``).
+    indirect_window: float | None = None
     peers: dict[str, PeerState] = field(default_factory=dict)
     candidates: dict[tuple[str, str, int], Candidate] = field(default_factory=dict)
     _address_backoff: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -150,7 +157,7 @@ class PeerTable:
         state.offline_since = math.nan
         return "joined"
 
-    def signed(self, peer: Peer, proof: RecordProof, heard: float | None) -> Verdict:
+    def signed(self, peer: Peer, proof: RecordProof, heard: float | None, *, now: float) -> Verdict:
         """A checked signed record of a known member, newer than the one held (else
         ``ignored``): take its content and address. ``heard`` is when it was last known alive
         (``None``: the record says nothing of liveness: ``updated``). An offline member stays
@@ -161,6 +168,7 @@ class PeerTable:
         moved = not _same_address(state.peer, peer)
         state.peer = replace(peer, last_seen=state.peer.last_seen)
         state.proof = proof
+        state.record_at = now
         state.verified = True
         state.publish()
         if heard is None:
@@ -216,9 +224,17 @@ class PeerTable:
         return self._add_candidate(peer, now, direct=direct, proof=proof)
 
     def heard_indirectly(self, node_id: str, heard: float) -> None:
-        """Another peer reports direct contact with ``node_id`` at local time ``heard``."""
+        """Another peer reports direct contact with ``node_id`` at local time ``heard`` (for a
+        locked member, capped at ``indirect_window`` after its newest record arrived)."""
         state = self.peers.get(node_id)
-        if state is not None and state.alive and state.proof is None and heard > state.heard:
+        if state is None or not state.alive:
+            return
+        if state.proof is not None:
+            window = self.indirect_window
+            if window is None:
+                window = 2 * self.peer_timeout
+            heard = min(heard, state.record_at + window)
+        if heard > state.heard:
             state.heard = heard
 
     def responded(self, node_id: str, now: float) -> None:
@@ -267,6 +283,8 @@ class PeerTable:
             if len(self.peers) >= self.max_peers:
                 return "full"
             state = PeerState(peer, now, legacy, proof=proof, verified=proven or bool(proof))
+            if proof is not None:
+                state.record_at = now
             state.publish()
             self.peers[peer.id] = state
             return "joined"
@@ -281,6 +299,8 @@ class PeerTable:
         state.heard = now
         state.legacy = legacy
         state.proof = proof
+        if proof is not None:
+            state.record_at = now
         state.verified = state.verified or proven or proof is not None
         state.publish()
         if not state.alive:

@@ -148,8 +148,8 @@ def test_signed_news_is_taken_only_when_newer_and_valid() -> None:
     assert isinstance(verified, Verified)
     assert verified.proof == old
     table.verified(peer, 98.0, legacy=False, proof=old)
-    # The record we hold, relayed again: nothing, not even news of life.
-    assert read([digest_entry(peer, 0.0, False, old)], table) == []
+    # The record we hold, relayed again: news of life only (the table caps it, below).
+    assert read([digest_entry(peer, 1.0, False, old)], table) == [Heard(a.node_id, 99.0)]
     # A newer record: its content, and news of life.
     renamed = replace(peer, name="b", port=1001)
     new = sign(a, renamed, 2)
@@ -197,3 +197,21 @@ def test_an_offline_member_s_newer_record_is_dialed_before_it_counts() -> None:
     [claim] = read([digest_entry(peer, 0.0, False, newer)], table)
     assert isinstance(claim, Claim)
     assert claim.proof == newer
+
+
+def test_third_parties_keep_a_signed_member_alive_only_near_its_newest_record() -> None:
+    a = Identity.generate()
+    peer = record(a)
+    table = PeerTable("me", peer_timeout=20)
+    table.verified(peer, 100.0, legacy=False, proof=sign(a, peer, 1))  # its record arrives
+    table.heard_indirectly(a.node_id, 130.0)
+    assert table.peers[a.node_id].heard == 130.0
+    table.heard_indirectly(a.node_id, 500.0)  # "heard it just now", long after: capped
+    assert table.peers[a.node_id].heard == 140.0  # the record's arrival + 2 x peer_timeout
+    assert [p.id for p in table.expire(160.1)] == [a.node_id]
+    # A newer record moves the window on.
+    table2 = PeerTable("me", peer_timeout=20)
+    table2.verified(peer, 100.0, legacy=False, proof=sign(a, peer, 1))
+    table2.signed(peer, sign(a, peer, 2), 150.0, now=150.0)
+    table2.heard_indirectly(a.node_id, 185.0)
+    assert table2.peers[a.node_id].heard == 185.0
