@@ -281,16 +281,17 @@ def watch_command(
     full_screen = not plain and not as_json and out.is_terminal
 
     async def main() -> None:
-        async with node, anyio.create_task_group() as tg:
-            tg.start_soon(state.take_events)
+        async with node:
             with progress(out, f"joining {options.where}") as update:
-                await join(node, options, update)
-            if full_screen:
-                await _full_screen(state, out, interval)
-            elif as_json:
-                await _json_lines(state)
-            else:
-                await _plain(state, node)
+                await join(node, options, update)  # meanwhile, events wait in the subscription
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(state.take_events)
+                if full_screen:
+                    await _full_screen(state, out, interval)
+                elif as_json:
+                    await _json_lines(state)
+                else:
+                    await _plain(state, node)
 
     run(settings, main, on_interrupt=lambda: EXIT_OK)
 

@@ -7,10 +7,7 @@ import json
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
-import uuid
 
 import pytest
 from rich.console import Console
@@ -19,7 +16,7 @@ from synapse_p2p import Node
 from synapse_p2p.cli._chatter import Line, causal_order
 from synapse_p2p.cli._watch import WatchState
 from synapse_p2p.types import ConversationEvent, Peer
-from tests.cli.conftest import ROOT, StartNode, sn
+from tests.cli.conftest import StartNode, Tmux, sn
 from tests.cli.test_cli_swarm import BACKENDS, Program
 
 REVIEWER = Peer(id="a" * 64, name="reviewer", address="127.0.0.1", port=9999)
@@ -149,30 +146,14 @@ def test_watch_json_has_the_whole_reply(start_node: StartNode) -> None:
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_watch_at_80_columns_shows_whole_replies(start_node: StartNode) -> None:
     _, seed = start_node("reviewer")
-    session = f"sn-watch80-{uuid.uuid4().hex[:8]}"
-    command = (
-        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m synapse_p2p watch lab "
-        f"--seed 127.0.0.1:{seed} --name eye; echo EXIT=$?; sleep 30"
-    )
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
-                    command], check=True, timeout=10)  # fmt: skip
-
-    def wait_for(*needles: str) -> str:
-        deadline = time.monotonic() + 20
-        text = ""
-        while time.monotonic() < deadline:  # a terminal has no events to wait on: poll it
-            text = chatter_text(subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                                capture_output=True, text=True, timeout=10).stdout)  # fmt: skip
-            if all(n in text for n in needles):
-                return text
-            time.sleep(0.1)
-        raise AssertionError(f"{needles} not on screen:\n{text}")
-
+    terminal = Tmux("watch", "lab", "--seed", f"127.0.0.1:{seed}", "--name", "eye",
+                    width=80, height=24)  # fmt: skip
     try:
-        wait_for("JOINED reviewer")
+        terminal.wait_for("JOINED reviewer", read=chatter_text)
         asked = sn("ask", "lab", "check the parser and the evaluator", "--seed",
                    f"127.0.0.1:{seed}")  # fmt: skip
         assert asked.returncode == 0, asked.stderr
-        wait_for("reviewer → reviewer: LGTM for 'check the parser and the evaluator'")
+        terminal.wait_for("reviewer → reviewer: LGTM for 'check the parser and the evaluator'",
+                          read=chatter_text)  # fmt: skip
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], timeout=10, check=False)
+        terminal.close()
