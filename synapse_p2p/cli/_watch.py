@@ -58,8 +58,12 @@ class WatchState:
     :meth:`news` first replays the recent past (see :meth:`history`), then what comes.
     """
 
-    def __init__(self, node: Node, *, heartbeats: bool, capabilities: bool) -> None:
+    def __init__(
+        self, node: Node, *, heartbeats: bool, capabilities: bool, discover: float = 0.0
+    ) -> None:
         self.node = node
+        self.discover = discover
+        self._peer_found = anyio.Event()
         self.heartbeats = heartbeats
         self.capabilities = capabilities
         self.lines: deque[Line] = deque(maxlen=CHATTER_LINES)
@@ -79,14 +83,20 @@ class WatchState:
                     self.inbox.put(item.name, item.event)
                 elif isinstance(item, PeerJoined | PeerOffline | PeerLeft | PeerHeartbeat):
                     self.inbox.put(item.name, item.peer)
+                    if isinstance(item, PeerJoined):
+                        self._peer_found.set()
 
     async def history(self) -> list[ConversationEvent]:
         """The conversation events of the last :data:`BACKLOG` seconds, in causal order.
 
         Fetches the recently active conversations from a few peers first (bounded by
         :data:`REPLAY_TIMEOUT`; a peer that fails is skipped), so the replay does not depend
-        on when the node's own catching up happens to bring them in.
+        on when the node's own catching up happens to bring them in. With no peer yet (mDNS
+        still looking), waits up to ``discover`` seconds for the first one.
         """
+        if not self.node.peers:
+            with anyio.move_on_after(self.discover):
+                await self._peer_found.wait()
         with anyio.move_on_after(REPLAY_TIMEOUT):
             for peer in list(self.node.peers.values())[:REPLAY_SOURCES]:
                 await self._catch_up(peer)
@@ -254,7 +264,9 @@ def watch_command(
     ACKs, replies, errors, team task events, custom events).
 
     The watcher is a node of the swarm (role "observer"); it answers `sn broadcast` messages
-    with {"received_by": NAME}. Ctrl+C stops it.
+    with {"received_by": NAME}. It first replays the last 10 s of chatter, fetched from its
+    peers, in the order things happened (with mDNS it waits up to --discover seconds for a
+    first peer). Ctrl+C stops it.
 
     \b
     Examples:
@@ -268,7 +280,8 @@ def watch_command(
     node = options.node(
         role="observer", capabilities=["watch"], heartbeat_interval=2, peer_timeout=6
     )
-    state = WatchState(node, heartbeats=show_heartbeats, capabilities=capabilities)
+    state = WatchState(node, heartbeats=show_heartbeats, capabilities=capabilities,
+                       discover=options.discover)  # fmt: skip
 
     @node.endpoint("synapse.message", description="Show a broadcast message; reply received")
     async def message(text: Any = None, broadcast: Broadcast | None = None) -> dict[str, Any]:

@@ -9,10 +9,11 @@ import shutil
 import signal
 import time
 
+import anyio
 import pytest
 from rich.console import Console
 
-from synapse_p2p import Node
+from synapse_p2p import MemoryConversationLog, Node
 from synapse_p2p.cli._chatter import Line, causal_order
 from synapse_p2p.cli._watch import WatchState
 from synapse_p2p.types import ConversationEvent, Peer
@@ -94,6 +95,54 @@ def test_causal_order_is_creation_order_and_a_reply_follows_its_ask() -> None:
     tie_a = event("mood", {}, created_at=11.0, event_id="a")
     ordered = causal_order([tie_b, reply, tie_a, ack, ask, other])
     assert [e.event_id for e in ordered] == ["o", "m", "k", "r", "a", "b"]
+
+
+@pytest.mark.anyio
+async def test_the_replay_waits_for_a_first_peer_and_fetches_what_it_holds(
+    anyio_backend: str,
+) -> None:
+    """A watcher with no peer yet (as with mDNS) waits for one, fetches the conversations it
+    holds (the watcher never received them) and replays them in creation order."""
+    author = Peer(id="c" * 64, name="asker", address="127.0.0.1", port=1, swarm="lab",
+                  team="default")  # fmt: skip
+    replier = Peer(id="d" * 64, name="reviewer", address="127.0.0.1", port=2, swarm="lab",
+                   team="default")  # fmt: skip
+    held: list[ConversationEvent] = []
+    start = time.time() - 6
+    for i, cid in enumerate(["conv-z", "conv-a", "conv-m"]):  # ids sort unlike their times
+        at = start + 1.5 * i
+        ask = {"endpoint": "synapse.ask", "args": [f"task {i}"], "kwargs": {}}
+        held.append(ConversationEvent(cid, cid, "message", author, ask, created_at=at))
+        # The replier's clock runs behind the asker's: its reply is stamped before the ask.
+        held.append(ConversationEvent(cid, f"{cid}-r", "reply", replier, {"result": i},
+                                      parent_id=cid, created_at=at - 0.2))  # fmt: skip
+    log = MemoryConversationLog()
+    for item in reversed(held):  # newest first: how a peer's digest lists them
+        assert await log.append(item)
+    watcher = Node(name="eye", swarm="lab", bind="127.0.0.1", mdns=False)
+    async with watcher:
+        state = WatchState(watcher, heartbeats=False, capabilities=False, discover=20)
+        replayed: list[ConversationEvent] = []
+        done = anyio.Event()
+
+        async def replay() -> None:
+            replayed.extend(await state.history())
+            done.set()
+
+        holder = Node(name="holder", swarm="lab", bind="127.0.0.1", mdns=False,
+                      seeds=[f"127.0.0.1:{watcher.port}"], conversation_log=log)  # fmt: skip
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(state.take_events)
+                tg.start_soon(replay)
+                await anyio.sleep(0)  # the replay waits: no peer yet
+                assert not done.is_set()
+                async with holder:
+                    await done.wait()
+                tg.cancel_scope.cancel()
+    assert [e.event_id for e in replayed] == [
+        "conv-z", "conv-z-r", "conv-a", "conv-a-r", "conv-m", "conv-m-r"
+    ]  # fmt: skip
 
 
 def stamps(lines: list[str]) -> list[str]:
