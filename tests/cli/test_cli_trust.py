@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import pytest
@@ -16,6 +16,7 @@ from synapse_p2p.cli import _swarm, _tools, cli
 from synapse_p2p.rpc import Client
 from tests.cli.conftest import StartNode, sn
 
+T = TypeVar("T")
 BACKENDS = ["trio", "asyncio"]
 SECRET = "k7-Qx2-not-a-real-secret-9fZ"
 DOWN = "127.0.0.1:9"  # nothing listens there: every command fails fast after building
@@ -41,34 +42,30 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), prog_name="sn")
 
 
-@pytest.fixture
-def nodes(monkeypatch: pytest.MonkeyPatch) -> list[Node]:
-    """Every Node a swarm command builds, from now on."""
-    built: list[Node] = []
+def record(monkeypatch: pytest.MonkeyPatch, module: Any, cls: type[T]) -> list[T]:
+    """Every ``cls`` that ``module`` builds from now on (with ``SYNAPSE_SECRET`` unset)."""
+    built: list[T] = []
 
-    class Recording(Node):
+    class Recording(cls):  # type: ignore[valid-type,misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             built.append(self)
 
-    monkeypatch.setattr(_swarm, "Node", Recording)
+    monkeypatch.setattr(module, cls.__name__, Recording)
     monkeypatch.delenv("SYNAPSE_SECRET", raising=False)
     return built
+
+
+@pytest.fixture
+def nodes(monkeypatch: pytest.MonkeyPatch) -> list[Node]:
+    """Every Node a swarm command builds, from now on."""
+    return record(monkeypatch, _swarm, Node)
 
 
 @pytest.fixture
 def clients(monkeypatch: pytest.MonkeyPatch) -> list[Client]:
     """Every Client a per-node command builds, from now on."""
-    built: list[Client] = []
-
-    class Recording(Client):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            built.append(self)
-
-    monkeypatch.setattr(_tools, "Client", Recording)
-    monkeypatch.delenv("SYNAPSE_SECRET", raising=False)
-    return built
+    return record(monkeypatch, _tools, Client)
 
 
 def test_commands_that_join_a_swarm_share_their_options() -> None:
@@ -132,14 +129,7 @@ def test_per_node_commands_give_their_client_the_secret_and_identity(
 def test_the_demo_secures_every_node(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from synapse_p2p.cli import _demo
 
-    built: list[Node] = []
-
-    class Recording(Node):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            built.append(self)
-
-    monkeypatch.setattr(_demo, "Node", Recording)
+    built = record(monkeypatch, _demo, Node)
     key = tmp_path / "you.key"
     done = invoke("demo", "--secret", SECRET, "--identity", str(key))
     assert done.exit_code == 0, done.output
