@@ -4,8 +4,11 @@ a real program (``python -m synapse_p2p``)."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -54,3 +57,38 @@ def sn(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         env=env(),
         cwd=ROOT,
     )
+
+
+class Tmux:
+    """``sn ARGS`` on a real terminal of ``width`` x ``height`` cells (a tmux session); the
+    shell prints ``EXIT=<code>`` when it ends. :meth:`close` kills the session."""
+
+    def __init__(self, *args: str, width: int, height: int) -> None:
+        self.session = f"sn-test-{uuid.uuid4().hex[:8]}"
+        quoted = " ".join(shlex.quote(a) for a in args)
+        command = (
+            f"cd {shlex.quote(str(ROOT))} && PYTHONPATH={shlex.quote(str(ROOT))} "
+            f"{shlex.quote(sys.executable)} -m synapse_p2p {quoted}; echo EXIT=$?; sleep 30"
+        )
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", str(width),
+                        "-y", str(height), command], check=True, timeout=10)  # fmt: skip
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session],
+                              capture_output=True, text=True, timeout=10).stdout  # fmt: skip
+
+    def wait_for(self, *needles: str, read: Callable[[str], str] = str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:  # a terminal has no events to wait on: poll it
+            text = read(self.screen())
+            if all(n in text for n in needles):
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"{needles} not on screen:\n{text}")
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True, timeout=10)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], timeout=10, check=False)
