@@ -28,14 +28,18 @@ def env() -> dict[str, str]:
 
 @pytest.fixture
 def start_node() -> Iterator[StartNode]:
-    """``start_node(name, seed=None, ask="ok", swarm="lab")`` -> (process, port)."""
+    """``start_node(name, *options, seed=None, secret=None)`` -> (process, port); ``secret``
+    is given to the node as ``SYNAPSE_SECRET``."""
     started: list[JsonProcess] = []
 
-    def start(name: str, *options: str, seed: int | None = None) -> tuple[JsonProcess, int]:
+    def start(
+        name: str, *options: str, seed: int | None = None, secret: str | None = None
+    ) -> tuple[JsonProcess, int]:
         argv = [sys.executable, str(SCRIPTS / "swarm_node.py"), "--name", name, *options]
         if seed is not None:
             argv += ["--seed", f"127.0.0.1:{seed}"]
-        process = JsonProcess(argv, env=env(), cwd=ROOT)
+        environment = env() if secret is None else dict(env(), SYNAPSE_SECRET=secret)
+        process = JsonProcess(argv, env=environment, cwd=ROOT)
         started.append(process)
         ready = process.expect(lambda e: "port" in e, 20, f"{name} serving")
         return process, int(ready["port"])

@@ -174,7 +174,7 @@ def test_a_bad_secret_is_a_usage_error_that_does_not_repeat_it(value: str) -> No
 def test_info_says_whether_the_node_is_verified_and_never_prints_the_secret(
     start_node: StartNode, backend: str
 ) -> None:
-    _, port = start_node("reviewer")
+    _, port = start_node("reviewer", secret=SECRET)
     where = f"127.0.0.1:{port}"
     shown = sn("--backend", backend, "info", where, "--secret", SECRET)
     assert shown.returncode == 0, shown.stderr
@@ -182,7 +182,7 @@ def test_info_says_whether_the_node_is_verified_and_never_prints_the_secret(
     as_json = sn("--backend", backend, "info", where, "--json", "--secret", SECRET)
     assert as_json.returncode == 0, as_json.stderr
     info = json.loads(as_json.stdout)
-    assert info["verified"] is False  # the channel does not prove keys to this client yet
+    assert info["verified"] is True  # the node proved its key in the handshake
     assert info["name"] == "reviewer"
     loud = sn("-vv", "--backend", backend, "ask", "lab", "hi", "--seed", where, "--secret",
               SECRET, "--timeout", "5")  # fmt: skip
