@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from rich.console import Console
 from rich.text import Text
 
 from ..types import ConversationEvent, NodeKind, Peer
 from ._common import clean, format_result, json_text
 
-__all__ = ["Inbox", "Line", "describe_event", "describe_peer"]
+__all__ = ["Inbox", "Line", "causal_order", "describe_event", "describe_peer"]
 
 MAX_TEXT = 200
+#: A chatter line wraps onto at most this many rows on screen; the rest is elided ("…").
+MAX_ROWS = 3
+#: Below this many columns for the text, wrapped rows are not indented under it.
+MIN_INDENTED = 24
 
 STYLES = {
     "JOINED": "bold green",
@@ -44,9 +50,39 @@ class Line:
         return f"{_stamp(self.at)} {self.label:<7} {clean(self.text)}"
 
     def rich(self, *, clock: bool = True) -> Text:
+        return Text.assemble(*self._head(clock), clean(self.text))
+
+    def _head(self, clock: bool) -> tuple[tuple[str, str], tuple[str, str]]:
         stamp = f"{_stamp(self.at)} " if clock else ""
-        label = (f"{self.label:<7} ", STYLES.get(self.label, ""))
-        return Text.assemble((stamp, "dim"), label, clean(self.text))
+        return (stamp, "dim"), (f"{self.label:<7} ", STYLES.get(self.label, ""))
+
+    def rows(
+        self, console: Console, width: int, *, clock: bool = True, max_rows: int = MAX_ROWS
+    ) -> list[Text]:
+        """The line wrapped to ``width`` columns: the clock and label, then the text, its
+        further rows indented under it; past ``max_rows`` rows the end is elided with "…"
+        (the start of the text always shows)."""
+        head = Text.assemble(*self._head(clock))
+        indent = head.cell_len if width - head.cell_len >= MIN_INDENTED else 0
+        body = Text(clean(self.text))
+        if indent == 0:
+            body = Text.assemble(head, body)
+        wrapped = list(body.wrap(console, max(1, width - indent), overflow="fold"))
+        if len(wrapped) > max_rows:
+            wrapped = wrapped[:max_rows]
+            last = wrapped[-1]
+            last.rstrip()
+            last.truncate(max(1, width - indent - 1))
+            last.append("…")
+        rows = []
+        for i, row in enumerate(wrapped):
+            row.rstrip()
+            if indent:
+                row = Text.assemble(head if i == 0 else " " * indent, row)
+            row.no_wrap = True
+            row.overflow = "ellipsis"
+            rows.append(row)
+        return rows
 
 
 def _stamp(at: float) -> str:
@@ -152,10 +188,46 @@ def _describe(event: ConversationEvent) -> Line | None:
     return Line(at, "EVENT", f"{tag}  {name} {_clip(kind)}: {_compact(payload)}")
 
 
-def describe_peer(label: str, peer: Peer, *, capabilities: bool = True) -> Line:
+def describe_peer(
+    label: str, peer: Peer, *, capabilities: bool = True, at: float | None = None
+) -> Line:
+    """The chatter line for a peer that joined, left... ``at`` (default now) is when."""
     caps = f"  caps={','.join(peer.capabilities)}" if capabilities and peer.capabilities else ""
     where = f"{peer.address}:{peer.port}"
-    return Line(time.time(), label, f"{who(peer)} @ {where} ({kind_of(peer)}){caps}")
+    when = time.time() if at is None else at
+    return Line(when, label, f"{who(peer)} @ {where} ({kind_of(peer)}){caps}")
+
+
+def causal_order(events: Iterable[ConversationEvent]) -> list[ConversationEvent]:
+    """``events`` in creation order, ``(created_at, event_id)``, except that an event never
+    comes before its parent among them (a reply stamped by a clock running behind the
+    asker's still follows the ask)."""
+    ordered = sorted(events, key=lambda e: (_at(e), e.event_id))
+    present = {e.event_id for e in ordered}
+    waiting: dict[str, list[ConversationEvent]] = {}
+    out: list[ConversationEvent] = []
+    placed: set[str] = set()
+
+    def place(event: ConversationEvent) -> None:
+        stack = [event]
+        while stack:
+            item = stack.pop()
+            if item.event_id in placed:
+                continue
+            placed.add(item.event_id)
+            out.append(item)
+            stack.extend(reversed(waiting.pop(item.event_id, [])))
+
+    for event in ordered:
+        parent = event.parent_id
+        if parent and parent != event.event_id and parent in present and parent not in placed:
+            waiting.setdefault(parent, []).append(event)
+        else:
+            place(event)
+    for children in waiting.values():  # a cycle of parents (malformed): creation order
+        for event in children:
+            place(event)
+    return out
 
 
 class Inbox:
@@ -166,16 +238,20 @@ class Inbox:
 
     def __init__(self, *, hold: float = 0.15) -> None:
         self.hold = hold
-        self._items: list[tuple[str, Any]] = []
+        self._items: list[tuple[str, Any, float]] = []
         self._arrived = anyio.Event()
 
     def put(self, name: str, payload: Any) -> None:
-        self._items.append((name, payload))
+        self._items.append((name, payload, time.time()))
         self._arrived.set()
 
     async def next_batch(self) -> list[tuple[str, Any]]:
-        """Wait for at least one item; return everything waiting, conversation events sorted
-        by ``(created_at, event_id)`` after the other events."""
+        """Wait for at least one item; return everything waiting, conversation events in
+        :func:`causal_order` after the other events."""
+        return [(name, payload) for name, payload, _ in await self.next_stamped()]
+
+    async def next_stamped(self) -> list[tuple[str, Any, float]]:
+        """:meth:`next_batch` with the wall-clock time each item arrived."""
         if not self._items:
             await self._arrived.wait()
         if self.hold > 0:
@@ -183,6 +259,6 @@ class Inbox:
         items, self._items = self._items, []
         self._arrived = anyio.Event()
         others = [item for item in items if not isinstance(item[1], ConversationEvent)]
-        events = [item for item in items if isinstance(item[1], ConversationEvent)]
-        events.sort(key=lambda item: (_at(item[1]), item[1].event_id))
-        return others + events
+        stamps = {id(item[1]): item for item in items if isinstance(item[1], ConversationEvent)}
+        events = causal_order(item[1] for item in stamps.values())
+        return others + [stamps[id(event)] for event in events]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -14,8 +15,9 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import IO, Any, Literal, TypeVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal, TypeVar, cast
 
 import anyio
 import click
@@ -26,7 +28,15 @@ from rich.text import Text
 from .._config import parse_seed
 from .._logging import configure_console_logging
 from .._validate import check_swarm_name
-from ..errors import CallTimeout, ConnectError, ConnectionLost, RemoteError, SynapseError
+from ..errors import (
+    CallTimeout,
+    ConnectError,
+    ConnectionLost,
+    IdentityError,
+    RemoteError,
+    SynapseError,
+)
+from ..identity import Identity
 
 __all__ = [
     "EXIT_FAILED",
@@ -37,6 +47,7 @@ __all__ = [
     "EXIT_USAGE",
     "Failure",
     "Settings",
+    "Trust",
     "console",
     "format_result",
     "json_text",
@@ -45,9 +56,11 @@ __all__ = [
     "parse_key_value",
     "progress",
     "run",
+    "trust_options",
 ]
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 #: The command did what was asked.
@@ -81,6 +94,81 @@ class Settings:
 
     backend: Literal["trio", "asyncio"] = "trio"
     verbose: int = 0
+
+
+@dataclass(frozen=True)
+class Trust:
+    """``--secret`` (repeatable: a keyring, the first primary) and ``--identity PATH``: what a
+    command's node or client proves itself with. The secrets are never shown (not in its
+    ``repr`` either)."""
+
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    identity_path: Path | None = None
+
+    @property
+    def secret(self) -> list[str] | None:
+        """For ``Node(secret=)`` and ``Client(secret=)``: ``None`` without ``--secret``, so the
+        library reads ``SYNAPSE_SECRET`` itself."""
+        return list(self.secrets) or None
+
+    def identity(self) -> Identity | None:
+        """The key of ``--identity``, read, or created (mode 0600) if the file is missing;
+        ``None`` without the option. A :class:`Failure` (one line, exit 2) when the file
+        cannot be read, parsed or created."""
+        path = self.identity_path
+        if path is None:
+            return None
+        try:
+            return Identity.load_or_create(path)
+        except (IdentityError, OSError, ValueError) as exc:
+            reason = str(exc)
+            if isinstance(exc, OSError) and exc.strerror:
+                where = exc.filename if exc.filename and str(exc.filename) != str(path) else ""
+                reason = f"{exc.strerror}: {where}" if where else exc.strerror
+            raise Failure(f"--identity {path}: {clean(reason)}", EXIT_USAGE) from None
+
+    def settings(self) -> dict[str, Any]:
+        """``secret=`` and ``identity=`` for :class:`~synapse_p2p.Node` or
+        :class:`~synapse_p2p.Client` (the identity file read now)."""
+        return {"secret": self.secret, "identity": self.identity()}
+
+
+def _secrets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Any:
+    """Check each ``--secret`` without ever repeating its value."""
+    for value in values:
+        if not value.strip():
+            raise click.BadParameter("a swarm secret must not be empty")
+        if "," in value:  # SYNAPSE_SECRET separates secrets with commas: keep the two alike
+            raise click.BadParameter("a swarm secret cannot contain ','; repeat --secret")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise click.BadParameter("a swarm secret must be valid UTF-8") from None
+    return values
+
+
+def trust_options(fn: F) -> F:
+    """``--secret`` (repeatable) and ``--identity PATH``; the command gets them as one
+    ``trust`` keyword argument (a :class:`Trust`)."""
+
+    @functools.wraps(fn)
+    def command(
+        *args: Any, secrets: tuple[str, ...] = (), identity: Path | None = None, **kwargs: Any
+    ) -> Any:
+        return fn(*args, trust=Trust(tuple(secrets), identity), **kwargs)
+
+    decorated: Any = command
+    decorated = click.option("--identity", "identity", default=None, metavar="PATH",
+                             type=click.Path(path_type=Path),
+                             help="This node's Ed25519 key file, created (mode 0600) if "
+                             "missing, for the same node id on every run (see sn keygen "
+                             "--identity) [default: a new key each run].")(decorated)  # fmt: skip
+    decorated = click.option("--secret", "secrets", multiple=True, callback=_secrets,
+                             metavar="SECRET",
+                             help="The swarm secret: only nodes holding it can connect. "
+                             "Repeat it for a keyring (the first is used to connect, all are "
+                             "accepted) [default: env SYNAPSE_SECRET].")(decorated)  # fmt: skip
+    return cast(F, decorated)
 
 
 def configure_logging(verbose: int) -> None:

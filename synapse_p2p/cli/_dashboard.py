@@ -10,7 +10,7 @@ import anyio
 import click
 
 from ..dashboard import serve_dashboard
-from ._common import EXIT_OK, EXIT_USAGE, Failure, Settings, clean, console, progress, run
+from ._common import EXIT_OK, Failure, Settings, clean, console, progress, run
 from ._swarm import SwarmOptions, join, swarm_options
 
 __all__ = ["dashboard_command"]
@@ -44,18 +44,6 @@ OBSERVER_EVENTS = 500
     help="Let the page send asks to the swarm: only a browser on this machine that "
     "holds the session token printed with the URL.",
 )
-@click.option(
-    "--secret",
-    default=None,
-    metavar="SECRET",
-    help="Swarm secret (needs a synapse-p2p with secure swarms).",
-)
-@click.option(
-    "--identity",
-    default=None,
-    metavar="PATH",
-    help="Ed25519 key file (needs a synapse-p2p with node identities).",
-)
 @click.pass_obj
 def dashboard_command(
     settings: Settings,
@@ -64,8 +52,6 @@ def dashboard_command(
     http_port: int,
     http_bind: str,
     allow_ask: bool,
-    secret: str | None,
-    identity: str | None,
     **node_options: Any,
 ) -> None:
     """Serve a live web view of SWARM: its peers, a picture of who talks to whom, the
@@ -83,7 +69,6 @@ def dashboard_command(
     1 if the web port cannot be bound.
     """
     options = SwarmOptions(swarm=swarm, **node_options)
-    extra = _trust_options(secret=secret, identity=identity)
     # The observer keeps every conversation it hears: bound its log (the oldest conversations
     # are forgotten past OBSERVER_CONVERSATIONS, long ones compacted past OBSERVER_EVENTS).
     node = options.node(
@@ -91,7 +76,6 @@ def dashboard_command(
         capabilities=["dashboard"],
         conversation_max_conversations=OBSERVER_CONVERSATIONS,
         conversation_max_events=OBSERVER_EVENTS,
-        **extra,
     )
     out = console()
 
@@ -117,23 +101,6 @@ def dashboard_command(
                 raise Failure(f"cannot serve on {http_bind}:{http_port}: {reason}") from None
 
     run(settings, main, on_interrupt=lambda: EXIT_OK)
-
-
-def _trust_options(*, secret: str | None, identity: str | None) -> dict[str, Any]:
-    """``--secret``/``--identity`` for Node, or a usage error when this Node lacks them."""
-    import inspect
-
-    from ..node import Node
-
-    accepted = inspect.signature(Node).parameters
-    given = {k: v for k, v in (("secret", secret), ("identity", identity)) if v is not None}
-    missing = [f"--{k}" for k in given if k not in accepted]
-    if missing:
-        raise Failure(
-            f"{' and '.join(missing)} not supported: this synapse-p2p has no secure swarms yet",
-            EXIT_USAGE,
-        )
-    return given
 
 
 def _os_error(exc: BaseException) -> OSError | None:

@@ -14,11 +14,12 @@ from rich.console import Console
 from rich.text import Text
 
 from ..dashboard import serve_dashboard
+from ..identity import Identity
 from ..node import Node
 from ..teams import Assignment, Team, Worker
 from ..types import ConversationEvent, Peer
 from ._chatter import Inbox, describe_event, describe_peer
-from ._common import EXIT_OK, Settings, console, run
+from ._common import EXIT_OK, Settings, Trust, console, run, trust_options
 from ._swarm import ReplyWatch
 
 __all__ = ["demo_command"]
@@ -122,9 +123,17 @@ async def _swarm(nodes: list[Node]) -> AsyncIterator[None]:
             tg.cancel_scope.cancel()
 
 
-async def demo(out: Console, *, mdns: bool, dashboard: int | None = None) -> None:
+async def demo(
+    out: Console,
+    *,
+    mdns: bool,
+    dashboard: int | None = None,
+    secret: list[str] | None = None,
+    identity: Identity | None = None,
+) -> None:
     """The demo; with ``dashboard`` (a port), ``you`` serves the dashboard there and the swarm
-    stays up after the demo until cancelled (Ctrl+C)."""
+    stays up after the demo until cancelled (Ctrl+C). Every node gets ``secret`` (``None``:
+    ``SYNAPSE_SECRET``, if set); ``you`` gets ``identity``."""
     started = time.perf_counter()
     options: dict[str, Any] = {
         "swarm": SWARM,
@@ -132,17 +141,19 @@ async def demo(out: Console, *, mdns: bool, dashboard: int | None = None) -> Non
         "heartbeat_interval": 1,
         "peer_timeout": 4,
         "mdns": mdns,
+        "secret": secret,
     }
     first = _answering_node("reviewer", **options)
     names = ", ".join([*ANSWERS, "architect", "coder-1", "coder-2"])
-    _step(out, f"a swarm called {SWARM!r} on loopback: {names}")
+    secured = " (secured: every node holds the swarm secret)" if first.config.secured else ""
+    _step(out, f"a swarm called {SWARM!r} on loopback: {names}{secured}")
     async with _swarm([first]):
         seed = f"{first.address}:{first.port}"
         options["seeds"] = [seed]
         others = [_answering_node(name, **options) for name in list(ANSWERS)[1:]]
         architect = Node(name="architect", role="architect", **options)
         coders = [_coder(name, **options) for name in ("coder-1", "coder-2")]  # + workers
-        you = Node(name="you", role="asker", capabilities=["ask"], **options)
+        you = Node(name="you", role="asker", capabilities=["ask"], identity=identity, **options)
         narrator = Narrator(you, out)
         watch = ReplyWatch(you, out, show_acks=True)
         members = [*others, architect, *coders]
@@ -187,8 +198,11 @@ async def demo(out: Console, *, mdns: bool, dashboard: int | None = None) -> Non
               "swarm up until Ctrl+C.")  # fmt: skip
 @click.option("--dashboard-port", type=click.IntRange(0, 65535), default=8377,
               show_default=True, help="Port of the dashboard page.")  # fmt: skip
+@trust_options
 @click.pass_obj
-def demo_command(settings: Settings, /, mdns: bool, dashboard: bool, dashboard_port: int) -> None:
+def demo_command(
+    settings: Settings, /, mdns: bool, dashboard: bool, dashboard_port: int, trust: Trust
+) -> None:
     """Run a small swarm on this machine and show it work: three reviewers answer an ask,
     an architect hands two tasks to two coders. Offline, loopback only, a few seconds.
 
@@ -197,10 +211,16 @@ def demo_command(settings: Settings, /, mdns: bool, dashboard: bool, dashboard_p
       sn demo
       sn --backend asyncio demo
       sn demo --dashboard                      then open http://127.0.0.1:8377/
+      sn demo --secret "$(sn keygen)"          a secured swarm
+
+    With --secret (or SYNAPSE_SECRET) every demo node holds the secret; --identity is the
+    key of the asking node, "you".
     """
     out = console()
+    identity = trust.identity()
 
     async def main() -> None:
-        await demo(out, mdns=mdns, dashboard=dashboard_port if dashboard else None)
+        await demo(out, mdns=mdns, dashboard=dashboard_port if dashboard else None,
+                   secret=trust.secret, identity=identity)  # fmt: skip
 
     run(settings, main, on_interrupt=(lambda: EXIT_OK) if dashboard else None)

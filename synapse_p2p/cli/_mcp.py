@@ -2,54 +2,21 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import anyio
 import click
 
-from ..membership import JoinError
+from ..errors import JoinError
 from ..node import Node
-from ._common import Failure, Settings, name_param, run, text_param
-from ._swarm import JOIN_TIMEOUT, SwarmOptions, _seed
+from ._common import Failure, Settings, run, text_param
+from ._swarm import JOIN_TIMEOUT, SwarmOptions, swarm_options
 
 __all__ = ["mcp_command"]
 
 
-def trust_settings(secret: str | None, identity: str | None) -> dict[str, Any]:
-    """``secret=``/``identity=`` for :class:`Node`, where it takes them; a usage error if
-    one is given and this version's Node does not (nothing is passed when neither is)."""
-    accepted = inspect.signature(Node).parameters
-    settings: dict[str, Any] = {}
-    for option, value in (("secret", secret), ("identity", identity)):
-        if value is None:
-            continue
-        if option not in accepted:
-            raise click.UsageError(
-                f"--{option} is not supported yet by this version of synapse-p2p"
-            )
-        settings[option] = value
-    return settings
-
-
 @click.command("mcp")
-@click.argument("swarm", callback=name_param)
-@click.option(
-    "--team",
-    "-t",
-    default="default",
-    show_default=True,
-    callback=name_param,
-    help="Team inside the swarm (must match the other nodes').",
-)
-@click.option(
-    "--name",
-    "-n",
-    default="mcp",
-    show_default=True,
-    callback=text_param,
-    help="This node's name, as peers see it.",
-)
+@swarm_options("mcp", discover=False)
 @click.option(
     "--capability",
     "-C",
@@ -74,41 +41,11 @@ def trust_settings(secret: str | None, identity: str | None) -> dict[str, Any]:
     help="What the agent behind this node does (shown by _node.info).",
 )
 @click.option(
-    "--seed",
-    "-s",
-    "seeds",
-    multiple=True,
-    callback=_seed,
-    metavar="HOST:PORT",
-    help="A node of the swarm to join through (repeatable).",
-)
-@click.option(
-    "--mdns/--no-mdns",
-    default=None,
-    help="Find nodes on the LAN by mDNS [default: on without --seed].",
-)
-@click.option(
-    "--bind",
-    default=None,
-    metavar="ADDRESS",
-    help="Address to listen on [default: loopback when every seed is on loopback "
-    "and mDNS is off, else all interfaces].",
-)
-@click.option(
     "--port",
     type=click.IntRange(0, 65535),
     default=0,
     show_default=True,
     help="Port to listen on (0: any free port).",
-)
-@click.option(
-    "--secret",
-    default=None,
-    metavar="SECRET",
-    help="The swarm's secret (only nodes holding it can connect).",
-)
-@click.option(
-    "--identity", default=None, metavar="PATH", help="This node's key file (created if missing)."
 )
 @click.option(
     "--hold",
@@ -136,20 +73,14 @@ def mcp_command(
     settings: Settings,
     /,
     swarm: str,
-    team: str,
-    name: str,
     capabilities: tuple[str, ...],
     role: str,
     description: str,
-    seeds: list[tuple[str, int]],
-    mdns: bool | None,
-    bind: str | None,
     port: int,
-    secret: str | None,
-    identity: str | None,
     hold: float,
     lease: float,
     tasks: bool,
+    **node_options: Any,
 ) -> None:
     """Serve MCP on stdio: any MCP client joins SWARM through a node of its own.
 
@@ -163,21 +94,20 @@ def mcp_command(
     Examples:
       sn mcp myteam.example.com --seed 10.0.0.5:9999 --name claude --capability code-review
       sn --backend asyncio mcp lab --no-mdns --seed 127.0.0.1:9999
+      SYNAPSE_SECRET=... sn mcp lab --seed 10.0.0.5:9999 --identity ~/.synapse/claude.key
 
     \b
     Client configuration (Claude Desktop's claude_desktop_config.json):
       {"mcpServers": {"swarm": {"command": "sn",
         "args": ["mcp", "myteam.example.com", "--seed", "10.0.0.5:9999"]}}}
     """
-    options = SwarmOptions(swarm=swarm, team=team, name=name, seeds=seeds, mdns=mdns,
-                           bind=bind)  # fmt: skip
-    trust = trust_settings(secret, identity)
+    options = SwarmOptions(swarm=swarm, **node_options)
     try:
         from ..mcp import serve_stdio
     except ImportError as exc:
         raise Failure(str(exc)) from None
     node = options.node(role=role, capabilities=list(capabilities), description=description,
-                        port=port, **trust)  # fmt: skip
+                        port=port)  # fmt: skip
 
     async def main() -> None:
         async with node:

@@ -25,6 +25,7 @@ from ._common import (
     EXIT_UNREACHABLE,
     Failure,
     Settings,
+    Trust,
     clean,
     console,
     format_result,
@@ -36,6 +37,7 @@ from ._common import (
     run,
     text_param,
     tick_progress,
+    trust_options,
 )
 
 __all__ = ["SwarmOptions", "ask_command", "broadcast_command", "connect", "swarm_options"]
@@ -63,6 +65,8 @@ class SwarmOptions:
     mdns: bool | None = None  # None: on when no seed is given
     discover: float = 3.0
     bind: str | None = None
+    #: ``--secret`` and ``--identity``.
+    trust: Trust = field(default_factory=Trust)
 
     def __post_init__(self) -> None:
         if not self.seeds and self.mdns is False:
@@ -86,7 +90,8 @@ class SwarmOptions:
         return "0.0.0.0"
 
     def node(self, *, role: str, capabilities: list[str], **settings: Any) -> Node:
-        settings = {**CLI_TIMINGS, **settings}
+        """The command's node; a :class:`Failure` if ``--identity`` names a bad key file."""
+        settings = {**CLI_TIMINGS, **self.trust.settings(), **settings}
         return Node(
             bind=self.bind_address(),
             name=self.name,
@@ -114,14 +119,20 @@ def _seed(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -
     return [parse_address(v) for v in values]
 
 
-def swarm_options(default_name: str, *, bind_flag: str = "--bind") -> Callable[[F], F]:
-    """The options every swarm command shares (``--team``, ``--seed``, ``--mdns``...).
+def swarm_options(
+    default_name: str, *, bind_flag: str = "--bind", discover: bool = True
+) -> Callable[[F], F]:
+    """The options every command that joins a swarm shares: ``SWARM``, ``--team``,
+    ``--name``, ``--seed``, ``--mdns``, ``--discover``, the listen address, ``--secret`` and
+    ``--identity``; the command gets them as keyword arguments for :class:`SwarmOptions`.
 
-    ``bind_flag`` names the node's listen-address option (``sn dashboard`` keeps ``--bind``
-    for its web server).
+    ``bind_flag`` names the node's listen-address option (``sn dashboard`` and ``sn a2a
+    serve`` keep ``--bind`` for their web server). ``discover=False`` leaves out
+    ``--discover``, for commands that serve rather than wait for peers.
     """
 
     def decorate(fn: F) -> F:
+        fn = trust_options(fn)
         for option in reversed(
             [
                 click.argument("swarm", callback=name_param),
@@ -135,14 +146,14 @@ def swarm_options(default_name: str, *, bind_flag: str = "--bind") -> Callable[[
                              help="A node of the swarm to join through (repeatable)."),
                 click.option("--mdns/--no-mdns", default=None,
                              help="Find nodes on the LAN by mDNS [default: on without --seed]."),
-                click.option("--discover", type=click.FloatRange(min=0), default=3.0,
-                             show_default=True,
-                             help="Longest wait, in seconds, for peers after joining (it ends "
-                             "once the peers found are verified and, with mDNS, none is new "
-                             "for 0.5 s)."),
+                *([click.option("--discover", type=click.FloatRange(min=0), default=3.0,
+                                show_default=True,
+                                help="Longest wait, in seconds, for peers after joining (it "
+                                "ends once the peers found are verified and, with mDNS, none "
+                                "is new for 0.5 s).")] if discover else []),
                 click.option(bind_flag, "bind", default=None, metavar="ADDRESS",
-                             help="Address to listen on [default: loopback when every seed is "
-                             "on loopback and mDNS is off, else all interfaces]."),
+                             help="Address this node listens on [default: loopback when every "
+                             "seed is on loopback and mDNS is off, else all interfaces]."),
             ]
         ):  # fmt: skip
             fn = option(fn)

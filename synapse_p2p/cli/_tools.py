@@ -24,6 +24,7 @@ from ._common import (
     EXIT_UNREACHABLE,
     Failure,
     Settings,
+    Trust,
     clean,
     console,
     json_text,
@@ -34,6 +35,7 @@ from ._common import (
     progress,
     run,
     text_param,
+    trust_options,
 )
 
 __all__ = [
@@ -54,7 +56,9 @@ def _address(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
 
 
 def node_tool(fn: F) -> F:
-    """``HOST:PORT``, ``--timeout`` and ``--json``, shared by the per-node tools."""
+    """``HOST:PORT``, ``--timeout``, ``--json``, ``--secret`` and ``--identity``, shared by the
+    per-node tools (the command gets ``trust``, a :class:`Trust`)."""
+    fn = trust_options(fn)
     fn = click.option("--json", "as_json", is_flag=True,
                       help="Print JSON (for scripts) instead of a table.")(fn)  # fmt: skip
     fn = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
@@ -67,13 +71,15 @@ def _call(
     settings: Settings,
     address: tuple[str, int],
     timeout: float,
+    trust: Trust,
     calls: Callable[[Client], Awaitable[T]],
 ) -> T:
     host, port = address
     where = format_address(host, port)
+    client = Client(host, port, timeout=timeout, connect_timeout=min(timeout, 5.0),
+                    **trust.settings())  # fmt: skip
 
     async def main() -> T:
-        client = Client(host, port, timeout=timeout, connect_timeout=min(timeout, 5.0))
         try:
             with progress(console(stderr=True), f"calling {where}"), anyio.fail_after(timeout):
                 async with client:
@@ -110,6 +116,7 @@ def call_command(
     kwargs: dict[str, Any],
     timeout: float,
     as_json: bool,
+    trust: Trust,
 ) -> None:
     """Call ENDPOINT on the node at HOST:PORT and print the result.
 
@@ -127,7 +134,7 @@ def call_command(
     cannot be reached, 4 on timeout.
     """
     values = [parse_json_literal(a, "argument") for a in args]
-    result = _call(settings, address, timeout, lambda c: c.request(endpoint, values, kwargs))
+    result = _call(settings, address, timeout, trust, lambda c: c.request(endpoint, values, kwargs))
     if as_json or not isinstance(result, str):
         click.echo(json_text(result))
     else:
@@ -141,7 +148,7 @@ def call_command(
 @node_tool
 @click.pass_obj
 def info_command(
-    settings: Settings, /, address: tuple[str, int], timeout: float, as_json: bool
+    settings: Settings, /, address: tuple[str, int], timeout: float, as_json: bool, trust: Trust
 ) -> None:
     """Who the node at HOST:PORT is: identity, swarm, role and capabilities.
 
@@ -154,9 +161,12 @@ def info_command(
     async def fetch(client: Client) -> dict[str, Any]:
         info = await client.call("_synapse.info")
         details = await client.call("_node.capabilities")
-        return {**info, "capabilities": details} if isinstance(info, dict) else {"info": info}
+        if not isinstance(info, dict):
+            return {"info": info, "verified": False}
+        # Last: what the node says of itself cannot set it.
+        return {**info, "capabilities": details, "verified": _verified(client, info)}
 
-    info = _call(settings, address, timeout, fetch)
+    info = _call(settings, address, timeout, trust, fetch)
     if as_json:
         click.echo(json_text(info))
         return
@@ -164,6 +174,9 @@ def info_command(
     for key in ("name", "id", "kind", "role", "description", "swarm", "team"):
         if key in info:
             table.add_row(Text(key, style="bold"), _text(info[key]))
+        if key == "id":
+            verified = "yes" if info.get("verified") else "no (its key was not checked)"
+            table.add_row(Text("verified", style="bold"), _text(verified))
     if "address" in info:
         table.add_row(Text("address", style="bold"), _text(f"{info['address']}:{info.get('port')}"))
     capabilities = info.get("capabilities") or []
@@ -173,6 +186,14 @@ def info_command(
         label = Text("capabilities" if i == 0 else "", style="bold")
         table.add_row(label, Text.assemble(_text(name), ("  " + clean(str(description)), "dim")))
     console().print(table)
+
+
+def _verified(client: Client, info: dict[str, Any]) -> bool:
+    """Whether the node proved, in the secure channel's handshake, that it holds the key of
+    the id it reports. False over plaintext (a synapse-p2p 2.5.0 node), and while the client
+    does not report the id its channel proved (``peer_node_id``)."""
+    proved = getattr(client, "peer_node_id", None)
+    return isinstance(proved, str) and proved == info.get("id")
 
 
 def _text(value: Any) -> Text:
@@ -194,7 +215,7 @@ def _expect_list(value: Any, what: str) -> list[Any]:
 @node_tool
 @click.pass_obj
 def peers_command(
-    settings: Settings, /, address: tuple[str, int], timeout: float, as_json: bool
+    settings: Settings, /, address: tuple[str, int], timeout: float, as_json: bool, trust: Trust
 ) -> None:
     """The peers the node at HOST:PORT knows to be alive.
 
@@ -204,7 +225,8 @@ def peers_command(
       sn peers 127.0.0.1:9999 --json
     """
     peers = _expect_list(
-        _call(settings, address, timeout, lambda c: c.call("_synapse.peers")), "the peer list"
+        _call(settings, address, timeout, trust, lambda c: c.call("_synapse.peers")),
+        "the peer list",
     )
     if as_json:
         click.echo(json_text(peers))
@@ -242,7 +264,7 @@ def peers_command(
 @node_tool
 @click.pass_obj
 def methods_command(
-    settings: Settings, /, address: tuple[str, int], timeout: float, as_json: bool
+    settings: Settings, /, address: tuple[str, int], timeout: float, as_json: bool, trust: Trust
 ) -> None:
     """The RPC endpoints the node at HOST:PORT publishes.
 
@@ -259,7 +281,7 @@ def methods_command(
                 raise
             return await client.call("_synapse.methods")
 
-    methods = _expect_list(_call(settings, address, timeout, listing), "the method list")
+    methods = _expect_list(_call(settings, address, timeout, trust, listing), "the method list")
     if as_json:
         click.echo(json_text(methods))
         return
@@ -305,7 +327,7 @@ def _signature(params: list[Any]) -> str:
 @node_tool
 @click.pass_obj
 def stats_command(
-    settings: Settings, /, address: tuple[str, int], timeout: float, as_json: bool
+    settings: Settings, /, address: tuple[str, int], timeout: float, as_json: bool, trust: Trust
 ) -> None:
     """The counters of the node at HOST:PORT: peers, conversations, RPC server and pool,
     delivery queues, dropped events, periodic jobs (nodes of this package; not 2.5.0).
@@ -315,7 +337,7 @@ def stats_command(
       sn stats 127.0.0.1:9999
       sn stats 127.0.0.1:9999 --json
     """
-    stats = _call(settings, address, timeout, lambda c: c.call("_synapse.stats"))
+    stats = _call(settings, address, timeout, trust, lambda c: c.call("_synapse.stats"))
     if not isinstance(stats, dict):
         raise Failure("malformed answer: statistics are not a map")
     if as_json:
@@ -369,6 +391,7 @@ def artifacts_command(
     output: str | None,
     timeout: float,
     as_json: bool,
+    trust: Trust,
 ) -> None:
     """List the artifacts the node at HOST:PORT advertises, or print the one called NAME.
 
@@ -381,13 +404,15 @@ def artifacts_command(
     if name is None:
         if output is not None:
             raise click.UsageError("--output needs an artifact NAME")
-        listing = _call(settings, address, timeout, lambda c: c.call("_synapse.artifacts"))
+        listing = _call(settings, address, timeout, trust, lambda c: c.call("_synapse.artifacts"))
         if as_json:
             click.echo(json_text(listing))
             return
         _print_listing(console(), listing)
         return
-    artifact = _call(settings, address, timeout, lambda c: c.call("_synapse.artifact.get", name))
+    artifact = _call(
+        settings, address, timeout, trust, lambda c: c.call("_synapse.artifact.get", name)
+    )
     if as_json:
         click.echo(json_text(artifact))
         return

@@ -99,8 +99,8 @@ class _Peer:
             "role": self.role,
             "capabilities": [clip(c, 60) for c in peer.capabilities[:20]],
             "status": self.status,
-            "verified": None,  # unknown: the node does not report it yet
-            "path": None,  # direct or relayed: unknown for now
+            "verified": peer.verified,  # proved its identity key (handshake or signed record)
+            "path": "direct",  # (relays do not exist yet: every peer is dialed directly)
             "last_seen": self.last_seen,
         }
 

@@ -6,7 +6,7 @@ import logging
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -65,9 +65,12 @@ async def _one_shot(
     timeout: float,
     connect_timeout: float,
     max_frame_size: int,
+    on_connect: Callable[[str | None], None] | None = None,
 ) -> Any:
     target = format_address(host, port)
-    stream, _ = await dialer.connect(host, port, timeout=min(connect_timeout, timeout))
+    stream, node_id = await dialer.connect(host, port, timeout=min(connect_timeout, timeout))
+    if on_connect is not None:
+        on_connect(node_id)
     try:
         with anyio.fail_after(timeout):
             return await call_once(
@@ -137,6 +140,9 @@ class Client:
         self.dialer: Dialer = SecureDialer(
             self.transport, self.identity, SecurityPolicy(self.keyring)
         )
+        #: The node id the server proved in the secure handshake of the last connection
+        #: (``None`` before the first call, or over plaintext: a 2.5.0 node).
+        self.peer_node_id: str | None = None
         self._task_group: TaskGroup | None = None
         self._watchdog: Watchdog | None = None
         self._connection: MuxConnection | None = None
@@ -192,6 +198,7 @@ class Client:
         stream, node_id = await self.dialer.connect(
             self.address, self.port, timeout=min(self.connect_timeout, self.timeout)
         )
+        self.peer_node_id = node_id
         connection = MuxConnection(
             stream, target=self.target, max_frame_size=self.max_download_size, node_id=node_id
         )
@@ -252,7 +259,11 @@ class Client:
             timeout=limit,
             connect_timeout=self.connect_timeout,
             max_frame_size=self.max_download_size,
+            on_connect=self._proved,
         )
+
+    def _proved(self, node_id: str | None) -> None:
+        self.peer_node_id = node_id
 
     async def peers(self) -> list[Peer]:
         """The node's peer table (``_synapse.peers``) as :class:`~synapse_p2p.Peer` objects."""

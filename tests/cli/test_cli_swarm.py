@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from tests.cli.conftest import ROOT, StartNode, env, sn
+from tests.cli.conftest import ROOT, StartNode, Tmux, env, sn
 
 BACKENDS = ["trio", "asyncio"]
 
@@ -161,41 +161,21 @@ def test_watch_plain_shows_asks_acks_replies_and_broadcasts(
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_watch_renders_on_a_terminal_and_stops_on_ctrl_c(start_node: StartNode) -> None:
     _, seed = start_node("reviewer")
-    session = f"sn-watch-{uuid.uuid4().hex[:8]}"
-    command = (
-        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m synapse_p2p watch lab "
-        f"--seed 127.0.0.1:{seed} --name eye; echo EXIT=$?; sleep 30"
-    )
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "30",
-                    command], check=True, timeout=10)  # fmt: skip
-
-    def screen() -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                              capture_output=True, text=True, timeout=10).stdout  # fmt: skip
-
-    def wait_for(*needles: str) -> str:
-        deadline = time.monotonic() + 20
-        text = ""
-        while time.monotonic() < deadline:  # a terminal has no events to wait on: poll it
-            text = screen()
-            if all(n in text for n in needles):
-                return text
-            time.sleep(0.1)
-        raise AssertionError(f"{needles} not on screen:\n{text}")
-
+    terminal = Tmux("watch", "lab", "--seed", f"127.0.0.1:{seed}", "--name", "eye", width=160,
+                    height=30)  # fmt: skip
     try:
-        text = wait_for("watching lab", "self: eye @ 127.0.0.1:", "reviewer", "JOINED")
+        text = terminal.wait_for("watching lab", "self: eye @ 127.0.0.1:", "reviewer", "JOINED")
         assert "swarm" in text
         assert "chatter" in text
         asked = sn("-v", "ask", "lab", "check this", "--seed", f"127.0.0.1:{seed}")
         assert asked.returncode == 0, asked.stderr
-        wait_for("REPLY", "reviewer acked")
-        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True, timeout=10)
-        text = wait_for("EXIT=")
+        terminal.wait_for("REPLY", "reviewer acked")
+        terminal.keys("C-c")
+        text = terminal.wait_for("EXIT=")
         assert "EXIT=0" in text
         assert "chatter" not in text  # the full-screen view is gone
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], timeout=10, check=False)
+        terminal.close()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

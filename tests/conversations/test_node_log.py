@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from synapse_p2p import ConversationEvent, Node, SqliteConversationLog
+from synapse_p2p import ConversationEvent, Identity, Node, SqliteConversationLog
 from synapse_p2p.testing import open_swarm
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +27,8 @@ async def test_restarted_node_keeps_its_log_and_catches_up(
             "seeds": [f"{a.address}:{a.port}"], "heartbeat_interval": 0.2, "peer_timeout": 1,
             "transport": swarm.network.transport("10.0.9.1"),
         }  # fmt: skip
-        first = Node(conversation_log=SqliteConversationLog(db), **settings)
+        key = Identity.generate()  # the restarted node keeps its key, so its id
+        first = Node(identity=key, conversation_log=SqliteConversationLog(db), **settings)
         async with first:
             await swarm.converged()
             await a.emit_conversation_event("work", "step", {"i": 0})
@@ -37,8 +38,7 @@ async def test_restarted_node_keeps_its_log_and_catches_up(
         # While it is down, the swarm goes on.
         for i in range(1, 6):
             await a.emit_conversation_event("work", "step", {"i": i})
-        log = SqliteConversationLog(db)
-        second = Node(identity=first.identity, conversation_log=log, **settings)  # same id
+        second = Node(identity=key, conversation_log=SqliteConversationLog(db), **settings)
         assert [e.payload["i"] for e in second.conversation("work")] == [0]  # survived
         async with second:
             with anyio.fail_after(30):  # anti-entropy pulls the missed events

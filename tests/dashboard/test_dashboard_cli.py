@@ -42,12 +42,6 @@ def test_sn_dashboard_reports_a_busy_port(start_node: StartNode) -> None:  # noq
     assert done.stderr.startswith(f"sn: cannot serve on 127.0.0.1:{port}: ")
 
 
-def test_sn_dashboard_without_secure_swarms_refuses_secret() -> None:
-    done = sn("dashboard", "lab", "--seed", "127.0.0.1:9", "--secret", "s")
-    assert done.returncode == 2
-    assert "--secret not supported" in done.stderr
-
-
 def test_sn_demo_with_the_dashboard() -> None:
     program = Program("demo", "--dashboard", "--dashboard-port", "0")
     try:

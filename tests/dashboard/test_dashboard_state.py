@@ -46,7 +46,8 @@ def test_peers_join_turn_suspect_offline_and_back() -> None:
     assert [(p["name"], p["status"], p["capabilities"]) for p in delta["peers"]] == [
         ("alice", "alive", ["math"])
     ]
-    assert delta["peers"][0]["verified"] is None  # unknown, shown as such
+    assert delta["peers"][0]["verified"] is False  # the record says nothing proved
+    assert delta["peers"][0]["path"] == "direct"
     assert state.drain() is None  # nothing new
 
     state.tick(now=5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import signal
 import subprocess
@@ -11,8 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from synapse_p2p import Node
 
 pytest.importorskip("mcp", reason="the MCP SDK is not installed (pip install '.[mcp]')")
 
@@ -66,15 +63,6 @@ def test_nothing_to_join_is_a_usage_error() -> None:
     done = sn("mcp", "lab", "--no-mdns")
     assert done.returncode == 2
     assert "nothing to join: give --seed HOST:PORT, or allow --mdns" in done.stderr
-
-
-@pytest.mark.parametrize("option", ["--secret"])
-def test_trust_options_before_the_trust_layer(option: str) -> None:
-    if option.lstrip("-") in inspect.signature(Node).parameters:
-        pytest.skip(f"Node takes {option} now: the option is passed through")
-    done = sn("mcp", "lab", "--seed", "127.0.0.1:9", option, "value")
-    assert done.returncode == 2
-    assert f"{option} is not supported yet by this version of synapse-p2p" in done.stderr
 
 
 def test_without_the_mcp_sdk_the_command_says_which_extra_to_install() -> None:

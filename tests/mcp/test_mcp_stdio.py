@@ -402,3 +402,31 @@ async def test_bad_arguments_and_a_vanished_peer_are_tool_errors(
         # The server keeps serving.
         peers = await client.call("list_peers", agent_cards=False)
         assert "reviewer" in {p["name"] for p in peers["peers"]}
+
+
+async def test_sn_mcp_joins_a_secured_swarm_with_its_secret(
+    anyio_backend: str, tmp_path: Path
+) -> None:
+    """`sn mcp --secret` joins a swarm whose nodes hold that secret and asks it; with another
+    secret it is shut out (no peer ever listed, the reviewer never asked)."""
+    asked: list[str] = []
+    async with open_swarm(1, transport="tcp", swarm="lab", secret="lab-secret") as swarm:
+        reviewer = swarm[0]
+        reviewer.name = "reviewer"
+
+        @reviewer.ask
+        async def review(task: str, context: dict[str, Any]) -> str:
+            asked.append(task)
+            return f"LGTM: {task}"
+
+        async with open_mcp(anyio_backend, reviewer, tmp_path, "--secret", "lab-secret") as mcp:
+            await mcp.until_peers("reviewer")
+            answer = await mcp.call("ask_swarm", task="secured?", timeout=20)
+            assert [r["result"] for r in answer["replies"]] == ["LGTM: secured?"]
+        async with open_mcp(
+            anyio_backend, reviewer, tmp_path, "--secret", "wrong", name="outsider"
+        ) as outsider:
+            peers = await outsider.call("list_peers", agent_cards=False)
+            assert peers["peers"] == []
+        assert asked == ["secured?"]
+        assert all(p.name != "outsider" for p in reviewer.peers.values())

@@ -36,7 +36,7 @@ async def test_a_key_file_keeps_the_id_across_restarts(anyio_backend: str, tmp_p
 def test_identity_objects_and_unverified_ids() -> None:
     identity = Identity.generate()
     assert Node(identity=identity).node_id == identity.node_id
-    chosen = Node(identity=identity, node_id="reviewer-1")
+    chosen = Node(identity=identity, node_id="reviewer-1", secret=())
     assert chosen.node_id == "reviewer-1"
     assert not chosen.verifiable
     with pytest.raises(TypeError, match="identity must be"):

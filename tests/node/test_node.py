@@ -163,7 +163,7 @@ async def test_artifacts_with_reference_size_and_hash(anyio_backend: str) -> Non
 async def test_serve_in_a_task_group_and_prompt_shutdown_with_idle_connections(
     anyio_backend: str,
 ) -> None:
-    node = Node(bind="127.0.0.1", idle_timeout=3600)
+    node = Node(bind="127.0.0.1", idle_timeout=3600, secret=())  # raw plaintext sockets below
     node_scope = anyio.CancelScope()
 
     async def run_node(*, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -181,7 +181,7 @@ async def test_serve_in_a_task_group_and_prompt_shutdown_with_idle_connections(
         idle = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(10)]
         half = await anyio.connect_tcp("127.0.0.1", port)
         await half.send(b"\x00\x00")  # half a header
-        async with Client("127.0.0.1", port) as session:
+        async with Client("127.0.0.1", port, secret=()) as session:
             assert await session.call("_synapse.ping") == "pong"
             with pytest.raises(RuntimeError, match="already running"):
                 await node.serve()

@@ -111,6 +111,8 @@ class Context:
     tmp_path: Path
     backend: str | None = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    #: Variables added to the environment of every subprocess (``env()``).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def block(self, name: str) -> Block:
         if name not in self.scenario.blocks:
@@ -143,6 +145,7 @@ class Context:
             PYTHONUNBUFFERED="1",
             PYTHONUTF8="1",
             PATH=os.pathsep.join([scripts, os.environ.get("PATH", "")]),
+            **self.extra_env,
         )
 
     def spawn_in(self, ns: str, argv: list[str]) -> LineProcess:
@@ -298,11 +301,18 @@ runpy.run_path(sys.argv[1], run_name="__main__")
 """
 
 
-@scenario("reviewer", "sn-ask", "sn-watch")
+@scenario("reviewer", "sn-ask", "sn-watch", "secure-env")
 def agent_team(ctx: Context) -> None:
     """The reviewer program runs verbatim on one test host (``my_agent`` is a stub); on the
     other host of the same LAN, ``sn watch`` shows it and ``sn ask`` prints what the README
-    shows; Ctrl+C stops both long-running programs cleanly."""
+    shows; Ctrl+C stops both long-running programs cleanly. All of it in a swarm secured as
+    "Securing a swarm" shows: the ``secure-env`` command's ``SYNAPSE_SECRET`` everywhere."""
+    ((export, _),) = transcript(ctx.block("secure-env"))
+    (outcome,) = shell_session([], [f'{export}\nprintf "%s" "$SYNAPSE_SECRET"'], ctx)
+    assert outcome.status == 0, outcome.output
+    secret = outcome.output[-1]
+    assert len(secret) >= 32, outcome.output
+    ctx.extra_env["SYNAPSE_SECRET"] = secret
     pair = ctx.netns_pair()
     lan(pair)
     reviewer = ctx.spawn_in(
@@ -347,6 +357,38 @@ def calculator(ctx: Context) -> None:
         assert run.last_json() == {"result": 3}
     assert node.stop(signal.SIGINT) == 0, node.stderr  # "Ctrl+C stops it cleanly"
     assert "Traceback" not in node.stderr, node.stderr
+
+
+@scenario("secured-node", "secured-client")
+def secured(ctx: Context) -> None:
+    """The secured node runs verbatim in its own namespace (its key file is created); the
+    client with the keyring's second secret is answered with its own verified id; one with
+    a wrong secret or none is refused during the handshake and the endpoint never runs."""
+    host = ctx.netns()
+    program = ctx.program("secured-node")
+    node = host.spawn([sys.executable, str(program)], env=ctx.env(), cwd=ctx.tmp_path)
+    node.expect_line(
+        lambda stream, line: stream == "stderr" and "synapse-p2p node" in line, STEP, "starts"
+    )
+    key = ctx.tmp_path / "reviewer.key"
+    assert key.exists()
+    assert key.stat().st_mode & 0o777 == 0o600
+    command = [sys.executable, str(BLOCKS_SCRIPT), "secured-client", "--backend", "trio"]
+    run = Run(host.run(command, timeout=STEP, env=ctx.env(), cwd=ctx.tmp_path)).ok()
+    out = run.done.stdout.strip().splitlines()[0]
+    assert re.fullmatch(r"LGTM, asked by [0-9a-f]{64}", out), out
+    for secret in ("wrong", ""):
+        env = dict(ctx.env(), SYNAPSE_SECRET=secret)
+        script = (
+            "import anyio\nfrom synapse_p2p import Client\n"
+            "anyio.run(lambda: Client('127.0.0.1', 9999, timeout=5).call('review', 'x'))"
+        )
+        refused = host.run([sys.executable, "-c", script], timeout=STEP, env=env)
+        assert refused.returncode != 0
+        assert "HandshakeError" in refused.stderr, refused.stderr
+    assert node.stop(signal.SIGINT) == 0, node.stderr
+    assert "Traceback" not in node.stderr, node.stderr
+    assert "LGTM" not in node.stderr
 
 
 @scenario("node-in-app")

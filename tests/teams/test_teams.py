@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from synapse_p2p import Node, SqliteConversationLog
+from synapse_p2p import Identity, Node, SqliteConversationLog
 from synapse_p2p.teams import Assignment, Team, TeamTaskError, Worker
 from synapse_p2p.testing import open_swarm
 
@@ -238,12 +238,12 @@ async def test_restore_adopts_by_node_identity_from_a_durable_log(
     anyio_backend: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "architect.db"
-    ident = "a" * 64
+    ident = Identity.generate()  # the architect keeps its key, so its id
     caps = {1: ["python"]}
 
     def first(i: int) -> dict[str, Any]:
         if i == 0:
-            return {"node_id": ident, "name": "architect", "conversation_log": log}
+            return {"identity": ident, "name": "architect", "conversation_log": log}
         return {"capabilities": caps.get(i, [])}
 
     async with SqliteConversationLog(path) as log:
@@ -264,7 +264,7 @@ async def test_restore_adopts_by_node_identity_from_a_durable_log(
 
     def second(i: int) -> dict[str, Any]:
         if i == 0:
-            return {"node_id": ident, "name": "architect-2", "conversation_log": log}
+            return {"identity": ident, "name": "architect-2", "conversation_log": log}
         return {"capabilities": ["rust"]}
 
     async with SqliteConversationLog(path) as log:

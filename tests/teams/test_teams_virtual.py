@@ -10,7 +10,7 @@ import anyio
 import pytest
 import trio.testing
 
-from synapse_p2p import ConversationEvent, MemoryConversationLog, Node
+from synapse_p2p import ConversationEvent, Identity, MemoryConversationLog, Node
 from synapse_p2p.teams import Assignment, Team, TeamTaskError, Worker
 from synapse_p2p.testing import open_swarm
 from tests.teams._kit import wall
@@ -258,9 +258,9 @@ async def test_a_restarted_architect_restores_a_long_task_after_compaction(
     time the architect restarts; its checkpoint still lets restore() adopt the task, and the
     coder's result is accepted by the new incarnation (same node id, same durable log)."""
     log = MemoryConversationLog()  # stands for SqliteConversationLog("architect.db")
-    ident = "b" * 64
+    ident = Identity.generate()  # the architect keeps its key, so its id
     compacting: dict[str, Any] = {"conversation_max_events": 40, "conversation_keep_recent": 10}
-    first = {"node_id": ident, "name": "architect", "conversation_log": log, **compacting}
+    first = {"identity": ident, "name": "architect", "conversation_log": log, **compacting}
     async with open_swarm(2, configure=lambda i: PYTHON if i else first, wall_clock=wall) as swarm:
         assert swarm.network is not None
         architect, coder = swarm.nodes
@@ -288,7 +288,7 @@ async def test_a_restarted_architect_restores_a_long_task_after_compaction(
                 port=port,
                 transport=swarm.network.transport(address),
                 seeds=[f"{coder.address}:{coder.port}"],
-                node_id=ident,
+                identity=ident,
                 conversation_log=log,
                 **compacting,
             )

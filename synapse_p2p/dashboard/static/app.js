@@ -151,7 +151,7 @@ function renderPeers() {
   const body = $("peers").tBodies[0];
   const rows = sortedPeers().slice(0, LIMITS.peers).map((p) => {
     const caps = el("td", { title: p.capabilities.join(", ") }, ...p.capabilities.slice(0, 4).map((c) => el("span", { class: "tag" }, c)));
-    const verified = p.verified === null ? "unknown" : p.verified ? "yes" : "no";
+    const verified = p.verified == null ? "unknown" : p.verified ? "yes" : "no";
     const path = p.path === null ? "unknown" : p.path;
     const tr = el("tr", { "data-peer": p.id, "data-status": p.status, title: `${p.id}\n${p.address}` },
       el("td", { class: "name" }, p.name || p.id.slice(0, 8)),
