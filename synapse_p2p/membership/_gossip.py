@@ -81,7 +81,8 @@ def build_digest(
 
 @dataclass(frozen=True, slots=True)
 class Heard:
-    """A known, alive member at its known address was heard by the sender at ``when``."""
+    """A known member at its known address was heard by the sender at ``when`` (an offline
+    one only from a trusted sender: it may be back)."""
 
     node_id: str
     when: float
@@ -145,6 +146,7 @@ def read_digest(
     trusted: bool,
     check: Callable[[Peer, RecordProof], bool] = _never,
     unsigned: Callable[[str], bool] = _always,
+    recheck_after: float = 0.0,
 ) -> list[Decision]:
     """Decisions for a received digest (malformed entries are skipped, at most
     :data:`MAX_DIGEST` are read).
@@ -156,8 +158,11 @@ def read_digest(
     has not heard from within ``peer_timeout`` are ignored.
 
     Signed entries are checked with ``check(peer, proof)`` (only when newer than the record
-    held); a bad one becomes :class:`Rejected`. Unsigned entries are ignored for members held
-    signed and for ids where ``unsigned(id)`` is false.
+    held); a bad one becomes :class:`Rejected`. A newer record with the content already held
+    (a periodic re-signing) is checked only if the held one arrived ``recheck_after`` seconds
+    ago or more (``PeerState.record_at``); until then it is only news of life, which the table
+    caps. Unsigned entries are ignored for members held signed and for ids where
+    ``unsigned(id)`` is false.
     """
     if not isinstance(members, list):
         return []
@@ -172,6 +177,23 @@ def read_digest(
         if type(age) not in (float, int) or not 0 <= age < 1e9:  # bool is not int here
             continue
         state = known.get(node_id)
+        if (
+            state is not None
+            and (state.alive or (trusted and state.proof is not None and age < peer_timeout))
+            and item.get("address") == state.peer.address
+            and item.get("port") == state.peer.port
+        ):  # the common case, news of life of a member at its address, without building a Peer
+            held, seq = state.proof, item.get("seq")
+            if held is not None and type(seq) is int and "sig" in item:
+                if seq <= held.seq or (
+                    now - state.record_at < recheck_after and _same_content(item, state.peer)
+                ):
+                    out.append(Heard(node_id, now - age))  # the table caps it for a signed one
+                    continue
+            elif held is None and "sig" not in item:
+                if unsigned(node_id):
+                    out.append(Heard(node_id, now - age))
+                continue
         try:
             proof = proof_in(item)
         except MalformedProof as exc:
@@ -180,9 +202,17 @@ def read_digest(
         if proof is not None:
             if age >= peer_timeout and (state is None or not state.alive):
                 continue
-            decision = _signed_entry(
-                item, node_id, proof, state, now - age, check, admits, trusted=trusted
-            )
+            if (
+                state is not None
+                and proof.seq > state.seq
+                and now - state.record_at < recheck_after
+                and _same_content(item, state.peer)
+            ):
+                decision: Decision | None = Heard(node_id, now - age) if state.alive else None
+            else:
+                decision = _signed_entry(
+                    item, node_id, proof, state, now - age, check, admits, trusted=trusted
+                )
             if decision is not None:
                 out.append(decision)
             continue
@@ -208,6 +238,19 @@ def read_digest(
         else:
             out.append(Claim(peer))
     return out
+
+
+def _same_content(item: dict[str, Any], peer: Peer) -> bool:
+    """Whether digest entry ``item`` describes ``peer`` exactly (the signed fields)."""
+    return (
+        item.get("address") == peer.address
+        and item.get("port") == peer.port
+        and item.get("name", "") == peer.name
+        and item.get("swarm") == peer.swarm
+        and item.get("team") == peer.team
+        and item.get("kind", "node") == peer.kind.value
+        and item.get("capabilities", []) == peer.capabilities
+    )
 
 
 def _peer(item: dict[str, Any]) -> Peer | None:
@@ -246,6 +289,8 @@ def _signed_entry(
     if state is None:
         return Verified(peer, when, False, proof) if trusted else Claim(peer, proof)
     same_address = state.peer.address == peer.address and state.peer.port == peer.port
+    if not state.alive and trusted and same_address:
+        return Update(peer, proof, when)  # back, vouched for by a member we trust
     if not state.alive or (state.proof is None and not same_address):
         return Claim(peer, proof)  # back, or an unsigned member's signed address: dial it
     return Update(peer, proof, when)

@@ -10,7 +10,7 @@ at once: a node that verifies a new member pushes its digest to ``fanout`` peers
 
 Peer records are signed by their node (:mod:`._signing`) and weighed by :mod:`._trust`: a
 member's address and descriptive fields change only through a newer record it signed, and
-third-party gossip keeps a member alive only within ``2 * peer_timeout`` of its newest record
+third-party gossip keeps a member alive only within ``3 * peer_timeout`` of its newest record
 reaching us (nodes re-sign every ``peer_timeout / 2``). Towards 2.5.0 peers the 9-key dicts
 are unchanged; the proof travels beside them (a ``record`` keyword to our join endpoint,
 ``records`` in the join reply) or inline in our own messages (gossip and its answer, digests,
@@ -389,11 +389,17 @@ class Membership:
             trusted=trusted,
             check=self.trust.check,
             unsigned=self.trust.allows_unsigned,
+            # A re-signed record with unchanged content is checked once per peer_timeout at
+            # most (the table's window, 3 x peer_timeout, still moves in time).
+            recheck_after=self.config.peer_timeout,
         )
         heard_indirectly = self.table.heard_indirectly
         for decision in decisions:
             if isinstance(decision, Heard):
-                heard_indirectly(decision.node_id, decision.when)
+                verdict = heard_indirectly(decision.node_id, decision.when, now=now, revive=trusted)
+                if verdict == "joined":  # an offline member is back, by a trusted member's word
+                    self._after(verdict, decision.node_id, self.table.peers[decision.node_id].peer,
+                                first_hand=False)  # fmt: skip
             elif isinstance(decision, Claim):
                 if decision.proof is None:
                     self._claim(decision.peer, direct=False)

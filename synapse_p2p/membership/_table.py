@@ -83,7 +83,7 @@ class PeerTable:
     offline_retention: float = 600.0
     retry_after: float = 30.0
     #: Seconds after a locked member's newest record arrived during which third parties may
-    #: still report it alive (``None``: twice ``peer_timeout``).
+    #: still report it alive (``None``: three times ``peer_timeout``).
     indirect_window: float | None = None
     peers: dict[str, PeerState] = field(default_factory=dict)
     candidates: dict[tuple[str, str, int], Candidate] = field(default_factory=dict)
@@ -223,19 +223,32 @@ class PeerTable:
             return "full"
         return self._add_candidate(peer, now, direct=direct, proof=proof)
 
-    def heard_indirectly(self, node_id: str, heard: float) -> None:
+    def heard_indirectly(
+        self, node_id: str, heard: float, *, now: float = math.inf, revive: bool = False
+    ) -> Verdict:
         """Another peer reports direct contact with ``node_id`` at local time ``heard`` (for a
-        locked member, capped at ``indirect_window`` after its newest record arrived)."""
+        locked member, capped at ``indirect_window`` after its newest record arrived). With
+        ``revive`` (a trusted sender), an offline locked member heard within ``peer_timeout``
+        of ``now`` is alive again: ``joined``."""
         state = self.peers.get(node_id)
-        if state is None or not state.alive:
-            return
+        if state is None or not (state.alive or (revive and state.proof is not None)):
+            return "ignored"
         if state.proof is not None:
             window = self.indirect_window
             if window is None:
-                window = 2 * self.peer_timeout
+                window = 3 * self.peer_timeout
             heard = min(heard, state.record_at + window)
-        if heard > state.heard:
+        if heard <= state.heard:
+            return "ignored"
+        if state.alive:
             state.heard = heard
+            return "heartbeat"
+        if now - heard >= self.peer_timeout:
+            return "ignored"
+        state.heard = heard
+        state.alive = True
+        state.offline_since = math.nan
+        return "joined"
 
     def responded(self, node_id: str, now: float) -> None:
         """A call we made to ``node_id`` at its verified address succeeded."""

@@ -148,12 +148,12 @@ def test_peers_appear_live_and_go_offline(swarm: Swarm, page: Any) -> None:
     for name in ("reviewer-1", "reviewer-2", "coder", "architect", "asker"):
         page.wait_for_selector(f"#peers tbody tr:has(td.name:text-is('{name}'))")
     assert page.locator("#swarm-title").inner_text() == "lab"
-    # Roles come from each peer's _node.info; a peer's record says nothing proved yet, and
-    # every peer is dialed directly.
+    # Roles come from each peer's _node.info; each peer proved its key (a signed peer record,
+    # its secure channel), and every peer is dialed directly.
     reviewer = status_of(page, "reviewer-1")
     reviewer.locator("td", has_text="reviewer").first.wait_for()
     assert reviewer.get_attribute("data-status") == "alive"
-    assert "\tno\tdirect\t" in reviewer.inner_text()
+    assert "\tyes\tdirect\t" in reviewer.inner_text()
     # A new node appears without a reload, then turns offline when it stops.
     late = Node(name="late-comer", seeds=swarm.seeds, **FAST)
     cm = swarm.portal.wrap_async_context_manager(late)

@@ -187,14 +187,17 @@ def test_unsigned_entries_are_used_only_where_allowed() -> None:
     assert read([entry], table) == [Heard("b", 99.0)]  # unsigned member, no secret: as 2.5.0
 
 
-def test_an_offline_member_s_newer_record_is_dialed_before_it_counts() -> None:
+def test_an_offline_member_s_newer_record_is_dialed_unless_a_trusted_member_vouches() -> None:
     a = Identity.generate()
     peer = record(a)
     table = PeerTable("me", peer_timeout=20)
     table.verified(peer, 0.0, legacy=False, proof=sign(a, peer, 1))
     table.expire(50.0)
     newer = sign(a, peer, 2)
-    [claim] = read([digest_entry(peer, 0.0, False, newer)], table)
+    [back] = read([digest_entry(peer, 1.0, False, newer)], table)
+    assert isinstance(back, Update)
+    assert back.when == 99.0
+    [claim] = read([digest_entry(peer, 0.0, False, newer)], table, trusted=False)
     assert isinstance(claim, Claim)
     assert claim.proof == newer
 
@@ -207,11 +210,51 @@ def test_third_parties_keep_a_signed_member_alive_only_near_its_newest_record() 
     table.heard_indirectly(a.node_id, 130.0)
     assert table.peers[a.node_id].heard == 130.0
     table.heard_indirectly(a.node_id, 500.0)  # "heard it just now", long after: capped
-    assert table.peers[a.node_id].heard == 140.0  # the record's arrival + 2 x peer_timeout
-    assert [p.id for p in table.expire(160.1)] == [a.node_id]
+    assert table.peers[a.node_id].heard == 160.0  # the record's arrival + 3 x peer_timeout
+    assert [p.id for p in table.expire(180.1)] == [a.node_id]
     # A newer record moves the window on.
     table2 = PeerTable("me", peer_timeout=20)
     table2.verified(peer, 100.0, legacy=False, proof=sign(a, peer, 1))
     table2.signed(peer, sign(a, peer, 2), 150.0, now=150.0)
-    table2.heard_indirectly(a.node_id, 185.0)
-    assert table2.peers[a.node_id].heard == 185.0
+    table2.heard_indirectly(a.node_id, 205.0)
+    assert table2.peers[a.node_id].heard == 205.0
+
+
+def test_a_re_signed_record_with_the_same_content_is_checked_once_per_interval() -> None:
+    a = Identity.generate()
+    peer = record(a)
+    table = PeerTable("me", peer_timeout=20)
+    table.verified(peer, 95.0, legacy=False, proof=sign(a, peer, 1))
+    verifier = RecordVerifier()
+
+    def read_at(members: Any, now: float) -> Any:
+        return read_digest(members, now=now, skip=(), known=table.peers, peer_timeout=20,
+                           admits=lambda p: True, trusted=True, check=verifier.check,
+                           recheck_after=20.0)  # fmt: skip
+
+    refreshed = digest_entry(peer, 0.0, False, sign(a, peer, 2))
+    assert read_at([refreshed], 100.0) == [Heard(a.node_id, 100.0)]  # held one is recent
+    assert verifier.checked == 0
+    renamed = replace(peer, name="b")
+    [update] = read_at([digest_entry(renamed, 0.0, False, sign(a, renamed, 3))], 100.0)
+    assert isinstance(update, Update)  # new content: checked at once
+    assert verifier.checked == 1
+    assert read_at([refreshed], 114.0) == [Heard(a.node_id, 114.0)]
+    [later] = read_at([refreshed], 116.0)  # the held record arrived 21 s ago: checked now
+    assert isinstance(later, Update)
+    assert verifier.checked == 2
+
+
+def test_a_trusted_member_may_bring_an_offline_one_back_only_within_the_window() -> None:
+    a = Identity.generate()
+    peer = record(a)
+    table = PeerTable("me", peer_timeout=20)
+    table.verified(peer, 100.0, legacy=False, proof=sign(a, peer, 1))
+    table.expire(121.0)  # offline
+    assert table.heard_indirectly(a.node_id, 130.0, now=130.0) == "ignored"  # not trusted
+    assert table.heard_indirectly(a.node_id, 130.0, now=130.0, revive=True) == "joined"
+    table.expire(151.0)
+    # Long after its last record: capped at 160 (arrival + 3 x peer_timeout), and 160 is
+    # not within peer_timeout of now.
+    assert table.heard_indirectly(a.node_id, 200.0, now=200.0, revive=True) == "ignored"
+    assert not table.peers[a.node_id].alive
