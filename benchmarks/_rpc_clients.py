@@ -1,6 +1,6 @@
 """Load generators for benchmarks/rpc.py. Prints one JSON line of results.
 
-    python _rpc_clients.py ours|raw trio|asyncio PORT     (this environment)
+    python _rpc_clients.py ours|ours-secure|raw trio|asyncio PORT     (this environment)
     python _rpc_clients.py ref asyncio PORT               (synapse-p2p 2.5.0's interpreter)
 
 Measures: sequential calls over one connection (latencies); 64 concurrent callers in two
@@ -8,6 +8,10 @@ shapes, all sharing one connection (``conc_calls_s``: requests matched to respon
 which is how our client works) and one persistent connection per caller
 (``conc_conns_calls_s``); and 1 MiB echoes. The reference opens one connection per call
 whatever the shape, so it only has ``conc_calls_s``. Every loop is bounded in count.
+
+``ours`` calls in plaintext (the wire of 2.5.0, which our node still serves when it has no swarm
+secret); ``ours-secure`` over the secure channel (Noise, what our clients and nodes use between
+themselves by default). The server is the same in both cases.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ CONCURRENT_CALLERS = 64
 CALLS_PER_CALLER = 60
 BIG = b"x" * (1024 * 1024)
 BIG_CALLS = 30
+CONNECTS = 50
 HEADER = struct.Struct("!I")
 
 
@@ -72,12 +77,19 @@ async def measure(
     }
 
 
-async def run_ours(port: int) -> dict[str, float]:
+async def run_ours(port: int, secure: bool) -> dict[str, float]:
     import anyio
 
     from synapse_p2p import Client
+    from synapse_p2p.rpc import PlainDialer
 
-    async with Client("127.0.0.1", port) as client:
+    def connect() -> Client:
+        client = Client("127.0.0.1", port)
+        if not secure:
+            client.dialer = PlainDialer(client.transport)
+        return client
+
+    async with connect() as client:
 
         async def call(v: Any) -> Any:
             return await client.call("echo", v)
@@ -93,7 +105,7 @@ async def run_ours(port: int) -> dict[str, float]:
 
         async def concurrent_conns(callers: int, each: int) -> None:
             async def caller() -> None:
-                async with Client("127.0.0.1", port) as own:
+                async with connect() as own:
                     for i in range(each):
                         await own.call("echo", i)
 
@@ -101,7 +113,17 @@ async def run_ours(port: int) -> dict[str, float]:
                 for _ in range(callers):
                     tg.start_soon(caller)
 
-        return await measure(call, concurrent, call, concurrent_conns)
+        result = await measure(call, concurrent, call, concurrent_conns)
+        # Connect (+ handshake, for the secure channel) latency: a fresh connection to the
+        # server, ready for a first call, closed again.
+        samples = []
+        for _ in range(CONNECTS):
+            start = time.perf_counter()
+            stream, _ = await client.dialer.connect("127.0.0.1", port, timeout=10)
+            samples.append(time.perf_counter() - start)
+            await stream.aclose()
+        result["connect_ms"] = percentile(samples, 0.5) * 1000
+        return result
 
 
 class RawConnection:
@@ -354,5 +376,5 @@ if __name__ == "__main__":
     else:
         import anyio
 
-        result = anyio.run(run_ours, port, backend=backend)
+        result = anyio.run(run_ours, port, impl == "ours-secure", backend=backend)
     print(json.dumps(result), flush=True)

@@ -28,7 +28,7 @@ from ..wire import ErrorInfo, Response, encode_frame, encode_response
 from ._attributes import SecureAttribute
 from ._channel import MAGIC, PREAMBLE_SIZE, PeerIdentity, SecureHandshake, is_secure_preamble
 from ._keyring import Keyring
-from ._records import RecordLayer
+from ._records import MAX_PLAINTEXT, RecordLayer
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
@@ -45,6 +45,8 @@ DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 _RECEIVE = 65536
 #: Read size on the underlying stream: a few records per system call.
 _TRANSPORT_RECEIVE = 256 * 1024
+#: Largest plaintext sealed and written at once by ``send`` (4 records).
+_SEND_CHUNK = 4 * MAX_PLAINTEXT
 SecretArg = str | bytes | Iterable[str | bytes] | Keyring | None
 
 
@@ -53,10 +55,14 @@ class SecureStream(ByteStream):
 
     ``receive`` raises :class:`~synapse_p2p.errors.RecordError` (also an anyio
     ``BrokenResourceError``) on a tampered, replayed, reordered, oversize or truncated record,
-    after closing the underlying stream. Cancellation during ``receive`` loses no data;
+    after closing the underlying stream. It returns the plaintext of one record, or of several
+    small records joined (up to ``max_bytes``). Cancellation during ``receive`` loses no data;
     cancellation in the middle of a ``send`` leaves the stream unusable (as for TCP).
     ``extra(SecureAttribute.peer_node_id)`` is the peer's verified node id; the underlying
     stream's attributes (``SocketAttribute.remote_address``, ...) pass through.
+
+    :meth:`send_nowait` writes without yielding when the underlying stream can (the lean TCP
+    streams of :mod:`synapse_p2p.transport`); see there for the contract.
     """
 
     def __init__(
@@ -67,6 +73,13 @@ class SecureStream(ByteStream):
         self._session = session
         self._plain: deque[bytes] = deque(r for r in early if r)
         self._sending = False
+        self._transport_nowait: Callable[[bytes], int] | None = getattr(stream, "send_nowait", None)
+        #: Sealed bytes the underlying stream has not taken yet (the rest of a record that
+        #: ``send_nowait`` could not hand over whole); they leave first on the next send.
+        self._backlog = b""
+        #: The plaintext of that record: not reported as taken, so the caller sends it again
+        #: (as the ``send_nowait`` contract says), and the next send skips it.
+        self._owed = b""
 
     @property
     def peer_node_id(self) -> str:
@@ -85,30 +98,103 @@ class SecureStream(ByteStream):
                     raise
                 raise
             try:
-                plain.extend(r for r in self._session.open(data) if r)
+                records = self._session.open(data)
             except RecordError:
                 await self._abort()
                 raise
+            plain.extend(r for r in records if r)
         first = plain[0]
-        if len(first) <= max_bytes:
+        size = len(first)
+        if size > max_bytes:
+            plain[0] = first[max_bytes:]
+            return first[:max_bytes]
+        if len(plain) == 1 or size + len(plain[1]) > max_bytes:
             return plain.popleft()
-        plain[0] = first[max_bytes:]
-        return first[:max_bytes]
+        # Several small records at hand (many frames written at once): one chunk for all.
+        parts = [plain.popleft()]
+        while plain and size + len(plain[0]) <= max_bytes:
+            size += len(plain[0])
+            parts.append(plain.popleft())
+        return b"".join(parts)
 
     async def send(self, item: bytes) -> None:
         if self._sending:
             raise anyio.BusyResourceError("writing to")
-        if not item:
+        rest = self._settle(item) if self._owed else memoryview(item)
+        backlog = self._backlog
+        if not rest and not backlog:
             await anyio.lowlevel.checkpoint()
             return
-        sealed = self._session.seal(item)  # nonces are taken in call order
         self._sending = True
         try:
-            await self.transport_stream.send(sealed)
+            if backlog:
+                self._backlog = b""
+                await self.transport_stream.send(backlog)
+            # A large write leaves in parts of a few records: the peer decrypts the first
+            # while we encrypt the next, and no buffer the size of the whole write is made.
+            size = len(rest)
+            for start in range(0, size, _SEND_CHUNK):
+                # nonces are taken in call order
+                await self.transport_stream.send(
+                    self._session.seal(rest[start : start + _SEND_CHUNK])
+                )
         finally:
             self._sending = False
 
+    def send_nowait(self, data: bytes) -> int:
+        """Seal and write what the underlying stream takes right now, without waiting or
+        yielding; return how many bytes of ``data`` (plaintext) that was, the rest being the
+        caller's to :meth:`send`.
+
+        All or nothing, and nothing for more than one record's worth (``MAX_PLAINTEXT``
+        bytes) or while a :meth:`send` is in progress. A sealed record uses its nonce even if
+        the underlying stream takes only part of it (or none): the unsent part is kept and
+        leaves first on the next write, and its plaintext is reported as not taken, so the
+        caller's next :meth:`send` (or ``send_nowait``) must start with those bytes, which
+        are then skipped (``ValueError`` otherwise: the stream would be corrupted).
+        """
+        nowait = self._transport_nowait
+        if nowait is None or self._sending or not data:
+            return 0
+        taken = 0
+        if self._owed:
+            rest = self._settle(data, report=False)
+            if self._backlog:
+                sent = nowait(self._backlog)
+                self._backlog = self._backlog[sent:]
+                if self._backlog:
+                    return 0  # its record is not handed over whole yet: nothing taken
+            taken = len(data) - len(rest)  # that record's bytes, handed over now
+            self._owed = self._owed[taken:]
+            if not rest:
+                return taken
+            data = bytes(rest)
+        if len(data) > MAX_PLAINTEXT:
+            return taken
+        sealed = self._session.seal(data)
+        sent = nowait(sealed)
+        if sent < len(sealed):
+            self._backlog = sealed[sent:]
+            self._owed = bytes(data)
+            return taken
+        return taken + len(data)
+
+    def _settle(self, item: bytes, *, report: bool = True) -> memoryview:
+        """Skip the bytes of ``item`` that were sealed already (see :meth:`send_nowait`);
+        return the rest. With ``report``, they count as taken."""
+        owed = self._owed
+        k = min(len(owed), len(item))
+        if memoryview(item)[:k] != memoryview(owed)[:k]:
+            raise ValueError(
+                "a send after a partial send_nowait must start with the bytes not taken"
+            )
+        if report:
+            self._owed = owed[k:]
+        return memoryview(item)[k:]
+
     async def send_eof(self) -> None:
+        if self._backlog:
+            await self.send(b"")
         await self.transport_stream.send_eof()
 
     async def aclose(self) -> None:
