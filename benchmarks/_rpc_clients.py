@@ -6,7 +6,8 @@
 Measures: sequential calls over one connection (latencies); 64 concurrent callers in two
 shapes, all sharing one connection (``conc_calls_s``: requests matched to responses by id,
 which is how our client works) and one persistent connection per caller
-(``conc_conns_calls_s``); and 1 MiB echoes. The reference opens one connection per call
+(``conc_conns_calls_s``: the connections are opened first, one after another, and only the
+calls are timed); and 1 MiB echoes. The reference opens one connection per call
 whatever the shape, so it only has ``conc_calls_s``. Every loop is bounded in count.
 
 ``ours`` calls in plaintext (the wire of 2.5.0, which our node still serves when it has no swarm
@@ -23,6 +24,7 @@ import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 SEQUENTIAL = 3000
@@ -43,7 +45,7 @@ async def measure(
     call: Callable[[Any], Awaitable[Any]],
     concurrent: Callable[[int, int], Awaitable[None]],
     big_call: Callable[[bytes], Awaitable[Any]],
-    concurrent_conns: Callable[[int, int], Awaitable[None]] | None = None,
+    concurrent_conns: Callable[[int, int], Awaitable[float]] | None = None,
 ) -> dict[str, float]:
     for _ in range(200):  # warm up
         await call(1)
@@ -59,9 +61,8 @@ async def measure(
     conc_elapsed = time.perf_counter() - start
     conns_rate = math.nan
     if concurrent_conns is not None:
-        start = time.perf_counter()
-        await concurrent_conns(CONCURRENT_CALLERS, CALLS_PER_CALLER)
-        conns_rate = CONCURRENT_CALLERS * CALLS_PER_CALLER / (time.perf_counter() - start)
+        elapsed = await concurrent_conns(CONCURRENT_CALLERS, CALLS_PER_CALLER)
+        conns_rate = CONCURRENT_CALLERS * CALLS_PER_CALLER / elapsed
     await big_call(BIG)
     start = time.perf_counter()
     for _ in range(BIG_CALLS):
@@ -103,15 +104,19 @@ async def run_ours(port: int, secure: bool) -> dict[str, float]:
                 for _ in range(callers):
                     tg.start_soon(caller)
 
-        async def concurrent_conns(callers: int, each: int) -> None:
-            async def caller() -> None:
-                async with connect() as own:
+        async def concurrent_conns(callers: int, each: int) -> float:
+            async with AsyncExitStack() as stack:
+                clients = [await stack.enter_async_context(connect()) for _ in range(callers)]
+
+                async def caller(own: Client) -> None:
                     for i in range(each):
                         await own.call("echo", i)
 
-            async with anyio.create_task_group() as tg:
-                for _ in range(callers):
-                    tg.start_soon(caller)
+                start = time.perf_counter()
+                async with anyio.create_task_group() as tg:
+                    for own in clients:
+                        tg.start_soon(caller, own)
+                return time.perf_counter() - start
 
         result = await measure(call, concurrent, call, concurrent_conns)
         # Connect (+ handshake, for the secure channel) latency: a fresh connection to the
@@ -306,15 +311,18 @@ async def run_raw_trio(port: int) -> dict[str, float]:
     async def concurrent(callers: int, each: int) -> None:
         await raw_mux_trio(port, callers, each)
 
-    async def concurrent_conns(callers: int, each: int) -> None:
-        async def caller() -> None:
-            c = await raw_connect_trio(port)
+    async def concurrent_conns(callers: int, each: int) -> float:
+        conns = [await raw_connect_trio(port) for _ in range(callers)]
+
+        async def caller(c: RawConnection) -> None:
             for i in range(each):
                 await c.call(i)
 
+        start = time.perf_counter()
         async with trio.open_nursery() as nursery:
-            for _ in range(callers):
-                nursery.start_soon(caller)
+            for c in conns:
+                nursery.start_soon(caller, c)
+        return time.perf_counter() - start
 
     return await measure(conn.call, concurrent, conn.call, concurrent_conns)
 
@@ -327,13 +335,16 @@ async def run_raw_asyncio(port: int) -> dict[str, float]:
     async def concurrent(callers: int, each: int) -> None:
         await raw_mux_asyncio(port, callers, each)
 
-    async def concurrent_conns(callers: int, each: int) -> None:
-        async def caller() -> None:
-            c = await raw_connect_asyncio(port)
+    async def concurrent_conns(callers: int, each: int) -> float:
+        conns = [await raw_connect_asyncio(port) for _ in range(callers)]
+
+        async def caller(c: RawConnection) -> None:
             for i in range(each):
                 await c.call(i)
 
-        await asyncio.gather(*(caller() for _ in range(callers)))
+        start = time.perf_counter()
+        await asyncio.gather(*(caller(c) for c in conns))
+        return time.perf_counter() - start
 
     return await measure(conn.call, concurrent, conn.call, concurrent_conns)
 

@@ -13,8 +13,9 @@ from different runs are not comparable on a shared machine, ratios within one ru
 64 concurrent callers are measured in two shapes, each compared like for like: all 64 sharing
 one connection (our client multiplexes its calls over one connection; the raw client does the
 same with request ids and one reader task), and one persistent connection per caller (64 of
-our clients; 64 raw connections). The reference's client opens a connection for every call,
-whatever the shape; its figure stands in the shared-connection column.
+our clients; 64 raw connections; opened before the clock starts, so the column measures calls,
+not connection set-up). The reference's client opens a connection for every call, whatever
+the shape; its figure stands in the shared-connection column.
 
 "ours" calls in plaintext (2.5.0's wire), "ours, encrypted" over the secure channel (Noise
 XX, ChaCha20-Poly1305 records; what our clients and nodes use by default), against the same

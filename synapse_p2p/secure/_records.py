@@ -89,27 +89,49 @@ class RecordLayer:
 
     def open(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """The plaintexts of the records that ``data`` completes, in order (empty records
-        included); the tail of an incomplete record is kept for the next call."""
+        included); the tail of an incomplete record is kept for the next call.
+
+        Records are opened straight from ``data``; only a record cut by the chunk's end is
+        copied (into a buffer, finished by the next chunk).
+        """
         if self._failed is not None:
             raise self._failed
-        if self._buffer:
-            self._buffer += data
-            source: bytes | bytearray | memoryview = self._buffer
-        else:
-            source = data  # fast path: records straight from the chunk, no copy
         out: list[bytes] = []
+        buffer = self._buffer
         try:
-            with memoryview(source) as view:
-                pos = self._parse(view, out)
+            with memoryview(data) as view:
+                pos = 0
+                if buffer:
+                    pos = self._finish_buffered(view, out)
+                    if buffer:  # still incomplete: all of data went into it
+                        return out
+                pos += self._parse(view[pos:] if pos else view, out)
+                if pos < len(view):
+                    buffer += view[pos:]
         except RecordError as exc:
             self._failed = exc
-            self._buffer.clear()
+            buffer.clear()
             raise
-        if source is self._buffer:
-            del self._buffer[:pos]
-        elif pos < len(data):
-            self._buffer += memoryview(data)[pos:]
         return out
+
+    def _finish_buffered(self, view: memoryview, out: list[bytes]) -> int:
+        """Complete the buffered record from ``view`` (opening it into ``out`` and emptying
+        the buffer, if ``view`` holds the rest); return how many bytes of ``view`` it took."""
+        buffer = self._buffer
+        pos = 0
+        if len(buffer) < 2:
+            pos = min(2 - len(buffer), len(view))
+            buffer += view[:pos]
+            if len(buffer) < 2:
+                return pos
+        size = (buffer[0] << 8) | buffer[1]
+        take = min(max(0, 2 + size - len(buffer)), len(view) - pos)
+        buffer += view[pos : pos + take]
+        with memoryview(buffer) as whole:
+            done = self._parse(whole, out)  # checks the header; opens the record if complete
+        if done:
+            buffer.clear()
+        return pos + take
 
     def _parse(self, view: memoryview, out: list[bytes]) -> int:
         """Decrypt the complete records in ``view`` into ``out``; return bytes consumed."""

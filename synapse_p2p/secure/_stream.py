@@ -102,7 +102,11 @@ class SecureStream(ByteStream):
             except RecordError:
                 await self._abort()
                 raise
-            plain.extend(r for r in records if r)
+            if len(records) == 1:
+                if records[0]:
+                    plain.append(records[0])
+            else:
+                plain.extend(r for r in records if r)
         first = plain[0]
         size = len(first)
         if size > max_bytes:
@@ -134,6 +138,10 @@ class SecureStream(ByteStream):
             # while we encrypt the next, and no buffer the size of the whole write is made.
             size = len(rest)
             for start in range(0, size, _SEND_CHUNK):
+                if start:
+                    # let the previous part leave now (the asyncio stream writes what it is
+                    # given later in the same turn of the loop only at the next turn)
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
                 # nonces are taken in call order
                 await self.transport_stream.send(
                     self._session.seal(rest[start : start + _SEND_CHUNK])
