@@ -36,7 +36,7 @@ class RecordLayer:
     ``receive``); the loops here use their AEAD objects directly, one call per record.
     """
 
-    __slots__ = ("_buffer", "_failed", "_receive", "_send", "max_record")
+    __slots__ = ("_buffer", "_decrypt", "_encrypt", "_failed", "_receive", "_send", "max_record")
 
     def __init__(
         self, send: CipherState, receive: CipherState, *, max_record: int = MAX_RECORD
@@ -45,6 +45,8 @@ class RecordLayer:
             raise ValueError("the record layer needs keyed cipher states")
         self._send = send
         self._receive = receive
+        self._encrypt = send.aead.encrypt
+        self._decrypt = receive.aead.decrypt
         self._buffer = bytearray()
         self._failed: RecordError | None = None
         self.max_record = max_record
@@ -54,31 +56,22 @@ class RecordLayer:
         """Bytes of an incomplete record held (0 at a record boundary)."""
         return len(self._buffer)
 
-    def records(self, size: int) -> int:
-        """How many records :meth:`seal` makes of ``size`` bytes."""
-        return max(1, -(-size // MAX_PLAINTEXT))
-
     def seal(self, data: bytes | bytearray | memoryview) -> bytes:
         """Encrypt ``data`` (may be empty: one empty record) into records, taking one nonce
         per record. Raises ``RecordError`` if the send counter would reach its reserved
         last value (after 2**64 - 1 records; then nothing is sealed)."""
-        cs = self._send
-        aead = cs.aead
-        assert aead is not None
-        n = cs.n
         size = len(data)
         if size <= MAX_PLAINTEXT:
-            if n >= MAX_NONCE:
-                raise RecordError("secure channel nonces exhausted; reconnect")
-            sealed = aead.encrypt((n << 32).to_bytes(12, "little"), data, None)
-            cs.n = n + 1
-            return _LEN.pack(len(sealed)) + sealed
-        if n + self.records(size) > MAX_NONCE:
+            return self.seal_one(data)
+        cs = self._send
+        n = cs.n
+        if n + -(-size // MAX_PLAINTEXT) > MAX_NONCE:
             raise RecordError("secure channel nonces exhausted; reconnect")
+        encrypt = self._encrypt
         out = []
         with memoryview(data) as view:
             for start in range(0, size, MAX_PLAINTEXT):
-                sealed = aead.encrypt(
+                sealed = encrypt(
                     (n << 32).to_bytes(12, "little"), view[start : start + MAX_PLAINTEXT], None
                 )
                 n += 1
@@ -86,6 +79,16 @@ class RecordLayer:
                 out.append(sealed)
         cs.n = n
         return b"".join(out)
+
+    def seal_one(self, data: bytes | bytearray | memoryview) -> bytes:
+        """:meth:`seal` for at most ``MAX_PLAINTEXT`` bytes: one record."""
+        cs = self._send
+        n = cs.n
+        if n >= MAX_NONCE:
+            raise RecordError("secure channel nonces exhausted; reconnect")
+        sealed = self._encrypt((n << 32).to_bytes(12, "little"), data, None)
+        cs.n = n + 1
+        return _LEN.pack(len(sealed)) + sealed
 
     def open(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """The plaintexts of the records that ``data`` completes, in order (empty records
@@ -96,8 +99,24 @@ class RecordLayer:
         """
         if self._failed is not None:
             raise self._failed
-        out: list[bytes] = []
         buffer = self._buffer
+        end = len(data)
+        if not buffer and end >= 2:
+            size = (data[0] << 8) | data[1]
+            if end == size + 2 and TAGLEN <= size <= self.max_record:
+                # one whole record (the common case of small messages)
+                cs = self._receive
+                n = cs.n
+                if n < MAX_NONCE:
+                    try:
+                        with memoryview(data) as view:
+                            plain = self._decrypt((n << 32).to_bytes(12, "little"), view[2:], None)
+                    except InvalidTag:
+                        pass  # the general path below reports it
+                    else:
+                        cs.n = n + 1
+                        return [plain]
+        out: list[bytes] = []
         try:
             with memoryview(data) as view:
                 pos = 0
@@ -106,7 +125,7 @@ class RecordLayer:
                     if buffer:  # still incomplete: all of data went into it
                         return out
                 pos += self._parse(view[pos:] if pos else view, out)
-                if pos < len(view):
+                if pos < end:
                     buffer += view[pos:]
         except RecordError as exc:
             self._failed = exc
@@ -136,9 +155,7 @@ class RecordLayer:
     def _parse(self, view: memoryview, out: list[bytes]) -> int:
         """Decrypt the complete records in ``view`` into ``out``; return bytes consumed."""
         cs = self._receive
-        aead = cs.aead
-        assert aead is not None  # keyed: checked at init
-        decrypt = aead.decrypt
+        decrypt = self._decrypt
         limit = self.max_record
         n = cs.n
         pos = 0

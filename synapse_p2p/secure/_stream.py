@@ -103,8 +103,11 @@ class SecureStream(ByteStream):
                 await self._abort()
                 raise
             if len(records) == 1:
-                if records[0]:
-                    plain.append(records[0])
+                record = records[0]
+                if 0 < len(record) <= max_bytes:
+                    return record  # one record, the common case: no queueing
+                if record:
+                    plain.append(record)
             else:
                 plain.extend(r for r in records if r)
         first = plain[0]
@@ -124,6 +127,21 @@ class SecureStream(ByteStream):
     async def send(self, item: bytes) -> None:
         if self._sending:
             raise anyio.BusyResourceError("writing to")
+        if self._owed or self._backlog or len(item) > _SEND_CHUNK:
+            await self._send_parts(item)
+            return
+        if not item:
+            await anyio.lowlevel.checkpoint()
+            return
+        sealed = self._session.seal(item)  # nonces are taken in call order
+        self._sending = True
+        try:
+            await self.transport_stream.send(sealed)
+        finally:
+            self._sending = False
+
+    async def _send_parts(self, item: bytes) -> None:
+        """:meth:`send` of a large write, or after a partial :meth:`send_nowait`."""
         rest = self._settle(item) if self._owed else memoryview(item)
         backlog = self._backlog
         if not rest and not backlog:
@@ -136,13 +154,11 @@ class SecureStream(ByteStream):
                 await self.transport_stream.send(backlog)
             # A large write leaves in parts of a few records: the peer decrypts the first
             # while we encrypt the next, and no buffer the size of the whole write is made.
-            size = len(rest)
-            for start in range(0, size, _SEND_CHUNK):
+            for start in range(0, len(rest), _SEND_CHUNK):
                 if start:
                     # let the previous part leave now (the asyncio stream writes what it is
                     # given later in the same turn of the loop only at the next turn)
                     await anyio.lowlevel.cancel_shielded_checkpoint()
-                # nonces are taken in call order
                 await self.transport_stream.send(
                     self._session.seal(rest[start : start + _SEND_CHUNK])
                 )
@@ -162,30 +178,34 @@ class SecureStream(ByteStream):
         are then skipped (``ValueError`` otherwise: the stream would be corrupted).
         """
         nowait = self._transport_nowait
-        if nowait is None or self._sending or not data:
+        if nowait is None or self._sending:
             return 0
-        taken = 0
         if self._owed:
-            rest = self._settle(data, report=False)
-            if self._backlog:
-                sent = nowait(self._backlog)
-                self._backlog = self._backlog[sent:]
-                if self._backlog:
-                    return 0  # its record is not handed over whole yet: nothing taken
-            taken = len(data) - len(rest)  # that record's bytes, handed over now
-            self._owed = self._owed[taken:]
-            if not rest:
-                return taken
-            data = bytes(rest)
-        if len(data) > MAX_PLAINTEXT:
-            return taken
-        sealed = self._session.seal(data)
+            return self._send_owed_nowait(data, nowait)
+        size = len(data)
+        if not size or size > MAX_PLAINTEXT:
+            return 0
+        sealed = self._session.seal_one(data)
         sent = nowait(sealed)
-        if sent < len(sealed):
-            self._backlog = sealed[sent:]
-            self._owed = bytes(data)
+        if sent == len(sealed):
+            return size
+        self._backlog = sealed[sent:]
+        self._owed = bytes(data)
+        return 0
+
+    def _send_owed_nowait(self, data: bytes, nowait: Callable[[bytes], int]) -> int:
+        """:meth:`send_nowait` while a record waits to be finished (see there)."""
+        rest = self._settle(data, report=False)
+        if self._backlog:
+            sent = nowait(self._backlog)
+            self._backlog = self._backlog[sent:]
+            if self._backlog:
+                return 0  # its record is not handed over whole yet: nothing taken
+        taken = len(data) - len(rest)  # that record's bytes, handed over now
+        self._owed = self._owed[taken:]
+        if not rest or self._owed:
             return taken
-        return taken + len(data)
+        return taken + self.send_nowait(bytes(rest))
 
     def _settle(self, item: bytes, *, report: bool = True) -> memoryview:
         """Skip the bytes of ``item`` that were sealed already (see :meth:`send_nowait`);
