@@ -159,6 +159,15 @@ async def test_a_partly_written_record_is_finished_before_anything_else() -> Non
     assert sender._send.n == 2  # one record each: no nonce wasted or reused
 
 
+async def test_send_eof_finishes_a_partly_written_record_first() -> None:
+    sender, receiver = layers()
+    under = ScriptedStream(iter([5]), all_or_nothing=False)
+    stream = SecureStream(under, sender, PEER, [])
+    assert stream.send_nowait(b"last words") == 0
+    await stream.send_eof()
+    assert receiver.open(bytes(under.wire)) == [b"last words"]
+
+
 async def test_send_nowait_declines_large_writes_and_busy_streams() -> None:
     sender, _ = layers()
     under = ScriptedStream(iter([]), all_or_nothing=False)
