@@ -19,9 +19,11 @@ the shape; its figure stands in the shared-connection column.
 
 "ours" calls in plaintext (2.5.0's wire), "ours, encrypted" over the secure channel (Noise
 XX, ChaCha20-Poly1305 records; what our clients and nodes use by default), against the same
-server. A second table gives encrypted / plaintext per backend with the targets (sequential
->= 0.85x, 64 callers >= 0.8x, 1 MiB echo >= 0.7x), and the handshake's cost: CPU of both sides
-(measured here, no sockets) and connect + handshake latency (in the client process).
+server. Encrypted / plaintext ratios are also measured in pairs (``_rpc_paired.py``: both
+clients in one process, one server, alternating short segments, so both see the same load)
+and printed per backend with the targets (sequential >= 0.85x, 64 callers >= 0.8x, 1 MiB echo
+>= 0.7x), with the handshake's cost: CPU of both sides (measured here, no sockets) and
+connect + handshake latency (in the client process).
 
 A last section measures how long a pathological 4 MiB frame blocks the event loop while it is
 decoded, inline versus the way the server does it.
@@ -68,7 +70,7 @@ def ref_python() -> Path:
     return build_reference_venv()
 
 
-def run_pair(server_cmd: list[str], client_cmd: list[str]) -> dict[str, float]:
+def run_pair(server_cmd: list[str], client_cmd: list[str]) -> dict[str, Any]:
     server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, text=True, cwd=HERE)
     try:
         assert server.stdout is not None
@@ -78,7 +80,7 @@ def run_pair(server_cmd: list[str], client_cmd: list[str]) -> dict[str, float]:
         )
         if out.returncode != 0:
             raise RuntimeError(out.stderr)
-        result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
         return result
     finally:
         server.kill()
@@ -228,10 +230,17 @@ def main() -> None:
     backends: list[str] = args.backend or ["trio", "asyncio"]
     configs = _configs(only, backends)
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
+    paired: dict[str, list[dict[str, float]]] = {backend: [] for backend in backends}
     for r in range(args.rounds):
         for name, (server, client) in configs.items():
             samples[name].append(run_pair(server, client))
             print(f"round {r + 1}/{args.rounds}: {name} done", file=sys.stderr, flush=True)
+        if {"ours", "ours-secure"} <= only:
+            for backend in backends:
+                server = [sys.executable, "_rpc_servers.py", "ours", backend]
+                client = [sys.executable, "_rpc_paired.py", backend]
+                paired[backend].append(run_pair(server, client)["ratios"])
+                print(f"round {r + 1}/{args.rounds}: paired ({backend}) done", file=sys.stderr)
     med = {
         name: {m: statistics.median(s.get(m, math.nan) for s in runs) for m in METRICS}
         for name, runs in samples.items()
@@ -268,12 +277,20 @@ def main() -> None:
                 f"| {_ratio(o, raw, 'big_mib_s')} |"
             )
     if {"ours", "ours-secure"} <= only:
-        print("\nEncrypted / plaintext, same server, same run (target in brackets)\n")
+        print(
+            "\nEncrypted / plaintext (target in brackets): paired, i.e. both clients in one "
+            "process against one server, alternating short segments (median of the segments, "
+            f"then of {args.rounds} rounds); in parentheses, the ratio of the medians above\n"
+        )
         print("| backend | " + " | ".join(f"{label} [{t}x]" for _, label, t in SECURE_TARGETS))
         print("|---" * (len(SECURE_TARGETS) + 1) + "|")
         for backend in backends:
             plain, sec = med[f"ours ({backend})"], med[f"ours, encrypted ({backend})"]
-            cells = [_ratio(sec, plain, metric) for metric, _, _ in SECURE_TARGETS]
+            cells = [
+                f"{statistics.median(run[metric] for run in paired[backend]):.2f}x "
+                f"({_ratio(sec, plain, metric)})"
+                for metric, _, _ in SECURE_TARGETS
+            ]
             print(f"| {backend} | " + " | ".join(cells) + " |")
         for backend in backends:
             plain, sec = med[f"ours ({backend})"], med[f"ours, encrypted ({backend})"]
