@@ -131,16 +131,17 @@ class SecureStream(ByteStream):
             if backlog:
                 self._backlog = b""
                 await self.transport_stream.send(backlog)
-            # A large write leaves in parts of a few records: the peer decrypts the first
-            # while we encrypt the next, and no buffer the size of the whole write is made.
-            for start in range(0, len(rest), _SEND_CHUNK):
+            # A large write leaves in parts (one record, then 4 at a time): the peer decrypts
+            # a part while we encrypt the next, and no buffer the size of the whole write is
+            # made. The small first part gets the peer started early.
+            start, end, size = 0, MAX_PLAINTEXT, len(rest)
+            while start < size:
                 if start:
                     # let the previous part leave now (the asyncio stream writes what it is
                     # given later in the same turn of the loop only at the next turn)
                     await anyio.lowlevel.cancel_shielded_checkpoint()
-                await self.transport_stream.send(
-                    self._session.seal(rest[start : start + _SEND_CHUNK])
-                )
+                await self.transport_stream.send(self._session.seal(rest[start:end]))
+                start, end = end, end + _SEND_CHUNK
         finally:
             self._sending = False
 
