@@ -78,8 +78,8 @@ SEQ_WINDOW: Final = 1024
 MAX_AUTHORS: Final = 4096
 #: Pruned conversations remembered.
 MAX_TOMBSTONES: Final = 4096
-#: Signatures already checked, so an event seen twice is verified once.
-_CHECKED: Final = 8192
+#: Signatures already checked (in this process), so an event seen twice is verified once.
+CHECKED_REMEMBERED: Final = 65536
 _WARN_EVERY: Final = 60.0
 
 
@@ -178,6 +178,32 @@ def verify_event(event: ConversationEvent) -> bool:
     return verify(sig.key, DOMAIN_EVENT, signed_message(event, sig.seq), sig.signature)
 
 
+class CheckedSignatures:
+    """Signatures found valid, by the digest of (key, message, signature): the memo of a
+    pure function, shared by every node of the process (a node running several ``Node``s, a
+    test, a simulation, checks each event once). Bounded: the oldest are forgotten first."""
+
+    def __init__(self, capacity: int = CHECKED_REMEMBERED) -> None:
+        self.capacity = capacity
+        self._valid: OrderedDict[bytes, None] = OrderedDict()
+
+    def verify(self, key: bytes, message: bytes, signature: bytes) -> bool:
+        digest = hashlib.sha256(key + signature + message).digest()
+        if digest in self._valid:
+            return True
+        if not verify(key, DOMAIN_EVENT, message, signature):
+            return False
+        if self.capacity > 0:
+            self._valid[digest] = None
+            while len(self._valid) > self.capacity:
+                self._valid.popitem(last=False)
+        return True
+
+
+#: The process's memo of checked event signatures.
+CHECKED = CheckedSignatures()
+
+
 def may_move(event: ConversationEvent, holder_verified: bool) -> bool:
     """The one rule for state held by a party (a task's assignee or architect, an ask's
     reply slot): an unverified event never changes what a verified party holds."""
@@ -231,7 +257,6 @@ class EventTrust:
         self._seq = 0
         self._authors: OrderedDict[str, _Window] = OrderedDict()
         self._tombstones: OrderedDict[str, float] = OrderedDict()
-        self._checked: OrderedDict[bytes, bytes] = OrderedDict()
         self._warned: dict[str, float] = {}
 
     # -- signing --------------------------------------------------------------------------
@@ -280,13 +305,8 @@ class EventTrust:
         if (known is None or known.key != sig.key) and node_id_of(sig.key) != author:
             self.refuse("wrong_key", event, "the signing key is not the author's")
         message = signed_message(event, sig.seq)
-        digest = hashlib.sha256(message).digest()
-        if self._checked.get(sig.signature) != digest:
-            if not verify(sig.key, DOMAIN_EVENT, message, sig.signature):
-                self.refuse("bad_signature", event, "bad event signature")
-            self._checked[sig.signature] = digest
-            while len(self._checked) > _CHECKED:
-                self._checked.popitem(last=False)
+        if not CHECKED.verify(sig.key, message, sig.signature):
+            self.refuse("bad_signature", event, "bad event signature")
         return replace(event, verified=True)
 
     def refuse(self, reason: str, event: ConversationEvent, message: str) -> Any:

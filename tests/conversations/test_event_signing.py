@@ -205,6 +205,7 @@ def test_a_checked_signature_is_not_verified_again(monkeypatch: pytest.MonkeyPat
     checker = trust()
     for _ in range(3):
         assert checker.check(ConversationEvent.from_dict(event.to_dict())).verified
+    assert trust().check(event).verified  # another node of this process
     assert len(calls) == 1
     # The same signature on other contents is checked (and refused).
     with pytest.raises(EventRefused):
