@@ -314,13 +314,16 @@ class EventTrust:
         self.note_drop(reason, event, message)
         raise EventRefused(reason, f"event {event.event_id[:16]} refused: {message}")
 
-    def note_drop(self, reason: str, event: ConversationEvent, message: str) -> None:
-        """Count and log an event this node does not keep."""
+    def note_drop(
+        self, reason: str, event: ConversationEvent, message: str, *, warn: bool = True
+    ) -> None:
+        """Count and log an event this node does not keep (``warn``: worth one WARNING a
+        minute per reason; otherwise DEBUG only)."""
         self.dropped[reason] += 1
         text = "dropping event %s of %s by %s: %s"
         args = (event.event_id[:16], event.conversation_id[:16], event.peer.id[:16], message)
         now = time.monotonic()
-        if now - self._warned.get(reason, -_WARN_EVERY) >= _WARN_EVERY:
+        if warn and now - self._warned.get(reason, -_WARN_EVERY) >= _WARN_EVERY:
             self._warned[reason] = now
             log.warning(text + " (%d %s so far; more at DEBUG)", *args, self.dropped[reason],
                         reason)  # fmt: skip
@@ -343,7 +346,7 @@ class EventTrust:
         belongs to a pruned conversation (and is no newer than its last event)."""
         stamp = self._tombstones.get(event.conversation_id)
         if stamp is not None and event.created_at <= stamp:
-            self.note_drop("pruned", event, "its conversation was pruned")
+            self.note_drop("pruned", event, "its conversation was pruned", warn=False)
             return True
         if not event.verified:
             return False
