@@ -73,13 +73,13 @@ VERSION: Final = 1
 #: Seconds an event's ``created_at`` may be ahead of this node's wall clock.
 MAX_FUTURE: Final = 300.0
 #: Sequence numbers remembered per author (the highest ones).
-SEQ_WINDOW: Final = 1024
+SEQ_WINDOW: Final = 256
 #: Authors whose sequence numbers (and signing keys) are remembered.
-MAX_AUTHORS: Final = 4096
+MAX_AUTHORS: Final = 1024
 #: Pruned conversations remembered.
 MAX_TOMBSTONES: Final = 4096
 #: Signatures already checked (in this process), so an event seen twice is verified once.
-CHECKED_REMEMBERED: Final = 65536
+CHECKED_REMEMBERED: Final = 16384
 _WARN_EVERY: Final = 60.0
 
 
