@@ -86,56 +86,88 @@ def _options(signed: bool) -> Any:
     return configure
 
 
+class Bench:
+    """One swarm: an asker and ``n - 1`` nodes that answer asks and count events."""
+
+    def __init__(self, nodes: list[Node]) -> None:
+        self.nodes = nodes
+        self.asker, *self.others = nodes
+        self.counts: dict[str, int] = {}
+        self.done = anyio.Event()
+        for node in self.others:
+            self._arm(node)
+
+    def _arm(self, node: Node) -> None:
+        @node.ask
+        async def handle(task: str, context: dict[str, Any]) -> str:
+            return "ok"
+
+        @node.on("conversation.bench")
+        async def seen(event: ConversationEvent) -> None:
+            self.counts[event.event_id] = self.counts.get(event.event_id, 0) + 1
+            if self.counts[event.event_id] == len(self.others):
+                self.done.set()
+
+    async def ask(self) -> float:
+        """Milliseconds from a broadcast ask to every reply (then waits for a quiet swarm)."""
+        start = time.perf_counter()
+        b = await self.asker.broadcast("synapse.ask", "bench", context={})
+        got = 0
+        with anyio.fail_after(30):
+            async for _reply in self.asker.iter_replies(b, timeout=30):
+                got += 1
+                if got == len(self.others):
+                    break
+        took = (time.perf_counter() - start) * 1000
+        everyone = 1 + 2 * len(self.others)  # the message, every ACK and reply, on every node
+        with anyio.fail_after(60):
+            while any(len(node.conversation(b.nonce)) < everyone for node in self.nodes):
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.05)  # what the last events set off (handlers, senders) settles
+        return took
+
+    async def one_event(self) -> float:
+        """Milliseconds from one event to its arrival on every other node."""
+        self.done = anyio.Event()
+        start = time.perf_counter()
+        await self.asker.emit_conversation_event("bench", "bench", {})
+        with anyio.fail_after(30):
+            await self.done.wait()
+        return (time.perf_counter() - start) * 1000
+
+
+VARIANTS = ("unsigned", "signed", "signed, every node verifies")
+
+
 async def swarm_round_trips(
-    n: int, rounds: int, transport: Transport, signed: bool
-) -> tuple[float, float]:
-    """Median milliseconds: ask to all replies, one event to all N."""
-    async with open_swarm(n, transport=transport, configure=_options(signed)) as swarm:
-        asker, *others = swarm.nodes
-        for node in others:
-
-            @node.ask
-            async def handle(task: str, context: dict[str, Any]) -> str:
-                return "ok"
-
-        counts: dict[str, int] = {}
-        done = anyio.Event()
-
-        def counter(node: Node) -> None:
-            @node.on("conversation.bench")
-            async def seen(event: ConversationEvent) -> None:
-                counts[event.event_id] = counts.get(event.event_id, 0) + 1
-                if counts[event.event_id] == len(others):
-                    done.set()
-
-        for node in others:
-            counter(node)
-        assert all(asker.node_id in o.peers for o in others)
-        ask: list[float] = []
-        one: list[float] = []
-        for _ in range(rounds + 1):  # the first round warms connections up
-            start = time.perf_counter()
-            b = await asker.broadcast("synapse.ask", "bench", context={})
-            got = 0
-            with anyio.fail_after(30):
-                async for _reply in asker.iter_replies(b, timeout=30):
-                    got += 1
-                    if got == len(others):
-                        break
-            ask.append((time.perf_counter() - start) * 1000)
-            everyone = 1 + 2 * len(others)  # the message, every ACK and reply, on every node
-            with anyio.fail_after(60):
-                while any(len(node.conversation(b.nonce)) < everyone for node in swarm.nodes):
-                    await anyio.sleep(0.01)
-            done = anyio.Event()
-            start = time.perf_counter()
-            await asker.emit_conversation_event("bench", "bench", {"i": len(one)})
-            with anyio.fail_after(30):
-                await done.wait()
-            one.append((time.perf_counter() - start) * 1000)
-            if signed:
-                assert all(e.verified for e in others[0].conversation(b.nonce))
-        return statistics.median(ask[1:]), statistics.median(one[1:])
+    n: int, rounds: int, transport: Transport
+) -> dict[str, tuple[float, float]]:
+    """Median milliseconds per variant: ask to all replies, one event to all N. The variants
+    take turns within each round, so a load change on the machine hits them alike."""
+    memo = _signing.CHECKED.capacity
+    samples: dict[str, tuple[list[float], list[float]]] = {v: ([], []) for v in VARIANTS}
+    async with (
+        open_swarm(n, transport=transport, configure=_options(False), swarm="u") as unsigned,
+        open_swarm(n, transport=transport, configure=_options(True), swarm="s") as signed,
+    ):
+        benches = {"unsigned": Bench(unsigned.nodes), "signed": Bench(signed.nodes)}
+        try:
+            for i in range(rounds + 1):  # the first round warms connections up
+                for variant in VARIANTS:
+                    bench = benches["unsigned" if variant == "unsigned" else "signed"]
+                    _signing.CHECKED = _signing.CheckedSignatures(
+                        0 if variant == "signed, every node verifies" else memo
+                    )
+                    ask, one = await bench.ask(), await bench.one_event()
+                    if i:
+                        samples[variant][0].append(ask)
+                        samples[variant][1].append(one)
+        finally:
+            _signing.CHECKED = _signing.CheckedSignatures(memo)
+        assert all(e.verified for e in signed.nodes[1].conversation("bench"))
+    return {
+        v: (statistics.median(asks), statistics.median(ones)) for v, (asks, ones) in samples.items()
+    }
 
 
 def main() -> None:
@@ -150,26 +182,16 @@ def main() -> None:
         f"per event: sign {sign_us:.1f} us, check {check_us:.1f} us "
         f"(seen before: {again_us:.1f} us)"
     )
-    memo = _signing.CHECKED.capacity
     for backend in ("trio", "asyncio"):
-        results = {}
-        for label, signed, capacity in (
-            ("unsigned", False, memo),
-            ("signed", True, memo),
-            ("signed, every node verifies", True, 0),
-        ):
-            _signing.CHECKED.capacity = capacity
-            results[label] = anyio.run(
-                swarm_round_trips, args.nodes, args.rounds, args.transport, signed,
-                backend=backend,
-            )  # fmt: skip
-        _signing.CHECKED.capacity = memo
+        results = anyio.run(
+            swarm_round_trips, args.nodes, args.rounds, args.transport, backend=backend
+        )
         ask0, one0 = results["unsigned"]
         print(
             f"[{backend}] N={args.nodes} {args.transport}, unsigned: ask to all replies "
             f"{ask0:.1f} ms, one event to all N {one0:.1f} ms"
         )
-        for label in ("signed", "signed, every node verifies"):
+        for label in VARIANTS[1:]:
             ask1, one1 = results[label]
             print(
                 f"[{backend}] {label}: ask to all replies {ask1:.1f} ms "
