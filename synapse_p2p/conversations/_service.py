@@ -14,6 +14,10 @@ and the replier's id), and a broadcast's ``message`` event is the nonce, so sync
 several peers never duplicates them. Authors of events are never added to the peer table:
 learning an event's author is not a licence to dial it.
 
+Trust. Events this node makes are signed where they are made (:meth:`Conversations.new_event`);
+every event received is checked in :meth:`Conversations.remember` before the log's dedup
+(:mod:`._signing`: signature, author, replay and clock rules; ``docs/signing.md``).
+
 Broadcasts, asks, ACKs and replies are in :mod:`._broadcasting`; the decisions (sync pages,
 digest diffs, compaction and retention plans) in :mod:`._plans`.
 """
@@ -182,7 +186,8 @@ class Conversations:
             return False
         if not await self.log.append(event):
             trust.accepted(event)
-            if event.verified and self._unverified.pop(event.event_id, 0) is None:
+            if event.verified and event.event_id in self._unverified:
+                del self._unverified[event.event_id]
                 return await self._upgrade(event)
             return False
         trust.accepted(event)

@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from synapse_p2p import Client, ConversationEvent, Identity, Node, Peer, RemoteError
+from synapse_p2p import (
+    Client,
+    ConversationEvent,
+    Identity,
+    Node,
+    Peer,
+    RemoteError,
+    SqliteConversationLog,
+)
 from synapse_p2p.conversations import reply_event_id
 from synapse_p2p.conversations._signing import sign_event
 from synapse_p2p.teams import Assignment, Team, Worker
@@ -235,3 +244,26 @@ async def test_replays_do_not_recreate_a_pruned_conversation(anyio_backend: str)
         # New activity in that conversation is welcome again.
         new = await a.emit_conversation_event("chat", "note", {"text": "again"})
         await eventually(lambda: [e.event_id for e in b.conversation("chat")] == [new.event_id])
+
+
+async def test_an_event_folded_by_compaction_is_not_accepted_again(
+    anyio_backend: str, tmp_path: Path
+) -> None:
+    """The log no longer holds the event (compacted away): its compaction horizon and the
+    author's sequence window both refuse it. Both nodes keep a SQLite log, which reads
+    verified events back as verified."""
+    logs = [SqliteConversationLog(tmp_path / f"{i}.db") for i in range(2)]
+    async with open_swarm(
+        2, transport="tcp", configure=lambda i: {"conversation_log": logs[i]}
+    ) as swarm:
+        a, b = swarm.nodes
+        await a.emit_conversation_event("chat", "note", {"text": "first"})  # the head stays
+        old = await a.emit_conversation_event("chat", "note", {"text": "second"})
+        for i in range(3):
+            await a.emit_conversation_event("chat", "note", {"i": i})
+        await eventually(lambda: len(b.conversation("chat")) == 5)
+        assert all(e.verified for e in b.conversation("chat"))
+        await b.compact_conversation("chat", keep_recent=1)
+        assert old.event_id not in [e.event_id for e in b.conversation("chat")]
+        assert (await send(b, old))["stored"] is False
+        assert old.event_id not in [e.event_id for e in b.conversation("chat")]
