@@ -122,7 +122,10 @@ def sign_event(identity: Identity, event: ConversationEvent, seq: int) -> Conver
     """``event`` signed by ``identity`` (its author), marked verified."""
     if event.peer.id != identity.node_id:
         raise ValueError("an event is signed by its author")
-    signature = identity.sign(DOMAIN_EVENT, signed_message(event, seq))
+    message = signed_message(event, seq)
+    signature = identity.sign(DOMAIN_EVENT, message)
+    # Valid by construction: other nodes of this process need not verify it again.
+    CHECKED.note_valid(identity.public_key, message, signature)
     sig = {"v": VERSION, "key": identity.public_key.hex(), "sig": signature.hex(), "seq": seq}
     return replace(event, metadata={**event.metadata, SIG_FIELD: sig}, verified=True)
 
@@ -193,11 +196,18 @@ class CheckedSignatures:
             return True
         if not verify(key, DOMAIN_EVENT, message, signature):
             return False
+        self._note(digest)
+        return True
+
+    def note_valid(self, key: bytes, message: bytes, signature: bytes) -> None:
+        """Remember a signature known to be valid (one this process just made)."""
+        self._note(hashlib.sha256(key + signature + message).digest())
+
+    def _note(self, digest: bytes) -> None:
         if self.capacity > 0:
             self._valid[digest] = None
             while len(self._valid) > self.capacity:
                 self._valid.popitem(last=False)
-        return True
 
 
 #: The process's memo of checked event signatures.

@@ -202,6 +202,7 @@ def test_a_checked_signature_is_not_verified_again(monkeypatch: pytest.MonkeyPat
         return real(*args)
 
     monkeypatch.setattr(_signing, "verify", counting)
+    monkeypatch.setattr(_signing, "CHECKED", _signing.CheckedSignatures())  # as if signed afar
     checker = trust()
     for _ in range(3):
         assert checker.check(ConversationEvent.from_dict(event.to_dict())).verified
@@ -210,6 +211,9 @@ def test_a_checked_signature_is_not_verified_again(monkeypatch: pytest.MonkeyPat
     # The same signature on other contents is checked (and refused).
     with pytest.raises(EventRefused):
         checker.check(replace(event, payload={"text": "other"}))
+    assert len(calls) == 2
+    # What this process signs is known valid: no verification at all.
+    assert trust().check(an_event(alice, event_id="mine")).verified
     assert len(calls) == 2
 
 

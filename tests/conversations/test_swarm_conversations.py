@@ -8,7 +8,8 @@ from typing import Any, Literal
 import anyio
 import pytest
 
-from synapse_p2p import ConversationEvent, Node, RemoteError
+from synapse_p2p import ConversationEvent, Identity, Node, Peer, RemoteError
+from synapse_p2p.conversations._signing import sign_event
 from synapse_p2p.testing import open_swarm
 
 pytestmark = pytest.mark.anyio
@@ -142,15 +143,20 @@ async def test_emit_and_broadcast_do_not_wait_for_a_tarpit_peer(
 
 
 async def test_sync_pages_through_a_long_conversation(anyio_backend: str, net: Net) -> None:
-    async with open_swarm(2, transport=net) as swarm:
+    # 10,000 events of a, signed by a's key before the swarm starts (so that the sync below
+    # begins before anti-entropy would find them).
+    key = Identity.generate()
+    author = Peer(id=key.node_id, address="127.0.0.1", port=1, swarm="test", team="default")
+    events = []
+    for i in range(10_000):
+        event = ConversationEvent(
+            "long", f"e{i:05d}", "line", author, {"i": i}, created_at=1000.0 + i
+        )
+        events.append(sign_event(key, event, i))
+    options = [{"identity": key}, {}]
+    async with open_swarm(2, transport=net, configure=lambda i: options[i]) as swarm:
         a, b = swarm.nodes
-        # Write 10,000 events on a alone (no delivery), then sync them to b, page by page.
-        events = []
-        for i in range(10_000):
-            event = ConversationEvent(
-                "long", f"e{i:05d}", "line", a.self_peer(), {"i": i}, created_at=1000.0 + i
-            )
-            events.append(event)
+        # Written on a alone (no delivery), then synced to b, page by page.
         await a.conversation_log.append_many(events)
         new = await b.sync_conversation(b.peers[a.node_id], "long")
         assert new == 10_000
