@@ -175,9 +175,9 @@ class Conversations:
         A verified event replaces an unverified copy stored under the same id.
         """
         trust = self.trust
+        self.config.check_member(event.peer)
         if not local:
             event = trust.check(event)
-        self.config.check_member(event.peer)
         retention = self.config.conversation_retention
         if retention is not None and event.created_at < self._now() - retention:
             self.refused_old += 1

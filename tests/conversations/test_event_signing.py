@@ -32,6 +32,12 @@ from synapse_p2p.wire import pack, unpack_payload
 NOW = 1_800_000_000.0
 
 
+@pytest.fixture(autouse=True)
+def _no_secret_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests say which secret they use (``./dev test`` sets ``SYNAPSE_SECRET``)."""
+    monkeypatch.delenv("SYNAPSE_SECRET", raising=False)
+
+
 def author(identity: Identity, name: str = "alice") -> Peer:
     return Peer(id=identity.node_id, address="127.0.0.1", port=7000, name=name, last_seen=NOW)
 
