@@ -37,6 +37,7 @@ import heapq
 import logging
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
@@ -44,6 +45,7 @@ import msgpack
 
 from ..errors import BAD_REQUEST, RemoteError
 from ..identity import DOMAIN_EVENT, Identity, node_id_of, verify
+from ..wire._messages import _default as wire_default
 
 if TYPE_CHECKING:
     from .._config import NodeConfig
@@ -86,18 +88,40 @@ _WARN_EVERY: Final = 60.0
 # -- the signed encoding ---------------------------------------------------------------------
 
 
+_PLAIN = (str, int, float, bool, bytes, type(None), dict, list, tuple)
+
+
 def _key_order(key: Any) -> tuple[int, Any]:
     if isinstance(key, str):
         return (0, key)
-    return (1, msgpack.packb(_canonical(key), use_bin_type=True))
+    return (1, canonical(key))
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _canonical(value[k]) for k in sorted(value, key=_key_order)}
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    return value
+def canonical(value: Any) -> bytes:
+    """The canonical MsgPack encoding of ``value``: maps with sorted keys (see the module
+    docs), at any depth (no recursion: nesting is bounded only by the value's size).
+    Dataclasses and enums are encoded as the wire encodes them (maps, values)."""
+    packer = msgpack.Packer(use_bin_type=True)
+    parts: list[bytes] = []
+    stack: list[Iterator[Any]] = [iter((value,))]
+    while stack:
+        try:
+            item = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            continue
+        if not isinstance(item, _PLAIN):
+            item = wire_default(item)  # TypeError for what the wire cannot carry either
+        if isinstance(item, dict):
+            parts.append(packer.pack_map_header(len(item)))
+            keys = sorted(item, key=_key_order)
+            stack.append(iter([x for key in keys for x in (key, item[key])]))
+        elif isinstance(item, list | tuple):
+            parts.append(packer.pack_array_header(len(item)))
+            stack.append(iter(item))
+        else:
+            parts.append(packer.pack(item))
+    return b"".join(parts)
 
 
 def signed_message(event: ConversationEvent, seq: int) -> bytes:
@@ -109,13 +133,13 @@ def signed_message(event: ConversationEvent, seq: int) -> bytes:
         event.event_id,
         event.kind,
         event.peer.id,
-        _canonical(event.payload),
+        event.payload,
         event.parent_id,
         float(event.created_at),
-        _canonical(meta),
+        meta,
         seq,
     ]
-    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+    return canonical(body)
 
 
 def sign_event(identity: Identity, event: ConversationEvent, seq: int) -> ConversationEvent:

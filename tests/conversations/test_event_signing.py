@@ -308,3 +308,15 @@ def test_an_unverified_event_never_moves_a_task_of_a_verified_party() -> None:
     grant = {"worker_id": worker.node_id, "attempt": 1}
     assert book.grant(NOW, ev(boss, "task.grant", False, **grant)) == []
     assert isinstance(book.grant(NOW, ev(boss, "task.grant", True, **grant))[0], Start)
+
+
+def test_deeply_nested_payloads_sign_and_verify() -> None:
+    """The encoding does not recurse: a reply nested deeper than Python's recursion limit
+    (a peer may send one) signs and verifies like any other."""
+    alice = Identity.generate()
+    nested: list[Any] = []
+    for _ in range(3000):
+        nested = [nested, {"k": 1}]
+    event = an_event(alice, payload={"result": nested})
+    assert verify_event(event)
+    assert not verify_event(replace(event, payload={"result": [nested]}))
