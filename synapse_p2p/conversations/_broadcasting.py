@@ -93,18 +93,15 @@ class Broadcasts:
         conv = self.conversations
         origin = conv.record()
         nonce = new_nonce()
-        b = Broadcast(nonce, origin, endpoint)
         payload = {"endpoint": endpoint, "args": list(args), "kwargs": dict(kwargs)}
         message = conv.new_event(nonce, nonce, "message", payload, peer=origin)
+        # The receivers rebuild the message event from the call: its signature travels in the
+        # broadcast map (synapse-p2p 2.5.0 ignores the extra key).
+        b = Broadcast(nonce, origin, endpoint, sig=message.metadata.get(SIG_FIELD))
         conv.check_size(message)
         self.book.state(nonce).broadcast = b
         await conv.remember(message, local=True)
-        # The receivers rebuild the message event from the call: its signature travels in the
-        # broadcast map (synapse-p2p 2.5.0 ignores the extra key).
-        wire = b.to_dict()
-        if SIG_FIELD in message.metadata:
-            wire[SIG_FIELD] = message.metadata[SIG_FIELD]
-        call_kwargs = {**kwargs, "broadcast": wire}
+        call_kwargs = {**kwargs, "broadcast": b.to_dict()}
         state = self.book.state(nonce)
         for peer in list(conv.members.peers.values()):
             state.pending.add(peer.id)
@@ -294,7 +291,7 @@ class Broadcasts:
         conv = self.conversations
         conv.config.check_member(broadcast.origin)
         kwargs = {k: v for k, v in request.kwargs.items() if k != "broadcast"}
-        sig = raw.get(SIG_FIELD)
+        sig = broadcast.sig
         message = ConversationEvent(
             conversation_id=broadcast.nonce,
             event_id=broadcast.nonce,
