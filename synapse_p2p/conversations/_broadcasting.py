@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from ..types import Broadcast, BroadcastReply, ConversationEvent, Peer
 from ..wire import Request
 from ._broadcasts import BroadcastState, BroadcastStatus
 from ._ids import new_nonce, reply_event_id
+from ._signing import SIG_FIELD
 
 if TYPE_CHECKING:
     from ..rpc import EndpointRegistry
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 REPLY_SETTLE = 0.25
 #: At most this many ask handlers of broadcasts run at once on a node; more wait their turn.
 MAX_RUNNING_ASKS = 64
+#: Broadcast nonces whose ask handler ran here, remembered so a replayed broadcast does not run
+#: it again (even after its conversation was pruned); the oldest are forgotten first.
+ASKED_REMEMBERED = 65536
 
 AskHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -72,6 +77,7 @@ class Broadcasts:
         self._asks = anyio.CapacityLimiter(MAX_RUNNING_ASKS)
         self._failures = FailureLog(log)
         self._tg: anyio.abc.TaskGroup | None = None
+        self._asked: OrderedDict[str, None] = OrderedDict()
         registry.pre_dispatch = self._pre_dispatch
         registry.add(self._broadcast_reply, "_synapse.broadcast.reply", publish=False)
 
@@ -87,18 +93,14 @@ class Broadcasts:
         conv = self.conversations
         origin = conv.record()
         nonce = new_nonce()
-        b = Broadcast(nonce, origin, endpoint)
-        message = ConversationEvent(
-            conversation_id=nonce,
-            event_id=nonce,
-            kind="message",
-            peer=origin,
-            payload={"endpoint": endpoint, "args": list(args), "kwargs": dict(kwargs)},
-            created_at=origin.last_seen,
-        )
+        payload = {"endpoint": endpoint, "args": list(args), "kwargs": dict(kwargs)}
+        message = conv.new_event(nonce, nonce, "message", payload, peer=origin)
+        # The receivers rebuild the message event from the call: its signature travels in the
+        # broadcast map (synapse-p2p 2.5.0 ignores the extra key).
+        b = Broadcast(nonce, origin, endpoint, sig=message.metadata.get(SIG_FIELD))
         conv.check_size(message)
         self.book.state(nonce).broadcast = b
-        await conv.remember(message)
+        await conv.remember(message, local=True)
         call_kwargs = {**kwargs, "broadcast": b.to_dict()}
         state = self.book.state(nonce)
         for peer in list(conv.members.peers.values()):
@@ -238,6 +240,11 @@ class Broadcasts:
             raise RemoteError(INTERNAL_ERROR, "node has no ask handler")
         if self._tg is None:
             raise RemoteError(INTERNAL_ERROR, "node is stopping")
+        if broadcast.nonce in self._asked:  # a replay: the handler ran for this nonce already
+            return {"accepted": True, "deferred": True}
+        self._asked[broadcast.nonce] = None
+        while len(self._asked) > ASKED_REMEMBERED:
+            self._asked.popitem(last=False)
         await self.ack(broadcast)
         self._tg.start_soon(self._run_deferred, handler, task, context, broadcast)
         return {"accepted": True, "deferred": True}
@@ -284,6 +291,7 @@ class Broadcasts:
         conv = self.conversations
         conv.config.check_member(broadcast.origin)
         kwargs = {k: v for k, v in request.kwargs.items() if k != "broadcast"}
+        sig = broadcast.sig
         message = ConversationEvent(
             conversation_id=broadcast.nonce,
             event_id=broadcast.nonce,
@@ -293,7 +301,10 @@ class Broadcasts:
             # The origin's peer record is stamped when the broadcast is made (by 2.5.0 nodes
             # too): every receiver gives the message the same time, so logs agree.
             created_at=broadcast.origin.last_seen,
+            metadata={} if sig is None else {SIG_FIELD: sig},
         )
+        # Checked like any event: a forged or replayed-into-the-future broadcast is refused
+        # (``bad_request``) before its endpoint runs.
         await conv.remember(message)
         self.book.state(broadcast.nonce).broadcast = broadcast
         self.hub.publish(BroadcastReceived(request.endpoint, broadcast, list(request.args), kwargs))
@@ -310,6 +321,10 @@ class Broadcasts:
         conv.config.check_member(replier)
         state = self.book.get(nonce)
         if state is not None and replier.id in state.replied:
+            return {"ok": True}
+        if conv.trust.author_verified(replier.id):
+            # Our nodes send this call too (to an origin that is not a member); their signed
+            # reply event is the one that counts, and an unsigned copy is never kept.
             return {"ok": True}
         event = ConversationEvent(
             conversation_id=nonce,

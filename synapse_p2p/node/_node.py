@@ -322,6 +322,7 @@ class Node:
             caller=self._caller,
             hub=self._hub,
             summarizer=lambda: self._summarizer,
+            policy=self._policy,
         )
         self._broadcasts = Broadcasts(
             self._conversations,
