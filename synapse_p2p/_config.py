@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._quotas import Quotas
 from ._validate import (
     check_bool,
     check_int,
@@ -186,6 +187,8 @@ class NodeConfig:
     wall_clock: Callable[[], float] = field(default=time.time, compare=False)
     #: The swarm secrets (first primary); empty: no secret. Never printed.
     keyring: Keyring = field(default=NO_SECRET, repr=False)
+    #: What one caller may ask of this node (events, new conversations, deferred asks).
+    quotas: Quotas = field(default_factory=Quotas)
 
     @property
     def secured(self) -> bool:
@@ -221,6 +224,7 @@ class NodeConfig:
         gossip_fanout: Any = 3,
         wall_clock: Any = time.time,
         secret: Any = None,
+        quotas: Any = None,
     ) -> NodeConfig:
         """Validate every setting; ``TypeError``/``ValueError`` name the bad parameter."""
         if advertise is not None:
@@ -271,6 +275,7 @@ class NodeConfig:
             gossip_fanout=check_int("gossip_fanout", gossip_fanout, minimum=1),
             wall_clock=wall_clock,
             keyring=Keyring.from_value(secret),
+            quotas=_quotas(quotas),
         )
 
     def admits(self, peer: Peer) -> bool:
@@ -293,3 +298,11 @@ class NodeConfig:
             BAD_REQUEST,
             f"peer requested a different team ({peer.team!r}; this node is in {self.team!r})",
         )
+
+
+def _quotas(value: Any) -> Quotas:
+    if value is None:
+        return Quotas()
+    if not isinstance(value, Quotas):
+        raise TypeError(f"quotas must be a synapse_p2p.Quotas, got {type(value).__name__}")
+    return value

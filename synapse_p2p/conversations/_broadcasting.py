@@ -25,7 +25,8 @@ from anyio.abc import TaskStatus
 
 from .._hub import BroadcastReceived, EventHub, PeerLeft, PeerOffline
 from .._logging import FailureLog
-from ..errors import BAD_REQUEST, INTERNAL_ERROR, RemoteError
+from .._quotas import CountQuota, caller_key
+from ..errors import BAD_REQUEST, INTERNAL_ERROR, OVERLOADED, RemoteError
 from ..types import Broadcast, BroadcastReply, ConversationEvent, Peer
 from ..wire import Request
 from ._broadcasts import BroadcastState, BroadcastStatus
@@ -33,7 +34,7 @@ from ._ids import new_nonce, reply_event_id
 from ._signing import SIG_FIELD
 
 if TYPE_CHECKING:
-    from ..rpc import EndpointRegistry
+    from ..rpc import Connection, EndpointRegistry
     from ._service import Conversations
 
 __all__ = ["AskHandler", "Broadcasts"]
@@ -78,6 +79,7 @@ class Broadcasts:
         self._failures = FailureLog(log)
         self._tg: anyio.abc.TaskGroup | None = None
         self._asked: OrderedDict[str, None] = OrderedDict()
+        self._per_caller = CountQuota(conversations.config.quotas.deferred_asks)
         registry.pre_dispatch = self._pre_dispatch
         registry.add(self._broadcast_reply, "_synapse.broadcast.reply", publish=False)
 
@@ -106,8 +108,18 @@ class Broadcasts:
         for peer in list(conv.members.peers.values()):
             state.pending.add(peer.id)
             conv.delivery.send(peer, endpoint, list(args), call_kwargs,
-                               outcome=functools.partial(state.delivered, peer.id))  # fmt: skip
+                               outcome=functools.partial(self._delivered, nonce, peer))  # fmt: skip
         return b
+
+    def _delivered(self, nonce: str, peer: Peer, result: Any, error: BaseException | None) -> None:
+        """The broadcast call to ``peer`` returned: a peer that refused it over a quota
+        (``overloaded``) has failed it, with the reason (it will not ACK)."""
+        state = self.book.get(nonce)
+        if state is None:
+            return
+        state.delivered(peer.id, result, error)
+        if isinstance(error, RemoteError) and error.code == OVERLOADED:
+            self.book.add_failure(nonce, peer, f"refused: {error.message}")
 
     async def ack(
         self,
@@ -228,9 +240,17 @@ class Broadcasts:
             raise RemoteError(INTERNAL_ERROR, "node has no ask handler")
         return await handler(task, context)
 
-    async def deferred_ask(self, task: Any, context: dict[str, Any], broadcast: Any) -> Any:
+    async def deferred_ask(
+        self,
+        task: Any,
+        context: dict[str, Any],
+        broadcast: Any,
+        connection: Connection | None = None,
+    ) -> Any:
         """An ask that came with a broadcast: ACK, answer ``deferred`` now, run the handler in
-        the background, then reply (or emit an ``error`` event)."""
+        the background, then reply (or emit an ``error`` event). A caller with
+        ``Quotas.deferred_asks`` handlers running or waiting already gets ``overloaded`` (no
+        ACK, the handler does not run)."""
         if not isinstance(task, str):
             raise RemoteError(BAD_REQUEST, f"task must be a string, got {type(task).__name__}")
         if not isinstance(broadcast, Broadcast):
@@ -242,14 +262,38 @@ class Broadcasts:
             raise RemoteError(INTERNAL_ERROR, "node is stopping")
         if broadcast.nonce in self._asked:  # a replay: the handler ran for this nonce already
             return {"accepted": True, "deferred": True}
+        key = "local" if connection is None else caller_key(connection.node_id, connection.ip)
+        if not self._per_caller.acquire(key):
+            raise RemoteError(
+                OVERLOADED,
+                f"too many asks from this caller being handled (quota: "
+                f"{self._per_caller.limit} at once)",
+            )
         self._asked[broadcast.nonce] = None
         while len(self._asked) > ASKED_REMEMBERED:
             self._asked.popitem(last=False)
-        await self.ack(broadcast)
-        self._tg.start_soon(self._run_deferred, handler, task, context, broadcast)
+        try:
+            await self.ack(broadcast)
+        except BaseException:
+            self._per_caller.release(key)
+            raise
+        self._tg.start_soon(self._run_deferred, handler, task, context, broadcast, key)
         return {"accepted": True, "deferred": True}
 
     async def _run_deferred(
+        self,
+        handler: AskHandler,
+        task: str,
+        context: dict[str, Any],
+        broadcast: Broadcast,
+        key: str,
+    ) -> None:
+        try:
+            await self._handle_deferred(handler, task, context, broadcast)
+        finally:
+            self._per_caller.release(key)
+
+    async def _handle_deferred(
         self, handler: AskHandler, task: str, context: dict[str, Any], broadcast: Broadcast
     ) -> None:
         conv = self.conversations
@@ -283,7 +327,7 @@ class Broadcasts:
             broadcast, "progress", payload, parent_id=broadcast.nonce
         )
 
-    async def _pre_dispatch(self, request: Request) -> Request:
+    async def _pre_dispatch(self, request: Request, connection: Connection | None) -> Request:
         raw = request.kwargs.get("broadcast")
         if not isinstance(raw, dict):
             return request
@@ -304,7 +348,8 @@ class Broadcasts:
             metadata={} if sig is None else {SIG_FIELD: sig},
         )
         # Checked like any event: a forged or replayed-into-the-future broadcast is refused
-        # (``bad_request``) before its endpoint runs.
+        # (``bad_request``) before its endpoint runs; past the caller's quota, ``overloaded``.
+        conv.admit(connection, [message])
         await conv.remember(message)
         self.book.state(broadcast.nonce).broadcast = broadcast
         self.hub.publish(BroadcastReceived(request.endpoint, broadcast, list(request.args), kwargs))

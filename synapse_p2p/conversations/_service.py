@@ -34,10 +34,12 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._hub import ConversationCompacted, ConversationPruned, EventHub, EventStored, ReplyReceived
+from .._quotas import caller_key
 from .._validate import format_address
 from ..errors import BAD_REQUEST, ProtocolError, RemoteError, SynapseError
 from ..types import Broadcast, BroadcastReply, ConversationEvent, Peer
 from ..wire import pack
+from ._admission import Admission
 from ._broadcasts import BroadcastBook
 from ._delivery import BATCH, EVENT_ENDPOINT, EVENTS_ENDPOINT, Delivery
 from ._ids import random_id
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     from .._config import NodeConfig
     from .._seams import LocalNode, PeerCaller
     from ..membership import Membership
-    from ..rpc import EndpointRegistry
+    from ..rpc import Connection, EndpointRegistry
     from ..secure import SecurityPolicy
     from ._log import ConversationLog
     from ._summary import Summarizer
@@ -122,6 +124,7 @@ class Conversations:
         self._rng = random.Random()
         self.refused_old = 0
         self.trust = EventTrust(config, local, policy)
+        self.admission = Admission(config.quotas)
         self._unverified: OrderedDict[str, None] = OrderedDict()
         self._register(registry)
 
@@ -214,10 +217,13 @@ class Conversations:
         cid = event.conversation_id
         self._active[cid] = None
         self._active.move_to_end(cid)
+        self.admission.touched(cid, event.peer.id)
         cap = config.conversation_max_conversations
         if cap is not None and len(self._active) > cap and self._task_group is not None:
-            oldest, _ = self._active.popitem(last=False)
-            self._task_group.start_soon(self._prune, oldest)
+            victim = self.admission.victim(cid, self._active, cap)
+            del self._active[victim]
+            self.admission.forgot(victim)
+            self._task_group.start_soon(self._prune, victim)
         nonce = event.parent_id or event.conversation_id
         if event.kind == "ack" and event.parent_id:
             self.book.add_ack(event.parent_id, event.peer.id)
@@ -318,19 +324,42 @@ class Conversations:
 
     # -- endpoints ----------------------------------------------------------------------------
 
+    def admit(self, connection: Connection | None, events: list[ConversationEvent]) -> None:
+        """Charge the caller of an endpoint for ``events`` (:class:`Admission`); raises
+        ``RemoteError(overloaded)`` past its quota. Calls from this process (no connection)
+        are not charged."""
+        if connection is None:
+            return
+        key = caller_key(connection.node_id, connection.ip)
+        self.admission.admit(key, events, self._active.__contains__, anyio.current_time())
+
     def _register(self, registry: EndpointRegistry) -> None:
-        async def conversation_event(event: Any) -> dict[str, Any]:
+        async def conversation_event(
+            event: Any, connection: Connection | None = None
+        ) -> dict[str, Any]:
             incoming = ConversationEvent.from_dict(event)
+            self.admit(connection, [incoming])
             return {"ok": True, "stored": await self.remember(incoming)}
 
-        async def conversation_events(events: Any) -> dict[str, Any]:
+        async def conversation_events(
+            events: Any, connection: Connection | None = None
+        ) -> dict[str, Any]:
             if not isinstance(events, list) or len(events) > BATCH:
                 raise RemoteError(BAD_REQUEST, f"events must be a list of at most {BATCH}")
-            stored: list[bool] = []
-            errors: list[str | None] = []
+            parsed: list[ConversationEvent | ProtocolError] = []
             for item in events:
                 try:
-                    stored.append(await self.remember(ConversationEvent.from_dict(item)))
+                    parsed.append(ConversationEvent.from_dict(item))
+                except ProtocolError as exc:
+                    parsed.append(exc)
+            self.admit(connection, [e for e in parsed if isinstance(e, ConversationEvent)])
+            stored: list[bool] = []
+            errors: list[str | None] = []
+            for incoming in parsed:
+                try:
+                    if isinstance(incoming, ProtocolError):
+                        raise incoming
+                    stored.append(await self.remember(incoming))
                     errors.append(None)
                 except (ProtocolError, RemoteError) as exc:
                     stored.append(False)
@@ -474,6 +503,7 @@ class Conversations:
 
     async def _prune(self, cid: str) -> None:
         self._active.pop(cid, None)
+        self.admission.forgot(cid)
         self.trust.bury(cid, self.log.last_activity(cid))
         await self.log.prune(cid)
         self.book.drop(cid)

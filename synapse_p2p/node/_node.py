@@ -32,6 +32,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .._config import NodeConfig, resolve_advertise
 from .._hub import EventHub, NodeEvent, Subscription
 from .._logging import configure_console_logging
+from .._quotas import Quotas
 from .._seams import LocalNode, Service
 from .._service_group import ServiceGroup, close_service_group, open_service_group
 from .._validate import check_str, format_address
@@ -45,6 +46,7 @@ from ..identity import Identity
 from ..membership import Membership
 from ..rpc import (
     Allow,
+    Connection,
     ConnectionPool,
     EndpointMetadata,
     EndpointRegistry,
@@ -169,6 +171,10 @@ class Node:
     ``SYNAPSE_SECRET`` environment variable (comma-separated). With a secret only nodes holding
     one of the keyring's secrets can connect, plaintext (synapse-p2p 2.5.0) is refused, and
     the built-in endpoints other than ``_synapse.ping`` are members-only.
+
+    ``quotas``: a :class:`~synapse_p2p.Quotas`, what one caller may ask of this node (events
+    per second, new conversations, ask handlers at once); past it the caller gets
+    ``overloaded``.
     """
 
     def __init__(
@@ -209,6 +215,7 @@ class Node:
         wall_clock: Callable[[], float] = time.time,
         identity: Identity | str | os.PathLike[str] | None = None,
         secret: str | bytes | Iterable[str | bytes] | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         #: The validated settings (frozen): what every service of the node reads.
         self.config = NodeConfig.build(
@@ -237,6 +244,7 @@ class Node:
             gossip_fanout=gossip_fanout,
             wall_clock=wall_clock,
             secret=secret,
+            quotas=quotas,
         )
         config = self.config
         try:
@@ -742,8 +750,14 @@ class Node:
     async def _run_ask(self, task: Any, context: dict[str, Any]) -> Any:
         return await self._broadcasts.run_ask(task, context)
 
-    async def _deferred_ask(self, task: Any, context: dict[str, Any], broadcast: Any) -> Any:
-        return await self._broadcasts.deferred_ask(task, context, broadcast)
+    async def _deferred_ask(
+        self,
+        task: Any,
+        context: dict[str, Any],
+        broadcast: Any,
+        connection: Connection | None = None,
+    ) -> Any:
+        return await self._broadcasts.deferred_ask(task, context, broadcast, connection)
 
     # -- running ----------------------------------------------------------------------------
 

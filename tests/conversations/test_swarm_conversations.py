@@ -323,9 +323,9 @@ async def test_iter_replies_waits_for_a_late_ack_after_a_fast_reply(anyio_backen
         receive = slow._registry.pre_dispatch
         assert receive is not None
 
-        async def late(request: Any) -> Any:
+        async def late(request: Any, connection: Any) -> Any:
             await anyio.sleep(0.1)  # the broadcast reaches this peer late
-            return await receive(request)
+            return await receive(request, connection)
 
         slow._registry.pre_dispatch = late
         b = await asker.broadcast("synapse.ask", "review")
