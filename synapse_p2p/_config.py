@@ -175,6 +175,7 @@ class NodeConfig:
     conversation_retention: float | None = None
     conversation_max_conversations: int | None = 10_000
     max_connections: int = 1024
+    max_connections_per_peer: int = 128
     max_concurrent_requests: int = 64
     idle_timeout: float = 300.0
     read_timeout: float = 30.0
@@ -215,6 +216,7 @@ class NodeConfig:
         conversation_retention: Any = None,
         conversation_max_conversations: Any = 10_000,
         max_connections: Any = 1024,
+        max_connections_per_peer: Any = 128,
         max_concurrent_requests: Any = 64,
         idle_timeout: Any = 300.0,
         read_timeout: Any = 30.0,
@@ -245,6 +247,7 @@ class NodeConfig:
         if not callable(wall_clock):
             raise TypeError("wall_clock must be a callable returning epoch seconds")
         for name, value in (("max_connections", max_connections),
+                            ("max_connections_per_peer", max_connections_per_peer),
                             ("max_concurrent_requests", max_concurrent_requests)):  # fmt: skip
             check_int(name, value, minimum=1)
         return cls(
@@ -266,6 +269,7 @@ class NodeConfig:
             ),
             conversation_max_conversations=conversation_max_conversations,
             max_connections=max_connections,
+            max_connections_per_peer=max_connections_per_peer,
             max_concurrent_requests=max_concurrent_requests,
             idle_timeout=check_seconds("idle_timeout", idle_timeout),
             read_timeout=check_seconds("read_timeout", read_timeout),

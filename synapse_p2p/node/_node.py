@@ -153,6 +153,8 @@ class Node:
 
     Constructor arguments are validated at once: a bad value raises ``TypeError`` or
     ``ValueError`` naming the parameter. Keywords beyond the reference's: ``max_connections``,
+    ``max_connections_per_peer`` (per verified node id, or per IP address for plaintext
+    callers),
     ``max_concurrent_requests`` (per connection), ``idle_timeout``, ``read_timeout``,
     ``call_timeout`` and ``connect_timeout`` (outbound calls to peers), ``max_peers``,
     ``gossip_fanout``, ``mdns_interfaces``, ``conversation_max_conversations`` (past it the
@@ -202,6 +204,7 @@ class Node:
         summarizer: Callable[..., Awaitable[str]] | None = None,
         *,
         max_connections: int = 1024,
+        max_connections_per_peer: int = 128,
         max_concurrent_requests: int = 64,
         idle_timeout: float = 300.0,
         read_timeout: float = 30.0,
@@ -235,6 +238,7 @@ class Node:
             conversation_retention=conversation_retention,
             conversation_max_conversations=conversation_max_conversations,
             max_connections=max_connections,
+            max_connections_per_peer=max_connections_per_peer,
             max_concurrent_requests=max_concurrent_requests,
             idle_timeout=idle_timeout,
             read_timeout=read_timeout,
@@ -293,6 +297,7 @@ class Node:
         self.limits = ServerLimits(
             max_frame_size=config.max_upload_size,
             max_connections=config.max_connections,
+            max_connections_per_peer=config.max_connections_per_peer,
             max_concurrent_requests=config.max_concurrent_requests,
             idle_timeout=config.idle_timeout,
             read_timeout=config.read_timeout,

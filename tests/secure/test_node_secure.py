@@ -228,10 +228,10 @@ def _idle_socket(port: int, source: str, first: bytes) -> socket.socket:
 
 async def test_one_address_cannot_exhaust_the_connections_of_others(anyio_backend: str) -> None:
     """Idle sockets from one address (stuck in the handshake, or plaintext and idle) are
-    capped per address (64 handshakes at once, 64 connections); an honest caller from
-    another address is served. Without the quotas the 240 sockets took all 200 connections
-    and the honest caller got ``overloaded``."""
-    node = quiet(max_connections=200)
+    capped per address (64 handshakes at once, ``max_connections_per_peer`` connections); an
+    honest caller from another address is served. Without the quotas the 240 sockets took all
+    200 connections and the honest caller got ``overloaded``."""
+    node = quiet(max_connections=200, max_connections_per_peer=64)
     async with running(node):
         socks: list[socket.socket] = []
         try:
