@@ -1,13 +1,18 @@
 """Load generators for benchmarks/rpc.py. Prints one JSON line of results.
 
-    python _rpc_clients.py ours|raw trio|asyncio PORT     (this environment)
+    python _rpc_clients.py ours|ours-secure|raw trio|asyncio PORT     (this environment)
     python _rpc_clients.py ref asyncio PORT               (synapse-p2p 2.5.0's interpreter)
 
 Measures: sequential calls over one connection (latencies); 64 concurrent callers in two
 shapes, all sharing one connection (``conc_calls_s``: requests matched to responses by id,
 which is how our client works) and one persistent connection per caller
-(``conc_conns_calls_s``); and 1 MiB echoes. The reference opens one connection per call
+(``conc_conns_calls_s``: the connections are opened first, one after another, and only the
+calls are timed); and 1 MiB echoes. The reference opens one connection per call
 whatever the shape, so it only has ``conc_calls_s``. Every loop is bounded in count.
+
+``ours`` calls in plaintext (the wire of 2.5.0, which our node still serves when it has no swarm
+secret); ``ours-secure`` over the secure channel (Noise, what our clients and nodes use between
+themselves by default). The server is the same in both cases.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 SEQUENTIAL = 3000
@@ -26,6 +32,7 @@ CONCURRENT_CALLERS = 64
 CALLS_PER_CALLER = 60
 BIG = b"x" * (1024 * 1024)
 BIG_CALLS = 30
+CONNECTS = 50
 HEADER = struct.Struct("!I")
 
 
@@ -38,7 +45,7 @@ async def measure(
     call: Callable[[Any], Awaitable[Any]],
     concurrent: Callable[[int, int], Awaitable[None]],
     big_call: Callable[[bytes], Awaitable[Any]],
-    concurrent_conns: Callable[[int, int], Awaitable[None]] | None = None,
+    concurrent_conns: Callable[[int, int], Awaitable[float]] | None = None,
 ) -> dict[str, float]:
     for _ in range(200):  # warm up
         await call(1)
@@ -54,9 +61,8 @@ async def measure(
     conc_elapsed = time.perf_counter() - start
     conns_rate = math.nan
     if concurrent_conns is not None:
-        start = time.perf_counter()
-        await concurrent_conns(CONCURRENT_CALLERS, CALLS_PER_CALLER)
-        conns_rate = CONCURRENT_CALLERS * CALLS_PER_CALLER / (time.perf_counter() - start)
+        elapsed = await concurrent_conns(CONCURRENT_CALLERS, CALLS_PER_CALLER)
+        conns_rate = CONCURRENT_CALLERS * CALLS_PER_CALLER / elapsed
     await big_call(BIG)
     start = time.perf_counter()
     for _ in range(BIG_CALLS):
@@ -72,12 +78,19 @@ async def measure(
     }
 
 
-async def run_ours(port: int) -> dict[str, float]:
+async def run_ours(port: int, secure: bool) -> dict[str, float]:
     import anyio
 
     from synapse_p2p import Client
+    from synapse_p2p.rpc import PlainDialer
 
-    async with Client("127.0.0.1", port) as client:
+    def connect() -> Client:
+        client = Client("127.0.0.1", port)
+        if not secure:
+            client.dialer = PlainDialer(client.transport)
+        return client
+
+    async with connect() as client:
 
         async def call(v: Any) -> Any:
             return await client.call("echo", v)
@@ -91,17 +104,31 @@ async def run_ours(port: int) -> dict[str, float]:
                 for _ in range(callers):
                     tg.start_soon(caller)
 
-        async def concurrent_conns(callers: int, each: int) -> None:
-            async def caller() -> None:
-                async with Client("127.0.0.1", port) as own:
+        async def concurrent_conns(callers: int, each: int) -> float:
+            async with AsyncExitStack() as stack:
+                clients = [await stack.enter_async_context(connect()) for _ in range(callers)]
+
+                async def caller(own: Client) -> None:
                     for i in range(each):
                         await own.call("echo", i)
 
-            async with anyio.create_task_group() as tg:
-                for _ in range(callers):
-                    tg.start_soon(caller)
+                start = time.perf_counter()
+                async with anyio.create_task_group() as tg:
+                    for own in clients:
+                        tg.start_soon(caller, own)
+                return time.perf_counter() - start
 
-        return await measure(call, concurrent, call, concurrent_conns)
+        result = await measure(call, concurrent, call, concurrent_conns)
+        # Connect (+ handshake, for the secure channel) latency: a fresh connection to the
+        # server, ready for a first call, closed again.
+        samples = []
+        for _ in range(CONNECTS):
+            start = time.perf_counter()
+            stream, _ = await client.dialer.connect("127.0.0.1", port, timeout=10)
+            samples.append(time.perf_counter() - start)
+            await stream.aclose()
+        result["connect_ms"] = percentile(samples, 0.5) * 1000
+        return result
 
 
 class RawConnection:
@@ -284,15 +311,18 @@ async def run_raw_trio(port: int) -> dict[str, float]:
     async def concurrent(callers: int, each: int) -> None:
         await raw_mux_trio(port, callers, each)
 
-    async def concurrent_conns(callers: int, each: int) -> None:
-        async def caller() -> None:
-            c = await raw_connect_trio(port)
+    async def concurrent_conns(callers: int, each: int) -> float:
+        conns = [await raw_connect_trio(port) for _ in range(callers)]
+
+        async def caller(c: RawConnection) -> None:
             for i in range(each):
                 await c.call(i)
 
+        start = time.perf_counter()
         async with trio.open_nursery() as nursery:
-            for _ in range(callers):
-                nursery.start_soon(caller)
+            for c in conns:
+                nursery.start_soon(caller, c)
+        return time.perf_counter() - start
 
     return await measure(conn.call, concurrent, conn.call, concurrent_conns)
 
@@ -305,13 +335,16 @@ async def run_raw_asyncio(port: int) -> dict[str, float]:
     async def concurrent(callers: int, each: int) -> None:
         await raw_mux_asyncio(port, callers, each)
 
-    async def concurrent_conns(callers: int, each: int) -> None:
-        async def caller() -> None:
-            c = await raw_connect_asyncio(port)
+    async def concurrent_conns(callers: int, each: int) -> float:
+        conns = [await raw_connect_asyncio(port) for _ in range(callers)]
+
+        async def caller(c: RawConnection) -> None:
             for i in range(each):
                 await c.call(i)
 
-        await asyncio.gather(*(caller() for _ in range(callers)))
+        start = time.perf_counter()
+        await asyncio.gather(*(caller(c) for c in conns))
+        return time.perf_counter() - start
 
     return await measure(conn.call, concurrent, conn.call, concurrent_conns)
 
@@ -354,5 +387,5 @@ if __name__ == "__main__":
     else:
         import anyio
 
-        result = anyio.run(run_ours, port, backend=backend)
+        result = anyio.run(run_ours, port, impl == "ours-secure", backend=backend)
     print(json.dumps(result), flush=True)

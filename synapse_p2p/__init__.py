@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
+from ._quotas import Quotas
 from .conversations import (
     BaseConversationLog,
     MemoryConversationLog,
@@ -109,6 +110,7 @@ __all__ = [
     "Peer",
     "PlaintextPeer",
     "ProtocolError",
+    "Quotas",
     "RecordError",
     "RegistryError",
     "RemoteError",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._quotas import Quotas
 from ._validate import (
     check_bool,
     check_int,
@@ -174,6 +175,7 @@ class NodeConfig:
     conversation_retention: float | None = None
     conversation_max_conversations: int | None = 10_000
     max_connections: int = 1024
+    max_connections_per_peer: int = 128
     max_concurrent_requests: int = 64
     idle_timeout: float = 300.0
     read_timeout: float = 30.0
@@ -186,6 +188,8 @@ class NodeConfig:
     wall_clock: Callable[[], float] = field(default=time.time, compare=False)
     #: The swarm secrets (first primary); empty: no secret. Never printed.
     keyring: Keyring = field(default=NO_SECRET, repr=False)
+    #: What one caller may ask of this node (events, new conversations, deferred asks).
+    quotas: Quotas = field(default_factory=Quotas)
 
     @property
     def secured(self) -> bool:
@@ -212,6 +216,7 @@ class NodeConfig:
         conversation_retention: Any = None,
         conversation_max_conversations: Any = 10_000,
         max_connections: Any = 1024,
+        max_connections_per_peer: Any = 128,
         max_concurrent_requests: Any = 64,
         idle_timeout: Any = 300.0,
         read_timeout: Any = 30.0,
@@ -221,6 +226,7 @@ class NodeConfig:
         gossip_fanout: Any = 3,
         wall_clock: Any = time.time,
         secret: Any = None,
+        quotas: Any = None,
     ) -> NodeConfig:
         """Validate every setting; ``TypeError``/``ValueError`` name the bad parameter."""
         if advertise is not None:
@@ -241,6 +247,7 @@ class NodeConfig:
         if not callable(wall_clock):
             raise TypeError("wall_clock must be a callable returning epoch seconds")
         for name, value in (("max_connections", max_connections),
+                            ("max_connections_per_peer", max_connections_per_peer),
                             ("max_concurrent_requests", max_concurrent_requests)):  # fmt: skip
             check_int(name, value, minimum=1)
         return cls(
@@ -262,6 +269,7 @@ class NodeConfig:
             ),
             conversation_max_conversations=conversation_max_conversations,
             max_connections=max_connections,
+            max_connections_per_peer=max_connections_per_peer,
             max_concurrent_requests=max_concurrent_requests,
             idle_timeout=check_seconds("idle_timeout", idle_timeout),
             read_timeout=check_seconds("read_timeout", read_timeout),
@@ -271,6 +279,7 @@ class NodeConfig:
             gossip_fanout=check_int("gossip_fanout", gossip_fanout, minimum=1),
             wall_clock=wall_clock,
             keyring=Keyring.from_value(secret),
+            quotas=_quotas(quotas),
         )
 
     def admits(self, peer: Peer) -> bool:
@@ -293,3 +302,11 @@ class NodeConfig:
             BAD_REQUEST,
             f"peer requested a different team ({peer.team!r}; this node is in {self.team!r})",
         )
+
+
+def _quotas(value: Any) -> Quotas:
+    if value is None:
+        return Quotas()
+    if not isinstance(value, Quotas):
+        raise TypeError(f"quotas must be a synapse_p2p.Quotas, got {type(value).__name__}")
+    return value

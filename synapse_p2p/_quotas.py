@@ -15,7 +15,39 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["CountQuota", "RateQuota", "caller_key"]
+__all__ = ["CountQuota", "Quotas", "RateQuota", "caller_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class Quotas:
+    """What one caller (a verified node id, or an IP address for plaintext callers) may ask of
+    a node; past a quota the caller gets ``overloaded`` and nothing is stored or run.
+
+    * ``events_per_second`` (sustained) and ``event_burst``: conversation events delivered;
+    * ``new_conversations_per_second`` and ``new_conversation_burst``: events that start a
+      conversation this node does not hold yet (broadcasts included);
+    * ``deferred_asks``: ask handlers running or waiting for this caller's broadcasts.
+
+    Connections are capped too (``max_connections_per_peer`` of the RPC server). The defaults
+    are far above what an honest node sends and keep one flooding member from filling the
+    node's queues; ``Node(quotas=Quotas(...))`` changes them.
+    """
+
+    events_per_second: float = 500.0
+    event_burst: int = 2000
+    new_conversations_per_second: float = 50.0
+    new_conversation_burst: int = 500
+    deferred_asks: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("events_per_second", "new_conversations_per_second"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        for name in ("event_burst", "new_conversation_burst", "deferred_asks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def caller_key(node_id: str | None, ip: str) -> str:

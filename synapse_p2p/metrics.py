@@ -89,8 +89,21 @@ class NodeCollector(Collector):
             yield gauge("rpc_in_flight", "RPC requests being handled.", server.in_flight)
             yield counter("rpc_error_responses", "RPC error responses sent.",
                           server.error_responses)  # fmt: skip
-            yield counter("rpc_rejected_connections", "Connections refused (limit).",
+            yield counter("rpc_rejected_connections",
+                          "Connections refused (connection limit or per-peer quota).",
                           server.rejected_connections)  # fmt: skip
+        handshakes = stats.handshakes
+        if handshakes is not None:
+            yield counter("secure_handshakes", "Secure-channel handshakes completed.",
+                          handshakes.secure)  # fmt: skip
+            yield counter("plaintext_connections", "Plaintext (2.5.0) connections served.",
+                          handshakes.plaintext)  # fmt: skip
+            yield counter("handshake_failures",
+                          "Handshakes that failed (wrong secret or key, timeout, plaintext "
+                          "refused).", handshakes.failed)  # fmt: skip
+            yield counter("handshake_refusals",
+                          "Connections closed unread: over the handshake caps (per address "
+                          "or in all).", handshakes.refused)  # fmt: skip
         pool = stats.pool
         if pool is not None:
             yield counter("rpc_calls", "RPC calls made to peers.", pool.calls)

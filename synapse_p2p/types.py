@@ -188,18 +188,27 @@ class Broadcast:
     nonce: str
     origin: Peer
     endpoint: str
+    #: The origin's signature of the broadcast's ``message`` event (``"sig"`` on the wire; see
+    #: docs/signing.md), so receivers can check who broadcast; ``None`` from an unsigned
+    #: (2.5.0) origin. synapse-p2p 2.5.0 ignores the key.
+    sig: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, data: Any) -> Broadcast:
         data = _require(data, "broadcast")
+        sig = data.get("sig")
         return cls(
             nonce=_str(data, "nonce", "broadcast", max_length=MAX_ID_LENGTH),
             origin=Peer.from_dict(data.get("origin")),
             endpoint=_str(data, "endpoint", "broadcast"),
+            sig=dict(sig) if isinstance(sig, dict) else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"nonce": self.nonce, "origin": self.origin.to_dict(), "endpoint": self.endpoint}
+        data = {"nonce": self.nonce, "origin": self.origin.to_dict(), "endpoint": self.endpoint}
+        if self.sig is not None:
+            data["sig"] = dict(self.sig)
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -24,14 +25,16 @@ from anyio.abc import TaskStatus
 
 from .._hub import BroadcastReceived, EventHub, PeerLeft, PeerOffline
 from .._logging import FailureLog
-from ..errors import BAD_REQUEST, INTERNAL_ERROR, RemoteError
+from .._quotas import CountQuota, caller_key
+from ..errors import BAD_REQUEST, INTERNAL_ERROR, OVERLOADED, RemoteError
 from ..types import Broadcast, BroadcastReply, ConversationEvent, Peer
 from ..wire import Request
 from ._broadcasts import BroadcastState, BroadcastStatus
 from ._ids import new_nonce, reply_event_id
+from ._signing import SIG_FIELD
 
 if TYPE_CHECKING:
-    from ..rpc import EndpointRegistry
+    from ..rpc import Connection, EndpointRegistry
     from ._service import Conversations
 
 __all__ = ["AskHandler", "Broadcasts"]
@@ -42,6 +45,9 @@ log = logging.getLogger(__name__)
 REPLY_SETTLE = 0.25
 #: At most this many ask handlers of broadcasts run at once on a node; more wait their turn.
 MAX_RUNNING_ASKS = 64
+#: Broadcast nonces whose ask handler ran here, remembered so a replayed broadcast does not run
+#: it again (even after its conversation was pruned); the oldest are forgotten first.
+ASKED_REMEMBERED = 65536
 
 AskHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -72,6 +78,8 @@ class Broadcasts:
         self._asks = anyio.CapacityLimiter(MAX_RUNNING_ASKS)
         self._failures = FailureLog(log)
         self._tg: anyio.abc.TaskGroup | None = None
+        self._asked: OrderedDict[str, None] = OrderedDict()
+        self._per_caller = CountQuota(conversations.config.quotas.deferred_asks)
         registry.pre_dispatch = self._pre_dispatch
         registry.add(self._broadcast_reply, "_synapse.broadcast.reply", publish=False)
 
@@ -87,25 +95,31 @@ class Broadcasts:
         conv = self.conversations
         origin = conv.record()
         nonce = new_nonce()
-        b = Broadcast(nonce, origin, endpoint)
-        message = ConversationEvent(
-            conversation_id=nonce,
-            event_id=nonce,
-            kind="message",
-            peer=origin,
-            payload={"endpoint": endpoint, "args": list(args), "kwargs": dict(kwargs)},
-            created_at=origin.last_seen,
-        )
+        payload = {"endpoint": endpoint, "args": list(args), "kwargs": dict(kwargs)}
+        message = conv.new_event(nonce, nonce, "message", payload, peer=origin)
+        # The receivers rebuild the message event from the call: its signature travels in the
+        # broadcast map (synapse-p2p 2.5.0 ignores the extra key).
+        b = Broadcast(nonce, origin, endpoint, sig=message.metadata.get(SIG_FIELD))
         conv.check_size(message)
         self.book.state(nonce).broadcast = b
-        await conv.remember(message)
+        await conv.remember(message, local=True)
         call_kwargs = {**kwargs, "broadcast": b.to_dict()}
         state = self.book.state(nonce)
         for peer in list(conv.members.peers.values()):
             state.pending.add(peer.id)
             conv.delivery.send(peer, endpoint, list(args), call_kwargs,
-                               outcome=functools.partial(state.delivered, peer.id))  # fmt: skip
+                               outcome=functools.partial(self._delivered, nonce, peer))  # fmt: skip
         return b
+
+    def _delivered(self, nonce: str, peer: Peer, result: Any, error: BaseException | None) -> None:
+        """The broadcast call to ``peer`` returned: a peer that refused it over a quota
+        (``overloaded``) has failed it, with the reason (it will not ACK)."""
+        state = self.book.get(nonce)
+        if state is None:
+            return
+        state.delivered(peer.id, result, error)
+        if isinstance(error, RemoteError) and error.code == OVERLOADED:
+            self.book.add_failure(nonce, peer, f"refused: {error.message}")
 
     async def ack(
         self,
@@ -228,9 +242,17 @@ class Broadcasts:
             raise RemoteError(INTERNAL_ERROR, "node has no ask handler")
         return await handler(task, context)
 
-    async def deferred_ask(self, task: Any, context: dict[str, Any], broadcast: Any) -> Any:
+    async def deferred_ask(
+        self,
+        task: Any,
+        context: dict[str, Any],
+        broadcast: Any,
+        connection: Connection | None = None,
+    ) -> Any:
         """An ask that came with a broadcast: ACK, answer ``deferred`` now, run the handler in
-        the background, then reply (or emit an ``error`` event)."""
+        the background, then reply (or emit an ``error`` event). A caller with
+        ``Quotas.deferred_asks`` handlers running or waiting already gets ``overloaded`` (no
+        ACK, the handler does not run)."""
         if not isinstance(task, str):
             raise RemoteError(BAD_REQUEST, f"task must be a string, got {type(task).__name__}")
         if not isinstance(broadcast, Broadcast):
@@ -240,11 +262,40 @@ class Broadcasts:
             raise RemoteError(INTERNAL_ERROR, "node has no ask handler")
         if self._tg is None:
             raise RemoteError(INTERNAL_ERROR, "node is stopping")
-        await self.ack(broadcast)
-        self._tg.start_soon(self._run_deferred, handler, task, context, broadcast)
+        if broadcast.nonce in self._asked:  # a replay: the handler ran for this nonce already
+            return {"accepted": True, "deferred": True}
+        key = "local" if connection is None else caller_key(connection.node_id, connection.ip)
+        if not self._per_caller.acquire(key):
+            raise RemoteError(
+                OVERLOADED,
+                f"too many asks from this caller being handled (quota: "
+                f"{self._per_caller.limit} at once)",
+            )
+        self._asked[broadcast.nonce] = None
+        while len(self._asked) > ASKED_REMEMBERED:
+            self._asked.popitem(last=False)
+        try:
+            await self.ack(broadcast)
+        except BaseException:
+            self._per_caller.release(key)
+            raise
+        self._tg.start_soon(self._run_deferred, handler, task, context, broadcast, key)
         return {"accepted": True, "deferred": True}
 
     async def _run_deferred(
+        self,
+        handler: AskHandler,
+        task: str,
+        context: dict[str, Any],
+        broadcast: Broadcast,
+        key: str,
+    ) -> None:
+        try:
+            await self._handle_deferred(handler, task, context, broadcast)
+        finally:
+            self._per_caller.release(key)
+
+    async def _handle_deferred(
         self, handler: AskHandler, task: str, context: dict[str, Any], broadcast: Broadcast
     ) -> None:
         conv = self.conversations
@@ -278,7 +329,7 @@ class Broadcasts:
             broadcast, "progress", payload, parent_id=broadcast.nonce
         )
 
-    async def _pre_dispatch(self, request: Request) -> Request:
+    async def _pre_dispatch(self, request: Request, connection: Connection | None) -> Request:
         raw = request.kwargs.get("broadcast")
         if not isinstance(raw, dict):
             return request
@@ -286,6 +337,7 @@ class Broadcasts:
         conv = self.conversations
         conv.config.check_member(broadcast.origin)
         kwargs = {k: v for k, v in request.kwargs.items() if k != "broadcast"}
+        sig = broadcast.sig
         message = ConversationEvent(
             conversation_id=broadcast.nonce,
             event_id=broadcast.nonce,
@@ -295,7 +347,11 @@ class Broadcasts:
             # The origin's peer record is stamped when the broadcast is made (by 2.5.0 nodes
             # too): every receiver gives the message the same time, so logs agree.
             created_at=broadcast.origin.last_seen,
+            metadata={} if sig is None else {SIG_FIELD: sig},
         )
+        # Checked like any event: a forged or replayed-into-the-future broadcast is refused
+        # (``bad_request``) before its endpoint runs; past the caller's quota, ``overloaded``.
+        conv.admit(connection, [message])
         await conv.remember(message)
         self.book.state(broadcast.nonce).broadcast = broadcast
         self.hub.publish(BroadcastReceived(request.endpoint, broadcast, list(request.args), kwargs))
@@ -312,6 +368,10 @@ class Broadcasts:
         conv.config.check_member(replier)
         state = self.book.get(nonce)
         if state is not None and replier.id in state.replied:
+            return {"ok": True}
+        if conv.trust.author_verified(replier.id):
+            # Our nodes send this call too (to an origin that is not a member); their signed
+            # reply event is the one that counts, and an unsigned copy is never kept.
             return {"ok": True}
         event = ConversationEvent(
             conversation_id=nonce,

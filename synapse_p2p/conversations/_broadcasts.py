@@ -24,6 +24,8 @@ class BroadcastState:
     #: Replies and failures (``BroadcastReply.error`` set) in arrival order.
     answers: list[BroadcastReply] = field(default_factory=list)
     replied: set[str] = field(default_factory=set)
+    #: Repliers whose reply was not signed (a verified reply may still take its place).
+    unverified: set[str] = field(default_factory=set)
     acked: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
     #: Peers this node sent its own broadcast to whose call has not returned yet.
@@ -116,12 +118,26 @@ class BroadcastBook:
             self._states.move_to_end(nonce)
         return state
 
-    def add_reply(self, reply: BroadcastReply) -> bool:
-        """Record a reply; False if this peer already replied (or the nonce is full)."""
+    def add_reply(self, reply: BroadcastReply, *, verified: bool = False) -> bool:
+        """Record a reply; False if this peer already replied (or the nonce is full). A
+        ``verified`` reply takes the place of an unverified one from the same peer id (see
+        :func:`~._signing.may_move`)."""
         state = self.state(reply.nonce)
-        if reply.peer.id in state.replied or len(state.replies) >= self.max_replies:
+        peer_id = reply.peer.id
+        if peer_id in state.replied:
+            if not verified or peer_id not in state.unverified:
+                return False
+            state.unverified.discard(peer_id)
+            for answers in (state.replies, state.answers):
+                answers[:] = [reply if r.peer.id == peer_id and not r.failed else r
+                              for r in answers]  # fmt: skip
+            state.notify()
+            return True
+        if len(state.replies) >= self.max_replies:
             return False
-        state.replied.add(reply.peer.id)
+        if not verified:
+            state.unverified.add(peer_id)
+        state.replied.add(peer_id)
         state.replies.append(reply)
         state.answers.append(reply)
         state.notify()

@@ -14,6 +14,10 @@ and the replier's id), and a broadcast's ``message`` event is the nonce, so sync
 several peers never duplicates them. Authors of events are never added to the peer table:
 learning an event's author is not a licence to dial it.
 
+Trust. Events this node makes are signed where they are made (:meth:`Conversations.new_event`);
+every event received is checked in :meth:`Conversations.remember` before the log's dedup
+(:mod:`._signing`: signature, author, replay and clock rules; ``docs/signing.md``).
+
 Broadcasts, asks, ACKs and replies are in :mod:`._broadcasting`; the decisions (sync pages,
 digest diffs, compaction and retention plans) in :mod:`._plans`.
 """
@@ -30,10 +34,12 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._hub import ConversationCompacted, ConversationPruned, EventHub, EventStored, ReplyReceived
+from .._quotas import caller_key
 from .._validate import format_address
 from ..errors import BAD_REQUEST, ProtocolError, RemoteError, SynapseError
 from ..types import Broadcast, BroadcastReply, ConversationEvent, Peer
 from ..wire import pack
+from ._admission import Admission
 from ._broadcasts import BroadcastBook
 from ._delivery import BATCH, EVENT_ENDPOINT, EVENTS_ENDPOINT, Delivery
 from ._ids import random_id
@@ -46,12 +52,14 @@ from ._plans import (
     stale_conversations,
     sync_page,
 )
+from ._signing import EventTrust
 
 if TYPE_CHECKING:
     from .._config import NodeConfig
     from .._seams import LocalNode, PeerCaller
     from ..membership import Membership
-    from ..rpc import EndpointRegistry
+    from ..rpc import Connection, EndpointRegistry
+    from ..secure import SecurityPolicy
     from ._log import ConversationLog
     from ._summary import Summarizer
 
@@ -63,6 +71,8 @@ SYNC_ENDPOINT = "_synapse.conversation.sync"
 DIGEST_ENDPOINT = "_synapse.conversation.digest"
 ANTI_ENTROPY_ROUNDS = 4  # heartbeat intervals between two anti-entropy exchanges
 ANSWER_LINGER = 0.1  # seconds an ACK or reply waits for company on its way to bystanders
+#: Ids of events stored unverified that a verified copy may still replace.
+UNVERIFIED_REMEMBERED = 65536
 
 
 class Conversations:
@@ -70,8 +80,10 @@ class Conversations:
 
     Built from the node's settings, its own record, the log, the endpoint registry it serves
     the conversation endpoints on, the ``members`` (membership: who is alive, who is a 2.5.0
-    node), a ``caller`` to reach peers, the ``hub`` it publishes ``EventStored`` & co. to, and
-    ``summarizer`` (returns the user's summarizer, or ``None`` for the default).
+    node), a ``caller`` to reach peers, the ``hub`` it publishes ``EventStored`` & co. to,
+    ``summarizer`` (returns the user's summarizer, or ``None`` for the default) and ``policy``
+    (which ids proved their key; by default a fresh one for the node's keyring). Events this
+    node authors are signed, and every event received is checked (:mod:`._signing`).
     """
 
     def __init__(
@@ -85,7 +97,12 @@ class Conversations:
         caller: PeerCaller,
         hub: EventHub,
         summarizer: Callable[[], Summarizer | None] = lambda: None,
+        policy: SecurityPolicy | None = None,
     ) -> None:
+        if policy is None:
+            from ..secure import SecurityPolicy
+
+            policy = SecurityPolicy(config.keyring)
         self.config = config
         self.local = local
         self.log = log_store
@@ -106,6 +123,9 @@ class Conversations:
         )
         self._rng = random.Random()
         self.refused_old = 0
+        self.trust = EventTrust(config, local, policy)
+        self.admission = Admission(config.quotas)
+        self._unverified: OrderedDict[str, None] = OrderedDict()
         self._register(registry)
 
     @property
@@ -122,19 +142,73 @@ class Conversations:
         """This node's peer record, stamped now."""
         return self.local.record(self._now())
 
-    async def remember(self, event: ConversationEvent) -> bool:
-        """Store ``event`` (membership and retention checked); publish ``EventStored``.
+    def new_event(
+        self,
+        conversation_id: str,
+        event_id: str,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        parent_id: str | None = None,
+        created_at: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        peer: Peer | None = None,
+    ) -> ConversationEvent:
+        """An event authored by this node, signed: the one place local events are made."""
+        record = peer if peer is not None else self.record()
+        event = ConversationEvent(
+            conversation_id=conversation_id,
+            event_id=event_id,
+            kind=kind,
+            peer=record,
+            payload=payload,
+            parent_id=parent_id,
+            created_at=record.last_seen if created_at is None else created_at,
+            metadata=dict(metadata or {}),
+        )
+        return self.trust.sign(event)
 
-        Returns False for a duplicate or an event older than the retention window. Raises
-        ``RemoteError`` (``bad_request``) if the author is not of this swarm and team.
+    async def remember(self, event: ConversationEvent, *, local: bool = False) -> bool:
+        """Store ``event`` (signature, membership, replay and retention checked); publish
+        ``EventStored``. ``local``: made by :meth:`new_event` (signed already).
+
+        Returns False for a duplicate (or replay), an event older than the retention window or
+        of a pruned conversation. Raises ``RemoteError`` (``bad_request``) if the author is not
+        of this swarm and team, or the event fails the signature rules (:mod:`._signing`).
+        A verified event replaces an unverified copy stored under the same id.
         """
+        trust = self.trust
         self.config.check_member(event.peer)
+        if not local:
+            event = trust.check(event)
         retention = self.config.conversation_retention
         if retention is not None and event.created_at < self._now() - retention:
             self.refused_old += 1
             return False
-        if not await self.log.append(event):
+        if trust.replayed(event):
             return False
+        if not await self.log.append(event):
+            trust.accepted(event)
+            if event.verified and event.event_id in self._unverified:
+                del self._unverified[event.event_id]
+                return await self._upgrade(event)
+            return False
+        trust.accepted(event)
+        if not event.verified:
+            self._unverified[event.event_id] = None
+            while len(self._unverified) > UNVERIFIED_REMEMBERED:
+                self._unverified.popitem(last=False)
+        self._stored(event)
+        return True
+
+    async def _upgrade(self, event: ConversationEvent) -> bool:
+        """A verified ``event`` arrived whose id was stored unverified (a 2.5.0 copy, or a
+        forgery under an id not yet known to be verified): it takes the stored one's place."""
+        try:
+            await self.log.compact(event.conversation_id, [], event)
+        except ValueError:  # the id is stored in another conversation
+            return False
+        self.trust.dropped["replaced_unverified"] += 1
         self._stored(event)
         return True
 
@@ -143,15 +217,20 @@ class Conversations:
         cid = event.conversation_id
         self._active[cid] = None
         self._active.move_to_end(cid)
+        self.admission.touched(cid, event.peer.id)
         cap = config.conversation_max_conversations
         if cap is not None and len(self._active) > cap and self._task_group is not None:
-            oldest, _ = self._active.popitem(last=False)
-            self._task_group.start_soon(self._prune, oldest)
+            victim = self.admission.victim(cid, self._active, cap)
+            del self._active[victim]
+            self.admission.forgot(victim)
+            self._task_group.start_soon(self._prune, victim)
         nonce = event.parent_id or event.conversation_id
         if event.kind == "ack" and event.parent_id:
             self.book.add_ack(event.parent_id, event.peer.id)
         elif event.kind == "reply" and event.parent_id:
-            self.count_reply(event.parent_id, event.peer, event.payload.get("result"))
+            self.count_reply(
+                event.parent_id, event.peer, event.payload.get("result"), verified=event.verified
+            )
         elif event.kind == "error":
             error = event.payload.get("error")
             self.book.add_failure(nonce, event.peer, str(error) if error is not None else "failed")
@@ -167,10 +246,13 @@ class Conversations:
             self._compacting.add(event.conversation_id)
             self._task_group.start_soon(self._auto_compact, event.conversation_id)
 
-    def count_reply(self, nonce: str, replier: Peer, result: Any) -> None:
-        """Count another node's reply to ``nonce`` (once per replier)."""
+    def count_reply(
+        self, nonce: str, replier: Peer, result: Any, *, verified: bool = False
+    ) -> None:
+        """Count another node's reply to ``nonce`` (once per replier; a verified reply
+        replaces an unverified one)."""
         reply = BroadcastReply(nonce, replier, result)
-        if replier.id != self.local.node_id and self.book.add_reply(reply):
+        if replier.id != self.local.node_id and self.book.add_reply(reply, verified=verified):
             self.hub.publish(ReplyReceived(reply))
 
     # -- delivering ---------------------------------------------------------------------------
@@ -230,37 +312,63 @@ class Conversations:
             raise TypeError("payload must be a dict or None")
         if metadata is not None and not isinstance(metadata, dict):
             raise TypeError("metadata must be a dict or None")
-        event = ConversationEvent(
-            conversation_id=cid,
-            event_id=event_id or random_id(),
-            kind=kind,
-            peer=self.record(),
-            payload=dict(payload or {}),
+        event = self.new_event(
+            cid,
+            event_id or random_id(),
+            kind,
+            dict(payload or {}),
             parent_id=parent_id,
-            created_at=self._now(),
-            metadata=dict(metadata or {}),
+            metadata=metadata,
         )
         self.check_size(event)
-        if await self.remember(event):
+        if await self.remember(event, local=True):
             self.deliver(event)
         return event
 
     # -- endpoints ----------------------------------------------------------------------------
 
+    def admit(self, connection: Connection | None, events: list[ConversationEvent]) -> None:
+        """Charge the caller of an endpoint for ``events`` (:class:`Admission`); raises
+        ``RemoteError(overloaded)`` past its quota. Calls from this process (no connection)
+        are not charged."""
+        if connection is None:
+            return
+        key = caller_key(connection.node_id, connection.ip)
+        self.admission.admit(key, events, self._active.__contains__, anyio.current_time())
+
     def _register(self, registry: EndpointRegistry) -> None:
-        async def conversation_event(event: Any) -> dict[str, Any]:
+        async def conversation_event(
+            event: Any, connection: Connection | None = None
+        ) -> dict[str, Any]:
             incoming = ConversationEvent.from_dict(event)
+            self.admit(connection, [incoming])
             return {"ok": True, "stored": await self.remember(incoming)}
 
-        async def conversation_events(events: Any) -> dict[str, Any]:
+        async def conversation_events(
+            events: Any, connection: Connection | None = None
+        ) -> dict[str, Any]:
             if not isinstance(events, list) or len(events) > BATCH:
                 raise RemoteError(BAD_REQUEST, f"events must be a list of at most {BATCH}")
-            stored: list[bool] = []
+            parsed: list[ConversationEvent | ProtocolError] = []
             for item in events:
                 try:
-                    stored.append(await self.remember(ConversationEvent.from_dict(item)))
-                except (ProtocolError, RemoteError):
+                    parsed.append(ConversationEvent.from_dict(item))
+                except ProtocolError as exc:
+                    parsed.append(exc)
+            self.admit(connection, [e for e in parsed if isinstance(e, ConversationEvent)])
+            stored: list[bool] = []
+            errors: list[str | None] = []
+            for incoming in parsed:
+                try:
+                    if isinstance(incoming, ProtocolError):
+                        raise incoming
+                    stored.append(await self.remember(incoming))
+                    errors.append(None)
+                except (ProtocolError, RemoteError) as exc:
                     stored.append(False)
+                    errors.append(str(exc))
+            if any(errors):  # why each refused event was refused (None: not refused)
+                return {"ok": True, "stored": stored, "errors": errors}
             return {"ok": True, "stored": stored}
 
         async def conversation_sync(
@@ -370,12 +478,11 @@ class Conversations:
             return None
         summarizer = self._summarizer() or _default_summarizer()
         text = await summarizer(plan.fold)
-        summary = ConversationEvent(
-            conversation_id=cid,
-            event_id=random_id(),
-            kind="summary",
-            peer=self.record(),
-            payload={
+        summary = self.new_event(
+            cid,
+            random_id(),
+            "summary",
+            {
                 "summary": str(text),
                 "compacted_events": len(plan.fold),
                 "from": plan.fold[0].created_at,
@@ -384,6 +491,7 @@ class Conversations:
             parent_id=plan.head.event_id if plan.head is not None else None,
             created_at=plan.fold[-1].created_at,
         )
+        self.trust.accepted(summary)
         await self.log.compact(cid, [e.event_id for e in plan.fold], summary)
         self.hub.publish(ConversationCompacted(summary))
         return summary
@@ -398,6 +506,8 @@ class Conversations:
 
     async def _prune(self, cid: str) -> None:
         self._active.pop(cid, None)
+        self.admission.forgot(cid)
+        self.trust.bury(cid, self.log.last_activity(cid))
         await self.log.prune(cid)
         self.book.drop(cid)
         self.hub.publish(ConversationPruned(cid))

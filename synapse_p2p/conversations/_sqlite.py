@@ -41,6 +41,7 @@ import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -63,6 +64,7 @@ from ._log import (
     check_event,
     check_page,
 )
+from ._signing import SIG_FIELD, claims_signature, verify_event
 
 __all__ = ["SqliteConversationLog"]
 
@@ -111,8 +113,13 @@ def decode_event(event_id: str, conversation_id: str, data: bytes) -> Conversati
     p = d["peer"]
     peer = Peer(p["id"], p["address"], p["port"], p["swarm"], p["team"], p["name"], p["kind"],
                 p["capabilities"], p["last_seen"])  # fmt: skip
-    return ConversationEvent(conversation_id, event_id, d["kind"], peer, d["payload"],
-                             d["parent_id"], d["created_at"], d["metadata"])  # fmt: skip
+    event = ConversationEvent(conversation_id, event_id, d["kind"], peer, d["payload"],
+                              d["parent_id"], d["created_at"], d["metadata"])  # fmt: skip
+    # A node stores a signed event only after checking it: one whose signature names its
+    # author's key was verified on its way in (``verified`` itself is not stored).
+    if claims_signature(event):
+        return replace(event, verified=True)
+    return event
 
 
 class SqliteConversationLog(ConversationLog):
@@ -214,6 +221,10 @@ class SqliteConversationLog(ConversationLog):
         for (data,) in db.execute("SELECT data FROM events WHERE compacted = 0"):
             try:
                 event = check_event(ConversationEvent.from_dict(json.loads(data)))
+                if SIG_FIELD in event.metadata and not verify_event(event):
+                    # 2.x never checked signatures: keep the event, without the claim.
+                    meta = {k: v for k, v in event.metadata.items() if k != SIG_FIELD}
+                    event = replace(event, metadata=meta)
                 rows.append(encode_event(event))
             except (ValueError, TypeError) as exc:
                 logger.warning("%s: not importing an unreadable 2.x event: %s", self.path, exc)

@@ -19,6 +19,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..teams import TaskFold
 from ..types import ConversationEvent, NodeKind, Peer
 from ._board import apply_task_event
 from ._text import clip, wall_time
@@ -179,6 +180,7 @@ class DashboardState:
         self.conversations: OrderedDict[str, _Conversation] = OrderedDict()
         self.asks: dict[str, _Ask] = {}
         self.tasks: dict[str, dict[str, Any]] = {}
+        self._folds: dict[str, TaskFold] = {}
         self.links: OrderedDict[tuple[str, str], int] = OrderedDict()
         self.events_seen = 0
         self._changed_peers: set[str] = set()
@@ -285,7 +287,7 @@ class DashboardState:
         if conv.kind in ("ask", "message"):
             self._ask_row(conv, row)
         if event.kind.startswith("task."):
-            apply_task_event(self.tasks, event, self._link)
+            apply_task_event(self.tasks, self._folds, event, self._link)
 
     def compacted(self, summary: ConversationEvent) -> None:
         """The node compacted a conversation: its summary joins the timeline."""
@@ -310,6 +312,7 @@ class DashboardState:
             self._forgotten.popitem(last=False)
         self.asks.pop(cid, None)
         self.tasks.pop(cid, None)
+        self._folds.pop(cid, None)
         self._changed_conversations.discard(cid)
         self._removed_conversations.add(cid)
 

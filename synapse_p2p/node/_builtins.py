@@ -13,6 +13,7 @@ import anyio
 from ..errors import BAD_REQUEST, INTERNAL_ERROR, RemoteError
 
 if TYPE_CHECKING:
+    from ..rpc import Connection
     from ._node import Node
 
 __all__ = ["register_builtins"]
@@ -126,12 +127,15 @@ def register_builtins(node: Node) -> None:
 
     @builtin("synapse.ask")
     async def swarm_ask(
-        task: str, context: dict[str, Any] | None = None, broadcast: Any = None
+        task: str,
+        context: dict[str, Any] | None = None,
+        broadcast: Any = None,
+        connection: Connection | None = None,
     ) -> Any:
         context = _check_context(context)
         if broadcast is None:
             return await node._run_ask(task, context)
-        return await node._deferred_ask(task, context, broadcast)
+        return await node._deferred_ask(task, context, broadcast, connection)
 
 
 _INJECTED = ("rpc", "connection")

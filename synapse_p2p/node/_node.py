@@ -32,6 +32,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .._config import NodeConfig, resolve_advertise
 from .._hub import EventHub, NodeEvent, Subscription
 from .._logging import configure_console_logging
+from .._quotas import Quotas
 from .._seams import LocalNode, Service
 from .._service_group import ServiceGroup, close_service_group, open_service_group
 from .._validate import check_str, format_address
@@ -45,6 +46,7 @@ from ..identity import Identity
 from ..membership import Membership
 from ..rpc import (
     Allow,
+    Connection,
     ConnectionPool,
     EndpointMetadata,
     EndpointRegistry,
@@ -151,6 +153,8 @@ class Node:
 
     Constructor arguments are validated at once: a bad value raises ``TypeError`` or
     ``ValueError`` naming the parameter. Keywords beyond the reference's: ``max_connections``,
+    ``max_connections_per_peer`` (per verified node id, or per IP address for plaintext
+    callers),
     ``max_concurrent_requests`` (per connection), ``idle_timeout``, ``read_timeout``,
     ``call_timeout`` and ``connect_timeout`` (outbound calls to peers), ``max_peers``,
     ``gossip_fanout``, ``mdns_interfaces``, ``conversation_max_conversations`` (past it the
@@ -169,6 +173,10 @@ class Node:
     ``SYNAPSE_SECRET`` environment variable (comma-separated). With a secret only nodes holding
     one of the keyring's secrets can connect, plaintext (synapse-p2p 2.5.0) is refused, and
     the built-in endpoints other than ``_synapse.ping`` are members-only.
+
+    ``quotas``: a :class:`~synapse_p2p.Quotas`, what one caller may ask of this node (events
+    per second, new conversations, ask handlers at once); past it the caller gets
+    ``overloaded``.
     """
 
     def __init__(
@@ -196,6 +204,7 @@ class Node:
         summarizer: Callable[..., Awaitable[str]] | None = None,
         *,
         max_connections: int = 1024,
+        max_connections_per_peer: int = 128,
         max_concurrent_requests: int = 64,
         idle_timeout: float = 300.0,
         read_timeout: float = 30.0,
@@ -209,6 +218,7 @@ class Node:
         wall_clock: Callable[[], float] = time.time,
         identity: Identity | str | os.PathLike[str] | None = None,
         secret: str | bytes | Iterable[str | bytes] | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         #: The validated settings (frozen): what every service of the node reads.
         self.config = NodeConfig.build(
@@ -228,6 +238,7 @@ class Node:
             conversation_retention=conversation_retention,
             conversation_max_conversations=conversation_max_conversations,
             max_connections=max_connections,
+            max_connections_per_peer=max_connections_per_peer,
             max_concurrent_requests=max_concurrent_requests,
             idle_timeout=idle_timeout,
             read_timeout=read_timeout,
@@ -237,6 +248,7 @@ class Node:
             gossip_fanout=gossip_fanout,
             wall_clock=wall_clock,
             secret=secret,
+            quotas=quotas,
         )
         config = self.config
         try:
@@ -285,6 +297,7 @@ class Node:
         self.limits = ServerLimits(
             max_frame_size=config.max_upload_size,
             max_connections=config.max_connections,
+            max_connections_per_peer=config.max_connections_per_peer,
             max_concurrent_requests=config.max_concurrent_requests,
             idle_timeout=config.idle_timeout,
             read_timeout=config.read_timeout,
@@ -327,6 +340,7 @@ class Node:
             caller=self._caller,
             hub=self._hub,
             summarizer=lambda: self._summarizer,
+            policy=self._policy,
         )
         self._broadcasts = Broadcasts(
             self._conversations,
@@ -746,8 +760,14 @@ class Node:
     async def _run_ask(self, task: Any, context: dict[str, Any]) -> Any:
         return await self._broadcasts.run_ask(task, context)
 
-    async def _deferred_ask(self, task: Any, context: dict[str, Any], broadcast: Any) -> Any:
-        return await self._broadcasts.deferred_ask(task, context, broadcast)
+    async def _deferred_ask(
+        self,
+        task: Any,
+        context: dict[str, Any],
+        broadcast: Any,
+        connection: Connection | None = None,
+    ) -> Any:
+        return await self._broadcasts.deferred_ask(task, context, broadcast, connection)
 
     # -- running ----------------------------------------------------------------------------
 

@@ -115,9 +115,10 @@ class EndpointRegistry:
     def __init__(self) -> None:
         self._specs: dict[str, EndpointSpec] = {}
         self._failures = FailureLog(log)
-        #: Called with every request before the endpoint lookup; it may return a request with
-        #: different kwargs (e.g. a typed ``broadcast``) and may raise ``RemoteError``.
-        self.pre_dispatch: Callable[[Request], Awaitable[Request]] | None = None
+        #: Called with every request (and the caller's connection) before the endpoint lookup;
+        #: it may return a request with different kwargs (e.g. a typed ``broadcast``) and may
+        #: raise ``RemoteError``.
+        self.pre_dispatch: Callable[[Request, Connection | None], Awaitable[Request]] | None = None
         #: Whether a caller counts as a member (``allow="members"``): by default, a caller
         #: whose node id was proved in the secure-channel handshake (in a secured swarm, only
         #: holders of the secret complete it).
@@ -230,7 +231,7 @@ class EndpointRegistry:
         rid = request.id
         if self.pre_dispatch is not None:
             try:
-                request = await self.pre_dispatch(request)
+                request = await self.pre_dispatch(request, connection)
             except RemoteError as exc:
                 return error_payload(rid, exc.code, exc.message)
             except ProtocolError as exc:

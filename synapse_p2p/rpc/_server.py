@@ -69,7 +69,7 @@ class ServerLimits:
     max_connections: int = 1024
     #: Open connections per caller: per verified node id, or per IP address for plaintext
     #: callers. Past it a new connection gets ``overloaded`` and is closed.
-    max_connections_per_peer: int = 64
+    max_connections_per_peer: int = 128
     max_concurrent_requests: int = 64
     idle_timeout: float = 120.0
     read_timeout: float = 30.0

@@ -168,7 +168,7 @@ class SecureAcceptor:
         *,
         timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         max_handshakes: int = 256,
-        per_address: int = 32,
+        per_address: int = 64,
     ) -> None:
         self.identity = identity
         self.policy = policy

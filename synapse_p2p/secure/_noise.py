@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 __all__ = [
     "MAX_MESSAGE",
+    "MAX_NONCE",
     "PROTOCOL_XX",
     "PROTOCOL_XXPSK3",
     "CipherState",
@@ -40,7 +41,7 @@ MAX_MESSAGE = 65535
 HASHLEN = 32
 DHLEN = 32
 TAGLEN = 16
-_MAX_NONCE = 2**64 - 1  # reserved by the spec: never used
+MAX_NONCE = 2**64 - 1  #: reserved by the spec: never used
 _NONCE = struct.Struct("<IQ")  # 4 zero bytes, then the 64-bit little-endian counter
 
 _XX = (("e",), ("e", "ee", "s", "es"), ("s", "se"))
@@ -104,8 +105,15 @@ class CipherState:
     def has_key(self) -> bool:
         return self.key is not None
 
+    @property
+    def aead(self) -> ChaCha20Poly1305 | None:
+        """The key's AEAD object, for callers that manage :attr:`n` themselves (the record
+        layer seals and opens many records in a loop; it must use each nonce once, in order,
+        and never the reserved ``2**64 - 1``)."""
+        return self._aead
+
     def _nonce(self) -> bytes:
-        if self.n >= _MAX_NONCE:
+        if self.n >= MAX_NONCE:
             raise NoiseError("nonce exhausted: rekey or reconnect")
         return _NONCE.pack(0, self.n)
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import struct
 
-from ..errors import RecordError
-from ._noise import TAGLEN, CipherState, NoiseError
+from cryptography.exceptions import InvalidTag
 
-__all__ = ["MAX_PLAINTEXT", "MAX_RECORD", "RecordLayer"]
+from ..errors import RecordError
+from ._noise import MAX_NONCE, TAGLEN, CipherState
+
+__all__ = ["MAX_PLAINTEXT", "MAX_RECORD", "RecordLayer", "nonce"]
 
 #: Largest record ciphertext (the 2-byte length prefix can say no more).
 MAX_RECORD = 65535
 MAX_PLAINTEXT = MAX_RECORD - TAGLEN
 _LEN = struct.Struct("!H")
+
+
+def nonce(n: int) -> bytes:
+    """Noise's ChaChaPoly nonce for counter ``n``: 4 zero bytes, then ``n`` as 8 bytes,
+    little-endian (the same as ``struct.pack("<IQ", 0, n)``, in one step)."""
+    return (n << 32).to_bytes(12, "little")
 
 
 class RecordLayer:
@@ -23,15 +31,22 @@ class RecordLayer:
     authentication failure (a flipped bit, a replayed, reordered or dropped record), a record
     shorter than its tag or longer than ``max_record`` raises ``RecordError``, after which
     the layer refuses everything (the stream cannot be resynchronised).
+
+    The nonce counters live in the two :class:`~._noise.CipherState` objects (``send`` and
+    ``receive``); the loops here use their AEAD objects directly, one call per record.
     """
 
-    __slots__ = ("_buffer", "_failed", "_receive", "_send", "max_record")
+    __slots__ = ("_buffer", "_decrypt", "_encrypt", "_failed", "_receive", "_send", "max_record")
 
     def __init__(
         self, send: CipherState, receive: CipherState, *, max_record: int = MAX_RECORD
     ) -> None:
+        if send.aead is None or receive.aead is None:
+            raise ValueError("the record layer needs keyed cipher states")
         self._send = send
         self._receive = receive
+        self._encrypt = send.aead.encrypt
+        self._decrypt = receive.aead.decrypt
         self._buffer = bytearray()
         self._failed: RecordError | None = None
         self.max_record = max_record
@@ -41,64 +56,136 @@ class RecordLayer:
         """Bytes of an incomplete record held (0 at a record boundary)."""
         return len(self._buffer)
 
-    def seal(self, data: bytes) -> bytes:
-        """Encrypt ``data`` (may be empty: one empty record) into records."""
-        encrypt = self._send.encrypt_with_ad
-        if len(data) <= MAX_PLAINTEXT:
-            sealed = encrypt(b"", data)
-            return _LEN.pack(len(sealed)) + sealed
+    def seal(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Encrypt ``data`` (may be empty: one empty record) into records, taking one nonce
+        per record. Raises ``RecordError`` if the send counter would reach its reserved
+        last value (after 2**64 - 1 records; then nothing is sealed)."""
+        size = len(data)
+        if size <= MAX_PLAINTEXT:
+            return self.seal_one(data)
+        cs = self._send
+        n = cs.n
+        if n + -(-size // MAX_PLAINTEXT) > MAX_NONCE:
+            raise RecordError("secure channel nonces exhausted; reconnect")
+        encrypt = self._encrypt
         out = []
-        view = memoryview(data)
-        for start in range(0, len(data), MAX_PLAINTEXT):
-            sealed = encrypt(b"", view[start : start + MAX_PLAINTEXT])
-            out.append(_LEN.pack(len(sealed)))
-            out.append(sealed)
+        with memoryview(data) as view:
+            for start in range(0, size, MAX_PLAINTEXT):
+                sealed = encrypt(
+                    (n << 32).to_bytes(12, "little"), view[start : start + MAX_PLAINTEXT], None
+                )
+                n += 1
+                out.append(_LEN.pack(len(sealed)))
+                out.append(sealed)
+        cs.n = n
         return b"".join(out)
 
-    def open(self, data: bytes) -> list[bytes]:
+    def seal_one(self, data: bytes | bytearray | memoryview) -> bytes:
+        """:meth:`seal` for at most ``MAX_PLAINTEXT`` bytes: one record."""
+        cs = self._send
+        n = cs.n
+        if n >= MAX_NONCE:
+            raise RecordError("secure channel nonces exhausted; reconnect")
+        sealed = self._encrypt((n << 32).to_bytes(12, "little"), data, None)
+        cs.n = n + 1
+        return _LEN.pack(len(sealed)) + sealed
+
+    def open(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """The plaintexts of the records that ``data`` completes, in order (empty records
+        included); the tail of an incomplete record is kept for the next call.
+
+        Records are opened straight from ``data``; only a record cut by the chunk's end is
+        copied (into a buffer, finished by the next chunk).
+        """
         if self._failed is not None:
             raise self._failed
-        if self._buffer:
-            self._buffer += data
-            source: bytes | bytearray = self._buffer
-        else:
-            source = data  # fast path: records straight from the chunk, no copy
+        buffer = self._buffer
+        end = len(data)
+        if not buffer and end >= 2:
+            size = (data[0] << 8) | data[1]
+            if end == size + 2 and TAGLEN <= size <= self.max_record:
+                # one whole record (the common case of small messages)
+                cs = self._receive
+                n = cs.n
+                if n < MAX_NONCE:
+                    try:
+                        with memoryview(data) as view:
+                            plain = self._decrypt((n << 32).to_bytes(12, "little"), view[2:], None)
+                    except InvalidTag:
+                        pass  # the general path below reports it
+                    else:
+                        cs.n = n + 1
+                        return [plain]
         out: list[bytes] = []
         try:
-            with memoryview(source) as view:
-                pos = self._parse(view, out)
+            with memoryview(data) as view:
+                pos = 0
+                if buffer:
+                    pos = self._finish_buffered(view, out)
+                    if buffer:  # still incomplete: all of data went into it
+                        return out
+                pos += self._parse(view[pos:] if pos else view, out)
+                if pos < end:
+                    buffer += view[pos:]
         except RecordError as exc:
             self._failed = exc
-            self._buffer.clear()
+            buffer.clear()
             raise
-        if source is self._buffer:
-            del self._buffer[:pos]
-        elif pos < len(data):
-            self._buffer += memoryview(data)[pos:]
         return out
+
+    def _finish_buffered(self, view: memoryview, out: list[bytes]) -> int:
+        """Complete the buffered record from ``view`` (opening it into ``out`` and emptying
+        the buffer, if ``view`` holds the rest); return how many bytes of ``view`` it took."""
+        buffer = self._buffer
+        pos = 0
+        if len(buffer) < 2:
+            pos = min(2 - len(buffer), len(view))
+            buffer += view[:pos]
+            if len(buffer) < 2:
+                return pos
+        size = (buffer[0] << 8) | buffer[1]
+        take = min(max(0, 2 + size - len(buffer)), len(view) - pos)
+        buffer += view[pos : pos + take]
+        with memoryview(buffer) as whole:
+            done = self._parse(whole, out)  # checks the header; opens the record if complete
+        if done:
+            buffer.clear()
+        return pos + take
 
     def _parse(self, view: memoryview, out: list[bytes]) -> int:
         """Decrypt the complete records in ``view`` into ``out``; return bytes consumed."""
-        decrypt = self._receive.decrypt_with_ad
+        cs = self._receive
+        decrypt = self._decrypt
         limit = self.max_record
+        n = cs.n
         pos = 0
         end = len(view)
-        while end - pos >= 2:
-            size = (view[pos] << 8) | view[pos + 1]
-            if size < TAGLEN:
-                raise RecordError(f"secure record too short ({size} bytes)")
-            if size > limit:
-                raise RecordError(f"secure record too large ({size} > {limit})")
-            if end - pos - 2 < size:
-                break
-            try:
-                out.append(decrypt(b"", view[pos + 2 : pos + 2 + size]))
-            except NoiseError:
-                raise RecordError(
-                    "secure record failed authentication (tampered, replayed or "
-                    "reordered); connection closed"
-                ) from None
-            pos += 2 + size
+        try:
+            while end - pos >= 2:
+                size = (view[pos] << 8) | view[pos + 1]
+                if size < TAGLEN:
+                    raise RecordError(f"secure record too short ({size} bytes)")
+                if size > limit:
+                    raise RecordError(f"secure record too large ({size} > {limit})")
+                if end - pos - 2 < size:
+                    break
+                if n >= MAX_NONCE:
+                    raise RecordError("secure channel nonces exhausted; reconnect")
+                try:
+                    out.append(
+                        decrypt(
+                            (n << 32).to_bytes(12, "little"), view[pos + 2 : pos + 2 + size], None
+                        )
+                    )
+                except InvalidTag:
+                    raise RecordError(
+                        "secure record failed authentication (tampered, replayed or "
+                        "reordered); connection closed"
+                    ) from None
+                n += 1
+                pos += 2 + size
+        finally:
+            cs.n = n
         return pos
 
     def eof(self) -> None:

@@ -14,21 +14,19 @@ so the caller owns the stream only when a driver returns.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 from anyio.abc import ByteStream
 
-from ..errors import BAD_REQUEST, HandshakeError, HandshakeTimeout, PlaintextPeer, RecordError
+from ..errors import BAD_REQUEST, HandshakeError, HandshakeTimeout, PlaintextPeer
 from ..identity import Identity
 from ..wire import ErrorInfo, Response, encode_frame, encode_response
-from ._attributes import SecureAttribute
 from ._channel import MAGIC, PREAMBLE_SIZE, PeerIdentity, SecureHandshake, is_secure_preamble
 from ._keyring import Keyring
-from ._records import RecordLayer
+from ._secure_stream import PrefixedStream, SecureStream
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
@@ -43,121 +41,7 @@ __all__ = [
 
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 _RECEIVE = 65536
-#: Read size on the underlying stream: a few records per system call.
-_TRANSPORT_RECEIVE = 256 * 1024
 SecretArg = str | bytes | Iterable[str | bytes] | Keyring | None
-
-
-class SecureStream(ByteStream):
-    """A byte stream whose data travels in encrypted, authenticated records.
-
-    ``receive`` raises :class:`~synapse_p2p.errors.RecordError` (also an anyio
-    ``BrokenResourceError``) on a tampered, replayed, reordered, oversize or truncated record,
-    after closing the underlying stream. Cancellation during ``receive`` loses no data;
-    cancellation in the middle of a ``send`` leaves the stream unusable (as for TCP).
-    ``extra(SecureAttribute.peer_node_id)`` is the peer's verified node id; the underlying
-    stream's attributes (``SocketAttribute.remote_address``, ...) pass through.
-    """
-
-    def __init__(
-        self, stream: ByteStream, session: RecordLayer, peer: PeerIdentity, early: list[bytes]
-    ) -> None:
-        self.transport_stream = stream
-        self.peer = peer
-        self._session = session
-        self._plain: deque[bytes] = deque(r for r in early if r)
-        self._sending = False
-
-    @property
-    def peer_node_id(self) -> str:
-        return self.peer.node_id
-
-    async def receive(self, max_bytes: int = _RECEIVE) -> bytes:
-        plain = self._plain
-        while not plain:
-            try:
-                data = await self.transport_stream.receive(_TRANSPORT_RECEIVE)
-            except anyio.EndOfStream:
-                try:
-                    self._session.eof()
-                except RecordError:
-                    await self._abort()
-                    raise
-                raise
-            try:
-                plain.extend(r for r in self._session.open(data) if r)
-            except RecordError:
-                await self._abort()
-                raise
-        first = plain[0]
-        if len(first) <= max_bytes:
-            return plain.popleft()
-        plain[0] = first[max_bytes:]
-        return first[:max_bytes]
-
-    async def send(self, item: bytes) -> None:
-        if self._sending:
-            raise anyio.BusyResourceError("writing to")
-        if not item:
-            await anyio.lowlevel.checkpoint()
-            return
-        sealed = self._session.seal(item)  # nonces are taken in call order
-        self._sending = True
-        try:
-            await self.transport_stream.send(sealed)
-        finally:
-            self._sending = False
-
-    async def send_eof(self) -> None:
-        await self.transport_stream.send_eof()
-
-    async def aclose(self) -> None:
-        await self.transport_stream.aclose()
-
-    async def _abort(self) -> None:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-            await self.transport_stream.aclose()
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return {
-            **self.transport_stream.extra_attributes,
-            SecureAttribute.peer_node_id: lambda: self.peer.node_id,
-            SecureAttribute.peer_public_key: lambda: self.peer.public_key,
-            SecureAttribute.secret_index: lambda: self.peer.secret_index,
-        }
-
-
-class PrefixedStream(ByteStream):
-    """A stream that first returns ``prefix`` (bytes already read from ``stream``), then
-    reads ``stream``; everything else is ``stream``'s, including ``send_nowait``."""
-
-    def __init__(self, stream: ByteStream, prefix: bytes) -> None:
-        self.transport_stream = stream
-        self._prefix = prefix
-        send_nowait = getattr(stream, "send_nowait", None)
-        if send_nowait is not None:
-            self.send_nowait = send_nowait
-
-    async def receive(self, max_bytes: int = _RECEIVE) -> bytes:
-        if self._prefix:
-            out, self._prefix = self._prefix[:max_bytes], self._prefix[max_bytes:]
-            await anyio.lowlevel.checkpoint()
-            return out
-        return await self.transport_stream.receive(max_bytes)
-
-    async def send(self, item: bytes) -> None:
-        await self.transport_stream.send(item)
-
-    async def send_eof(self) -> None:
-        await self.transport_stream.send_eof()
-
-    async def aclose(self) -> None:
-        await self.transport_stream.aclose()
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self.transport_stream.extra_attributes
 
 
 class SecurityPolicy:

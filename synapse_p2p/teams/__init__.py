@@ -49,7 +49,7 @@ Choices, documented on the classes:
 from __future__ import annotations
 
 from ..errors import TeamTaskError
-from ._board import TaskView, task_view
+from ._board import TaskFold, TaskView, task_view
 from ._protocol import (
     FINISHED,
     TASK_CLAIM,
@@ -76,6 +76,7 @@ __all__ = [
     "TASK_RELEASE",
     "TASK_STATE",
     "Assignment",
+    "TaskFold",
     "TaskHandler",
     "TaskView",
     "Team",

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..conversations._signing import may_move
 from ..types import ConversationEvent
 from ._protocol import attempt_of, str_list, task_id_of
 
@@ -28,6 +29,8 @@ class OfferInfo:
     requires: list[str]
     team_id: str
     offer_id: str
+    #: The offer was signed by its author (``team_id``): only signed grants count then.
+    verified: bool = False
 
     @classmethod
     def parse(cls, event: ConversationEvent) -> OfferInfo | None:
@@ -43,6 +46,7 @@ class OfferInfo:
             str_list(event.payload.get("requires")),
             event.peer.id,
             event.event_id,
+            event.verified,
         )
 
 
@@ -118,6 +122,8 @@ class ClaimBook:
         if run is not None:
             if run.team_id != info.team_id or not _newer(info.attempt, run.attempt):
                 return []  # a re-announcement of the attempt being run, or noise
+            if not may_move(event, run.verified):
+                return []
             del self.running[info.task_id]
             actions.append(Cancel(info.task_id, run.attempt))
         if not capable or not self.accepting or (info.task_id, info.attempt) in self.ran:
@@ -150,6 +156,8 @@ class ClaimBook:
             del self.waiting[task_id]
         pending = self.pending.get(task_id)
         if pending is None or event.peer.id != pending.offer.team_id:
+            return []
+        if not may_move(event, pending.offer.verified):
             return []
         attempt = attempt_of(event.payload)
         if attempt is None and event.payload.get("attempt") is not None:

@@ -15,8 +15,11 @@ it returns :class:`Claim`, :class:`Start` and :class:`Cancel`. The drivers in ``
 * **Forged grants.** A worker acts on a grant only if its author is the author of the offer it
   claimed, and only for the attempt it claimed.
 
-Identities are the self-declared peer ids carried by events: fencing stops stale workers and
-peers that forge someone else's task, not a peer that forges the assignee's own id.
+* **Signed parties.** An event's author is its peer id; the node refuses events forged under
+  an id it knows to be verified (:mod:`synapse_p2p.conversations._signing`). On top of that, an
+  unverified event (a synapse-p2p 2.5.0 author) never moves a task whose assignee is verified
+  (:func:`~synapse_p2p.conversations._signing.may_move`): the assignee's ``Peer.verified`` is
+  whether its claim was signed.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from ..conversations._signing import may_move
 from ..types import ConversationEvent, Peer
 from ._claims import Cancel, Claim, ClaimBook, OfferInfo, Start
 from ._protocol import (
@@ -198,7 +202,7 @@ class TaskTable:
         task = self.tasks.get(task_id_of(event) or "")
         if task is None or task.status != "claimed" or task.assignee is None:
             return None
-        if event.peer.id != task.assignee.id:
+        if event.peer.id != task.assignee.id or not may_move(event, task.assignee.verified):
             return None
         if event.payload.get("attempt") is not None and attempt_of(event.payload) != task.attempts:
             return None
@@ -213,7 +217,7 @@ class TaskTable:
         offered = set(str_list(event.payload.get("capabilities"))) | set(event.peer.capabilities)
         if not set(task.requires) <= offered:
             return []
-        task.status, task.assignee = "claimed", event.peer
+        task.status, task.assignee = "claimed", replace(event.peer, verified=event.verified)
         task.last_activity = now
         task.lease_expires = now + self.lease
         self._refresh(task.id)
@@ -251,7 +255,8 @@ class TaskTable:
             return None
         payload = {**self.offer_payload(task), "status": task.status}
         if task.assignee is not None:
-            payload.update(worker_id=task.assignee.id, worker_name=task.assignee.name)
+            payload.update(worker_id=task.assignee.id, worker_name=task.assignee.name,
+                           worker_verified=task.assignee.verified)  # fmt: skip
         return Emit(task_id, TASK_STATE, payload)
 
     def peer_offline(self, now: float, peer_id: str) -> list[Emit | Finished]:
@@ -339,7 +344,11 @@ class TaskTable:
             )
             self.tasks[cid] = task
             self._open[cid] = _Open(now)
-            claims = {e.event_id: e.peer for e in events if e.kind == TASK_CLAIM}
+            claims = {
+                e.event_id: replace(e.peer, verified=e.verified)
+                for e in events
+                if e.kind == TASK_CLAIM
+            }
             for grant in ours:
                 worker = grant.payload.get("worker_id")
                 if (
@@ -350,7 +359,8 @@ class TaskTable:
                     peer = claims.get(grant.parent_id or "")
                     if peer is None or peer.id != worker:
                         name = str(grant.payload.get("worker_name", ""))
-                        peer = Peer(id=worker, address="", port=0, name=name)
+                        signed = grant.verified and grant.payload.get("worker_verified") is True
+                        peer = Peer(id=worker, address="", port=0, name=name, verified=signed)
                     task.status, task.assignee = "claimed", peer
                     task.lease_expires = grant.created_at + self.lease
             for event in events:

@@ -188,6 +188,10 @@ class AsyncioSocketStream(SocketStream):
         protocol = self._protocol
         self._check_writable()
         protocol.write(item)
+        if protocol.outgoing_bytes > self._transport.get_write_buffer_limits()[1]:
+            # Writes of this turn waiting for the flusher are past the high-water mark: hand
+            # them to the transport now, so the wait below applies to them too.
+            protocol.flush()
         while protocol.write_paused:
             if protocol.drain_waiter is not None:
                 raise anyio.BusyResourceError("writing to")

@@ -299,9 +299,9 @@ async def test_reply_watch_waits_for_a_peer_the_ask_reaches_late(anyio_backend: 
         await _handler(swarm[2])
         receive = swarm[2]._registry.pre_dispatch
 
-        async def late(request: Any) -> Any:
+        async def late(request: Any, connection: Any) -> Any:
             await anyio.sleep(0.5)  # longer than the settle time: only delivery tracking helps
-            return await receive(request)
+            return await receive(request, connection)
 
         swarm[2]._registry.pre_dispatch = late
 

@@ -8,7 +8,8 @@ from typing import Any, Literal
 import anyio
 import pytest
 
-from synapse_p2p import ConversationEvent, Node, RemoteError
+from synapse_p2p import ConversationEvent, Identity, Node, Peer, RemoteError
+from synapse_p2p.conversations._signing import sign_event
 from synapse_p2p.testing import open_swarm
 
 pytestmark = pytest.mark.anyio
@@ -142,15 +143,20 @@ async def test_emit_and_broadcast_do_not_wait_for_a_tarpit_peer(
 
 
 async def test_sync_pages_through_a_long_conversation(anyio_backend: str, net: Net) -> None:
-    async with open_swarm(2, transport=net) as swarm:
+    # 10,000 events of a, signed by a's key before the swarm starts (so that the sync below
+    # begins before anti-entropy would find them).
+    key = Identity.generate()
+    author = Peer(id=key.node_id, address="127.0.0.1", port=1, swarm="test", team="default")
+    events = []
+    for i in range(10_000):
+        event = ConversationEvent(
+            "long", f"e{i:05d}", "line", author, {"i": i}, created_at=1000.0 + i
+        )
+        events.append(sign_event(key, event, i))
+    options = [{"identity": key}, {}]
+    async with open_swarm(2, transport=net, configure=lambda i: options[i]) as swarm:
         a, b = swarm.nodes
-        # Write 10,000 events on a alone (no delivery), then sync them to b, page by page.
-        events = []
-        for i in range(10_000):
-            event = ConversationEvent(
-                "long", f"e{i:05d}", "line", a.self_peer(), {"i": i}, created_at=1000.0 + i
-            )
-            events.append(event)
+        # Written on a alone (no delivery), then synced to b, page by page.
         await a.conversation_log.append_many(events)
         new = await b.sync_conversation(b.peers[a.node_id], "long")
         assert new == 10_000
@@ -241,22 +247,30 @@ async def test_forged_replies_cannot_grow_memory_without_bound(
         node = swarm[0]
         book = node._conversations.book
         me = node.self_peer().to_dict()
+        secured = node.config.secured  # then unsigned replies are refused outright
+
+        errors: list[RemoteError] = []
+
+        async def forge(i: int) -> None:
+            forged = me | {"id": f"{i:064x}"}
+            try:
+                await node.call_peer(
+                    node.self_peer(), "_synapse.broadcast.reply", f"nonce-{i}", forged
+                )
+            except RemoteError as exc:
+                errors.append(exc)
+
         async with anyio.create_task_group() as tg:
             for i in range(3000):
-                forged = me | {"id": f"{i:064x}"}
-                tg.start_soon(
-                    node.call_peer,
-                    node.self_peer(),
-                    "_synapse.broadcast.reply",
-                    f"nonce-{i}",
-                    forged,
-                )
+                tg.start_soon(forge, i)
         assert len(book._states) <= book.max_broadcasts
         assert node.peers == {}  # authors of replies are never added as peers
         with anyio.fail_after(5):
             while len(node.conversations()) > 500:
                 await anyio.sleep(0.01)
-        assert len(node.conversations()) == 500
+        assert len(node.conversations()) == (0 if secured else 500)
+        assert len(errors) == (3000 if secured else 0)
+        assert all(exc.code == "bad_request" for exc in errors)
 
 
 async def test_an_origin_not_yet_verified_still_gets_the_ack_and_the_reply(
@@ -284,8 +298,14 @@ async def test_an_origin_not_yet_verified_still_gets_the_ack_and_the_reply(
         assert not worker.peers
         assert not asker.peers
         b = Broadcast(new_nonce(), asker.self_peer(), "synapse.ask")
+        # The asker's message event, signed, as its broadcast would carry it.
+        payload = {"endpoint": "synapse.ask", "args": ["check"], "kwargs": {"context": {}}}
+        message = asker._conversations.new_event(
+            b.nonce, b.nonce, "message", payload, peer=b.origin
+        )
+        wire = b.to_dict() | {"sig": message.metadata["sig"]}
         async with Client("127.0.0.1", worker.port) as client:
-            answer = await client.call("synapse.ask", "check", context={}, broadcast=b.to_dict())
+            answer = await client.call("synapse.ask", "check", context={}, broadcast=wire)
         assert answer == {"accepted": True, "deferred": True}
         with anyio.fail_after(10):
             await done.wait()
@@ -303,9 +323,9 @@ async def test_iter_replies_waits_for_a_late_ack_after_a_fast_reply(anyio_backen
         receive = slow._registry.pre_dispatch
         assert receive is not None
 
-        async def late(request: Any) -> Any:
+        async def late(request: Any, connection: Any) -> Any:
             await anyio.sleep(0.1)  # the broadcast reaches this peer late
-            return await receive(request)
+            return await receive(request, connection)
 
         slow._registry.pre_dispatch = late
         b = await asker.broadcast("synapse.ask", "review")

@@ -30,7 +30,7 @@ async def test_a_queued_swarm_ask_is_not_acked_and_is_dropped_after_hold() -> No
         async with open_bridge(agent, hold=0.3) as bridge:
             b = await asker.broadcast("synapse.ask", "review", context={})
             peer = asker.peers[agent.node_id]
-            answer = await asker.call_peer(peer, "synapse.ask", "review", {},
+            answer = await asker.call_peer(peer, "synapse.ask", "review", context={},
                                            broadcast=b.to_dict())  # fmt: skip
             assert answer["accepted"] is True
             assert answer["deferred"] is False
@@ -54,7 +54,7 @@ async def test_a_waiting_client_takes_an_ask_at_once_and_acks_before_the_call_re
             await anyio.wait_all_tasks_blocked()  # the client waits in take()
             b = await asker.broadcast("synapse.ask", "review", context={"pr": 1})
             answer = await asker.call_peer(asker.peers[agent.node_id], "synapse.ask", "review",
-                                           {"pr": 1}, broadcast=b.to_dict())  # fmt: skip
+                                           context={"pr": 1}, broadcast=b.to_dict())  # fmt: skip
             assert answer == {"accepted": True, "deferred": True}
         assert taken[0].task == "review"
         assert taken[0].context == {"pr": 1}
@@ -78,7 +78,9 @@ async def test_two_clients_waiting_both_get_an_ask() -> None:
                 peer = asker.peers[agent.node_id]
                 for task in ("one", "two"):
                     b = await asker.broadcast("synapse.ask", task, context={})
-                    await asker.call_peer(peer, "synapse.ask", task, {}, broadcast=b.to_dict())
+                    await asker.call_peer(
+                        peer, "synapse.ask", task, context={}, broadcast=b.to_dict()
+                    )
             assert sorted(got) == ["one", "two"]
 
 
@@ -90,7 +92,7 @@ async def test_the_queue_is_bounded() -> None:
             answers = []
             for task in ("a", "b", "c"):
                 b = await asker.broadcast("synapse.ask", task, context={})
-                answers.append(await asker.call_peer(peer, "synapse.ask", task, {},
+                answers.append(await asker.call_peer(peer, "synapse.ask", task, context={},
                                                      broadcast=b.to_dict()))  # fmt: skip
             assert [a["accepted"] for a in answers] == [True, True, False]
             assert answers[2]["reason"].startswith("busy: 2 asks")
@@ -114,13 +116,17 @@ async def test_closing_tells_the_swarm_about_acked_asks_and_refuses_new_ones() -
         peer = asker.peers[agent.node_id]
         async with open_bridge(agent) as bridge:
             b = await asker.broadcast("synapse.ask", "long job", context={})
-            await asker.call_peer(peer, "synapse.ask", "long job", {}, broadcast=b.to_dict())
+            await asker.call_peer(
+                peer, "synapse.ask", "long job", context={}, broadcast=b.to_dict()
+            )
             ask = await bridge.inbox.take(5)
             assert ask is not None
         errors = [e for e in agent.conversation(b.nonce) if e.kind == "error"]
         assert [e.payload["error"] for e in errors] == [GONE]
         b2 = await asker.broadcast("synapse.ask", "another", context={})
-        answer = await asker.call_peer(peer, "synapse.ask", "another", {}, broadcast=b2.to_dict())
+        answer = await asker.call_peer(
+            peer, "synapse.ask", "another", context={}, broadcast=b2.to_dict()
+        )
         assert answer == {"accepted": False, "deferred": False, "reason": GONE}
         with pytest.raises(RemoteError, match="has gone"):
             await asker.call_peer(peer, "_node.ask", "hi", {})

@@ -264,7 +264,7 @@ async def test_asked_by_another_node_the_client_takes_acks_and_replies(
                                              context={"day": "monday"})  # fmt: skip
         # The same call the broadcast makes: queued, not ACKed, while nobody has taken it.
         answer = await reviewer.call_peer(agent, "synapse.ask", "summarise the logs",
-                                          {"day": "monday"}, broadcast=broadcast.to_dict())  # fmt: skip
+                                          context={"day": "monday"}, broadcast=broadcast.to_dict())  # fmt: skip
         assert answer["accepted"] is True
         assert answer["deferred"] is False
         assert not [

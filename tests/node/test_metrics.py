@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import anyio
 import pytest
 
@@ -47,6 +49,11 @@ async def test_metrics_are_served_and_follow_the_node(anyio_backend: str) -> Non
         assert 'synapse_peers{node="node0"} 1.0' in body
         assert "synapse_rpc_requests_total" in body
         assert "synapse_delivery_dropped_total" in body
+        assert "synapse_handshake_refusals_total" in body  # quota refusals
+        # the swarm's nodes connected to this one over the secure channel
+        handshakes = re.search(r'synapse_secure_handshakes_total\{node="node0"\} (\S+)', body)
+        assert handshakes is not None
+        assert float(handshakes.group(1)) >= 1
         b = await node.broadcast("anything")
         assert b.nonce
         _, body = await http_get(server.port, "/metrics")

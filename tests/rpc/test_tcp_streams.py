@@ -126,3 +126,22 @@ async def test_backpressure_holds_a_big_send_until_the_peer_reads(anyio_backend:
                 tg.start_soon(client.send, payload)
                 tg.start_soon(read_all)
         assert bytes(received) == payload
+
+
+async def test_writes_to_a_peer_that_does_not_read_wait_and_stay_bounded(
+    anyio_backend: str,
+) -> None:
+    """Back-to-back sends to a peer that reads nothing block once the buffers are full (on
+    asyncio, writes made in the same turn used to pile up in memory without ever waiting)."""
+    async with stream_pair() as (client, _server):
+        chunk = b"x" * 65536
+        sent = 0
+        with anyio.move_on_after(1) as scope:
+            while sent < 512 * 2**20:  # bounded: far beyond any socket buffer
+                await client.send(chunk)
+                sent += len(chunk)
+        assert scope.cancelled_caught  # the sender was made to wait
+        assert sent < 64 * 2**20
+        protocol = getattr(client, "_protocol", None)
+        if protocol is not None:  # the lean asyncio stream: nothing left waiting in memory
+            assert protocol.outgoing_bytes <= 2**20

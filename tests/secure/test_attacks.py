@@ -77,6 +77,7 @@ async def test_an_eavesdropper_between_two_nodes_reads_nothing(anyio_backend: st
         ("_synapse.conversation.sync", ["some-conversation"]),
         ("_synapse.conversation.digest", []),
         ("_synapse.info", []),
+        ("_synapse.stats", []),
         ("broadcast", [{"nonce": "n", "origin": {}, "endpoint": "synapse.ask"}]),
     ],
 )

@@ -228,15 +228,15 @@ def _idle_socket(port: int, source: str, first: bytes) -> socket.socket:
 
 async def test_one_address_cannot_exhaust_the_connections_of_others(anyio_backend: str) -> None:
     """Idle sockets from one address (stuck in the handshake, or plaintext and idle) are
-    capped per address (32 handshakes at once, 64 connections); an honest caller from
-    another address is served. Without the quotas the 140 sockets took all 100 connections
-    and the honest caller got ``overloaded``."""
-    node = quiet(max_connections=100)
+    capped per address (64 handshakes at once, ``max_connections_per_peer`` connections); an
+    honest caller from another address is served. Without the quotas the 240 sockets took all
+    200 connections and the honest caller got ``overloaded``."""
+    node = quiet(max_connections=200, max_connections_per_peer=64)
     async with running(node):
         socks: list[socket.socket] = []
         try:
-            for i in range(140):
-                first = b"\xf3" if i % 7 < 2 else b"\x00"  # 40 mid-handshake, 100 plaintext
+            for i in range(240):
+                first = b"\xf3" if i % 3 == 0 else b"\x00"  # 80 mid-handshake, 160 plaintext
                 socks.append(_idle_socket(node.port, "127.0.0.2", first))
 
             def turned_away() -> int:
@@ -246,13 +246,13 @@ async def test_one_address_cannot_exhaust_the_connections_of_others(anyio_backen
                 return stats.server.rejected_connections + stats.handshakes.refused
 
             with anyio.fail_after(10):
-                while turned_away() < 140 - 64 - 32:
+                while turned_away() < 240 - 64 - 64:
                     await anyio.sleep(0.01)
             for _ in range(3):
                 assert await Client("127.0.0.1", node.port).call("_synapse.ping") == "pong"
             server = node.statistics().server
             assert server is not None
-            assert server.open_connections <= 64 + 32 + 1  # (+ the honest one, closing)
+            assert server.open_connections <= 64 + 64 + 1  # (+ the honest one, closing)
         finally:
             for sock in socks:
                 sock.close()

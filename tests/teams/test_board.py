@@ -22,6 +22,28 @@ def ev(i: int, kind: str, payload: dict[str, Any], peer: Peer = TEAM) -> Convers
     return ConversationEvent("task-1", f"e{i}", kind, peer, payload, created_at=100.0 + i)
 
 
+def test_only_the_assignee_moves_a_granted_task_and_old_attempts_are_ignored() -> None:
+    """The rules the team applies: before, ``sn tasks`` showed a ``task.done`` from anyone
+    as done."""
+    stranger = Peer("s" * 64, "10.0.0.3", 1, name="stranger")
+    events = [
+        ev(0, "task.offer", {"task_id": "task-1", "title": "parse", "attempt": 1}),
+        ev(1, "task.grant", {"task_id": "task-1", "worker_id": CODER.id, "attempt": 1}),
+        ev(2, "task.done", {"task_id": "task-1", "result": "forged", "attempt": 1}, stranger),
+        ev(3, "task.progress", {"task_id": "task-1", "message": "forged"}, stranger),
+        ev(4, "task.offer", {"task_id": "task-1", "title": "parse", "attempt": 2}),
+        ev(5, "task.done", {"task_id": "task-1", "result": "late", "attempt": 1}, CODER),
+    ]
+    view = task_view(events)
+    assert view is not None
+    assert (view.status, view.attempt, view.result, view.last_progress) == (
+        "offered",
+        2,
+        None,
+        None,
+    )
+
+
 def test_a_task_is_read_off_its_conversation() -> None:
     events = [ev(0, "task.offer", {"task_id": "task-1", "title": "parse", "requires": ["py"],
                                    "attempt": 1})]  # fmt: skip
