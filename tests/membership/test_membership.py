@@ -47,6 +47,13 @@ def peer_dict(node_id: str, port: int, **extra: Any) -> dict[str, Any]:
     return base
 
 
+@pytest.fixture
+def no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Raw, unsigned peer claims from a plain client: a test of the open swarm
+    (``./dev test`` sets ``SYNAPSE_SECRET`` for its second pass)."""
+    monkeypatch.delenv("SYNAPSE_SECRET", raising=False)
+
+
 async def converged(nodes: list[Node]) -> None:
     ids = {n.node_id for n in nodes}
     with anyio.fail_after(10):
@@ -94,7 +101,7 @@ async def test_nodes_join_through_a_seed_at_start(anyio_backend: str) -> None:
             assert sorted(joined) == ["n0", "n1", "n2", "n3"]
 
 
-async def test_join_endpoint_shapes_and_rules(anyio_backend: str) -> None:
+async def test_join_endpoint_shapes_and_rules(anyio_backend: str, no_secret: None) -> None:
     async with Node(bind="127.0.0.1", swarm="s") as node:
         client = Client("127.0.0.1", node.port)
         reply = await client.call("_synapse.join", peer_dict("a" * 64, 1))
@@ -146,7 +153,7 @@ async def test_wrong_swarm_or_team_is_refused(anyio_backend: str) -> None:
         assert seed.peers == {}
 
 
-async def test_a_forged_heartbeat_cannot_move_a_peer(anyio_backend: str) -> None:
+async def test_a_forged_heartbeat_cannot_move_a_peer(anyio_backend: str, no_secret: None) -> None:
     a = Node(bind="127.0.0.1", name="a", swarm="s", **FAST)
     async with (
         a,
@@ -167,7 +174,9 @@ async def test_a_forged_heartbeat_cannot_move_a_peer(anyio_backend: str) -> None
             assert attacker.node_id not in a.peers
 
 
-async def test_forged_identities_do_not_cause_a_connection_storm(anyio_backend: str) -> None:
+async def test_forged_identities_do_not_cause_a_connection_storm(
+    anyio_backend: str, no_secret: None
+) -> None:
     accepted = 0
 
     async def count(stream: anyio.abc.SocketStream) -> None:

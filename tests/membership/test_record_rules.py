@@ -37,6 +37,12 @@ SECRET = "correct horse battery staple"
 REFUSED = r"signs its peer records|proved its id on a secure channel|caller proved it is node"
 
 
+@pytest.fixture(autouse=True)
+def _secret_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests say which secret they use (``./dev test`` sets ``SYNAPSE_SECRET``)."""
+    monkeypatch.delenv("SYNAPSE_SECRET", raising=False)
+
+
 def peer_dict(node_id: str, port: int, **extra: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"id": node_id, "address": "127.0.0.1", "port": port, "swarm": "s",
                             "team": "default", "name": "x", "kind": "node", "capabilities": [],
