@@ -391,6 +391,8 @@ class Broadcasts:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Host deferred ask handlers; wake broadcasts waiting on a member that went away.
         Cancellation cancels running ask handlers."""
+        # (handlers cancelled before they started never released their caller's slot)
+        self._per_caller = CountQuota(self._per_caller.limit)
         with self.hub.subscribe(PeerOffline, PeerLeft, owner="broadcasts") as gone:
             try:
                 async with anyio.create_task_group() as tg:

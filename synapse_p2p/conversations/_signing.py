@@ -178,29 +178,28 @@ def _parse(raw: Any) -> _Sig:
         raise ValueError("signature key and value must be hex") from None
 
 
-def claims_signature(event: ConversationEvent) -> bool:
-    """Whether ``event`` carries a well-formed signature by its author's key (not checked:
-    for events this node stored after checking them, e.g. read back from its own log)."""
+def _author_signature(event: ConversationEvent) -> _Sig | None:
+    """The parsed signature of ``event`` if it is well formed and by its author's key."""
     raw = event.metadata.get(SIG_FIELD)
     if raw is None:
-        return False
+        return None
     try:
         sig = _parse(raw)
     except ValueError:
-        return False
-    return node_id_of(sig.key) == event.peer.id
+        return None
+    return sig if node_id_of(sig.key) == event.peer.id else None
+
+
+def claims_signature(event: ConversationEvent) -> bool:
+    """Whether ``event`` carries a well-formed signature by its author's key (not checked:
+    for events this node stored after checking them, e.g. read back from its own log)."""
+    return _author_signature(event) is not None
 
 
 def verify_event(event: ConversationEvent) -> bool:
     """Whether ``event`` is signed, correctly, by its author (no other rule applied)."""
-    raw = event.metadata.get(SIG_FIELD)
-    if raw is None:
-        return False
-    try:
-        sig = _parse(raw)
-    except ValueError:
-        return False
-    if node_id_of(sig.key) != event.peer.id:
+    sig = _author_signature(event)
+    if sig is None:
         return False
     return verify(sig.key, DOMAIN_EVENT, signed_message(event, sig.seq), sig.signature)
 

@@ -862,7 +862,11 @@ class Node:
                     format_address(local.address, local.port),
                     ", swarm secret set" if config.secured else "",
                 )
-                if not config.secured and not _loopback_only(config.bind):
+                if (
+                    not config.secured
+                    and isinstance(self.transport, TcpTransport)
+                    and not _loopback_only(config.bind)
+                ):
                     log.warning(
                         "node %s listens on %s without a swarm secret: anyone who can reach "
                         "this port can join the swarm and call its endpoints; set "

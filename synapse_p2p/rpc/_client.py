@@ -104,11 +104,20 @@ class Client:
     synapse-p2p 2.5.0 node (no session support) the client transparently uses one connection
     per call instead, and if the connection drops it reconnects on the next call.
 
+    Connections use the secure channel (Noise XX; XXpsk3 with a swarm secret), signed with
+    ``identity`` (a key file path or an :class:`~synapse_p2p.Identity`; a fresh key when
+    ``None``). ``secret``: a swarm secret or a list of them (the first is used), or ``None`` to
+    read ``SYNAPSE_SECRET``. Without a secret a synapse-p2p 2.5.0 node, which answers in
+    plaintext, is called in plaintext; with one, never. :attr:`peer_node_id` is the node id
+    the server proved.
+
     ``timeout`` bounds each call (connect included), ``connect_timeout`` the TCP connect.
     Failures raise :class:`~synapse_p2p.errors.RemoteError` (the node answered with an error),
-    :class:`~synapse_p2p.errors.ConnectError`, :class:`~synapse_p2p.errors.ConnectionLost`,
-    :class:`~synapse_p2p.errors.CallTimeout` or :class:`~synapse_p2p.errors.ProtocolError`.
-    Cancelling a call abandons it (the node may still run it).
+    :class:`~synapse_p2p.errors.ConnectError`, :class:`~synapse_p2p.errors.HandshakeError`
+    (a secret the node does not hold, or plaintext where it is not allowed),
+    :class:`~synapse_p2p.errors.ConnectionLost`, :class:`~synapse_p2p.errors.CallTimeout` or
+    :class:`~synapse_p2p.errors.ProtocolError`. Cancelling a call abandons it (the node may
+    still run it).
     """
 
     def __init__(

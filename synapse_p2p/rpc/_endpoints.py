@@ -229,6 +229,14 @@ class EndpointRegistry:
         cancellation). With ``error_types`` (a client of ours), a handler's failure also
         names its exception class (``RemoteError.type`` on the caller's side)."""
         rid = request.id
+        # Who may call is checked first: a refused caller stores nothing (not even the
+        # message event of a broadcast, which the pre-dispatch hook would store).
+        if (self._rules or self.members_only_builtins) and not self.allowed(
+            request.endpoint, None if connection is None else connection.node_id
+        ):
+            return error_payload(
+                rid, FORBIDDEN, f"this caller may not call {request.endpoint!r} (not allowed)"
+            )
         if self.pre_dispatch is not None:
             try:
                 request = await self.pre_dispatch(request, connection)
@@ -240,12 +248,6 @@ class EndpointRegistry:
         if spec is None:
             return error_payload(
                 rid, BAD_REQUEST, f"Unregistered endpoint called: {request.endpoint}"
-            )
-        if (self._rules or self.members_only_builtins) and not self.allowed(
-            spec.name, None if connection is None else connection.node_id
-        ):
-            return error_payload(
-                rid, FORBIDDEN, f"this caller may not call {spec.name!r} (not allowed)"
             )
         args = request.args
         kwargs = request.kwargs

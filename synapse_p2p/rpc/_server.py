@@ -386,13 +386,15 @@ class RpcServer:
         if reason is None:
             reason = f"too many connections (limit {self.limits.max_connections})"
         frame = encode_frame(error_payload("", OVERLOADED, reason))
-        with anyio.move_on_after(0.05):
-            try:
-                await stream.send(frame)
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
-        with anyio.CancelScope(shield=True), anyio.move_on_after(0.5):
-            await stream.aclose()
+        try:
+            with anyio.move_on_after(0.05):
+                try:
+                    await stream.send(frame)
+                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(0.5):
+                await stream.aclose()
         now = anyio.current_time()
         if now - self._last_accept_error > 10:
             log.warning("rejecting new connections: %s", reason)
@@ -412,18 +414,18 @@ class RpcServer:
             except BaseException:
                 self._open -= 1
                 raise
+        ip, port = remote_address(stream)
+        key = node_id if node_id is not None else f"ip:{ip}"
+        if self._per_peer.get(key, 0) >= self.limits.max_connections_per_peer:
+            self._open -= 1
+            self._rejected += 1
+            await self._reject(
+                stream,
+                f"too many connections from this peer "
+                f"(limit {self.limits.max_connections_per_peer})",
+            )
+            return
         try:
-            ip, port = remote_address(stream)
-            key = node_id if node_id is not None else f"ip:{ip}"
-            if self._per_peer.get(key, 0) >= self.limits.max_connections_per_peer:
-                self._open -= 1
-                self._rejected += 1
-                await self._reject(
-                    stream,
-                    f"too many connections from this peer "
-                    f"(limit {self.limits.max_connections_per_peer})",
-                )
-                return
             state = _ConnState(self, stream, Connection.from_address(ip, port, node_id), tg)
         except BaseException:
             self._open -= 1

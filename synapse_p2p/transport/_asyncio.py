@@ -301,13 +301,8 @@ class AsyncioListener(WrappedListener):
         self._socket: socket.socket = listener.extra(SocketAttribute.raw_socket)
 
     async def accept(self) -> AsyncioSocketStream:
+        client = await self._accept_socket()
         loop = asyncio.get_running_loop()
-        try:
-            client, _ = await loop.sock_accept(self._socket)
-        except OSError:
-            if self._socket.fileno() < 0:
-                raise anyio.ClosedResourceError from None
-            raise
         try:
             if client.family in (socket.AF_INET, socket.AF_INET6):
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -316,3 +311,37 @@ class AsyncioListener(WrappedListener):
             client.close()
             raise
         return AsyncioSocketStream(transport, protocol)
+
+    async def _accept_socket(self) -> socket.socket:
+        """The next connection on the (non-blocking) listening socket. Not
+        ``loop.sock_accept``: on Python 3.11 its callback can complete a future that was just
+        cancelled (``InvalidStateError`` in the loop, and the accepted socket leaked) when the
+        server stops while a connection arrives."""
+        loop = asyncio.get_running_loop()
+        sock = self._socket
+        while True:
+            try:
+                client, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                if sock.fileno() < 0:
+                    raise anyio.ClosedResourceError from None
+                raise
+            else:
+                client.setblocking(False)
+                return client
+            fd = sock.fileno()
+            if fd < 0:
+                raise anyio.ClosedResourceError
+            ready = loop.create_future()
+
+            def wake(ready: asyncio.Future[None] = ready) -> None:
+                if not ready.done():
+                    ready.set_result(None)
+
+            loop.add_reader(fd, wake)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)

@@ -4,6 +4,7 @@ handshake and connection quotas. Real sockets on loopback, both backends."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -256,3 +257,23 @@ async def test_one_address_cannot_exhaust_the_connections_of_others(anyio_backen
         finally:
             for sock in socks:
                 sock.close()
+
+
+async def test_a_refused_caller_stores_nothing_even_with_a_broadcast(anyio_backend: str) -> None:
+    """The access rule is checked before the broadcast hook: a caller that may not call an
+    endpoint cannot slip a conversation event in by calling it as a broadcast."""
+    node = quiet(secret=(), team="default")
+
+    @node.endpoint(allow=set())
+    async def nobody() -> str:
+        return "no"
+
+    origin = {"id": "a" * 64, "address": "127.0.0.1", "port": 1, "swarm": None,
+              "team": "default", "name": "x", "kind": "node", "capabilities": [],
+              "last_seen": time.time()}  # fmt: skip
+    broadcast = {"nonce": "n" * 32, "origin": origin, "endpoint": "nobody"}
+    async with running(node):
+        with pytest.raises(RemoteError) as info:
+            await Client("127.0.0.1", node.port).request("nobody", [], {"broadcast": broadcast})
+        assert info.value.code == "forbidden"
+        assert node.conversations() == []
