@@ -23,14 +23,23 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 
-from .._hub import BroadcastReceived, EventHub, PeerLeft, PeerOffline
+from .._hub import BroadcastReceived, EventHub, PeerJoined, PeerLeft, PeerOffline
 from .._logging import FailureLog
 from .._quotas import CountQuota, caller_key
-from ..errors import BAD_REQUEST, INTERNAL_ERROR, OVERLOADED, RemoteError
+from ..errors import (
+    BAD_REQUEST,
+    INTERNAL_ERROR,
+    OVERLOADED,
+    ConnectError,
+    ConnectionLost,
+    DroppedCall,
+    RemoteError,
+)
 from ..types import Broadcast, BroadcastReply, ConversationEvent, Peer
 from ..wire import Request
 from ._broadcasts import BroadcastState, BroadcastStatus
 from ._ids import new_nonce, reply_event_id
+from ._late import LateCall, LateMembers
 from ._signing import SIG_FIELD
 
 if TYPE_CHECKING:
@@ -48,6 +57,12 @@ MAX_RUNNING_ASKS = 64
 #: Broadcast nonces whose ask handler ran here, remembered so a replayed broadcast does not run
 #: it again (even after its conversation was pruned); the oldest are forgotten first.
 ASKED_REMEMBERED = 65536
+
+#: A broadcast call that was not delivered is sent again this many times, after
+#: ``RETRY_DELAY`` seconds and then twice that (see ``_undelivered``).
+DELIVERY_RETRIES = 2
+RETRY_DELAY = 1.0
+ASK_ENDPOINT = "synapse.ask"
 
 AskHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -80,6 +95,7 @@ class Broadcasts:
         self._tg: anyio.abc.TaskGroup | None = None
         self._asked: OrderedDict[str, None] = OrderedDict()
         self._per_caller = CountQuota(conversations.config.quotas.deferred_asks)
+        self.late = LateMembers()
         registry.pre_dispatch = self._pre_dispatch
         registry.add(self._broadcast_reply, "_synapse.broadcast.reply", publish=False)
 
@@ -105,21 +121,91 @@ class Broadcasts:
         await conv.remember(message, local=True)
         call_kwargs = {**kwargs, "broadcast": b.to_dict()}
         state = self.book.state(nonce)
-        for peer in list(conv.members.peers.values()):
-            state.pending.add(peer.id)
-            conv.delivery.send(peer, endpoint, list(args), call_kwargs,
-                               outcome=functools.partial(self._delivered, nonce, peer))  # fmt: skip
+        alive = conv.members.peers
+        for peer in list(alive.values()):
+            self._send(state, peer, endpoint, list(args), call_kwargs)
+        # Members offline a moment ago get it if they come back soon (see ._late).
+        self.late.sent(LateCall(nonce, endpoint, list(args), call_kwargs), alive,
+                       anyio.current_time())  # fmt: skip
         return b
 
-    def _delivered(self, nonce: str, peer: Peer, result: Any, error: BaseException | None) -> None:
-        """The broadcast call to ``peer`` returned: a peer that refused it over a quota
-        (``overloaded``) has failed it, with the reason (it will not ACK)."""
+    def _send(
+        self, state: BroadcastState, peer: Peer, endpoint: str, args: list[Any],
+        kwargs: dict[str, Any], attempt: int = 0,
+    ) -> None:  # fmt: skip
+        state.pending.add(peer.id)
+        self.conversations.delivery.send(
+            peer, endpoint, args, kwargs,
+            outcome=functools.partial(
+                self._delivered, state.nonce, peer, (endpoint, args, kwargs), attempt
+            ),
+        )  # fmt: skip
+
+    def _came_back(self, peer: Peer) -> None:
+        """``peer`` is alive again: send it our broadcasts it missed while away (those it
+        has not answered some other way)."""
+        for call in self.late.came_back(peer.id, anyio.current_time()):
+            state = self.book.get(call.nonce)
+            if state is None or peer.id in state.acked or peer.id in state.replied:
+                continue
+            if peer.id in state.failed or peer.id in state.pending:
+                continue
+            log.debug("broadcast %s: sent to %s, back after a spell offline", call.nonce,
+                      peer.name or peer.id[:8])  # fmt: skip
+            self._send(state, peer, call.endpoint, call.args, call.kwargs)
+
+    def _delivered(
+        self,
+        nonce: str,
+        peer: Peer,
+        call: tuple[str, list[Any], dict[str, Any]],
+        attempt: int,
+        result: Any,
+        error: BaseException | None,
+    ) -> None:
+        """The broadcast call to ``peer`` returned. A call that could not be delivered (see
+        :func:`_undelivered`) is sent again while the peer is a member, up to
+        :data:`DELIVERY_RETRIES` times (it stays pending meanwhile); then it, or a peer that
+        refused it over a quota (``overloaded``), has failed, with the reason (it will not
+        ACK)."""
         state = self.book.get(nonce)
         if state is None:
+            return
+        if error is not None and _undelivered(call[0], error):
+            if (
+                attempt < DELIVERY_RETRIES
+                and self._tg is not None
+                and peer.id in self.conversations.members.peers
+            ):
+                self._tg.start_soon(self._resend, state, peer, call, attempt + 1)
+                return
+            state.delivered(peer.id, result, error)
+            self.book.add_failure(nonce, peer, f"not delivered: {error}")
             return
         state.delivered(peer.id, result, error)
         if isinstance(error, RemoteError) and error.code == OVERLOADED:
             self.book.add_failure(nonce, peer, f"refused: {error.message}")
+
+    async def _resend(
+        self,
+        state: BroadcastState,
+        peer: Peer,
+        call: tuple[str, list[Any], dict[str, Any]],
+        attempt: int,
+    ) -> None:
+        await anyio.sleep(RETRY_DELAY * 2 ** (attempt - 1))
+        if self.book.get(state.nonce) is not state:
+            return
+        if peer.id in state.acked or peer.id in state.replied or peer.id in state.failed:
+            state.delivered(peer.id, None, None)
+            return
+        if peer.id not in self.conversations.members.peers:
+            state.delivered(peer.id, None, None)
+            self.book.add_failure(state.nonce, peer, "not delivered: the peer went offline")
+            return
+        log.debug("broadcast %s: sending to %s again (attempt %d)", state.nonce,
+                  peer.name or peer.id[:8], attempt + 1)  # fmt: skip
+        self._send(state, peer, *call, attempt=attempt)
 
     async def ack(
         self,
@@ -389,20 +475,37 @@ class Broadcasts:
     # -- running ------------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Host deferred ask handlers; wake broadcasts waiting on a member that went away.
-        Cancellation cancels running ask handlers."""
+        """Host deferred ask handlers; wake broadcasts waiting on a member that went away;
+        send members that come back the broadcasts they missed (:mod:`._late`). Cancellation
+        cancels running ask handlers."""
         # (handlers cancelled before they started never released their caller's slot)
         self._per_caller = CountQuota(self._per_caller.limit)
-        with self.hub.subscribe(PeerOffline, PeerLeft, owner="broadcasts") as gone:
+        with self.hub.subscribe(PeerOffline, PeerLeft, PeerJoined, owner="broadcasts") as news:
             try:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
                     task_status.started()
-                    async for event in gone:
+                    async for event in news:
+                        if isinstance(event, PeerJoined):
+                            self._came_back(event.peer)
+                            continue
                         assert isinstance(event, PeerOffline | PeerLeft)
+                        if isinstance(event, PeerOffline):
+                            self.late.went_offline(event.peer.id, anyio.current_time())
+                        else:
+                            self.late.left(event.peer.id)
                         self.book.member_gone(event.peer.id)
             finally:
                 self._tg = None
+
+
+def _undelivered(endpoint: str, error: BaseException) -> bool:
+    """Whether a broadcast call that failed with ``error`` surely did not run, or may be sent
+    again anyway: it never left (refused connection, dropped from a full queue), or it is an
+    ask (a receiver runs an ask at most once per broadcast) whose connection was lost."""
+    if isinstance(error, ConnectError | DroppedCall):
+        return True
+    return endpoint == ASK_ENDPOINT and isinstance(error, ConnectionLost)
 
 
 def _nonce(broadcast: Broadcast | str) -> str:

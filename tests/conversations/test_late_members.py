@@ -1,0 +1,182 @@
+"""A broadcast reaches a member that was marked offline a moment before it was sent and comes
+back soon after (``conversations/_late.py``); a member that left, or stays away past the
+window, does not get it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from synapse_p2p.conversations._late import LateCall, LateMembers
+from synapse_p2p.testing import open_swarm
+from synapse_p2p.types import Peer
+
+
+def call(nonce: str) -> LateCall:
+    return LateCall(nonce, "synapse.ask", ["task"], {})
+
+
+def test_a_member_away_gets_the_call_once_when_it_comes_back() -> None:
+    late = LateMembers(window=60)
+    late.went_offline("b", now=10)
+    assert late.sent(call("n1"), alive={"a"}, now=11) == 1
+    assert late.came_back("a", now=12) == []
+    assert late.came_back("b", now=12) == [call("n1")]
+    assert late.came_back("b", now=13) == []  # once
+    assert len(late) == 0
+
+
+def test_the_window_bounds_both_sides() -> None:
+    late = LateMembers(window=60)
+    late.went_offline("old", now=0)
+    late.went_offline("recent", now=50)
+    assert late.sent(call("n1"), alive=set(), now=100) == 1  # "old" is away too long
+    assert late.came_back("old", now=101) == []
+    assert late.came_back("recent", now=200) == []  # back too late: dropped
+    assert len(late) == 0
+
+
+def test_a_member_that_left_gets_nothing_and_alive_members_are_not_held() -> None:
+    late = LateMembers(window=60)
+    late.went_offline("b", now=0)
+    late.went_offline("c", now=0)
+    assert late.sent(call("n1"), alive={"c"}, now=1) == 1  # c is alive again already
+    late.left("b")
+    assert late.came_back("b", now=2) == []
+    assert late.came_back("c", now=2) == []
+    assert late.sent(call("n2"), alive=set(), now=3) == 0  # b left, c is back: none away
+
+
+def test_held_broadcasts_are_bounded() -> None:
+    late = LateMembers(window=60)
+    late.went_offline("b", now=0)
+    for i in range(500):
+        late.sent(call(f"n{i}"), alive=set(), now=1)
+    assert len(late) <= 64
+    assert [c.nonce for c in late.came_back("b", now=2)][-1] == "n499"
+
+
+@pytest.mark.anyio
+async def test_a_member_back_from_a_spell_offline_gets_the_ask(anyio_backend: str) -> None:
+    async with open_swarm(3, heartbeat_interval=0.1, peer_timeout=0.6) as swarm:
+        asker, worker, _other = swarm.nodes
+        assert swarm.network is not None
+        ran: list[str] = []
+        for node in swarm.nodes[1:]:
+
+            @node.ask
+            async def answer(task: str, context: dict[str, Any], name: str = node.name) -> str:
+                ran.append(name)
+                return f"{name} did {task}"
+
+        offline = anyio.Event()
+        back = anyio.Event()
+
+        @asker.on("peer.offline")
+        async def gone(peer: Peer) -> None:
+            if peer.id == worker.node_id:
+                offline.set()
+
+        @asker.on("peer.joined")
+        async def joined(peer: Peer) -> None:
+            if peer.id == worker.node_id and offline.is_set():
+                back.set()
+
+        swarm.network.isolated.add(worker.address)
+        with anyio.fail_after(20):
+            await offline.wait()
+        b = await asker.broadcast("synapse.ask", "late job")
+        status = asker.broadcast_status(b)
+        assert status is not None
+        assert worker.node_id not in status.pending
+        swarm.network.isolated.discard(worker.address)
+        with anyio.fail_after(20):
+            await back.wait()
+            async for status in asker.broadcast_changes(b):
+                if worker.node_id in status.replied:
+                    break
+        assert any(r.peer.id == worker.node_id for r in asker.replies(b))
+        assert ran.count(worker.name) == 1
+
+
+class _Seen(logging.Handler):
+    """Sets ``event`` when a record whose message contains ``text`` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.text = text
+        self.event = anyio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+@contextlib.contextmanager
+def seen(text: str) -> Iterator[_Seen]:
+    logger = logging.getLogger("synapse_p2p.conversations._broadcasting")
+    handler, level = _Seen(text), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.mark.anyio
+async def test_an_ask_not_delivered_is_sent_again(anyio_backend: str) -> None:
+    # The member stays a member (peer_timeout is long): only the call fails, then succeeds.
+    async with open_swarm(2, heartbeat_interval=0.5, peer_timeout=60) as swarm:
+        asker, worker = swarm.nodes
+        assert swarm.network is not None
+        ran: list[str] = []
+
+        @worker.ask
+        async def answer(task: str, context: dict[str, Any]) -> str:
+            ran.append(task)
+            return "done"
+
+        with seen(f"sending to {worker.name} again") as again:
+            swarm.network.isolated.add(worker.address)
+            b = await asker.broadcast("synapse.ask", "job")
+            with anyio.fail_after(10):
+                await again.event.wait()
+            swarm.network.isolated.discard(worker.address)
+            with anyio.fail_after(20):
+                async for status in asker.broadcast_changes(b):
+                    if worker.node_id in status.replied:
+                        break
+        assert ran == ["job"]
+        final = asker.broadcast_status(b)
+        assert final is not None
+        assert worker.node_id not in final.failed
+
+
+@pytest.mark.anyio
+async def test_a_call_never_delivered_is_a_failure_at_the_origin(anyio_backend: str) -> None:
+    async with open_swarm(2, heartbeat_interval=0.5, peer_timeout=60) as swarm:
+        asker, worker = swarm.nodes
+        assert swarm.network is not None
+
+        @worker.ask
+        async def answer(task: str, context: dict[str, Any]) -> str:
+            return "done"
+
+        swarm.network.isolated.add(worker.address)
+        b = await asker.broadcast("synapse.ask", "job")
+        with anyio.fail_after(20):
+            async for status in asker.broadcast_changes(b):
+                if worker.node_id in status.failed:
+                    break
+        assert not status.pending
+        answers = [r async for r in asker.iter_replies(b, errors=True, timeout=1)]
+        assert [(r.peer.id, r.failed) for r in answers] == [(worker.node_id, True)]
+        assert answers[0].error is not None
+        assert "not delivered" in answers[0].error
