@@ -1,4 +1,5 @@
-"""Membership driver: join/heartbeat/gossip endpoints, probe rounds, verification, seeds.
+"""Membership driver: gossip rounds and the evidence they bring (endpoints in
+:mod:`._endpoints`, address checks in :mod:`._verifier`, seeds in :mod:`._seeds`).
 
 Wire behaviour towards synapse-p2p 2.5.0 peers is theirs exactly: ``_synapse.join(peer)`` and
 ``_synapse.heartbeat(peer)`` with 9-key peer dicts, and a heartbeat to each of them every
@@ -32,9 +33,10 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._hub import EventHub, PeerHeartbeat, PeerJoined, PeerLeft, PeerOffline
 from .._validate import format_address
-from ..errors import BAD_REQUEST, JoinError, ProtocolError, RemoteError, SynapseError
+from ..errors import JoinError, ProtocolError, SynapseError
 from ..secure import SecurityPolicy
 from ..types import Peer
+from ._endpoints import GOSSIP_ENDPOINT, GOSSIP_VERSION, LEAVE_ENDPOINT, register
 from ._gossip import (
     MAX_DIGEST,
     Claim,
@@ -46,9 +48,11 @@ from ._gossip import (
     digest_entry,
     read_digest,
 )
-from ._signing import MalformedProof, RecordProof, RecordSigner, proof_in
-from ._table import Candidate, PeerTable, Verdict
+from ._seeds import SeedJoiner
+from ._signing import RECORD_ENDPOINT, MalformedProof, RecordProof, RecordSigner, proof_in
+from ._table import PeerTable, Verdict, same_address
 from ._trust import Evidence, TrustGate
+from ._verifier import AddressVerifier
 
 if TYPE_CHECKING:
     from .._config import NodeConfig
@@ -66,14 +70,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GOSSIP_ENDPOINT = "_synapse.gossip"
-#: Our extension: a node stopping cleanly says goodbye (never sent to 2.5.0 peers).
-LEAVE_ENDPOINT = "_synapse.leave"
 #: How long a stopping node spends saying goodbye, at most.
 LEAVE_GRACE = 0.5
-GOSSIP_VERSION = 1
-#: Our extension: a node's own record with its signature (never called on 2.5.0 peers).
-RECORD_ENDPOINT = "_synapse.record"
 
 
 class Membership:
@@ -120,24 +118,23 @@ class Membership:
         #: The verified, alive members by id (a read-only live view).
         self.peers: Mapping[str, Peer] = MappingProxyType(self._peers)
         self.table = self._new_table()
-        self._verify_limit = verify_concurrency
+        #: Checks claimed members' addresses (:mod:`._verifier`).
+        self.verifier = AddressVerifier(self, verify_concurrency)
+        #: Joins the seeds (:mod:`._seeds`).
+        self.seeds = SeedJoiner(self)
         self._rng = rng or random.Random()
         self._rotation = PartnerRotation(self._rng)
-        self._candidates_ready = anyio.Event()
         self._push = anyio.Event()
         self._last_push = -math.inf
-        self._seeds_joined: set[tuple[str, int]] = set()
         self._full_logged = -math.inf
         self._outstanding: set[str] = set()
-        self._verifying: set[tuple[str, int]] = set()
-        self._checking: dict[str, Candidate] = {}  # signed candidates being dialed, by id
         self._news: dict[str, None] = {}
         self.messages_sent = 0
         self.messages_received = 0
         #: Whether stopping tells the members (``_synapse.leave``); a test that simulates a
         #: crash turns it off.
         self.say_goodbye = True
-        self._register(registry)
+        register(self, registry)
 
     def _new_table(self) -> PeerTable:
         config = self.config
@@ -208,89 +205,14 @@ class Membership:
     def _reset(self) -> None:
         self._peers.clear()
         self.table = self._new_table()
-        self._candidates_ready = anyio.Event()
+        self.verifier.reset()
+        self.seeds.joined.clear()
         self._push = anyio.Event()
         self._last_push = -math.inf
-        self._seeds_joined.clear()
         self._outstanding.clear()
-        self._verifying.clear()
-        self._checking.clear()
         self._news.clear()
         self._rotation = PartnerRotation(self._rng)
         self.messages_sent = self.messages_received = 0
-
-    # -- endpoints ------------------------------------------------------------------------------
-
-    def _register(self, registry: EndpointRegistry) -> None:
-        check = self.config.check_member
-
-        async def join(
-            peer: Any, record: Any = None, connection: Connection | None = None
-        ) -> dict[str, Any]:
-            incoming = Peer.from_dict(peer)
-            check(incoming)
-            self.messages_received += 1
-            self.direct(incoming, peer if record is None else record, connection, "join")
-            peers = [p.to_dict() for p in self._peers.values() if p.id != incoming.id]
-            peers.append(incoming.to_dict())
-            ids = [self.local.node_id, *(p["id"] for p in peers)]
-            return {
-                "accepted": True,
-                "self": self._record().to_dict(),
-                "peers": peers,
-                "records": self._proofs(ids),  # beside the dicts: 2.5.0 ignores this key
-            }
-
-        async def heartbeat(
-            peer: Any, record: Any = None, connection: Connection | None = None
-        ) -> dict[str, Any]:
-            incoming = Peer.from_dict(peer)
-            check(incoming)
-            self.messages_received += 1
-            self.direct(incoming, peer if record is None else record, connection, "heartbeat")
-            return {"ok": True, "self": self.local.info()}
-
-        async def gossip(message: Any, connection: Connection | None = None) -> dict[str, Any]:
-            if not isinstance(message, dict):
-                raise RemoteError(BAD_REQUEST, "gossip message must be a map")
-            sender = Peer.from_dict(message.get("from"))
-            check(sender)
-            self.messages_received += 1
-            self.direct(sender, message.get("from"), connection, "gossip")
-            known = self.table.get(sender.id)
-            trusted = known is not None and known.alive and _same(known.peer, sender)
-            refused = self._apply_digest(message.get("members"), sender.id, trusted=trusted)
-            if refused:  # an honest node relays only records it checked
-                raise RemoteError(
-                    BAD_REQUEST,
-                    f"gossip: {refused} member record(s) with a bad signature were refused "
-                    "(the rest was taken)",
-                )
-            # Our own record too: gossip partners keep the freshest proof of our life.
-            return {"v": GOSSIP_VERSION, "members": self._digest(), "self": self._signed_record()}
-
-        async def leave(peer: Any, connection: Connection | None = None) -> dict[str, Any]:
-            leaving = Peer.from_dict(peer)
-            state = self.table.get(leaving.id)
-            if state is None:
-                return {"ok": True}
-            evidence = self.trust.direct(leaving, peer, connection, "leave")
-            # From the member itself: its channel, or its own address (plaintext).
-            if (
-                evidence.channel or connection is None or connection.ip == state.peer.address
-            ) and state.peer.port == leaving.port:
-                self._gone(leaving.id)
-            return {"ok": True}
-
-        async def record() -> dict[str, Any]:
-            return self._signed_record()
-
-        registry.add(record, RECORD_ENDPOINT, publish=False)
-
-        registry.add(leave, LEAVE_ENDPOINT, publish=False)
-        registry.add(join, "_synapse.join", publish=False)
-        registry.add(heartbeat, "_synapse.heartbeat", publish=False)
-        registry.add(gossip, GOSSIP_ENDPOINT, publish=False)
 
     # -- evidence ---------------------------------------------------------------------------
 
@@ -326,7 +248,7 @@ class Membership:
             else:
                 verdict = "ignored"  # an older record: a reordered (or replayed) message
         elif proof is not None:
-            if state is not None and _same(state.peer, peer):
+            if state is not None and same_address(state.peer, peer):
                 verdict = self.table.signed(peer, proof, now, now=now)
             else:
                 verdict = self.table.claim_signed(peer, proof, now, direct=True)
@@ -362,7 +284,7 @@ class Membership:
                 self._news[node_id] = None
                 self.push_soon()
         elif verdict == "candidate":
-            self._candidates_ready.set()
+            self.verifier.ready.set()
         elif verdict == "full":
             now = self._now()
             if now - self._full_logged > 60:
@@ -445,7 +367,7 @@ class Membership:
     @property
     def settling(self) -> bool:
         """True while claimed peers wait to be verified (queued or being dialed)."""
-        return bool(self.table.candidates or self._verifying)
+        return bool(self.table.candidates or self.verifier.busy)
 
     def is_legacy(self, node_id: str) -> bool:
         """True if ``node_id`` is a verified synapse-p2p 2.5.0 peer (no gossip, no paging)."""
@@ -461,7 +383,7 @@ class Membership:
             return
         state = self.table.get(peer.id)
         if state is not None and state.proof is not None:
-            if not state.alive and _same(state.peer, peer):
+            if not state.alive and same_address(state.peer, peer):
                 self._after(self.table.hint(state.peer, self._now(), state.proof), peer.id, peer)
         elif not self.trust.allows_unsigned(peer.id):
             self._after(self.table.hint(peer, self._now()), peer.id, peer)
@@ -480,7 +402,7 @@ class Membership:
         state = self.table.get(peer.id)
         if state is not None and state.alive and (state.verified or not self.config.secured):
             return state.peer
-        signed = self.table.signed_candidate(peer.id) or self._checking.get(peer.id)
+        signed = self.table.signed_candidate(peer.id) or self.verifier.checking.get(peer.id)
         if (
             signed is not None
             and signed.proof is not None
@@ -490,7 +412,7 @@ class Membership:
         if self.config.secured:
             return None
         if state is not None and state.proof is not None:
-            return state.peer if _same(state.peer, peer) else None
+            return state.peer if same_address(state.peer, peer) else None
         return peer
 
     def push_soon(self) -> None:
@@ -505,9 +427,9 @@ class Membership:
         self._reset()
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._verify_loop)
+                tg.start_soon(self.verifier.run)
                 if self.config.seeds:
-                    tg.start_soon(self._seed_loop)
+                    tg.start_soon(self.seeds.run)
                 if self.config.heartbeat_interval is not None:
                     tg.start_soon(self._round_loop, self.config.heartbeat_interval)
                 task_status.started()
@@ -587,7 +509,7 @@ class Membership:
                 self._claim(state.peer, direct=False)
             else:
                 self.table.hint(state.peer, self._now(), state.proof)
-                self._candidates_ready.set()
+                self.verifier.ready.set()
 
     def _call_timeout(self, interval: float) -> float:
         return min(self.config.call_timeout, max(interval, 0.5))
@@ -668,225 +590,9 @@ class Membership:
             self._outstanding.discard(peer.id)
         self.table.responded(peer.id, self._now())
 
-    # -- verification -------------------------------------------------------------------------
-
-    async def _verify_loop(self) -> None:
-        busy = self._verifying
-        limiter = anyio.Semaphore(self._verify_limit)
-        async with anyio.create_task_group() as tg:
-            while True:
-                await self._candidates_ready.wait()
-                self._candidates_ready = anyio.Event()
-                while True:
-                    free = self._verify_limit - len(busy)
-                    batch = self.table.next_candidates(self._now(), free, busy) if free else []
-                    if not batch:
-                        break
-                    for candidate in batch:
-                        await limiter.acquire()
-                        tg.start_soon(self._verify, candidate, busy, limiter)
-
-    async def _verify(
-        self, candidate: Candidate, busy: set[tuple[str, int]], limiter: anyio.Semaphore
-    ) -> None:
-        peer = candidate.peer
-        proof = candidate.proof
-        address = (peer.address, peer.port)
-        if proof is not None:
-            self._checking[peer.id] = candidate
-        try:
-            answer = await self._identify(peer.address, peer.port)
-            if answer is not None and answer[0] == peer.id and not answer[1] and proof is None:
-                fetched = await self._fetch_record(peer)
-                if fetched is not None:
-                    peer, proof = fetched
-            known = self.table.get(peer.id)
-            if (
-                answer is not None
-                and answer[0] == peer.id
-                and proof is None
-                and known is not None
-                and known.alive
-                and not _same(known.peer, peer)
-            ):
-                # A live peer "moving": refuse while its current address still answers as it.
-                current = await self._identify(known.peer.address, known.peer.port)
-                if current is not None and current[0] == peer.id:
-                    log.warning(
-                        "refusing to move peer %s from %s to %s: it still answers at its address",
-                        peer.id[:16],
-                        _fmt(known.peer),
-                        _fmt(peer),
-                    )
-                    answer = None
-        finally:
-            if self._checking.get(candidate.peer.id) is candidate:
-                del self._checking[candidate.peer.id]
-            busy.discard(address)
-            limiter.release()
-            self._candidates_ready.set()
-        now = self._now()
-        if answer is None or answer[0] != peer.id:
-            self.table.verification_failed(address, now)
-            return
-        if proof is None and not self.trust.allows_unsigned(peer.id):
-            self.trust.note(
-                "unsigned", f"{_fmt(peer)} answers as {peer.id[:16]} but shows no signed record"
-            )
-            self.table.verification_failed(address, now)
-            return
-        legacy = answer[1]
-        verdict = self.table.verified(peer, now, legacy=legacy, proof=proof)
-        # News is pushed only when the peer announced itself to us (a join, a heartbeat or a
-        # gossip from a member we did not know): others learned of it second-hand already.
-        self._after(verdict, peer.id, peer, first_hand=candidate.direct)
-        interval = self.config.heartbeat_interval
-        if verdict == "joined" and legacy and interval is not None:
-            await self._heartbeat(peer, interval)  # introduce ourselves
-
-    async def _fetch_record(self, claimed: Peer) -> tuple[Peer, RecordProof] | None:
-        """The signed record served at ``claimed``'s address (``_synapse.record``), if it is
-        ``claimed.id``'s, validly signed, and gives that address; else ``None``."""
-        try:
-            with anyio.fail_after(min(self.config.call_timeout, 5.0)):
-                data = await self.caller.call(
-                    claimed.address, claimed.port, RECORD_ENDPOINT, [], {}
-                )
-            peer = Peer.from_dict(data)
-            proof = proof_in(data)
-        except (SynapseError, OSError, ProtocolError, MalformedProof) as exc:
-            log.debug("no signed record at %s: %s", _fmt(claimed), exc)
-            return None
-        if proof is None or peer.id != claimed.id or not _same(peer, claimed):
-            return None
-        if not self.config.admits(peer) or not self.trust.check(peer, proof):
-            self.trust.note("bad_signature", f"{_fmt(claimed)} served a bad peer record")
-            return None
-        return peer, proof
-
-    async def _identify(self, host: str, port: int) -> tuple[str, bool] | None:
-        """``(node_id, legacy)`` of whatever answers at ``host:port``, or ``None``."""
-        try:
-            with anyio.fail_after(min(self.config.call_timeout, 5.0)):
-                info = await self.caller.session_info(host, port)
-                if info.get("node_id"):
-                    return str(info["node_id"]), False
-                details = await self.caller.call(host, port, "_synapse.info", [], {})
-        except (SynapseError, OSError, TimeoutError) as exc:
-            log.debug("could not verify %s:%s: %s", host, port, exc)
-            return None
-        if isinstance(details, dict) and isinstance(details.get("id"), str):
-            return details["id"], True
-        return None
-
-    # -- seeds ----------------------------------------------------------------------------------
-
     async def join(self) -> None:
         """Join every seed now (concurrently); raise :class:`JoinError` if none answered."""
-        if not self.config.seeds:
-            return
-        reasons: dict[str, str] = {}
-        joined = 0
-
-        async def one(host: str, port: int) -> None:
-            nonlocal joined
-            try:
-                await self._join_seed(host, port)
-                joined += 1
-            except (SynapseError, OSError, ValueError) as exc:
-                reasons[format_address(host, port)] = str(exc) or type(exc).__name__
-
-        async with anyio.create_task_group() as tg:
-            for host, port in self.config.seeds:
-                tg.start_soon(one, host, port)
-        if not joined:
-            raise JoinError(reasons)
-
-    async def _join_seed(self, host: str, port: int) -> None:
-        # Our own nodes take the signed record beside the peer dict; 2.5.0 nodes (no session)
-        # would refuse the extra keyword, so they get the 9-key dict alone.
-        ours = bool(await self.caller.session_info(host, port))
-        proof = self._proof() if ours else None
-        reply = await self.caller.call(
-            host,
-            port,
-            "_synapse.join",
-            [self._record().to_dict()],
-            {"record": proof.to_wire()} if proof is not None else {},
-            timeout=self.config.call_timeout,
-        )
-        if not isinstance(reply, dict) or not reply.get("accepted", False):
-            raise RemoteError(BAD_REQUEST, f"seed {format_address(host, port)} refused the join")
-        records = reply.get("records")
-        records = records if isinstance(records, dict) else {}
-        seed = Peer.from_dict(reply.get("self"))
-        self.config.check_member(seed)
-        where = format_address(host, port)
-        try:
-            seed_proof = proof_in(records.get(seed.id))
-        except MalformedProof as exc:
-            raise RemoteError(BAD_REQUEST, f"seed {where}: {exc}") from None
-        if seed_proof is not None and not self.trust.check(seed, seed_proof):
-            self.trust.note("bad_signature", f"seed {where} sent a badly signed record")
-            raise RemoteError(BAD_REQUEST, f"seed {where}: its record has a bad signature")
-        if seed_proof is None and not self.trust.allows_unsigned(seed.id):
-            self.trust.note("unsigned", f"seed {where} sent no signed record")
-            raise RemoteError(BAD_REQUEST, f"seed {where} sent no signed record of itself")
-        self._seeds_joined.add((host, port))
-        if (seed.address, seed.port) == (host, port):
-            legacy = self.caller.is_legacy(host, port)
-            verdict = self.table.verified(seed, self._now(), legacy=legacy, proof=seed_proof)
-            self._after(verdict, seed.id, seed, first_hand=False)
-        elif seed_proof is not None:
-            verdict = self.table.claim_signed(seed, seed_proof, self._now(), direct=False)
-            self._after(verdict, seed.id, seed)
-        else:
-            self._claim(seed, direct=False)
-        peers = reply.get("peers")
-        if isinstance(peers, list):
-            # The seed is the node we chose to dial: its member list is taken like a digest
-            # from a verified peer (2.5.0 seeds send no age: heard now).
-            digest = []
-            for p in peers:
-                if isinstance(p, dict):
-                    entry = dict(p, age=p.get("age", 0.0))
-                    extra = records.get(p.get("id"))
-                    if isinstance(extra, dict):
-                        entry.update({k: extra[k] for k in ("seq", "key", "sig") if k in extra})
-                    digest.append(entry)
-            self._apply_digest(digest, seed.id, trusted=True)
-
-    async def _seed_loop(self) -> None:
-        """Join the seeds at start (retrying with back-off) and again whenever every peer has
-        been lost (partition healing)."""
-        backoff = 0.5
-        lonely_since: float | None = None
-        while True:
-            now = self._now()
-            alive = bool(self.table.alive())
-            if not self._seeds_joined or (
-                not alive
-                and lonely_since is not None
-                and now - lonely_since >= self.config.peer_timeout / 4
-            ):
-                try:
-                    await self.join()
-                    backoff = 0.5
-                    lonely_since = None
-                except JoinError as exc:
-                    log.warning("%s; retrying in %.1f s", exc, backoff)
-                    await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
-            if alive:
-                lonely_since = None
-            elif lonely_since is None:
-                lonely_since = now
-            await anyio.sleep(min(self.config.peer_timeout / 4, 5.0))
-
-
-def _same(a: Peer, b: Peer) -> bool:
-    return a.address == b.address and a.port == b.port
+        await self.seeds.join()
 
 
 def _fmt(peer: Peer) -> str:

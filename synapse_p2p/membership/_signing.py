@@ -32,6 +32,7 @@ from ..types import Peer
 
 __all__ = [
     "MAX_SEQ",
+    "RECORD_ENDPOINT",
     "RecordProof",
     "RecordSigner",
     "RecordVerifier",
@@ -41,6 +42,10 @@ __all__ = [
 
 RECORD_VERSION = 1
 MAX_SEQ = 2**63 - 1
+
+
+#: Our extension: a node's own record with its signature (never called on 2.5.0 peers).
+RECORD_ENDPOINT = "_synapse.record"
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,7 +127,7 @@ class PeerTable:
         state = self.peers.get(peer.id)
         if state is not None and state.proof is not None:
             return "ignored"  # locked: only signed records (or proven contact) touch it
-        if state is not None and _same_address(state.peer, peer):
+        if state is not None and same_address(state.peer, peer):
             if not direct:
                 if state.alive:
                     return "ignored"
@@ -165,7 +165,7 @@ class PeerTable:
         state = self.peers.get(peer.id)
         if state is None or proof.seq <= state.seq:
             return "ignored"
-        moved = not _same_address(state.peer, peer)
+        moved = not same_address(state.peer, peer)
         state.peer = replace(peer, last_seen=state.peer.last_seen)
         state.proof = proof
         state.record_at = now
@@ -302,12 +302,12 @@ class PeerTable:
             self.peers[peer.id] = state
             return "joined"
         if state.proof is not None and (proof is None or proof.seq <= state.seq):
-            if not _same_address(state.peer, peer):
+            if not same_address(state.peer, peer):
                 return "ignored"
             state.verified = state.verified or proven
             state.publish()
             return self.contact(peer.id, now)
-        moved = not _same_address(state.peer, peer)
+        moved = not same_address(state.peer, peer)
         state.peer = peer
         state.heard = now
         state.legacy = legacy
@@ -362,7 +362,7 @@ class PeerTable:
         return [s for s in self.peers.values() if not s.alive]
 
 
-def _same_address(a: Peer, b: Peer) -> bool:
+def same_address(a: Peer, b: Peer) -> bool:
     return a.address == b.address and a.port == b.port
 
 

@@ -150,7 +150,7 @@ def test_run_shows_the_library_log_and_unreachable_seeds() -> None:
                           timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "INFO synapse_p2p.node._node: node lonely listening on 127.0.0.1:" in done.stderr
-    assert "WARNING synapse_p2p.membership._service: could not join any seed" in done.stderr
+    assert "WARNING synapse_p2p.membership._seeds: could not join any seed" in done.stderr
 
 
 async def test_a_port_that_speaks_something_else_is_named(anyio_backend: str) -> None:

@@ -1,0 +1,99 @@
+"""The membership endpoints a node serves: ``_synapse.join``, ``_synapse.heartbeat`` (both as
+synapse-p2p 2.5.0 speaks them, with our signed record beside the 9-key dict), and our own
+``_synapse.gossip``, ``_synapse.leave`` and ``_synapse.record``. Every direct claim goes
+through :meth:`~._service.Membership.direct` (the rules of :mod:`._trust`): a refused one is a
+``RemoteError(bad_request)`` to the caller and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BAD_REQUEST, RemoteError
+from ..types import Peer
+from ._signing import RECORD_ENDPOINT
+from ._table import same_address
+
+if TYPE_CHECKING:
+    from ..rpc import Connection, EndpointRegistry
+    from ._service import Membership
+
+__all__ = ["GOSSIP_ENDPOINT", "GOSSIP_VERSION", "LEAVE_ENDPOINT", "register"]
+
+GOSSIP_ENDPOINT = "_synapse.gossip"
+#: Our extension: a node stopping cleanly says goodbye (never sent to 2.5.0 peers).
+LEAVE_ENDPOINT = "_synapse.leave"
+GOSSIP_VERSION = 1
+
+
+def register(m: Membership, registry: EndpointRegistry) -> None:
+    """Serve ``m``'s endpoints on ``registry`` (unpublished: members call them)."""
+    check = m.config.check_member
+
+    async def join(
+        peer: Any, record: Any = None, connection: Connection | None = None
+    ) -> dict[str, Any]:
+        incoming = Peer.from_dict(peer)
+        check(incoming)
+        m.messages_received += 1
+        m.direct(incoming, peer if record is None else record, connection, "join")
+        peers = [p.to_dict() for p in m._peers.values() if p.id != incoming.id]
+        peers.append(incoming.to_dict())
+        ids = [m.local.node_id, *(p["id"] for p in peers)]
+        return {
+            "accepted": True,
+            "self": m._record().to_dict(),
+            "peers": peers,
+            "records": m._proofs(ids),  # beside the dicts: 2.5.0 ignores this key
+        }
+
+    async def heartbeat(
+        peer: Any, record: Any = None, connection: Connection | None = None
+    ) -> dict[str, Any]:
+        incoming = Peer.from_dict(peer)
+        check(incoming)
+        m.messages_received += 1
+        m.direct(incoming, peer if record is None else record, connection, "heartbeat")
+        return {"ok": True, "self": m.local.info()}
+
+    async def gossip(message: Any, connection: Connection | None = None) -> dict[str, Any]:
+        if not isinstance(message, dict):
+            raise RemoteError(BAD_REQUEST, "gossip message must be a map")
+        sender = Peer.from_dict(message.get("from"))
+        check(sender)
+        m.messages_received += 1
+        m.direct(sender, message.get("from"), connection, "gossip")
+        known = m.table.get(sender.id)
+        trusted = known is not None and known.alive and same_address(known.peer, sender)
+        refused = m._apply_digest(message.get("members"), sender.id, trusted=trusted)
+        if refused:  # an honest node relays only records it checked
+            raise RemoteError(
+                BAD_REQUEST,
+                f"gossip: {refused} member record(s) with a bad signature were refused "
+                "(the rest was taken)",
+            )
+        # Our own record too: gossip partners keep the freshest proof of our life.
+        return {"v": GOSSIP_VERSION, "members": m._digest(), "self": m._signed_record()}
+
+    async def leave(peer: Any, connection: Connection | None = None) -> dict[str, Any]:
+        leaving = Peer.from_dict(peer)
+        state = m.table.get(leaving.id)
+        if state is None:
+            return {"ok": True}
+        evidence = m.trust.direct(leaving, peer, connection, "leave")
+        # From the member itself: its channel, or its own address (plaintext).
+        if (
+            evidence.channel or connection is None or connection.ip == state.peer.address
+        ) and state.peer.port == leaving.port:
+            m._gone(leaving.id)
+        return {"ok": True}
+
+    async def record() -> dict[str, Any]:
+        return m._signed_record()
+
+    registry.add(record, RECORD_ENDPOINT, publish=False)
+
+    registry.add(leave, LEAVE_ENDPOINT, publish=False)
+    registry.add(join, "_synapse.join", publish=False)
+    registry.add(heartbeat, "_synapse.heartbeat", publish=False)
+    registry.add(gossip, GOSSIP_ENDPOINT, publish=False)
