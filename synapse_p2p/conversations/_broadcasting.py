@@ -54,8 +54,9 @@ log = logging.getLogger(__name__)
 REPLY_SETTLE = 0.25
 #: At most this many ask handlers of broadcasts run at once on a node; more wait their turn.
 MAX_RUNNING_ASKS = 64
-#: Broadcast nonces whose ask handler ran here, remembered so a replayed broadcast does not run
-#: it again (even after its conversation was pruned); the oldest are forgotten first.
+#: Broadcast nonces whose endpoint (or ask handler) ran here, remembered so a replayed
+#: broadcast does not run it again (even after its conversation was pruned); the oldest are
+#: forgotten first.
 ASKED_REMEMBERED = 65536
 
 #: A broadcast call that was not delivered is sent again this many times, after
@@ -357,9 +358,7 @@ class Broadcasts:
                 f"too many asks from this caller being handled (quota: "
                 f"{self._per_caller.limit} at once)",
             )
-        self._asked[broadcast.nonce] = None
-        while len(self._asked) > ASKED_REMEMBERED:
-            self._asked.popitem(last=False)
+        self._ran(broadcast.nonce)
         try:
             await self.ack(broadcast)
         except BaseException:
@@ -367,6 +366,12 @@ class Broadcasts:
             raise
         self._tg.start_soon(self._run_deferred, handler, task, context, broadcast, key)
         return {"accepted": True, "deferred": True}
+
+    def _ran(self, nonce: str) -> None:
+        """Remember that broadcast ``nonce``'s endpoint ran here (bounded)."""
+        self._asked[nonce] = None
+        while len(self._asked) > ASKED_REMEMBERED:
+            self._asked.popitem(last=False)
 
     async def _run_deferred(
         self,
@@ -438,6 +443,14 @@ class Broadcasts:
         # Checked like any event: a forged or replayed-into-the-future broadcast is refused
         # (``bad_request``) before its endpoint runs; past the caller's quota, ``overloaded``.
         conv.admit(connection, [message])
+        if request.endpoint != ASK_ENDPOINT:  # (an ask answers a replay itself: deferred_ask)
+            if broadcast.nonce in self._asked:
+                raise RemoteError(
+                    BAD_REQUEST,
+                    f"broadcast {broadcast.nonce} already ran here: a broadcast runs its "
+                    "endpoint once per node",
+                )
+            self._ran(broadcast.nonce)
         await conv.remember(message)
         self.book.state(broadcast.nonce).broadcast = broadcast
         self.hub.publish(BroadcastReceived(request.endpoint, broadcast, list(request.args), kwargs))

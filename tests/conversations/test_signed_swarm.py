@@ -215,6 +215,30 @@ async def test_a_replayed_broadcast_runs_the_ask_handler_once(anyio_backend: str
         assert runs == ["expensive"]
 
 
+async def test_a_replayed_broadcast_runs_any_endpoint_once(anyio_backend: str) -> None:
+    async with open_swarm(2, transport="tcp") as swarm:
+        origin, worker = swarm.nodes
+        runs: list[str] = []
+        ran = anyio.Event()
+
+        @worker.endpoint("deploy")
+        async def deploy(version: str, broadcast: Any = None) -> str:
+            runs.append(version)
+            ran.set()
+            return "deployed"
+
+        b = await origin.broadcast("deploy", "v2")
+        with anyio.fail_after(10):
+            await ran.wait()
+        message = origin.conversation(b.nonce)[0]
+        wire = {**b.to_dict(), **message.metadata}  # what the worker received (and its "sig")
+        async with Client(worker.address, worker.port) as mallory:
+            with pytest.raises(RemoteError, match="already ran here") as info:
+                await mallory.call("deploy", "v2", broadcast=wire)
+            assert info.value.code == "bad_request"
+        assert runs == ["v2"]
+
+
 async def test_events_from_the_future_are_refused(anyio_backend: str) -> None:
     async with open_swarm(2, transport="tcp") as swarm:
         a, _b = swarm.nodes
