@@ -116,12 +116,14 @@ class TrioConnection:
         self._stream = stream
         self._closed = False
 
-    def _mapped(self, exc: ConnectionClosed) -> Exception:
+    def _mapped(self, exc: ConnectionClosed, *, sending: bool = False) -> Exception:
         if self._closed:
             return anyio.ClosedResourceError()
         reason = exc.reason
         code = reason.code if reason is not None else 1006
         if code in NORMAL_CLOSE_CODES:
+            if sending:
+                return anyio.BrokenResourceError(f"the WebSocket was closed ({code})")
             return anyio.EndOfStream()
         detail = f": {reason.reason}" if reason is not None and reason.reason else ""
         return anyio.BrokenResourceError(f"WebSocket closed ({code}{detail})")
@@ -132,7 +134,7 @@ class TrioConnection:
         try:
             await self._ws.send_message(data)
         except ConnectionClosed as exc:
-            raise self._mapped(exc) from None
+            raise self._mapped(exc, sending=True) from None
 
     async def receive_message(self) -> bytes:
         try:
