@@ -1,9 +1,11 @@
 """The WebSocket driver for every backend but trio: wsproto (sans-IO) on an anyio byte stream.
 
-No background task: ``receive_message`` reads the stream and runs the protocol engine in the
-caller's task, answering pings as it goes; ``send_message`` frames and writes under a lock
-that also orders the pongs and the close frame. Used under asyncio, where trio-websocket
-cannot run (:mod:`._ws_trio` is the trio driver; both share :mod:`._ws_stream`).
+wsproto does the opening handshake (and answers a request that is not one with an HTTP
+error); the data phase is framed by :mod:`._ws_frames`. No background task: ``receive_message``
+reads the stream and decodes frames in the caller's task, answering pings as it goes;
+``send_message`` frames and writes under a lock that also orders the pongs and the close
+frame. Used under asyncio, where trio-websocket cannot run (:mod:`._ws_trio` is the trio
+driver; both share :mod:`._ws_stream`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from contextlib import asynccontextmanager
 import anyio
 from anyio.abc import ByteStream
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -29,6 +30,19 @@ from wsproto.events import (
 )
 from wsproto.utilities import RemoteProtocolError
 
+from ._ws_frames import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    PING,
+    PONG,
+    TEXT,
+    FrameError,
+    FrameReader,
+    close_payload,
+    encode_frame,
+    parse_close,
+)
 from ._ws_stream import NORMAL_CLOSE_CODES
 from ._ws_url import WebSocketUrl
 
@@ -84,17 +98,24 @@ def _new_lock() -> anyio.Lock:
 
 
 class WsprotoConnection:
-    """An open WebSocket (see the module documentation); a :class:`MessageConnection`."""
+    """An open WebSocket (see the module documentation); a :class:`MessageConnection`.
+
+    ``ws`` did the opening handshake; frames it decoded along with the handshake answer are
+    handed over with :meth:`handle`, everything after goes through a
+    :class:`~._ws_frames.FrameReader`.
+    """
 
     def __init__(self, stream: ByteStream, ws: WSConnection, *, max_message_size: int) -> None:
         self._stream = stream
-        self._ws = ws
+        self._client = ws.client
         self._max = max_message_size
+        self._reader = FrameReader(masked=not ws.client, max_payload=max_message_size)
         self._lock = _new_lock()
         self._messages: deque[bytes] = deque()
         self._parts: list[bytes] = []
         self._size = 0
         self._ended: tuple[type[Exception], str] | None = None
+        self._close_sent = False
         self._closed = False
 
     # -- receiving ----------------------------------------------------------------------------
@@ -115,40 +136,74 @@ class WsprotoConnection:
                 if self._closed:
                     raise anyio.ClosedResourceError from None
                 raise anyio.BrokenResourceError from exc
-            await self.feed(data)
+            await self._feed(data)
         return self._messages.popleft()
 
-    async def feed(self, data: bytes) -> None:
-        """Run ``data`` through the protocol engine and handle what it produced."""
-        try:
-            self._ws.receive_data(data)
-        except RemoteProtocolError as exc:
-            await self._fail(1002, f"protocol error: {exc}")
+    async def _feed(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        while self._ended is None:
+            try:
+                frame = reader.next_frame()
+            except FrameError as exc:
+                await self._fail(exc.code, exc.reason)
+                return
+            if frame is None:
+                return
+            opcode, fin, payload = frame
+            if opcode in (BINARY, CONTINUATION):
+                await self._data(payload, fin, first=opcode == BINARY)
+            elif opcode == PING:
+                await self._write(encode_frame(PONG, payload, masked=self._client))
+            elif opcode == CLOSE:
+                try:
+                    code = parse_close(payload)
+                except FrameError as exc:
+                    await self._fail(exc.code, exc.reason)
+                    return
+                await self._closed_by_peer(code)
+            elif opcode == TEXT:
+                await self._fail(1003, "text messages are not accepted")
+
+    async def _data(self, payload: bytes, fin: bool, *, first: bool) -> None:
+        if first == bool(self._parts or self._size):
+            await self._fail(1002, "a message fragment out of order")
             return
-        for event in self._ws.events():
-            await self.handle(event)
+        if fin and first:
+            self._messages.append(payload)
+            return
+        self._size += len(payload)
+        if self._size > self._max:
+            await self._fail(1009, f"message larger than {self._max} bytes")
+            return
+        self._parts.append(payload)
+        if fin:
+            parts, self._parts, self._size = self._parts, [], 0
+            self._messages.append(b"".join(parts))
 
     async def handle(self, event: Event) -> None:
+        """A frame wsproto decoded with the handshake answer."""
         if isinstance(event, BytesMessage):
-            self._size += len(event.data)
-            if self._size > self._max:
-                await self._fail(1009, f"message larger than {self._max} bytes")
-                return
-            self._parts.append(bytes(event.data))
-            if event.message_finished:
-                parts, self._parts, self._size = self._parts, [], 0
-                self._messages.append(parts[0] if len(parts) == 1 else b"".join(parts))
+            await self._data(bytes(event.data), event.message_finished, first=not self._parts)
         elif isinstance(event, TextMessage):
             await self._fail(1003, "text messages are not accepted")
         elif isinstance(event, Ping):
-            await self._write_event(event.response())
+            await self._write(encode_frame(PONG, bytes(event.payload), masked=self._client))
         elif isinstance(event, CloseConnection):
-            if self._ws.state is ConnectionState.REMOTE_CLOSING:
-                await self._write_event(event.response())
-            if event.code in NORMAL_CLOSE_CODES:
-                self._end(anyio.EndOfStream, "")
-            else:
-                self._end(anyio.BrokenResourceError, f"closed by the peer ({event.code})")
+            await self._closed_by_peer(event.code)
+
+    async def _closed_by_peer(self, code: int) -> None:
+        if not self._close_sent:
+            self._close_sent = True
+            reply = close_payload(code if code not in (1005, 1006) else 1000)
+            try:
+                await self._write(encode_frame(CLOSE, reply, masked=self._client))
+            except anyio.BrokenResourceError:
+                pass
+        if code in NORMAL_CLOSE_CODES or code == 1005:
+            self._end(anyio.EndOfStream, "")
+        else:
+            self._end(anyio.BrokenResourceError, f"closed by the peer ({code})")
 
     def _end(self, kind: type[Exception], reason: str) -> None:
         if self._ended is None:
@@ -157,16 +212,27 @@ class WsprotoConnection:
     async def _fail(self, code: int, reason: str) -> None:
         """Close with ``code`` (the peer broke the protocol or a limit) and end receiving."""
         self._parts, self._size = [], 0
-        self._end(anyio.BrokenResourceError, reason)
-        if self._ws.state is ConnectionState.OPEN:
-            await self._write_event(CloseConnection(code=code, reason=reason[:120]))
+        self._end(anyio.BrokenResourceError, f"{reason} ({code})")
+        if not self._close_sent:
+            self._close_sent = True
+            frame = encode_frame(CLOSE, close_payload(code, reason), masked=self._client)
+            try:
+                await self._write(frame)
+            except anyio.BrokenResourceError:
+                pass
 
     # -- sending ------------------------------------------------------------------------------
 
-    async def _write_event(self, event: Event) -> None:
+    async def _write(self, data: bytes) -> None:
         try:
-            async with self._lock:
-                await self._stream.send(self._ws.send(event))
+            try:
+                self._lock.acquire_nowait()  # uncontended (the usual case): no checkpoint
+            except anyio.WouldBlock:
+                await self._lock.acquire()
+            try:
+                await self._stream.send(data)
+            finally:
+                self._lock.release()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             if self._closed:
                 raise anyio.ClosedResourceError from None
@@ -176,14 +242,15 @@ class WsprotoConnection:
     async def send_message(self, data: bytes) -> None:
         if self._closed:
             raise anyio.ClosedResourceError
-        if self._ws.state is not ConnectionState.OPEN:
+        if self._close_sent or self._ended is not None:
             raise anyio.BrokenResourceError("the WebSocket is closing")
-        await self._write_event(BytesMessage(data=data))
+        await self._write(encode_frame(BINARY, data, masked=self._client))
 
     async def close(self) -> None:
-        if self._ws.state is ConnectionState.OPEN and not self._closed:
+        if not self._close_sent and not self._closed:
+            self._close_sent = True
             with anyio.move_on_after(1):
-                await self._write_event(CloseConnection(code=1000))
+                await self._write(encode_frame(CLOSE, close_payload(1000), masked=self._client))
 
     async def aclose(self) -> None:
         if self._closed:
@@ -191,10 +258,12 @@ class WsprotoConnection:
             return
         self._closed = True
         with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-            if self._ws.state is ConnectionState.OPEN and not self._lock.locked():
+            if not self._close_sent and not self._lock.locked():
+                self._close_sent = True
+                frame = encode_frame(CLOSE, close_payload(1000), masked=self._client)
                 try:
                     async with self._lock:
-                        await self._stream.send(self._ws.send(CloseConnection(code=1000)))
+                        await self._stream.send(frame)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                     pass
         await self._stream.aclose()

@@ -250,3 +250,79 @@ async def test_unreachable_and_dead_peers_are_clear_errors(anyio_backend: str) -
             await done.wait()
     assert len(errors) == 1
     assert isinstance(errors[0], SynapseConnectionError)
+
+
+def test_the_frame_codec() -> None:
+    from synapse_p2p.transport._ws_frames import (
+        BINARY,
+        PING,
+        FrameError,
+        FrameReader,
+        encode_frame,
+    )
+
+    server = FrameReader(masked=True, max_payload=70_000)
+    for size in (0, 125, 126, 65535, 65536):
+        data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+        frame = encode_frame(BINARY, data, masked=True)
+        server.feed(frame[:3])  # split anywhere
+        assert server.next_frame() is None
+        server.feed(frame[3:])
+        assert server.next_frame() == (BINARY, True, data)
+    server.feed(encode_frame(BINARY, b"x", masked=False))
+    with pytest.raises(FrameError, match="masked"):
+        server.next_frame()
+    big = FrameReader(masked=False, max_payload=10)
+    big.feed(encode_frame(BINARY, b"x" * 11, masked=False)[:4])  # the header alone decides
+    with pytest.raises(FrameError) as info:
+        big.next_frame()
+    assert info.value.code == 1009
+    control = FrameReader(masked=False, max_payload=10)
+    control.feed(bytes((0x80 | PING, 126)) + (200).to_bytes(2, "big"))
+    with pytest.raises(FrameError, match="control"):
+        control.next_frame()
+
+
+async def test_pings_fragments_and_close_from_an_independent_client(anyio_backend: str) -> None:
+    """A client written with wsproto alone: the server answers pings, joins fragments and
+    completes a close handshake (both drivers)."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import (
+        AcceptConnection,
+        BytesMessage,
+        CloseConnection,
+        Event,
+        Ping,
+        Pong,
+        Request,
+    )
+
+    async with echo_server() as server:
+        ws = WSConnection(ConnectionType.CLIENT)
+        async with await anyio.connect_tcp("127.0.0.1", server.url.port) as tcp:
+            pending: list[Event] = []
+
+            async def next_event() -> Event:
+                while not pending:
+                    ws.receive_data(await tcp.receive())
+                    pending.extend(ws.events())
+                return pending.pop(0)
+
+            with anyio.fail_after(5):
+                await tcp.send(ws.send(Request(host="127.0.0.1", target="/synapse")))
+                assert isinstance(await next_event(), AcceptConnection)
+                await tcp.send(ws.send(Ping(payload=b"are you there")))
+                pong = await next_event()
+                assert isinstance(pong, Pong)
+                assert pong.payload == b"are you there"
+                await tcp.send(ws.send(BytesMessage(data=b"two ", message_finished=False)))
+                await tcp.send(ws.send(BytesMessage(data=b"parts", message_finished=True)))
+                echoed = b""
+                while echoed != b"two parts":
+                    event = await next_event()
+                    assert isinstance(event, BytesMessage)
+                    echoed += event.data
+                await tcp.send(ws.send(CloseConnection(code=1000)))
+                closed = await next_event()
+                assert isinstance(closed, CloseConnection)
+                assert closed.code == 1000
