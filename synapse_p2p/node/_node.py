@@ -179,6 +179,12 @@ class Node:
     ``quotas``: a :class:`~synapse_p2p.Quotas`, what one caller may ask of this node (events
     per second, new conversations, ask handlers at once); past it the caller gets
     ``overloaded``.
+
+    ``websocket``: a ``ws://HOST:PORT/PATH`` URL or a list of them to listen on beside TCP
+    (port 0: any; :attr:`websocket_urls` has the bound ones); ``wss://`` needs
+    ``websocket_tls``, a server ``ssl.SSLContext``. Seeds may be ``ws://``/``wss://`` URLs;
+    ``tls_client`` is the context ``wss`` seeds are checked with (default: the system's CAs).
+    See :mod:`synapse_p2p.transport`.
     """
 
     def __init__(
