@@ -16,6 +16,7 @@ wsproto on anyio streams elsewhere (:mod:`._ws_wsproto`). TCP (the lean streams)
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -70,6 +71,12 @@ def _server_driver() -> Callable[..., AbstractAsyncContextManager[MessageConnect
     return wsproto_server
 
 
+@functools.cache
+def _system_tls() -> ssl.SSLContext:
+    """The default client context for ``wss`` (the system's CAs), made once."""
+    return ssl.create_default_context()
+
+
 async def _close(stream: ByteStream) -> None:
     with anyio.CancelScope(shield=True), anyio.move_on_after(1):
         try:
@@ -89,6 +96,7 @@ async def open_websocket(
     seconds; raise :class:`~synapse_p2p.errors.ConnectError` saying what failed (refused,
     unreachable, timed out, a certificate not trusted by ``tls`` (default: the system's CAs),
     an HTTP error answer). Cancellation closes what was opened."""
+    deadline = anyio.current_time() + timeout
     try:
         tcp = await TcpTransport().connect(url.host, url.port, timeout=timeout)
     except ConnectError as exc:
@@ -97,12 +105,12 @@ async def open_websocket(
     remote = tcp.extra(SocketAttribute.remote_address, None)
     local = tcp.extra(SocketAttribute.local_address, None)
     try:
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
             if url.secure:
                 stream = await TLSStream.wrap(
                     tcp,
                     hostname=url.host,
-                    ssl_context=tls or ssl.create_default_context(),
+                    ssl_context=tls or _system_tls(),
                     standard_compatible=False,
                 )
             connection = await _client_driver()(stream, url, max_message_size=max_message_size)

@@ -326,3 +326,21 @@ async def test_pings_fragments_and_close_from_an_independent_client(anyio_backen
                 closed = await next_event()
                 assert isinstance(closed, CloseConnection)
                 assert closed.code == 1000
+
+
+async def test_a_silent_client_is_dropped_after_the_handshake_timeout(anyio_backend: str) -> None:
+    (listener,) = await listen_websocket("ws://127.0.0.1:0/synapse", handshake_timeout=0.3)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, _echo)
+        async with await anyio.connect_tcp("127.0.0.1", listener.url.port) as silent:
+            await silent.send(b"GET /synapse HTTP/1.1\r\n")  # and never the rest
+            start = anyio.current_time()
+            with anyio.fail_after(5), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await silent.receive()
+            assert anyio.current_time() - start >= 0.2
+        stream = await open_websocket(listener.url, timeout=5)  # others are still served
+        await stream.send(b"hi")
+        assert await _read(stream, 2) == b"hi"
+        await stream.aclose()
+        tg.cancel_scope.cancel()
+    await listener.aclose()
