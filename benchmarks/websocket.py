@@ -1,6 +1,7 @@
 """WebSocket against TCP, same run, paired ratios, on each backend.
 
     python benchmarks/websocket.py [--backend trio|asyncio] [--segments 15]
+                                   [--trio-driver trio-websocket|shared|both]
 
 For each backend a node runs in its own process (``--serve``), listening on TCP and on
 ``ws://127.0.0.1:0/synapse`` beside it, with an ``echo`` endpoint. This process holds one TCP
@@ -10,6 +11,9 @@ between them, the order alternating too, so both see the same load on a shared m
 ratio is the median over the segments of WebSocket rate / TCP rate. Workloads: sequential
 calls (target >= 0.7x), 64 concurrent callers on the one connection, 1 MiB echoes. Every
 loop is bounded in count; the server process is killed at the end.
+
+Under trio the WebSocket is trio-websocket's; ``--trio-driver shared`` (or ``both``) also
+measures the wsproto driver the asyncio backend uses, run under trio on both sides.
 """
 
 from __future__ import annotations
@@ -36,10 +40,18 @@ BIG_CALLS = 4
 TARGETS = {"seq_calls_s": 0.7}
 
 
-def serve(backend: str) -> None:
+def use_driver(driver: str) -> None:
+    from synapse_p2p.transport import _websocket
+
+    _websocket._TRIO_WEBSOCKET = driver == "trio-websocket"
+
+
+def serve(backend: str, driver: str) -> None:
     import anyio
 
     from synapse_p2p import Node
+
+    use_driver(driver)
 
     async def main() -> None:
         node = Node(bind="127.0.0.1", websocket="ws://127.0.0.1:0/synapse", mdns=False)
@@ -110,11 +122,14 @@ async def measure(port: int, url: str, segments: int) -> dict[str, Any]:
     }
 
 
-def run_backend(backend: str, segments: int) -> dict[str, Any]:
+def run_backend(backend: str, segments: int, driver: str) -> dict[str, Any]:
     import anyio
 
+    use_driver(driver)
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", backend], stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--serve", backend, "--trio-driver", driver],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
@@ -129,16 +144,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["trio", "asyncio"])
     parser.add_argument("--segments", type=int, default=15)
+    parser.add_argument(
+        "--trio-driver", choices=["trio-websocket", "shared", "both"], default="trio-websocket"
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, args.trio_driver)
         return
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
-    results = {}
+    runs = []
     for backend in [args.backend] if args.backend else ["trio", "asyncio"]:
-        result = results[backend] = run_backend(backend, args.segments)
-        print(f"\n{backend}: WebSocket / TCP (median of {args.segments} paired segments)")
+        if backend == "trio" and args.trio_driver == "both":
+            runs += [("trio", "trio-websocket"), ("trio", "shared")]
+        elif backend == "trio":
+            runs.append(("trio", args.trio_driver))
+        else:
+            runs.append((backend, "shared"))
+    results = {}
+    for backend, driver in runs:
+        label = backend if backend == "asyncio" else f"trio ({driver} driver)"
+        result = results[label] = run_backend(backend, args.segments, driver)
+        print(f"\n{label}: WebSocket / TCP (median of {args.segments} paired segments)")
         for name, ratio in result["ratios"].items():
             rate = result["rates"][name]
             target = TARGETS.get(name)

@@ -55,8 +55,13 @@ _STREAM_ERRORS = (
 )
 
 
+#: Under trio, trio-websocket drives the protocol; ``False`` uses the wsproto driver there too
+#: (private: ``benchmarks/websocket.py --trio-driver shared`` compares the two).
+_TRIO_WEBSOCKET = True
+
+
 def _client_driver() -> Callable[..., Awaitable[MessageConnection]]:
-    if current_library() == "trio":
+    if _TRIO_WEBSOCKET and current_library() == "trio":
         from ._ws_trio import trio_client
 
         return trio_client
@@ -64,7 +69,7 @@ def _client_driver() -> Callable[..., Awaitable[MessageConnection]]:
 
 
 def _server_driver() -> Callable[..., AbstractAsyncContextManager[MessageConnection | None]]:
-    if current_library() == "trio":
+    if _TRIO_WEBSOCKET and current_library() == "trio":
         from ._ws_trio import trio_server
 
         return trio_server
