@@ -132,7 +132,7 @@ async def open_websocket(
             reason = str(cause) or type(cause).__name__
             raise ConnectError(f"could not open a WebSocket to {url}: {reason}") from None
         raise
-    return WebSocketStream(connection, remote_address=remote, local_address=local)
+    return WebSocketStream.over(connection, remote_address=remote, local_address=local)
 
 
 class WebSocketTransport:
@@ -276,7 +276,7 @@ class WebSocketListener(Listener[ByteStream]):
                     log.debug("%s: no WebSocket handshake from %s", self.url, remote)
                     return
                 await handler(
-                    WebSocketStream(connection, remote_address=remote, local_address=local)
+                    WebSocketStream.over(connection, remote_address=remote, local_address=local)
                 )
         finally:
             if counted:

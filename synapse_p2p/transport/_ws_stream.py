@@ -113,6 +113,22 @@ class WebSocketStream(ByteStream):
     async def aclose(self) -> None:
         await self.connection.aclose()
 
+    @classmethod
+    def over(
+        cls, connection: MessageConnection, *, remote_address: Any = None, local_address: Any = None
+    ) -> WebSocketStream:
+        """The stream for ``connection``: one with ``send_nowait`` (the lean TCP streams' fast
+        path, see :mod:`synapse_p2p.rpc`) when the driver offers it (``nowait_writer``)."""
+        writer = getattr(connection, "nowait_writer", None)
+        nowait = writer() if writer is not None else None
+        if nowait is None:
+            return cls(connection, remote_address=remote_address, local_address=local_address)
+        stream = _NowaitWebSocketStream(
+            connection, remote_address=remote_address, local_address=local_address
+        )
+        stream._nowait = nowait
+        return stream
+
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         attributes: dict[Any, Callable[[], Any]] = {}
@@ -123,3 +139,16 @@ class WebSocketStream(ByteStream):
             local = self._local
             attributes[SocketAttribute.local_address] = lambda: local
         return attributes
+
+
+class _NowaitWebSocketStream(WebSocketStream):
+    """A :class:`WebSocketStream` whose driver can send a message without yielding."""
+
+    _nowait: Callable[[bytes], int]
+
+    def send_nowait(self, data: bytes) -> int:
+        """Send ``data`` as one message if the TCP stream takes it all now; return how many
+        bytes were taken (all or nothing; the rest is the caller's to :meth:`send`)."""
+        if self._eof_sent or not data or len(data) > SEND_CHUNK:
+            return 0
+        return self._nowait(bytes(data))

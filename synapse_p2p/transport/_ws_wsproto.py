@@ -11,7 +11,7 @@ driver; both share :mod:`._ws_stream`).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
@@ -30,6 +30,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import RemoteProtocolError
 
+from ._asyncio import AsyncioSocketStream
 from ._ws_frames import (
     BINARY,
     CLOSE,
@@ -245,6 +246,27 @@ class WsprotoConnection:
         if self._close_sent or self._ended is not None:
             raise anyio.BrokenResourceError("the WebSocket is closing")
         await self._write(encode_frame(BINARY, data, masked=self._client))
+
+    def nowait_writer(self) -> Callable[[bytes], int] | None:
+        """:meth:`send_nowait` where the stream under it writes all or nothing without waiting
+        (the lean asyncio TCP stream), else ``None``."""
+        return self.send_nowait if isinstance(self._stream, AsyncioSocketStream) else None
+
+    def send_nowait(self, data: bytes) -> int:
+        """Send ``data`` as one message if the TCP stream takes the whole frame now, without
+        yielding; return ``len(data)``, or 0 (nothing sent: :meth:`send_message` it)."""
+        stream = self._stream
+        if self._closed or self._close_sent or self._ended is not None or self._lock.locked():
+            return 0
+        assert isinstance(stream, AsyncioSocketStream)
+        try:
+            taken = stream.send_nowait(encode_frame(BINARY, data, masked=self._client))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            if self._closed:
+                raise anyio.ClosedResourceError from None
+            self._end(anyio.BrokenResourceError, "connection dropped")
+            raise anyio.BrokenResourceError from exc
+        return len(data) if taken else 0
 
     async def close(self) -> None:
         if not self._close_sent and not self._closed:
