@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from ._validate import (
 )
 from .errors import BAD_REQUEST, RemoteError
 from .secure._keyring import NO_SECRET, Keyring
+from .transport._ws_url import WebSocketUrl, is_websocket_url
 from .wire import DEFAULT_MAX_FRAME_SIZE
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ __all__ = [
     "parse_seed",
     "parse_seeds",
     "resolve_advertise",
+    "websocket_seeds",
 ]
 
 DEFAULT_SEED_PORT = 9999
@@ -56,8 +59,11 @@ _WILDCARDS = {"0.0.0.0", "::", "", "*"}
 
 
 def parse_seed(seed: Any) -> tuple[str, int]:
-    """``"host:port"``, ``"host"`` (port 9999), ``(host, port)``, ``"[v6]:port"`` or a bare
-    IPv6 literal -> ``(host, port)``; raises ``ValueError`` naming the seed."""
+    """``"host:port"``, ``"host"`` (port 9999), ``(host, port)``, ``"[v6]:port"``, a bare
+    IPv6 literal or a ``ws://``/``wss://`` URL (its host and port: the node dials it over
+    WebSocket) -> ``(host, port)``; raises ``ValueError`` naming the seed."""
+    if is_websocket_url(seed):
+        return WebSocketUrl.parse(seed).address
     if isinstance(seed, tuple | list):
         if len(seed) != 2:
             raise ValueError(f"seed {seed!r} must be a (host, port) pair")
@@ -100,6 +106,39 @@ def parse_seed(seed: Any) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ValueError(f"seed {seed!r}: port must be in 1..65535")
     return host, port
+
+
+def websocket_seeds(seeds: Iterable[Any] | None) -> tuple[WebSocketUrl, ...]:
+    """The seeds given as ``ws://``/``wss://`` URLs, parsed."""
+    if seeds is None or isinstance(seeds, tuple):
+        return ()
+    if isinstance(seeds, str):
+        seeds = [seeds]
+    return tuple(WebSocketUrl.parse(seed) for seed in seeds if is_websocket_url(seed))
+
+
+def _websocket_listen(value: Any) -> tuple[WebSocketUrl, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str | WebSocketUrl):
+        value = [value]
+    try:
+        items = list(value)
+    except TypeError:
+        raise TypeError("websocket must be a ws:// or wss:// URL, a list of them or None") from None
+    try:
+        return tuple(
+            item if isinstance(item, WebSocketUrl) else WebSocketUrl.parse(item, listen=True)
+            for item in items
+        )
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"websocket: {exc}") from None
+
+
+def _tls_context(name: str, value: Any) -> ssl.SSLContext | None:
+    if value is not None and not isinstance(value, ssl.SSLContext):
+        raise TypeError(f"{name} must be an ssl.SSLContext or None, got {type(value).__name__}")
+    return value
 
 
 def parse_seeds(seeds: Iterable[Any] | None) -> list[tuple[str, int]]:
@@ -190,6 +229,14 @@ class NodeConfig:
     keyring: Keyring = field(default=NO_SECRET, repr=False)
     #: What one caller may ask of this node (events, new conversations, deferred asks).
     quotas: Quotas = field(default_factory=Quotas)
+    #: The WebSocket URLs to listen on beside TCP (``Node(websocket=...)``).
+    websocket: tuple[WebSocketUrl, ...] = ()
+    #: The server TLS context for ``wss://`` listen URLs.
+    websocket_tls: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+    #: The client TLS context for dialing ``wss://`` (``None``: the system's CAs).
+    tls_client: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+    #: The seeds given as ``ws://``/``wss://`` URLs (also in :attr:`seeds` as host and port).
+    websocket_seeds: tuple[WebSocketUrl, ...] = ()
 
     @property
     def secured(self) -> bool:
@@ -227,6 +274,9 @@ class NodeConfig:
         wall_clock: Any = time.time,
         secret: Any = None,
         quotas: Any = None,
+        websocket: Any = None,
+        websocket_tls: Any = None,
+        tls_client: Any = None,
     ) -> NodeConfig:
         """Validate every setting; ``TypeError``/``ValueError`` name the bad parameter."""
         if advertise is not None:
@@ -250,6 +300,12 @@ class NodeConfig:
                             ("max_connections_per_peer", max_connections_per_peer),
                             ("max_concurrent_requests", max_concurrent_requests)):  # fmt: skip
             check_int(name, value, minimum=1)
+        listen_urls = _websocket_listen(websocket)
+        server_tls = _tls_context("websocket_tls", websocket_tls)
+        if server_tls is None and any(url.secure for url in listen_urls):
+            raise ValueError("websocket: a wss:// URL needs websocket_tls (a server SSLContext)")
+        if server_tls is not None and not any(url.secure for url in listen_urls):
+            raise ValueError("websocket_tls is set but websocket has no wss:// URL to serve")
         return cls(
             bind=check_str("bind", bind),
             port=check_int("port", port, minimum=0, maximum=65535),
@@ -280,6 +336,10 @@ class NodeConfig:
             wall_clock=wall_clock,
             keyring=Keyring.from_value(secret),
             quotas=_quotas(quotas),
+            websocket=listen_urls,
+            websocket_tls=server_tls,
+            tls_client=_tls_context("tls_client", tls_client),
+            websocket_seeds=websocket_seeds(seeds),
         )
 
     def admits(self, peer: Peer) -> bool:

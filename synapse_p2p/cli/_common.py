@@ -320,6 +320,11 @@ def library_failure(exc: BaseException, where: str = "") -> Failure:
 
 def parse_address(text: str) -> tuple[str, int]:
     """``host:port``, ``host`` (port 9999) or ``[v6]:port``; raises ``click.BadParameter``."""
+    if text.strip().lower().startswith(("ws://", "wss://")):
+        raise click.BadParameter(
+            f"expected host:port, got {text!r} (WebSocket URLs are not taken on the command "
+            "line yet; use Node(seeds=[...]) or Client(url) in Python)"
+        )
     try:
         return parse_seed(text)
     except (TypeError, ValueError) as exc:

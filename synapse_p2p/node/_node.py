@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -63,7 +64,8 @@ from ..secure import (
     SecureDialer,
     SecurityPolicy,
 )
-from ..transport import TcpTransport, Transport
+from ..transport import TcpTransport, Transport, WebSocketListener, WebSocketTransport
+from ..transport._websocket import bind_websockets, websocket_routes
 from ..types import (
     Broadcast,
     BroadcastReply,
@@ -177,6 +179,12 @@ class Node:
     ``quotas``: a :class:`~synapse_p2p.Quotas`, what one caller may ask of this node (events
     per second, new conversations, ask handlers at once); past it the caller gets
     ``overloaded``.
+
+    ``websocket``: a ``ws://HOST:PORT/PATH`` URL or a list of them to listen on beside TCP
+    (port 0: any; :attr:`websocket_urls` has the bound ones); ``wss://`` needs
+    ``websocket_tls``, a server ``ssl.SSLContext``. Seeds may be ``ws://``/``wss://`` URLs;
+    ``tls_client`` is the context ``wss`` seeds are checked with (default: the system's CAs).
+    See :mod:`synapse_p2p.transport`.
     """
 
     def __init__(
@@ -219,6 +227,9 @@ class Node:
         identity: Identity | str | os.PathLike[str] | None = None,
         secret: str | bytes | Iterable[str | bytes] | None = None,
         quotas: Quotas | None = None,
+        websocket: str | Iterable[str] | None = None,
+        websocket_tls: ssl.SSLContext | None = None,
+        tls_client: ssl.SSLContext | None = None,
     ) -> None:
         #: The validated settings (frozen): what every service of the node reads.
         self.config = NodeConfig.build(
@@ -249,6 +260,9 @@ class Node:
             wall_clock=wall_clock,
             secret=secret,
             quotas=quotas,
+            websocket=websocket,
+            websocket_tls=websocket_tls,
+            tls_client=tls_client,
         )
         config = self.config
         try:
@@ -302,7 +316,10 @@ class Node:
             idle_timeout=config.idle_timeout,
             read_timeout=config.read_timeout,
         )
-        self.transport: Transport = transport or TcpTransport()
+        self.transport: Transport = websocket_routes(
+            transport or TcpTransport(), config.websocket_seeds, config.tls_client
+        )
+        self._websocket: list[WebSocketListener] = []
         self.mdns: MdnsDiscovery | None = None
         self.artifact_directory: dict[str, ServedArtifact] = {}
         self._ask_handler: AskHandler | None = None
@@ -450,6 +467,12 @@ class Node:
     def max_upload_size(self) -> int:
         """The largest frame accepted, in bytes."""
         return self.config.max_upload_size
+
+    @property
+    def websocket_urls(self) -> list[str]:
+        """The WebSocket URLs the running node serves (bound ports filled in); empty when
+        stopped or without ``websocket=``."""
+        return [str(listener.url) for listener in self._websocket]
 
     @property
     def seeds(self) -> list[tuple[str, int]]:
@@ -826,6 +849,12 @@ class Node:
             async with AsyncExitStack() as stack:
                 # Closed last (serving them closes them too; closing twice is harmless).
                 stack.push_async_callback(_close_listeners, listeners)
+                self._websocket = await bind_websockets(
+                    config.websocket,
+                    tls=config.websocket_tls,
+                    handshake_timeout=config.handshake_timeout,
+                )
+                stack.push_async_callback(_close_listeners, self._websocket)
                 local.port = server.port
                 local.address = await resolve_advertise(config.advertise, config.bind)
                 await stack.enter_async_context(_running(pool.run, "connection pool"))
@@ -851,7 +880,10 @@ class Node:
                 # services that are going away (connections made meanwhile wait in the
                 # listen backlog for the few milliseconds the services take to start).
                 await stack.enter_async_context(
-                    _running(functools.partial(server.serve_listeners, listeners), "rpc server")
+                    _running(
+                        functools.partial(server.serve_listeners, [*listeners, *self._websocket]),
+                        "rpc server",
+                    )
                 )
                 self._server = server
                 self._acceptor = acceptor
@@ -864,7 +896,7 @@ class Node:
                 )
                 if (
                     not config.secured
-                    and isinstance(self.transport, TcpTransport)
+                    and isinstance(self.transport, TcpTransport | WebSocketTransport)
                     and not _loopback_only(config.bind)
                 ):
                     log.warning(
@@ -882,6 +914,7 @@ class Node:
                 self._extras[service] = None
             self._server = None
             self._acceptor = None
+            self._websocket = []
             self._caller.pool = None
             self._running = False
             local.port = config.port

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import ssl
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from .._validate import check_int, check_seconds, format_address
 from ..errors import CallTimeout
 from ..identity import Identity
 from ..secure import Keyring, SecureDialer, SecurityPolicy
-from ..transport import TcpTransport, Transport
+from ..transport import TcpTransport, Transport, WebSocketTransport, WebSocketUrl, is_websocket_url
 from ..wire import DEFAULT_MAX_FRAME_SIZE
 from ._connection import LegacyServer, MuxConnection, call_once
 from ._watchdog import Watchdog
@@ -111,7 +112,12 @@ class Client:
     plaintext, is called in plaintext; with one, never. :attr:`peer_node_id` is the node id
     the server proved.
 
-    ``timeout`` bounds each call (connect included), ``connect_timeout`` the TCP connect.
+    ``address`` may be a ``ws://`` or ``wss://`` URL (a node's ``websocket=`` listener, or
+    a reverse proxy in front of it; ``port`` is then ignored): ``Client("wss://example.com/
+    synapse")``. ``tls`` is the client TLS context for ``wss`` (default: the system's CAs).
+
+    ``timeout`` bounds each call (connect included), ``connect_timeout`` the connect (the
+    TCP connect, and for a URL the TLS and WebSocket handshakes).
     Failures raise :class:`~synapse_p2p.errors.RemoteError` (the node answered with an error),
     :class:`~synapse_p2p.errors.ConnectError`, :class:`~synapse_p2p.errors.HandshakeError`
     (a secret the node does not hold, or plaintext where it is not allowed),
@@ -131,9 +137,18 @@ class Client:
         transport: Transport | None = None,
         secret: str | bytes | Iterable[str | bytes] | Keyring | None = None,
         identity: Identity | str | os.PathLike[str] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not isinstance(address, str) or not address:
             raise TypeError("address must be a non-empty string")
+        #: The WebSocket URL called (``None``: plain TCP to ``address:port``).
+        self.url: WebSocketUrl | None = None
+        if is_websocket_url(address):
+            self.url = WebSocketUrl.parse(address)
+            address, port = self.url.address
+            transport = WebSocketTransport(transport, urls=[self.url], tls=tls)
+        elif tls is not None:
+            raise ValueError("tls applies to wss:// URLs only")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError(f"port must be an int in 1..65535, got {port!r}")
         self.address = address.strip("[]") if address.startswith("[") else address
@@ -165,6 +180,8 @@ class Client:
 
     @property
     def target(self) -> str:
+        if self.url is not None:
+            return str(self.url)
         return format_address(self.address, self.port)
 
     async def __aenter__(self) -> Client:

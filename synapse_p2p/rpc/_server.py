@@ -339,7 +339,13 @@ class RpcServer:
                     await listener.aclose()
 
     async def serve_stream(self, stream: ByteStream) -> None:
-        """Serve one already-accepted stream until it closes (for custom transports)."""
+        """Serve one already-accepted stream until it closes (for custom transports and
+        listeners that drive the server, as the WebSocket one does); past ``max_connections``
+        the stream gets an ``overloaded`` error frame and is closed."""
+        if self._open >= self.limits.max_connections:
+            self._rejected += 1
+            await self._reject(stream)
+            return
         self._open += 1
         self._accepted += 1
         async with anyio.create_task_group() as tg:

@@ -391,6 +391,17 @@ def secured(ctx: Context) -> None:
     assert "LGTM" not in node.stderr
 
 
+@scenario("websocket-node")
+async def websocket_node(ctx: Context) -> None:
+    """The seed serves WebSocket beside TCP; the laptop joins with the URL as its seed and the
+    client calls through it (under trio and asyncio)."""
+    printed = Printed()
+    namespace = await run_block(ctx.block("websocket-node"), {"print": printed})
+    assert printed.lines == ["pong", "seed"], printed.lines
+    assert re.fullmatch(r"ws://127\.0\.0\.1:\d+/synapse", namespace["url"]), namespace["url"]
+    assert namespace["seed"].websocket_urls == []  # stopped
+
+
 @scenario("node-in-app")
 async def node_in_app(ctx: Context) -> None:
     """``async with`` serves inside the block and stops on leaving it; ``tg.start(node.serve)``

@@ -1,0 +1,224 @@
+"""The WebSocket driver under trio: trio-websocket over the shared anyio byte stream.
+
+trio-websocket reads in a background task per connection. On the accepting side that task
+runs in a nursery the connection's own task holds open while the connection is served
+(:func:`trio_server`); on the dialing side, where the connection outlives the task that
+opened it, it is a trio system task that belongs to the connection: it ends when the
+connection is closed or the peer goes away (closing the stream wakes it), and whatever it
+raises is kept for the connection, never escapes to the event loop. Imported only under trio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar, cast
+
+import anyio
+import trio
+from anyio.abc import ByteStream
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    WebSocketConnection,
+    wrap_client_stream,
+    wrap_server_stream,
+)
+
+from ._ws_stream import NORMAL_CLOSE_CODES
+from ._ws_url import WebSocketUrl
+from ._ws_wsproto import WebSocketRejected, path_refusal
+
+__all__ = ["TrioConnection", "trio_client", "trio_server"]
+
+T = TypeVar("T")
+#: Bytes read at a time (trio-websocket's default, 4 KiB, takes 256 reads per MiB).
+_RECEIVE = 65536
+
+
+class _TrioStream(trio.abc.HalfCloseableStream):
+    """An anyio byte stream seen as a trio stream (what trio-websocket reads and writes)."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self.stream = stream
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self.stream.send(bytes(data))
+        except anyio.ClosedResourceError:
+            raise trio.ClosedResourceError from None
+        except (anyio.BrokenResourceError, OSError) as exc:
+            raise trio.BrokenResourceError from exc
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        try:
+            return await self.stream.receive(max_bytes or 65536)
+        except anyio.EndOfStream:
+            return b""
+        except anyio.ClosedResourceError:
+            raise trio.ClosedResourceError from None
+        except (anyio.BrokenResourceError, OSError) as exc:
+            raise trio.BrokenResourceError from exc
+
+    async def send_eof(self) -> None:
+        await self.stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+class _ReaderSlot:
+    """Stands in for the nursery trio-websocket starts its reader task in: runs the task with
+    ``spawn``, keeps what it raised in :attr:`error` and sets :attr:`done` when it ends."""
+
+    def __init__(self, spawn: Callable[..., object]) -> None:
+        self._spawn = spawn
+        self.done = trio.Event()
+        self.error: Exception | None = None
+
+    def start_soon(
+        self, fn: Callable[..., Awaitable[object]], *args: Any, name: object = None
+    ) -> None:
+        self._spawn(self._run, fn, *args)
+
+    async def _run(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        try:
+            await fn(*args)
+        except Exception as exc:  # kept for the connection (a rejected handshake, ...)
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+async def _unless_reader_ends(
+    slot: _ReaderSlot, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+) -> T | None:
+    """``await fn(...)``, or ``None`` if the reader task ends first (the handshake failed)."""
+    result: T | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            await slot.done.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        result = await fn(*args, **kwargs)
+        nursery.cancel_scope.cancel()
+    return result
+
+
+class TrioConnection:
+    """A trio-websocket connection as a :class:`~._ws_stream.MessageConnection`."""
+
+    def __init__(self, ws: WebSocketConnection, stream: ByteStream) -> None:
+        self._ws = ws
+        self._stream = stream
+        self._closed = False
+
+    def _mapped(self, exc: ConnectionClosed, *, sending: bool = False) -> Exception:
+        if self._closed:
+            return anyio.ClosedResourceError()
+        reason = exc.reason
+        code = reason.code if reason is not None else 1006
+        if code in NORMAL_CLOSE_CODES:
+            if sending:
+                return anyio.BrokenResourceError(f"the WebSocket was closed ({code})")
+            return anyio.EndOfStream()
+        detail = f": {reason.reason}" if reason is not None and reason.reason else ""
+        return anyio.BrokenResourceError(f"WebSocket closed ({code}{detail})")
+
+    async def send_message(self, data: bytes) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            await self._ws.send_message(data)
+        except ConnectionClosed as exc:
+            raise self._mapped(exc, sending=True) from None
+
+    async def receive_message(self) -> bytes:
+        try:
+            message = await self._ws.get_message()
+        except ConnectionClosed as exc:
+            raise self._mapped(exc) from None
+        if isinstance(message, str):
+            with anyio.move_on_after(1):
+                await self._ws.aclose(1003, "text messages are not accepted")
+            raise anyio.BrokenResourceError("text messages are not accepted")
+        return message
+
+    async def close(self) -> None:
+        with anyio.move_on_after(1):
+            await self._ws.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(1):
+                await self._ws.aclose()
+            await self._stream.aclose()
+
+
+async def trio_client(
+    stream: ByteStream, url: WebSocketUrl, *, max_message_size: int
+) -> TrioConnection:
+    """Do the client's opening handshake on ``stream``; raises :class:`WebSocketRejected` or
+    ``BrokenResourceError`` (the caller closes the stream on error)."""
+    slot = _ReaderSlot(trio.lowlevel.spawn_system_task)
+    ws = await _unless_reader_ends(
+        slot,
+        wrap_client_stream,
+        cast(Any, slot),
+        cast(Any, _TrioStream(stream)),
+        url.host_header,
+        url.path,
+        max_message_size=max_message_size,
+        receive_buffer_size=_RECEIVE,
+    )
+    if ws is None:
+        error = slot.error
+        if isinstance(error, ConnectionRejected):
+            raise WebSocketRejected(error.status_code, error.body or b"")
+        raise anyio.BrokenResourceError(f"WebSocket handshake failed: {error or 'closed'}")
+    return TrioConnection(ws, stream)
+
+
+@asynccontextmanager
+async def trio_server(
+    stream: ByteStream, path: str, *, timeout: float, max_message_size: int
+) -> AsyncIterator[TrioConnection | None]:
+    """Do the server's opening handshake within ``timeout`` seconds and yield the connection
+    (its reader task runs in a nursery held open meanwhile), or ``None`` if it failed: a
+    request that is not a WebSocket upgrade is answered 400 (by wsproto), another path 404."""
+    async with trio.open_nursery() as nursery:
+        slot = _ReaderSlot(nursery.start_soon)
+        connection: TrioConnection | None = None
+        with trio.move_on_after(timeout):
+            request = await _unless_reader_ends(
+                slot,
+                wrap_server_stream,
+                cast(Any, slot),
+                _TrioStream(stream),
+                max_message_size=max_message_size,
+                receive_buffer_size=_RECEIVE,
+            )
+            if request is not None:
+                refusal = path_refusal(path, request.path)
+                if refusal is None:
+                    connection = TrioConnection(await request.accept(), stream)
+                else:
+                    await request.reject(404, body=refusal)
+        try:
+            yield connection
+        finally:
+            with trio.CancelScope(shield=True):
+                if connection is not None:
+                    await connection.aclose()
+                else:
+                    await stream.aclose()
+            nursery.cancel_scope.cancel()
