@@ -37,6 +37,7 @@ from ..errors import (
     SynapseError,
 )
 from ..identity import Identity
+from ..transport._ws_url import WebSocketUrl
 
 __all__ = [
     "EXIT_FAILED",
@@ -54,6 +55,7 @@ __all__ = [
     "parse_address",
     "parse_json_literal",
     "parse_key_value",
+    "parse_seed_option",
     "progress",
     "run",
     "trust_options",
@@ -322,13 +324,25 @@ def parse_address(text: str) -> tuple[str, int]:
     """``host:port``, ``host`` (port 9999) or ``[v6]:port``; raises ``click.BadParameter``."""
     if text.strip().lower().startswith(("ws://", "wss://")):
         raise click.BadParameter(
-            f"expected host:port, got {text!r} (WebSocket URLs are not taken on the command "
-            "line yet; use Node(seeds=[...]) or Client(url) in Python)"
+            f"expected host:port, got {text!r} (a WebSocket URL is taken by --seed; a node "
+            "tool dials host:port)"
         )
     try:
         return parse_seed(text)
     except (TypeError, ValueError) as exc:
         raise click.BadParameter(f"expected host:port, got {text!r} ({exc})") from None
+
+
+def parse_seed_option(text: str) -> tuple[str, int] | str:
+    """A ``--seed``: what :func:`parse_address` takes, or a ``ws://``/``wss://`` URL (checked,
+    returned as given: the node dials it over WebSocket); raises ``click.BadParameter``."""
+    if not text.strip().lower().startswith(("ws://", "wss://")):
+        return parse_address(text)
+    try:
+        WebSocketUrl.parse(text.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"bad WebSocket URL {text!r}: {exc}") from None
+    return text.strip()
 
 
 def check_text(text: str, what: str) -> str:

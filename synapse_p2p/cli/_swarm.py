@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
+from .._config import parse_seed
 from ..conversations import BroadcastStatus
 from ..errors import JoinError
 from ..events import EventStored, PeerLeft, PeerOffline
@@ -31,8 +32,8 @@ from ._common import (
     format_result,
     json_text,
     name_param,
-    parse_address,
     parse_key_value,
+    parse_seed_option,
     progress,
     run,
     text_param,
@@ -61,7 +62,8 @@ class SwarmOptions:
     swarm: str
     team: str = "default"
     name: str = ""
-    seeds: list[tuple[str, int]] = field(default_factory=list)
+    #: ``(host, port)`` pairs and ``ws://``/``wss://`` URLs.
+    seeds: list[tuple[str, int] | str] = field(default_factory=list)
     mdns: bool | None = None  # None: on when no seed is given
     discover: float = 3.0
     bind: str | None = None
@@ -85,8 +87,9 @@ class SwarmOptions:
         """Loopback when every seed is on loopback and mDNS is off, else every interface."""
         if self.bind is not None:
             return self.bind
-        if self.seeds and not self.use_mdns and all(_is_loopback(h) for h, _ in self.seeds):
-            return "::1" if all(":" in h for h, _ in self.seeds) else "127.0.0.1"
+        hosts = [parse_seed(seed)[0] for seed in self.seeds]
+        if hosts and not self.use_mdns and all(_is_loopback(h) for h in hosts):
+            return "::1" if all(":" in h for h in hosts) else "127.0.0.1"
         return "0.0.0.0"
 
     def node(self, *, role: str, capabilities: list[str], **settings: Any) -> Node:
@@ -116,7 +119,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _seed(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Any]:
-    return [parse_address(v) for v in values]
+    return [parse_seed_option(v) for v in values]
 
 
 def swarm_options(
@@ -142,8 +145,9 @@ def swarm_options(
                 click.option("--name", "-n", default=default_name, show_default=True,
                              callback=text_param, help="This node's name, as peers see it."),
                 click.option("--seed", "-s", "seeds", multiple=True, callback=_seed,
-                             metavar="HOST:PORT",
-                             help="A node of the swarm to join through (repeatable)."),
+                             metavar="HOST:PORT|URL",
+                             help="A node of the swarm to join through (repeatable; "
+                                  "ws:// or wss:// URLs join over WebSocket)."),
                 click.option("--mdns/--no-mdns", default=None,
                              help="Find nodes on the LAN by mDNS [default: on without --seed]."),
                 *([click.option("--discover", type=click.FloatRange(min=0), default=3.0,

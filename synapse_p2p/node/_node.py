@@ -894,17 +894,18 @@ class Node:
                     format_address(local.address, local.port),
                     ", swarm secret set" if config.secured else "",
                 )
+                exposed = _exposed(config, local.port)
                 if (
                     not config.secured
                     and isinstance(self.transport, TcpTransport | WebSocketTransport)
-                    and not _loopback_only(config.bind)
+                    and exposed
                 ):
                     log.warning(
                         "node %s listens on %s without a swarm secret: anyone who can reach "
-                        "this port can join the swarm and call its endpoints; set "
+                        "it can join the swarm and call its endpoints; set "
                         "Node(secret=...) or SYNAPSE_SECRET (see SECURITY.md)",
                         self.name or self.node_id[:8],
-                        format_address(config.bind or "*", local.port),
+                        ", ".join(exposed),
                     )
                 task_status.started()
                 await anyio.sleep_forever()
@@ -1239,6 +1240,13 @@ class Node:
     def emit_event(self, event: str, payload: Any) -> None:
         """Queue a lifecycle event for the ``@node.on(event)`` handlers."""
         self._events.emit_nowait(event, payload)
+
+
+def _exposed(config: NodeConfig, port: int) -> list[str]:
+    """The listen addresses of ``config`` (TCP on ``port``, WebSocket URLs) beyond
+    loopback: what the no-secret warning names."""
+    tcp = [] if _loopback_only(config.bind) else [format_address(config.bind or "*", port)]
+    return tcp + [str(url) for url in config.websocket if not _loopback_only(url.host)]
 
 
 def _loopback_only(bind: str) -> bool:

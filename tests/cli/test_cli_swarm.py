@@ -38,6 +38,17 @@ def test_ask_prints_the_nonce_the_acks_and_the_replies(start_node: StartNode, ba
     assert done.stderr == ""
 
 
+def test_ask_joins_through_a_websocket_seed(start_node: StartNode) -> None:
+    process, _ = start_node("reviewer", "--websocket", "ws://127.0.0.1:0/synapse")
+    url = process.seen[0]["websocket"][0]
+    done = sn("ask", "lab", "Review over ws", "--seed", url, "--timeout", "10")
+    assert done.returncode == 0, done.stderr
+    assert "- reviewer: reviewer: LGTM for 'Review over ws'" in done.stdout
+    bad = sn("ask", "lab", "x", "--seed", "ws://127.0.0.1:0:1/nope")
+    assert bad.returncode == 2
+    assert "bad WebSocket URL" in bad.stderr
+
+
 def test_ask_exit_codes(start_node: StartNode) -> None:
     _, seed = start_node("mute", "--ask", "none")
     # Nobody answers (the node has no ask handler): exit 4 with one line on stderr.

@@ -11,8 +11,9 @@ import anyio
 import pytest
 
 from synapse_p2p import Identity, Node
+from synapse_p2p._config import NodeConfig
 from synapse_p2p.errors import HandshakeError
-from synapse_p2p.node._node import _loopback_only
+from synapse_p2p.node._node import _exposed, _loopback_only
 from synapse_p2p.rpc import EndpointRegistry, RpcServer
 from synapse_p2p.secure import SecureAcceptor, SecureDialer, SecurityPolicy
 from synapse_p2p.transport import TcpTransport
@@ -96,6 +97,15 @@ async def test_a_node_on_loopback_or_with_a_secret_does_not_warn(
     async with Node(bind="127.0.0.1", heartbeat_interval=None, secret=()):
         pass
     assert not [r for r in caplog.records if "without a swarm secret" in r.message]
+
+
+def test_the_warning_names_websocket_listeners_beyond_loopback() -> None:
+    config = NodeConfig.build(
+        bind="127.0.0.1", websocket=["ws://0.0.0.0:8765/s", "ws://127.0.0.1:0/s"]
+    )
+    assert _exposed(config, 7000) == ["ws://0.0.0.0:8765/s"]
+    assert _exposed(NodeConfig.build(bind="0.0.0.0"), 7000) == ["0.0.0.0:7000"]
+    assert _exposed(NodeConfig.build(bind="127.0.0.1"), 7000) == []
 
 
 def test_which_bind_addresses_are_loopback_only() -> None:

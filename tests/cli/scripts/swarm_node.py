@@ -28,6 +28,7 @@ async def main(args: argparse.Namespace) -> None:
         description="reviews diffs",
         heartbeat_interval=0.5,
         peer_timeout=2,
+        websocket=args.websocket,
     )
     node.artifact("agent-card", {"model": "stub", "tools": ["review"]})
     node.artifact("logo", bytes(range(256)), mime_type="image/png")
@@ -53,7 +54,8 @@ async def main(args: argparse.Namespace) -> None:
             return f"{args.name}: LGTM for {task!r}{extra}"
 
     async with node, anyio.create_task_group() as tg:
-        print(json.dumps({"port": node.port, "id": node.node_id}), flush=True)
+        ready = {"port": node.port, "id": node.node_id, "websocket": node.websocket_urls}
+        print(json.dumps(ready), flush=True)
         await anyio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
         tg.cancel_scope.cancel()
 
@@ -68,6 +70,7 @@ if __name__ == "__main__":
     parser.add_argument("--backend", default="trio")
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--mdns", action="store_true")
+    parser.add_argument("--websocket", help="also listen on this ws:// URL")
     parser.add_argument("--answer", help="reply with this JSON value instead")
     arguments = parser.parse_args()
     anyio.run(main, arguments, backend=arguments.backend)
