@@ -37,6 +37,7 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         check(incoming)
         m.messages_received += 1
         m.direct(incoming, peer if record is None else record, connection, "join")
+        m.observed(connection)  # before our record goes into the answer
         peers = [p.to_dict() for p in m._peers.values() if p.id != incoming.id]
         peers.append(incoming.to_dict())
         ids = [m.local.node_id, *(p["id"] for p in peers)]
@@ -45,6 +46,8 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
             "self": m._record().to_dict(),
             "peers": peers,
             "records": m._proofs(ids),  # beside the dicts: 2.5.0 ignores this key
+            # where the call came from, so a joiner with no route learns its address
+            **({"observed": connection.ip} if connection is not None else {}),
         }
 
     async def heartbeat(
@@ -54,6 +57,7 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         check(incoming)
         m.messages_received += 1
         m.direct(incoming, peer if record is None else record, connection, "heartbeat")
+        m.observed(connection)
         return {"ok": True, "self": m.local.info()}
 
     async def gossip(message: Any, connection: Connection | None = None) -> dict[str, Any]:
@@ -63,6 +67,7 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         check(sender)
         m.messages_received += 1
         m.direct(sender, message.get("from"), connection, "gossip")
+        m.observed(connection)
         known = m.table.get(sender.id)
         trusted = known is not None and known.alive and same_address(known.peer, sender)
         refused = m._apply_digest(message.get("members"), sender.id, trusted=trusted)

@@ -72,6 +72,7 @@ class SeedJoiner:
         )
         if not isinstance(reply, dict) or not reply.get("accepted", False):
             raise RemoteError(BAD_REQUEST, f"seed {format_address(host, port)} refused the join")
+        m.reported(reply.get("observed"))
         records = reply.get("records")
         records = records if isinstance(records, dict) else {}
         seed = Peer.from_dict(reply.get("self"))

@@ -48,6 +48,7 @@ from ._gossip import (
     digest_entry,
     read_digest,
 )
+from ._observed import AddressLearner
 from ._seeds import SeedJoiner
 from ._signing import RECORD_ENDPOINT, MalformedProof, RecordProof, RecordSigner, proof_in
 from ._table import PeerTable, Verdict, same_address
@@ -118,6 +119,9 @@ class Membership:
         #: The verified, alive members by id (a read-only live view).
         self.peers: Mapping[str, Peer] = MappingProxyType(self._peers)
         self.table = self._new_table()
+        #: Learns the address to advertise from peers, if auto-detection found none
+        #: (:mod:`._observed`).
+        self.addresses = AddressLearner(advertise=config.advertise, bind=config.bind)
         #: Checks claimed members' addresses (:mod:`._verifier`).
         self.verifier = AddressVerifier(self, verify_concurrency)
         #: Joins the seeds (:mod:`._seeds`).
@@ -414,6 +418,32 @@ class Membership:
         if state is not None and state.proof is not None:
             return state.peer if same_address(state.peer, peer) else None
         return peer
+
+    def observed(self, connection: Connection | None) -> None:
+        """A peer called us over ``connection``: perhaps learn the address it reached us at
+        (:meth:`._observed.AddressLearner.seen_locally`)."""
+        if connection is not None and self.addresses.enabled:
+            address = self.local.address
+            self._advertise(
+                self.addresses.seen_locally(address, connection.local_ip, connection.ip)
+            )
+
+    def reported(self, observed: Any) -> None:
+        """A seed saw our join come from ``observed``
+        (:meth:`._observed.AddressLearner.reported`)."""
+        if self.addresses.enabled:
+            self._advertise(self.addresses.reported(self.local.address, observed))
+
+    def _advertise(self, address: str | None) -> None:
+        if address is None:
+            return
+        log.info(
+            "advertising %s from now on: peers reach this node there (auto-detection found no "
+            "route; pass advertise= to choose)",
+            format_address(address, self.local.port),
+        )
+        self.local.address = address  # our next record (re-signed) carries it to the members
+        self.push_soon()
 
     def push_soon(self) -> None:
         """Spread first-hand news of members to every peer now, batched (one push at most

@@ -49,23 +49,28 @@ OPEN_BUILTINS = frozenset({"_synapse.ping"})
 
 @dataclass(frozen=True, slots=True)
 class Connection:
-    """The caller as seen by the server (injected as ``connection``): its socket address, and
+    """The caller as seen by the server (injected as ``connection``): its socket address,
     ``node_id``, the caller's node id as proved in the secure-channel handshake (``None`` over
-    plaintext: a synapse-p2p 2.5.0 node or an unverified client)."""
+    plaintext: a synapse-p2p 2.5.0 node or an unverified client), and ``local_ip``."""
 
     identifier: str
     ip: str
     port: int
     node_id: str | None = None
+    #: This node's own address on the connection (the IP the caller reached), ``""`` if the
+    #: stream is not a socket.
+    local_ip: str = ""
 
     @property
     def verified(self) -> bool:
         return self.node_id is not None
 
     @classmethod
-    def from_address(cls, ip: str, port: int, node_id: str | None = None) -> Connection:
+    def from_address(
+        cls, ip: str, port: int, node_id: str | None = None, *, local_ip: str = ""
+    ) -> Connection:
         ident = hashlib.sha256(f"{ip}:{port}".encode()).hexdigest()[:8]
-        return cls(ident, ip, port, node_id)
+        return cls(ident, ip, port, node_id, local_ip)
 
 
 @dataclass(frozen=True, slots=True)

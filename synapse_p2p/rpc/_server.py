@@ -46,6 +46,7 @@ from ..errors import (
     SynapseError,
 )
 from ..transport import TcpTransport, Transport, remote_address
+from ..transport._tcp import local_address
 from ..wire import DEFAULT_MAX_FRAME_SIZE, MessageError, Request, encode_frame
 from ._channel import FrameChannel, ReadTimeout, decode_payload
 from ._endpoints import Connection, EndpointRegistry, error_payload
@@ -432,7 +433,8 @@ class RpcServer:
             )
             return
         try:
-            state = _ConnState(self, stream, Connection.from_address(ip, port, node_id), tg)
+            connection = Connection.from_address(ip, port, node_id, local_ip=local_address(stream))
+            state = _ConnState(self, stream, connection, tg)
         except BaseException:
             self._open -= 1
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):

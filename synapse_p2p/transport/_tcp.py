@@ -11,7 +11,7 @@ from ..errors import ConnectError
 from ._asyncio import AsyncioListener, connect_asyncio
 from ._backend import WrappedListener, current_library
 
-__all__ = ["TcpTransport", "remote_address"]
+__all__ = ["TcpTransport", "local_address", "remote_address"]
 
 
 class TcpTransport:
@@ -68,6 +68,12 @@ def remote_address(stream: ByteStream) -> tuple[str, int]:
     if isinstance(addr, tuple) and len(addr) >= 2:
         return str(addr[0]), int(addr[1])
     return "", 0
+
+
+def local_address(stream: ByteStream) -> str:
+    """This side's IP of a socket stream, ``""`` if the stream is not a socket."""
+    addr: Any = stream.extra(SocketAttribute.local_address, None)
+    return str(addr[0]) if isinstance(addr, tuple) and addr else ""
 
 
 def local_port(listener: Listener[Any]) -> int:
