@@ -34,6 +34,7 @@ from ..errors import (
     ConnectionLost,
     DroppedCall,
     RemoteError,
+    SynapseConnectionError,
 )
 from ..types import Broadcast, BroadcastReply, ConversationEvent, Peer
 from ..wire import Request
@@ -60,7 +61,7 @@ MAX_RUNNING_ASKS = 64
 ASKED_REMEMBERED = 65536
 
 #: A broadcast call that was not delivered is sent again this many times, after
-#: ``RETRY_DELAY`` seconds and then twice that (see ``_undelivered``).
+#: ``RETRY_DELAY`` seconds and then twice that (see ``_may_resend``).
 DELIVERY_RETRIES = 2
 RETRY_DELAY = 1.0
 ASK_ENDPOINT = "synapse.ask"
@@ -164,19 +165,21 @@ class Broadcasts:
         result: Any,
         error: BaseException | None,
     ) -> None:
-        """The broadcast call to ``peer`` returned. A call that could not be delivered (see
-        :func:`_undelivered`) is sent again while the peer is a member, up to
-        :data:`DELIVERY_RETRIES` times (it stays pending meanwhile); then it, or a peer that
-        refused it over a quota (``overloaded``), has failed, with the reason (it will not
-        ACK)."""
+        """The broadcast call to ``peer`` returned. A call that could not be delivered is sent
+        again while the peer is a member, up to :data:`DELIVERY_RETRIES` times, when that is
+        safe (see :func:`_may_resend`; it stays pending meanwhile); otherwise it, or a peer
+        that refused it over a quota (``overloaded``), has failed, with the reason (it will
+        not ACK). Retries run in the service's task group: stopping the node cancels them."""
         state = self.book.get(nonce)
         if state is None:
             return
-        if error is not None and _undelivered(call[0], error):
+        if isinstance(error, SynapseConnectionError | DroppedCall):
+            members = self.conversations.members
             if (
-                attempt < DELIVERY_RETRIES
+                _may_resend(error, legacy=members.is_legacy(peer.id))
+                and attempt < DELIVERY_RETRIES
                 and self._tg is not None
-                and peer.id in self.conversations.members.peers
+                and peer.id in members.peers
             ):
                 self._tg.start_soon(self._resend, state, peer, call, attempt + 1)
                 return
@@ -200,13 +203,14 @@ class Broadcasts:
         if peer.id in state.acked or peer.id in state.replied or peer.id in state.failed:
             state.delivered(peer.id, None, None)
             return
-        if peer.id not in self.conversations.members.peers:
+        current = self.conversations.members.peers.get(peer.id)  # (it may have moved)
+        if current is None:
             state.delivered(peer.id, None, None)
             self.book.add_failure(state.nonce, peer, "not delivered: the peer went offline")
             return
         log.debug("broadcast %s: sending to %s again (attempt %d)", state.nonce,
-                  peer.name or peer.id[:8], attempt + 1)  # fmt: skip
-        self._send(state, peer, *call, attempt=attempt)
+                  current.name or current.id[:8], attempt + 1)  # fmt: skip
+        self._send(state, current, *call, attempt=attempt)
 
     async def ack(
         self,
@@ -512,13 +516,15 @@ class Broadcasts:
                 self._tg = None
 
 
-def _undelivered(endpoint: str, error: BaseException) -> bool:
-    """Whether a broadcast call that failed with ``error`` surely did not run, or may be sent
-    again anyway: it never left (refused connection, dropped from a full queue), or it is an
-    ask (a receiver runs an ask at most once per broadcast) whose connection was lost."""
-    if isinstance(error, ConnectError | DroppedCall):
+def _may_resend(error: BaseException, *, legacy: bool) -> bool:
+    """Whether a broadcast call that failed with ``error`` may be sent again: it never left
+    (the connection was refused), or its connection was lost to one of our nodes, which runs a
+    broadcast's endpoint once per nonce (a copy is answered without running it again). Not
+    to a synapse-p2p 2.5.0 peer (it would run it twice), and not a call dropped from a full
+    queue (more calls would only add to the pressure)."""
+    if isinstance(error, ConnectError):
         return True
-    return endpoint == ASK_ENDPOINT and isinstance(error, ConnectionLost)
+    return isinstance(error, ConnectionLost) and not legacy
 
 
 def _nonce(broadcast: Broadcast | str) -> str:

@@ -66,10 +66,15 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         sender = Peer.from_dict(message.get("from"))
         check(sender)
         m.messages_received += 1
-        m.direct(sender, message.get("from"), connection, "gossip")
+        evidence = m.direct(sender, message.get("from"), connection, "gossip")
         m.observed(connection)
         known = m.table.get(sender.id)
-        trusted = known is not None and known.alive and same_address(known.peer, sender)
+        trusted = (
+            evidence.first_hand
+            and known is not None
+            and known.alive
+            and same_address(known.peer, sender)
+        )
         refused = m._apply_digest(message.get("members"), sender.id, trusted=trusted)
         if refused:  # an honest node relays only records it checked
             raise RemoteError(
@@ -86,10 +91,9 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         if state is None:
             return {"ok": True}
         evidence = m.trust.direct(leaving, peer, connection, "leave")
-        # From the member itself: its channel, or its own address (plaintext).
-        if (
-            evidence.channel or connection is None or connection.ip == state.peer.address
-        ) and state.peer.port == leaving.port:
+        # Only from the member itself, on its own channel (2.5.0 never says goodbye): a copy
+        # of its record sent from its address, or over another channel, is not a goodbye.
+        if evidence.first_hand and state.peer.port == leaving.port:
             m._gone(leaving.id)
         return {"ok": True}
 

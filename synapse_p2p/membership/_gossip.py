@@ -289,11 +289,11 @@ def _signed_entry(
     if state is None:
         return Verified(peer, when, False, proof) if trusted else Claim(peer, proof)
     same_address = state.peer.address == peer.address and state.peer.port == peer.port
-    if not state.alive and trusted and same_address:
-        return Update(peer, proof, when)  # back, vouched for by a member we trust
-    if not state.alive or (state.proof is None and not same_address):
-        return Claim(peer, proof)  # back, or an unsigned member's signed address: dial it
-    return Update(peer, proof, when)
+    if not same_address:
+        return Claim(peer, proof)  # a move (or a signed address not held): dial it first
+    if not state.alive and not trusted:
+        return Claim(peer, proof)  # back, by an untrusted word: dial it
+    return Update(peer, proof, when)  # at its address (back: vouched for by a trusted member)
 
 
 class PartnerRotation:

@@ -238,21 +238,31 @@ class Membership:
         return evidence
 
     def _take_direct(self, peer: Peer, evidence: Evidence) -> None:
+        """Apply a direct claim the trust rules let through. First-hand (the claimant's own
+        channel, or in process): proof of life, and a newer record at the held address is
+        taken at once. Otherwise a signed record is only news: its content if newer, a dial
+        to verify an address not held; never life (a replayed copy of a dead member's
+        record keeps nobody alive). A record moving a member elsewhere is always dialed
+        first (see :mod:`._trust`)."""
         now = self._now()
         state = self.table.get(peer.id)
         proof = evidence.proof
+        first_hand = evidence.first_hand
         if state is not None and state.proof is not None:  # held signed
             if proof is not None and proof.seq > state.seq:
-                verdict = self.table.signed(peer, proof, now, now=now)
-            elif evidence.channel or (proof is not None and proof.seq == state.seq):
+                if not same_address(state.peer, peer):
+                    verdict = self.table.claim_signed(peer, proof, now, direct=True)
+                else:
+                    verdict = self.table.signed(peer, proof, now if first_hand else None, now=now)
+            elif first_hand:
                 if evidence.channel and not state.verified:
                     state.verified = True
                     state.publish()
                 verdict = self.table.contact(peer.id, now)
             else:
-                verdict = "ignored"  # an older record: a reordered (or replayed) message
+                verdict = "ignored"  # a copy of a held record, or older: not proof of life
         elif proof is not None:
-            if state is not None and same_address(state.peer, peer):
+            if first_hand and state is not None and same_address(state.peer, peer):
                 verdict = self.table.signed(peer, proof, now, now=now)
             else:
                 verdict = self.table.claim_signed(peer, proof, now, direct=True)
@@ -600,6 +610,9 @@ class Membership:
             self.trust.note("bad_signature", f"{_fmt(dialed)} answered a bad peer record")
             return
         now = self._now()
+        if not same_address(peer, dialed):  # it moved: verify the new address first
+            self._after(self.table.claim_signed(peer, proof, now, direct=True), peer.id, peer)
+            return
         self._after(self.table.signed(peer, proof, now, now=now), peer.id, peer)
 
     async def _heartbeat(self, peer: Peer, interval: float) -> None:

@@ -6,8 +6,10 @@ A peer enters the table as an unverified *candidate* when someone claims it exis
 heartbeat, a seed's peer list, a gossip digest, mDNS). It is dialed only to be *verified*: its
 claimed address must answer with its claimed node id. Only verified peers are alive, listed,
 heartbeated and gossiped to. A claim that a known peer moved to another address is verified the
-same way before the record moves. Candidates are bounded and verifications rate-limited per
-address, so forged claims cannot turn the node into a reflector.
+same way before the record moves (a newer signed record at another address too: it becomes a
+candidate, and :meth:`PeerTable.verified` applies it once the address answers). Candidates
+are bounded and verifications rate-limited per address, so forged claims cannot turn the node
+into a reflector.
 
 A member whose record arrived signed (:mod:`._signing`) is *locked*: its ``proof`` is kept, and
 its address and descriptive fields change only through :meth:`PeerTable.signed` with a newer

@@ -2,7 +2,10 @@
 
 * **Direct claims** (a join, a heartbeat, the sender of a gossip message, a goodbye) name the
   caller's own id. They are believed only if the secure channel proved that id
-  (``connection.node_id`` equals it) or they carry a valid record signed by it. Otherwise:
+  (``connection.node_id`` equals it) or they carry a valid record signed by it; only the
+  former is *first-hand* (proof of life, a trusted gossip sender, a goodbye): a signed record
+  over another channel or plaintext may be a replayed copy, so it is only news to verify by
+  dialing. Otherwise:
   with a swarm secret they are refused; without one they are taken as an *unverified* member
   (synapse-p2p 2.5.0 peers sign nothing; a node with a ``node_id=`` of its own proves another
   id on its channel), unless the id was ever seen verified (on a channel,
@@ -41,10 +44,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """How a direct claim proved its id: a checked ``proof`` and/or its ``channel``."""
+    """How a direct claim proved its id: a checked ``proof`` and/or its ``channel``.
+
+    ``first_hand``: the claimant itself is calling (its own channel, or an in-process call
+    with no connection). A valid signature alone proves a record's content, not who sent it
+    (anyone can replay a copy): without ``first_hand`` a claim is news to verify by dialing,
+    never proof of life or a trusted sender.
+    """
 
     proof: RecordProof | None
     channel: bool
+    first_hand: bool = False
 
     @property
     def proven(self) -> bool:
@@ -124,7 +134,7 @@ class TrustGate:
                 f"{what}: the peer record of {peer.id[:16]} is not signed by that node's key",
             )
         if own_channel:
-            return Evidence(proof, True)
+            return Evidence(proof, True, True)
         if self.policy.seen_verified(peer.id):
             if channel_id is None:
                 kind, source = "plaintext", "a plaintext connection"
@@ -148,7 +158,7 @@ class TrustGate:
                     f"{what}: node {peer.id[:16]} signs its peer records; an unsigned one is "
                     "refused",
                 )
-        return Evidence(proof, False)
+        return Evidence(proof, False, connection is None)
 
     # -- refusals -----------------------------------------------------------------------------
 

@@ -12,7 +12,9 @@ from typing import Any
 import anyio
 import pytest
 
+from synapse_p2p.conversations._broadcasting import _may_resend
 from synapse_p2p.conversations._late import LateCall, LateMembers
+from synapse_p2p.errors import ConnectError, ConnectionLost, DroppedCall, HandshakeError
 from synapse_p2p.testing import open_swarm
 from synapse_p2p.types import Peer
 
@@ -50,6 +52,15 @@ def test_a_member_that_left_gets_nothing_and_alive_members_are_not_held() -> Non
     assert late.came_back("b", now=2) == []
     assert late.came_back("c", now=2) == []
     assert late.sent(call("n2"), alive=set(), now=3) == 0  # b left, c is back: none away
+
+
+def test_which_undelivered_calls_are_sent_again() -> None:
+    assert _may_resend(ConnectError("refused"), legacy=False)
+    assert _may_resend(ConnectError("refused"), legacy=True)  # it never left
+    assert _may_resend(ConnectionLost("lost"), legacy=False)  # our nodes run it once
+    assert not _may_resend(ConnectionLost("lost"), legacy=True)  # 2.5.0 would run it twice
+    assert not _may_resend(DroppedCall("queue full"), legacy=False)
+    assert not _may_resend(HandshakeError("wrong secret"), legacy=False)
 
 
 def test_held_broadcasts_are_bounded() -> None:

@@ -272,14 +272,16 @@ class NoCalls:
         return False
 
 
-def membership(*, secret: str | None = None) -> tuple[Membership, SecurityPolicy]:
+def membership(
+    *, secret: str | None = None, registry: EndpointRegistry | None = None
+) -> tuple[Membership, SecurityPolicy]:
     config = NodeConfig.build(bind="127.0.0.1", swarm="s", secret=secret)
     me = Identity.generate()
     local = LocalNode(me.node_id, name="me", swarm="s", address="127.0.0.1", port=7000,
                       identity=me)  # fmt: skip
     policy = SecurityPolicy(config.keyring)
-    service = Membership(config, local, registry=EndpointRegistry(), caller=NoCalls(),
-                         hub=EventHub(), policy=policy)  # fmt: skip
+    service = Membership(config, local, registry=registry or EndpointRegistry(),
+                         caller=NoCalls(), hub=EventHub(), policy=policy)  # fmt: skip
     return service, policy
 
 
@@ -358,23 +360,70 @@ async def test_an_id_seen_on_a_channel_is_never_believed_over_plaintext(
 async def test_signed_content_changes_only_with_a_newer_record(anyio_backend: str) -> None:
     service, _ = membership()
     node = Identity.generate()
+    own = channel(node.node_id)
     peer, data = signed(node, seq=5)
     service.table.verified(peer, anyio.current_time(), legacy=False)  # an unsigned member...
-    service.direct(peer, data, channel(None), "heartbeat")  # ...now held signed
+    service.direct(peer, data, own, "heartbeat")  # ...now held signed
     state = service.table.get(node.node_id)
     assert state is not None
     assert state.seq == 5
     assert state.verified
     assert state.peer.verified
     older, old_data = signed(node, name="old", seq=4)
-    service.direct(older, old_data, channel(None), "heartbeat")
+    service.direct(older, old_data, own, "heartbeat")
     assert service.table.peers[node.node_id].peer.name == "x"
-    service.direct(replace(peer, name="evil"), {}, channel(node.node_id), "heartbeat")
+    service.direct(replace(peer, name="evil"), {}, own, "heartbeat")
     assert service.table.peers[node.node_id].peer.name == "x"  # channel: alive, not renamed
-    newer, new_data = signed(node, name="new", port=8001, seq=6)
-    service.direct(newer, new_data, channel(None), "heartbeat")
-    moved = service.table.peers[node.node_id].peer
-    assert (moved.name, moved.port, moved.verified) == ("new", 8001, True)
+    renamed, renamed_data = signed(node, name="new", seq=6)
+    service.direct(renamed, renamed_data, own, "heartbeat")
+    assert service.table.peers[node.node_id].peer.name == "new"
+    moved, moved_data = signed(node, name="new", port=8001, seq=7)
+    service.direct(moved, moved_data, own, "heartbeat")
+    # A move is dialed first: the held record stays until the new address answers as it.
+    assert service.table.peers[node.node_id].peer.port == 8000
+    assert (node.node_id, "127.0.0.1", 8001) in service.table.candidates
+
+
+async def test_a_copied_record_is_news_never_proof_of_life(anyio_backend: str) -> None:
+    """A valid signature proves a record's content, not who sends it: a copy replayed over
+    another node's channel or over plaintext neither keeps a member alive nor makes its
+    sender a trusted gossip partner, and it is never a goodbye (each of these worked on the
+    code before this rule)."""
+    service, _ = membership()
+    member, mallory = Identity.generate(), Identity.generate()
+    peer, data = signed(member)
+    now = anyio.current_time()
+    service.table.verified(peer, now, legacy=False, proof=proof_in(data))
+    for carrier in (channel(mallory.node_id), channel(None)):
+        heard = service.table.peers[member.node_id].heard
+        service.direct(peer, data, carrier, "heartbeat")
+        assert service.table.peers[member.node_id].heard == heard  # not heard from
+    # A dead member's copied record does not keep it alive.
+    service.table.expire(now + 100)
+    assert member.node_id not in service.peers
+    service.direct(peer, data, channel(None), "heartbeat")
+    assert member.node_id not in service.peers
+
+
+async def test_a_copied_from_is_not_a_trusted_gossip_sender(anyio_backend: str) -> None:
+    """b is held signed, learned through gossip (never seen on a channel here); mallory sends
+    gossip over its own channel with b's record copied as "from": the made-up member in its
+    digest is not taken as alive (on the code before this rule it was, with no dial)."""
+    registry = EndpointRegistry()
+    service, _ = membership(registry=registry)
+    b, mallory = Identity.generate(), Identity.generate()
+    peer, data = signed(b)
+    service.table.verified(peer, anyio.current_time(), legacy=False, proof=proof_in(data))
+    invented = Peer("e" * 64, "192.0.2.7", 80, swarm="s", team="default", name="ghost")
+    gossip = registry.handlers()["_synapse.gossip"]
+    message = {"v": 1, "from": data, "members": [entry(invented.to_dict())]}
+    await gossip(message, connection=channel(mallory.node_id))
+    assert invented.id not in service.peers
+    assert invented.id not in service.table.peers
+    leave = registry.handlers()["_synapse.leave"]
+    await leave(data, connection=channel(mallory.node_id))  # a copy is not a goodbye
+    await leave(data, connection=channel(None))
+    assert service.table.peers[b.node_id].alive
 
 
 async def test_origins_are_dialed_only_where_their_record_says(anyio_backend: str) -> None:

@@ -151,11 +151,17 @@ def test_signed_news_is_taken_only_when_newer_and_valid() -> None:
     # The record we hold, relayed again: news of life only (the table caps it, below).
     assert read([digest_entry(peer, 1.0, False, old)], table) == [Heard(a.node_id, 99.0)]
     # A newer record: its content, and news of life.
-    renamed = replace(peer, name="b", port=1001)
+    renamed = replace(peer, name="b")
     new = sign(a, renamed, 2)
     [update] = read([digest_entry(renamed, 1.0, False, new)], table)
     assert isinstance(update, Update)
-    assert (update.peer.name, update.peer.port, update.proof, update.when) == ("b", 1001, new, 99)
+    assert (update.peer.name, update.proof, update.when) == ("b", new, 99)
+    # A newer record at another address: a claim, dialed before it moves the member.
+    moved = replace(peer, name="b", port=1001)
+    elsewhere = sign(a, moved, 3)
+    [claim] = read([digest_entry(moved, 1.0, False, elsewhere)], table)
+    assert isinstance(claim, Claim)
+    assert (claim.peer.port, claim.proof) == (1001, elsewhere)
     # A forged one (content changed under a valid signature): rejected, counted by the caller.
     forged = replace(renamed, name="evil")
     [rejected] = read([digest_entry(forged, 0.0, False, new)], table)
