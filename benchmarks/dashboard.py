@@ -2,15 +2,24 @@
 memory stay bounded?
 
     python benchmarks/dashboard.py [--nodes 40] [--asks-per-second 5] [--seconds 30]
+    python benchmarks/dashboard.py --nodes 200 --asks-per-second 0.5 --seconds 60 [--secret]
     python benchmarks/dashboard.py --model [--nodes 200] [--asks-per-second 10]
 
-One process runs ``--nodes`` answering nodes and an asker on 127.0.0.1 (every ask gets an ACK
-and a reply from each node, so the swarm makes about ``asks * (1 + 2 * nodes)`` conversation
-events per second); a second process runs ``sn dashboard`` on it; Debian's Chromium
-(``/usr/bin/chromium``, through Playwright) shows the page. Reported: conversation events per
-second seen by the observer, WebSocket messages and bytes per second received by the page, the
-page's render time per frame (mean and worst), long tasks on the page's main thread, the number
-of DOM elements at the end, and the observer process's resident memory over time.
+``--nodes`` answering nodes run on 127.0.0.1, spread over ``--processes`` child processes (by
+default at most 25 nodes each: membership is a full mesh, about 2(N-1) sockets per node, and a
+process may hold at most ``ulimit -n`` descriptors); they join through the first node, and the
+first child also runs the asker. Once every node knows every other (a bounded wait; the time to
+full membership is reported), ``sn dashboard`` joins from a process of its own, Debian's
+Chromium (``/usr/bin/chromium``, through Playwright) opens the page, and the asker starts:
+every ask gets an ACK and a reply from each node, so the swarm makes about
+``asks * (1 + 2 * nodes)`` conversation events per second, each delivered to every node.
+
+Reported: conversation events per second produced (nominal, and what reached the asker) and
+seen by the observer (during the run, and after a bounded drain), WebSocket messages and bytes
+per second received by the page, the page's render time per frame (mean and worst), long tasks
+on the page's main thread during the run, DOM elements and the page's JS heap at the start and
+the end, the observer's resident memory over time, and the CPU of the observer, of the swarm
+and of the whole machine.
 
 ``--model`` measures the dashboard's state model alone on a simulated swarm of ``--nodes``
 peers (every ask ACKed and answered by each; a team task offered, granted, progressed and done
@@ -22,49 +31,168 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import re
+import resource
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+#: Nodes per child process at most (each holds ~2 sockets per member of a full mesh).
+MAX_NODES_PER_PROCESS = 25
+#: Conversations each answering node keeps (its log would otherwise hold every ask of the run
+#: in each of the N nodes); the asker keeps them all, to count what reached it.
+NODE_CONVERSATIONS = 20
 
 
-async def swarm_child(nodes: int, rate: float) -> None:
+def child_sizes(nodes: int, processes: int | None) -> list[int]:
+    """How many nodes each child process runs."""
+    if processes is None:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        fits = soft // (4 * (nodes + 2))  # half the limit, ~2 sockets per member and node
+        processes = math.ceil(nodes / max(1, min(MAX_NODES_PER_PROCESS, fits)))
+    processes = max(1, min(processes, nodes))
+    return [nodes // processes + (k < nodes % processes) for k in range(processes)]
+
+
+async def swarm_child(args: argparse.Namespace) -> None:
+    """One child: ``--count`` answering nodes (and the asker with ``--asker``). Prints one JSON
+    line when its nodes serve (with the seed port), then a status line each second; starts
+    asking on SIGUSR1; ends after ``--lifetime`` seconds at the latest."""
     import anyio
 
     from synapse_p2p import Node
 
     options: dict[str, Any] = {"swarm": "bench", "bind": "127.0.0.1", "heartbeat_interval": 2}
+    if args.seed:
+        options["seeds"] = [f"127.0.0.1:{args.seed}"]
+    nodes: list[Node] = []
+    asker: Node | None = None
+    asks: list[str] = []
 
     def member(i: int) -> Node:
-        node = Node(name=f"n{i:03d}", role="worker", capabilities=["bench"], **options)
+        name = f"n{i:03d}"
+        node = Node(name=name, role="worker", capabilities=["bench"],
+                    conversation_max_conversations=NODE_CONVERSATIONS, **options)  # fmt: skip
 
         @node.ask
         async def answer(task: str, context: dict[str, Any]) -> str:
-            return f"n{i:03d} ok"
+            return f"{name} ok"
 
         return node
 
-    async with anyio.create_task_group() as tg:
-        first = member(0)
-        await tg.start(first.serve)
-        options["seeds"] = [f"127.0.0.1:{first.port}"]
-        for i in range(1, nodes):
-            await tg.start(member(i).serve)
-        asker = Node(name="asker", role="asker", **options)
-        await tg.start(asker.serve)
-        print(json.dumps({"seed": first.port}), flush=True)
-        await anyio.sleep(3)  # let the swarm settle
-        count = 0
+    def status() -> dict[str, Any]:
+        known = [len(n.peers) for n in nodes + ([asker] if asker else [])]
+        line: dict[str, Any] = {"known": min(known), "rss": rss_kib(os.getpid())}
+        if asker is not None:
+            line["asks"] = len(asks)
+            line["stored"] = sum(len(asker.conversation(cid)) for cid in asks)
+        return line
+
+    async def report() -> None:
         while True:
-            count += 1
-            await asker.broadcast("synapse.ask", f"job {count}", context={"n": count})
-            await anyio.sleep(1 / rate)
+            print(json.dumps(status()), flush=True)
+            await anyio.sleep(1)
+
+    async def ask_loop(node: Node) -> None:
+        started = anyio.current_time()
+        for count in range(1, math.ceil(args.asks_per_second * args.seconds) + 1):
+            sent = await node.broadcast("synapse.ask", f"job {count}", context={"n": count})
+            asks.append(sent.nonce)
+            await anyio.sleep_until(started + count / args.asks_per_second)
+
+    with anyio.move_on_after(args.lifetime), anyio.open_signal_receiver(signal.SIGUSR1) as go:
+        async with anyio.create_task_group() as tg:
+            for i in range(args.first, args.first + args.count):
+                nodes.append(member(i))
+                await tg.start(nodes[-1].serve)
+                options.setdefault("seeds", [f"127.0.0.1:{nodes[0].port}"])
+            if args.asker:
+                asker = Node(name="asker", role="asker", **options)
+                await tg.start(asker.serve)
+            print(json.dumps({"seed": nodes[0].port}), flush=True)
+            tg.start_soon(report)
+            async for _ in go:
+                if asker is not None:
+                    tg.start_soon(ask_loop, asker)
+                break
+            await anyio.sleep_forever()
+
+
+class Child:
+    """A child process whose stdout carries JSON lines; ``latest`` is the last one read."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("w") as err:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True,
+                                         cwd=ROOT, env=env)  # fmt: skip
+        self.latest: dict[str, Any] = {}
+        self.first: dict[str, Any] = {}
+        self.url = ""
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("dashboard of "):
+                self.url = line.strip().split(": ", 1)[1]
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            self.first = self.first or data
+            self.latest = data
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            tail = self.log.read_text()[-2000:]
+            raise RuntimeError(f"a child exited ({self.proc.returncode}):\n{tail}")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def wait_for(what: str, ready: Callable[[], bool], timeout: float, children: list[Child]) -> float:
+    """Poll ``ready`` (every 0.25 s, at most ``timeout`` s); the seconds it took, or raise."""
+    started = time.monotonic()
+    while not ready():
+        for child in children:
+            child.check()
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs so far."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def rss_kib(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", text)
+    return int(match.group(1)) if match else 0
 
 
 def model_bench(nodes: int, rate: float, seconds: float) -> None:
@@ -127,18 +255,179 @@ def model_bench(nodes: int, rate: float, seconds: float) -> None:
           f"{len(state.conversations)} conversations kept")  # fmt: skip
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    import os
+#: Long tasks (start, duration) on the page's main thread, recorded from the first paint.
+LONG_TASKS = (
+    "window.longTasks = []; new PerformanceObserver((l) => l.getEntries()"
+    ".forEach((e) => window.longTasks.push([e.startTime, e.duration])))"
+    ".observe({entryTypes: ['longtask']});"
+)
+#: What the benchmark reads from the page at each sample.
+PROBE = """() => ({
+  now: performance.now(),
+  dom: document.getElementsByTagName('*').length,
+  heap: performance.memory ? performance.memory.usedJSHeapSize : 0,
+  events: Number(document.getElementById('count-events').textContent) || 0,
+  stats: {...window.dashboardStats},
+})"""
 
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+def live_bench(args: argparse.Namespace) -> None:
+    from playwright.sync_api import sync_playwright
+
+    sizes = child_sizes(args.nodes, args.processes)
+    env = {k: v for k, v in os.environ.items() if k != "SYNAPSE_SECRET"}
+    if args.secret:
+        env["SYNAPSE_SECRET"] = f"bench-{os.urandom(8).hex()}"  # Node and sn read it
+    lifetime = args.join_timeout + args.seconds + args.drain + 300
+    children: list[Child] = []
+    with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:
+
+        def spawn(argv: list[str], name: str) -> Child:
+            children.append(Child([sys.executable, *argv], env, Path(tmp) / f"{name}.log"))
+            return children[-1]
+
+        def child_argv(k: int, seed: int) -> list[str]:
+            return [__file__, "--swarm-child", "--first", str(sum(sizes[:k])),
+                    "--count", str(sizes[k]), "--seed", str(seed), "--lifetime", str(lifetime),
+                    "--asks-per-second", str(args.asks_per_second),
+                    "--seconds", str(args.seconds)] + (["--asker"] if k == 0 else [])  # fmt: skip
+
+        try:
+            started = time.monotonic()
+            first = spawn(child_argv(0, 0), "child0")
+            wait_for("the first node", lambda: "seed" in first.first, 120, children)
+            seed = first.first["seed"]
+            rest = [spawn(child_argv(k, seed), f"child{k}") for k in range(1, len(sizes))]
+            swarm = [first, *rest]
+
+            def known() -> int:
+                return min(int(c.latest.get("known", -1)) for c in swarm)
+
+            print(f"swarm: {args.nodes} nodes in {len(sizes)} processes "
+                  f"({max(sizes)} at most per process), an asker, "
+                  f"{'secured' if args.secret else 'open'}; load {load()}")  # fmt: skip
+            try:
+                wait_for("full membership", lambda: known() >= args.nodes, args.join_timeout,
+                         children)  # fmt: skip
+                print(f"full membership   {time.monotonic() - started:8.1f} s from the first "
+                      f"start (every node knows the {args.nodes} others)")  # fmt: skip
+            except TimeoutError as exc:
+                print(f"full membership   NOT reached ({exc}); the least-known node knows "
+                      f"{known()} of {args.nodes}")  # fmt: skip
+            dash = spawn(["-m", "synapse_p2p", "dashboard", "bench", "--no-mdns", "--seed",
+                          f"127.0.0.1:{seed}", "--port", "0"], "observer")  # fmt: skip
+            wait_for("the dashboard's URL", lambda: bool(dash.url), 120, children)
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(
+                    executable_path=CHROMIUM,
+                    args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          "--enable-precise-memory-info"],
+                )  # fmt: skip
+                page = browser.new_page(viewport={"width": 1500, "height": 1100})
+                page.add_init_script(LONG_TASKS)
+                page.goto(dash.url)
+                page.wait_for_selector("#link[data-state=live]")
+                rows = f"document.querySelectorAll('#peers tbody tr').length > {args.nodes}"
+                took = time.monotonic()
+                page.wait_for_function(rows, timeout=args.join_timeout * 1000)
+                print(f"page lists all    {time.monotonic() - took:8.1f} s after it opened")
+                try:
+                    wait_for("the observer known to all", lambda: known() > args.nodes, 60,
+                             children)  # fmt: skip
+                except TimeoutError:
+                    print(f"observer known    to the least-known node: {known()} peers")
+                measure(args, page, first, dash, swarm, children)
+                browser.close()
+        finally:
+            for child in children:
+                child.stop()
 
 
-def rss_kib(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+) kB", text)
-    return int(match.group(1)) if match else 0
+def load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def measure(
+    args: argparse.Namespace,
+    page: Any,
+    asker: Child,
+    dash: Child,
+    swarm: list[Child],
+    children: list[Child],
+) -> None:
+    """Start the asks, sample for ``--seconds``, let the swarm drain, print the figures."""
+    print(f"load average      {load()} (before asking)")
+    cpu0 = {"observer": cpu_seconds(dash.proc.pid),
+            "swarm": sum(cpu_seconds(c.proc.pid) for c in swarm)}  # fmt: skip
+    busy0, probe0 = machine_busy(), page.evaluate(PROBE)
+    os.kill(asker.proc.pid, signal.SIGUSR1)
+    started = time.monotonic()
+    samples: list[tuple[float, int, dict[str, Any]]] = []
+    click_at = 0.0
+    while (elapsed := time.monotonic() - started) < args.seconds:
+        for child in children:
+            child.check()
+        samples.append((elapsed, rss_kib(dash.proc.pid), page.evaluate(PROBE)))
+        newest = page.locator("#conversations li").first
+        if elapsed >= click_at and newest.count():
+            newest.click()  # follow the newest conversation, as a person would
+            click_at = elapsed + 10
+        page.wait_for_timeout(2000)
+    elapsed = time.monotonic() - started
+    cpu = {"observer": cpu_seconds(dash.proc.pid) - cpu0["observer"],
+           "swarm": sum(cpu_seconds(c.proc.pid) for c in swarm) - cpu0["swarm"]}  # fmt: skip
+    busy1, probe1 = machine_busy(), page.evaluate(PROBE)
+    at_end, load_end = dict(asker.latest), load()
+    samples.append((elapsed, rss_kib(dash.proc.pid), probe1))
+    long_tasks = [d for s, d in page.evaluate("window.longTasks") if s >= probe0["now"]]
+    # Drain: wait (bounded) until neither the asker nor the observer sees more events.
+    drained, last = time.monotonic(), (-1, -1)
+    while time.monotonic() - drained < args.drain:
+        now = (int(asker.latest.get("stored", 0)), int(page.evaluate(PROBE)["events"]))
+        if now == last:
+            break
+        last = now
+        page.wait_for_timeout(3000)
+    drain_time = time.monotonic() - drained
+    final = dict(asker.latest)
+    final_events = int(page.evaluate(PROBE)["events"])
+
+    n, asks = args.nodes, int(at_end.get("asks", 0))
+    print(f"swarm: {n} nodes, {args.asks_per_second:g} asks/s asked, {elapsed:.0f} s")
+    print(f"asks sent         {asks:8d} ({asks / elapsed:.2f}/s)")
+    print(f"events produced   {asks * (1 + 2 * n) / elapsed:8.0f} /s nominal "
+          f"(asks x (1 + 2 x {n})), {int(at_end.get('stored', 0)) / elapsed:.0f} /s reached "
+          "the asker")  # fmt: skip
+    seen = probe1["events"] - probe0["events"]
+    print(f"observer saw      {seen / elapsed:8.0f} conversation events/s during the run")
+    sent = int(final.get("asks", 0))
+    print(f"after the run     {drain_time:8.0f} s of drain: the asker holds "
+          f"{int(final.get('stored', 0))}, the observer saw {final_events - probe0['events']} "
+          f"of the {sent * (1 + 2 * n)} events of {sent} asks")  # fmt: skip
+    s0, s1 = probe0["stats"], probe1["stats"]
+    renders = s1["renders"] - s0["renders"]
+    print(f"page received     {(s1['messages'] - s0['messages']) / elapsed:8.1f} messages/s, "
+          f"{(s1['bytes'] - s0['bytes']) / elapsed / 1024:.0f} KiB/s")  # fmt: skip
+    print(f"render per frame  {(s1['renderMs'] - s0['renderMs']) / max(1, renders):8.1f} ms "
+          f"mean, {s1['maxRenderMs']:.1f} ms worst, {renders / elapsed:.1f} frames/s")  # fmt: skip
+    print(f"long tasks        {len(long_tasks):8d} during the run (longest "
+          f"{max(long_tasks, default=0):.0f} ms, {sum(long_tasks) / elapsed / 10:.1f} % of "
+          "the time)")  # fmt: skip
+    doms = [p["dom"] for _, _, p in samples]
+    print(f"DOM elements      {probe0['dom']:8d} at the start, {probe1['dom']} at the end, "
+          f"{max(doms)} at most")  # fmt: skip
+    print(f"page JS heap      {probe0['heap'] / 2**20:8.1f} MiB at the start, "
+          f"{probe1['heap'] / 2**20:.1f} MiB at the end, "
+          f"{max(p['heap'] for _, _, p in samples) / 2**20:.1f} MiB at most")  # fmt: skip
+    rss = ", ".join(f"{t:.0f}s {k / 1024:.0f}" for t, k, _ in samples[:: max(1, len(samples) // 8)])
+    print(f"observer RSS      {rss} MiB; {samples[-1][1] / 1024:.0f} MiB at the end")
+    swarm_rss = sum(int(c.latest.get("rss", 0)) for c in swarm) / 2**20
+    cores = os.cpu_count() or 1
+    machine = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * cores
+    print(f"CPU               observer {cpu['observer'] / elapsed:.0%}, swarm "
+          f"{cpu['swarm'] / elapsed:.0%}, whole machine {machine:.0%} of one core "
+          f"({cores} cores); load {load_end} at the end")  # fmt: skip
+    print(f"swarm RSS         {swarm_rss:8.1f} GiB at the end (all its processes)")
 
 
 def main() -> None:
@@ -146,106 +435,31 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=40)
     parser.add_argument("--asks-per-second", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--processes", type=int, default=None,
+                        help="child processes for the nodes (default: at most "
+                        f"{MAX_NODES_PER_PROCESS} nodes each)")  # fmt: skip
+    parser.add_argument("--secret", action="store_true", help="a secured swarm (a new secret)")
+    parser.add_argument("--join-timeout", type=float, default=300.0,
+                        help="longest wait for full membership, seconds")  # fmt: skip
+    parser.add_argument("--drain", type=float, default=30.0,
+                        help="longest wait for the last events after the run, seconds")  # fmt: skip
     parser.add_argument("--model", action="store_true", help="the state model alone")
-    parser.add_argument("--swarm-child", action="store_true", help=argparse.SUPPRESS)
+    child = parser.add_argument_group("child process (internal)")
+    child.add_argument("--swarm-child", action="store_true", help=argparse.SUPPRESS)
+    child.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    child.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    child.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    child.add_argument("--asker", action="store_true", help=argparse.SUPPRESS)
+    child.add_argument("--lifetime", type=float, default=600.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.model:
         model_bench(args.nodes, args.asks_per_second, args.seconds)
-        return
-    if args.swarm_child:
+    elif args.swarm_child:
         import anyio
 
-        anyio.run(swarm_child, args.nodes, args.asks_per_second)
-        return
-
-    from playwright.sync_api import sync_playwright
-
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        swarm = subprocess.Popen(
-            [sys.executable, __file__, "--swarm-child", "--nodes", str(args.nodes),
-             "--asks-per-second", str(args.asks_per_second)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-        )  # fmt: skip
-        procs.append(swarm)
-        assert swarm.stdout is not None
-        seed = json.loads(swarm.stdout.readline())["seed"]
-        dash = subprocess.Popen(
-            [sys.executable, "-m", "synapse_p2p", "dashboard", "bench", "--no-mdns",
-             "--seed", f"127.0.0.1:{seed}", "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-        )  # fmt: skip
-        procs.append(dash)
-        assert dash.stdout is not None
-        url = dash.stdout.readline().strip().split(": ", 1)[1]
-        threading.Thread(target=dash.stdout.read, daemon=True).start()
-        memory: list[tuple[float, int]] = []
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-            )
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.add_init_script(
-                "window.longTasks = []; new PerformanceObserver((l) => l.getEntries()"
-                ".forEach((e) => window.longTasks.push(e.duration)))"
-                ".observe({entryTypes: ['longtask']});"
-            )
-            page.goto(url)
-            page.wait_for_selector("#link[data-state=live]")
-            rows = f"document.querySelectorAll('#peers tbody tr').length >= {args.nodes}"
-            page.wait_for_function(rows, timeout=60_000)
-            started = time.monotonic()
-            cpu0 = {"observer": cpu_seconds(dash.pid), "swarm": cpu_seconds(swarm.pid)}
-            events0 = int(page.locator("#count-events").inner_text())
-            stats0 = page.evaluate("({...window.dashboardStats})")
-            first_conv = page.locator("#conversations li").first
-            if first_conv.count():
-                first_conv.click()
-            while (elapsed := time.monotonic() - started) < args.seconds:
-                memory.append((elapsed, rss_kib(dash.pid)))
-                page.wait_for_timeout(2000)
-            elapsed = time.monotonic() - started
-            cpu = {k: (cpu_seconds(p.pid) - cpu0[k]) / elapsed for k, p in
-                   (("observer", dash), ("swarm", swarm))}  # fmt: skip
-            events = int(page.locator("#count-events").inner_text()) - events0
-            stats = page.evaluate("({...window.dashboardStats})")
-            long_tasks = page.evaluate("window.longTasks")
-            dom = page.evaluate("document.getElementsByTagName('*').length")
-            browser.close()
-        report(args, elapsed, events, stats, stats0, long_tasks, dom, memory)
-        print(f"CPU               observer {cpu['observer']:.0%}, swarm {cpu['swarm']:.0%} "
-              "of one core")  # fmt: skip
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def report(
-    args: argparse.Namespace,
-    elapsed: float,
-    events: int,
-    stats: dict[str, float],
-    stats0: dict[str, float],
-    long_tasks: list[float],
-    dom: int,
-    memory: list[tuple[float, int]],
-) -> None:
-    renders = stats["renders"] - stats0["renders"]
-    messages = (stats["messages"] - stats0["messages"]) / elapsed
-    kib = (stats["bytes"] - stats0["bytes"]) / elapsed / 1024
-    render = (stats["renderMs"] - stats0["renderMs"]) / max(1, renders)
-    longest = max(long_tasks, default=0)
-    rss = ", ".join(f"{t:.0f}s {k / 1024:.0f} MiB" for t, k in memory[::3])
-    print(f"swarm: {args.nodes} nodes, {args.asks_per_second:g} asks/s, {elapsed:.0f} s")
-    print(f"observer saw      {events / elapsed:8.0f} conversation events/s")
-    print(f"page received     {messages:8.1f} messages/s, {kib:.0f} KiB/s")
-    print(f"render per frame  {render:8.1f} ms mean, {stats['maxRenderMs']:.1f} ms worst, "
-          f"{renders / elapsed:.1f} frames/s")  # fmt: skip
-    print(f"long tasks        {len(long_tasks):8d} (longest {longest:.0f} ms, page load included)")
-    print(f"DOM elements      {dom:8d} at the end")
-    print(f"observer RSS      {rss}")
+        anyio.run(swarm_child, args)
+    else:
+        live_bench(args)
 
 
 if __name__ == "__main__":
