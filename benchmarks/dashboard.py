@@ -182,6 +182,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants_cpu(root: int, skip: set[int]) -> float:
+    """CPU seconds of every descendant of ``root`` not under a pid in ``skip`` (the browser)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    total = 0.0
+    for pid in parent:
+        up, chain = pid, []
+        while up in parent and up != root and up not in skip:
+            chain.append(up)
+            up = parent[up]
+        if up == root and pid != root:
+            try:
+                total += cpu_seconds(pid)
+            except OSError:
+                pass
+    return total
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) jiffies of all CPUs so far."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -356,9 +379,16 @@ def measure(
     children: list[Child],
 ) -> None:
     """Start the asks, sample for ``--seconds``, let the swarm drain, print the figures."""
+    idle0, quiet = sum(cpu_seconds(c.proc.pid) for c in swarm), time.monotonic()
+    page.wait_for_timeout(args.idle * 1000)
+    idle = (sum(cpu_seconds(c.proc.pid) for c in swarm) - idle0) / (time.monotonic() - quiet)
+    print(f"swarm idle CPU    {idle:8.0%} of one core over {args.idle:.0f} s (membership alone)")
     print(f"load average      {load()} (before asking)")
+    skip = {c.proc.pid for c in children}
+    each0 = [cpu_seconds(c.proc.pid) for c in swarm]
     cpu0 = {"observer": cpu_seconds(dash.proc.pid),
-            "swarm": sum(cpu_seconds(c.proc.pid) for c in swarm)}  # fmt: skip
+            "swarm": sum(cpu_seconds(c.proc.pid) for c in swarm),
+            "browser": descendants_cpu(os.getpid(), skip)}  # fmt: skip
     busy0, probe0 = machine_busy(), page.evaluate(PROBE)
     os.kill(asker.proc.pid, signal.SIGUSR1)
     started = time.monotonic()
@@ -375,7 +405,9 @@ def measure(
         page.wait_for_timeout(2000)
     elapsed = time.monotonic() - started
     cpu = {"observer": cpu_seconds(dash.proc.pid) - cpu0["observer"],
-           "swarm": sum(cpu_seconds(c.proc.pid) for c in swarm) - cpu0["swarm"]}  # fmt: skip
+           "swarm": sum(cpu_seconds(c.proc.pid) for c in swarm) - cpu0["swarm"],
+           "browser": descendants_cpu(os.getpid(), skip) - cpu0["browser"]}  # fmt: skip
+    each = [cpu_seconds(c.proc.pid) - c0 for c, c0 in zip(swarm, each0, strict=True)]
     busy1, probe1 = machine_busy(), page.evaluate(PROBE)
     at_end, load_end = dict(asker.latest), load()
     samples.append((elapsed, rss_kib(dash.proc.pid), probe1))
@@ -425,8 +457,11 @@ def measure(
     cores = os.cpu_count() or 1
     machine = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * cores
     print(f"CPU               observer {cpu['observer'] / elapsed:.0%}, swarm "
-          f"{cpu['swarm'] / elapsed:.0%}, whole machine {machine:.0%} of one core "
-          f"({cores} cores); load {load_end} at the end")  # fmt: skip
+          f"{cpu['swarm'] / elapsed:.0%}, browser and Playwright {cpu['browser'] / elapsed:.0%}, "
+          f"whole machine {machine:.0%} of one core ({cores} cores)")  # fmt: skip
+    print(f"load average      {load_end} at the end")
+    shares = ", ".join(f"{c / elapsed:.0%}" for c in each)
+    print(f"swarm CPU         {shares} (each process; the first runs the asker)")
     print(f"swarm RSS         {swarm_rss:8.1f} GiB at the end (all its processes)")
 
 
@@ -443,6 +478,8 @@ def main() -> None:
                         help="longest wait for full membership, seconds")  # fmt: skip
     parser.add_argument("--drain", type=float, default=30.0,
                         help="longest wait for the last events after the run, seconds")  # fmt: skip
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="seconds of the idle swarm measured before asking")  # fmt: skip
     parser.add_argument("--model", action="store_true", help="the state model alone")
     child = parser.add_argument_group("child process (internal)")
     child.add_argument("--swarm-child", action="store_true", help=argparse.SUPPRESS)
