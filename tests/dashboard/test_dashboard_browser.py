@@ -171,6 +171,30 @@ def test_peers_appear_live_and_go_offline(swarm: Swarm, page: Any) -> None:
     assert int(page.locator("#count-offline").inner_text()) >= 1
 
 
+def test_heartbeats_update_last_seen_without_redrawing_the_peers(swarm: Swarm, page: Any) -> None:
+    """A heartbeat changes only "last seen": the page updates that cell in place instead of
+    rebuilding every row (which, in a swarm of hundreds, would be most of its work)."""
+    page.goto(swarm.url())
+    page.wait_for_selector("#link[data-state=live]")
+    for name in ("reviewer-1", "reviewer-2", "coder", "architect", "asker"):
+        status_of(page, name).locator("td", has_text=name).first.wait_for()
+    page.wait_for_function(  # every role fetched: the rows are final
+        "[...document.querySelectorAll('#peers tbody tr td:nth-child(2)')]"
+        ".every((td) => td.textContent !== '…')"
+    )
+    page.evaluate(
+        "() => document.querySelectorAll('#peers tbody tr')"
+        ".forEach((tr) => { tr.dataset.probe = 'kept'; })"
+    )
+    cell = f"#peers tbody tr[data-peer='{swarm.members[0].node_id}'] td[data-seen]"
+    before = page.get_attribute(cell, "data-seen")
+    page.wait_for_function(
+        "([sel, before]) => document.querySelector(sel).dataset.seen !== before",
+        arg=[cell, before],
+    )
+    assert page.locator("#peers tbody tr:not([data-probe=kept])").count() == 0
+
+
 def test_agent_card_on_demand(swarm: Swarm, page: Any) -> None:
     page.goto(swarm.url())
     row = page.locator("#peers tbody tr:has(td.name:text-is('reviewer-2'))")
