@@ -78,6 +78,7 @@ async def swarm_child(args: argparse.Namespace) -> None:
     nodes: list[Node] = []
     asker: Node | None = None
     asks: list[str] = []
+    answered = [0]  # ask handlers run: each ACKed before and replies after
 
     def member(i: int) -> Node:
         name = f"n{i:03d}"
@@ -86,13 +87,15 @@ async def swarm_child(args: argparse.Namespace) -> None:
 
         @node.ask
         async def answer(task: str, context: dict[str, Any]) -> str:
+            answered[0] += 1
             return f"{name} ok"
 
         return node
 
     def status() -> dict[str, Any]:
         known = [len(n.peers) for n in nodes + ([asker] if asker else [])]
-        line: dict[str, Any] = {"known": min(known), "rss": rss_kib(os.getpid())}
+        line: dict[str, Any] = {"known": min(known), "rss": rss_kib(os.getpid()),
+                                "answered": answered[0]}  # fmt: skip
         if asker is not None:
             line["asks"] = len(asks)
             line["stored"] = sum(len(asker.conversation(cid)) for cid in asks)
@@ -290,6 +293,8 @@ PROBE = """() => ({
   dom: document.getElementsByTagName('*').length,
   heap: performance.memory ? performance.memory.usedJSHeapSize : 0,
   events: Number(document.getElementById('count-events').textContent) || 0,
+  peers: ['alive', 'suspect', 'offline'].map(
+    (k) => `${document.getElementById('count-' + k).textContent} ${k}`).join(', '),
   stats: {...window.dashboardStats},
 })"""
 
@@ -389,6 +394,7 @@ def measure(
     cpu0 = {"observer": cpu_seconds(dash.proc.pid),
             "swarm": sum(cpu_seconds(c.proc.pid) for c in swarm),
             "browser": descendants_cpu(os.getpid(), skip)}  # fmt: skip
+    page.evaluate("window.dashboardStats.maxRenderMs = 0")  # the worst frame of the run
     busy0, probe0 = machine_busy(), page.evaluate(PROBE)
     os.kill(asker.proc.pid, signal.SIGUSR1)
     started = time.monotonic()
@@ -410,6 +416,7 @@ def measure(
     each = [cpu_seconds(c.proc.pid) - c0 for c, c0 in zip(swarm, each0, strict=True)]
     busy1, probe1 = machine_busy(), page.evaluate(PROBE)
     at_end, load_end = dict(asker.latest), load()
+    made = sum(int(c.latest.get("answered", 0)) for c in swarm)
     samples.append((elapsed, rss_kib(dash.proc.pid), probe1))
     long_tasks = [d for s, d in page.evaluate("window.longTasks") if s >= probe0["now"]]
     # Drain: wait (bounded) until neither the asker nor the observer sees more events.
@@ -422,20 +429,23 @@ def measure(
         page.wait_for_timeout(3000)
     drain_time = time.monotonic() - drained
     final = dict(asker.latest)
+    made_final = sum(int(c.latest.get("answered", 0)) for c in swarm)
     final_events = int(page.evaluate(PROBE)["events"])
 
     n, asks = args.nodes, int(at_end.get("asks", 0))
     print(f"swarm: {n} nodes, {args.asks_per_second:g} asks/s asked, {elapsed:.0f} s")
     print(f"asks sent         {asks:8d} ({asks / elapsed:.2f}/s)")
-    print(f"events produced   {asks * (1 + 2 * n) / elapsed:8.0f} /s nominal "
-          f"(asks x (1 + 2 x {n})), {int(at_end.get('stored', 0)) / elapsed:.0f} /s reached "
-          "the asker")  # fmt: skip
+    print(f"events due        {asks * (1 + 2 * n) / elapsed:8.0f} /s (asks x (1 + 2 x {n}))")
+    print(f"events made       {(asks + 2 * made) / elapsed:8.0f} /s (an ACK and a reply per "
+          f"ask handler run: {made} of the {asks * n} due)")  # fmt: skip
+    print(f"asker received    {int(at_end.get('stored', 0)) / elapsed:8.0f} /s")
     seen = probe1["events"] - probe0["events"]
     print(f"observer saw      {seen / elapsed:8.0f} conversation events/s during the run")
     sent = int(final.get("asks", 0))
-    print(f"after the run     {drain_time:8.0f} s of drain: the asker holds "
-          f"{int(final.get('stored', 0))}, the observer saw {final_events - probe0['events']} "
-          f"of the {sent * (1 + 2 * n)} events of {sent} asks")  # fmt: skip
+    print(f"after the run     {drain_time:8.0f} s of drain: of the {sent * (1 + 2 * n)} events "
+          f"of {sent} asks, {sent + 2 * made_final} made, the asker holds "
+          f"{int(final.get('stored', 0))}, the observer saw "
+          f"{final_events - probe0['events']}")  # fmt: skip
     s0, s1 = probe0["stats"], probe1["stats"]
     renders = s1["renders"] - s0["renders"]
     print(f"page received     {(s1['messages'] - s0['messages']) / elapsed:8.1f} messages/s, "
@@ -451,6 +461,9 @@ def measure(
     print(f"page JS heap      {probe0['heap'] / 2**20:8.1f} MiB at the start, "
           f"{probe1['heap'] / 2**20:.1f} MiB at the end, "
           f"{max(p['heap'] for _, _, p in samples) / 2**20:.1f} MiB at most")  # fmt: skip
+    print(f"peers shown       {probe0['peers']} at the start; {probe1['peers']} at the end")
+    suspects = [int(p["peers"].split(", ")[1].split()[0]) for _, _, p in samples]
+    print(f"                  at most {max(suspects)} suspect during the run")
     rss = ", ".join(f"{t:.0f}s {k / 1024:.0f}" for t, k, _ in samples[:: max(1, len(samples) // 8)])
     print(f"observer RSS      {rss} MiB; {samples[-1][1] / 1024:.0f} MiB at the end")
     swarm_rss = sum(int(c.latest.get("rss", 0)) for c in swarm) / 2**20
