@@ -47,6 +47,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+RENDERER = "--type=renderer"  # in the command line of Chromium's page processes
 #: Nodes per child process at most (each holds ~2 sockets per member of a full mesh).
 MAX_NODES_PER_PROCESS = 25
 #: Conversations each answering node keeps (its log would otherwise hold every ask of the run
@@ -185,8 +186,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def descendants_cpu(root: int, skip: set[int]) -> float:
-    """CPU seconds of every descendant of ``root`` not under a pid in ``skip`` (the browser)."""
+def descendants_cpu(root: int, skip: set[int], only: str = "") -> float:
+    """CPU seconds of every descendant of ``root`` not under a pid in ``skip`` (the browser),
+    or only of those whose command line holds ``only``."""
     parent: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -202,7 +204,8 @@ def descendants_cpu(root: int, skip: set[int]) -> float:
             up = parent[up]
         if up == root and pid != root:
             try:
-                total += cpu_seconds(pid)
+                if only in Path(f"/proc/{pid}/cmdline").read_text():
+                    total += cpu_seconds(pid)
             except OSError:
                 pass
     return total
@@ -299,6 +302,12 @@ PROBE = """() => ({
 })"""
 
 
+def main_thread(cdp: Any) -> dict[str, float]:
+    """Seconds the page's main thread spent so far (Chrome's Performance domain)."""
+    metrics = cdp.send("Performance.getMetrics")["metrics"]
+    return {m["name"]: float(m["value"]) for m in metrics if m["name"].endswith("Duration")}
+
+
 def live_bench(args: argparse.Namespace) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -393,7 +402,11 @@ def measure(
     each0 = [cpu_seconds(c.proc.pid) for c in swarm]
     cpu0 = {"observer": cpu_seconds(dash.proc.pid),
             "swarm": sum(cpu_seconds(c.proc.pid) for c in swarm),
-            "browser": descendants_cpu(os.getpid(), skip)}  # fmt: skip
+            "browser": descendants_cpu(os.getpid(), skip),
+            "page": descendants_cpu(os.getpid(), skip, RENDERER)}  # fmt: skip
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+    main0 = main_thread(cdp)
     page.evaluate("window.dashboardStats.maxRenderMs = 0")  # the worst frame of the run
     busy0, probe0 = machine_busy(), page.evaluate(PROBE)
     os.kill(asker.proc.pid, signal.SIGUSR1)
@@ -412,7 +425,9 @@ def measure(
     elapsed = time.monotonic() - started
     cpu = {"observer": cpu_seconds(dash.proc.pid) - cpu0["observer"],
            "swarm": sum(cpu_seconds(c.proc.pid) for c in swarm) - cpu0["swarm"],
-           "browser": descendants_cpu(os.getpid(), skip) - cpu0["browser"]}  # fmt: skip
+           "browser": descendants_cpu(os.getpid(), skip) - cpu0["browser"],
+           "page": descendants_cpu(os.getpid(), skip, RENDERER) - cpu0["page"]}  # fmt: skip
+    main = {k: v - main0.get(k, 0.0) for k, v in main_thread(cdp).items()}
     each = [cpu_seconds(c.proc.pid) - c0 for c, c0 in zip(swarm, each0, strict=True)]
     busy1, probe1 = machine_busy(), page.evaluate(PROBE)
     at_end, load_end = dict(asker.latest), load()
@@ -455,6 +470,11 @@ def measure(
     print(f"long tasks        {len(long_tasks):8d} during the run (longest "
           f"{max(long_tasks, default=0):.0f} ms, {sum(long_tasks) / elapsed / 10:.1f} % of "
           "the time)")  # fmt: skip
+    busy = {k: main.get(f"{k}Duration", 0.0) / elapsed for k in ("Task", "Script", "RecalcStyle",
+                                                                  "Layout")}  # fmt: skip
+    print(f"page main thread  {busy['Task']:8.1%} busy: script {busy['Script']:.1%}, style "
+          f"{busy['RecalcStyle']:.1%}, layout {busy['Layout']:.1%}; renderer CPU "
+          f"{cpu['page'] / elapsed:.0%} of one core")  # fmt: skip
     doms = [p["dom"] for _, _, p in samples]
     print(f"DOM elements      {probe0['dom']:8d} at the start, {probe1['dom']} at the end, "
           f"{max(doms)} at most")  # fmt: skip
@@ -466,6 +486,8 @@ def measure(
     print(f"                  at most {max(suspects)} suspect during the run")
     rss = ", ".join(f"{t:.0f}s {k / 1024:.0f}" for t, k, _ in samples[:: max(1, len(samples) // 8)])
     print(f"observer RSS      {rss} MiB; {samples[-1][1] / 1024:.0f} MiB at the end")
+    print(f"members known     the least-known swarm node knows "
+          f"{min(int(c.latest.get('known', -1)) for c in swarm)} at the end")  # fmt: skip
     swarm_rss = sum(int(c.latest.get("rss", 0)) for c in swarm) / 2**20
     cores = os.cpu_count() or 1
     machine = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * cores
