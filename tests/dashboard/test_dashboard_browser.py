@@ -224,6 +224,24 @@ def test_ask_shows_acks_then_replies(swarm: Swarm, page: Any) -> None:
     assert page.locator("#timeline li[data-label=ack]").count() == 2
 
 
+def test_links_are_updated_in_place(swarm: Swarm, page: Any) -> None:
+    """Each ACK or reply changes a link's weight: the picture updates that line rather than
+    drawing every line again (hundreds in a large swarm, several times a second)."""
+    page.goto(swarm.url())
+    page.wait_for_selector("#link[data-state=live]")
+    swarm.portal.call(swarm.asker.broadcast, "synapse.ask", "weigh the links")
+    page.wait_for_function("() => document.querySelectorAll('#graph-links line').length === 2")
+    page.evaluate("() => document.querySelectorAll('#graph-links line')"
+                  ".forEach((line) => { line.dataset.probe = 'kept'; })")  # fmt: skip
+    swarm.portal.call(swarm.ask_gate.set)  # the replies: each link now counts two
+    page.wait_for_function(
+        "() => document.querySelectorAll(`#graph-links line[stroke-width='2']`).length === 2"
+    )
+    assert page.locator("#graph-links line:not([data-probe=kept])").count() == 0
+    # Asks flow in a layer of their own, over the picture (moving dots never repaint it).
+    assert page.evaluate("() => document.getElementById('graph-flows').closest('#graph')") is None
+
+
 def test_team_task_moves_across_the_board(swarm: Swarm, page: Any) -> None:
     page.goto(swarm.url())
     page.wait_for_selector("#link[data-state=live]")

@@ -201,14 +201,19 @@ function layout() {
   });
   return peers;
 }
+const linkLines = new Map();  // link key -> its line, updated in place
 function renderLinks() {  // who answered whom: redrawn alone when only the links changed
-  const lines = [];
-  for (const l of model.links.values()) {
+  const layer = $("graph-links"), keep = new Set();
+  for (const [key, l] of model.links) {
     const a = positions.get(l.a), b = positions.get(l.b);
     if (!a || !b) continue;
-    lines.push(svg("line", { x1: a[0], y1: a[1], x2: b[0], y2: b[1], "stroke-width": Math.min(4, 1 + Math.log2(l.count)), stroke: "#4a5d8a" }));
+    const attrs = { x1: a[0], y1: a[1], x2: b[0], y2: b[1], "stroke-width": Math.min(4, 1 + Math.log2(l.count)) };
+    let line = linkLines.get(key);
+    if (!line) { line = svg("line", { stroke: "#4a5d8a" }); linkLines.set(key, line); layer.append(line); }
+    for (const [k, v] of Object.entries(attrs)) if (line.getAttribute(k) !== String(v)) line.setAttribute(k, v);
+    keep.add(key);
   }
-  $("graph-links").replaceChildren(...lines);
+  for (const [key, line] of linkLines) if (!keep.has(key)) { line.remove(); linkLines.delete(key); }
 }
 function renderGraph() {
   const peers = layout();
@@ -247,7 +252,7 @@ function flows(list) {
     layer.append(dot);
     const dx = b[0] - a[0], dy = b[1] - a[1];
     dot.animate([{ transform: "translate(0px, 0px)" }, { transform: `translate(${dx}px, ${dy}px)` }],
-      { duration: 700, easing: "ease-in-out" }).onfinish = () => dot.remove();
+      { duration: 700, easing: "steps(7)" }).onfinish = () => dot.remove();
   }
 }
 
