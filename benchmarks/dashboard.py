@@ -50,9 +50,7 @@ CHROMIUM = "/usr/bin/chromium"
 RENDERER = "--type=renderer"  # in the command line of Chromium's page processes
 #: Nodes per child process at most (each holds ~2 sockets per member of a full mesh).
 MAX_NODES_PER_PROCESS = 25
-#: Conversations each answering node keeps (its log would otherwise hold every ask of the run
-#: in each of the N nodes); the asker keeps them all, to count what reached it.
-NODE_CONVERSATIONS = 20
+CHILDREN = str(Path(__file__).resolve().parent / "_dashboard_children.py")
 
 
 def child_sizes(nodes: int, processes: int | None) -> list[int]:
@@ -63,73 +61,6 @@ def child_sizes(nodes: int, processes: int | None) -> list[int]:
         processes = math.ceil(nodes / max(1, min(MAX_NODES_PER_PROCESS, fits)))
     processes = max(1, min(processes, nodes))
     return [nodes // processes + (k < nodes % processes) for k in range(processes)]
-
-
-async def swarm_child(args: argparse.Namespace) -> None:
-    """One child: ``--count`` answering nodes (and the asker with ``--asker``). Prints one JSON
-    line when its nodes serve (with the seed port), then a status line each second; starts
-    asking on SIGUSR1; ends after ``--lifetime`` seconds at the latest."""
-    import anyio
-
-    from synapse_p2p import Node
-
-    options: dict[str, Any] = {"swarm": "bench", "bind": "127.0.0.1", "heartbeat_interval": 2}
-    if args.seed:
-        options["seeds"] = [f"127.0.0.1:{args.seed}"]
-    nodes: list[Node] = []
-    asker: Node | None = None
-    asks: list[str] = []
-    answered = [0]  # ask handlers run: each ACKed before and replies after
-
-    def member(i: int) -> Node:
-        name = f"n{i:03d}"
-        node = Node(name=name, role="worker", capabilities=["bench"],
-                    conversation_max_conversations=NODE_CONVERSATIONS, **options)  # fmt: skip
-
-        @node.ask
-        async def answer(task: str, context: dict[str, Any]) -> str:
-            answered[0] += 1
-            return f"{name} ok"
-
-        return node
-
-    def status() -> dict[str, Any]:
-        known = [len(n.peers) for n in nodes + ([asker] if asker else [])]
-        line: dict[str, Any] = {"known": min(known), "rss": rss_kib(os.getpid()),
-                                "answered": answered[0]}  # fmt: skip
-        if asker is not None:
-            line["asks"] = len(asks)
-            line["stored"] = sum(len(asker.conversation(cid)) for cid in asks)
-        return line
-
-    async def report() -> None:
-        while True:
-            print(json.dumps(status()), flush=True)
-            await anyio.sleep(1)
-
-    async def ask_loop(node: Node) -> None:
-        started = anyio.current_time()
-        for count in range(1, math.ceil(args.asks_per_second * args.seconds) + 1):
-            sent = await node.broadcast("synapse.ask", f"job {count}", context={"n": count})
-            asks.append(sent.nonce)
-            await anyio.sleep_until(started + count / args.asks_per_second)
-
-    with anyio.move_on_after(args.lifetime), anyio.open_signal_receiver(signal.SIGUSR1) as go:
-        async with anyio.create_task_group() as tg:
-            for i in range(args.first, args.first + args.count):
-                nodes.append(member(i))
-                await tg.start(nodes[-1].serve)
-                options.setdefault("seeds", [f"127.0.0.1:{nodes[0].port}"])
-            if args.asker:
-                asker = Node(name="asker", role="asker", **options)
-                await tg.start(asker.serve)
-            print(json.dumps({"seed": nodes[0].port}), flush=True)
-            tg.start_soon(report)
-            async for _ in go:
-                if asker is not None:
-                    tg.start_soon(ask_loop, asker)
-                break
-            await anyio.sleep_forever()
 
 
 class Child:
@@ -324,10 +255,9 @@ def live_bench(args: argparse.Namespace) -> None:
             return children[-1]
 
         def child_argv(k: int, seed: int) -> list[str]:
-            return [__file__, "--swarm-child", "--first", str(sum(sizes[:k])),
-                    "--count", str(sizes[k]), "--seed", str(seed), "--lifetime", str(lifetime),
-                    "--asks-per-second", str(args.asks_per_second),
-                    "--seconds", str(args.seconds)] + (["--asker"] if k == 0 else [])  # fmt: skip
+            asker = ["--asker"] if k == 0 else []
+            return [CHILDREN, "swarm", "--first", str(sum(sizes[:k])), "--count", str(sizes[k]),
+                    "--seed", str(seed), *schedule(args, lifetime), *asker]  # fmt: skip
 
         try:
             started = time.monotonic()
@@ -355,19 +285,7 @@ def live_bench(args: argparse.Namespace) -> None:
                           f"127.0.0.1:{seed}", "--port", "0"], "observer")  # fmt: skip
             wait_for("the dashboard's URL", lambda: bool(dash.url), 120, children)
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(
-                    executable_path=CHROMIUM,
-                    args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                          "--enable-precise-memory-info"],
-                )  # fmt: skip
-                page = browser.new_page(viewport={"width": 1500, "height": 1100})
-                page.add_init_script(LONG_TASKS)
-                page.goto(dash.url)
-                page.wait_for_selector("#link[data-state=live]")
-                rows = f"document.querySelectorAll('#peers tbody tr').length > {args.nodes}"
-                took = time.monotonic()
-                page.wait_for_function(rows, timeout=args.join_timeout * 1000)
-                print(f"page lists all    {time.monotonic() - took:8.1f} s after it opened")
+                browser, page = open_page(pw, dash.url, args.nodes + 1, args.join_timeout)
                 try:
                     wait_for("the observer known to all", lambda: known() > args.nodes, 60,
                              children)  # fmt: skip
@@ -378,6 +296,49 @@ def live_bench(args: argparse.Namespace) -> None:
         finally:
             for child in children:
                 child.stop()
+
+
+def schedule(args: argparse.Namespace, lifetime: float) -> list[str]:
+    return ["--asks-per-second", str(args.asks_per_second), "--seconds", str(args.seconds),
+            "--lifetime", str(lifetime)]  # fmt: skip
+
+
+def open_page(pw: Any, url: str, peers: int, timeout: float) -> tuple[Any, Any]:
+    """Debian's Chromium showing the page at ``url``, once it lists ``peers`` peers."""
+    browser = pw.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+              "--enable-precise-memory-info"],
+    )  # fmt: skip
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.add_init_script(LONG_TASKS)
+    page.goto(url)
+    page.wait_for_selector("#link[data-state=live]")
+    rows = f"document.querySelectorAll('#peers tbody tr').length >= {peers}"
+    took = time.monotonic()
+    page.wait_for_function(rows, timeout=timeout * 1000)
+    print(f"page lists all    {time.monotonic() - took:8.1f} s after it opened")
+    return browser, page
+
+
+def simulated_bench(args: argparse.Namespace) -> None:
+    """The page over the dashboard's own server fed by a simulated swarm (no nodes)."""
+    from playwright.sync_api import sync_playwright
+
+    lifetime = args.seconds + args.drain + 300
+    with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as tmp:
+        argv = [sys.executable, CHILDREN, "simulate", "--count", str(args.nodes)]
+        sim = Child([*argv, *schedule(args, lifetime)], dict(os.environ), Path(tmp) / "sim.log")
+        try:
+            wait_for("the dashboard's URL", lambda: bool(sim.url), 60, [sim])
+            print(f"simulated swarm: {args.nodes} peers and an asker, fed to the dashboard's "
+                  f"server in one process; load {load()}")  # fmt: skip
+            with sync_playwright() as pw:
+                browser, page = open_page(pw, sim.url, args.nodes + 1, 60)
+                measure(args, page, sim, sim, [], [sim])
+                browser.close()
+        finally:
+            sim.stop()
 
 
 def load() -> str:
@@ -431,7 +392,8 @@ def measure(
     each = [cpu_seconds(c.proc.pid) - c0 for c, c0 in zip(swarm, each0, strict=True)]
     busy1, probe1 = machine_busy(), page.evaluate(PROBE)
     at_end, load_end = dict(asker.latest), load()
-    made = sum(int(c.latest.get("answered", 0)) for c in swarm)
+    makers = swarm or [asker]  # the processes whose nodes answer
+    made = sum(int(c.latest.get("answered", 0)) for c in makers)
     samples.append((elapsed, rss_kib(dash.proc.pid), probe1))
     long_tasks = [d for s, d in page.evaluate("window.longTasks") if s >= probe0["now"]]
     # Drain: wait (bounded) until neither the asker nor the observer sees more events.
@@ -444,7 +406,7 @@ def measure(
         page.wait_for_timeout(3000)
     drain_time = time.monotonic() - drained
     final = dict(asker.latest)
-    made_final = sum(int(c.latest.get("answered", 0)) for c in swarm)
+    made_final = sum(int(c.latest.get("answered", 0)) for c in makers)
     final_events = int(page.evaluate(PROBE)["events"])
 
     n, asks = args.nodes, int(at_end.get("asks", 0))
@@ -486,8 +448,9 @@ def measure(
     print(f"                  at most {max(suspects)} suspect during the run")
     rss = ", ".join(f"{t:.0f}s {k / 1024:.0f}" for t, k, _ in samples[:: max(1, len(samples) // 8)])
     print(f"observer RSS      {rss} MiB; {samples[-1][1] / 1024:.0f} MiB at the end")
-    print(f"members known     the least-known swarm node knows "
-          f"{min(int(c.latest.get('known', -1)) for c in swarm)} at the end")  # fmt: skip
+    if swarm:
+        print(f"members known     the least-known swarm node knows "
+              f"{min(int(c.latest.get('known', -1)) for c in swarm)} at the end")  # fmt: skip
     swarm_rss = sum(int(c.latest.get("rss", 0)) for c in swarm) / 2**20
     cores = os.cpu_count() or 1
     machine = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * cores
@@ -495,9 +458,10 @@ def measure(
           f"{cpu['swarm'] / elapsed:.0%}, browser and Playwright {cpu['browser'] / elapsed:.0%}, "
           f"whole machine {machine:.0%} of one core ({cores} cores)")  # fmt: skip
     print(f"load average      {load_end} at the end")
-    shares = ", ".join(f"{c / elapsed:.0%}" for c in each)
-    print(f"swarm CPU         {shares} (each process; the first runs the asker)")
-    print(f"swarm RSS         {swarm_rss:8.1f} GiB at the end (all its processes)")
+    if swarm:
+        shares = ", ".join(f"{c / elapsed:.0%}" for c in each)
+        print(f"swarm CPU         {shares} (each process; the first runs the asker)")
+        print(f"swarm RSS         {swarm_rss:8.1f} GiB at the end (all its processes)")
 
 
 def main() -> None:
@@ -516,20 +480,13 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=10.0,
                         help="seconds of the idle swarm measured before asking")  # fmt: skip
     parser.add_argument("--model", action="store_true", help="the state model alone")
-    child = parser.add_argument_group("child process (internal)")
-    child.add_argument("--swarm-child", action="store_true", help=argparse.SUPPRESS)
-    child.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
-    child.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
-    child.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    child.add_argument("--asker", action="store_true", help=argparse.SUPPRESS)
-    child.add_argument("--lifetime", type=float, default=600.0, help=argparse.SUPPRESS)
+    parser.add_argument("--simulate", action="store_true",
+                        help="the page, its server fed by a simulated swarm")  # fmt: skip
     args = parser.parse_args()
     if args.model:
         model_bench(args.nodes, args.asks_per_second, args.seconds)
-    elif args.swarm_child:
-        import anyio
-
-        anyio.run(swarm_child, args)
+    elif args.simulate:
+        simulated_bench(args)
     else:
         live_bench(args)
 
