@@ -242,6 +242,27 @@ def test_links_are_updated_in_place(swarm: Swarm, page: Any) -> None:
     assert page.evaluate("() => document.getElementById('graph-flows').closest('#graph')") is None
 
 
+def test_the_timeline_appends_new_rows(swarm: Swarm, page: Any) -> None:
+    """Rows of the conversation being watched arrive in order: they are appended, the rows
+    shown stay (a busy ask of a large swarm would otherwise redraw 200 rows per update)."""
+    page.goto(swarm.url())
+    page.wait_for_selector("#link[data-state=live]")
+    broadcast = swarm.portal.call(swarm.asker.broadcast, "synapse.ask", "keep the rows")
+    item = page.locator(f"#conversations li[data-conversation='{broadcast.nonce}']")
+    item.locator(".muted", has_text="3 · ").wait_for()  # the ask and both ACKs are in
+    item.click()  # the page asks for the timeline: those three rows come in its answer
+    page.wait_for_function("() => document.querySelectorAll('#timeline li').length === 3")
+    page.evaluate("() => document.querySelectorAll('#timeline li')"
+                  ".forEach((li) => { li.dataset.probe = 'kept'; })")  # fmt: skip
+    swarm.portal.call(swarm.ask_gate.set)
+    page.wait_for_function("() => document.querySelectorAll('#timeline li[data-kind=reply]')"
+                           ".length === 2")  # fmt: skip
+    kinds = page.eval_on_selector_all("#timeline li", "(items) => items.map((li) => "
+                                      "[li.dataset.kind, li.dataset.probe || ''])")  # fmt: skip
+    assert [k for k, probe in kinds if probe == "kept"] == ["message", "ack", "ack"]
+    assert [k for k, probe in kinds if probe != "kept"] == ["reply", "reply"]
+
+
 def test_team_task_moves_across_the_board(swarm: Swarm, page: Any) -> None:
     page.goto(swarm.url())
     page.wait_for_selector("#link[data-state=live]")

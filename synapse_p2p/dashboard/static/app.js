@@ -115,10 +115,13 @@ function handle(data) {
     flows(data.flows);
   } else if (data.type === "events" && data.id === model.selected) {
     const known = new Set(model.timeline.map((r) => r.id));
-    for (const row of data.events) if (!known.has(row.id)) model.timeline.push(row);
+    const fresh = data.events.filter((r) => !known.has(r.id)).sort(byTime);
+    const last = model.timeline[model.timeline.length - 1];
+    if (last && fresh.length && byTime(fresh[0], last) < 0) timelineRedraw = true;  // out of order
+    model.timeline.push(...fresh); timelineFresh.push(...fresh);
     dirty.add("timeline");
   } else if (data.type === "timeline" && data.id === model.selected) {
-    model.timeline = data.events; dirty.add("timeline");
+    model.timeline = data.events; timelineRedraw = true; dirty.add("timeline");
   } else if (data.type === "card") {
     showCard(data);
   } else if (data.type === "ask-result") {
@@ -270,22 +273,35 @@ function renderConversations() {
   }));
 }
 function select(id) {
-  model.selected = id; model.timeline = [];
+  model.selected = id; model.timeline = []; timelineRedraw = true;
   send({ op: "timeline", id });
   ["conversations", "timeline", "progress"].forEach((d) => dirty.add(d));
   schedule();
 }
+const byTime = (a, b) => a.at - b.at || a.id.localeCompare(b.id);
+let timelineRedraw = true;  // the next render draws the whole timeline...
+const timelineFresh = [];  // ...or only appends these rows (arrived in order) and drops the oldest
+function timelineRow(r) {
+  return el("li", { "data-kind": r.kind, "data-label": r.label },
+    el("span", { class: "muted" }, clock(r.at)),
+    el("span", { class: `label ${r.label}`, title: r.kind }, r.label === "event" || r.label === "task" ? r.kind : r.label),
+    el("span", { class: "text" }, el("b", {}, r.who), " ", r.text));
+}
 function renderTimeline() {
   const c = model.conversations.get(model.selected);
   $("timeline-title").textContent = c ? `Timeline · ${c.title || c.id}`.slice(0, 90) : "Timeline";
-  model.timeline.sort((a, b) => a.at - b.at || a.id.localeCompare(b.id));
-  if (model.timeline.length > LIMITS.timeline) model.timeline.splice(0, model.timeline.length - LIMITS.timeline);
   const list = $("timeline");
   const nearBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 30;
-  list.replaceChildren(...model.timeline.map((r) => el("li", { "data-kind": r.kind, "data-label": r.label },
-    el("span", { class: "muted" }, clock(r.at)),
-    el("span", { class: `label ${r.label}`, title: r.kind }, r.label === "event" || r.label === "task" ? r.kind : r.label),
-    el("span", { class: "text" }, el("b", {}, r.who), " ", r.text))));
+  const extra = Math.max(0, model.timeline.length - LIMITS.timeline);
+  if (timelineRedraw) {
+    model.timeline.sort(byTime).splice(0, extra);
+    list.replaceChildren(...model.timeline.map(timelineRow));
+  } else {
+    list.append(...timelineFresh.map(timelineRow));
+    model.timeline.splice(0, extra);
+    for (let i = 0; i < extra && list.firstElementChild; i++) list.firstElementChild.remove();
+  }
+  timelineRedraw = false; timelineFresh.length = 0;
   if (nearBottom) list.scrollTop = list.scrollHeight;
 }
 function renderProgress() {
