@@ -2,29 +2,50 @@
 memory stay bounded?
 
     python benchmarks/dashboard.py [--nodes 40] [--asks-per-second 5] [--seconds 30]
-    python benchmarks/dashboard.py --nodes 200 --asks-per-second 0.5 --seconds 60 [--secret]
+    python benchmarks/dashboard.py --nodes 200 --asks-per-second 0.1 --seconds 60 [--secret]
+    python benchmarks/dashboard.py --simulate --nodes 200 --asks-per-second 1 --seconds 60
     python benchmarks/dashboard.py --model [--nodes 200] [--asks-per-second 10]
 
-``--nodes`` answering nodes run on 127.0.0.1, spread over ``--processes`` child processes (by
-default at most 25 nodes each: membership is a full mesh, about 2(N-1) sockets per node, and a
-process may hold at most ``ulimit -n`` descriptors); they join through the first node, and the
-first child also runs the asker. Once every node knows every other (a bounded wait; the time to
-full membership is reported), ``sn dashboard`` joins from a process of its own, Debian's
-Chromium (``/usr/bin/chromium``, through Playwright) opens the page, and the asker starts:
-every ask gets an ACK and a reply from each node, so the swarm makes about
-``asks * (1 + 2 * nodes)`` conversation events per second, each delivered to every node.
+``--nodes`` answering nodes run on 127.0.0.1, spread over ``--processes`` child processes
+(``_dashboard_children.py``; by default at most 25 nodes each: membership is a full mesh,
+about 2(N-1) sockets per node, and a process may hold ``ulimit -n`` descriptors); they join
+through the first node, whose process also runs the asker. Once every node knows every other
+(a bounded wait, ``--join-timeout``; the time is reported) and ``--idle`` seconds of the idle
+swarm are measured, ``sn dashboard`` joins from a process of its own, Debian's Chromium
+(``/usr/bin/chromium``, through Playwright) opens the page, and the asker starts: every ask
+gets an ACK and a reply from each node, about ``asks * (1 + 2 * nodes)`` conversation events
+per second, each delivered to every node. ``--secret``: a secured swarm.
 
-Reported: conversation events per second produced (nominal, and what reached the asker) and
-seen by the observer (during the run, and after a bounded drain), WebSocket messages and bytes
-per second received by the page, the page's render time per frame (mean and worst), long tasks
-on the page's main thread during the run, DOM elements and the page's JS heap at the start and
-the end, the observer's resident memory over time, and the CPU of the observer, of the swarm
-and of the whole machine.
+Reported: events due, made (ask handlers run) and received by the asker and by the observer
+(during the run, and after a bounded ``--drain``); WebSocket messages and bytes per second to
+the page; render time per frame (mean, worst); long tasks during the run; the page's main
+thread (script, style, layout) and its renderer's CPU; DOM elements and JS heap at the start,
+the end and at most; peers shown by status; the observer's RSS over time; the CPU of the
+observer, the swarm (each process), the browser and the machine; load averages.
 
-``--model`` measures the dashboard's state model alone on a simulated swarm of ``--nodes``
-peers (every ask ACKed and answered by each; a team task offered, granted, progressed and done
-per ask): the cost per event, the cost of one coalesced delta (drain and JSON), its size, and
-the model's memory at the end (tracemalloc), for ``--seconds`` of simulated time.
+``--simulate`` feeds the dashboard's own server (so the same page, deltas and WebSocket) from a
+simulated swarm of ``--nodes`` peers in one process: each heartbeats every 5 s and answers
+every ask with an ACK and a reply within a second. ``--model`` measures the state model alone
+(cost per event and per coalesced delta, delta size, memory by tracemalloc).
+
+Measured on a 2-core machine shared with other jobs (December 2026). Live, 200 nodes in 9
+processes: full membership in 35 s and 45 s (300 s at a load average of 11); the idle swarm
+alone used 1.2 to 1.7 cores. It could not keep up with asks: at 0.2 asks/s the observer saw 12
+events/s of the 73 due; at 0.1 asks/s, 105 of the 1,200 ask handlers due ran within the 60 s
+(every event is signed and sent to all 200 nodes: about 80,000 deliveries per ask), the
+observer saw 3 events/s, and by the end the swarm's membership had come apart. With what
+arrived, the page rendered in 9.2 ms mean and 41 ms worst per frame (3.2 frames/s), its main
+thread 23% busy, its DOM 2,503 elements at the start and 2,589 at the end (at most 2,683), its
+JS heap 2.6 to 4.3 MiB; the observer's RSS went from 63 to 67 MiB. At 60 nodes, before the
+liveness fix 58 of 61 peers were shown suspect within 30 s (a member calls the observer itself
+only every members/3 gossip rounds); after it none were, and the observer saw all the events
+made. Simulated, 200 peers, 1 ask/s (392 events/s), 60 s, before and after the changes that
+came with these measurements (heartbeats update "last seen" in place, links updated in place,
+flows in their own layer at 10 steps a second, the watched timeline appended to): long tasks
+265 (43% of the time, the longest 416 ms) and 49 (5.3%, 109 ms); render per frame 15.9 and 6.3
+ms mean, 167 and 73 ms worst; main thread 71% and 37% busy; renderer CPU 54% and 35% of a core;
+DOM at most 4,013 and 4,015 elements (bounded by the page's limits); 5.2 WebSocket messages
+(170 KiB) per second; the server's RSS 51 to 57 MiB in both (its model keeps 300 conversations).
 """
 
 from __future__ import annotations
