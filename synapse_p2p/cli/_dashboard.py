@@ -9,13 +9,16 @@ from typing import Any
 import anyio
 import click
 
-from ..dashboard import serve_dashboard
+from ..dashboard import Limits, serve_dashboard
 from ._common import EXIT_OK, Failure, Settings, clean, console, progress, run
 from ._swarm import SwarmOptions, join, swarm_options
 
 __all__ = ["dashboard_command"]
 
-OBSERVER_CONVERSATIONS = 1000
+#: The page never shows more conversations than the dashboard's model keeps, so neither does
+#: the observer's log (each costs its events in memory: about 3 KiB each, 401 per ask in a swarm
+#: of 200, so ~1.1 GiB at 1000 conversations).
+OBSERVER_CONVERSATIONS = Limits().conversations
 OBSERVER_EVENTS = 500
 
 

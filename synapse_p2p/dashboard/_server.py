@@ -176,9 +176,17 @@ class _Server:
             for event in self.node.conversation(cid)[-keep:]:
                 self.state.event(event)
 
+    def liveness(self) -> None:
+        """Take the node's own evidence of its members' life (first hand or gossiped; the
+        same monotonic clock): in a large swarm a member rarely calls the observer itself."""
+        for pid, member in self.node.membership.table.peers.items():
+            if member.alive:
+                self.state.peer_heard(pid, member.heard)
+
     async def publish(self) -> None:
         while True:
             await anyio.sleep(self.interval)
+            self.liveness()
             self.state.tick(anyio.current_time())
             delta = self.state.drain()
             if delta is None or not self.clients:

@@ -22,7 +22,7 @@ from typing import Any
 from ..teams import TaskFold
 from ..types import ConversationEvent, NodeKind, Peer
 from ._board import apply_task_event
-from ._text import clip, wall_time
+from ._text import clip, describe_event
 
 __all__ = ["DashboardState", "Limits", "describe_event"]
 
@@ -40,44 +40,10 @@ class Limits:
     offline_retention: float = 600.0
 
 
-def _who(peer: Peer) -> str:
-    return peer.name or peer.id[:8]
-
-
-def describe_event(event: ConversationEvent) -> dict[str, Any]:
-    """One timeline row: ``kind`` is the event's own; ``label`` groups it for colour
-    (ask, message, ack, reply, error, task, summary, event); ``text`` is short and plain."""
-    payload, kind = event.payload, event.kind
-    label, text = "event", ""
-    if kind == "message":
-        endpoint = str(payload.get("endpoint", "?"))
-        args = payload.get("args")
-        first = args[0] if isinstance(args, list) and args else ""
-        label = "ask" if endpoint == "synapse.ask" else "message"
-        text = clip(first) if label == "ask" else f"{clip(endpoint, 80)}: {clip(args)}"
-    elif kind in ("ack", "reply", "error", "summary"):
-        label = kind
-        key = {"ack": "", "reply": "result", "error": "error", "summary": "summary"}[kind]
-        text = clip(payload.get(key)) if key else "acknowledged"
-    elif kind.startswith("task."):
-        label = "task"
-        for key in ("title", "message", "error", "reason", "worker_name", "result"):
-            if key in payload:
-                text = clip(payload[key])
-                break
-    else:
-        text = clip(payload)
-    return {
-        "id": event.event_id,
-        "cid": event.conversation_id,
-        "kind": clip(kind, 60),
-        "label": label,
-        "peer": event.peer.id,
-        "who": clip(_who(event.peer), 60),
-        "at": wall_time(event),
-        "parent": event.parent_id,
-        "text": text,
-    }
+def _shown(peer: Peer) -> tuple[Any, ...]:
+    """What a page shows of a peer record, but its ``last_seen`` (``verified`` included,
+    which ``Peer`` equality leaves out)."""
+    return (peer.name, peer.address, peer.port, peer.kind, peer.capabilities, peer.verified)
 
 
 @dataclass(slots=True)
@@ -189,13 +155,19 @@ class DashboardState:
         self._removed_conversations: set[str] = set()
         self._new_events: deque[dict[str, Any]] = deque(maxlen=self.limits.events_per_delta)
         self._changed_links: set[tuple[str, str]] = set()
+        self._removed_links: set[tuple[str, str]] = set()
+        self._seen: dict[str, float] = {}  # peers whose last_seen alone changed
         self._flows: list[dict[str, Any]] = []
         self._forgotten: OrderedDict[str, None] = OrderedDict()  # recently pushed out
 
     # -- peers ------------------------------------------------------------------------------
 
     def peer_seen(self, peer: Peer, now: float) -> None:
-        """``peer`` joined or sent a heartbeat: it is alive."""
+        """``peer`` joined or sent a heartbeat: it is alive.
+
+        A heartbeat that changes nothing shown but the peer's ``last_seen`` is sent to pages
+        as a small ``seen`` entry, not as the peer's whole view (so a page does not redraw its
+        peers for every heartbeat of a large swarm)."""
         if peer.id == self.self_id:
             return
         entry = self.peers.get(peer.id)
@@ -205,10 +177,20 @@ class DashboardState:
             entry = self.peers[peer.id] = _Peer(peer=peer, heard=now)
             self._removed_peers.discard(peer.id)
             self._changed_peers.add(peer.id)
-        if entry.status != "alive" or entry.peer != peer:
+        if entry.status != "alive" or _shown(entry.peer) != _shown(peer):
             self._changed_peers.add(peer.id)
-        entry.peer, entry.heard, entry.status = peer, now, "alive"
+        elif entry.last_seen != peer.last_seen:
+            self._seen[peer.id] = peer.last_seen
+        entry.peer, entry.heard, entry.status = peer, max(entry.heard, now), "alive"
         entry.last_seen = peer.last_seen
+
+    def peer_heard(self, peer_id: str, heard: float) -> None:
+        """The node has evidence that the peer was alive at ``heard`` (the ``now`` clock):
+        first hand or through gossip. In a large swarm a peer rarely calls the observer
+        itself, so this, not its heartbeats alone, keeps it from being shown as suspect."""
+        entry = self.peers.get(peer_id)
+        if entry is not None and entry.status != "offline" and heard > entry.heard:
+            entry.heard = heard
 
     def peer_offline(self, peer: Peer, now: float) -> None:
         """``peer`` was declared offline by the node."""
@@ -228,20 +210,22 @@ class DashboardState:
         self._changed_peers.add(peer_id)
 
     def tick(self, now: float) -> None:
-        """Age the peers: alive -> suspect when silent, offline ones forgotten after a while."""
+        """Age the peers: alive -> suspect when silent (and back once heard again), offline
+        ones forgotten after a while."""
         for pid, entry in list(self.peers.items()):
-            if entry.status == "alive" and now - entry.heard > self.suspect_after:
-                entry.status = "suspect"
+            if entry.status == "offline":
+                if now - entry.offline_since > self.limits.offline_retention:
+                    self._drop_peer(pid)
+                continue
+            status = "suspect" if now - entry.heard > self.suspect_after else "alive"
+            if status != entry.status:
+                entry.status = status
                 self._changed_peers.add(pid)
-            elif (
-                entry.status == "offline"
-                and now - entry.offline_since > self.limits.offline_retention
-            ):
-                self._drop_peer(pid)
 
     def _drop_peer(self, pid: str) -> None:
         del self.peers[pid]
         self._changed_peers.discard(pid)
+        self._seen.pop(pid, None)
         self._removed_peers.add(pid)
 
     def _forget_one_peer(self) -> bool:
@@ -342,8 +326,11 @@ class DashboardState:
         key = (source, target) if source < target else (target, source)
         self.links[key] = self.links.get(key, 0) + 1
         self.links.move_to_end(key)
+        self._removed_links.discard(key)
         while len(self.links) > self.limits.links:
-            self._changed_links.discard(self.links.popitem(last=False)[0])
+            oldest = self.links.popitem(last=False)[0]
+            self._changed_links.discard(oldest)
+            self._removed_links.add(oldest)  # pages drop it too
         self._changed_links.add(key)
         if len(self._flows) < self.limits.flows_per_delta:
             self._flows.append({"from": source, "to": target, "kind": kind, "cid": cid})
@@ -374,6 +361,8 @@ class DashboardState:
             or self._changed_conversations
             or self._removed_conversations
             or self._changed_links
+            or self._removed_links
+            or self._seen
         ):
             return None
         changed = self._changed_conversations
@@ -381,17 +370,19 @@ class DashboardState:
             "type": "delta",
             "peers": [self.peers[p].view() for p in self._changed_peers if p in self.peers],
             "peers_removed": sorted(self._removed_peers),
+            "seen": {p: t for p, t in self._seen.items() if p not in self._changed_peers},
             "conversations": [self.conversations[c].view() for c in changed],
             "conversations_removed": sorted(self._removed_conversations),
             "asks": [self.asks[c].view() for c in changed if c in self.asks],
             "tasks": [self.tasks[c] for c in changed if c in self.tasks],
             "events": list(self._new_events),
             "links": [self._link_view(k) for k in self._changed_links if k in self.links],
+            "links_removed": [list(k) for k in sorted(self._removed_links)],
             "flows": self._flows,
             "events_seen": self.events_seen,
         }
-        self._changed_peers, self._removed_peers = set(), set()
+        self._changed_peers, self._removed_peers, self._seen = set(), set(), {}
         self._changed_conversations, self._removed_conversations = set(), set()
         self._new_events.clear()
-        self._changed_links, self._flows = set(), []
+        self._changed_links, self._removed_links, self._flows = set(), set(), []
         return delta

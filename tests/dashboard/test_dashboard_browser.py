@@ -171,6 +171,30 @@ def test_peers_appear_live_and_go_offline(swarm: Swarm, page: Any) -> None:
     assert int(page.locator("#count-offline").inner_text()) >= 1
 
 
+def test_heartbeats_update_last_seen_without_redrawing_the_peers(swarm: Swarm, page: Any) -> None:
+    """A heartbeat changes only "last seen": the page updates that cell in place instead of
+    rebuilding every row (which, in a swarm of hundreds, would be most of its work)."""
+    page.goto(swarm.url())
+    page.wait_for_selector("#link[data-state=live]")
+    for name in ("reviewer-1", "reviewer-2", "coder", "architect", "asker"):
+        status_of(page, name).locator("td", has_text=name).first.wait_for()
+    page.wait_for_function(  # every role fetched: the rows are final
+        "[...document.querySelectorAll('#peers tbody tr td:nth-child(2)')]"
+        ".every((td) => td.textContent !== '…')"
+    )
+    page.evaluate(
+        "() => document.querySelectorAll('#peers tbody tr')"
+        ".forEach((tr) => { tr.dataset.probe = 'kept'; })"
+    )
+    cell = f"#peers tbody tr[data-peer='{swarm.members[0].node_id}'] td[data-seen]"
+    before = page.get_attribute(cell, "data-seen")
+    page.wait_for_function(
+        "([sel, before]) => document.querySelector(sel).dataset.seen !== before",
+        arg=[cell, before],
+    )
+    assert page.locator("#peers tbody tr:not([data-probe=kept])").count() == 0
+
+
 def test_agent_card_on_demand(swarm: Swarm, page: Any) -> None:
     page.goto(swarm.url())
     row = page.locator("#peers tbody tr:has(td.name:text-is('reviewer-2'))")
@@ -198,6 +222,45 @@ def test_ask_shows_acks_then_replies(swarm: Swarm, page: Any) -> None:
     assert progress.locator("[data-progress=working] .count").inner_text() == "0"
     page.wait_for_selector("#timeline li[data-label=reply]:has-text('approves')")
     assert page.locator("#timeline li[data-label=ack]").count() == 2
+
+
+def test_links_are_updated_in_place(swarm: Swarm, page: Any) -> None:
+    """Each ACK or reply changes a link's weight: the picture updates that line rather than
+    drawing every line again (hundreds in a large swarm, several times a second)."""
+    page.goto(swarm.url())
+    page.wait_for_selector("#link[data-state=live]")
+    swarm.portal.call(swarm.asker.broadcast, "synapse.ask", "weigh the links")
+    page.wait_for_function("() => document.querySelectorAll('#graph-links line').length === 2")
+    page.evaluate("() => document.querySelectorAll('#graph-links line')"
+                  ".forEach((line) => { line.dataset.probe = 'kept'; })")  # fmt: skip
+    swarm.portal.call(swarm.ask_gate.set)  # the replies: each link now counts two
+    page.wait_for_function(
+        "() => document.querySelectorAll(`#graph-links line[stroke-width='2']`).length === 2"
+    )
+    assert page.locator("#graph-links line:not([data-probe=kept])").count() == 0
+    # Asks flow in a layer of their own, over the picture (moving dots never repaint it).
+    assert page.evaluate("() => document.getElementById('graph-flows').closest('#graph')") is None
+
+
+def test_the_timeline_appends_new_rows(swarm: Swarm, page: Any) -> None:
+    """Rows of the conversation being watched arrive in order: they are appended, the rows
+    shown stay (a busy ask of a large swarm would otherwise redraw 200 rows per update)."""
+    page.goto(swarm.url())
+    page.wait_for_selector("#link[data-state=live]")
+    broadcast = swarm.portal.call(swarm.asker.broadcast, "synapse.ask", "keep the rows")
+    item = page.locator(f"#conversations li[data-conversation='{broadcast.nonce}']")
+    item.locator(".muted", has_text="3 · ").wait_for()  # the ask and both ACKs are in
+    item.click()  # the page asks for the timeline: those three rows come in its answer
+    page.wait_for_function("() => document.querySelectorAll('#timeline li').length === 3")
+    page.evaluate("() => document.querySelectorAll('#timeline li')"
+                  ".forEach((li) => { li.dataset.probe = 'kept'; })")  # fmt: skip
+    swarm.portal.call(swarm.ask_gate.set)
+    page.wait_for_function("() => document.querySelectorAll('#timeline li[data-kind=reply]')"
+                           ".length === 2")  # fmt: skip
+    kinds = page.eval_on_selector_all("#timeline li", "(items) => items.map((li) => "
+                                      "[li.dataset.kind, li.dataset.probe || ''])")  # fmt: skip
+    assert [k for k, probe in kinds if probe == "kept"] == ["message", "ack", "ack"]
+    assert [k for k, probe in kinds if probe != "kept"] == ["reply", "reply"]
 
 
 def test_team_task_moves_across_the_board(swarm: Swarm, page: Any) -> None:

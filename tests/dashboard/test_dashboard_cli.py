@@ -8,6 +8,8 @@ import urllib.request
 
 import pytest
 
+from synapse_p2p.cli._dashboard import OBSERVER_CONVERSATIONS
+from synapse_p2p.dashboard import Limits
 from tests.cli.conftest import StartNode, sn, start_node  # noqa: F401  (a fixture)
 from tests.cli.test_cli_swarm import Program
 
@@ -54,3 +56,8 @@ def test_sn_demo_with_the_dashboard() -> None:
         assert code == 0, stderr
     finally:
         program.close()
+
+
+def test_the_observer_keeps_no_more_conversations_than_the_page_shows() -> None:
+    """The observer's log is its memory: in a swarm of 200 an ask is 401 events (~1.2 MiB)."""
+    assert OBSERVER_CONVERSATIONS == Limits().conversations == 300

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -66,6 +67,81 @@ def test_peers_join_turn_suspect_offline_and_back() -> None:
     delta = state.drain()
     assert delta is not None
     assert delta["peers"][0]["status"] == "alive"
+
+
+def test_a_heartbeat_alone_sends_last_seen_not_the_peer() -> None:
+    state = DashboardState(SELF)
+    alice = peer("alice", ["math"])
+    state.peer_seen(alice, now=0)
+    state.drain()
+    # A heartbeat changes only last_seen: a small "seen" entry, the peer's view is not resent
+    # (a page redraws its peers for views, not for "seen").
+    state.peer_seen(replace(alice, last_seen=alice.last_seen + 5), now=1)
+    delta = state.drain()
+    assert delta is not None
+    assert delta["peers"] == []
+    assert delta["seen"] == {alice.id: alice.last_seen + 5}
+    assert state.drain() is None
+    # What the page shows does change the view, `verified` included.
+    state.peer_seen(replace(alice, last_seen=alice.last_seen + 6, verified=True), now=2)
+    delta = state.drain()
+    assert delta is not None
+    assert [(p["name"], p["verified"]) for p in delta["peers"]] == [("alice", True)]
+    assert delta["seen"] == {}
+    assert state.snapshot()["peers"][0]["last_seen"] == alice.last_seen + 6
+
+
+def test_evidence_from_the_node_keeps_a_quiet_peer_alive() -> None:
+    """In a large swarm a member rarely calls the observer itself; what the node heard of it
+    (first hand or gossiped) counts."""
+    state = DashboardState(SELF, suspect_after=10)
+    alice = peer("alice")
+    state.peer_seen(alice, now=0)
+    state.drain()
+    state.peer_heard(alice.id, 9)
+    state.tick(now=15)
+    assert state.peers[alice.id].status == "alive"
+    assert state.drain() is None
+    state.tick(now=20)
+    assert state.peers[alice.id].status == "suspect"
+    state.peer_heard(alice.id, 5)  # older news changes nothing
+    state.tick(now=20.5)
+    assert state.peers[alice.id].status == "suspect"
+    state.peer_heard(alice.id, 20.5)  # heard again: alive without a heartbeat of its own
+    state.tick(now=21)
+    delta = state.drain()
+    assert delta is not None
+    assert [p["status"] for p in delta["peers"]] == ["alive"]
+    state.peer_offline(alice, now=22)
+    state.peer_heard(alice.id, 23)  # offline stays offline until it joins again
+    state.tick(now=24)
+    assert state.peers[alice.id].status == "offline"
+    state.peer_heard("unknown" * 9, 23)  # a peer the dashboard does not show: ignored
+    assert "unknown" * 9 not in state.peers
+
+
+def test_links_pushed_out_are_removed_from_pages() -> None:
+    state = DashboardState(SELF, limits=Limits(links=2))
+    asker, a, b, c = peer("asker"), peer("a"), peer("b"), peer("c")
+    state.event(ask("q1", asker, "first"))
+    for who in (a, b):
+        state.event(event("q1", "ack", who))
+    delta = state.drain()
+    assert delta is not None
+    assert delta["links_removed"] == []
+    state.event(event("q1", "ack", c))  # a third link: the oldest one goes
+    delta = state.drain()
+    assert delta is not None
+    assert delta["links_removed"] == [sorted([asker.id, a.id])]
+    assert {(lk["a"], lk["b"]) for lk in state.snapshot()["links"]} == {
+        tuple(sorted([asker.id, b.id])),
+        tuple(sorted([asker.id, c.id])),
+    }
+    state.event(event("q1", "reply", a))  # back again: no longer removed
+    delta = state.drain()
+    assert delta is not None
+    assert delta["links_removed"] == [sorted([asker.id, b.id])]
+    assert sorted([asker.id, a.id]) in [[lk["a"], lk["b"]] for lk in delta["links"]]
 
 
 def test_self_is_not_a_peer_and_offline_peers_are_forgotten() -> None:

@@ -3,15 +3,17 @@ network), under trio and asyncio: what the page would be sent stays right and bo
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import anyio
 import pytest
 
-from synapse_p2p.dashboard import DashboardState, Limits
+from synapse_p2p.dashboard import DashboardState, Limits, serve_dashboard
 from synapse_p2p.testing import open_swarm
 from synapse_p2p.types import ConversationEvent, Peer
+from tests.dashboard.helpers import WsClient
 
 pytestmark = pytest.mark.anyio
 
@@ -81,3 +83,27 @@ async def test_a_swarm_of_thirty_through_the_model(anyio_backend: str) -> None:
             while state.peers[victim.node_id].status != "offline":
                 await changed.wait()
                 changed = anyio.Event()
+
+
+async def test_quiet_members_of_a_large_swarm_stay_alive_on_the_page(anyio_backend: str) -> None:
+    """Each round a member gossips to 3 others: with 30 of them it calls the observer itself
+    about every 10 rounds (5 s), longer than the page's suspect time here (4.5 s). What the
+    observer's node heard of it, first hand or gossiped, keeps it alive on the page."""
+    async with open_swarm(N, heartbeat_interval=0.5, peer_timeout=3) as swarm:
+        observer = swarm.nodes[1]
+        async with anyio.create_task_group() as tg:
+            serve = functools.partial(serve_dashboard, observer, port=0, interval=0.05)
+            dashboard = await tg.start(serve)
+            client = await WsClient.open(int(dashboard.url.rsplit(":", 1)[1].strip("/")))
+            hello = await client.until(lambda m: m["type"] == "snapshot")
+            status = {p["id"]: p["status"] for p in hello["peers"]}
+            shown: set[str] = set(status.values())
+            with anyio.move_on_after(8):  # nearly twice the suspect time
+                while (message := await client.receive()) is not None:
+                    for view in message.get("peers", []) if message["type"] == "delta" else []:
+                        status[view["id"]] = view["status"]
+                        shown.add(view["status"])
+            await client.aclose()
+            tg.cancel_scope.cancel()
+    assert len(status) == N - 1
+    assert shown == {"alive"}

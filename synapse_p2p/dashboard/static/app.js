@@ -1,7 +1,7 @@
 // synapse-p2p dashboard: a snapshot, then coalesced deltas over one WebSocket; no polling.
 "use strict";
 
-const LIMITS = { peers: 500, conversations: 100, timeline: 200, cards: 40, flows: 60 };
+const LIMITS = { peers: 500, conversations: 100, timeline: 200, cards: 40, flows: 60, links: 1000 };
 const COLUMNS = ["offered", "claimed", "granted", "in progress", "re-offered", "done", "failed"];
 const token = () => new URLSearchParams(location.hash.slice(1)).get("token");
 
@@ -68,6 +68,21 @@ function setLink(up) {
 }
 
 function upsert(map, items) { for (const item of items || []) map.set(item.id, item); }
+function setLinks(items) {  // newest last; the oldest go past LIMITS.links
+  for (const l of items || []) { const key = `${l.a} ${l.b}`; model.links.delete(key); model.links.set(key, l); }
+  for (const key of model.links.keys()) {
+    if (model.links.size <= LIMITS.links) break;
+    model.links.delete(key);
+  }
+}
+const seenCells = new Map();  // peer id -> its "last seen" cell
+function seen(updates) {  // heartbeats: only "last seen" changes, in place
+  for (const [id, t] of Object.entries(updates || {})) {
+    const p = model.peers.get(id), td = seenCells.get(id);
+    if (p) p.last_seen = t;
+    if (td) { td.dataset.seen = t; td.textContent = ago(t); }
+  }
+}
 
 function handle(data) {
   if (data.type === "snapshot") {
@@ -75,7 +90,7 @@ function handle(data) {
     for (const key of ["peers", "conversations", "asks", "tasks", "links"]) model[key].clear();
     upsert(model.peers, data.peers); upsert(model.conversations, data.conversations);
     upsert(model.asks, data.asks); upsert(model.tasks, data.tasks);
-    for (const l of data.links) model.links.set(`${l.a} ${l.b}`, l);
+    setLinks(data.links);
     model.eventsSeen = data.events_seen;
     ["peers", "graph", "conversations", "board", "header", "progress"].forEach((d) => dirty.add(d));
     if (model.selected) send({ op: "timeline", id: model.selected });
@@ -87,10 +102,12 @@ function handle(data) {
       model.conversations.delete(id); model.asks.delete(id); model.tasks.delete(id);
     }
     upsert(model.asks, data.asks); upsert(model.tasks, data.tasks);
-    for (const l of data.links) model.links.set(`${l.a} ${l.b}`, l);
+    for (const [a, b] of data.links_removed || []) model.links.delete(`${a} ${b}`);
+    setLinks(data.links);
+    seen(data.seen);
     model.eventsSeen = data.events_seen;
     if (data.peers.length || data.peers_removed.length) { dirty.add("peers"); dirty.add("graph"); }
-    if (data.links.length) dirty.add("graph");
+    if (data.links.length || (data.links_removed || []).length) dirty.add("links");
     if (data.conversations.length || data.conversations_removed.length) dirty.add("conversations");
     if (data.tasks.length) dirty.add("board");
     if (data.asks.some((a) => a.id === model.selected)) dirty.add("progress");
@@ -98,10 +115,13 @@ function handle(data) {
     flows(data.flows);
   } else if (data.type === "events" && data.id === model.selected) {
     const known = new Set(model.timeline.map((r) => r.id));
-    for (const row of data.events) if (!known.has(row.id)) model.timeline.push(row);
+    const fresh = data.events.filter((r) => !known.has(r.id)).sort(byTime);
+    const last = model.timeline[model.timeline.length - 1];
+    if (last && fresh.length && byTime(fresh[0], last) < 0) timelineRedraw = true;  // out of order
+    model.timeline.push(...fresh); timelineFresh.push(...fresh);
     dirty.add("timeline");
   } else if (data.type === "timeline" && data.id === model.selected) {
-    model.timeline = data.events; dirty.add("timeline");
+    model.timeline = data.events; timelineRedraw = true; dirty.add("timeline");
   } else if (data.type === "card") {
     showCard(data);
   } else if (data.type === "ask-result") {
@@ -121,6 +141,7 @@ function render() {
   if (dirty.has("header")) renderHeader();
   if (dirty.has("peers")) renderPeers();
   if (dirty.has("graph")) renderGraph();
+  else if (dirty.has("links")) renderLinks();
   if (dirty.has("conversations")) renderConversations();
   if (dirty.has("timeline")) renderTimeline();
   if (dirty.has("progress")) renderProgress();
@@ -149,6 +170,7 @@ function sortedPeers() {
 }
 function renderPeers() {
   const body = $("peers").tBodies[0];
+  seenCells.clear();
   const rows = sortedPeers().slice(0, LIMITS.peers).map((p) => {
     const caps = el("td", { title: p.capabilities.join(", ") }, ...p.capabilities.slice(0, 4).map((c) => el("span", { class: "tag" }, c)));
     const verified = p.verified == null ? "unknown" : p.verified ? "yes" : "no";
@@ -161,6 +183,7 @@ function renderPeers() {
       el("td", { class: "muted" }, verified),
       el("td", { class: "muted" }, path),
       el("td", { class: "muted", "data-seen": p.last_seen }, ago(p.last_seen)));
+    seenCells.set(p.id, tr.lastChild);
     tr.addEventListener("click", () => openCard(p.id));
     return tr;
   });
@@ -181,20 +204,30 @@ function layout() {
   });
   return peers;
 }
+const linkLines = new Map();  // link key -> its line, updated in place
+function renderLinks() {  // who answered whom: redrawn alone when only the links changed
+  const layer = $("graph-links"), keep = new Set();
+  for (const [key, l] of model.links) {
+    const a = positions.get(l.a), b = positions.get(l.b);
+    if (!a || !b) continue;
+    const attrs = { x1: a[0], y1: a[1], x2: b[0], y2: b[1], "stroke-width": Math.min(4, 1 + Math.log2(l.count)) };
+    let line = linkLines.get(key);
+    if (!line) { line = svg("line", { stroke: "#4a5d8a" }); linkLines.set(key, line); layer.append(line); }
+    for (const [k, v] of Object.entries(attrs)) if (line.getAttribute(k) !== String(v)) line.setAttribute(k, v);
+    keep.add(key);
+  }
+  for (const [key, line] of linkLines) if (!keep.has(key)) { line.remove(); linkLines.delete(key); }
+}
 function renderGraph() {
   const peers = layout();
   const small = peers.length <= 40;
-  const lines = [];
+  const spokes = [];
   for (const p of peers) {
     const [x, y] = positions.get(p.id);
-    if (p.status !== "offline") lines.push(svg("line", { x1: 0, y1: 0, x2: x, y2: y, "stroke-opacity": 0.25 }));
+    if (p.status !== "offline") spokes.push(svg("line", { x1: 0, y1: 0, x2: x, y2: y, "stroke-opacity": 0.25 }));
   }
-  for (const l of model.links.values()) {
-    const a = positions.get(l.a), b = positions.get(l.b);
-    if (!a || !b) continue;
-    lines.push(svg("line", { x1: a[0], y1: a[1], x2: b[0], y2: b[1], "stroke-width": Math.min(4, 1 + Math.log2(l.count)), stroke: "#4a5d8a" }));
-  }
-  $("graph-links").replaceChildren(...lines);
+  $("graph-spokes").replaceChildren(...spokes);
+  renderLinks();
   const nodes = [svg("circle", { cx: 0, cy: 0, r: 13, class: "node observer" })];
   for (const p of peers) {
     const [x, y] = positions.get(p.id);
@@ -222,7 +255,7 @@ function flows(list) {
     layer.append(dot);
     const dx = b[0] - a[0], dy = b[1] - a[1];
     dot.animate([{ transform: "translate(0px, 0px)" }, { transform: `translate(${dx}px, ${dy}px)` }],
-      { duration: 700, easing: "ease-in-out" }).onfinish = () => dot.remove();
+      { duration: 700, easing: "steps(7)" }).onfinish = () => dot.remove();
   }
 }
 
@@ -240,22 +273,35 @@ function renderConversations() {
   }));
 }
 function select(id) {
-  model.selected = id; model.timeline = [];
+  model.selected = id; model.timeline = []; timelineRedraw = true;
   send({ op: "timeline", id });
   ["conversations", "timeline", "progress"].forEach((d) => dirty.add(d));
   schedule();
 }
+const byTime = (a, b) => a.at - b.at || a.id.localeCompare(b.id);
+let timelineRedraw = true;  // the next render draws the whole timeline...
+const timelineFresh = [];  // ...or only appends these rows (arrived in order) and drops the oldest
+function timelineRow(r) {
+  return el("li", { "data-kind": r.kind, "data-label": r.label },
+    el("span", { class: "muted" }, clock(r.at)),
+    el("span", { class: `label ${r.label}`, title: r.kind }, r.label === "event" || r.label === "task" ? r.kind : r.label),
+    el("span", { class: "text" }, el("b", {}, r.who), " ", r.text));
+}
 function renderTimeline() {
   const c = model.conversations.get(model.selected);
   $("timeline-title").textContent = c ? `Timeline · ${c.title || c.id}`.slice(0, 90) : "Timeline";
-  model.timeline.sort((a, b) => a.at - b.at || a.id.localeCompare(b.id));
-  if (model.timeline.length > LIMITS.timeline) model.timeline.splice(0, model.timeline.length - LIMITS.timeline);
   const list = $("timeline");
   const nearBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 30;
-  list.replaceChildren(...model.timeline.map((r) => el("li", { "data-kind": r.kind, "data-label": r.label },
-    el("span", { class: "muted" }, clock(r.at)),
-    el("span", { class: `label ${r.label}`, title: r.kind }, r.label === "event" || r.label === "task" ? r.kind : r.label),
-    el("span", { class: "text" }, el("b", {}, r.who), " ", r.text))));
+  const extra = Math.max(0, model.timeline.length - LIMITS.timeline);
+  if (timelineRedraw) {
+    model.timeline.sort(byTime).splice(0, extra);
+    list.replaceChildren(...model.timeline.map(timelineRow));
+  } else {
+    list.append(...timelineFresh.map(timelineRow));
+    model.timeline.splice(0, extra);
+    for (let i = 0; i < extra && list.firstElementChild; i++) list.firstElementChild.remove();
+  }
+  timelineRedraw = false; timelineFresh.length = 0;
   if (nearBottom) list.scrollTop = list.scrollHeight;
 }
 function renderProgress() {
