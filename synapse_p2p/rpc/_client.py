@@ -466,23 +466,35 @@ class ConnectionPool:
         if connection is not None and not connection.closed:  # the common case: no scope
             self._connections.move_to_end(key)
             return await connection.call(endpoint, args, kwargs, timeout)
+        deadline = anyio.current_time() + timeout
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_at(deadline):
                 connection = await self._get(host, port)
-                if connection is not None:
-                    return await connection.call(endpoint, args, kwargs)
-                return await _one_shot(
-                    self.dialer,
-                    host,
-                    port,
-                    endpoint,
-                    args,
-                    kwargs,
-                    timeout=math.inf,
-                    connect_timeout=self.connect_timeout,
-                    max_frame_size=self.max_frame_size,
-                )
+                if connection is None:
+                    return await _one_shot(
+                        self.dialer,
+                        host,
+                        port,
+                        endpoint,
+                        args,
+                        kwargs,
+                        timeout=math.inf,
+                        connect_timeout=self.connect_timeout,
+                        max_frame_size=self.max_frame_size,
+                    )
         except TimeoutError:
+            where = format_address(host, port)
+            raise CallTimeout(
+                f"no response to {endpoint!r} from {where} within {timeout:g} s"
+            ) from None
+        # The call itself outside the scope, under its deadline: a cancel scope firing while
+        # its frame is being written would break the connection for every call on it.
+        left = deadline - anyio.current_time()
+        try:
+            if left <= 0:  # connecting took it all: the request is not sent
+                raise CallTimeout
+            return await connection.call(endpoint, args, kwargs, left)
+        except CallTimeout:
             where = format_address(host, port)
             raise CallTimeout(
                 f"no response to {endpoint!r} from {where} within {timeout:g} s"

@@ -126,9 +126,13 @@ class MuxConnection:
     Call timeouts are deadlines kept by the watchdog, not a cancel scope per call: when a call's
     deadline passes, a caller waiting for its response is woken, the caller that is reading
     for everyone has its read cancelled (a cancel scope exists only while a caller with a
-    deadline reads), and a caller still writing its request breaks the connection (its frame
-    is cut short), as cancelling it would. Callers waiting for a free slot or for room to
-    queue their request wait under a scope of their own.
+    deadline reads). A caller still writing (its own request, or others' queued behind it)
+    cuts its write short, which breaks the connection, only if no other call is in flight or
+    waiting on it: otherwise one call's timeout would fail every other call on the
+    connection. It then finishes the write (which the channel's ``write_timeout`` bounds: a
+    peer that stops reading breaks the connection for everyone) and raises ``CallTimeout``
+    at once, without waiting for its response. Callers waiting for a free slot or for room
+    to queue their request wait under a scope of their own.
     """
 
     def __init__(
@@ -274,25 +278,34 @@ class MuxConnection:
     def _expire_calls(self, now: float) -> None:
         """Time out the calls whose deadline has passed (called by the watchdog)."""
         due = math.inf
+        others = bool(self._waiting)  # calls that stay in flight or wait for a free slot
+        sending: list[_Slot] = []
         for slot in self._pending.values():
             if slot.done:
                 continue
             if slot.deadline > now:
                 due = min(due, slot.deadline)
+                others = True
                 continue
             slot.timed_out = True
             if slot.phase == _SENDING:
-                # Writing its frame (the write is cut short, as cancelling it would), or
-                # waiting for room to queue it (under a scope of its own: left alone).
-                self._channel.abort_write(
-                    slot, ConnectionLost(f"a call to {self.target} timed out mid-write")
-                )
+                # Writing (see below), or waiting for room to queue its frame (under a scope
+                # of its own: left alone).
+                sending.append(slot)
             elif slot is self._reader:
                 slot.done = True
                 if self._read_scope is not None:
                     self._read_scope.cancel()
             else:
                 slot.finish()
+        if sending and not others:
+            # No other call is in flight or waiting: nothing else is lost if the write is cut
+            # short (the connection cannot go on after that). With other calls on the
+            # connection, the write goes on and the caller leaves once it returns.
+            for slot in sending:
+                self._channel.abort_write(
+                    slot, ConnectionLost(f"a call to {self.target} timed out mid-write")
+                )
         self._due = due
         if due < math.inf:
             self._channel.wake_owner_at(due)
@@ -406,7 +419,8 @@ class MuxConnection:
                 payload, deadline=slot.deadline, writer=slot, immediate=len(self._pending) == 1
             )
             slot.phase = _AWAITING
-            await self._await_response(slot)
+            if not slot.timed_out:  # timed out while writing: the caller leaves now
+                await self._await_response(slot)
         finally:
             self._pending.pop(request_id, None)
             self._wake_next()
