@@ -128,11 +128,11 @@ class MuxConnection:
     for everyone has its read cancelled (a cancel scope exists only while a caller with a
     deadline reads). A caller still writing (its own request, or others' queued behind it)
     cuts its write short, which breaks the connection, only if no other call is in flight or
-    waiting on it: otherwise one call's timeout would fail every other call on the
-    connection. It then finishes the write (which the channel's ``write_timeout`` bounds: a
-    peer that stops reading breaks the connection for everyone) and raises ``CallTimeout``
-    at once, without waiting for its response. Callers waiting for a free slot or for room
-    to queue their request wait under a scope of their own.
+    waiting on it (one call's timeout must not fail the others); beside other calls it
+    finishes the write as any writer does (a peer that stops reading for ``write_timeout``
+    breaks the connection for everyone) and raises ``CallTimeout`` when it returns, without
+    waiting for its response. Callers waiting for a free slot or for room to queue their
+    request wait under a scope of their own.
     """
 
     def __init__(
