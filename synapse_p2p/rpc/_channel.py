@@ -131,6 +131,7 @@ class FrameChannel:
         self._on_wakeup = on_wakeup
         self._wakeup = math.inf
         self._writer: object = None
+        self._released = False  # the writer's caller has left: hand the queue over
         #: ``stream.send_nowait(data) -> bytes written``, for streams that have it (the lean
         #: streams of :mod:`synapse_p2p.transport`): a write that never yields.
         self._send_nowait: Callable[[bytes], int] | None = getattr(stream, "send_nowait", None)
@@ -303,7 +304,7 @@ class FrameChannel:
             while True:
                 self._write_started = self.clock()
                 await self.stream.send(data)
-                if not self._outbox:
+                if not self._outbox or (self._released and self._hand_over()):
                     break
                 batch, self._outbox = self._outbox, []
                 self._outbox_bytes = 0
@@ -322,6 +323,7 @@ class FrameChannel:
         finally:
             self._writing = False
             self._writer = None
+            self._released = False
             self._wake_senders()
 
     def queue(self, payload: bytes) -> bool:
@@ -343,6 +345,27 @@ class FrameChannel:
             batch, self._outbox = self._outbox, []
             self._outbox_bytes = 0
             await self._write(b"".join(batch), None)
+
+    def release_writer(self, writer: object) -> None:
+        """If ``writer`` is the sender writing right now, let it go once the chunk in progress
+        is written: the frames queued behind it are then written by a task of the watchdog
+        (its caller has given up waiting, and more frames may keep arriving)."""
+        if self._writing and writer is not None and self._writer is writer:
+            self._released = True
+
+    def _hand_over(self) -> bool:
+        """Have a task of the watchdog write the queue (``False``: no watchdog runs)."""
+        watchdog = self._watchdog
+        if watchdog is None or not watchdog.running:
+            return False
+        watchdog.spawn(self._flush_queue)
+        return True
+
+    async def _flush_queue(self) -> None:
+        try:
+            await self.flush()
+        except ConnectionLost:  # the owner was told (on_broken)
+            pass
 
     def abort_write(self, writer: object, reason: BaseException) -> None:
         """Break the channel if ``writer`` is the sender writing right now (its frame will be

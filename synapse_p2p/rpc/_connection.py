@@ -129,10 +129,10 @@ class MuxConnection:
     deadline reads). A caller still writing (its own request, or others' queued behind it)
     cuts its write short, which breaks the connection, only if no other call is in flight or
     waiting on it (one call's timeout must not fail the others); beside other calls it
-    finishes the write as any writer does (a peer that stops reading for ``write_timeout``
-    breaks the connection for everyone) and raises ``CallTimeout`` when it returns, without
-    waiting for its response. Callers waiting for a free slot or for room to queue their
-    request wait under a scope of their own.
+    finishes the chunk it is writing (a peer that stops reading for ``write_timeout`` breaks
+    the connection for everyone), leaves what is queued behind it to a task of the watchdog,
+    and raises ``CallTimeout`` without waiting for its response. Callers waiting for a free
+    slot or for room to queue their request wait under a scope of their own.
     """
 
     def __init__(
@@ -298,14 +298,15 @@ class MuxConnection:
                     self._read_scope.cancel()
             else:
                 slot.finish()
-        if sending and not others:
-            # No other call is in flight or waiting: nothing else is lost if the write is cut
-            # short (the connection cannot go on after that). With other calls on the
-            # connection, the write goes on and the caller leaves once it returns.
-            for slot in sending:
+        for slot in sending:
+            if not others:
+                # No other call is in flight or waiting: nothing else is lost if the write is
+                # cut short (the connection cannot go on after that).
                 self._channel.abort_write(
                     slot, ConnectionLost(f"a call to {self.target} timed out mid-write")
                 )
+            else:  # the chunk in progress is finished, the rest of the queue handed over
+                self._channel.release_writer(slot)
         self._due = due
         if due < math.inf:
             self._channel.wake_owner_at(due)

@@ -99,7 +99,7 @@ class Watchdog:
         """Close ``channel`` in a task of the watchdog (for owners without a task of their
         own); does nothing if the watchdog is not running (the owner closes it)."""
         self.unwatch(channel)
-        self._spawn(channel.aclose)
+        self.spawn(channel.aclose)
 
     def _cancel_entry(self, channel: FrameChannel) -> None:
         entry = channel._watch_entry
@@ -135,7 +135,7 @@ class Watchdog:
                             await anyio.sleep_forever()
                         self._scope = None
                 finally:
-                    self._tg = None  # stopping: start no more tasks (see _spawn)
+                    self._tg = None  # stopping: start no more tasks (see spawn)
         finally:
             self._tg = None
             self._scope = None
@@ -173,12 +173,13 @@ class Watchdog:
 
     def _expire(self, channel: FrameChannel, expired: BaseException) -> None:
         self.unwatch(channel)
-        self._spawn(channel._expire, expired)
+        self.spawn(channel._expire, expired)
 
-    def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-        """Run ``fn(*args)`` in a task of the watchdog. While the watchdog shuts down (its
-        task group no longer takes tasks, e.g. the node is stopping and a write was cancelled
-        mid-frame), nothing is started: the channel's owner closes what is left."""
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` in a task of the watchdog (a channel's chores, bounded by its
+        timeouts; ``fn`` must not raise). While the watchdog shuts down (its task group no
+        longer takes tasks, e.g. the node is stopping and a write was cancelled mid-frame),
+        nothing is started: the channel's owner closes what is left."""
         if self._tg is None:
             return
         self._tg.start_soon(fn, *args)

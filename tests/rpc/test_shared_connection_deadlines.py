@@ -23,7 +23,7 @@ from synapse_p2p.transport import MemoryNetwork, MemoryTransport
 pytestmark = pytest.mark.anyio
 
 SERVER = ("10.0.0.1", 7000)
-SLOW_WRITE = 0.3  # how long a write takes while writes are slow
+SLOW_WRITE = 0.5  # how long a write takes while writes are slow
 SHORT = 0.1  # a call timeout shorter than that
 
 
@@ -195,5 +195,58 @@ async def test_the_call_that_opens_the_connection_times_out_without_breaking_it(
             assert await pool.call(*SERVER, "echo", ["second"], timeout=5) == "second"
             await done.wait()
             assert outcome["first"] == "timed out"
+            assert pool.statistics().connects == 1
+            tg.cancel_scope.cancel()
+
+
+async def test_a_call_timing_out_mid_write_does_not_stay_to_write_the_others_frames(
+    anyio_backend: str,
+) -> None:
+    """While it writes, other calls keep queueing frames behind it: once its deadline has
+    passed it leaves after the chunk in progress, and the queue is still written."""
+    network = MemoryNetwork()
+    started, release = anyio.Event(), anyio.Event()
+    dialer = SlowDialer(network.transport("10.0.0.2"))
+    pool = ConnectionPool(dialer=dialer, transport=dialer.transport)
+    answers: list[Any] = []
+    all_answered = anyio.Event()
+
+    def answered(value: Any) -> None:
+        answers.append(value)
+        if len(answers) == 9:  # the long call and the 8 echoes
+            all_answered.set()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await _serving(_registry(started, release), network, tg)
+            await tg.start(pool.run)
+
+            async def long_call() -> None:
+                answered(await pool.call(*SERVER, "wait", timeout=30))
+
+            async def chatter(writing: anyio.Event) -> None:
+                await writing.wait()
+                for i in range(8):  # a frame queued behind the writer every 0.1 s
+                    tg.start_soon(echo_call, i)
+                    await anyio.sleep(SLOW_WRITE / 3)
+
+            async def echo_call(i: int) -> None:
+                answered(await pool.call(*SERVER, "echo", [i], timeout=30))
+
+            tg.start_soon(long_call)
+            await started.wait()
+            (stream,) = dialer.streams
+            stream.fast = 0
+            writing = anyio.Event()
+            dialer.writing.append(writing)
+            tg.start_soon(chatter, writing)
+            before = anyio.current_time()
+            with pytest.raises(CallTimeout):
+                await pool.call(*SERVER, "echo", ["x"], timeout=SHORT)
+            assert anyio.current_time() - before < 2 * SLOW_WRITE  # one chunk, not the queue
+            stream.fast = math.inf
+            release.set()
+            await all_answered.wait()
+            assert sorted(answers, key=str) == [*range(8), "done"]
             assert pool.statistics().connects == 1
             tg.cancel_scope.cancel()
