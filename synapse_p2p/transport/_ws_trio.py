@@ -10,6 +10,7 @@ raises is kept for the connection, never escapes to the event loop. Imported onl
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
@@ -18,20 +19,32 @@ import anyio
 import trio
 from anyio.abc import ByteStream
 from trio_websocket import (
+    CloseReason,
     ConnectionClosed,
     ConnectionRejected,
     WebSocketConnection,
     wrap_client_stream,
     wrap_server_stream,
 )
+from wsproto.events import CloseConnection
 
 from ._ws_stream import NORMAL_CLOSE_CODES
 from ._ws_url import WebSocketUrl
-from ._ws_wsproto import WebSocketRejected, path_refusal
+from ._ws_wsproto import MAX_FRAGMENTS, WebSocketRejected, refusal_for
 
 __all__ = ["TrioConnection", "trio_client", "trio_server"]
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: What answering a client that went away raises.
+_GONE = (
+    ConnectionClosed,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    OSError,
+)
 #: Bytes read at a time (trio-websocket's default, 4 KiB, takes 256 reads per MiB).
 _RECEIVE = 65536
 
@@ -82,6 +95,9 @@ class _ReaderSlot:
     def start_soon(
         self, fn: Callable[..., Awaitable[object]], *args: Any, name: object = None
     ) -> None:
+        owner = getattr(fn, "__self__", None)
+        if isinstance(owner, WebSocketConnection):
+            _bound_fragments(owner)
         self._spawn(self._run, fn, *args)
 
     async def _run(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
@@ -91,6 +107,40 @@ class _ReaderSlot:
             self.error = exc
         finally:
             self.done.set()
+
+
+def _bound_fragments(ws: WebSocketConnection) -> None:
+    """Close ``ws`` with 1009 when a message comes in more than ``MAX_FRAGMENTS`` frames.
+
+    trio-websocket counts only the bytes of a fragmented message, so empty fragments would
+    pile up without end. Its reader task looks up its message handler when it starts; this
+    wraps that handler (before the task starts) and, past the limit, ends the connection the
+    way trio-websocket ends an oversize message, then drops the rest of what was read.
+    """
+    inner = cast(Any, ws)
+    handle = inner._handle_message_event
+    fragments = 0
+    over = False
+
+    async def bounded(event: Any) -> None:
+        nonlocal fragments, over
+        if over:
+            return
+        fragments += 1
+        if fragments > MAX_FRAGMENTS:
+            over = True
+            reason = f"message in more than {MAX_FRAGMENTS} fragments"
+            inner._message_parts, inner._message_size = [], 0
+            inner._close_reason = CloseReason(1009, reason)
+            inner._reader_running = False
+            await inner._send(CloseConnection(code=1009, reason=reason))
+            await inner._recv_channel.aclose()
+            return
+        if event.message_finished:
+            fragments = 0
+        await handle(event)
+
+    inner._handle_message_event = bounded
 
 
 async def _unless_reader_ends(
@@ -190,11 +240,18 @@ async def trio_client(
 
 @asynccontextmanager
 async def trio_server(
-    stream: ByteStream, path: str, *, timeout: float, max_message_size: int
+    stream: ByteStream,
+    path: str,
+    *,
+    timeout: float,
+    max_message_size: int,
+    origins: frozenset[str] = frozenset(),
 ) -> AsyncIterator[TrioConnection | None]:
     """Do the server's opening handshake within ``timeout`` seconds and yield the connection
     (its reader task runs in a nursery held open meanwhile), or ``None`` if it failed: a
-    request that is not a WebSocket upgrade is answered 400 (by wsproto), another path 404."""
+    request that is not a WebSocket upgrade is answered 400 (by wsproto), another path 404,
+    an ``Origin`` not in ``origins`` 403 (:func:`~._ws_wsproto.refusal_for`); a client that
+    goes away before the answer is ``None`` too (never an error)."""
     async with trio.open_nursery() as nursery:
         slot = _ReaderSlot(nursery.start_soon)
         connection: TrioConnection | None = None
@@ -208,11 +265,14 @@ async def trio_server(
                 receive_buffer_size=_RECEIVE,
             )
             if request is not None:
-                refusal = path_refusal(path, request.path)
-                if refusal is None:
-                    connection = TrioConnection(await request.accept(), stream)
-                else:
-                    await request.reject(404, body=refusal)
+                refusal = refusal_for(request.path, request.headers, path, origins)
+                try:
+                    if refusal is None:
+                        connection = TrioConnection(await request.accept(), stream)
+                    else:
+                        await request.reject(refusal[0], body=refusal[1])
+                except _GONE as exc:  # the client went away before the answer
+                    log.debug("WebSocket client gone during the handshake: %r", exc)
         try:
             yield connection
         finally:
