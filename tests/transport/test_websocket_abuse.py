@@ -1,0 +1,194 @@
+"""Hostile WebSocket clients against real listeners on loopback, both backends: connections
+reset mid-handshake, endless empty fragments, web pages (an ``Origin`` header) and one address
+holding the handshake slots. Each time the listener (and the node) keeps serving."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, SocketAttribute, SocketStream
+
+from synapse_p2p import Client, Node
+from synapse_p2p.transport import TcpTransport, WebSocketListener, WebSocketUrl, open_websocket
+from synapse_p2p.transport._ws_frames import BINARY, CONTINUATION, mask
+
+
+def _upgrade(path: str, *headers: str) -> bytes:
+    lines = [
+        f"GET {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *headers,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def _reset(tcp: SocketStream) -> None:
+    """Close ``tcp`` with a TCP reset (SO_LINGER 0), as a client that vanishes does."""
+    raw = tcp.extra(SocketAttribute.raw_socket)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await tcp.aclose()
+
+
+async def _answer(tcp: ByteStream) -> bytes:
+    data = b""
+    with anyio.fail_after(5):
+        try:
+            while b"\r\n\r\n" not in data:
+                data += await tcp.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            pass
+    return data
+
+
+def _node() -> Node:
+    node = Node(bind="127.0.0.1", websocket="ws://127.0.0.1:0/synapse", mdns=False)
+
+    @node.endpoint("echo", publish=False)
+    async def echo(value: Any) -> Any:
+        return value
+
+    return node
+
+
+async def test_clients_that_reset_during_the_upgrade_do_not_stop_the_node(
+    anyio_backend: str,
+) -> None:
+    node = _node()
+    async with node:
+        url = node.websocket_urls[0]
+        port = WebSocketUrl.parse(url).port
+        for i in range(20):
+            tcp = await anyio.connect_tcp("127.0.0.1", port)
+            await tcp.send(_upgrade("/synapse" if i % 2 else "/elsewhere"))
+            await _reset(tcp)
+        await anyio.sleep(0.3)  # let the listener meet the resets (nothing to wait on)
+        with anyio.fail_after(10):
+            assert await Client(url).call("echo", "alive") == "alive"
+            assert node.running
+
+
+def _client_frame(opcode: int, payload: bytes, *, fin: bool) -> bytes:
+    key = b"\x01\x02\x03\x04"
+    assert len(payload) < 126
+    return bytes(((0x80 if fin else 0) | opcode, 0x80 | len(payload))) + key + mask(payload, key)
+
+
+async def test_endless_empty_fragments_close_the_connection_with_1009(
+    anyio_backend: str,
+) -> None:
+    node = _node()
+    async with node:
+        url = node.websocket_urls[0]
+        async with await anyio.connect_tcp("127.0.0.1", WebSocketUrl.parse(url).port) as tcp:
+            await tcp.send(_upgrade("/synapse"))
+            assert (await _answer(tcp)).startswith(b"HTTP/1.1 101")
+            await tcp.send(_client_frame(BINARY, b"x", fin=False))
+            empty = _client_frame(CONTINUATION, b"", fin=False) * 1000
+            received = b""
+
+            async def flood() -> None:
+                try:
+                    for _ in range(200):  # 200,000 empty fragments at most
+                        await tcp.send(empty)
+                except (anyio.BrokenResourceError, OSError):
+                    pass
+
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(flood)
+                    try:  # read while sending: what comes back before the connection ends
+                        while True:
+                            received += await tcp.receive()
+                    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                        pass
+                    tg.cancel_scope.cancel()
+            # A close frame (0x88) with code 1009, then the connection ends.
+            assert received[:1] == b"\x88", received[:40]
+            assert received[2:4] == (1009).to_bytes(2, "big"), received[:40]
+        with anyio.fail_after(10):
+            assert await Client(url).call("echo", 1) == 1
+
+
+async def test_a_web_page_origin_is_refused_unless_allowed(anyio_backend: str) -> None:
+    node = Node(
+        bind="127.0.0.1",
+        websocket="ws://127.0.0.1:0/synapse",
+        websocket_origins=["https://dashboard.example"],
+        mdns=False,
+    )
+
+    @node.endpoint("echo", publish=False)
+    async def echo(value: Any) -> Any:
+        return value
+
+    async with node:
+        url = node.websocket_urls[0]
+        port = WebSocketUrl.parse(url).port
+        for origin, status in (
+            ("http://evil.example", b"403"),
+            ("null", b"403"),
+            ("https://dashboard.example", b"101"),
+        ):
+            async with await anyio.connect_tcp("127.0.0.1", port) as tcp:
+                await tcp.send(_upgrade("/synapse", f"Origin: {origin}"))
+                answer = await _answer(tcp)
+                assert answer.startswith(b"HTTP/1.1 " + status), (origin, answer)
+        with anyio.fail_after(10):  # our own clients send no Origin
+            assert await Client(url).call("echo", "ok") == "ok"
+
+
+@asynccontextmanager
+async def _listener(**kwargs: Any) -> AsyncIterator[WebSocketListener]:
+    (tcp,) = await TcpTransport().listen("127.0.0.1", 0)
+    port = tcp.extra(SocketAttribute.local_port)
+    listener = WebSocketListener(
+        tcp, WebSocketUrl(False, "127.0.0.1", port, "/synapse"), handshake_timeout=10, **kwargs
+    )
+
+    async def echo(stream: ByteStream) -> None:
+        try:
+            while True:
+                await stream.send(await stream.receive())
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, echo)
+        try:
+            yield listener
+        finally:
+            tg.cancel_scope.cancel()
+    await listener.aclose()
+
+
+async def test_one_address_cannot_hold_every_handshake_slot(anyio_backend: str) -> None:
+    async with _listener(max_handshakes=80) as listener, AsyncExitStack() as idle:
+        port = listener.url.port
+        with anyio.fail_after(10):
+            for _ in range(100):  # idle upgrades from 127.0.0.2: they never finish
+                tcp = await anyio.connect_tcp("127.0.0.1", port, local_host="127.0.0.2")
+                await idle.enter_async_context(tcp)
+                await tcp.send(b"GET /synapse HTTP/1.1\r\n")
+            stream = await open_websocket(listener.url, timeout=5)
+            await stream.send(b"through")
+            assert await stream.receive() == b"through"
+            await stream.aclose()
+
+
+async def test_by_default_every_origin_is_refused(anyio_backend: str) -> None:
+    node = _node()
+    async with node:
+        port = WebSocketUrl.parse(node.websocket_urls[0]).port
+        async with await anyio.connect_tcp("127.0.0.1", port) as tcp:
+            await tcp.send(_upgrade("/synapse", "Origin: http://127.0.0.1:8000"))
+            answer = await _answer(tcp)
+            assert answer.startswith(b"HTTP/1.1 403"), answer
