@@ -11,10 +11,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, SocketStream
+import pytest
+from anyio.abc import ByteStream, SocketAttribute
 
 from synapse_p2p import Client, Node
 from synapse_p2p.transport import TcpTransport, WebSocketListener, WebSocketUrl, open_websocket
+from synapse_p2p.transport._websocket import _server_driver
 from synapse_p2p.transport._ws_frames import BINARY, CONTINUATION, mask
 
 
@@ -29,13 +31,6 @@ def _upgrade(path: str, *headers: str) -> bytes:
         *headers,
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def _reset(tcp: SocketStream) -> None:
-    """Close ``tcp`` with a TCP reset (SO_LINGER 0), as a client that vanishes does."""
-    raw = tcp.extra(SocketAttribute.raw_socket)
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    await tcp.aclose()
 
 
 async def _answer(tcp: ByteStream) -> bytes:
@@ -62,18 +57,59 @@ def _node() -> Node:
 async def test_clients_that_reset_during_the_upgrade_do_not_stop_the_node(
     anyio_backend: str,
 ) -> None:
+    """20 clients send an upgrade request (half to another path) and reset the connection
+    before the answer: answering them fails, and the node must go on serving."""
     node = _node()
     async with node:
         url = node.websocket_urls[0]
         port = WebSocketUrl.parse(url).port
-        for i in range(20):
-            tcp = await anyio.connect_tcp("127.0.0.1", port)
-            await tcp.send(_upgrade("/synapse" if i % 2 else "/elsewhere"))
-            await _reset(tcp)
-        await anyio.sleep(0.3)  # let the listener meet the resets (nothing to wait on)
+        clients: list[socket.socket] = []
+        try:
+            for i in range(20):
+                request = _upgrade("/synapse" if i % 2 else "/elsewhere")
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                clients.append(sock)
+                sock.sendall(request[:-2])  # all but the last line end
+            # Let the listener accept them and read what came (there is nothing to wait on).
+            await anyio.sleep(0.3)
+            for sock in clients:  # the rest, then a reset, before the listener can answer
+                sock.sendall(b"\r\n")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+        finally:
+            for sock in clients:
+                sock.close()
         with anyio.fail_after(10):
             assert await Client(url).call("echo", "alive") == "alive"
+            assert await Client(url).call("_synapse.ping") is not None
             assert node.running
+
+
+@pytest.mark.parametrize("path", ["/synapse", "/elsewhere"])
+async def test_the_handshake_driver_yields_none_for_a_client_gone_before_the_answer(
+    anyio_backend: str, path: str
+) -> None:
+    """The same at the driver (trio-websocket under trio, wsproto elsewhere), made certain:
+    the request and the reset are both in before the driver reads, so its answer (101 or
+    404) meets a broken connection."""
+    (tcp,) = await TcpTransport().listen("127.0.0.1", 0)
+    port = tcp.extra(SocketAttribute.local_port)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        accept: Any = tcp.accept
+        stream = await accept()
+        sock.sendall(_upgrade(path))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        await anyio.sleep(0.2)  # let the reset land (there is nothing to wait on)
+        with anyio.fail_after(5):
+            async with _server_driver()(
+                stream, "/synapse", timeout=5, max_message_size=1 << 20
+            ) as connection:
+                assert connection is None
+    finally:
+        sock.close()
+        await tcp.aclose()
 
 
 def _client_frame(opcode: int, payload: bytes, *, fin: bool) -> bytes:
@@ -155,6 +191,9 @@ async def _listener(**kwargs: Any) -> AsyncIterator[WebSocketListener]:
     )
 
     async def echo(stream: ByteStream) -> None:
+        """Fails if the first bytes are ``fail``, else echoes what follows them."""
+        if await stream.receive() == b"fail":
+            raise RuntimeError("a handler that fails")
         try:
             while True:
                 await stream.send(await stream.receive())
@@ -179,6 +218,7 @@ async def test_one_address_cannot_hold_every_handshake_slot(anyio_backend: str) 
                 await idle.enter_async_context(tcp)
                 await tcp.send(b"GET /synapse HTTP/1.1\r\n")
             stream = await open_websocket(listener.url, timeout=5)
+            await stream.send(b"hello")
             await stream.send(b"through")
             assert await stream.receive() == b"through"
             await stream.aclose()
@@ -192,3 +232,18 @@ async def test_by_default_every_origin_is_refused(anyio_backend: str) -> None:
             await tcp.send(_upgrade("/synapse", "Origin: http://127.0.0.1:8000"))
             answer = await _answer(tcp)
             assert answer.startswith(b"HTTP/1.1 403"), answer
+
+
+async def test_a_failing_connection_task_does_not_stop_the_listener(anyio_backend: str) -> None:
+    async with _listener() as listener:
+        with anyio.fail_after(10):
+            failing = await open_websocket(listener.url, timeout=5)
+            await failing.send(b"fail")
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await failing.receive()  # the handler raised: that connection is closed
+            await failing.aclose()
+            stream = await open_websocket(listener.url, timeout=5)
+            await stream.send(b"hello")
+            await stream.send(b"still serving")
+            assert await stream.receive() == b"still serving"
+            await stream.aclose()
