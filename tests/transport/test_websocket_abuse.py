@@ -8,7 +8,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -96,8 +96,7 @@ async def test_the_handshake_driver_yields_none_for_a_client_gone_before_the_ans
     port = tcp.extra(SocketAttribute.local_port)
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     try:
-        accept: Any = tcp.accept
-        stream = await accept()
+        stream: ByteStream = await cast(Any, tcp).accept()
         sock.sendall(_upgrade(path))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
