@@ -3,14 +3,17 @@
 trio-websocket reads in a background task per connection. On the accepting side that task
 runs in a nursery the connection's own task holds open while the connection is served
 (:func:`trio_server`); on the dialing side, where the connection outlives the task that
-opened it, it is a trio system task that belongs to the connection: it ends when the
-connection is closed or the peer goes away (closing the stream wakes it), and whatever it
-raises is kept for the connection, never escapes to the event loop. Imported only under trio.
+opened it, it is a trio system task (the one task in the package without an owning task
+group) that belongs to the connection: it ends when the connection is closed, when the peer
+goes away (closing the stream wakes it) or when the connection is garbage-collected without
+being closed (a finalizer cancels it, and it closes the socket); whatever it raises is kept
+for the connection, never escapes to the event loop. Imported only under trio.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
@@ -85,12 +88,29 @@ class _TrioStream(trio.abc.HalfCloseableStream):
 
 class _ReaderSlot:
     """Stands in for the nursery trio-websocket starts its reader task in: runs the task with
-    ``spawn``, keeps what it raised in :attr:`error` and sets :attr:`done` when it ends."""
+    ``spawn``, keeps what it raised in :attr:`error` and sets :attr:`done` when it ends.
 
-    def __init__(self, spawn: Callable[..., object]) -> None:
+    :meth:`abandon` (safe from a finalizer: it only schedules) cancels the task, which then
+    runs ``on_abandon`` (closing the stream), shielded and bounded."""
+
+    def __init__(
+        self,
+        spawn: Callable[..., object],
+        on_abandon: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self._spawn = spawn
+        self._on_abandon = on_abandon
+        self._scope = trio.CancelScope()
+        self._token = trio.lowlevel.current_trio_token()
         self.done = trio.Event()
         self.error: Exception | None = None
+
+    def abandon(self) -> None:
+        """Cancel the reader (its connection was dropped without being closed)."""
+        try:
+            self._token.run_sync_soon(self._scope.cancel)
+        except trio.RunFinishedError:
+            pass
 
     def start_soon(
         self, fn: Callable[..., Awaitable[object]], *args: Any, name: object = None
@@ -102,7 +122,11 @@ class _ReaderSlot:
 
     async def _run(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
         try:
-            await fn(*args)
+            with self._scope:
+                await fn(*args)
+            if self._scope.cancelled_caught and self._on_abandon is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await self._on_abandon()
         except Exception as exc:  # kept for the connection (a rejected handshake, ...)
             self.error = exc
         finally:
@@ -163,10 +187,17 @@ async def _unless_reader_ends(
 class TrioConnection:
     """A trio-websocket connection as a :class:`~._ws_stream.MessageConnection`."""
 
-    def __init__(self, ws: WebSocketConnection, stream: ByteStream) -> None:
+    def __init__(
+        self, ws: WebSocketConnection, stream: ByteStream, reader: _ReaderSlot | None = None
+    ) -> None:
         self._ws = ws
         self._stream = stream
         self._closed = False
+        #: The dialing side's reader task (a system task): cancelled if this connection is
+        #: garbage-collected without being closed.
+        self._reader = reader
+        if reader is not None:
+            weakref.finalize(self, reader.abandon)
 
     def _mapped(self, exc: ConnectionClosed, *, sending: bool = False) -> Exception:
         if self._closed:
@@ -219,7 +250,7 @@ async def trio_client(
 ) -> TrioConnection:
     """Do the client's opening handshake on ``stream``; raises :class:`WebSocketRejected` or
     ``BrokenResourceError`` (the caller closes the stream on error)."""
-    slot = _ReaderSlot(trio.lowlevel.spawn_system_task)
+    slot = _ReaderSlot(trio.lowlevel.spawn_system_task, on_abandon=stream.aclose)
     ws = await _unless_reader_ends(
         slot,
         wrap_client_stream,
@@ -235,7 +266,7 @@ async def trio_client(
         if isinstance(error, ConnectionRejected):
             raise WebSocketRejected(error.status_code, error.body or b"")
         raise anyio.BrokenResourceError(f"WebSocket handshake failed: {error or 'closed'}")
-    return TrioConnection(ws, stream)
+    return TrioConnection(ws, stream, slot)
 
 
 @asynccontextmanager

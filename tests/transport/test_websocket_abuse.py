@@ -4,6 +4,7 @@ holding the handshake slots. Each time the listener (and the node) keeps serving
 
 from __future__ import annotations
 
+import gc
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -15,7 +16,13 @@ import pytest
 from anyio.abc import ByteStream, SocketAttribute
 
 from synapse_p2p import Client, Node
-from synapse_p2p.transport import TcpTransport, WebSocketListener, WebSocketUrl, open_websocket
+from synapse_p2p.transport import (
+    TcpTransport,
+    WebSocketListener,
+    WebSocketUrl,
+    listen_websocket,
+    open_websocket,
+)
 from synapse_p2p.transport._websocket import _server_driver
 from synapse_p2p.transport._ws_frames import BINARY, CONTINUATION, mask
 
@@ -246,3 +253,41 @@ async def test_a_failing_connection_task_does_not_stop_the_listener(anyio_backen
             await stream.send(b"still serving")
             assert await stream.receive() == b"still serving"
             await stream.aclose()
+
+
+async def test_a_dropped_trio_client_connection_stops_its_reader(anyio_backend: str) -> None:
+    """Under trio the dialing side reads in a system task (no owner): a connection closed, or
+    dropped and garbage-collected without closing, must end that task and its socket."""
+    if anyio_backend != "trio":
+        pytest.skip("only the trio driver (trio-websocket) reads in a task of its own")
+    ended: list[anyio.Event] = []
+
+    async def serve(stream: ByteStream) -> None:
+        done = anyio.Event()
+        ended.append(done)
+        try:
+            while True:
+                await stream.send(await stream.receive())
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        finally:
+            done.set()
+
+    (listener,) = await listen_websocket("ws://127.0.0.1:0/synapse", handshake_timeout=5)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        with anyio.fail_after(10):
+            closed = await open_websocket(listener.url, timeout=5)
+            await closed.send(b"x")
+            assert await closed.receive() == b"x"
+            await closed.aclose()
+            await ended[0].wait()
+
+            dropped = await open_websocket(listener.url, timeout=5)
+            await dropped.send(b"y")
+            assert await dropped.receive() == b"y"
+            del dropped
+            gc.collect()
+            await ended[1].wait()  # the reader ended, closed the socket: the server saw it
+        tg.cancel_scope.cancel()
+    await listener.aclose()
