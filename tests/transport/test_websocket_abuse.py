@@ -16,6 +16,8 @@ import pytest
 from anyio.abc import ByteStream, SocketAttribute
 
 from synapse_p2p import Client, Node
+from synapse_p2p.errors import RemoteError
+from synapse_p2p.rpc import PlainDialer
 from synapse_p2p.transport import (
     TcpTransport,
     WebSocketListener,
@@ -291,3 +293,21 @@ async def test_a_dropped_trio_client_connection_stops_its_reader(anyio_backend: 
             await ended[1].wait()  # the reader ended, closed the socket: the server saw it
         tg.cancel_scope.cancel()
     await listener.aclose()
+
+
+async def test_a_websocket_listener_refuses_plaintext_rpc(anyio_backend: str) -> None:
+    """No synapse-p2p 2.5.0 peer speaks WebSocket: a plaintext call over one is refused (with
+    a clear error), even without a swarm secret; the secure channel is served as ever."""
+    node = _node()
+    async with node:
+        url = node.websocket_urls[0]
+        plain = Client(url, timeout=5)
+        plain.dialer = PlainDialer(plain.transport)
+        with anyio.fail_after(10):
+            with pytest.raises(RemoteError, match="secure channel"):
+                await plain.call("echo", 1)
+            assert await Client(url).call("echo", 2) == 2
+            # Plaintext over TCP is still served (2.5.0 peers), without a secret.
+            tcp = Client("127.0.0.1", node.port, timeout=5)
+            tcp.dialer = PlainDialer(tcp.transport)
+            assert await tcp.call("echo", 3) == 3
