@@ -232,7 +232,7 @@ class WebSocketListener(Listener[ByteStream]):
         self._max_message_size = max_message_size
         self._max_handshakes = max_handshakes
         self._max_per_ip = max_handshakes_per_ip
-        self._origins = frozenset(origins)
+        self._origins = frozenset(origin.lower() for origin in origins)
         self._handshaking = 0
         self._by_ip: dict[str, int] = {}
 

@@ -92,14 +92,14 @@ def refusal_for(
 ) -> tuple[int, bytes] | None:
     """The HTTP status and body refusing an upgrade request for ``target`` with ``headers``,
     or ``None`` to accept it: 404 for a path other than ``expected``, 403 for a request with an
-    ``Origin`` header (a web page's) whose value is not in ``origins``."""
+    ``Origin`` header (a web page's) whose value is not in ``origins`` (lower case)."""
     refusal = path_refusal(expected, target)
     if refusal is not None:
         return 404, refusal
     for name, value in headers:
         if name.lower() == b"origin":
             origin = value.decode("latin-1").strip()
-            if origin not in origins:
+            if origin.lower() not in origins:
                 return (
                     403,
                     f"WebSocket connections from Origin {origin[:100]} are refused\n".encode(),

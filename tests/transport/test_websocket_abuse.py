@@ -166,7 +166,7 @@ async def test_a_web_page_origin_is_refused_unless_allowed(anyio_backend: str) -
     node = Node(
         bind="127.0.0.1",
         websocket="ws://127.0.0.1:0/synapse",
-        websocket_origins=["https://dashboard.example"],
+        websocket_origins=["https://Dashboard.example"],
         mdns=False,
     )
 
@@ -311,3 +311,15 @@ async def test_a_websocket_listener_refuses_plaintext_rpc(anyio_backend: str) ->
             tcp = Client("127.0.0.1", node.port, timeout=5)
             tcp.dialer = PlainDialer(tcp.transport)
             assert await tcp.call("echo", 3) == 3
+
+
+def test_websocket_origins_are_validated() -> None:
+    from synapse_p2p._config import NodeConfig
+
+    assert NodeConfig.build(websocket_origins=["https://a.example"]).websocket_origins == (
+        "https://a.example",
+    )
+    with pytest.raises(TypeError, match="websocket_origins"):
+        NodeConfig.build(websocket_origins="https://a.example")
+    with pytest.raises(ValueError, match="websocket_origins"):
+        NodeConfig.build(websocket_origins=["a.example/"])
