@@ -117,6 +117,19 @@ def websocket_seeds(seeds: Iterable[Any] | None) -> tuple[WebSocketUrl, ...]:
     return tuple(WebSocketUrl.parse(seed) for seed in seeds if is_websocket_url(seed))
 
 
+def _origins(value: Any) -> tuple[str, ...]:
+    """``websocket_origins``: a list of origins as browsers send them (``https://host:port``)."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise TypeError("websocket_origins must be a list of origins (scheme://host[:port])")
+    origins = tuple(value)
+    for origin in origins:
+        if not isinstance(origin, str) or "://" not in origin or origin.endswith("/"):
+            raise ValueError(
+                f"websocket_origins: {origin!r} is not an origin (scheme://host[:port])"
+            )
+    return origins
+
+
 def _websocket_listen(value: Any) -> tuple[WebSocketUrl, ...]:
     if value is None:
         return ()
@@ -237,6 +250,9 @@ class NodeConfig:
     tls_client: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
     #: The seeds given as ``ws://``/``wss://`` URLs (also in :attr:`seeds` as host and port).
     websocket_seeds: tuple[WebSocketUrl, ...] = ()
+    #: The web page origins allowed to open the WebSocket listeners (an upgrade request with
+    #: another ``Origin`` header gets HTTP 403; our nodes and clients send none).
+    websocket_origins: tuple[str, ...] = ()
 
     @property
     def secured(self) -> bool:
@@ -277,6 +293,7 @@ class NodeConfig:
         websocket: Any = None,
         websocket_tls: Any = None,
         tls_client: Any = None,
+        websocket_origins: Any = (),
     ) -> NodeConfig:
         """Validate every setting; ``TypeError``/``ValueError`` name the bad parameter."""
         if advertise is not None:
@@ -340,6 +357,7 @@ class NodeConfig:
             websocket_tls=server_tls,
             tls_client=_tls_context("tls_client", tls_client),
             websocket_seeds=websocket_seeds(seeds),
+            websocket_origins=_origins(websocket_origins),
         )
 
     def admits(self, peer: Peer) -> bool:

@@ -182,8 +182,10 @@ class Node:
 
     ``websocket``: a ``ws://HOST:PORT/PATH`` URL or a list of them to listen on beside TCP
     (port 0: any; :attr:`websocket_urls` has the bound ones); ``wss://`` needs
-    ``websocket_tls``, a server ``ssl.SSLContext``. Seeds may be ``ws://``/``wss://`` URLs;
-    ``tls_client`` is the context ``wss`` seeds are checked with (default: the system's CAs).
+    ``websocket_tls``, a server ``ssl.SSLContext``; ``websocket_origins``: web page origins
+    allowed to connect (from any other page a browser's request gets HTTP 403). Seeds may be
+    ``ws://``/``wss://`` URLs; ``tls_client`` is the context ``wss`` seeds are checked with
+    (default: the system's CAs).
     See :mod:`synapse_p2p.transport`.
     """
 
@@ -230,6 +232,7 @@ class Node:
         websocket: str | Iterable[str] | None = None,
         websocket_tls: ssl.SSLContext | None = None,
         tls_client: ssl.SSLContext | None = None,
+        websocket_origins: Iterable[str] = (),
     ) -> None:
         #: The validated settings (frozen): what every service of the node reads.
         self.config = NodeConfig.build(
@@ -263,6 +266,7 @@ class Node:
             websocket=websocket,
             websocket_tls=websocket_tls,
             tls_client=tls_client,
+            websocket_origins=websocket_origins,
         )
         config = self.config
         try:
@@ -853,6 +857,7 @@ class Node:
                     config.websocket,
                     tls=config.websocket_tls,
                     handshake_timeout=config.handshake_timeout,
+                    origins=config.websocket_origins,
                 )
                 stack.push_async_callback(_close_listeners, self._websocket)
                 local.port = server.port

@@ -6,9 +6,11 @@
   expected node id was ever seen verified); such addresses are remembered for
   ``plaintext_ttl`` seconds so each call costs one connection, as 2.5.0 expects.
 * :class:`SecureAcceptor` answers an accepted connection: the secure handshake, or plaintext
-  when the policy allows it. Handshakes run under their own cap (``max_handshakes`` at once,
-  ``per_address`` from one IP address); a connection over either is closed at once, before
-  any byte of it is read. Each must finish within ``timeout`` seconds.
+  when the policy allows it and the connection is not a WebSocket (no synapse-p2p 2.5.0 peer
+  speaks WebSocket, so plaintext there could only come from elsewhere, a web page for one).
+  Handshakes run under their own cap (``max_handshakes`` at once, ``per_address`` from one
+  IP address); a connection over either is closed at once, before any byte of it is read.
+  Each must finish within ``timeout`` seconds.
 
 Both return the stream RPC runs over and the peer's verified node id (``None`` for plaintext).
 """
@@ -26,7 +28,7 @@ from anyio.abc import ByteStream
 
 from ..errors import FrameTooLarge, HandshakeError, PlaintextPeer
 from ..identity import Identity
-from ..transport import Transport, remote_address
+from ..transport import Transport, WebSocketStream, remote_address
 from ..wire import DEFAULT_MAX_FRAME_SIZE
 from ._stream import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -206,7 +208,11 @@ class SecureAcceptor:
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         try:
             accepted = await accept_maybe_secure(
-                stream, self.identity, self.policy, timeout=self.timeout
+                stream,
+                self.identity,
+                self.policy,
+                timeout=self.timeout,
+                plaintext=not isinstance(stream, WebSocketStream),
             )
         except HandshakeError as exc:
             self.failed += 1

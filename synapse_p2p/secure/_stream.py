@@ -212,6 +212,7 @@ async def accept_maybe_secure(
     policy: SecurityPolicy,
     *,
     timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    plaintext: bool = True,
 ) -> Accepted:
     """Serve the secure channel or plaintext on an accepted stream, by its first bytes.
 
@@ -220,7 +221,8 @@ async def accept_maybe_secure(
     the peer in ``policy`` as seen verified. Plaintext returns
     ``Accepted(PrefixedStream, None)`` (no byte consumed) if ``policy.accepts_plaintext``;
     otherwise the peer gets a 2.5.0-style ``bad_request`` error frame, the stream is closed
-    and ``HandshakeError`` is raised.
+    and ``HandshakeError`` is raised; the same with ``plaintext=False`` (a stream over which
+    no 2.5.0 peer can come, such as a WebSocket), whatever the policy.
     Whether a plaintext connection's claimed node id may be believed is
     ``policy.may_use_plaintext(node_id)``, for the caller to check. On any failure (including
     a timeout waiting for the first bytes) the stream is closed.
@@ -254,9 +256,12 @@ async def accept_maybe_secure(
             ) from None
         policy.note_verified(secure.peer.node_id)
         return Accepted(secure, secure.peer)
-    if policy.accepts_plaintext:
+    if policy.accepts_plaintext and plaintext:
         return Accepted(PrefixedStream(stream, first), None)
-    message = "this node accepts only the secure channel of its swarm (a secret is required)"
+    if policy.accepts_plaintext:
+        message = "this endpoint accepts only the secure channel (plaintext is TCP only)"
+    else:
+        message = "this node accepts only the secure channel of its swarm (a secret is required)"
     reply = encode_frame(
         encode_response(Response("", False, None, ErrorInfo(BAD_REQUEST, message)))
     )
@@ -266,4 +271,6 @@ async def accept_maybe_secure(
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass
     await _close(stream)
+    if policy.accepts_plaintext:
+        raise HandshakeError("plaintext connection refused: not over this transport")
     raise HandshakeError("plaintext connection refused: this node requires the swarm secret")

@@ -204,8 +204,12 @@ class WebSocketListener(Listener[ByteStream]):
     Each connection is set up in its own task (TLS with ``tls`` for ``wss``, the opening
     handshake; together within ``handshake_timeout`` seconds) and then handed to the
     handler as a :class:`WebSocketStream`. A request that is not a WebSocket upgrade gets
-    HTTP 400, another path 404; beyond ``max_handshakes`` connections in their handshake, new
-    ones are closed at once. None of this stops the listener.
+    HTTP 400, another path 404, one with an ``Origin`` header (sent by web browsers) not in
+    ``origins`` 403; beyond ``max_handshakes`` connections in their handshake, or
+    ``max_handshakes_per_ip`` from one address, new ones are closed at once. None of this
+    stops the listener: whatever a connection's task raises (a client that resets mid-
+    handshake, the handler failing) ends that connection only and is logged at debug level;
+    only cancellation goes through.
     """
 
     def __init__(
@@ -217,6 +221,8 @@ class WebSocketListener(Listener[ByteStream]):
         handshake_timeout: float = 5.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_handshakes: int = 256,
+        max_handshakes_per_ip: int = 64,
+        origins: Iterable[str] = (),
     ) -> None:
         self._tcp = tcp
         #: The URL served (with the bound port).
@@ -225,7 +231,10 @@ class WebSocketListener(Listener[ByteStream]):
         self._timeout = handshake_timeout
         self._max_message_size = max_message_size
         self._max_handshakes = max_handshakes
+        self._max_per_ip = max_handshakes_per_ip
+        self._origins = frozenset(origin.lower() for origin in origins)
         self._handshaking = 0
+        self._by_ip: dict[str, int] = {}
 
     async def serve(
         self, handler: Callable[[ByteStream], Any], task_group: TaskGroup | None = None
@@ -243,14 +252,36 @@ class WebSocketListener(Listener[ByteStream]):
                     backoff = min(backoff * 2, 1.0)
                     continue
                 backoff = 0.01
+                ip = _ip(stream)
                 if self._handshaking >= self._max_handshakes:
                     log.debug("%s: too many handshakes at once; closing a connection", self.url)
                     await _close(stream)
                     continue
+                if self._by_ip.get(ip, 0) >= self._max_per_ip:
+                    log.debug("%s: too many handshakes from %s; closing one", self.url, ip)
+                    await _close(stream)
+                    continue
                 self._handshaking += 1
-                group.start_soon(self._connection, stream, handler)
+                self._by_ip[ip] = self._by_ip.get(ip, 0) + 1
+                group.start_soon(self._connection, stream, ip, handler)
 
-    async def _connection(self, tcp: ByteStream, handler: Callable[[ByteStream], Any]) -> None:
+    def _handshake_done(self, ip: str) -> None:
+        self._handshaking -= 1
+        left = self._by_ip.pop(ip, 1) - 1
+        if left > 0:
+            self._by_ip[ip] = left
+
+    async def _connection(
+        self, tcp: ByteStream, ip: str, handler: Callable[[ByteStream], Any]
+    ) -> None:
+        try:
+            await self._serve_connection(tcp, ip, handler)
+        except Exception as exc:  # this connection only; the listener goes on
+            log.debug("%s: a connection failed: %r", self.url, exc)
+
+    async def _serve_connection(
+        self, tcp: ByteStream, ip: str, handler: Callable[[ByteStream], Any]
+    ) -> None:
         remote = tcp.extra(SocketAttribute.remote_address, None)
         local = tcp.extra(SocketAttribute.local_address, None)
         stream: ByteStream = tcp
@@ -268,9 +299,13 @@ class WebSocketListener(Listener[ByteStream]):
                     return
             remaining = max(0.0, deadline - anyio.current_time())
             async with _server_driver()(
-                stream, self.url.path, timeout=remaining, max_message_size=self._max_message_size
+                stream,
+                self.url.path,
+                timeout=remaining,
+                max_message_size=self._max_message_size,
+                origins=self._origins,
             ) as connection:
-                self._handshaking -= 1
+                self._handshake_done(ip)
                 counted = False
                 if connection is None:
                     log.debug("%s: no WebSocket handshake from %s", self.url, remote)
@@ -280,7 +315,7 @@ class WebSocketListener(Listener[ByteStream]):
                 )
         finally:
             if counted:
-                self._handshaking -= 1
+                self._handshake_done(ip)
             await _close(stream)
 
     async def aclose(self) -> None:
@@ -291,16 +326,25 @@ class WebSocketListener(Listener[ByteStream]):
         return self._tcp.extra_attributes
 
 
+def _ip(stream: ByteStream) -> str:
+    """The remote IP address of ``stream`` ("" if unknown)."""
+    remote = stream.extra(SocketAttribute.remote_address, None)
+    return str(remote[0]) if isinstance(remote, tuple) else ""
+
+
 async def listen_websocket(
     url: str | WebSocketUrl,
     *,
     tls: ssl.SSLContext | None = None,
     handshake_timeout: float = 5.0,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    origins: Iterable[str] = (),
 ) -> list[WebSocketListener]:
     """Bind ``url``'s host and port (port 0: any free port) and return its listeners (one per
     bound socket, each with its :attr:`~WebSocketListener.url`). ``wss`` needs ``tls`` (a
-    server context with the certificate loaded). Raises ``OSError`` if the port is taken."""
+    server context with the certificate loaded). ``origins``: the web page origins (as
+    browsers send them, ``https://host[:port]``) allowed to connect; requests with any other
+    ``Origin`` header are refused. Raises ``OSError`` if the port is taken."""
     parsed = url if isinstance(url, WebSocketUrl) else WebSocketUrl.parse(url, listen=True)
     if parsed.secure and tls is None:
         raise ValueError(f"{parsed} needs a server TLS context (websocket_tls=)")
@@ -315,6 +359,7 @@ async def listen_websocket(
                 tls=tls if parsed.secure else None,
                 handshake_timeout=handshake_timeout,
                 max_message_size=max_message_size,
+                origins=origins,
             )
         )
     return listeners
@@ -336,7 +381,11 @@ def websocket_routes(
 
 
 async def bind_websockets(
-    urls: Iterable[WebSocketUrl], *, tls: ssl.SSLContext | None, handshake_timeout: float
+    urls: Iterable[WebSocketUrl],
+    *,
+    tls: ssl.SSLContext | None,
+    handshake_timeout: float,
+    origins: Iterable[str] = (),
 ) -> list[WebSocketListener]:
     """Bind every URL (a node's ``websocket=``); raise ``OSError`` naming the URL that could not
     be bound (closing those already bound)."""
@@ -345,7 +394,7 @@ async def bind_websockets(
         for url in urls:
             try:
                 listeners += await listen_websocket(
-                    url, tls=tls, handshake_timeout=handshake_timeout
+                    url, tls=tls, handshake_timeout=handshake_timeout, origins=origins
                 )
             except OSError as exc:
                 reason = (exc.strerror or str(exc)).lower()

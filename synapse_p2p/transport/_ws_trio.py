@@ -3,13 +3,17 @@
 trio-websocket reads in a background task per connection. On the accepting side that task
 runs in a nursery the connection's own task holds open while the connection is served
 (:func:`trio_server`); on the dialing side, where the connection outlives the task that
-opened it, it is a trio system task that belongs to the connection: it ends when the
-connection is closed or the peer goes away (closing the stream wakes it), and whatever it
-raises is kept for the connection, never escapes to the event loop. Imported only under trio.
+opened it, it is a trio system task (the one task in the package without an owning task
+group) that belongs to the connection: it ends when the connection is closed, when the peer
+goes away (closing the stream wakes it) or when the connection is garbage-collected without
+being closed (a finalizer cancels it, and it closes the socket); whatever it raises is kept
+for the connection, never escapes to the event loop. Imported only under trio.
 """
 
 from __future__ import annotations
 
+import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
@@ -18,20 +22,32 @@ import anyio
 import trio
 from anyio.abc import ByteStream
 from trio_websocket import (
+    CloseReason,
     ConnectionClosed,
     ConnectionRejected,
     WebSocketConnection,
     wrap_client_stream,
     wrap_server_stream,
 )
+from wsproto.events import CloseConnection
 
 from ._ws_stream import NORMAL_CLOSE_CODES
 from ._ws_url import WebSocketUrl
-from ._ws_wsproto import WebSocketRejected, path_refusal
+from ._ws_wsproto import MAX_FRAGMENTS, WebSocketRejected, refusal_for
 
 __all__ = ["TrioConnection", "trio_client", "trio_server"]
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: What answering a client that went away raises.
+_GONE = (
+    ConnectionClosed,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    OSError,
+)
 #: Bytes read at a time (trio-websocket's default, 4 KiB, takes 256 reads per MiB).
 _RECEIVE = 65536
 
@@ -72,25 +88,83 @@ class _TrioStream(trio.abc.HalfCloseableStream):
 
 class _ReaderSlot:
     """Stands in for the nursery trio-websocket starts its reader task in: runs the task with
-    ``spawn``, keeps what it raised in :attr:`error` and sets :attr:`done` when it ends."""
+    ``spawn``, keeps what it raised in :attr:`error` and sets :attr:`done` when it ends.
 
-    def __init__(self, spawn: Callable[..., object]) -> None:
+    :meth:`abandon` (safe from a finalizer: it only schedules) cancels the task, which then
+    runs ``on_abandon`` (closing the stream), shielded and bounded."""
+
+    def __init__(
+        self,
+        spawn: Callable[..., object],
+        on_abandon: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self._spawn = spawn
+        self._on_abandon = on_abandon
+        self._scope = trio.CancelScope()
+        self._token = trio.lowlevel.current_trio_token()
         self.done = trio.Event()
         self.error: Exception | None = None
+
+    def abandon(self) -> None:
+        """Cancel the reader (its connection was dropped without being closed)."""
+        try:
+            self._token.run_sync_soon(self._scope.cancel)
+        except trio.RunFinishedError:
+            pass
 
     def start_soon(
         self, fn: Callable[..., Awaitable[object]], *args: Any, name: object = None
     ) -> None:
+        owner = getattr(fn, "__self__", None)
+        if isinstance(owner, WebSocketConnection):
+            _bound_fragments(owner)
         self._spawn(self._run, fn, *args)
 
     async def _run(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
         try:
-            await fn(*args)
+            with self._scope:
+                await fn(*args)
+            if self._scope.cancelled_caught and self._on_abandon is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await self._on_abandon()
         except Exception as exc:  # kept for the connection (a rejected handshake, ...)
             self.error = exc
         finally:
             self.done.set()
+
+
+def _bound_fragments(ws: WebSocketConnection) -> None:
+    """Close ``ws`` with 1009 when a message comes in more than ``MAX_FRAGMENTS`` frames.
+
+    trio-websocket counts only the bytes of a fragmented message, so empty fragments would
+    pile up without end. Its reader task looks up its message handler when it starts; this
+    wraps that handler (before the task starts) and, past the limit, ends the connection the
+    way trio-websocket ends an oversize message, then drops the rest of what was read.
+    """
+    inner = cast(Any, ws)
+    handle = inner._handle_message_event
+    fragments = 0
+    over = False
+
+    async def bounded(event: Any) -> None:
+        nonlocal fragments, over
+        if over:
+            return
+        fragments += 1
+        if fragments > MAX_FRAGMENTS:
+            over = True
+            reason = f"message in more than {MAX_FRAGMENTS} fragments"
+            inner._message_parts, inner._message_size = [], 0
+            inner._close_reason = CloseReason(1009, reason)
+            inner._reader_running = False
+            await inner._send(CloseConnection(code=1009, reason=reason))
+            await inner._recv_channel.aclose()
+            return
+        if event.message_finished:
+            fragments = 0
+        await handle(event)
+
+    inner._handle_message_event = bounded
 
 
 async def _unless_reader_ends(
@@ -113,10 +187,17 @@ async def _unless_reader_ends(
 class TrioConnection:
     """A trio-websocket connection as a :class:`~._ws_stream.MessageConnection`."""
 
-    def __init__(self, ws: WebSocketConnection, stream: ByteStream) -> None:
+    def __init__(
+        self, ws: WebSocketConnection, stream: ByteStream, reader: _ReaderSlot | None = None
+    ) -> None:
         self._ws = ws
         self._stream = stream
         self._closed = False
+        #: The dialing side's reader task (a system task): cancelled if this connection is
+        #: garbage-collected without being closed.
+        self._reader = reader
+        if reader is not None:
+            weakref.finalize(self, reader.abandon)
 
     def _mapped(self, exc: ConnectionClosed, *, sending: bool = False) -> Exception:
         if self._closed:
@@ -169,7 +250,7 @@ async def trio_client(
 ) -> TrioConnection:
     """Do the client's opening handshake on ``stream``; raises :class:`WebSocketRejected` or
     ``BrokenResourceError`` (the caller closes the stream on error)."""
-    slot = _ReaderSlot(trio.lowlevel.spawn_system_task)
+    slot = _ReaderSlot(trio.lowlevel.spawn_system_task, on_abandon=stream.aclose)
     ws = await _unless_reader_ends(
         slot,
         wrap_client_stream,
@@ -185,16 +266,23 @@ async def trio_client(
         if isinstance(error, ConnectionRejected):
             raise WebSocketRejected(error.status_code, error.body or b"")
         raise anyio.BrokenResourceError(f"WebSocket handshake failed: {error or 'closed'}")
-    return TrioConnection(ws, stream)
+    return TrioConnection(ws, stream, slot)
 
 
 @asynccontextmanager
 async def trio_server(
-    stream: ByteStream, path: str, *, timeout: float, max_message_size: int
+    stream: ByteStream,
+    path: str,
+    *,
+    timeout: float,
+    max_message_size: int,
+    origins: frozenset[str] = frozenset(),
 ) -> AsyncIterator[TrioConnection | None]:
     """Do the server's opening handshake within ``timeout`` seconds and yield the connection
     (its reader task runs in a nursery held open meanwhile), or ``None`` if it failed: a
-    request that is not a WebSocket upgrade is answered 400 (by wsproto), another path 404."""
+    request that is not a WebSocket upgrade is answered 400 (by wsproto), another path 404,
+    an ``Origin`` not in ``origins`` 403 (:func:`~._ws_wsproto.refusal_for`); a client that
+    goes away before the answer is ``None`` too (never an error)."""
     async with trio.open_nursery() as nursery:
         slot = _ReaderSlot(nursery.start_soon)
         connection: TrioConnection | None = None
@@ -208,11 +296,14 @@ async def trio_server(
                 receive_buffer_size=_RECEIVE,
             )
             if request is not None:
-                refusal = path_refusal(path, request.path)
-                if refusal is None:
-                    connection = TrioConnection(await request.accept(), stream)
-                else:
-                    await request.reject(404, body=refusal)
+                refusal = refusal_for(request.path, request.headers, path, origins)
+                try:
+                    if refusal is None:
+                        connection = TrioConnection(await request.accept(), stream)
+                    else:
+                        await request.reject(refusal[0], body=refusal[1])
+                except _GONE as exc:  # the client went away before the answer
+                    log.debug("WebSocket client gone during the handshake: %r", exc)
         try:
             yield connection
         finally:

@@ -48,16 +48,21 @@ from ._ws_stream import NORMAL_CLOSE_CODES
 from ._ws_url import WebSocketUrl
 
 __all__ = [
+    "MAX_FRAGMENTS",
     "WebSocketRejected",
     "WsprotoConnection",
     "http_response",
     "path_refusal",
+    "refusal_for",
     "wsproto_client",
     "wsproto_server",
 ]
 
 _RECEIVE = 65536
-_REASONS = {400: "Bad Request", 404: "Not Found", 426: "Upgrade Required"}
+_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 426: "Upgrade Required"}
+#: Frames one message may come in: more closes the connection with 1009 (each fragment costs
+#: memory even when empty; our peers, trio-websocket and browsers send one frame a message).
+MAX_FRAGMENTS = 1024
 NOT_WEBSOCKET = (
     b"this port serves synapse-p2p over WebSocket only: send a WebSocket upgrade request\n"
 )
@@ -77,6 +82,29 @@ def path_refusal(expected: str, target: str) -> bytes | None:
     if target.split("?", 1)[0] == expected:
         return None
     return b"no WebSocket endpoint at this path\n"
+
+
+def refusal_for(
+    target: str,
+    headers: Sequence[tuple[bytes, bytes]],
+    expected: str,
+    origins: frozenset[str],
+) -> tuple[int, bytes] | None:
+    """The HTTP status and body refusing an upgrade request for ``target`` with ``headers``,
+    or ``None`` to accept it: 404 for a path other than ``expected``, 403 for a request with an
+    ``Origin`` header (a web page's) whose value is not in ``origins`` (lower case)."""
+    refusal = path_refusal(expected, target)
+    if refusal is not None:
+        return 404, refusal
+    for name, value in headers:
+        if name.lower() == b"origin":
+            origin = value.decode("latin-1").strip()
+            if origin.lower() not in origins:
+                return (
+                    403,
+                    f"WebSocket connections from Origin {origin[:100]} are refused\n".encode(),
+                )
+    return None
 
 
 def http_response(status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
@@ -115,6 +143,7 @@ class WsprotoConnection:
         self._messages: deque[bytes] = deque()
         self._parts: list[bytes] = []
         self._size = 0
+        self._fragments = 0
         self._ended: tuple[type[Exception], str] | None = None
         self._close_sent = False
         self._closed = False
@@ -174,12 +203,16 @@ class WsprotoConnection:
             self._messages.append(payload)
             return
         self._size += len(payload)
+        self._fragments += 1
         if self._size > self._max:
             await self._fail(1009, f"message larger than {self._max} bytes")
             return
+        if self._fragments > MAX_FRAGMENTS:
+            await self._fail(1009, f"message in more than {MAX_FRAGMENTS} fragments")
+            return
         self._parts.append(payload)
         if fin:
-            parts, self._parts, self._size = self._parts, [], 0
+            parts, self._parts, self._size, self._fragments = self._parts, [], 0, 0
             self._messages.append(b"".join(parts))
 
     async def handle(self, event: Event) -> None:
@@ -212,7 +245,7 @@ class WsprotoConnection:
 
     async def _fail(self, code: int, reason: str) -> None:
         """Close with ``code`` (the peer broke the protocol or a limit) and end receiving."""
-        self._parts, self._size = [], 0
+        self._parts, self._size, self._fragments = [], 0, 0
         self._end(anyio.BrokenResourceError, f"{reason} ({code})")
         if not self._close_sent:
             self._close_sent = True
@@ -328,21 +361,34 @@ async def wsproto_client(
 
 @asynccontextmanager
 async def wsproto_server(
-    stream: ByteStream, path: str, *, timeout: float, max_message_size: int
+    stream: ByteStream,
+    path: str,
+    *,
+    timeout: float,
+    max_message_size: int,
+    origins: frozenset[str] = frozenset(),
 ) -> AsyncIterator[WsprotoConnection | None]:
     """Do the server's opening handshake within ``timeout`` seconds and yield the connection;
     yield ``None`` (having answered with an HTTP error where there was a request: 400 for a
-    request that is not a WebSocket upgrade, 404 for another path) if it failed."""
+    request that is not a WebSocket upgrade, 404 for another path, 403 for an ``Origin`` not
+    in ``origins``) if it failed, also when the client went away before the answer."""
     ws = WSConnection(ConnectionType.SERVER)
     connection = WsprotoConnection(stream, ws, max_message_size=max_message_size)
     accepted = False
     with anyio.move_on_after(timeout):
-        accepted = await _accept(stream, ws, connection, path)
+        try:
+            accepted = await _accept(stream, ws, connection, path, origins)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            accepted = False  # the client went away before (or while) it was answered
     yield connection if accepted else None
 
 
 async def _accept(
-    stream: ByteStream, ws: WSConnection, connection: WsprotoConnection, path: str
+    stream: ByteStream,
+    ws: WSConnection,
+    connection: WsprotoConnection,
+    path: str,
+    origins: frozenset[str],
 ) -> bool:
     while True:
         try:
@@ -361,9 +407,9 @@ async def _accept(
         for event in events:
             if not isinstance(event, Request):
                 continue
-            refusal = path_refusal(path, event.target)
+            refusal = refusal_for(event.target, event.extra_headers, path, origins)
             if refusal is not None:
-                await _refuse(stream, 404, refusal)
+                await _refuse(stream, *refusal)
                 return False
             await stream.send(ws.send(AcceptConnection()))
             for later in events:
