@@ -76,6 +76,15 @@ class ControlStream:
                 ) from None
             self._buffer.feed(data)
 
+    def raw(self) -> ByteStream:
+        """The stream under the secure channel, for a circuit's leg (see
+        :mod:`._protocol`). Raises ``ProtocolError`` if bytes past the last message were
+        received in the secure channel (the peer broke the protocol)."""
+        if self._buffer.rest:
+            raise ProtocolError("bytes after the last relay message")
+        stream = self.stream
+        return getattr(stream, "transport_stream", stream)
+
     def leftover(self) -> bytes:
         """Bytes received past the last message (taken: the buffer is emptied)."""
         rest = bytes(self._buffer.rest)

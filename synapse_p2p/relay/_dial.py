@@ -119,6 +119,7 @@ async def open_circuit(
             reply = await control.receive()
         if reply.get("ok") is not True:
             raise _refused(reply, where, f"a circuit to {target[:16]}")
+        leg = control.raw()
     except BaseException as exc:
         await control.aclose()
         if isinstance(exc, TimeoutError):
@@ -126,7 +127,7 @@ async def open_circuit(
         if isinstance(exc, ConnectionLost | ProtocolError):
             raise ConnectError(f"relay {where}: {exc}") from None
         raise
-    return CircuitStream(control.stream, relay_id, control.leftover())
+    return CircuitStream(leg, relay_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,15 @@ secure handshake, 0xF3, nor a plaintext frame of any size a node accepts), then 
 handshake with the relay, then control messages inside the secure channel: a 2-byte
 big-endian length and a JSON object (at most :data:`MAX_MESSAGE` bytes).
 
-After a circuit is accepted, each end writes raw bytes to the relay (its end of file is the
-secure channel's end of file) and reads :func:`frame` s from it: a 1-byte kind, a 3-byte
-big-endian length, the payload. ``D``: data; ``E``: the other end has finished sending;
-``X``: the relay closed the circuit (a JSON ``{"code", "error"}`` payload says why).
+Once a circuit is open, its two legs leave the secure channel with the relay and carry
+the bytes of the connection under it (TCP, WebSocket): the ends run their own secure channel
+through the circuit, so nothing is encrypted twice. Each end writes its bytes as they are (its
+end of file ends its direction) and reads :func:`frame` s from the relay: a 1-byte kind, a
+3-byte big-endian length, the payload. ``D``: data; ``E``: the other end has finished sending;
+``X``: the relay closed the circuit (a JSON ``{"code", "error"}`` payload says why). The
+relay writes nothing on a leg before that end has written on it, so no byte of a frame can
+arrive mixed with the last encrypted answer: the asker writes first anyway (its handshake),
+and the node taking a circuit writes :data:`READY` as soon as it has read the relay's answer.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ __all__ = [
     "HEADER",
     "MAX_MESSAGE",
     "PREAMBLE",
+    "READY",
     "MessageBuffer",
     "RelayLimits",
     "decode_header",
@@ -38,6 +44,8 @@ __all__ = [
 
 #: The first bytes of a connection to a relay: a magic and the protocol version.
 PREAMBLE = b"\xf4SR\x01"
+#: What the node taking a circuit writes first on the circuit's leg.
+READY = b"\x06"
 MAX_MESSAGE = 4096
 HEADER = 4
 DATA = ord("D")

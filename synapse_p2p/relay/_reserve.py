@@ -25,6 +25,7 @@ from ..secure import Keyring
 from ..transport import Transport
 from ._circuit import CircuitStream
 from ._dial import open_relay
+from ._protocol import READY
 
 __all__ = ["ReservationState", "Reservations"]
 
@@ -208,11 +209,13 @@ class Reservations:
                 log.info("relay %s refused a circuit: %s", where, reply.get("error"))
                 await control.aclose()
                 return
+            leg = control.raw()
+            await leg.send(READY)
         except BaseException as exc:
             await control.aclose()
-            if isinstance(exc, TimeoutError | SynapseError):
+            if isinstance(exc, TimeoutError | SynapseError | anyio.BrokenResourceError | OSError):
                 log.info("could not take a circuit on relay %s: %s", where, exc or "timed out")
                 return
             raise
         relay.circuits += 1
-        await serve(CircuitStream(control.stream, relay_id, control.leftover()))
+        await serve(CircuitStream(leg, relay_id))
