@@ -40,8 +40,9 @@ def free_port() -> int:
 
 
 class Recording:
-    """Wraps the relay service's ``handle`` to keep every byte the relay reads, decrypted
-    from the relay's own secure channel with each end: what it could look at."""
+    """Wraps the relay service's ``handle`` to keep every byte the relay reads: the control
+    messages, decrypted from its own secure channel with each end, and the circuits' bytes.
+    Everything it could look at."""
 
     def __init__(self, relay: Node) -> None:
         service = relay.relay.service
@@ -67,6 +68,11 @@ class _Tap(ByteStream):
 
     async def send(self, item: bytes) -> None:
         await self.stream.send(item)
+
+    @property
+    def transport_stream(self) -> ByteStream:
+        """A circuit's leg (the connection under the secure channel), tapped too."""
+        return _Tap(getattr(self.stream, "transport_stream", self.stream), self.seen)
 
     async def send_eof(self) -> None:
         await self.stream.send_eof()
