@@ -1,5 +1,6 @@
 """A node nobody can dial, a full member through a relay (both backends, loopback): its
-endpoints called, an ask broadcast it answers, a conversation synced from it; a swarm secret
+endpoints called, an ask broadcast it answers, a conversation synced from it, a team task
+granted to it; a swarm secret
 keeps non-members out of the relay; the relay sees only ciphertext; the reservation comes
 back when the relay restarts."""
 
@@ -18,6 +19,7 @@ from synapse_p2p.errors import HandshakeError
 from synapse_p2p.identity import Identity
 from synapse_p2p.relay import open_circuit
 from synapse_p2p.secure import Keyring
+from synapse_p2p.teams import Assignment, Team, Worker
 from synapse_p2p.transport import TcpTransport
 from tests.relay.test_relay_client import Unreachable
 
@@ -84,7 +86,7 @@ class _Tap(ByteStream):
 def private_node(relay: Node, port: int, **kwargs: Any) -> Node:
     """B: listens on ``port``, which nobody can dial; reserved on ``relay``."""
     b = Node(
-        name="b", port=port, relays=[f"127.0.0.1:{relay.port}"],
+        name="b", port=port, capabilities=["python"], relays=[f"127.0.0.1:{relay.port}"],
         seeds=[f"127.0.0.1:{relay.port}"], **{**FAST, **kwargs},
     )  # fmt: skip
 
@@ -134,6 +136,15 @@ async def test_a_node_nobody_can_dial_is_a_full_member_through_the_relay(
                 async with d:
                     assert await d.sync_conversation(peer_b, broadcast) >= 2
                     assert any(SECRET_TASK in repr(e) for e in d.conversation(broadcast))
+                # a team task granted to B, the worker behind the relay
+                async with Team(a) as team, Worker(b) as worker:
+
+                    @worker.task
+                    async def run(assignment: Assignment) -> str:
+                        return f"b did {assignment.title}"
+
+                    task = await team.offer("the release notes", requires=["python"])
+                    assert await team.wait(task, timeout=10) == "b did the release notes"
     stats = relay.relay.statistics()
     assert stats is not None
     assert stats.circuits_total >= 2
