@@ -1,8 +1,8 @@
 """A node nobody can dial, a full member through a relay (both backends, loopback): its
 endpoints called, an ask broadcast it answers, a conversation synced from it, a team task
-granted to it; a swarm secret
-keeps non-members out of the relay; the relay sees only ciphertext; the reservation comes
-back when the relay restarts."""
+granted to it; a swarm secret keeps non-members out of the relay; the relay sees only
+ciphertext, and what it alters is caught end to end; the reservation comes back when the
+relay restarts."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import anyio
 import pytest
 from anyio.abc import ByteStream
 
-from synapse_p2p import Node
-from synapse_p2p.errors import HandshakeError
+from synapse_p2p import Client, Node
+from synapse_p2p.errors import ConnectionLost, HandshakeError
 from synapse_p2p.identity import Identity
-from synapse_p2p.relay import open_circuit
+from synapse_p2p.relay import RelayTransport, open_circuit
 from synapse_p2p.secure import Keyring
 from synapse_p2p.teams import Assignment, Team, Worker
 from synapse_p2p.transport import TcpTransport
@@ -44,28 +44,37 @@ def free_port() -> int:
 class Recording:
     """Wraps the relay service's ``handle`` to keep every byte the relay reads: the control
     messages, decrypted from its own secure channel with each end, and the circuits' bytes.
-    Everything it could look at."""
+    Everything it could look at. With ``tamper_after``, it also flips a bit in each chunk of
+    a circuit's leg once that leg has carried that many bytes (a relay forging traffic)."""
 
-    def __init__(self, relay: Node) -> None:
+    def __init__(self, relay: Node, tamper_after: int | None = None) -> None:
         service = relay.relay.service
         assert service is not None
         self.seen = bytearray()
         handle = service.handle
 
         async def recording(stream: ByteStream, node_id: str) -> None:
-            await handle(_Tap(stream, self.seen), node_id)
+            await handle(_Tap(stream, self.seen, tamper_after), node_id)
 
         service.handle = recording  # type: ignore[method-assign]
 
 
 class _Tap(ByteStream):
-    def __init__(self, stream: ByteStream, seen: bytearray) -> None:
+    def __init__(
+        self, stream: ByteStream, seen: bytearray, tamper_after: int | None, leg: bool = False
+    ) -> None:
         self.stream = stream
         self.seen = seen
+        self.tamper_after = tamper_after
+        self.leg = leg
+        self.count = 0
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         data = await self.stream.receive(max_bytes)
         self.seen += data
+        self.count += len(data)
+        if self.leg and self.tamper_after is not None and self.count > self.tamper_after:
+            data = data[:-1] + bytes([data[-1] ^ 1])
         return data
 
     async def send(self, item: bytes) -> None:
@@ -74,7 +83,8 @@ class _Tap(ByteStream):
     @property
     def transport_stream(self) -> ByteStream:
         """A circuit's leg (the connection under the secure channel), tapped too."""
-        return _Tap(getattr(self.stream, "transport_stream", self.stream), self.seen)
+        raw = getattr(self.stream, "transport_stream", self.stream)
+        return _Tap(raw, self.seen, self.tamper_after, leg=True)
 
     async def send_eof(self) -> None:
         await self.stream.send_eof()
@@ -201,3 +211,25 @@ async def test_the_reservation_comes_back_when_the_relay_restarts(anyio_backend:
             assert anyio.current_time() - started < 5
             assert restarted.relay.service is not None
             assert restarted.relay.service.reserved() == [b.node_id]
+
+
+async def test_a_relay_altering_circuit_bytes_is_caught_end_to_end(anyio_backend: str) -> None:
+    relay = Node(name="relay", relay=True, **FAST)
+    async with relay:
+        Recording(relay, tamper_after=2000)
+        b = Node(name="b", relays=[f"127.0.0.1:{relay.port}"], **FAST)
+        stored: list[bytes] = []
+
+        @b.endpoint("store", publish=False)
+        async def store(value: bytes) -> int:
+            stored.append(value)
+            return len(value)
+
+        async with b:
+            with anyio.fail_after(10):
+                await b.relay.wait_reserved()
+            via = RelayTransport()
+            via.add_route(("127.0.0.1", b.port), relay=f"127.0.0.1:{relay.port}", node_id=b.node_id)
+            with anyio.fail_after(10), pytest.raises(ConnectionLost):
+                await Client("127.0.0.1", b.port, transport=via).call("store", b"z" * 100_000)
+            assert stored == []  # nothing forged reached the handler
