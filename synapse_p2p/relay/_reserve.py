@@ -83,6 +83,7 @@ class Reservations:
         keyring: Keyring,
         connect_timeout: float = 5.0,
         max_backoff: float = 2.0,
+        max_circuits: int = 256,
     ) -> None:
         self._relays = [_Relay(address) for address in relays]
         self.transport = transport
@@ -90,6 +91,11 @@ class Reservations:
         self.keyring = keyring
         self.connect_timeout = connect_timeout
         self.max_backoff = max_backoff
+        #: Circuits taken and open at once, over all relays; announcements past it are
+        #: ignored (the asker gets ``target_unreachable``), so no relay can make this node
+        #: open connections without bound.
+        self.max_circuits = max_circuits
+        self._open = 0
 
     def states(self) -> list[ReservationState]:
         return [relay.state() for relay in self._relays]
@@ -165,8 +171,17 @@ class Reservations:
                     message = await control.receive()
                     if message.get("op") == "incoming":
                         circuit = message.get("circuit")
-                        if isinstance(circuit, str):
-                            tg.start_soon(self._take, relay, circuit, serve)
+                        if not isinstance(circuit, str):
+                            continue
+                        if self._open >= self.max_circuits:
+                            log.warning(
+                                "relay %s: ignoring a circuit (%d open, the limit)",
+                                where,
+                                self._open,
+                            )
+                            continue
+                        self._open += 1
+                        tg.start_soon(self._take, relay, circuit, serve)
                     else:
                         ttl = self._reserved(message, where)
                         relay.expires = anyio.current_time() + ttl
@@ -188,6 +203,12 @@ class Reservations:
 
     async def _take(self, relay: _Relay, circuit: str, serve: Serve) -> None:
         """Take an announced circuit and serve it; failures are logged, never raised."""
+        try:
+            await self._serve_circuit(relay, circuit, serve)
+        finally:
+            self._open -= 1
+
+    async def _serve_circuit(self, relay: _Relay, circuit: str, serve: Serve) -> None:
         where = format_address(*relay.address)
         try:
             control, relay_id = await open_relay(
