@@ -72,6 +72,7 @@ class _Pending:
     done: anyio.Event = field(default_factory=anyio.Event)
     stream: ByteStream | None = None
     first: bytes = b""
+    taken: bool = False
 
 
 class _Closing(Exception):
@@ -261,9 +262,10 @@ class RelayService:
 
     async def _accept(self, control: ControlStream, node_id: str, circuit: Any) -> None:
         pending = self._pending.get(circuit) if isinstance(circuit, str) else None
-        if pending is None or pending.target != node_id or pending.accepted.is_set():
+        if pending is None or pending.target != node_id or pending.taken:
             await self._refuse(control, "bad_request", "no such circuit for this node")
             return
+        pending.taken = True
         await control.send({"ok": True})
         leg = control.raw()
         try:
