@@ -233,3 +233,33 @@ async def test_a_relay_altering_circuit_bytes_is_caught_end_to_end(anyio_backend
             with anyio.fail_after(10), pytest.raises(ConnectionLost):
                 await Client("127.0.0.1", b.port, transport=via).call("store", b"z" * 100_000)
             assert stored == []  # nothing forged reached the handler
+
+
+async def test_two_private_nodes_reach_each_other_through_the_relay(anyio_backend: str) -> None:
+    b_port, c_port = free_port(), free_port()
+    relay = Node(name="relay", relay=True, transport=Unreachable(b_port, c_port), **FAST)
+    async with relay:
+        where = f"127.0.0.1:{relay.port}"
+        b = private_node(relay, b_port, transport=Unreachable(b_port, c_port))
+        c = Node(
+            name="c", port=c_port, relays=[where], seeds=[where],
+            transport=Unreachable(b_port, c_port), **FAST,
+        )  # fmt: skip
+
+        @c.endpoint("whoami", publish=False)
+        async def whoami() -> str:
+            return "c"
+
+        for node in (relay, b, c):
+            node.relay.add_route(("127.0.0.1", b_port), relay=where, node_id=b.node_id)
+            node.relay.add_route(("127.0.0.1", c_port), relay=where, node_id=c.node_id)
+        async with b, c:
+            with anyio.fail_after(10):
+                await b.relay.wait_reserved()
+                await c.relay.wait_reserved()
+            await until(lambda: all(len(n.peers) == 2 for n in (relay, b, c)))
+            assert await c.call_peer(c.peers[b.node_id], "whoami") == "b"
+            assert await b.call_peer(b.peers[c.node_id], "whoami") == "c"
+            broadcast = await c.broadcast("synapse.ask", "the plan", context={})
+            replies = [r async for r in c.iter_replies(broadcast, timeout=10)]
+            assert [r.result for r in replies if r.peer.id == b.node_id] == ["b read the plan"]
