@@ -31,7 +31,8 @@ from ..errors import (
 from ..identity import Identity
 from ..secure import Keyring, secure_connect
 from ..secure._stream import DEFAULT_HANDSHAKE_TIMEOUT
-from ..transport import TcpTransport, Transport
+from ..transport import TcpTransport, Transport, WebSocketUrl, is_websocket_url
+from ..transport._websocket import websocket_routes
 from ._circuit import CircuitStream, ControlStream
 from ._protocol import PREAMBLE
 
@@ -170,11 +171,14 @@ class RelayTransport:
         node_id: str,
         relay_node_id: str | None = None,
     ) -> tuple[str, int]:
-        """Dial ``address`` (the target's advertised ``host:port``) through ``relay`` to the
-        node ``node_id`` from now on; return the address. Replaces an earlier route."""
+        """Dial ``address`` (the target's advertised ``host:port``) through ``relay`` (a
+        ``host:port``, or a ``ws://``/``wss://`` URL: then the relay is dialed over WebSocket)
+        to the node ``node_id`` from now on; return the address. Replaces an earlier route."""
         if not isinstance(node_id, str) or not node_id:
             raise ValueError("node_id must be a non-empty string")
         key = parse_seed(address)
+        if is_websocket_url(relay):
+            self.inner = websocket_routes(self.inner, [WebSocketUrl.parse(relay)], None)
         self._routes[key] = RelayRoute(parse_seed(relay), node_id, relay_node_id)
         return key
 

@@ -20,7 +20,8 @@ from ..errors import HandshakeError, HandshakeTimeout, SynapseError
 from ..identity import Identity
 from ..rpc._server import Upgrade
 from ..secure import PrefixedStream, SecureAcceptor, SecurityPolicy
-from ..transport import Transport
+from ..transport import Transport, WebSocketUrl, is_websocket_url
+from ..transport._websocket import websocket_routes
 from ._circuit import CircuitStream
 from ._dial import RelayRoute, RelayTransport
 from ._protocol import PREAMBLE, RelayLimits, is_relay_preamble
@@ -64,11 +65,16 @@ class NodeRelay:
         if isinstance(relays, str):
             relays = [relays]
         addresses = []
+        urls = []
         for relay in relays or ():
             try:
                 addresses.append(parse_seed(relay))
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"relays: {exc}") from None
+            if is_websocket_url(relay):
+                urls.append(WebSocketUrl.parse(relay))
+        # relays given as ws:// or wss:// URLs are dialed over WebSocket
+        inner = websocket_routes(inner, urls, None)
         #: The node's transport: routes (:meth:`add_route`) go through relays, the rest over
         #: ``inner``.
         self.transport = RelayTransport(inner, identity=identity, secret=policy.keyring)

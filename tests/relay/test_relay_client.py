@@ -152,3 +152,24 @@ async def test_reservations_past_the_limit_are_refused(anyio_backend: str) -> No
             assert not state.reserved
             assert "maximum of 1 reservations" in state.last_error
         assert relay.relay.statistics().reservations == 1  # type: ignore[union-attr]
+
+
+async def test_a_relay_reached_over_websocket(anyio_backend: str) -> None:
+    relay = Node(name="relay", relay=True, websocket="ws://127.0.0.1:0/synapse", **QUIET)
+    async with relay:
+        url = relay.websocket_urls[0]
+        b = Node(name="b", relays=[url], **QUIET)
+
+        @b.endpoint("echo", publish=False)
+        async def echo(value: Any) -> Any:
+            return value
+
+        async with b:
+            with anyio.fail_after(10):
+                await b.relay.wait_reserved()
+            via = RelayTransport(Unreachable(b.port, relay.port))  # no TCP to the relay's port
+            via.add_route(("127.0.0.1", b.port), relay=url, node_id=b.node_id)
+            async with Client("127.0.0.1", b.port, transport=via) as client:
+                assert await client.call("echo", "over ws") == "over ws"
+                big = b"w" * (1 << 20)
+                assert await client.call("echo", big) == big
