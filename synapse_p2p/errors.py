@@ -94,6 +94,8 @@ __all__ = [
     "ProtocolError",
     "RecordError",
     "RegistryError",
+    "RelayClosed",
+    "RelayRefused",
     "RemoteError",
     "SynapseConnectionError",
     "SynapseError",
@@ -223,6 +225,28 @@ class PlaintextPeer(HandshakeError):
 class RecordError(ProtocolError, anyio.BrokenResourceError):
     """A record of the secure channel failed authentication (tampered, replayed, reordered),
     was cut short or declared an oversize length. The stream cannot go on and is closed."""
+
+
+class RelayRefused(ConnectError):
+    """A relay refused a reservation or a circuit (``code``: ``"reservations_full"``,
+    ``"unknown_target"``, ``"too_many_circuits"``, ``"target_unreachable"``, ``"bad_request"``,
+    ``"not_relay"``); ``relay`` is its ``host:port``. Nothing was relayed."""
+
+    def __init__(self, code: str, message: str, *, relay: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.relay = relay
+
+
+class RelayClosed(SynapseConnectionError, anyio.BrokenResourceError):
+    """A relay closed a circuit while it was in use: a limit of the relay was reached
+    (``code``: ``"byte_limit"``, ``"time_limit"``) or the other party went away
+    (``"peer_gone"``). Raised by the circuit's stream, so the layers above see a broken
+    connection."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class IdentityError(SynapseError, ValueError):

@@ -45,6 +45,7 @@ from ..conversations._service import Conversations
 from ..discovery import MdnsDiscovery, MdnsError, MdnsRecord
 from ..identity import Identity
 from ..membership import Membership
+from ..relay import NodeRelay, RelayLimits
 from ..rpc import (
     Allow,
     Connection,
@@ -187,6 +188,11 @@ class Node:
     ``ws://``/``wss://`` URLs; ``tls_client`` is the context ``wss`` seeds are checked with
     (default: the system's CAs).
     See :mod:`synapse_p2p.transport`.
+
+    ``relay=True`` makes the node a relay for nodes that cannot be dialed (``relay_limits``:
+    a :class:`~synapse_p2p.relay.RelayLimits`); ``relays``: relays (``"host:port"``) this
+    node keeps a reservation on, to be reachable through them. :attr:`relay` holds both and
+    the routes to nodes reached through a relay. See ``docs/relay.md``.
     """
 
     def __init__(
@@ -233,6 +239,9 @@ class Node:
         websocket_tls: ssl.SSLContext | None = None,
         tls_client: ssl.SSLContext | None = None,
         websocket_origins: Iterable[str] = (),
+        relay: bool = False,
+        relay_limits: RelayLimits | None = None,
+        relays: Iterable[str | tuple[str, int]] | None = None,
     ) -> None:
         #: The validated settings (frozen): what every service of the node reads.
         self.config = NodeConfig.build(
@@ -336,6 +345,17 @@ class Node:
 
         #: The keyring and the downgrade rules; also which node ids were seen verified.
         self._policy = SecurityPolicy(config.keyring)
+        #: Relays (:class:`~synapse_p2p.relay.NodeRelay`): serving as one, reservations, and
+        #: the transport the node dials with (routes through relays, then ``transport``).
+        self.relay = NodeRelay(
+            self.identity,
+            self._policy,
+            self.transport,
+            enabled=relay,
+            limits=relay_limits,
+            relays=relays,
+            connect_timeout=config.connect_timeout,
+        )
 
         # The services, each built from what it uses.
         self._registry = EndpointRegistry()
@@ -822,7 +842,7 @@ class Node:
                 timeout=min(config.handshake_timeout, config.idle_timeout),
             )
             dialer = SecureDialer(
-                self.transport,
+                self.relay.transport,
                 self.identity,
                 self._policy,
                 handshake_timeout=config.handshake_timeout,
@@ -833,11 +853,11 @@ class Node:
                 limits=self.limits,
                 transport=self.transport,
                 session_info=lambda: {"node_id": local.node_id},
-                upgrade=acceptor.accept,
+                upgrade=self.relay.upgrade(acceptor),
             )
             pool = ConnectionPool(
                 dialer=dialer,
-                transport=self.transport,
+                transport=self.relay.transport,
                 max_frame_size=config.max_upload_size,
                 connect_timeout=config.connect_timeout,
                 # Shorter than the server side's idle timeout, so the caller closes first;
@@ -889,6 +909,9 @@ class Node:
                         functools.partial(server.serve_listeners, [*listeners, *self._websocket]),
                         "rpc server",
                     )
+                )
+                await stack.enter_async_context(
+                    _running(functools.partial(self.relay.run, server.serve_stream), "relays")
                 )
                 self._server = server
                 self._acceptor = acceptor

@@ -402,6 +402,18 @@ async def websocket_node(ctx: Context) -> None:
     assert namespace["seed"].websocket_urls == []  # stopped
 
 
+@scenario("relay-node")
+async def relay_node(ctx: Context) -> None:
+    """The laptop reserves on the relay; a client reaches it through a circuit (under trio and
+    asyncio)."""
+    printed = Printed()
+    namespace = await run_block(ctx.block("relay-node"), {"print": printed})
+    assert printed.lines == ["laptop"], printed.lines
+    stats = namespace["relay"].relay.statistics()
+    assert stats.circuits_total == 1, stats
+    assert namespace["client"].peer_node_id == namespace["laptop"].node_id
+
+
 @scenario("node-in-app")
 async def node_in_app(ctx: Context) -> None:
     """``async with`` serves inside the block and stops on leaving it; ``tg.start(node.serve)``

@@ -1,0 +1,192 @@
+"""Through a relay against direct, same run, paired ratios, on each backend.
+
+    python benchmarks/relay.py [--backend trio|asyncio] [--segments 15]
+
+For each backend a relay (``Node(relay=True)``) and a target node (``relays=[the relay]``,
+with an ``echo`` endpoint) run in processes of their own. This process holds two clients of
+the target, both persistent and multiplexed over the secure channel: one dialing it directly,
+one through the relay (a circuit, the end-to-end secure channel inside it). It alternates
+short segments of each workload between them, the order alternating too, so both see the same
+load on a shared machine. Each ratio is the median over the segments of relayed rate / direct
+rate. Workloads: sequential calls (target >= 0.5x), 64 concurrent callers on the one
+connection, 1 MiB echoes (target >= 0.5x). Every loop is bounded in count; the server
+processes are killed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+SEQUENTIAL = 300
+CALLERS = 64
+CALLS_PER_CALLER = 10
+BIG = b"x" * (1024 * 1024)
+BIG_CALLS = 4
+TARGETS = {"seq_calls_s": 0.5, "big_mib_s": 0.5}
+
+
+def serve(role: str, backend: str, relay_port: int) -> None:
+    import anyio
+
+    from synapse_p2p import Node
+
+    async def main() -> None:
+        if role == "relay":
+            node = Node(bind="127.0.0.1", relay=True, mdns=False, heartbeat_interval=None)
+        else:
+            node = Node(
+                bind="127.0.0.1",
+                relays=[f"127.0.0.1:{relay_port}"],
+                mdns=False,
+                heartbeat_interval=None,
+            )
+
+            @node.endpoint("echo", publish=False)
+            async def echo(value: Any) -> Any:
+                return value
+
+        async with node:
+            with anyio.fail_after(10):
+                await node.relay.wait_reserved()
+            print(json.dumps({"port": node.port, "node_id": node.node_id}), flush=True)
+            await anyio.sleep(600)  # bounded: the parent kills it long before
+
+    anyio.run(main, backend=backend)
+
+
+async def measure(relay_port: int, port: int, node_id: str, segments: int) -> dict[str, Any]:
+    import anyio
+
+    from synapse_p2p import Client
+    from synapse_p2p.relay import RelayTransport
+
+    async def sequential(client: Client) -> int:
+        for i in range(SEQUENTIAL):
+            await client.call("echo", i)
+        return SEQUENTIAL
+
+    async def callers(client: Client) -> int:
+        async def caller() -> None:
+            for i in range(CALLS_PER_CALLER):
+                await client.call("echo", i)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(CALLERS):
+                tg.start_soon(caller)
+        return CALLERS * CALLS_PER_CALLER
+
+    async def big(client: Client) -> int:
+        for _ in range(BIG_CALLS):
+            await client.call("echo", BIG)
+        return BIG_CALLS  # MiB each way
+
+    workloads: dict[str, Callable[[Client], Awaitable[int]]] = {
+        "seq_calls_s": sequential,
+        "conc_calls_s": callers,
+        "big_mib_s": big,
+    }
+    rates: dict[str, dict[str, list[float]]] = {
+        name: {"direct": [], "relay": []} for name in workloads
+    }
+    ratios: dict[str, list[float]] = {name: [] for name in workloads}
+    via = RelayTransport()
+    via.add_route(("127.0.0.1", port), relay=("127.0.0.1", relay_port), node_id=node_id)
+    async with (
+        Client("127.0.0.1", port) as direct,
+        Client("127.0.0.1", port, transport=via) as relayed,
+    ):
+        clients = {"direct": direct, "relay": relayed}
+        for client in clients.values():  # warm up
+            await sequential(client)
+            await big(client)
+        for segment in range(segments):
+            for name, work in workloads.items():
+                rate = {}
+                for kind in ("direct", "relay") if segment % 2 else ("relay", "direct"):
+                    start = time.perf_counter()
+                    count = await work(clients[kind])
+                    rate[kind] = count / (time.perf_counter() - start)
+                    rates[name][kind].append(rate[kind])
+                ratios[name].append(rate["relay"] / rate["direct"])
+    return {
+        "ratios": {name: statistics.median(values) for name, values in ratios.items()},
+        "rates": {
+            name: {kind: statistics.median(v) for kind, v in by_kind.items()}
+            for name, by_kind in rates.items()
+        },
+    }
+
+
+def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    process = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, json.loads(process.stdout.readline())
+
+
+def run_backend(backend: str, segments: int) -> dict[str, Any]:
+    import anyio
+
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        relay, relay_info = _start("--serve", "relay", "--serve-backend", backend)
+        processes.append(relay)
+        target, info = _start(
+            "--serve", "target", "--serve-backend", backend, "--relay-port",
+            str(relay_info["port"]),
+        )  # fmt: skip
+        processes.append(target)
+        return anyio.run(
+            measure, relay_info["port"], info["port"], info["node_id"], segments, backend=backend
+        )
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["trio", "asyncio"])
+    parser.add_argument("--segments", type=int, default=15)
+    parser.add_argument("--serve", choices=["relay", "target"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve-backend", default="trio", help=argparse.SUPPRESS)
+    parser.add_argument("--relay-port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.serve_backend, args.relay_port)
+        return
+    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
+    results = {}
+    for backend in [args.backend] if args.backend else ["trio", "asyncio"]:
+        result = results[backend] = run_backend(backend, args.segments)
+        print(f"\n{backend}: through a relay / direct (median of {args.segments} paired segments)")
+        for name, ratio in result["ratios"].items():
+            rate = result["rates"][name]
+            target = TARGETS.get(name)
+            verdict = (
+                ""
+                if target is None
+                else f"  target >= {target}x: " + ("met" if ratio >= target else "MISSED")
+            )
+            print(
+                f"  {name:14} direct {rate['direct']:10.1f}  relay {rate['relay']:10.1f}  "
+                f"ratio {ratio:.2f}x{verdict}"
+            )
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
