@@ -515,13 +515,15 @@ class Membership:
         return [self.table.peers[node_id].peer for node_id in ids]
 
     def neighbors(self) -> list[Peer]:
-        """The members to pick from for periodic exchanges (conversation anti-entropy): the
-        active view with partial views, else every alive member of ours (not 2.5.0)."""
+        """The members to pick from for periodic exchanges (conversation anti-entropy): with
+        partial views the active links this node keeps open (else the whole active view),
+        else every alive member of ours (not 2.5.0)."""
         views = self.views
-        active = set() if views is None else set(views.active_ids())
         ours = [p for p in self._peers.values() if not self.is_legacy(p.id)]
-        near = [p for p in ours if p.id in active]
-        return near or ours
+        if views is None:
+            return ours
+        owned, active = set(views.owned()), set(views.active_ids())
+        return [p for p in ours if p.id in owned] or [p for p in ours if p.id in active] or ours
 
     def _push_targets(self, first_hand: bool) -> list[Peer]:
         """Where news goes: every member of ours, or with views the active neighbors (and

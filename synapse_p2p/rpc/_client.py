@@ -335,7 +335,7 @@ class ConnectionPool:
         max_connections: int = 512,
         legacy_ttl: float = 300.0,
         dialer: Dialer | None = None,
-        brief_idle_timeout: float = 10.0,
+        brief_idle_timeout: float = 5.0,
     ) -> None:
         self.transport: Transport = transport or TcpTransport()
         #: How connections are opened (plaintext over ``transport`` unless given).
