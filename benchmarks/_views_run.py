@@ -63,8 +63,10 @@ def run(mode: str, backend: str, n: int, idle: float) -> dict[str, Any]:
             nodes = [seed] + [
                 Node(name=f"n{i}", seeds=[f"127.0.0.1:{seed.port}"], **kw) for i in range(n - 1)
             ]
-            for node in nodes[1:]:
-                await tg.start(node.serve)
+            for node in nodes[1:]:  # all start at once (as benchmarks/membership.py)
+                tg.start_soon(node.serve)
+            while not all(node.port for node in nodes):
+                await anyio.sleep(0.05)
             last = time.perf_counter()
             log(f"all started; fds {fds()}")
             ids = {node.node_id for node in nodes}

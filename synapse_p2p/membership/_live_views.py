@@ -254,7 +254,7 @@ class LiveViews:
                         {"record": m._signed_record()},
                         timeout=min(m.config.call_timeout, 5.0),
                     )
-                except (SynapseError, OSError) as exc:
+                except (SynapseError, OSError, RuntimeError) as exc:  # (not running: stopping)
                     if isinstance(exc, RemoteError) and "Unregistered endpoint" in exc.message:
                         self.unsupported.add(node_id)
                     log.debug("view message to %s failed: %s", node_id[:16], exc)

@@ -294,13 +294,11 @@ class Membership:
             log.info("peer %s (%s) joined", state.peer.name or node_id[:8], _fmt(state.peer))
             self.hub.publish(PeerJoined(state.peer))
             if self.views is not None:
-                # With views, news goes to the active neighbors, and each node passes on
-                # what is new to it (a flood along the views that ends where it is known).
+                # With views, news goes to the active neighbors (first-hand news at once,
+                # below), then on in every round's digest, members that joined lately first.
                 self.views.member_up(node_id)
                 self._fresh[node_id] = self._now()
-                self._news[node_id] = first_hand or self._news.get(node_id, False)
-                self.push_soon()
-            elif first_hand:
+            if first_hand:
                 self._news[node_id] = True
                 self.push_soon()
         elif verdict == "candidate":
