@@ -525,8 +525,9 @@ class Membership:
 
     def _push_targets(self, first_hand: bool) -> list[Peer]:
         """Where news goes: every member of ours, or with views the active neighbors (and
-        members that take no part in views); second-hand news only along the views (others
-        may not know us yet and would have to verify every member it names)."""
+        members that take no part in views); with an empty view, first-hand news to every
+        member, other news nowhere (others may not know us yet and would have to verify
+        every member it names)."""
         reachable = self._reachable()
         views = self.views
         if views is None:
