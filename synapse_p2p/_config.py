@@ -235,6 +235,9 @@ class NodeConfig:
     connect_timeout: float = 5.0
     max_peers: int = 1024
     gossip_fanout: int = 3
+    #: Membership over HyParView partial views (``Node(partial_views=True)``): gossip and
+    #: kept connections go to the active view only (``docs/scale.md``).
+    partial_views: bool = False
     #: Seconds a secure-channel handshake may take (each side).
     handshake_timeout: float = 5.0
     wall_clock: Callable[[], float] = field(default=time.time, compare=False)
@@ -287,6 +290,7 @@ class NodeConfig:
         connect_timeout: Any = 5.0,
         max_peers: Any = 1024,
         gossip_fanout: Any = 3,
+        partial_views: Any = False,
         wall_clock: Any = time.time,
         secret: Any = None,
         quotas: Any = None,
@@ -350,6 +354,7 @@ class NodeConfig:
             connect_timeout=check_seconds("connect_timeout", connect_timeout),
             max_peers=check_int("max_peers", max_peers, minimum=1),
             gossip_fanout=check_int("gossip_fanout", gossip_fanout, minimum=1),
+            partial_views=check_bool("partial_views", partial_views),
             wall_clock=wall_clock,
             keyring=Keyring.from_value(secret),
             quotas=_quotas(quotas),

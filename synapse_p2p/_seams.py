@@ -17,7 +17,7 @@ ready and runs until cancelled.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
@@ -58,6 +58,10 @@ class PeerCaller(Protocol):
     async def session_info(self, host: str, port: int) -> Mapping[str, Any]: ...
 
     def is_legacy(self, host: str, port: int) -> bool: ...
+
+    def retain(self, addresses: Iterable[tuple[str, int]] | None) -> None:
+        """Keep idle connections long only to ``addresses`` (``None``: to everyone); others
+        close soon after their last call (see ``ConnectionPool.retain``)."""
 
 
 class LocalNode:

@@ -449,8 +449,7 @@ class Conversations:
         while True:
             await anyio.sleep(delay)
             delay = interval * ANTI_ENTROPY_ROUNDS
-            members = self.members
-            ours = [p for p in members.peers.values() if not members.is_legacy(p.id)]
+            ours = self.members.neighbors()
             if not ours:
                 delay = interval  # nobody to ask yet: try again soon
                 continue

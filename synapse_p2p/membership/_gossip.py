@@ -17,7 +17,7 @@ allows (no swarm secret, an id never seen verified).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,12 +70,22 @@ def digest_entry(
 
 
 def build_digest(
-    states: list[PeerState], now: float, rng: random.Random, limit: int = MAX_DIGEST
+    states: list[PeerState],
+    now: float,
+    rng: random.Random,
+    limit: int = MAX_DIGEST,
+    first: Collection[str] = (),
 ) -> list[dict[str, Any]]:
-    """Entries for ``states`` (sampled down to ``limit``), ages computed at ``now``: a cached
-    age would make a silent member look recently heard."""
+    """Entries for ``states`` (sampled down to ``limit``: the ids in ``first`` before a
+    random sample of the rest), ages computed at ``now``: a cached age would make a silent
+    member look recently heard."""
     if len(states) > limit:
-        states = rng.sample(states, limit)
+        if first:
+            chosen = [s for s in states if s.peer.id in first][:limit]
+            rest = [s for s in states if s.peer.id not in first]
+            states = chosen + rng.sample(rest, min(len(rest), limit - len(chosen)))
+        else:
+            states = rng.sample(states, limit)
     return [digest_entry(s.peer, now - s.heard, s.legacy, s.proof) for s in states]
 
 

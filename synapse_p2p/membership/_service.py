@@ -48,6 +48,7 @@ from ._gossip import (
     digest_entry,
     read_digest,
 )
+from ._live_views import LiveViews, register_views
 from ._observed import AddressLearner
 from ._seeds import SeedJoiner
 from ._signing import RECORD_ENDPOINT, MalformedProof, RecordProof, RecordSigner, proof_in
@@ -73,6 +74,8 @@ log = logging.getLogger(__name__)
 
 #: How long a stopping node spends saying goodbye, at most.
 LEAVE_GRACE = 0.5
+#: With views, the chance per round of one extra gossip to a random member outside them.
+REPAIR_CHANCE = 0.1
 
 
 class Membership:
@@ -128,17 +131,23 @@ class Membership:
         self.seeds = SeedJoiner(self)
         self._rng = rng or random.Random()
         self._rotation = PartnerRotation(self._rng)
+        self._view_rotation = PartnerRotation(self._rng)
+        #: The live partial views (``config.partial_views``), else ``None``.
+        self.views = LiveViews(self, self._rng) if config.partial_views else None
+        self._fresh: dict[str, float] = {}  # members joined lately: first in digests
         self._push = anyio.Event()
         self._last_push = -math.inf
         self._full_logged = -math.inf
         self._outstanding: set[str] = set()
-        self._news: dict[str, None] = {}
+        self._news: dict[str, bool] = {}  # members to push: id -> first-hand
         self.messages_sent = 0
         self.messages_received = 0
         #: Whether stopping tells the members (``_synapse.leave``); a test that simulates a
         #: crash turns it off.
         self.say_goodbye = True
         register(self, registry)
+        if self.views is not None:
+            register_views(self.views, registry)
 
     def _new_table(self) -> PeerTable:
         config = self.config
@@ -151,6 +160,8 @@ class Membership:
         self._peers.pop(node_id, None)
         log.info("peer %s (%s) left", peer.name or node_id[:8], _fmt(peer))
         self.hub.publish(PeerLeft(peer))
+        if self.views is not None:
+            self.views.member_down(node_id)
 
     async def _say_goodbye(self) -> None:
         """Tell every member of ours that this node is leaving (best effort, bounded)."""
@@ -216,6 +227,8 @@ class Membership:
         self._outstanding.clear()
         self._news.clear()
         self._rotation = PartnerRotation(self._rng)
+        self._view_rotation = PartnerRotation(self._rng)
+        self._fresh.clear()
         self.messages_sent = self.messages_received = 0
 
     # -- evidence ---------------------------------------------------------------------------
@@ -294,8 +307,13 @@ class Membership:
             self._peers[node_id] = state.peer
             log.info("peer %s (%s) joined", state.peer.name or node_id[:8], _fmt(state.peer))
             self.hub.publish(PeerJoined(state.peer))
+            if self.views is not None:
+                # With views, news goes to the active neighbors (first-hand news at once,
+                # below), then on in every round's digest, members that joined lately first.
+                self.views.member_up(node_id)
+                self._fresh[node_id] = self._now()
             if first_hand:
-                self._news[node_id] = None
+                self._news[node_id] = True
                 self.push_soon()
         elif verdict == "candidate":
             self.verifier.ready.set()
@@ -364,8 +382,9 @@ class Membership:
         return refused
 
     def _digest(self) -> list[dict[str, Any]]:
-        """Alive members and how long ago each was last heard from directly."""
-        return build_digest(self.table.alive(), self._now(), self._rng)
+        """Alive members and how long ago each was last heard from directly (past
+        :data:`MAX_DIGEST` members: those that joined lately first, then a random sample)."""
+        return build_digest(self.table.alive(), self._now(), self._rng, first=self._fresh)
 
     def _news_digest(self) -> list[dict[str, Any]]:
         """Only the members verified since the last push (what a push carries)."""
@@ -467,6 +486,9 @@ class Membership:
         self._reset()
         try:
             async with anyio.create_task_group() as tg:
+                if self.views is not None:
+                    self.views.start()
+                    tg.start_soon(self.views.run)
                 tg.start_soon(self.verifier.run)
                 if self.config.seeds:
                     tg.start_soon(self.seeds.run)
@@ -490,6 +512,8 @@ class Membership:
                     self._peers.pop(peer.id, None)
                     log.info("peer %s (%s) is offline", peer.name or peer.id[:8], _fmt(peer))
                     self.hub.publish(PeerOffline(peer))
+                    if self.views is not None:
+                        self.views.member_down(peer.id)
                 next_round += interval
                 if next_round < self._now():  # a stalled loop: skip missed rounds
                     next_round = self._now() + interval
@@ -504,9 +528,10 @@ class Membership:
                         await anyio.sleep(min(wait, max(0.0, next_round - self._now())))
                     self._last_push = self._now()
                     news_ids = set(self._news)
+                    first_hand = any(self._news.values())
                     news = self._news_digest()
                     if news:  # first-hand news goes to every peer, in one batch...
-                        targets = self._reachable()
+                        targets = self._push_targets(first_hand)
                         old = [p for p in targets if p.id not in news_ids]
                         new = [p for p in targets if p.id in news_ids]
                         self._gossip_to(calls, old, interval, news)
@@ -524,20 +549,70 @@ class Membership:
     def _pick(self, count: int) -> list[Peer]:
         """The next ``count`` gossip partners (see :class:`._gossip.PartnerRotation`)."""
 
-        def usable(node_id: str) -> bool:
-            state = self.table.get(node_id)
-            return (
-                state is not None
-                and state.alive
-                and not state.legacy
-                and node_id not in self._outstanding
-            )
-
-        ids = self._rotation.pick(count, lambda: [p.id for p in self._reachable()], usable)
+        ids = self._rotation.pick(count, lambda: [p.id for p in self._reachable()], self._usable)
         return [self.table.peers[node_id].peer for node_id in ids]
 
+    def neighbors(self) -> list[Peer]:
+        """The members to pick from for periodic exchanges (conversation anti-entropy): with
+        partial views the active links this node keeps open (else the whole active view),
+        else every alive member of ours (not 2.5.0)."""
+        views = self.views
+        ours = [p for p in self._peers.values() if not self.is_legacy(p.id)]
+        if views is None:
+            return ours
+        owned, active = set(views.owned()), set(views.active_ids())
+        return [p for p in ours if p.id in owned] or [p for p in ours if p.id in active] or ours
+
+    def _push_targets(self, first_hand: bool) -> list[Peer]:
+        """Where news goes: every member of ours, or with views the active neighbors (and
+        members that take no part in views); with an empty view, first-hand news to every
+        member, other news nowhere (others may not know us yet and would have to verify
+        every member it names)."""
+        reachable = self._reachable()
+        views = self.views
+        if views is None:
+            return reachable
+        if not views.active_ids():
+            return reachable if first_hand else []
+        active = set(views.active_ids())
+        return [p for p in reachable if p.id in active or not views.in_views(p.id)]
+
+    def _partners(self) -> list[Peer]:
+        """This round's gossip partners: ``fanout`` members round-robin; with views, the
+        active links this node owns (round-robin), one member outside views if any, and now
+        and then (:data:`REPAIR_CHANCE`) one random member (the views could be split)."""
+        views = self.views
+        if views is None or not views.active_ids():
+            return self._pick(self.fanout)
+        owned = set(views.owned())
+        ids = self._view_rotation.pick(self.fanout, lambda: list(owned), self._usable)
+        outsiders = [
+            s.peer.id
+            for s in self.table.alive()
+            if not s.legacy and not views.in_views(s.peer.id) and self._usable(s.peer.id)
+        ]
+        if outsiders:
+            ids += self._rotation.pick(1, lambda: outsiders, self._usable)
+        if self._rng.random() < REPAIR_CHANCE:
+            others = [p.id for p in self._reachable() if p.id not in owned and p.id not in ids]
+            if others:
+                ids.append(self._rng.choice(others))
+        return [self.table.peers[node_id].peer for node_id in ids]
+
+    def _usable(self, node_id: str) -> bool:
+        state = self.table.get(node_id)
+        return (
+            state is not None
+            and state.alive
+            and not state.legacy
+            and node_id not in self._outstanding
+        )
+
     def _round(self, calls: TaskGroup, interval: float) -> None:
-        self._gossip_to(calls, self._pick(self.fanout), interval)
+        if self._fresh:
+            old = self._now() - 2 * interval
+            self._fresh = {i: t for i, t in self._fresh.items() if t > old}
+        self._gossip_to(calls, self._partners(), interval)
         for state in self.table.alive():
             if state.legacy and state.peer.id not in self._outstanding:
                 self._outstanding.add(state.peer.id)

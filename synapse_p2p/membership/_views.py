@@ -132,10 +132,12 @@ class HyParView:
         self._contacts = [c for c in contacts if c.id != self.record.id]
         return self._ask_contact(now)
 
-    def offer(self, record: PeerRecord) -> None:
-        """A record learned elsewhere (the failure detector): kept in the passive view if room."""
-        if len(self.passive) < self.config.passive_max:
-            self._add_passive(record, evict=False)
+    def offer(self, record: PeerRecord, *, evict: bool = False) -> None:
+        """A record learned elsewhere (the failure detector): kept in the passive view if room,
+        or with ``evict`` in place of a random passive record (a driver that offers every
+        member with probability ``passive_max / members`` keeps a uniform sample)."""
+        if evict or len(self.passive) < self.config.passive_max:
+            self._add_passive(record, evict=evict)
 
     def remove(self, now: float, peer_id: str) -> list[Action]:
         """``peer_id`` is gone (declared dead or left): forget it and repair."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..rpc import ConnectionPool
@@ -51,3 +51,7 @@ class PoolCaller:
 
     def is_legacy(self, host: str, port: int) -> bool:
         return self.pool is not None and self.pool.is_legacy(host, port)
+
+    def retain(self, addresses: Iterable[tuple[str, int]] | None) -> None:
+        if self.pool is not None:
+            self.pool.retain(addresses)

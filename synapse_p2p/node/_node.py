@@ -160,7 +160,8 @@ class Node:
     callers),
     ``max_concurrent_requests`` (per connection), ``idle_timeout``, ``read_timeout``,
     ``call_timeout`` and ``connect_timeout`` (outbound calls to peers), ``max_peers``,
-    ``gossip_fanout``, ``mdns_interfaces``, ``conversation_max_conversations`` (past it the
+    ``gossip_fanout``, ``partial_views`` (membership over partial views, see
+    ``docs/scale.md``), ``mdns_interfaces``, ``conversation_max_conversations`` (past it the
     least recently active conversation is pruned; ``None`` for no cap), ``transport``,
     ``wall_clock`` and ``identity``. The validated settings are :attr:`config` (frozen).
 
@@ -228,6 +229,7 @@ class Node:
         connect_timeout: float = 5.0,
         max_peers: int = 1024,
         gossip_fanout: int = 3,
+        partial_views: bool = False,
         mdns_interfaces: Iterable[str] | None = None,
         conversation_max_conversations: int | None = 10_000,
         transport: Transport | None = None,
@@ -269,6 +271,7 @@ class Node:
             connect_timeout=connect_timeout,
             max_peers=max_peers,
             gossip_fanout=gossip_fanout,
+            partial_views=partial_views,
             wall_clock=wall_clock,
             secret=secret,
             quotas=quotas,

@@ -319,6 +319,10 @@ class ConnectionPool:
     ``idle_timeout`` seconds without calls; targets that turn out to be synapse-p2p 2.5.0 nodes
     are remembered for ``legacy_ttl`` seconds and get one connection per call. Run it with
     ``await task_group.start(pool.run)``; cancelling ``run`` closes every connection.
+
+    :meth:`retain` narrows who keeps a connection that long: once called with a set of
+    addresses, connections to every other address close after ``brief_idle_timeout`` seconds
+    without calls (a node keeps connections to its active view only).
     """
 
     def __init__(
@@ -331,6 +335,7 @@ class ConnectionPool:
         max_connections: int = 512,
         legacy_ttl: float = 300.0,
         dialer: Dialer | None = None,
+        brief_idle_timeout: float = 5.0,
     ) -> None:
         self.transport: Transport = transport or TcpTransport()
         #: How connections are opened (plaintext over ``transport`` unless given).
@@ -338,6 +343,8 @@ class ConnectionPool:
         self.max_frame_size = max_frame_size
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
+        self.brief_idle_timeout = min(brief_idle_timeout, idle_timeout)
+        self._retained: frozenset[tuple[str, int]] | None = None
         self.max_connections = max_connections
         self.legacy_ttl = legacy_ttl
         self._connections: OrderedDict[tuple[str, int], MuxConnection] = OrderedDict()
@@ -360,7 +367,7 @@ class ConnectionPool:
                 self._task_group = tg
                 task_status.started()
                 while True:
-                    await anyio.sleep(max(self.idle_timeout / 4, 0.05))
+                    await anyio.sleep(max(self._sweep_interval(), 0.05))
                     self._reap()
         finally:
             self._task_group = None
@@ -368,11 +375,25 @@ class ConnectionPool:
                 await connection.aclose()
             self._connections.clear()
 
+    def retain(self, addresses: Iterable[tuple[str, int]] | None) -> None:
+        """Keep idle connections ``idle_timeout`` seconds only to ``addresses``; connections to
+        any other address close after ``brief_idle_timeout`` seconds without calls (checked
+        every quarter of it). ``None`` (the start) keeps every connection ``idle_timeout``.
+        Calls in flight are never cut: only an idle connection is closed."""
+        self._retained = None if addresses is None else frozenset(addresses)
+
+    def _sweep_interval(self) -> float:
+        # ``retain`` may come at any time: sweep often enough for the brief timeout.
+        return self.brief_idle_timeout / 4
+
     def _reap(self) -> None:
         now = anyio.current_time()
+        retained = self._retained
         for key, connection in list(self._connections.items()):
+            kept = retained is None or key in retained
+            idle = self.idle_timeout if kept else self.brief_idle_timeout
             if connection.closed or (
-                connection.in_flight == 0 and now - connection.last_used > self.idle_timeout
+                connection.in_flight == 0 and now - connection.last_used > idle
             ):
                 del self._connections[key]
                 self._task_group_close(connection)

@@ -99,3 +99,36 @@ async def test_a_killed_process_goes_offline(ref_python: Path, anyio_backend: st
             anyio.current_time() - killed_at
             <= FAST["peer_timeout"] + FAST["heartbeat_interval"] + 0.5
         )
+
+
+async def test_a_reference_node_joins_a_swarm_with_partial_views(
+    ref_python: Path, anyio_backend: str
+) -> None:
+    """2.5.0 nodes take no part in views: they are heartbeated and listed as before."""
+    ours = Node(bind="127.0.0.1", name="ours", swarm="pv", partial_views=True, **FAST)
+    async with ours:
+        seeds = [f"127.0.0.1:{ours.port}"]
+        second = Node(
+            bind="127.0.0.1", name="second", swarm="pv", seeds=seeds, partial_views=True, **FAST
+        )
+        async with second:
+            ref_a = await RefProcess.start(
+                ref_python, "ref_member.py", "pv", f"127.0.0.1:{ours.port}"
+            )
+            try:
+                ref_id = ref_a.ready["id"]
+                with anyio.fail_after(10):
+                    while not (ref_id in ours.peers and ref_id in second.peers):
+                        await anyio.sleep(0.05)
+                await wait_ref_peers(ref_a.proc, {ours.node_id, second.node_id}, 10)
+                await anyio.sleep(3)  # several peer timeouts later: still listed both ways
+                assert ref_id in ours.peers
+                assert ref_id in second.peers
+                await wait_ref_peers(ref_a.proc, {ours.node_id, second.node_id}, 5)
+                for node in (ours, second):
+                    views_core = node.membership.views
+                    assert views_core is not None
+                    assert ref_id not in views_core.active_ids()
+                    assert ours.node_id in views_core.active_ids() or node is ours
+            finally:
+                ref_a.stop()

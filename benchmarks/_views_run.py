@@ -1,0 +1,123 @@
+"""One partial-views measurement in this process; prints progress to stderr, one JSON line.
+
+    python _views_run.py views|mesh trio|asyncio N IDLE_SECONDS
+
+N nodes on one event loop on 127.0.0.1 (real TCP, the default heartbeat_interval=5 and
+peer_timeout=20) join through the first; ``views`` runs them with ``partial_views=True``,
+``mesh`` as before (gossip round-robin over every member, connections kept 240 s). Reports
+time to full membership after the last node started, then every ``IDLE/6`` seconds of idle:
+sockets per node (the node's inbound plus pooled outbound connections: mean, max), file
+descriptors of the process per node, whether membership is still complete, and the CPU of the
+whole swarm; RSS per node at the end. A run that fails (``Too many open files``) reports where.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def run(mode: str, backend: str, n: int, idle: float) -> dict[str, Any]:
+    import anyio
+
+    from synapse_p2p import Node
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    views = mode == "views"
+    out: dict[str, Any] = {"mode": mode, "backend": backend, "n": n, "fd_limit": hard}
+
+    def log(*args: object) -> None:
+        print(f"[{mode} {backend} N={n}]", *args, file=sys.stderr, flush=True)
+
+    def sockets(nodes: list[Node]) -> tuple[float, int]:
+        counts = []
+        for node in nodes:
+            stats = node.statistics()
+            inbound = stats.server.open_connections if stats.server else 0
+            outbound = stats.pool.open_connections if stats.pool else 0
+            counts.append(inbound + outbound)
+        return sum(counts) / len(counts), max(counts)
+
+    async def main() -> None:
+        base = rss_kib()
+        kw: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "bench", "partial_views": views}
+        seed = Node(name="seed", **kw)
+        async with seed, anyio.create_task_group() as tg:
+            nodes = [seed] + [
+                Node(name=f"n{i}", seeds=[f"127.0.0.1:{seed.port}"], **kw) for i in range(n - 1)
+            ]
+            for node in nodes[1:]:  # all start at once (as benchmarks/membership.py)
+                tg.start_soon(node.serve)
+            while not all(node.port for node in nodes):
+                await anyio.sleep(0.05)
+            last = time.perf_counter()
+            log(f"all started; fds {fds()}")
+            ids = {node.node_id for node in nodes}
+
+            def complete() -> int:
+                return sum(set(node.peers) == ids - {node.node_id} for node in nodes)
+
+            deadline = last + 300
+            while complete() < n and time.perf_counter() < deadline:
+                await anyio.sleep(0.05)
+            full = complete() == n
+            out["converge_s"] = time.perf_counter() - last if full else None
+            log(f"full membership: {out['converge_s']}; fds {fds()}")
+            samples = []
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            step = idle / 6
+            for i in range(6):
+                c0, w0 = time.process_time(), time.perf_counter()
+                await anyio.sleep(step)
+                cpu = 100 * (time.process_time() - c0) / (time.perf_counter() - w0)
+                mean, peak = sockets(nodes)
+                active = [
+                    len(node.membership.views.active_ids())
+                    for node in nodes
+                    if node.membership.views is not None
+                ]
+                sample = {
+                    "t": round((i + 1) * step),
+                    "sockets_mean": round(mean, 1),
+                    "sockets_max": peak,
+                    "fds_per_node": round(fds() / n, 1),
+                    "complete": complete(),
+                    "cpu_pct": round(cpu, 1),
+                    "active_max": max(active) if active else None,
+                }
+                samples.append(sample)
+                log(sample)
+            out["idle"] = samples
+            out["idle_cpu_pct"] = round(
+                100 * (time.process_time() - cpu0) / (time.perf_counter() - wall0), 1
+            )
+            out["rss_per_node_kib"] = round((rss_kib() - base) / n)
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(main, backend=backend)
+    except BaseException as exc:  # report how a run died (EMFILE), whatever the group wraps
+        out["error"] = f"{type(exc).__name__}: {exc}"[:300]
+    return out
+
+
+if __name__ == "__main__":
+    mode, backend, n_text, idle_text = sys.argv[1:5]
+    print(json.dumps(run(mode, backend, int(n_text), float(idle_text))), flush=True)

@@ -1,0 +1,218 @@
+"""Live partial views (``Node(partial_views=True)``) on real loopback sockets, under trio and
+asyncio: the HyParView core driven over ``_synapse.views``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from synapse_p2p import Client, Identity, Node, RemoteError
+from synapse_p2p.membership._live_views import VIEWS_ENDPOINT, LiveViews
+from tests.helpers import NodeTimings, read_frame, request_frame
+
+pytestmark = pytest.mark.anyio
+
+FAST: NodeTimings = {"heartbeat_interval": 0.3, "peer_timeout": 1.5}
+
+
+def views_of(node: Node) -> LiveViews:
+    views = node.membership.views
+    assert views is not None
+    assert views.core is not None
+    return views
+
+
+class Swarm:
+    """Nodes each running in a cancel scope of their own, so a test can kill one."""
+
+    def __init__(self, nodes: list[Node]) -> None:
+        self.nodes = nodes
+        self.scopes: dict[str, anyio.CancelScope] = {}
+
+    def kill(self, node: Node) -> None:
+        """A crash: no goodbye, the others notice by the silence."""
+        node.membership.say_goodbye = False
+        self.scopes[node.node_id].cancel()
+        self.nodes.remove(node)
+
+    def complete(self) -> bool:
+        ids = {n.node_id for n in self.nodes}
+        return all(set(n.peers) == ids - {n.node_id} for n in self.nodes)
+
+
+@contextlib.asynccontextmanager
+async def open_swarm(n: int, **settings: Any) -> AsyncIterator[Swarm]:
+    kw: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "views", "partial_views": True}
+    kw.update(settings)
+    async with anyio.create_task_group() as tg:
+        seed = Node(name="n0", **kw)
+        swarm = Swarm([seed])
+
+        async def run(node: Node, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+            with swarm.scopes[node.node_id]:
+                await node.serve(task_status=task_status)
+
+        swarm.scopes[seed.node_id] = anyio.CancelScope()
+        await tg.start(run, seed)
+        for i in range(1, n):
+            node = Node(name=f"n{i}", seeds=[f"127.0.0.1:{seed.port}"], **kw)
+            swarm.nodes.append(node)
+            swarm.scopes[node.node_id] = anyio.CancelScope()
+            await tg.start(run, node)
+        try:
+            yield swarm
+        finally:
+            tg.cancel_scope.cancel()
+
+
+async def settled(swarm: Swarm, timeout: float = 20) -> None:
+    """Until membership is complete and every node has a symmetric, non-empty active view."""
+
+    def ok() -> bool:
+        if not swarm.complete():
+            return False
+        by_id = {n.node_id: n for n in swarm.nodes}
+        for node in swarm.nodes:
+            active = views_of(node).active_ids()
+            if not active:
+                return False
+            for other in active:
+                peer = by_id.get(other)
+                if peer is None or node.node_id not in views_of(peer).active_ids():
+                    return False
+        return True
+
+    with anyio.fail_after(timeout):
+        while not ok():
+            await anyio.sleep(0.05)
+
+
+async def test_views_stay_within_their_cap_and_peers_stay_complete(anyio_backend: str) -> None:
+    async with open_swarm(14, **FAST) as swarm:
+        await settled(swarm)
+        for _ in range(10):  # a few rounds later: still complete, still within the cap
+            await anyio.sleep(0.3)
+            assert swarm.complete()
+            for node in swarm.nodes:
+                core = views_of(node).core
+                assert core is not None
+                config = core.config  # the target, plus slack for under-filled askers
+                cap = min(config.active_max, config.target(len(swarm.nodes)) + config.accept_slack)
+                assert 1 <= len(core.active) <= cap, (node.name, len(core.active), cap)
+                assert node.node_id not in core.active
+        # Not everyone is everyone's neighbor: the views are partial.
+        assert any(len(views_of(n).active_ids()) < len(swarm.nodes) - 1 for n in swarm.nodes)
+
+
+async def test_a_killed_active_neighbour_is_replaced_from_the_passive_view(
+    anyio_backend: str,
+) -> None:
+    async with open_swarm(9, **FAST) as swarm:
+        await settled(swarm)
+        # The node with the fewest neighbors: one less is below its target (log2(9) + 2).
+        node = min(swarm.nodes, key=lambda n: len(views_of(n).active_ids()))
+        core = views_of(node).core
+        assert core is not None
+        before = set(core.active)
+        passive_before = set(core.passive)
+        assert passive_before, "nine nodes: some are only in the passive view"
+        assert len(before) - 1 < core.target()
+        by_id = {n.node_id: n for n in swarm.nodes}
+        victim = by_id[sorted(before)[0]]
+        swarm.kill(victim)
+        with anyio.fail_after(20):
+            while victim.node_id in core.active or len(core.active) < len(before):
+                await anyio.sleep(0.05)
+        added = set(core.active) - before
+        assert added
+        assert added <= passive_before
+        assert victim.node_id not in core.passive
+        with anyio.fail_after(10):
+            while not swarm.complete():
+                await anyio.sleep(0.05)
+
+
+def sockets(node: Node) -> int:
+    stats = node.statistics()
+    assert stats.server is not None
+    assert stats.pool is not None
+    return stats.server.open_connections + stats.pool.open_connections
+
+
+async def test_sockets_per_node_stay_bounded_after_idle(anyio_backend: str) -> None:
+    """40 nodes, one gossip round a second: after 15 rounds a full mesh (3 partners a round,
+    round-robin) has met every member and keeps 2 x 39 = 78 sockets per node; with views
+    each node keeps about its active view, plus connections that close after 5 s idle."""
+    async with open_swarm(40, heartbeat_interval=1, peer_timeout=8) as swarm:
+        with anyio.fail_after(60):
+            while not swarm.complete():
+                await anyio.sleep(0.1)
+        await anyio.sleep(15)
+        good = 0
+        with anyio.fail_after(60):
+            while good < 3:  # three samples in a row within the bound
+                counts = [sockets(n) for n in swarm.nodes]
+                good = good + 1 if max(counts) <= 24 and sum(counts) / len(counts) <= 16 else 0
+                await anyio.sleep(1)
+        assert swarm.complete()
+        for node in swarm.nodes:  # what is kept: the links this node opened to neighbors
+            views = views_of(node)
+            stats = node.statistics()
+            assert stats.pool is not None
+            assert len(views.owned()) <= len(views.active_ids()) <= 16
+
+
+@pytest.fixture
+def no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plaintext caller needs a swarm without a secret (``./dev test`` sets one on its
+    second pass)."""
+    monkeypatch.delenv("SYNAPSE_SECRET", raising=False)
+
+
+def neighbor(record_id: str, port: int = 1) -> dict[str, Any]:
+    record = {"id": record_id, "address": "127.0.0.1", "port": port, "seq": 1}
+    return {"k": "hv.neighbor", "record": record, "high": True}
+
+
+async def test_view_messages_from_plaintext_or_naming_another_id_are_refused(
+    anyio_backend: str, no_secret: None
+) -> None:
+    async with Node(bind="127.0.0.1", swarm="views", partial_views=True) as node:
+        refused = node.membership.trust.refused
+        # Plaintext (a 2.5.0-style frame): nobody proved an id.
+        stream = await anyio.connect_tcp("127.0.0.1", node.port)
+        async with stream:
+            await stream.send(request_frame(VIEWS_ENDPOINT, neighbor("a" * 64)))
+            with anyio.fail_after(5):
+                answer = await read_frame(stream)
+        assert answer is not None
+        assert answer["error"]["code"] == "bad_request"
+        assert "secure channel" in answer["error"]["message"]
+        assert refused["plaintext"] >= 1
+        # A secure caller naming another id, and a malformed message.
+        me = Identity.generate()
+        async with Client("127.0.0.1", node.port, identity=me) as client:
+            with pytest.raises(RemoteError) as info:
+                await client.call(VIEWS_ENDPOINT, neighbor("b" * 64))
+            assert info.value.code == "bad_request"
+            assert refused["wrong_caller"] == 1
+            with pytest.raises(RemoteError) as info:
+                await client.call(VIEWS_ENDPOINT, {"k": "hv.shuffle", "ttl": 99})
+            assert info.value.code == "bad_request"
+            # Our own id, but not a member: the core ignores it, nothing is admitted.
+            assert await client.call(VIEWS_ENDPOINT, neighbor(me.node_id)) == {"ok": True}
+            assert views_of(node).active_ids() == []
+            assert await client.call("_synapse.ping") is not None  # still serving
+
+
+async def test_views_off_serves_no_view_endpoint(anyio_backend: str) -> None:
+    async with Node(bind="127.0.0.1", swarm="views") as node:
+        assert node.membership.views is None
+        async with Client("127.0.0.1", node.port) as client:
+            with pytest.raises(RemoteError) as info:
+                await client.call(VIEWS_ENDPOINT, neighbor("a" * 64))
+            assert info.value.code == "bad_request"
