@@ -16,10 +16,11 @@ import anyio
 from anyio.abc import ByteStream, TaskStatus
 
 from .._config import parse_seed
-from ..errors import HandshakeError, HandshakeTimeout, SynapseError
+from ..errors import HandshakeError, SynapseError
 from ..identity import Identity
 from ..rpc._server import Upgrade
 from ..secure import PrefixedStream, SecureAcceptor, SecurityPolicy
+from ..secure._stream import read_first_bytes
 from ..transport import Transport, WebSocketUrl, is_websocket_url
 from ..transport._websocket import websocket_routes
 from ._circuit import CircuitStream
@@ -158,7 +159,11 @@ class NodeRelay:
                 return secure, node_id
             if service is None:
                 return await acceptor.accept(stream)
-            first = await _first_bytes(stream, acceptor.timeout)
+            first = await read_first_bytes(  # enough to tell the relay preamble
+                stream,
+                timeout=acceptor.timeout,
+                more=lambda b: len(b) < len(PREAMBLE) and PREAMBLE.startswith(b),
+            )
             if not is_relay_preamble(first):
                 return await acceptor.accept(PrefixedStream(stream, first))
             rest = first[len(PREAMBLE) :]
@@ -172,26 +177,6 @@ class NodeRelay:
             raise _TakenOver("served by the relay")
 
         return upgrade
-
-
-async def _first_bytes(stream: ByteStream, timeout: float) -> bytes:
-    """The first bytes of a connection: enough to tell the relay preamble from anything
-    else (one read, more only while they could still be the preamble)."""
-    first = b""
-    try:
-        with anyio.fail_after(timeout):
-            while len(first) < len(PREAMBLE) and PREAMBLE.startswith(first):
-                try:
-                    first += await stream.receive()
-                except anyio.EndOfStream:
-                    raise HandshakeError("the connection closed before its first bytes") from None
-    except TimeoutError:
-        await _close(stream)
-        raise HandshakeTimeout(f"no data within {timeout:g} s of accepting") from None
-    except BaseException:
-        await _close(stream)
-        raise
-    return first
 
 
 async def _close(stream: Any) -> None:

@@ -15,7 +15,7 @@ so the caller owns the stream only when a driver returns.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import anyio
@@ -35,6 +35,7 @@ __all__ = [
     "SecureStream",
     "SecurityPolicy",
     "accept_maybe_secure",
+    "read_first_bytes",
     "secure_accept",
     "secure_connect",
 ]
@@ -99,6 +100,30 @@ class Accepted:
 async def _close(stream: ByteStream) -> None:
     with anyio.CancelScope(shield=True), anyio.move_on_after(1):
         await stream.aclose()
+
+
+async def read_first_bytes(
+    stream: ByteStream, *, timeout: float, more: Callable[[bytes], bool]
+) -> bytes:
+    """Read an accepted connection's first bytes while ``more(first)`` says they cannot tell
+    yet what the connection speaks (the acceptors' preambles). On end of stream
+    (``HandshakeError``), after ``timeout`` seconds (``HandshakeTimeout``), cancellation or
+    any error the stream is closed."""
+    first = b""
+    try:
+        with anyio.fail_after(timeout):
+            while more(first):
+                try:
+                    first += await stream.receive(_RECEIVE)
+                except anyio.EndOfStream:
+                    raise HandshakeError("the connection closed before its first bytes") from None
+    except TimeoutError:
+        await _close(stream)
+        raise HandshakeTimeout(f"no data within {timeout:g} s of accepting") from None
+    except BaseException:
+        await _close(stream)
+        raise
+    return first
 
 
 async def _drive(
@@ -227,24 +252,15 @@ async def accept_maybe_secure(
     ``policy.may_use_plaintext(node_id)``, for the caller to check. On any failure (including
     a timeout waiting for the first bytes) the stream is closed.
     """
-    first = b""
     deadline = anyio.current_time() + timeout
-    try:
-        with anyio.fail_at(deadline):
-            # A plaintext frame's length starts with a byte other than the magic's first
-            # (any length up to 4 GB - 200 MB): that one byte decides, so a plaintext peer
-            # that sends less than 4 bytes is handed to the server's own timeouts at once.
-            while len(first) < PREAMBLE_SIZE and (not first or first[0] == MAGIC[0]):
-                try:
-                    first += await stream.receive(_RECEIVE)
-                except anyio.EndOfStream:
-                    raise HandshakeError("the connection closed before its first bytes") from None
-    except TimeoutError:
-        await _close(stream)
-        raise HandshakeTimeout(f"no data within {timeout:g} s of accepting") from None
-    except BaseException:
-        await _close(stream)
-        raise
+    # A plaintext frame's length starts with a byte other than the magic's first (any length
+    # up to 4 GB - 200 MB): that one byte decides, so a plaintext peer that sends less than 4
+    # bytes is handed to the server's own timeouts at once.
+    first = await read_first_bytes(
+        stream,
+        timeout=timeout,
+        more=lambda b: len(b) < PREAMBLE_SIZE and (not b or b[0] == MAGIC[0]),
+    )
     if is_secure_preamble(first):
         handshake = SecureHandshake.respond(identity, policy.keyring)
         remaining = max(0.0, deadline - anyio.current_time())
