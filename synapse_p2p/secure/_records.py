@@ -57,7 +57,7 @@ class RecordLayer:
         self._send = send
         self._receive = receive
         self._encrypt = send.aead.encrypt
-        # cryptography >= 45 seals into a buffer we give it: one buffer for a large write
+        # recent cryptography seals into a buffer we give it: one buffer for a large write
         # instead of a ciphertext per record joined afterwards (a copy and an allocation
         # per record, measured at about half the cost of the cipher itself)
         self._encrypt_into = getattr(send.aead, "encrypt_into", None)
