@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.lowlevel
@@ -23,10 +23,23 @@ from ._records import MAX_PLAINTEXT, RecordLayer
 __all__ = ["PrefixedStream", "SecureStream"]
 
 _RECEIVE = 65536
-#: Read size on the underlying stream: a few records per system call.
-_TRANSPORT_RECEIVE = 256 * 1024
+#: Read sizes on the underlying stream. Small by default: a read buffer over malloc's mmap
+#: threshold (128 KiB) costs an mmap and a munmap per read, more than a small record's
+#: decryption. After a read that filled its buffer (more is waiting: a large write is
+#: arriving), the next read takes several records per system call. A stream whose receive
+#: costs the same at any size (``receive_size_free``, the asyncio TCP stream) is always read
+#: in large chunks.
+_TRANSPORT_RECEIVE = 65536
+_TRANSPORT_RECEIVE_BULK = 256 * 1024
 #: Largest plaintext sealed and written at once by ``send`` (4 records).
 _SEND_CHUNK = 4 * MAX_PLAINTEXT
+
+
+def _as_bytes(data: bytes | bytearray) -> bytes:
+    """``data`` as the ``bytes`` that ``ByteStream.send`` is typed to take: every stream a
+    secure channel runs over (TCP, WebSocket, relay circuits, memory) takes any bytes-like
+    object, and a large write's records, sealed in place, are not copied again."""
+    return cast(bytes, data)
 
 
 class SecureStream(ByteStream):
@@ -59,6 +72,12 @@ class SecureStream(ByteStream):
         #: The plaintext of that record: not reported as taken, so the caller sends it again
         #: (as the ``send_nowait`` contract says), and the next send skips it.
         self._owed = b""
+        self._small_read = (
+            _TRANSPORT_RECEIVE_BULK
+            if getattr(stream, "receive_size_free", False)
+            else _TRANSPORT_RECEIVE
+        )
+        self._read_size = self._small_read
 
     @property
     def peer_node_id(self) -> str:
@@ -67,8 +86,9 @@ class SecureStream(ByteStream):
     async def receive(self, max_bytes: int = _RECEIVE) -> bytes:
         plain = self._plain
         while not plain:
+            want = self._read_size
             try:
-                data = await self.transport_stream.receive(_TRANSPORT_RECEIVE)
+                data = await self.transport_stream.receive(want)
             except anyio.EndOfStream:
                 try:
                     self._session.eof()
@@ -76,6 +96,17 @@ class SecureStream(ByteStream):
                     await self._abort()
                     raise
                 raise
+            if len(data) < want:
+                self._read_size = self._small_read
+                record = self._session.open_one(data)
+                if record is not None:  # one whole record, the common case: no list
+                    if 0 < len(record) <= max_bytes:
+                        return record
+                    if record:
+                        plain.append(record)
+                    continue
+            else:
+                self._read_size = _TRANSPORT_RECEIVE_BULK
             try:
                 records = self._session.open(data)
             except RecordError:
@@ -112,7 +143,7 @@ class SecureStream(ByteStream):
         if not item:
             await anyio.lowlevel.checkpoint()
             return
-        sealed = self._session.seal(item)  # nonces are taken in call order
+        sealed = _as_bytes(self._session.seal(item))  # nonces are taken in call order
         self._sending = True
         try:
             await self.transport_stream.send(sealed)
@@ -140,7 +171,7 @@ class SecureStream(ByteStream):
                     # let the previous part leave now (the asyncio stream writes what it is
                     # given later in the same turn of the loop only at the next turn)
                     await anyio.lowlevel.cancel_shielded_checkpoint()
-                await self.transport_stream.send(self._session.seal(rest[start:end]))
+                await self.transport_stream.send(_as_bytes(self._session.seal(rest[start:end])))
                 start, end = end, end + _SEND_CHUNK
         finally:
             self._sending = False

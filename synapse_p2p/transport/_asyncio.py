@@ -142,6 +142,11 @@ class _Protocol(asyncio.Protocol):
 class AsyncioSocketStream(SocketStream):
     """A TCP stream over an asyncio transport (see the module documentation)."""
 
+    #: ``receive(max_bytes)`` costs the same whatever ``max_bytes`` is: the transport reads
+    #: on its own, and a receive hands over what it read (split only past ``max_bytes``).
+    #: Layers above (the secure channel) then ask for large chunks, never splitting one.
+    receive_size_free = True
+
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
         self._protocol = protocol
