@@ -18,22 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-SEQUENTIAL = 300
-CALLERS = 64
-CALLS_PER_CALLER = 10
-BIG = b"x" * (1024 * 1024)
-BIG_CALLS = 4
 TARGETS = {"seq_calls_s": 0.5, "big_mib_s": 0.5}
 
 
@@ -67,66 +59,17 @@ def serve(role: str, backend: str, relay_port: int) -> None:
 
 
 async def measure(relay_port: int, port: int, node_id: str, segments: int) -> dict[str, Any]:
-    import anyio
-
+    from benchmarks._paired import compare
     from synapse_p2p import Client
     from synapse_p2p.relay import RelayTransport
 
-    async def sequential(client: Client) -> int:
-        for i in range(SEQUENTIAL):
-            await client.call("echo", i)
-        return SEQUENTIAL
-
-    async def callers(client: Client) -> int:
-        async def caller() -> None:
-            for i in range(CALLS_PER_CALLER):
-                await client.call("echo", i)
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(CALLERS):
-                tg.start_soon(caller)
-        return CALLERS * CALLS_PER_CALLER
-
-    async def big(client: Client) -> int:
-        for _ in range(BIG_CALLS):
-            await client.call("echo", BIG)
-        return BIG_CALLS  # MiB each way
-
-    workloads: dict[str, Callable[[Client], Awaitable[int]]] = {
-        "seq_calls_s": sequential,
-        "conc_calls_s": callers,
-        "big_mib_s": big,
-    }
-    rates: dict[str, dict[str, list[float]]] = {
-        name: {"direct": [], "relay": []} for name in workloads
-    }
-    ratios: dict[str, list[float]] = {name: [] for name in workloads}
     via = RelayTransport()
     via.add_route(("127.0.0.1", port), relay=("127.0.0.1", relay_port), node_id=node_id)
     async with (
         Client("127.0.0.1", port) as direct,
         Client("127.0.0.1", port, transport=via) as relayed,
     ):
-        clients = {"direct": direct, "relay": relayed}
-        for client in clients.values():  # warm up
-            await sequential(client)
-            await big(client)
-        for segment in range(segments):
-            for name, work in workloads.items():
-                rate = {}
-                for kind in ("direct", "relay") if segment % 2 else ("relay", "direct"):
-                    start = time.perf_counter()
-                    count = await work(clients[kind])
-                    rate[kind] = count / (time.perf_counter() - start)
-                    rates[name][kind].append(rate[kind])
-                ratios[name].append(rate["relay"] / rate["direct"])
-    return {
-        "ratios": {name: statistics.median(values) for name, values in ratios.items()},
-        "rates": {
-            name: {kind: statistics.median(v) for kind, v in by_kind.items()}
-            for name, by_kind in rates.items()
-        },
-    }
+        return await compare({"direct": direct, "relay": relayed}, segments)
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
@@ -157,6 +100,8 @@ def run_backend(backend: str, segments: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    from benchmarks._paired import report
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["trio", "asyncio"])
     parser.add_argument("--segments", type=int, default=15)
@@ -172,18 +117,7 @@ def main() -> None:
     for backend in [args.backend] if args.backend else ["trio", "asyncio"]:
         result = results[backend] = run_backend(backend, args.segments)
         print(f"\n{backend}: through a relay / direct (median of {args.segments} paired segments)")
-        for name, ratio in result["ratios"].items():
-            rate = result["rates"][name]
-            target = TARGETS.get(name)
-            verdict = (
-                ""
-                if target is None
-                else f"  target >= {target}x: " + ("met" if ratio >= target else "MISSED")
-            )
-            print(
-                f"  {name:14} direct {rate['direct']:10.1f}  relay {rate['relay']:10.1f}  "
-                f"ratio {ratio:.2f}x{verdict}"
-            )
+        report(result, TARGETS)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     print(json.dumps(results))
 

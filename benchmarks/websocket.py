@@ -21,22 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-SEQUENTIAL = 300
-CALLERS = 64
-CALLS_PER_CALLER = 10
-BIG = b"x" * (1024 * 1024)
-BIG_CALLS = 4
 TARGETS = {"seq_calls_s": 0.7}
 
 
@@ -68,58 +60,11 @@ def serve(backend: str, driver: str) -> None:
 
 
 async def measure(port: int, url: str, segments: int) -> dict[str, Any]:
-    import anyio
-
+    from benchmarks._paired import compare
     from synapse_p2p import Client
 
-    async def sequential(client: Client) -> int:
-        for i in range(SEQUENTIAL):
-            await client.call("echo", i)
-        return SEQUENTIAL
-
-    async def callers(client: Client) -> int:
-        async def caller() -> None:
-            for i in range(CALLS_PER_CALLER):
-                await client.call("echo", i)
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(CALLERS):
-                tg.start_soon(caller)
-        return CALLERS * CALLS_PER_CALLER
-
-    async def big(client: Client) -> int:
-        for _ in range(BIG_CALLS):
-            await client.call("echo", BIG)
-        return BIG_CALLS  # MiB each way
-
-    workloads: dict[str, Callable[[Client], Awaitable[int]]] = {
-        "seq_calls_s": sequential,
-        "conc_calls_s": callers,
-        "big_mib_s": big,
-    }
-    rates: dict[str, dict[str, list[float]]] = {name: {"tcp": [], "ws": []} for name in workloads}
-    ratios: dict[str, list[float]] = {name: [] for name in workloads}
     async with Client("127.0.0.1", port) as tcp, Client(url) as ws:
-        clients = {"tcp": tcp, "ws": ws}
-        for client in clients.values():  # warm up
-            await sequential(client)
-            await big(client)
-        for segment in range(segments):
-            for name, work in workloads.items():
-                rate = {}
-                for kind in ("tcp", "ws") if segment % 2 else ("ws", "tcp"):
-                    start = time.perf_counter()
-                    count = await work(clients[kind])
-                    rate[kind] = count / (time.perf_counter() - start)
-                    rates[name][kind].append(rate[kind])
-                ratios[name].append(rate["ws"] / rate["tcp"])
-    return {
-        "ratios": {name: statistics.median(values) for name, values in ratios.items()},
-        "rates": {
-            name: {kind: statistics.median(v) for kind, v in by_kind.items()}
-            for name, by_kind in rates.items()
-        },
-    }
+        return await compare({"tcp": tcp, "ws": ws}, segments)
 
 
 def run_backend(backend: str, segments: int, driver: str) -> dict[str, Any]:
@@ -141,6 +86,8 @@ def run_backend(backend: str, segments: int, driver: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    from benchmarks._paired import report
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["trio", "asyncio"])
     parser.add_argument("--segments", type=int, default=15)
@@ -166,18 +113,7 @@ def main() -> None:
         label = backend if backend == "asyncio" else f"trio ({driver} driver)"
         result = results[label] = run_backend(backend, args.segments, driver)
         print(f"\n{label}: WebSocket / TCP (median of {args.segments} paired segments)")
-        for name, ratio in result["ratios"].items():
-            rate = result["rates"][name]
-            target = TARGETS.get(name)
-            verdict = (
-                ""
-                if target is None
-                else f"  target >= {target}x: " + ("met" if ratio >= target else "MISSED")
-            )
-            print(
-                f"  {name:14} tcp {rate['tcp']:10.1f}  ws {rate['ws']:10.1f}  "
-                f"ratio {ratio:.2f}x{verdict}"
-            )
+        report(result, TARGETS)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     print(json.dumps(results))
 
