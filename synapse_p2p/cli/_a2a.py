@@ -8,7 +8,7 @@ import anyio
 import click
 
 from ._common import EXIT_USAGE, Failure, Settings, console, progress, run
-from ._swarm import SwarmOptions, join, swarm_options
+from ._swarm import SERVICE_TIMINGS, SwarmOptions, join, swarm_options
 
 __all__ = ["a2a_group"]
 
@@ -81,7 +81,7 @@ def serve_command(
     except ImportError as exc:
         raise Failure(str(exc), EXIT_USAGE) from None
     options = SwarmOptions(swarm=swarm, **node_options)
-    node = options.node(role="a2a", capabilities=[])
+    node = options.node(role="a2a", capabilities=[], **SERVICE_TIMINGS)
     out = console()
 
     async def main() -> None:

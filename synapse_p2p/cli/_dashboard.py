@@ -11,7 +11,7 @@ import click
 
 from ..dashboard import Limits, serve_dashboard
 from ._common import EXIT_OK, Failure, Settings, clean, console, progress, run
-from ._swarm import SwarmOptions, join, swarm_options
+from ._swarm import SERVICE_TIMINGS, SwarmOptions, join, swarm_options
 
 __all__ = ["dashboard_command"]
 
@@ -79,6 +79,7 @@ def dashboard_command(
         capabilities=["dashboard"],
         conversation_max_conversations=OBSERVER_CONVERSATIONS,
         conversation_max_events=OBSERVER_EVENTS,
+        **SERVICE_TIMINGS,
     )
     out = console()
 

@@ -10,7 +10,7 @@ import click
 from ..errors import JoinError
 from ..node import Node
 from ._common import Failure, Settings, run, text_param
-from ._swarm import JOIN_TIMEOUT, SwarmOptions, swarm_options
+from ._swarm import JOIN_TIMEOUT, SERVICE_TIMINGS, SwarmOptions, swarm_options
 
 __all__ = ["mcp_command"]
 
@@ -107,7 +107,7 @@ def mcp_command(
     except ImportError as exc:
         raise Failure(str(exc)) from None
     node = options.node(role=role, capabilities=list(capabilities), description=description,
-                        port=port)  # fmt: skip
+                        port=port, **SERVICE_TIMINGS)  # fmt: skip
 
     async def main() -> None:
         async with node:

@@ -41,7 +41,14 @@ from ._common import (
     trust_options,
 )
 
-__all__ = ["SwarmOptions", "ask_command", "broadcast_command", "connect", "swarm_options"]
+__all__ = [
+    "SERVICE_TIMINGS",
+    "SwarmOptions",
+    "ask_command",
+    "broadcast_command",
+    "connect",
+    "swarm_options",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,6 +60,10 @@ MDNS_QUIET = 0.5
 JOIN_TIMEOUT = 10.0
 #: Command-line nodes notice a dead peer within about 6 s (the library's default is 25 s).
 CLI_TIMINGS: dict[str, float] = {"heartbeat_interval": 1.0, "peer_timeout": 5.0}
+#: Commands that serve for hours (``sn dashboard``, ``sn mcp``, ``sn a2a serve``): a dead peer
+#: is noticed within about 12 s, and a loaded machine or a large swarm (every node heartbeats
+#: every other) does not make them mark live peers offline.
+SERVICE_TIMINGS: dict[str, float] = {"heartbeat_interval": 2.0, "peer_timeout": 10.0}
 
 
 @dataclass
