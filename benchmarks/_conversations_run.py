@@ -5,11 +5,13 @@
 
 N nodes on one event loop, loopback TCP, joined through the first. Measures: one event from
 node 0 reaching all N (median of 10), requests handled per event, sustained events/s for 200
-events, broadcast synapse.ask -> all N-1 replies at the origin (median of 5), failed calls.
+events, broadcast synapse.ask -> all N-1 replies at the origin (median of 5), failed calls,
+the garbage collector's time per ask and the objects it tracks (ours only).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
 import sys
@@ -77,10 +79,21 @@ def ours(backend: str, n: int) -> dict[str, float]:
                     for node in nodes
                 )
 
-            ask_times, quiet_times = [], []
+            ask_times, quiet_times, gc_times = [], [], []
+            collecting = {"started": 0.0, "total": 0.0}
+
+            def timed(phase: str, info: dict[str, Any]) -> None:
+                now = time.perf_counter()
+                if phase == "start":
+                    collecting["started"] = now
+                else:
+                    collecting["total"] += now - collecting["started"]
+
+            gc.callbacks.append(timed)
             for _ in range(5):
                 while busy():  # start each ask on a quiet swarm
                     await anyio.sleep(0.01)
+                collecting["total"] = 0.0
                 start = time.perf_counter()
                 b = await seed.broadcast("synapse.ask", "ping")
                 while len(seed.replies(b)) < n - 1:
@@ -89,6 +102,8 @@ def ours(backend: str, n: int) -> dict[str, float]:
                 while busy():
                     await anyio.sleep(0.001)
                 quiet_times.append(time.perf_counter() - start)
+                gc_times.append(collecting["total"])
+            gc.callbacks.remove(timed)
             failed = sum(node._conversations.delivery.statistics().failed for node in nodes)
             tg.cancel_scope.cancel()
         return {
@@ -98,6 +113,11 @@ def ours(backend: str, n: int) -> dict[str, float]:
             "ask_all_replies_ms": statistics.median(ask_times) * 1000,
             "ask_quiet_ms": statistics.median(quiet_times) * 1000,
             "failed_calls": failed,
+            # the garbage collector's time from an ask to a quiet swarm, and the objects it
+            # tracks: N nodes in one heap make each full collection N times the work it is
+            # for one node in a process of its own
+            "gc_per_ask_ms": statistics.median(gc_times) * 1000,
+            "gc_objects": len(gc.get_objects()),
         }
 
     return anyio.run(main, backend=backend)

@@ -6,7 +6,9 @@ For each implementation and N, one process runs N nodes on one event loop (loopb
 joined through the first, and reports: time for one event emitted by node 0 to be stored by
 all N (median of 10), requests handled per event, sustained events/s from one emitter (200
 events; 20 for 2.5.0 at N >= 30, which is too slow for more), time from
-``broadcast("synapse.ask", ...)`` to all N-1 replies at the origin, and failed calls. SQLite
+``broadcast("synapse.ask", ...)`` to all N-1 replies at the origin, failed calls, and (ours
+only) the garbage collector's time per ask with the objects it tracks: N nodes in one heap make
+each full collection N times the work it is for a node in a process of its own. SQLite
 appends/s are measured by ``benchmarks/conversation_log.py``.
 """
 
@@ -42,6 +44,12 @@ def fmt(value: float, spec: str) -> str:
     return "n/a" if isinstance(value, float) and math.isnan(value) else format(value, spec)
 
 
+def gc_column(result: dict[str, float]) -> str:
+    if "gc_per_ask_ms" not in result:
+        return "n/a"
+    return f"{result['gc_per_ask_ms']:.0f}, {result['gc_objects']:,.0f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30, 50])
@@ -62,17 +70,18 @@ def main() -> None:
     print("\nConversations, all N nodes in one process on one event loop (loopback TCP)\n")
     print(
         "| N | implementation | one event -> all N (ms) | requests per event | sustained events/s "
-        "| broadcast ask -> N-1 replies (ms) | failed calls |"
+        "| broadcast ask -> N-1 replies (ms) | failed calls | GC per ask (ms), objects |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for n, name, r in rows:
         if "error" in r:
-            print(f"| {n} | {name} | failed: {r['error']} | | | | | |")
+            print(f"| {n} | {name} | failed: {r['error']} | | | | | | |")
             continue
         print(
             f"| {n} | {name} | {fmt(r['event_to_all_ms'], '.1f')} "
             f"| {fmt(r['requests_per_event'], '.0f')} | {fmt(r['sustained_events_s'], '.1f')} "
-            f"| {fmt(r['ask_all_replies_ms'], '.0f')} | {r['failed_calls']:.0f} |"
+            f"| {fmt(r['ask_all_replies_ms'], '.0f')} | {r['failed_calls']:.0f} "
+            f"| {gc_column(r)} |"
         )
 
 
