@@ -10,6 +10,10 @@ it cannot be connected to directly.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from typing import Any
 
 import anyio
@@ -18,10 +22,21 @@ import pytest
 from synapse_p2p import Node
 from synapse_p2p.errors import HandshakeError
 from synapse_p2p.types import Peer
+from tests.discovery.mdns_scripts.netns import ROOT, SCRIPTS, JsonProcess, NetnsPair
 
-pytestmark = pytest.mark.anyio
+JOINED_WITHIN = 15.0
+
 
 TIMINGS: dict[str, Any] = {"heartbeat_interval": 0.2, "peer_timeout": 2, "mdns": False}
+
+
+def member(pair: NetnsPair, ns: str, *args: str) -> JsonProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return pair.spawn(ns, [sys.executable, str(SCRIPTS / "plain_member.py"), *args], env=env)
+
+
+def lists(name: str, where: str) -> Any:
+    return lambda e: e.get("peers", {}).get(name) == where
 
 
 def listed(node: Node, node_id: str) -> anyio.Event:
@@ -38,6 +53,7 @@ def listed(node: Node, node_id: str) -> anyio.Event:
     return seen
 
 
+@pytest.mark.anyio
 async def test_a_seed_reached_elsewhere_than_it_advertises_is_a_member() -> None:
     seed = Node(bind="127.0.0.1", advertise="127.0.0.2", name="seed", **TIMINGS)
     async with seed:
@@ -55,6 +71,7 @@ async def test_a_seed_reached_elsewhere_than_it_advertises_is_a_member() -> None
             assert info["id"] == seed.node_id
 
 
+@pytest.mark.anyio
 async def test_an_alias_never_lets_another_node_answer() -> None:
     # The alias dials its other address expecting the id proved there: a node proving another
     # id there is refused, and an alias is taken only where the connection proved that id.
@@ -75,3 +92,48 @@ async def test_an_alias_never_lets_another_node_answer() -> None:
             pool.alias(("127.0.0.2", seed.port), ("127.0.0.1", other.port), seed.node_id)
             with pytest.raises(HandshakeError):
                 await asker.call_peer(("127.0.0.2", seed.port), "_synapse.info")
+
+
+# -- a real port forwarding: an nft DNAT rule in a network namespace ---------------------------
+
+
+def _in(ns: str, *argv: str, stdin: str | None = None) -> None:
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, *argv], input=stdin, capture_output=True, text=True, timeout=10
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} in {ns}: {done.stderr.strip()}")
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_a_seed_behind_port_forwarding_is_a_member(netns: NetnsPair, backend: str) -> None:
+    """The seed's host (namespace ``a``) listens on a private address, 192.168.77.1:9999,
+    which the joiner's host (``b``) has no route to, and forwards its public port 19999 there
+    (nft DNAT), as a home router does. The joiner is given the public address only."""
+    if shutil.which("nft") is None:
+        print("port forwarding test skipped: nft (nftables) is not installed")
+        pytest.skip("nft (nftables) is not installed")
+    _in(netns.a, "ip", "addr", "add", "192.168.77.1/32", "dev", "lo")
+    rules = (
+        "table ip forward_test {\n"
+        "  chain prerouting {\n"
+        "    type nat hook prerouting priority -100;\n"
+        "    tcp dport 19999 dnat to 192.168.77.1:9999\n"
+        "  }\n"
+        "}\n"
+    )
+    _in(netns.a, "nft", "-f", "-", stdin=rules)
+    seed = member(
+        netns, netns.a, "--name", "seed", "--backend", backend,
+        "--bind", "192.168.77.1", "--advertise", "192.168.77.1", "--port", "9999",
+    )  # fmt: skip
+    seed.expect(lambda e: "port" in e, 20, "seed serving")
+    joiner = member(
+        netns, netns.b, "--name", "joiner", "--backend", backend,
+        "--seed", f"{netns.addr_a}:19999",
+    )  # fmt: skip
+    joined = joiner.expect(lambda e: "port" in e, 20, "joiner serving")
+    joiner.expect(lists("seed", "192.168.77.1:9999"), JOINED_WITHIN, "joiner lists the seed")
+    seed.expect(
+        lists("joiner", f"{netns.addr_b}:{joined['port']}"), JOINED_WITHIN, "seed lists joiner"
+    )
