@@ -63,6 +63,11 @@ class PeerCaller(Protocol):
         """Keep idle connections long only to ``addresses`` (``None``: to everyone); others
         close soon after their last call (see ``ConnectionPool.retain``)."""
 
+    def alias(self, address: tuple[str, int], via: tuple[str, int], node_id: str) -> bool:
+        """If the open connection to ``via`` proved ``node_id``, reach ``address`` (that
+        node's advertised address) at ``via`` whenever it cannot be connected to directly
+        (see ``ConnectionPool.alias``); return whether the alias was taken."""
+
 
 class LocalNode:
     """This node as its peers see it: the one place its record is built from.

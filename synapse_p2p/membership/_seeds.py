@@ -89,6 +89,11 @@ class SeedJoiner:
             m.trust.note("unsigned", f"seed {where} sent no signed record")
             raise RemoteError(BAD_REQUEST, f"seed {where} sent no signed record of itself")
         self.joined.add((host, port))
+        if (seed.address, seed.port) != (host, port) and seed_proof is not None:
+            # Reached at another address than it advertises (port forwarding, a multi-homed
+            # host): our channel to host:port proved its id, so when its own address cannot
+            # be connected to, it is dialed here (the check of its record below included).
+            m.caller.alias((seed.address, seed.port), (host, port), seed.id)
         if (seed.address, seed.port) == (host, port):
             legacy = m.caller.is_legacy(host, port)
             verdict = m.table.verified(seed, m._now(), legacy=legacy, proof=seed_proof)

@@ -55,3 +55,10 @@ class PoolCaller:
     def retain(self, addresses: Iterable[tuple[str, int]] | None) -> None:
         if self.pool is not None:
             self.pool.retain(addresses)
+
+    def alias(self, address: tuple[str, int], via: tuple[str, int], node_id: str) -> bool:
+        pool = self.pool
+        if pool is None or pool.proven_id(*via) != node_id:
+            return False
+        pool.alias(address, via, node_id)
+        return True

@@ -16,11 +16,12 @@ import anyio
 from anyio.abc import ByteStream, TaskGroup, TaskStatus
 
 from .._validate import check_int, check_seconds, format_address
-from ..errors import CallTimeout
+from ..errors import CallTimeout, ConnectError
 from ..identity import Identity
 from ..secure import Keyring, SecureDialer, SecurityPolicy
 from ..transport import TcpTransport, Transport, WebSocketTransport, WebSocketUrl, is_websocket_url
 from ..wire import DEFAULT_MAX_FRAME_SIZE
+from ._aliases import Aliases
 from ._connection import LegacyServer, MuxConnection, call_once
 from ._watchdog import Watchdog
 
@@ -350,6 +351,7 @@ class ConnectionPool:
         self._connections: OrderedDict[tuple[str, int], MuxConnection] = OrderedDict()
         self._legacy: dict[tuple[str, int], float] = {}
         self._locks: dict[tuple[str, int], anyio.Lock] = {}
+        self.aliases = Aliases()
         self._task_group: TaskGroup | None = None
         self._watchdog = Watchdog()
         self._connects = 0
@@ -439,7 +441,7 @@ class ConnectionPool:
         if self._task_group is None:
             raise RuntimeError("ConnectionPool is not running")
         self._evict()
-        stream, node_id = await self.dialer.connect(host, port, timeout=self.connect_timeout)
+        stream, node_id = await self._dial(host, port)
         self._connects += 1
         connection = MuxConnection(
             stream,
@@ -454,6 +456,33 @@ class ConnectionPool:
             return None
         self._connections[(host, port)] = connection
         return connection
+
+    def alias(self, address: tuple[str, int], via: tuple[str, int], node_id: str) -> None:
+        """``node_id``, which advertises ``address``, proved itself at ``via``: when
+        ``address`` cannot be connected to, dial ``via`` (expecting ``node_id``) instead.
+        See :mod:`._aliases`."""
+        self.aliases.add((address[0], int(address[1])), (via[0], int(via[1])), node_id)
+
+    def proven_id(self, host: str, port: int) -> str | None:
+        """The node id the open connection to ``host:port`` proved (``None``: no connection,
+        or plaintext)."""
+        connection = self._connections.get((host, port))
+        return None if connection is None or connection.closed else connection.node_id
+
+    async def _dial(self, host: str, port: int) -> tuple[ByteStream, str | None]:
+        alias = self.aliases.get((host, port))
+        if alias is None:
+            return await self.dialer.connect(host, port, timeout=self.connect_timeout)
+        now = anyio.current_time()
+        if self.aliases.try_direct(alias, now):
+            try:
+                return await self.dialer.connect(host, port, timeout=self.connect_timeout)
+            except ConnectError:
+                self.aliases.direct_failed(alias, now)
+        via_host, via_port = alias.via
+        return await self.dialer.connect(
+            via_host, via_port, timeout=self.connect_timeout, expected_node_id=alias.node_id
+        )
 
     def _evict(self) -> None:
         if len(self._connections) < self.max_connections:

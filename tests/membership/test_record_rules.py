@@ -274,6 +274,9 @@ class NoCalls:
     def retain(self, addresses: Any) -> None:
         pass
 
+    def alias(self, address: Any, via: Any, node_id: str) -> bool:
+        return False
+
 
 def membership(
     *, secret: str | None = None, registry: EndpointRegistry | None = None

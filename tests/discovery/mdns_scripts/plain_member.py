@@ -4,6 +4,7 @@ auto-detection, for the namespace tests of observed addresses. Prints
 every 0.2 s; stops on stdin EOF.
 
     plain_member.py --name N [--seed HOST:PORT] [--port P] [--backend trio|asyncio]
+                    [--bind ADDRESS] [--advertise ADDRESS]
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from synapse_p2p import Node
 
 async def main(args: argparse.Namespace) -> None:
     node = Node(
-        bind="0.0.0.0",
+        bind=args.bind,
+        advertise=args.advertise,
         port=args.port,
         name=args.name,
         swarm="far",
@@ -47,5 +49,7 @@ if __name__ == "__main__":
     parser.add_argument("--seed")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--backend", default="trio")
+    parser.add_argument("--bind", default="0.0.0.0")
+    parser.add_argument("--advertise", default="auto")
     arguments = parser.parse_args()
     anyio.run(main, arguments, backend=arguments.backend)

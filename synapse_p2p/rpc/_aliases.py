@@ -1,0 +1,65 @@
+"""Addresses a peer is reached at other than the one it advertises (sans-IO).
+
+A seed behind port forwarding advertises its private address but is reached at the public
+one; a node on a multi-homed host advertises one of its addresses and is reached at another.
+Once a connection to ``via`` proved a node id, :meth:`Aliases.add` records that the node
+advertising ``address`` can be reached at ``via``. The pool then dials ``address`` directly
+first (a different node may really be there, on this side of the network); only when that
+fails to connect does it dial ``via``, expecting the node id proved there (so an alias never
+lets another node answer for it), and it skips the direct attempt for ``retry`` seconds.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+__all__ = ["Alias", "Aliases"]
+
+Address = tuple[str, int]
+
+
+@dataclass(slots=True)
+class Alias:
+    via: Address
+    node_id: str
+    #: Until when a direct dial of the advertised address is not tried (it failed lately).
+    direct_failed_until: float = 0.0
+
+
+class Aliases:
+    """See the module documentation. At most ``limit`` aliases, least recently added first
+    forgotten."""
+
+    def __init__(self, *, retry: float = 60.0, limit: int = 1024) -> None:
+        self.retry = retry
+        self.limit = limit
+        self._aliases: OrderedDict[Address, Alias] = OrderedDict()
+
+    def add(self, address: Address, via: Address, node_id: str) -> None:
+        """``node_id``, advertising ``address``, proved itself at ``via``. No-op when they are
+        the same address; a new ``via`` or id replaces the old one."""
+        if address == via:
+            return
+        current = self._aliases.get(address)
+        if current is None or current.via != via or current.node_id != node_id:
+            self._aliases[address] = Alias(via, node_id)
+        self._aliases.move_to_end(address)
+        while len(self._aliases) > self.limit:
+            self._aliases.popitem(last=False)
+
+    def remove(self, address: Address) -> None:
+        self._aliases.pop(address, None)
+
+    def get(self, address: Address) -> Alias | None:
+        return self._aliases.get(address)
+
+    def try_direct(self, alias: Alias, now: float) -> bool:
+        """Whether to dial the advertised address itself first."""
+        return now >= alias.direct_failed_until
+
+    def direct_failed(self, alias: Alias, now: float) -> None:
+        alias.direct_failed_until = now + self.retry
+
+    def __len__(self) -> int:
+        return len(self._aliases)
