@@ -1,21 +1,27 @@
 """What a :class:`~synapse_p2p.Node` holds of the relay: :class:`NodeRelay`.
 
-The node builds one from ``relay=``, ``relay_limits=`` and ``relays=`` and uses three things
-of it: :attr:`NodeRelay.transport` (its transport, routing some addresses through relays),
-:meth:`NodeRelay.upgrade` (wraps the secure acceptor of its RPC server) and
-:meth:`NodeRelay.run` (a service: the reservations). Nothing here reads the node.
+The node builds one from ``relay=``, ``relay_limits=``, ``relays=`` and its
+:class:`~synapse_p2p._seams.LocalNode`, and uses four things of it:
+:attr:`NodeRelay.transport` (its transport, routing some addresses through relays),
+:meth:`NodeRelay.upgrade` (wraps the secure acceptor of its RPC server),
+:meth:`NodeRelay.watch` (membership hands it every signed record that checks: the routes
+they advertise, :mod:`._advertised`) and :meth:`NodeRelay.run` (a service: the
+reservations). It keeps ``local.extras`` (what the node's signed record says of relays) up to
+date. Nothing here reads the node.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import ByteStream, TaskStatus
 
 from .._config import parse_seed
+from .._record_extras import MAX_RELAY_HINTS, RecordExtras, RelayHint
+from .._seams import LocalNode
 from ..errors import HandshakeError, SynapseError
 from ..identity import Identity
 from ..rpc._server import Upgrade
@@ -23,11 +29,15 @@ from ..secure import PrefixedStream, SecureAcceptor, SecurityPolicy
 from ..secure._stream import read_first_bytes
 from ..transport import Transport, WebSocketUrl, is_websocket_url
 from ..transport._websocket import websocket_routes
+from ._advertised import AdvertisedRoutes
 from ._circuit import CircuitStream
 from ._dial import RelayRoute, RelayTransport
 from ._protocol import PREAMBLE, RelayLimits, is_relay_preamble
 from ._reserve import Reservations, ReservationState, Serve
 from ._service import RelayService, RelayStatistics
+
+if TYPE_CHECKING:
+    from ..membership import Membership
 
 __all__ = ["NodeRelay"]
 
@@ -56,6 +66,7 @@ class NodeRelay:
         limits: RelayLimits | None = None,
         relays: Iterable[str | tuple[str, int]] | None = None,
         connect_timeout: float = 5.0,
+        local: LocalNode | None = None,
     ) -> None:
         if not isinstance(enabled, bool):
             raise TypeError(f"relay must be True or False, got {enabled!r}")
@@ -74,7 +85,9 @@ class NodeRelay:
                 raise ValueError(f"relays: {exc}") from None
             if is_websocket_url(relay):
                 urls.append(WebSocketUrl.parse(relay))
-        # relays given as ws:// or wss:// URLs are dialed over WebSocket
+        # relays given as ws:// or wss:// URLs are dialed over WebSocket (and not advertised
+        # in the record: members dial a record's relays over TCP)
+        self._websocket = {(url.host, url.port) for url in urls}
         inner = websocket_routes(inner, urls, None)
         #: The node's transport: routes (:meth:`add_route`) go through relays, the rest over
         #: ``inner``.
@@ -93,6 +106,37 @@ class NodeRelay:
             if addresses
             else None
         )
+        if self.reservations is not None:
+            self.reservations.on_change = self._update_record
+        self.local = local or LocalNode(identity.node_id)
+        #: Routes learned from members' signed records (:mod:`._advertised`).
+        self.advertised = AdvertisedRoutes(
+            self.transport, self.local.node_id, lambda: (self.local.address, self.local.port)
+        )
+        self._update_record()
+
+    def watch(self, membership: Membership) -> None:
+        """Take routes from the signed records ``membership`` checks (and drop them when
+        their node leaves)."""
+        membership.watch_records(self.advertised.learned, self.advertised.forgotten)
+        self.advertised.members = membership.peers
+
+    def hints(self) -> tuple[RelayHint, ...]:
+        """The relays this node is reserved on now, as its record advertises them."""
+        return tuple(
+            RelayHint(state.relay[0], state.relay[1], state.relay_node_id)
+            for state in self.states()
+            if state.reserved
+            and state.relay_node_id is not None
+            and state.relay not in self._websocket
+        )[:MAX_RELAY_HINTS]
+
+    def _update_record(self) -> None:
+        """Put the relays reserved on (and whether this node is one) in its record; the
+        membership re-signs it and members learn it in the next rounds."""
+        extras = RecordExtras(self.hints(), self.enabled)
+        if extras != self.local.extras:
+            self.local.extras = extras
 
     @property
     def enabled(self) -> bool:

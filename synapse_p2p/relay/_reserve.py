@@ -96,6 +96,14 @@ class Reservations:
         #: open connections without bound.
         self.max_circuits = max_circuits
         self._open = 0
+        #: Called whenever a reservation is gained or lost.
+        self.on_change: Callable[[], None] | None = None
+
+    def _set(self, relay: _Relay, reserved: bool, error: str = "") -> None:
+        changed = relay.reserved != reserved
+        relay.set(reserved, error)
+        if changed and self.on_change is not None:
+            self.on_change()
 
     def states(self) -> list[ReservationState]:
         return [relay.state() for relay in self._relays]
@@ -140,7 +148,7 @@ class Reservations:
                 backoff = 0.2
             else:
                 log.debug("no reservation on relay %s: %s", where, error)
-            relay.set(False, error)
+            self._set(relay, False, error)
             await anyio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff)
 
@@ -156,7 +164,7 @@ class Reservations:
                 reply = await control.receive()
             ttl = self._reserved(reply, where)
             relay.expires = anyio.current_time() + ttl
-            relay.set(True)
+            self._set(relay, True)
             log.info("reserved on relay %s (renewed every %g s)", where, ttl / 3)
             renew_at = anyio.current_time() + ttl / 3
             answered = True
