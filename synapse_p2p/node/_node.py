@@ -358,6 +358,7 @@ class Node:
             limits=relay_limits,
             relays=relays,
             connect_timeout=config.connect_timeout,
+            local=self._local,
         )
 
         # The services, each built from what it uses.
@@ -375,6 +376,7 @@ class Node:
             hub=self._hub,
             policy=self._policy,
         )
+        self.relay.watch(self._membership)  # routes from members' signed records
         self._conversations = Conversations(
             config,
             self._local,
