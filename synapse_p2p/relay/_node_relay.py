@@ -30,14 +30,18 @@ from ..secure._stream import read_first_bytes
 from ..transport import Transport, WebSocketUrl, is_websocket_url
 from ..transport._websocket import websocket_routes
 from ._advertised import AdvertisedRoutes
+from ._auto import AutoRelays
 from ._circuit import CircuitStream
 from ._dial import RelayRoute, RelayTransport
 from ._protocol import PREAMBLE, RelayLimits, is_relay_preamble
+from ._reach import Reachability, ReachabilityState, serve_dialback
 from ._reserve import Reservations, ReservationState, Serve
 from ._service import RelayService, RelayStatistics
 
 if TYPE_CHECKING:
+    from .._seams import PeerCaller
     from ..membership import Membership
+    from ..rpc import EndpointRegistry
 
 __all__ = ["NodeRelay"]
 
@@ -94,32 +98,64 @@ class NodeRelay:
         self.transport = RelayTransport(inner, identity=identity, secret=policy.keyring)
         #: The relay service (``None`` unless ``relay=True``).
         self.service = RelayService(limits) if enabled else None
-        #: The reservations kept (``None`` without ``relays=``).
-        self.reservations = (
-            Reservations(
-                addresses,
-                transport=inner,
-                identity=identity,
-                keyring=policy.keyring,
-                connect_timeout=connect_timeout,
-            )
-            if addresses
-            else None
+        #: The reservations kept (on ``relays=``, or chosen automatically).
+        self.reservations = Reservations(
+            addresses,
+            transport=inner,
+            identity=identity,
+            keyring=policy.keyring,
+            connect_timeout=connect_timeout,
         )
-        if self.reservations is not None:
-            self.reservations.on_change = self._update_record
+        self.reservations.on_change = self._update_record
+        #: Whether ``relays=`` named the relays (else they are chosen when private).
+        self.explicit = bool(addresses)
+        self.identity = identity
+        self.keyring = policy.keyring
+        self.connect_timeout = connect_timeout
         self.local = local or LocalNode(identity.node_id)
+        #: Dial-backs and the verdict (:mod:`._reach`); set by :meth:`attach`.
+        self.reach: Reachability | None = None
+        #: Automatic reservations (:mod:`._auto`); set by :meth:`attach` without ``relays=``.
+        self.auto: AutoRelays | None = None
         #: Routes learned from members' signed records (:mod:`._advertised`).
         self.advertised = AdvertisedRoutes(
             self.transport, self.local.node_id, lambda: (self.local.address, self.local.port)
         )
         self._update_record()
 
-    def watch(self, membership: Membership) -> None:
+    def attach(
+        self, membership: Membership, *, registry: EndpointRegistry, caller: PeerCaller
+    ) -> None:
         """Take routes from the signed records ``membership`` checks (and drop them when
-        their node leaves)."""
+        their node leaves); serve dial-backs on ``registry`` and learn this node's
+        reachability from its members' (calls through ``caller``); without ``relays=``,
+        reserve on relay members automatically while private."""
         membership.watch_records(self.advertised.learned, self.advertised.forgotten)
         self.advertised.members = membership.peers
+        serve_dialback(
+            registry,
+            transport=lambda: self.transport.inner,  # never through a relay route
+            identity=self.identity,
+            keyring=self.keyring,
+            timeout=self.connect_timeout,
+        )
+        self.reach = Reachability(
+            self.local,
+            membership.peers,
+            membership.is_legacy,
+            caller,
+            timeout=self.connect_timeout,
+        )
+        self.reach.on_change = lambda _state: self._update_record()
+        if not self.explicit:
+            self.auto = AutoRelays(
+                self.reservations, self.reach, self.advertised, lambda: membership.peers
+            )
+
+    @property
+    def reachability(self) -> ReachabilityState:
+        """``"public"``, ``"private"`` or ``"unknown"`` (see :mod:`._reach`)."""
+        return "unknown" if self.reach is None else self.reach.state
 
     def hints(self) -> tuple[RelayHint, ...]:
         """The relays this node is reserved on now, as its record advertises them."""
@@ -132,9 +168,11 @@ class NodeRelay:
         )[:MAX_RELAY_HINTS]
 
     def _update_record(self) -> None:
-        """Put the relays reserved on (and whether this node is one) in its record; the
-        membership re-signs it and members learn it in the next rounds."""
-        extras = RecordExtras(self.hints(), self.enabled)
+        """Put the relays reserved on (none once this node is known to be public) and
+        whether this node is one in its record; the membership re-signs it and members
+        learn it in the next rounds."""
+        public = self.reachability == "public"
+        extras = RecordExtras(() if public else self.hints(), self.enabled)
         if extras != self.local.extras:
             self.local.extras = extras
 
@@ -170,23 +208,25 @@ class NodeRelay:
         return None if self.service is None else self.service.statistics()
 
     def states(self) -> list[ReservationState]:
-        """This node's reservations, one per relay in ``relays=``."""
-        return [] if self.reservations is None else self.reservations.states()
+        """This node's reservations, one per relay kept (``relays=``, or chosen)."""
+        return self.reservations.states()
 
     async def wait_reserved(self, count: int | None = None) -> None:
-        """Wait until ``count`` of the ``relays=`` (default: all) hold a reservation."""
-        if self.reservations is not None:
-            await self.reservations.wait_reserved(count)
+        """Wait until ``count`` of the relays kept (default: all) hold a reservation."""
+        await self.reservations.wait_reserved(count)
 
     async def run(
         self, serve: Serve, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Keep the reservations (circuits go to ``serve``) until cancelled."""
-        if self.reservations is None:
+        """Keep the reservations (circuits go to ``serve``), ask for dial-backs and choose
+        relays when private, until cancelled."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.reservations.run, serve)
+            if self.reach is not None:
+                tg.start_soon(self.reach.run)
+            if self.auto is not None:
+                tg.start_soon(self.auto.run)
             task_status.started()
-            await anyio.sleep_forever()
-        else:
-            await self.reservations.run(serve, task_status=task_status)
 
     def upgrade(self, acceptor: SecureAcceptor) -> Upgrade:
         """The RPC server's ``upgrade``: ``acceptor.accept``, except that circuits must
