@@ -158,13 +158,13 @@ class NodeRelay:
         return "unknown" if self.reach is None else self.reach.state
 
     def hints(self) -> tuple[RelayHint, ...]:
-        """The relays this node is reserved on now, as its record advertises them."""
+        """The relays this node keeps a reservation on, as its record advertises them: those
+        reserved at least once, the one being re-reserved included (a relay that restarts
+        does not change the record; one given up does)."""
         return tuple(
             RelayHint(state.relay[0], state.relay[1], state.relay_node_id)
             for state in self.states()
-            if state.reserved
-            and state.relay_node_id is not None
-            and state.relay not in self._websocket
+            if state.relay_node_id is not None and state.relay not in self._websocket
         )[:MAX_RELAY_HINTS]
 
     def _update_record(self) -> None:

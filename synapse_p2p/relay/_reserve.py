@@ -189,12 +189,12 @@ class Reservations:
             self.transport, relay.address, self.identity, self.keyring, timeout=self.connect_timeout
         )
         try:
-            relay.node_id = relay_id
             await control.send({"op": "reserve"})
             with anyio.fail_after(self.connect_timeout):
                 reply = await control.receive()
             ttl = self._reserved(reply, where)
             relay.expires = anyio.current_time() + ttl
+            relay.node_id = relay_id  # (known once it reserved us)
             self._set(relay, True)
             log.info("reserved on relay %s (renewed every %g s)", where, ttl / 3)
             renew_at = anyio.current_time() + ttl / 3
