@@ -18,8 +18,8 @@ address and port asked about.
 * ``"unknown"``: otherwise (no member yet, or answers still missing).
 
 A change of the advertised address or port starts over. :class:`Reachability` asks up to
-:data:`ASK` members (random, not 2.5.0) whenever the verdict is unknown (every
-``retry`` seconds) and again every ``recheck`` seconds once it is known.
+:data:`ASK` members (random, not 2.5.0) while the verdict is unknown (after ``retry``
+seconds, doubling up to ``recheck``) and again every ``recheck`` seconds once it is known.
 """
 
 from __future__ import annotations
@@ -243,10 +243,17 @@ class Reachability:
 
     async def run(self) -> None:
         """Ask members until cancelled (see the module documentation)."""
+        retry = self.retry
         while True:
-            if self._askable():
+            asked = bool(self._askable())
+            if asked:
                 await self.round()
-            wait = self.retry if self._state == "unknown" else self.recheck
+            if not asked:
+                wait = self.retry  # nobody to ask yet
+            elif self._state == "unknown":
+                wait, retry = retry, min(retry * 2, self.recheck)  # members that cannot say
+            else:
+                wait, retry = self.recheck, self.retry
             target = self._target()
             for _ in range(max(1, math.ceil(wait / 0.5))):
                 await anyio.sleep(min(wait, 0.5))
