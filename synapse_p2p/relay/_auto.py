@@ -84,12 +84,14 @@ class AutoRelays:
                 )
             return
         reserved = {s.relay for s in self.reservations.states() if s.reserved}
+        spare = len(self._candidates(now)) - max(0, WANT - len(self.chosen))
         for address in list(self.chosen):
             if address in reserved:
                 self._unreserved_since.pop(address, None)
                 continue
             since = self._unreserved_since.setdefault(address, now)
-            if now - since >= SWITCH_AFTER and self._candidates(now):
+            if now - since >= SWITCH_AFTER and spare > 0:  # one replacement each
+                spare -= 1
                 self._avoid[address] = now + AVOID_FOR
                 self._drop(address, f"no reservation for {now - since:.1f} s")
         for address in self._candidates(now)[: max(0, WANT - len(self.chosen))]:
