@@ -86,7 +86,7 @@ async def _hold(node: Node, stop: anyio.Event, *, task_status: Any) -> None:
 
 @contextlib.asynccontextmanager
 async def swarm(
-    private_port: int, *, relays: int = 1, **private: Any
+    private_port: int, *, relays: int = 1, secret: str | None = None, **private: Any
 ) -> AsyncIterator[tuple[list[Node], Node, Node, dict[str, anyio.Event]]]:
     """Relays (the first is the seed; each stops when its event in the dict yielded last is
     set), a public node A, and B on ``private_port``, which no one else can dial."""
@@ -96,13 +96,13 @@ async def swarm(
         for i in range(relays):
             seeds = [f"127.0.0.1:{relay_nodes[0].port}"] if relay_nodes else []
             node = Node(name=f"r{i}", relay=True, transport=Unreachable(private_port),
-                        seeds=seeds, **FAST)  # fmt: skip
+                        seeds=seeds, secret=secret, **FAST)  # fmt: skip
             stops[node.node_id] = anyio.Event()
             await tg.start(_hold, node, stops[node.node_id])
             relay_nodes.append(node)
         seed = [f"127.0.0.1:{relay_nodes[0].port}"]
-        a = Node(name="a", transport=Unreachable(private_port), seeds=seed, **FAST)
-        b = Node(name="b", port=private_port, seeds=seed, **{**FAST, **private})
+        a = Node(name="a", transport=Unreachable(private_port), seeds=seed, secret=secret, **FAST)
+        b = Node(name="b", port=private_port, seeds=seed, secret=secret, **{**FAST, **private})
 
         @b.endpoint("whoami", publish=False)
         async def whoami() -> str:
@@ -146,9 +146,12 @@ async def test_a_dial_back_needs_a_secure_caller_and_good_arguments(anyio_backen
 # -- automatic relays ---------------------------------------------------------------------------
 
 
-async def test_a_private_node_reserves_on_a_relay_member_by_itself(anyio_backend: str) -> None:
+@pytest.mark.parametrize("secret", [None, "members only"])
+async def test_a_private_node_reserves_on_a_relay_member_by_itself(
+    anyio_backend: str, secret: str | None
+) -> None:
     b_port = free_port()
-    async with swarm(b_port, relays=1) as ([relay], a, b, _):
+    async with swarm(b_port, relays=1, secret=secret) as ([relay], a, b, _):
         await until(lambda: [s.reserved for s in b.relay.states()] == [True])
         assert b.relay.states()[0].relay == ("127.0.0.1", relay.port)
         await until(lambda: all(b.node_id in n.peers for n in (relay, a)))
