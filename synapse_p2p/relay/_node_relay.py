@@ -54,10 +54,15 @@ class _TakenOver(SynapseError):
 
 
 class NodeRelay:
-    """A node's relay parts: serving as a relay (``enabled``), reservations on ``relays``,
-    and routes to nodes reachable through a relay (:meth:`add_route`).
+    """A node's relay parts: serving as a relay (``enabled``), reservations (on ``relays``,
+    or chosen by :attr:`auto` while the node is private), routes to nodes reachable through a
+    relay (:meth:`add_route`, and :attr:`advertised` from signed records) and
+    :attr:`reachability`.
 
-    ``inner`` is the transport relays are dialed over (the node's TCP/WebSocket one).
+    ``inner`` is the transport relays are dialed over (the node's TCP/WebSocket one);
+    ``local`` the node's record, whose ``extras`` this keeps up to date. Errors from the
+    network never leave :meth:`run` (they are logged and retried); cancelling it ends the
+    reservations and the circuits taken through them.
     """
 
     def __init__(
