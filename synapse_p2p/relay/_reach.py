@@ -220,7 +220,7 @@ class Reachability:
                 {},
                 timeout=self.timeout * 2,
             )
-        except (SynapseError, OSError, ProtocolError) as exc:
+        except (SynapseError, OSError, ProtocolError, RuntimeError) as exc:  # (stopping)
             log.debug("dial-back from %s: %s", member.id[:8], exc)
             return None
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
