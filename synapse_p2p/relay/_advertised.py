@@ -5,8 +5,8 @@ A node reserved on relays says so in its signed record (``relays``, see
 :meth:`AdvertisedRoutes.learned` (never one that failed: a forged ``relays`` breaks the
 signature, so it never gets here), and this keeps the node's
 :class:`~._dial.RelayTransport` in step: a route from the record's address through its first
-relay to its node id, replaced by a newer record, removed when a newer record drops its
-relays or the member leaves (:meth:`forgotten`).
+relay (then the others, if it fails) to its node id, replaced by a newer record, removed when
+a newer record drops its relays or the member leaves (:meth:`forgotten`).
 
 Rules that keep a record from redirecting traffic meant for someone else:
 
@@ -53,7 +53,11 @@ class RelayMember:
 class _Held:
     seq: int
     address: tuple[str, int]
-    relay: RelayHint | None  # the route installed for it, if any
+    relays: tuple[RelayHint, ...]  # the route installed for it (first, then fallbacks)
+
+    @property
+    def relay(self) -> RelayHint | None:
+        return self.relays[0] if self.relays else None
 
 
 class AdvertisedRoutes:
@@ -78,8 +82,8 @@ class AdvertisedRoutes:
         self.refused = 0  # routes refused (an address held by another node)
 
     def routed(self) -> dict[str, RelayHint]:
-        """The routes installed from records: node id -> the relay used."""
-        return {node_id: h.relay for node_id, h in self._held.items() if h.relay is not None}
+        """The routes installed from records: node id -> the relay tried first."""
+        return {node_id: h.relays[0] for node_id, h in self._held.items() if h.relays}
 
     def learned(self, peer: Peer, proof: RecordProof) -> bool:
         """A record of ``peer`` whose signature checked: update its route. Returns True if
@@ -99,22 +103,24 @@ class AdvertisedRoutes:
         if held is not None and held.relay is not None and held.address != address:
             self._remove(held.address, peer.id)  # it moved
             changed = True
-        hint = self._usable(extras.relays, peer.id, address)
-        if hint is None:
+        hints = self._usable(extras.relays, peer.id, address)
+        if not hints:
             if held is not None and held.relay is not None and held.address == address:
                 self._remove(address, peer.id)
                 log.info("node %s: no relay in its record any more", peer.id[:16])
                 changed = True
-            self._hold(peer.id, _Held(proof.seq, address, None))
+            self._hold(peer.id, _Held(proof.seq, address, ()))
             return changed
-        self._hold(peer.id, _Held(proof.seq, address, hint))
-        if held is not None and held.relay == hint and held.address == address:
+        self._hold(peer.id, _Held(proof.seq, address, hints))
+        if held is not None and held.relays == hints and held.address == address:
             return changed
+        hint = hints[0]
         self.transport.add_route(
             address,
             relay=(hint.address, hint.port),
             node_id=peer.id,
             relay_node_id=hint.node_id,
+            fallbacks=[((h.address, h.port), h.node_id) for h in hints[1:]],
         )
         log.info(
             "node %s at %s: reached through relay %s (its signed record)",
@@ -142,22 +148,23 @@ class AdvertisedRoutes:
 
     def _usable(
         self, hints: tuple[RelayHint, ...], node_id: str, address: tuple[str, int]
-    ) -> RelayHint | None:
-        usable = [h for h in hints if h.node_id != node_id]  # (a relay reaches it via itself)
+    ) -> tuple[RelayHint, ...]:
+        """The record's relays to route ``address`` through (none if it may not be)."""
+        usable = tuple(h for h in hints if h.node_id != node_id)  # (a relay uses itself)
         if not usable:
-            return None
+            return ()
         if address == self.own_address():
             self._refuse(node_id, address, "this node's own address")
-            return None
+            return ()
         route = self.transport.route_for(*address)
         if route is not None and route.node_id != node_id:
             self._refuse(node_id, address, f"routed to node {route.node_id[:16]}")
-            return None
+            return ()
         for other in self.members.values():
             if other.id != node_id and (other.address, other.port) == address:
                 self._refuse(node_id, address, f"the address of member {other.id[:16]}")
-                return None
-        return usable[0]
+                return ()
+        return usable
 
     def _refuse(self, node_id: str, address: tuple[str, int], why: str) -> None:
         self.refused += 1

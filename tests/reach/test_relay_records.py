@@ -217,3 +217,39 @@ async def test_a_forged_route_in_gossip_is_refused(anyio_backend: str) -> None:
             assert a.relay.routes == {}
             assert sum(a.membership.trust.refused.values()) >= 1
             assert await Client("127.0.0.1", c.port).call("_synapse.ping") == "pong"
+
+
+def test_a_route_names_every_relay_of_the_record() -> None:
+    transport = RelayTransport()
+    routes = AdvertisedRoutes(transport, "me", lambda: ("127.0.0.1", 1))
+    second = RelayHint("198.18.0.9", 9001, "s" * 64)
+    peer, proof = _signed(RecordExtras((HINT, second)))
+    assert routes.learned(peer, proof)
+    route = transport.route_for("10.1.0.2", 7000)
+    assert route is not None
+    assert route.relay == ("198.18.0.1", 9000)
+    assert route.fallbacks == ((("198.18.0.9", 9001), "s" * 64),)
+
+
+async def test_a_route_falls_back_to_the_next_relay(anyio_backend: str) -> None:
+    async with (
+        Node(name="relay", relay=True, **FAST) as relay,
+        Node(name="empty", relay=True, **FAST) as empty,
+    ):
+        b = Node(name="b", relays=[f"127.0.0.1:{relay.port}"], **FAST)
+
+        @b.endpoint("whoami", publish=False)
+        async def whoami() -> str:
+            return "b"
+
+        async with b:
+            with anyio.fail_after(10):
+                await b.relay.wait_reserved()
+            good = (("127.0.0.1", relay.port), relay.node_id)
+            # the first relay is down, or does not hold b's reservation: the next one is tried
+            for first in (("127.0.0.1", free_port()), ("127.0.0.1", empty.port)):
+                via = RelayTransport()
+                via.add_route(("127.0.0.1", b.port), relay=first, node_id=b.node_id,
+                              fallbacks=[good])  # fmt: skip
+                client = Client("127.0.0.1", b.port, transport=via)
+                assert await client.call("whoami") == "b"
