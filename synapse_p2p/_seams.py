@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import anyio
 from anyio.abc import TaskStatus
 
+from ._record_extras import RecordExtras
 from .identity import Identity
 from .types import Capability, NodeKind, Peer
 
@@ -81,6 +82,7 @@ class LocalNode:
         "address",
         "capabilities",
         "description",
+        "extras",
         "identity",
         "kind",
         "name",
@@ -119,6 +121,9 @@ class LocalNode:
         self.capabilities: list[Capability] = capabilities if capabilities is not None else []
         self.address = address
         self.port = port
+        #: What this node's signed record says beyond the peer dict (the relays it is
+        #: reserved on, whether it is a relay); set by the node's relay parts.
+        self.extras = RecordExtras()
 
     def capability_names(self) -> list[str]:
         return [c.name for c in self.capabilities]

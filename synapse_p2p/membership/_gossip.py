@@ -66,6 +66,8 @@ def digest_entry(
         entry["seq"] = proof.seq
         entry["key"] = proof.key
         entry["sig"] = proof.sig
+        if proof.extras:
+            entry.update(proof.extras.to_wire())
     return entry
 
 
@@ -196,7 +198,8 @@ def read_digest(
             held, seq = state.proof, item.get("seq")
             if held is not None and type(seq) is int and "sig" in item:
                 if seq <= held.seq or (
-                    now - state.record_at < recheck_after and _same_content(item, state.peer)
+                    now - state.record_at < recheck_after
+                    and _same_content(item, state.peer, held_extras(state))
                 ):
                     out.append(Heard(node_id, now - age))  # the table caps it for a signed one
                     continue
@@ -216,7 +219,7 @@ def read_digest(
                 state is not None
                 and proof.seq > state.seq
                 and now - state.record_at < recheck_after
-                and _same_content(item, state.peer)
+                and _same_content(item, state.peer, held_extras(state))
             ):
                 decision: Decision | None = Heard(node_id, now - age) if state.alive else None
             else:
@@ -250,10 +253,18 @@ def read_digest(
     return out
 
 
-def _same_content(item: dict[str, Any], peer: Peer) -> bool:
-    """Whether digest entry ``item`` describes ``peer`` exactly (the signed fields)."""
+def held_extras(state: PeerState) -> dict[str, Any]:
+    """The extras (relays) of the record held for ``state``, as they travel."""
+    return {} if state.proof is None else state.proof.extras.to_wire()
+
+
+def _same_content(item: dict[str, Any], peer: Peer, extras: dict[str, Any]) -> bool:
+    """Whether digest entry ``item`` describes ``peer`` with ``extras`` exactly (the signed
+    fields)."""
     return (
-        item.get("address") == peer.address
+        item.get("relays", []) == extras.get("relays", [])
+        and item.get("relay", False) == extras.get("relay", False)
+        and item.get("address") == peer.address
         and item.get("port") == peer.port
         and item.get("name", "") == peer.name
         and item.get("swarm") == peer.swarm

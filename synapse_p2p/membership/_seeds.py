@@ -14,7 +14,7 @@ import anyio
 from .._validate import format_address
 from ..errors import BAD_REQUEST, JoinError, RemoteError, SynapseError
 from ..types import Peer
-from ._signing import MalformedProof, proof_in
+from ._signing import PROOF_KEYS, MalformedProof, proof_in
 
 if TYPE_CHECKING:
     from ._service import Membership
@@ -113,7 +113,7 @@ class SeedJoiner:
                     entry = dict(p, age=p.get("age", 0.0))
                     extra = records.get(p.get("id"))
                     if isinstance(extra, dict):
-                        entry.update({k: extra[k] for k in ("seq", "key", "sig") if k in extra})
+                        entry.update({k: extra[k] for k in PROOF_KEYS if k in extra})
                     digest.append(entry)
             m._apply_digest(digest, seed.id, trusted=True)
 

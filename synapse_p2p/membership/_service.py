@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -145,6 +145,9 @@ class Membership:
         #: Whether stopping tells the members (``_synapse.leave``); a test that simulates a
         #: crash turns it off.
         self.say_goodbye = True
+        self._learned: list[Callable[[Peer, RecordProof], bool]] = []
+        self._forgotten: list[Callable[[str], None]] = []
+        self.trust.on_checked = self._checked
         register(self, registry)
         if self.views is not None:
             register_views(self.views, registry)
@@ -153,7 +156,27 @@ class Membership:
         config = self.config
         return PeerTable(self.local.node_id, config.peer_timeout, max_peers=config.max_peers)
 
+    def watch_records(
+        self, learned: Callable[[Peer, RecordProof], bool], forgotten: Callable[[str], None]
+    ) -> None:
+        """Call ``learned(peer, proof)`` with every peer record whose signature checks (before
+        it is acted on: a candidate's address is dialed after it), and ``forgotten(id)`` when
+        a member leaves. ``learned`` returns True when it changed how the record's address is
+        reached (then a failed dial of that address is retried at once). Both must be quick
+        and must not raise."""
+        self._learned.append(learned)
+        self._forgotten.append(forgotten)
+
+    def _checked(self, peer: Peer, proof: RecordProof) -> None:
+        changed = False
+        for learned in self._learned:
+            changed = learned(peer, proof) or changed
+        if changed:
+            self.table.forgive((peer.address, peer.port))
+
     def _gone(self, node_id: str) -> None:
+        for forgotten in self._forgotten:
+            forgotten(node_id)
         peer = self.table.left(node_id)
         if peer is None:
             return
@@ -193,7 +216,7 @@ class Membership:
         """This node's signature over its current record (``None`` for an unverified node)."""
         if self._signer is None:
             return None
-        return self._signer.proof(record or self._record(), self._now())
+        return self._signer.proof(record or self._record(), self._now(), self.local.extras)
 
     def _signed_record(self) -> dict[str, Any]:
         """This node's peer dict with the proof inline (for our own nodes only)."""

@@ -12,6 +12,11 @@ writes by default), of the array::
     [1, id, address, port, swarm, team, name, kind, [capability, ...], seq]
 
 rebuilt from the parsed values on both sides, so a record survives any re-encoding on the way.
+A record with extras (:class:`~synapse_p2p._record_extras.RecordExtras`: the relays a node is
+reserved on, whether it serves as a relay) carries them as more keys beside ``seq``/``key``/
+``sig`` and signs ``[2, id, ..., seq, [relay, [[host, port, relay_id], ...]]]`` instead; a
+record without them is signed as above, so the extras can neither be added to nor removed
+from a record by anyone but its node.
 ``seq`` is the signing time in wall-clock milliseconds, made strictly increasing: a restarted
 node's records are newer than its old ones. A record is re-signed when its content changes and
 every ``refresh`` seconds (a fresh record is how third parties prove a member is still alive).
@@ -27,11 +32,13 @@ from typing import Any
 
 import msgpack
 
+from .._record_extras import RecordExtras, extras_from_wire
 from ..identity import DOMAIN_PEER_RECORD, Identity, verify
 from ..types import Peer
 
 __all__ = [
     "MAX_SEQ",
+    "PROOF_KEYS",
     "RECORD_ENDPOINT",
     "RecordProof",
     "RecordSigner",
@@ -41,6 +48,8 @@ __all__ = [
 ]
 
 RECORD_VERSION = 1
+RECORD_VERSION_EXTRAS = 2
+_NO_EXTRAS = RecordExtras()
 MAX_SEQ = 2**63 - 1
 
 
@@ -50,14 +59,20 @@ RECORD_ENDPOINT = "_synapse.record"
 
 @dataclass(frozen=True, slots=True)
 class RecordProof:
-    """A node's signature over its record: ``seq``, its public ``key`` and ``sig``."""
+    """A node's signature over its record: ``seq``, its public ``key`` and ``sig``, and the
+    ``extras`` the signature covers beside the peer dict (relays: see the module
+    documentation)."""
 
     seq: int
     key: bytes
     sig: bytes
+    extras: RecordExtras = _NO_EXTRAS
 
     def to_wire(self) -> dict[str, Any]:
-        return {"seq": self.seq, "key": self.key, "sig": self.sig}
+        wire: dict[str, Any] = {"seq": self.seq, "key": self.key, "sig": self.sig}
+        if self.extras:
+            wire.update(self.extras.to_wire())
+        return wire
 
 
 class MalformedProof(ValueError):
@@ -68,7 +83,7 @@ def proof_in(data: Any) -> RecordProof | None:
     """The proof carried in map ``data`` (``None`` if it has no ``sig`` key).
 
     Raises :class:`MalformedProof` (a ``ValueError``) for a ``sig`` with a bad ``seq`` or
-    ``key``, or a signature of the wrong size.
+    ``key``, a signature of the wrong size, or malformed extras (``relays``, ``relay``).
     """
     if type(data) is not dict or "sig" not in data:
         return None
@@ -79,13 +94,23 @@ def proof_in(data: Any) -> RecordProof | None:
         raise MalformedProof("peer record 'key' must be 32 bytes")
     if type(sig) is not bytes or len(sig) != 64:
         raise MalformedProof("peer record 'sig' must be 64 bytes")
-    return RecordProof(seq, key, sig)
+    if "relays" not in data and "relay" not in data:
+        return RecordProof(seq, key, sig)
+    try:
+        extras = extras_from_wire(data)
+    except ValueError as exc:
+        raise MalformedProof(str(exc)) from None
+    return RecordProof(seq, key, sig, extras)
 
 
-def signed_bytes(peer: Peer, seq: int) -> bytes:
+#: The keys a proof travels as (to copy a proof from one map into another).
+PROOF_KEYS = ("seq", "key", "sig", "relays", "relay")
+
+
+def signed_bytes(peer: Peer, seq: int, extras: RecordExtras = _NO_EXTRAS) -> bytes:
     """The canonical bytes a record signature covers (see the module documentation)."""
     content = [
-        RECORD_VERSION,
+        RECORD_VERSION_EXTRAS if extras else RECORD_VERSION,
         peer.id,
         peer.address,
         peer.port,
@@ -96,6 +121,8 @@ def signed_bytes(peer: Peer, seq: int) -> bytes:
         list(peer.capabilities),
         seq,
     ]
+    if extras:
+        content.append(extras.signed())
     return msgpack.packb(content, use_bin_type=True)  # type: ignore[no-any-return]
 
 
@@ -130,17 +157,17 @@ class RecordSigner:
         self._proof: RecordProof | None = None
         self._at = 0.0
 
-    def proof(self, peer: Peer, now: float) -> RecordProof:
-        """The proof for ``peer`` (this node's current record), signing a new one if the
-        content changed or the last one is older than ``refresh``."""
-        content = _content(peer)
+    def proof(self, peer: Peer, now: float, extras: RecordExtras = _NO_EXTRAS) -> RecordProof:
+        """The proof for ``peer`` (this node's current record) with ``extras``, signing a new
+        one if the content changed or the last one is older than ``refresh``."""
+        content = (*_content(peer), extras)
         proof = self._proof
         if proof is not None and content == self._content and now - self._at < self.refresh:
             return proof
         last = -1 if proof is None else proof.seq
         seq = min(max(last + 1, int(self.wall_clock() * 1000)), MAX_SEQ)
-        sig = self.identity.sign(DOMAIN_PEER_RECORD, signed_bytes(peer, seq))
-        self._proof = RecordProof(seq, self.identity.public_key, sig)
+        sig = self.identity.sign(DOMAIN_PEER_RECORD, signed_bytes(peer, seq, extras))
+        self._proof = RecordProof(seq, self.identity.public_key, sig, extras)
         self._content = content
         self._at = now
         self.signed += 1
@@ -160,7 +187,7 @@ class RecordVerifier:
 
     def check(self, peer: Peer, proof: RecordProof) -> bool:
         """True if ``proof`` is ``peer.id``'s valid signature over ``peer`` at ``proof.seq``."""
-        message = signed_bytes(peer, proof.seq)
+        message = signed_bytes(peer, proof.seq, proof.extras)
         cache_key = (peer.id, proof.seq, proof.sig)
         cached = self._good.get(cache_key)
         if cached is not None:

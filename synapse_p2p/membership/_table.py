@@ -324,6 +324,11 @@ class PeerTable:
             return "joined"
         return "joined" if moved else "heartbeat"
 
+    def forgive(self, address: tuple[str, int]) -> None:
+        """Dial ``address`` again at once (a new way to reach it was learned)."""
+        self._address_backoff.pop(address, None)
+        self._failures.pop(address, None)
+
     def verification_failed(self, address: tuple[str, int], now: float) -> None:
         # Back off per address: 0.5 s, 1 s, 2 s, ... up to ``retry_after``.
         failures = self._failures.get(address, 0) + 1

@@ -82,6 +82,8 @@ class TrustGate:
         self._log_every = log_every
         self._logged: dict[str, float] = {}
         self._quiet: Counter[str] = Counter()
+        #: Called with every record whose signature checks (see ``Membership.watch_records``).
+        self.on_checked: Callable[[Peer, RecordProof], None] | None = None
         #: Refusals by kind (``bad_signature``, ``unsigned``, ``wrong_caller``, ``plaintext``,
         #: ``third_party``), direct and third-party together.
         self.refused: Counter[str] = Counter()
@@ -100,6 +102,8 @@ class TrustGate:
         """True if ``proof`` is ``peer.id``'s valid signature over ``peer`` (cached)."""
         if not self.verifier.check(peer, proof):
             return False
+        if self.on_checked is not None:
+            self.on_checked(peer, proof)
         signers = self._signers
         if peer.id in signers:
             signers.move_to_end(peer.id)

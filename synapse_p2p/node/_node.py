@@ -45,7 +45,7 @@ from ..conversations._service import Conversations
 from ..discovery import MdnsDiscovery, MdnsError, MdnsRecord
 from ..identity import Identity
 from ..membership import Membership
-from ..relay import NodeRelay, RelayLimits
+from ..relay import NodeRelay, ReachabilityState, RelayLimits
 from ..rpc import (
     Allow,
     Connection,
@@ -358,6 +358,7 @@ class Node:
             limits=relay_limits,
             relays=relays,
             connect_timeout=config.connect_timeout,
+            local=self._local,
         )
 
         # The services, each built from what it uses.
@@ -375,6 +376,8 @@ class Node:
             hub=self._hub,
             policy=self._policy,
         )
+        # routes from members' signed records, dial-backs, automatic relays
+        self.relay.attach(self._membership, registry=self._registry, caller=self._caller)
         self._conversations = Conversations(
             config,
             self._local,
@@ -585,6 +588,12 @@ class Node:
     def peers(self) -> Mapping[str, Peer]:
         """The verified, alive members by id: a read-only live view, owned by membership."""
         return self._membership.peers
+
+    @property
+    def reachability(self) -> ReachabilityState:
+        """Whether members can dial this node: ``"public"``, ``"private"`` or ``"unknown"``,
+        from their dial-backs of its advertised address (see ``docs/relay.md``)."""
+        return self.relay.reachability
 
     @property
     def endpoint_directory(self) -> dict[str, Callable[..., Awaitable[Any]]]:

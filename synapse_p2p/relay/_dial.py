@@ -133,11 +133,14 @@ async def open_circuit(
 
 @dataclass(frozen=True, slots=True)
 class RelayRoute:
-    """Reach ``node_id`` through the relay at ``relay`` (whose node id, if given, is checked)."""
+    """Reach ``node_id`` through the relay at ``relay`` (whose node id, if given, is checked);
+    ``fallbacks``: more ``(relay, relay_node_id)`` to try, in order, when it cannot be
+    reached or no longer holds the node's reservation."""
 
     relay: tuple[str, int]
     node_id: str
     relay_node_id: str | None = None
+    fallbacks: tuple[tuple[tuple[str, int], str | None], ...] = ()
 
 
 class RelayTransport:
@@ -170,16 +173,18 @@ class RelayTransport:
         relay: str | tuple[str, int],
         node_id: str,
         relay_node_id: str | None = None,
+        fallbacks: Iterable[tuple[tuple[str, int], str | None]] = (),
     ) -> tuple[str, int]:
         """Dial ``address`` (the target's advertised ``host:port``) through ``relay`` (a
         ``host:port``, or a ``ws://``/``wss://`` URL: then the relay is dialed over WebSocket)
-        to the node ``node_id`` from now on; return the address. Replaces an earlier route."""
+        to the node ``node_id`` from now on, then through ``fallbacks`` (``((host, port),
+        relay_node_id)``, TCP) if that fails; return the address. Replaces an earlier route."""
         if not isinstance(node_id, str) or not node_id:
             raise ValueError("node_id must be a non-empty string")
         key = parse_seed(address)
         if is_websocket_url(relay):
             self.inner = websocket_routes(self.inner, [WebSocketUrl.parse(relay)], None)
-        self._routes[key] = RelayRoute(parse_seed(relay), node_id, relay_node_id)
+        self._routes[key] = RelayRoute(parse_seed(relay), node_id, relay_node_id, tuple(fallbacks))
         return key
 
     def remove_route(self, address: str | tuple[str, int]) -> None:
@@ -197,15 +202,30 @@ class RelayTransport:
         route = self._routes.get((host, port))
         if route is None:
             return await self.inner.connect(host, port, timeout=timeout)
-        return await open_circuit(
-            self.inner,
-            route.relay,
-            route.node_id,
-            self.identity,
-            self.keyring,
-            timeout=timeout,
-            relay_node_id=route.relay_node_id,
-        )
+        relays = [(route.relay, route.relay_node_id), *route.fallbacks]
+        for i, (relay, relay_node_id) in enumerate(relays):
+            try:
+                return await open_circuit(
+                    self.inner,
+                    relay,
+                    route.node_id,
+                    self.identity,
+                    self.keyring,
+                    timeout=timeout,
+                    relay_node_id=relay_node_id,
+                )
+            except (ConnectError, HandshakeError) as exc:
+                if i == len(relays) - 1 or not _next_relay_may_help(exc):
+                    raise
+                log.debug("relay %s failed (%s): trying the next", format_address(*relay), exc)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def listen(self, host: str | None, port: int) -> list[Listener[ByteStream]]:
         return await self.inner.listen(host, port)
+
+
+def _next_relay_may_help(exc: Exception) -> bool:
+    """Whether another relay of the route may work where this one failed: it could not be
+    reached, is someone else now, no longer holds the target's reservation, or is full (not
+    a malformed request, which would be refused everywhere)."""
+    return not (isinstance(exc, RelayRefused) and exc.code == "bad_request")

@@ -1,21 +1,27 @@
 """What a :class:`~synapse_p2p.Node` holds of the relay: :class:`NodeRelay`.
 
-The node builds one from ``relay=``, ``relay_limits=`` and ``relays=`` and uses three things
-of it: :attr:`NodeRelay.transport` (its transport, routing some addresses through relays),
-:meth:`NodeRelay.upgrade` (wraps the secure acceptor of its RPC server) and
-:meth:`NodeRelay.run` (a service: the reservations). Nothing here reads the node.
+The node builds one from ``relay=``, ``relay_limits=``, ``relays=`` and its
+:class:`~synapse_p2p._seams.LocalNode`, and uses four things of it:
+:attr:`NodeRelay.transport` (its transport, routing some addresses through relays),
+:meth:`NodeRelay.upgrade` (wraps the secure acceptor of its RPC server),
+:meth:`NodeRelay.watch` (membership hands it every signed record that checks: the routes
+they advertise, :mod:`._advertised`) and :meth:`NodeRelay.run` (a service: the
+reservations). It keeps ``local.extras`` (what the node's signed record says of relays) up to
+date. Nothing here reads the node.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import ByteStream, TaskStatus
 
 from .._config import parse_seed
+from .._record_extras import MAX_RELAY_HINTS, RecordExtras, RelayHint
+from .._seams import LocalNode
 from ..errors import HandshakeError, SynapseError
 from ..identity import Identity
 from ..rpc._server import Upgrade
@@ -23,11 +29,19 @@ from ..secure import PrefixedStream, SecureAcceptor, SecurityPolicy
 from ..secure._stream import read_first_bytes
 from ..transport import Transport, WebSocketUrl, is_websocket_url
 from ..transport._websocket import websocket_routes
+from ._advertised import AdvertisedRoutes
+from ._auto import AutoRelays
 from ._circuit import CircuitStream
 from ._dial import RelayRoute, RelayTransport
 from ._protocol import PREAMBLE, RelayLimits, is_relay_preamble
+from ._reach import Reachability, ReachabilityState, serve_dialback
 from ._reserve import Reservations, ReservationState, Serve
 from ._service import RelayService, RelayStatistics
+
+if TYPE_CHECKING:
+    from .._seams import PeerCaller
+    from ..membership import Membership
+    from ..rpc import EndpointRegistry
 
 __all__ = ["NodeRelay"]
 
@@ -40,10 +54,15 @@ class _TakenOver(SynapseError):
 
 
 class NodeRelay:
-    """A node's relay parts: serving as a relay (``enabled``), reservations on ``relays``,
-    and routes to nodes reachable through a relay (:meth:`add_route`).
+    """A node's relay parts: serving as a relay (``enabled``), reservations (on ``relays``,
+    or chosen by :attr:`auto` while the node is private), routes to nodes reachable through a
+    relay (:meth:`add_route`, and :attr:`advertised` from signed records) and
+    :attr:`reachability`.
 
-    ``inner`` is the transport relays are dialed over (the node's TCP/WebSocket one).
+    ``inner`` is the transport relays are dialed over (the node's TCP/WebSocket one);
+    ``local`` the node's record, whose ``extras`` this keeps up to date. Errors from the
+    network never leave :meth:`run` (they are logged and retried); cancelling it ends the
+    reservations and the circuits taken through them.
     """
 
     def __init__(
@@ -56,6 +75,7 @@ class NodeRelay:
         limits: RelayLimits | None = None,
         relays: Iterable[str | tuple[str, int]] | None = None,
         connect_timeout: float = 5.0,
+        local: LocalNode | None = None,
     ) -> None:
         if not isinstance(enabled, bool):
             raise TypeError(f"relay must be True or False, got {enabled!r}")
@@ -74,25 +94,92 @@ class NodeRelay:
                 raise ValueError(f"relays: {exc}") from None
             if is_websocket_url(relay):
                 urls.append(WebSocketUrl.parse(relay))
-        # relays given as ws:// or wss:// URLs are dialed over WebSocket
+        # relays given as ws:// or wss:// URLs are dialed over WebSocket (and not advertised
+        # in the record: members dial a record's relays over TCP)
+        self._websocket = {(url.host, url.port) for url in urls}
         inner = websocket_routes(inner, urls, None)
         #: The node's transport: routes (:meth:`add_route`) go through relays, the rest over
         #: ``inner``.
         self.transport = RelayTransport(inner, identity=identity, secret=policy.keyring)
         #: The relay service (``None`` unless ``relay=True``).
         self.service = RelayService(limits) if enabled else None
-        #: The reservations kept (``None`` without ``relays=``).
-        self.reservations = (
-            Reservations(
-                addresses,
-                transport=inner,
-                identity=identity,
-                keyring=policy.keyring,
-                connect_timeout=connect_timeout,
-            )
-            if addresses
-            else None
+        #: The reservations kept (on ``relays=``, or chosen automatically).
+        self.reservations = Reservations(
+            addresses,
+            transport=inner,
+            identity=identity,
+            keyring=policy.keyring,
+            connect_timeout=connect_timeout,
         )
+        self.reservations.on_change = self._update_record
+        #: Whether ``relays=`` named the relays (else they are chosen when private).
+        self.explicit = bool(addresses)
+        self.identity = identity
+        self.keyring = policy.keyring
+        self.connect_timeout = connect_timeout
+        self.local = local or LocalNode(identity.node_id)
+        #: Dial-backs and the verdict (:mod:`._reach`); set by :meth:`attach`.
+        self.reach: Reachability | None = None
+        #: Automatic reservations (:mod:`._auto`); set by :meth:`attach` without ``relays=``.
+        self.auto: AutoRelays | None = None
+        #: Routes learned from members' signed records (:mod:`._advertised`).
+        self.advertised = AdvertisedRoutes(
+            self.transport, self.local.node_id, lambda: (self.local.address, self.local.port)
+        )
+        self._update_record()
+
+    def attach(
+        self, membership: Membership, *, registry: EndpointRegistry, caller: PeerCaller
+    ) -> None:
+        """Take routes from the signed records ``membership`` checks (and drop them when
+        their node leaves); serve dial-backs on ``registry`` and learn this node's
+        reachability from its members' (calls through ``caller``); without ``relays=``,
+        reserve on relay members automatically while private."""
+        membership.watch_records(self.advertised.learned, self.advertised.forgotten)
+        self.advertised.members = membership.peers
+        serve_dialback(
+            registry,
+            transport=lambda: self.transport.inner,  # never through a relay route
+            identity=self.identity,
+            keyring=self.keyring,
+            timeout=self.connect_timeout,
+        )
+        self.reach = Reachability(
+            self.local,
+            membership.peers,
+            membership.is_legacy,
+            caller,
+            timeout=self.connect_timeout,
+        )
+        self.reach.on_change = lambda _state: self._update_record()
+        if not self.explicit:
+            self.auto = AutoRelays(
+                self.reservations, self.reach, self.advertised, lambda: membership.peers
+            )
+
+    @property
+    def reachability(self) -> ReachabilityState:
+        """``"public"``, ``"private"`` or ``"unknown"`` (see :mod:`._reach`)."""
+        return "unknown" if self.reach is None else self.reach.state
+
+    def hints(self) -> tuple[RelayHint, ...]:
+        """The relays this node keeps a reservation on, as its record advertises them: those
+        reserved at least once, the one being re-reserved included (a relay that restarts
+        does not change the record; one given up does)."""
+        return tuple(
+            RelayHint(state.relay[0], state.relay[1], state.relay_node_id)
+            for state in self.states()
+            if state.relay_node_id is not None and state.relay not in self._websocket
+        )[:MAX_RELAY_HINTS]
+
+    def _update_record(self) -> None:
+        """Put the relays reserved on (none once this node is known to be public) and
+        whether this node is one in its record; the membership re-signs it and members
+        learn it in the next rounds."""
+        public = self.reachability == "public"
+        extras = RecordExtras(() if public else self.hints(), self.enabled)
+        if extras != self.local.extras:
+            self.local.extras = extras
 
     @property
     def enabled(self) -> bool:
@@ -126,23 +213,25 @@ class NodeRelay:
         return None if self.service is None else self.service.statistics()
 
     def states(self) -> list[ReservationState]:
-        """This node's reservations, one per relay in ``relays=``."""
-        return [] if self.reservations is None else self.reservations.states()
+        """This node's reservations, one per relay kept (``relays=``, or chosen)."""
+        return self.reservations.states()
 
     async def wait_reserved(self, count: int | None = None) -> None:
-        """Wait until ``count`` of the ``relays=`` (default: all) hold a reservation."""
-        if self.reservations is not None:
-            await self.reservations.wait_reserved(count)
+        """Wait until ``count`` of the relays kept (default: all) hold a reservation."""
+        await self.reservations.wait_reserved(count)
 
     async def run(
         self, serve: Serve, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Keep the reservations (circuits go to ``serve``) until cancelled."""
-        if self.reservations is None:
+        """Keep the reservations (circuits go to ``serve``), ask for dial-backs and choose
+        relays when private, until cancelled."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.reservations.run, serve)
+            if self.reach is not None:
+                tg.start_soon(self.reach.run)
+            if self.auto is not None:
+                tg.start_soon(self.auto.run)
             task_status.started()
-            await anyio.sleep_forever()
-        else:
-            await self.reservations.run(serve, task_status=task_status)
 
     def upgrade(self, acceptor: SecureAcceptor) -> Upgrade:
         """The RPC server's ``upgrade``: ``acceptor.accept``, except that circuits must

@@ -58,6 +58,7 @@ class _Relay:
         self.last_error = ""
         self.circuits = 0
         self.changed = anyio.Event()
+        self.scope: anyio.CancelScope | None = None
 
     def state(self) -> ReservationState:
         return ReservationState(
@@ -96,32 +97,70 @@ class Reservations:
         #: open connections without bound.
         self.max_circuits = max_circuits
         self._open = 0
+        #: Called whenever a reservation is gained or lost.
+        self.on_change: Callable[[], None] | None = None
+        self._changed = anyio.Event()
+        self._running: tuple[Serve, TaskGroup] | None = None
+
+    def _set(self, relay: _Relay, reserved: bool, error: str = "") -> None:
+        changed = relay.reserved != reserved
+        relay.set(reserved, error)
+        self._changed.set()
+        self._changed = anyio.Event()
+        if changed and self.on_change is not None:
+            self.on_change()
 
     def states(self) -> list[ReservationState]:
         return [relay.state() for relay in self._relays]
 
+    def add(self, address: tuple[str, int]) -> bool:
+        """Keep a reservation on ``address`` too (from now, or when :meth:`run` starts);
+        False if it is kept already."""
+        if any(relay.address == address for relay in self._relays):
+            return False
+        relay = _Relay(address)
+        self._relays.append(relay)
+        if self._running is not None:
+            self._start(relay, *self._running)
+        return True
+
+    def remove(self, address: tuple[str, int]) -> None:
+        """Stop keeping the reservation on ``address`` (circuits taken through it go on)."""
+        for relay in list(self._relays):
+            if relay.address == address:
+                self._relays.remove(relay)
+                if relay.scope is not None:
+                    relay.scope.cancel()
+                self._set(relay, False, "no longer kept")
+
     async def wait_reserved(self, count: int | None = None) -> None:
-        """Wait until ``count`` relays (default: all) hold a reservation."""
+        """Wait until ``count`` relays (default: all kept now) hold a reservation."""
         want = len(self._relays) if count is None else count
         while sum(relay.reserved for relay in self._relays) < want:
-            async with anyio.create_task_group() as tg:
-
-                async def changed(relay: _Relay) -> None:
-                    await relay.changed.wait()
-                    tg.cancel_scope.cancel()
-
-                for relay in self._relays:
-                    tg.start_soon(changed, relay)
+            await self._changed.wait()
 
     async def run(
         self, serve: Serve, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Keep every reservation until cancelled; circuits are served in tasks of this one
         (cancelled with it)."""
-        async with anyio.create_task_group() as tg:
-            for relay in self._relays:
-                tg.start_soon(self._keep, relay, serve, tg)
-            task_status.started()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._running = (serve, tg)
+                for relay in self._relays:
+                    self._start(relay, serve, tg)
+                task_status.started()
+                await anyio.sleep_forever()  # relays may be added later
+        finally:
+            self._running = None
+
+    def _start(self, relay: _Relay, serve: Serve, tg: TaskGroup) -> None:
+        async def keep() -> None:
+            with anyio.CancelScope() as scope:
+                relay.scope = scope
+                await self._keep(relay, serve, tg)
+
+        tg.start_soon(keep)
 
     async def _keep(self, relay: _Relay, serve: Serve, tg: TaskGroup) -> None:
         backoff = 0.2
@@ -140,7 +179,7 @@ class Reservations:
                 backoff = 0.2
             else:
                 log.debug("no reservation on relay %s: %s", where, error)
-            relay.set(False, error)
+            self._set(relay, False, error)
             await anyio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff)
 
@@ -150,13 +189,13 @@ class Reservations:
             self.transport, relay.address, self.identity, self.keyring, timeout=self.connect_timeout
         )
         try:
-            relay.node_id = relay_id
             await control.send({"op": "reserve"})
             with anyio.fail_after(self.connect_timeout):
                 reply = await control.receive()
             ttl = self._reserved(reply, where)
             relay.expires = anyio.current_time() + ttl
-            relay.set(True)
+            relay.node_id = relay_id  # (known once it reserved us)
+            self._set(relay, True)
             log.info("reserved on relay %s (renewed every %g s)", where, ttl / 3)
             renew_at = anyio.current_time() + ttl / 3
             answered = True

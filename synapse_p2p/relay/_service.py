@@ -38,6 +38,11 @@ __all__ = ["RelayService", "RelayStatistics"]
 
 log = logging.getLogger(__name__)
 
+#: Seconds a circuit closed by the relay keeps reading its ends after the ``X`` frame, and
+#: how many reads at most (see :func:`_linger`).
+LINGER = 0.5
+LINGER_READS = 1024
+
 _STREAM_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 #: How long a new relay connection has to send its first control message.
 _FIRST_MESSAGE_TIMEOUT = 10.0
@@ -354,15 +359,26 @@ class RelayService:
                     why = frame(
                         ERROR, json.dumps({"code": closing.code, "error": closing.error}).encode()
                     )
-                    for end in (a, b):
-                        with anyio.move_on_after(0.5):
-                            try:
-                                await end.send(why)
-                            except _STREAM_ERRORS:
-                                pass
+                    async with anyio.create_task_group() as tg:
+                        for end in (a, b):
+                            tg.start_soon(_linger, end, why)
                 for end in (a, b):
                     with anyio.move_on_after(1):
                         try:
                             await end.aclose()
                         except _STREAM_ERRORS:
                             pass
+
+
+async def _linger(end: ByteStream, why: bytes) -> None:
+    """Send the ``X`` frame, finish sending, and read (and drop) what the end still sends
+    for a moment: closing with unread bytes would reset the connection, and the end would
+    lose the frame that says why."""
+    with anyio.move_on_after(LINGER):
+        try:
+            await end.send(why)
+            await end.send_eof()
+            for _ in range(LINGER_READS):
+                await end.receive(_RECEIVE)
+        except (*_STREAM_ERRORS, anyio.EndOfStream):
+            pass
