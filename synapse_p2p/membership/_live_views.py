@@ -34,7 +34,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -84,6 +84,8 @@ class LiveViews:
         self.received = 0
         self.failed = 0
         self.dropped = 0
+        #: View messages sent, by kind (``hv.neighbor``, ...).
+        self.sent_kinds: Counter[str] = Counter()
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -173,6 +175,7 @@ class LiveViews:
         self.unsupported.clear()
         self._retained = None
         self.sent = self.received = self.failed = self.dropped = 0
+        self.sent_kinds.clear()
         for state in self._m.table.alive():
             self.member_up(state.peer.id)
 
@@ -245,6 +248,7 @@ class LiveViews:
             while queue:
                 wire = queue.popleft()
                 self.sent += 1
+                self.sent_kinds[str(wire.get("k"))] += 1
                 try:
                     await m.caller.call(
                         address[0],

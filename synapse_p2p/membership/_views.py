@@ -109,6 +109,8 @@ class HyParView:
     pending: dict[str, _Pending] = field(default_factory=dict)
     size_estimate: int = 0  # the driver may set this from the failure detector's member count
     ignored: int = 0
+    requests: int = 0  # JOIN and NEIGHBOR requests sent
+    evictions: int = 0  # active neighbors dropped to make room
     _contacts: list[PeerRecord] = field(default_factory=list)
     _next_shuffle: float = math.nan
     _last_shuffle: tuple[str, ...] = ()
@@ -222,6 +224,7 @@ class HyParView:
                 self.ignored += 1
                 return []
             self.pending[record.id] = _Pending(record, now + self.config.neighbor_timeout, False)
+            self.requests += 1
             return [Connect(record), Send(record, Neighbor(self.record, high=True))]
         if message.ttl == self.config.prwl:
             self._add_passive(record, evict=True)
@@ -291,6 +294,7 @@ class HyParView:
                 return []
             deadline = now + self.config.neighbor_timeout
             self.pending[contact.id] = _Pending(contact, deadline, chosen=True)
+            self.requests += 1
             return [Connect(contact), Send(contact, Join(self.record))]
         return []
 
@@ -310,6 +314,7 @@ class HyParView:
             deadline = now + self.config.neighbor_timeout
             self.pending[record.id] = _Pending(record, deadline, chosen=True)
             high = not self.active
+            self.requests += 1
             actions += [Connect(record), Send(record, Neighbor(self.record, high=high))]
         return actions
 
@@ -360,6 +365,7 @@ class HyParView:
         return actions
 
     def _evict(self, peer_id: str) -> list[Action]:
+        self.evictions += 1
         slot = self.active.pop(peer_id)
         self._add_passive(slot.record, evict=True)
         return [
