@@ -67,6 +67,10 @@ def counters(nodes: list[Any]) -> dict[str, Any]:
         add("view_ignored", views.core.ignored)
         for kind, count in views.sent_kinds.items():
             add(kind, count)
+        for what, count in views.deferrals.items():
+            add(f"deferred_{what}" if what != "deferred" else what, count)
+        for what, count in views.inline.items():
+            add(f"inline_{what}", count)
     return out
 
 

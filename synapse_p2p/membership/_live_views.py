@@ -42,16 +42,35 @@ from anyio.abc import TaskGroup
 
 from ..errors import BAD_REQUEST, ProtocolError, RemoteError, SynapseError
 from ..types import Peer
-from ._records import Connect, Disconnect, NeighborDown, NeighborUp, PeerRecord, Send
+from ._gossip import digest_entry
+from ._records import (
+    Connect,
+    Disconnect,
+    NeighborDown,
+    NeighborUp,
+    PeerRecord,
+    Send,
+    WireMessage,
+)
 from ._views import HyParView, ViewConfig
-from ._views_wire import Join, Neighbor, NeighborReply, decode_view_message
+from ._views_wire import (
+    MAX_SHUFFLE,
+    ForwardJoin,
+    Join,
+    Neighbor,
+    NeighborReply,
+    Shuffle,
+    ShuffleReply,
+    ViewMessage,
+    decode_view_message,
+)
 
 if TYPE_CHECKING:
     from ..rpc import Connection, EndpointRegistry
     from ._records import Action
     from ._service import Membership
 
-__all__ = ["OUTBOX", "VIEWS_ENDPOINT", "LiveViews"]
+__all__ = ["DEFERRED", "OUTBOX", "VIEWS_ENDPOINT", "LiveViews"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +80,11 @@ VIEWS_ENDPOINT = "_synapse.views"
 VIEW_TICK = 1.0
 #: View messages queued per peer at most.
 OUTBOX = 32
+#: View messages waiting at once, at most, for their sender (or a walk's joiner) to be
+#: verified here.
+DEFERRED = 256
+#: Most view messages a call's answer carries back (the receiver's answers to the caller).
+MAX_REPLIES = 8
 
 
 class LiveViews:
@@ -75,7 +99,11 @@ class LiveViews:
         self._rng = rng
         self._config = config
         self.core: HyParView | None = None
-        self._outbox: dict[str, deque[dict[str, Any]]] = {}
+        self._outbox: dict[str, deque[tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
+        #: id awaiting verification -> set when it is verified (:meth:`member_up`).
+        self._awaited: dict[str, anyio.Event] = {}
+        self._waiters: Counter[str] = Counter()  # messages waiting, by the id awaited
+        self._waiting = 0
         self._tg: TaskGroup | None = None
         self._retained: frozenset[tuple[str, int]] | None = None
         #: Members that answered that they serve no view endpoint (not in views).
@@ -86,6 +114,12 @@ class LiveViews:
         self.dropped = 0
         #: View messages sent, by kind (``hv.neighbor``, ...).
         self.sent_kinds: Counter[str] = Counter()
+        #: View messages that waited for a member to be verified (``deferred``), and how
+        #: that ended: ``verified``, ``gave_up`` (not within the core's
+        #: ``neighbor_timeout``), or not waited for (``overflow``, past :data:`DEFERRED`).
+        self.deferrals: Counter[str] = Counter()
+        #: View messages that rode a call's answer back (``answered``, ``taken``).
+        self.inline: Counter[str] = Counter()
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -155,6 +189,20 @@ class LiveViews:
         alive = max(1, len(self._m.table.alive()))
         evict = self._rng.random() < core.config.passive_max / alive
         core.offer(self._record_of(state.peer), evict=evict)
+        awaited = self._awaited.pop(node_id, None)
+        if awaited is not None:
+            awaited.set()
+
+    def seeded(self, seed_id: str) -> None:
+        """Seed ``seed_id`` answered our ``_synapse.join`` (it holds our signed record): with
+        an empty active view and no JOIN outstanding, send it a HyParView JOIN, whose random
+        walks (FORWARD_JOIN) spread this node over random members' views."""
+        core = self.core
+        state = self._m.table.get(seed_id)
+        if core is None or state is None or not self.in_views(seed_id) or core.active:
+            return
+        if core.joining is None:
+            self.apply(core.join(self._m._now(), [self._record_of(state.peer)]))
 
     def member_down(self, node_id: str) -> None:
         """A member went offline or left: out of both views, repaired from the passive."""
@@ -176,6 +224,11 @@ class LiveViews:
         self._retained = None
         self.sent = self.received = self.failed = self.dropped = 0
         self.sent_kinds.clear()
+        self.deferrals.clear()
+        self.inline.clear()
+        for event in self._awaited.values():
+            event.set()
+        self._awaited.clear()
         for state in self._m.table.alive():
             self.member_up(state.peer.id)
 
@@ -201,16 +254,24 @@ class LiveViews:
         core.size_estimate = len(self._m.table.alive()) + 1
         self.apply(core.tick(self._m._now()))
 
-    def apply(self, actions: list[Action]) -> None:
-        """Carry out the core's actions: sends, and the connections to keep."""
+    def apply(self, actions: list[Action], answer_to: str | None = None) -> list[dict[str, Any]]:
+        """Carry out the core's actions: sends, and the connections to keep. Messages to
+        ``answer_to`` (the caller being served) are returned, to ride the call's answer,
+        rather than sent on a connection of our own (at most :data:`MAX_REPLIES`)."""
         changed = False
+        answers: list[dict[str, Any]] = []
         for action in actions:
             if isinstance(action, Send):
-                self._send(action.peer, action.message.to_wire())
+                if action.peer.id == answer_to and len(answers) < MAX_REPLIES:
+                    answers.append(action.message.to_wire())
+                    self.inline["answered"] += 1
+                else:
+                    self._send(action.peer, action.message)
             elif isinstance(action, NeighborUp | NeighborDown | Connect | Disconnect):
                 changed = True
         if changed:
             self._retain()
+        return answers
 
     def _retain(self) -> None:
         keep: set[tuple[str, int]] = set()
@@ -223,7 +284,27 @@ class LiveViews:
             self._retained = retained
             self._m.caller.retain(retained)
 
-    def _send(self, record: PeerRecord, wire: dict[str, Any]) -> None:
+    def _members(self, message: WireMessage, to: str) -> list[dict[str, Any]]:
+        """Digest entries (signed records) of the members ``message`` names besides its
+        sender and receiver: a walk's joiner, a shuffle's records. A receiver that trusts us
+        takes them as it takes our gossip, so it can believe them at once."""
+        if isinstance(message, ForwardJoin):
+            named: tuple[PeerRecord, ...] = (message.record,)
+        elif isinstance(message, Shuffle):
+            named = (message.origin, *message.records)
+        elif isinstance(message, ShuffleReply):
+            named = message.records
+        else:
+            return []
+        now = self._m._now()
+        out = []
+        for record in named:
+            state = self._m.table.get(record.id)
+            if record.id != to and state is not None and state.alive and state.proof is not None:
+                out.append(digest_entry(state.peer, now - state.heard, state.legacy, state.proof))
+        return out
+
+    def _send(self, record: PeerRecord, message: WireMessage) -> None:
         if self._tg is None:
             return
         queue = self._outbox.get(record.id)
@@ -238,26 +319,34 @@ class LiveViews:
         if len(queue) >= OUTBOX:
             self.dropped += 1
             return
-        queue.append(wire)
+        queue.append((message.to_wire(), self._members(message, record.id)))
 
     async def _drain(
-        self, node_id: str, address: tuple[str, int], queue: deque[dict[str, Any]]
+        self,
+        node_id: str,
+        address: tuple[str, int],
+        queue: deque[tuple[dict[str, Any], list[dict[str, Any]]]],
     ) -> None:
         m = self._m
         try:
             while queue:
-                wire = queue.popleft()
+                wire, members = queue.popleft()
                 self.sent += 1
                 self.sent_kinds[str(wire.get("k"))] += 1
+                kwargs: dict[str, Any] = {"record": m._signed_record()}
+                if members:
+                    kwargs["members"] = members
                 try:
-                    await m.caller.call(
+                    answer = await m.caller.call(
                         address[0],
                         address[1],
                         VIEWS_ENDPOINT,
                         [wire],
-                        {"record": m._signed_record()},
+                        kwargs,
                         timeout=min(m.config.call_timeout, 5.0),
                     )
+                    if isinstance(answer, dict) and answer.get("replies"):
+                        await self._take_answers(node_id, address, answer["replies"])
                 except (SynapseError, OSError, RuntimeError) as exc:  # (not running: stopping)
                     if isinstance(exc, RemoteError) and "Unregistered endpoint" in exc.message:
                         self.unsupported.add(node_id)
@@ -271,10 +360,34 @@ class LiveViews:
             if self._outbox.get(node_id) is queue:
                 del self._outbox[node_id]
 
+    async def _take_answers(self, node_id: str, address: tuple[str, int], answers: Any) -> None:
+        """View messages that rode the answer of our call to ``node_id``: from that node
+        only if the channel we called it on proved that id."""
+        info = await self._m.caller.session_info(*address)
+        if info.get("node_id") != node_id or not isinstance(answers, list):
+            return
+        for wire in answers[:MAX_REPLIES]:
+            try:
+                message = decode_view_message(wire)
+            except ProtocolError as exc:
+                log.debug("bad view answer from %s: %s", node_id[:16], exc)
+                continue
+            if self.core is None:
+                return
+            self.inline["taken"] += 1
+            self.apply(self.core.handle(self._m._now(), node_id, message))
+
     # -- the endpoint -------------------------------------------------------------------------
 
-    def handle(self, message: Any, record: Any, connection: Connection | None) -> dict[str, Any]:
-        """One received view message (see the module documentation for the rules)."""
+    async def handle(
+        self,
+        message: Any,
+        record: Any,
+        connection: Connection | None,
+        members: Any = None,
+    ) -> dict[str, Any]:
+        """One received view message (see the module documentation for the rules); the
+        core's answers to the caller ride the answer (``replies``)."""
         m = self._m
         caller_id = connection.node_id if connection is not None else None
         if caller_id is None:
@@ -292,6 +405,8 @@ class LiveViews:
                 "wrong_caller",
                 f"views: a message naming node {decoded.record.id[:16]} from node {caller_id[:16]}",
             )
+        if members is not None and not isinstance(members, list):
+            raise RemoteError(BAD_REQUEST, "views: members must be a list")
         if record is not None:
             sender = Peer.from_dict(record)
             m.config.check_member(sender)
@@ -300,21 +415,67 @@ class LiveViews:
                     "wrong_caller",
                     f"views: the record of node {sender.id[:16]} sent by node {caller_id[:16]}",
                 )
-            m.direct(sender, record, connection, "views")
-        core = self.core
-        if core is None:
+            evidence = m.direct(sender, record, connection, "views")
+            if members:
+                known = m.table.get(caller_id)
+                trusted = (
+                    evidence.first_hand
+                    and known is not None
+                    and known.alive
+                    and known.peer.address == sender.address
+                    and known.peer.port == sender.port
+                )
+                m._apply_digest(members[: MAX_SHUFFLE + 1], caller_id, trusted=trusted)
+        if self.core is None:
             return {"ok": False}
         self.received += 1
-        self.apply(core.handle(m._now(), caller_id, decoded))
-        return {"ok": True}
+        await self._verified(decoded)
+        core = self.core
+        answers = self.apply(core.handle(m._now(), caller_id, decoded), answer_to=caller_id)
+        return {"ok": True, "replies": answers} if answers else {"ok": True}
+
+    async def _verified(self, message: ViewMessage) -> None:
+        """Wait (at most the core's ``neighbor_timeout``) until the member ``message`` must
+        name believably (its sender, or a walk's joiner) is verified here, if it is being
+        verified: the message is then handled, not ignored and asked again elsewhere.
+        At most :data:`DEFERRED` messages wait at once."""
+        if not isinstance(message, Join | Neighbor | NeighborReply | ForwardJoin):
+            return
+        subject = message.record
+        if subject.id == self._m.local.node_id or self._believable(subject):
+            return
+        core = self.core
+        if core is None or self._waiting >= DEFERRED:
+            self.deferrals["overflow"] += 1
+            return
+        event = self._awaited.get(subject.id)
+        if event is None:
+            event = self._awaited[subject.id] = anyio.Event()
+        self.deferrals["deferred"] += 1
+        self._waiting += 1
+        self._waiters[subject.id] += 1
+        try:
+            with anyio.move_on_after(core.config.neighbor_timeout):
+                await event.wait()
+        finally:
+            self._waiting -= 1
+            self._waiters[subject.id] -= 1
+            if not self._waiters[subject.id]:
+                del self._waiters[subject.id]
+                if self._awaited.get(subject.id) is event:
+                    del self._awaited[subject.id]
+        self.deferrals["verified" if self._believable(subject) else "gave_up"] += 1
 
 
 def register_views(views: LiveViews, registry: EndpointRegistry) -> None:
     """Serve ``_synapse.views`` for ``views`` on ``registry`` (unpublished)."""
 
     async def handler(
-        message: Any, record: Any = None, connection: Connection | None = None
+        message: Any,
+        record: Any = None,
+        members: Any = None,
+        connection: Connection | None = None,
     ) -> dict[str, Any]:
-        return views.handle(message, record, connection)
+        return await views.handle(message, record, connection, members)
 
     registry.add(handler, VIEWS_ENDPOINT, publish=False)

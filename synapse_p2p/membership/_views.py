@@ -72,6 +72,7 @@ class ViewConfig:
     shuffle_active: int = 3  # ka: active records in a SHUFFLE
     shuffle_passive: int = 4  # kp: passive records in a SHUFFLE
     neighbor_timeout: float = 2.0  # a NEIGHBOR/JOIN unanswered this long counts as refused
+    max_requests: int = 2  # NEIGHBOR requests of our own outstanding at once (paced repair)
     reserved_slots: int = 2  # active slots kept for peers we chose (seeds, passive promotions)
     max_active_per_host: int | None = 2
     max_active_per_subnet: int | None = None
@@ -112,6 +113,8 @@ class HyParView:
     requests: int = 0  # JOIN and NEIGHBOR requests sent
     evictions: int = 0  # active neighbors dropped to make room
     _contacts: list[PeerRecord] = field(default_factory=list)
+    _joining: str | None = None  # the contact our JOIN is waiting on
+    _quiet_until: float = -math.inf  # after a JOIN: the walks bring neighbors, no repair yet
     _next_shuffle: float = math.nan
     _last_shuffle: tuple[str, ...] = ()
 
@@ -122,6 +125,11 @@ class HyParView:
 
     def neighbors(self) -> list[PeerRecord]:
         return [slot.record for slot in self.active.values()]
+
+    @property
+    def joining(self) -> str | None:
+        """The contact a JOIN of ours waits on, if any."""
+        return self._joining
 
     def target(self) -> int:
         known = len(self.active) + len(self.passive) + 1
@@ -154,6 +162,8 @@ class HyParView:
             actions += [NeighborDown(slot.record), Disconnect(slot.record)]
         self.passive.pop(peer_id, None)
         self.pending.pop(peer_id, None)
+        if peer_id == self._joining:
+            self._joining = None
         actions += self._fill(now)
         return actions
 
@@ -163,6 +173,8 @@ class HyParView:
         for peer_id, pending in list(self.pending.items()):
             if pending.deadline <= now:
                 del self.pending[peer_id]
+                if peer_id == self._joining:
+                    self._joining = None
                 self.passive.pop(peer_id, None)
                 if peer_id not in self.active:
                     actions.append(Disconnect(pending.record))
@@ -252,6 +264,10 @@ class HyParView:
     def _on_neighbor_reply(self, now: float, message: NeighborReply) -> list[Action]:
         record = message.record
         pending = self.pending.pop(record.id, None)
+        if record.id == self._joining:
+            self._joining = None
+            if message.accepted:  # the contact's walks are on their way: let them arrive
+                self._quiet_until = now + self.config.neighbor_timeout
         if not message.accepted:
             return [Disconnect(record)] if record.id not in self.active else []
         if record.id in self.active:
@@ -294,26 +310,35 @@ class HyParView:
                 return []
             deadline = now + self.config.neighbor_timeout
             self.pending[contact.id] = _Pending(contact, deadline, chosen=True)
+            self._joining = contact.id
             self.requests += 1
             return [Connect(contact), Send(contact, Join(self.record))]
         return []
 
     def _fill(self, now: float) -> list[Action]:
         """Ask passive records to become neighbors while the view is short of its target (or
-        of chosen peers)."""
+        of chosen peers), paced: at most ``max_requests`` requests outstanding, one at a time
+        at high priority (an empty view), none while a JOIN is answered or its walks may
+        still be arriving."""
+        if self._joining is not None or now < self._quiet_until:
+            return []
         actions: list[Action] = []
         chosen = sum(1 for s in self.active.values() if s.chosen)
-        missing = max(self.target() - len(self.active), self.config.reserved_slots - chosen) - len(
-            self.pending
-        )
+        missing = max(self.target() - len(self.active), self.config.reserved_slots - chosen)
+        high = not self.active
+        budget = min(missing, 1 if high else self.config.max_requests) - len(self.pending)
+        if budget <= 0:
+            return []
         candidates = [r for i, r in self.passive.items() if i not in self.pending]
         self._rng.shuffle(candidates)
-        for record in candidates[: max(missing, 0)]:
+        for record in candidates:
+            if budget <= 0:
+                break
             if not self._fits(record, chosen=True):
                 continue
+            budget -= 1
             deadline = now + self.config.neighbor_timeout
             self.pending[record.id] = _Pending(record, deadline, chosen=True)
-            high = not self.active
             self.requests += 1
             actions += [Connect(record), Send(record, Neighbor(self.record, high=high))]
         return actions
