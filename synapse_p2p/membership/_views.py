@@ -73,6 +73,7 @@ class ViewConfig:
     shuffle_passive: int = 4  # kp: passive records in a SHUFFLE
     neighbor_timeout: float = 2.0  # a NEIGHBOR/JOIN unanswered this long counts as refused
     max_requests: int = 2  # NEIGHBOR requests of our own outstanding at once (paced repair)
+    join_quiet: float = 0.5  # after our JOIN was accepted, no repair this long (walks arrive)
     reserved_slots: int = 2  # active slots kept for peers we chose (seeds, passive promotions)
     max_active_per_host: int | None = 2
     max_active_per_subnet: int | None = None
@@ -267,16 +268,19 @@ class HyParView:
         if record.id == self._joining:
             self._joining = None
             if message.accepted:  # the contact's walks are on their way: let them arrive
-                self._quiet_until = now + self.config.neighbor_timeout
+                self._quiet_until = now + self.config.join_quiet
+        actions: list[Action] = []
         if not message.accepted:
-            return [Disconnect(record)] if record.id not in self.active else []
-        if record.id in self.active:
-            return []
-        if pending is None:  # an answer we did not ask for (or gave up on): decline politely
-            return [Send(record, DisconnectMessage())]
-        actions = self._add_active(record, chosen=pending.chosen)
-        if record.id not in self.active:
-            actions.append(Send(record, DisconnectMessage()))
+            if record.id not in self.active:
+                actions.append(Disconnect(record))
+        elif record.id not in self.active:
+            if pending is None:  # an answer we did not ask for (or gave up on): decline
+                return [Send(record, DisconnectMessage())]
+            actions += self._add_active(record, chosen=pending.chosen)
+            if record.id not in self.active:
+                actions.append(Send(record, DisconnectMessage()))
+        if pending is not None and message.accepted:  # the next request, if still short
+            actions += self._fill(now)  # (after a refusal: at the next tick, paced)
         return actions
 
     def _on_disconnect(self, now: float, from_id: str) -> list[Action]:

@@ -183,14 +183,14 @@ def test_one_host_flooding_joins_cannot_take_the_active_view() -> None:
     view.handle(0.0, honest[0].id, NeighborReply(honest[0], accepted=True))
     for peer in honest[1:]:
         view.offer(peer)
-    view.tick(3.0)  # past the quiet time after the JOIN (its walks would arrive in it)
+    view.tick(1.0)  # past the quiet time after the JOIN (its walks would arrive in it)
     for peer in honest[1:]:
-        view.handle(3.1, peer.id, NeighborReply(peer, accepted=True))
+        view.handle(1.1, peer.id, NeighborReply(peer, accepted=True))
     assert {"p1", "p2", "p3"} <= set(view.active)
     for i in range(1000, 3000):  # one attacker host, 2,000 identities
         attacker = PeerRecord(f"evil{i}", "203.0.113.66", 7000)
-        view.handle(4.0, attacker.id, Join(attacker))
-        view.handle(4.0, "p1", ForwardJoin(PeerRecord(f"fwd{i}", "203.0.113.66", 7000), 0))
+        view.handle(2.0, attacker.id, Join(attacker))
+        view.handle(2.0, "p1", ForwardJoin(PeerRecord(f"fwd{i}", "203.0.113.66", 7000), 0))
         check_invariants(view)
     evil = [s for s in view.active.values() if s.record.address == "203.0.113.66"]
     assert len(evil) <= 2
