@@ -116,6 +116,7 @@ class HyParView:
     _contacts: list[PeerRecord] = field(default_factory=list)
     _joining: str | None = None  # the contact our JOIN is waiting on
     _quiet_until: float = -math.inf  # after a JOIN: the walks bring neighbors, no repair yet
+    _refused: bool = False  # our last NEIGHBOR request was refused or went unanswered
     _next_shuffle: float = math.nan
     _last_shuffle: tuple[str, ...] = ()
 
@@ -174,6 +175,7 @@ class HyParView:
         for peer_id, pending in list(self.pending.items()):
             if pending.deadline <= now:
                 del self.pending[peer_id]
+                self._refused = True
                 if peer_id == self._joining:
                     self._joining = None
                 self.passive.pop(peer_id, None)
@@ -217,20 +219,30 @@ class HyParView:
     # -- message handlers ----------------------------------------------------------------------
 
     def _on_join(self, now: float, record: PeerRecord) -> list[Action]:
-        actions = self._add_active(record, chosen=False)
-        if record.id not in self.active:
-            return [Send(record, NeighborReply(self.record, accepted=False))]
-        actions.append(Send(record, NeighborReply(self.record, accepted=True)))
+        """The contact takes the joiner while it has room (``target + accept_slack``: a
+        contact of many simultaneous joiners does not evict a neighbor for each) and starts
+        a walk through each of its other neighbors either way."""
+        actions: list[Action] = []
+        if record.id in self.active or len(self.active) < self._room():
+            actions += self._add_active(record, chosen=False, room=self._room())
+        else:
+            self._add_passive(record, evict=True)
+        accepted = record.id in self.active
+        actions.append(Send(record, NeighborReply(self.record, accepted=accepted)))
         walk = ForwardJoin(record, self.config.arwl)
         actions += [Send(s.record, walk) for i, s in self.active.items() if i != record.id]
         return actions
 
     def _on_forward_join(self, now: float, from_id: str, message: ForwardJoin) -> list[Action]:
+        """A walk ends here, in our active view, at ttl 0 or at a node with one neighbor (as
+        in the paper: past ``target + accept_slack`` a neighbor is evicted), or early at a
+        node short of its target: a swarm started at once fills its views with few
+        evictions."""
         record = message.record
         if record.id == self.record.id or not self._believable(record):
             self.ignored += 1
             return []
-        if message.ttl == 0 or len(self.active) <= 1:
+        if message.ttl == 0 or len(self.active) <= 1 or len(self.active) < self.target():
             if record.id in self.active or record.id in self.pending:
                 return []
             if not self._fits(record, chosen=False):
@@ -251,11 +263,12 @@ class HyParView:
         if record.id in self.active:
             self.active[record.id].record = _newer(self.active[record.id].record, record)
             return [Send(record, NeighborReply(self.record, accepted=True))]
-        room = min(self.config.active_max, self.target() + self.config.accept_slack)
+        room = self._room()
         if not message.high and len(self.active) >= room:
             self._add_passive(record, evict=True)
             return [Send(record, NeighborReply(self.record, accepted=False))]
-        actions = self._add_active(record, chosen=False, room=None if message.high else room)
+        # High priority is always taken, evicting only past the room.
+        actions = self._add_active(record, chosen=False, room=room)
         accepted = record.id in self.active
         if accepted:
             self.pending.pop(record.id, None)
@@ -270,13 +283,15 @@ class HyParView:
             if message.accepted:  # the contact's walks are on their way: let them arrive
                 self._quiet_until = now + self.config.join_quiet
         actions: list[Action] = []
+        if pending is not None:
+            self._refused = not message.accepted
         if not message.accepted:
             if record.id not in self.active:
                 actions.append(Disconnect(record))
         elif record.id not in self.active:
             if pending is None:  # an answer we did not ask for (or gave up on): decline
                 return [Send(record, DisconnectMessage())]
-            actions += self._add_active(record, chosen=pending.chosen)
+            actions += self._add_active(record, chosen=pending.chosen, room=self._room())
             if record.id not in self.active:
                 actions.append(Send(record, DisconnectMessage()))
         if pending is not None and message.accepted:  # the next request, if still short
@@ -322,14 +337,17 @@ class HyParView:
     def _fill(self, now: float) -> list[Action]:
         """Ask passive records to become neighbors while the view is short of its target (or
         of chosen peers), paced: at most ``max_requests`` requests outstanding, one at a time
-        at high priority (an empty view), none while a JOIN is answered or its walks may
-        still be arriving."""
+        at high priority (see below), none while a JOIN is answered or its walks may still be
+        arriving."""
         if self._joining is not None or now < self._quiet_until:
             return []
         actions: list[Action] = []
         chosen = sum(1 for s in self.active.values() if s.chosen)
         missing = max(self.target() - len(self.active), self.config.reserved_slots - chosen)
-        high = not self.active
+        # High priority (taken even by a full view) when we have no neighbor, or are short of
+        # the target and were just refused: views full at target + slack otherwise lock a
+        # late joiner out. One such request at a time.
+        high = not self.active or (self._refused and len(self.active) < self.target())
         budget = min(missing, 1 if high else self.config.max_requests) - len(self.pending)
         if budget <= 0:
             return []
@@ -346,6 +364,10 @@ class HyParView:
             self.requests += 1
             actions += [Connect(record), Send(record, Neighbor(self.record, high=high))]
         return actions
+
+    def _room(self) -> int:
+        """Active neighbors taken without evicting one: the target plus ``accept_slack``."""
+        return min(self.config.active_max, self.target() + self.config.accept_slack)
 
     def _fits(self, record: PeerRecord, *, chosen: bool) -> bool:
         """Whether ``record`` may take an active slot under the per-host/subnet bounds."""
