@@ -54,7 +54,6 @@ from ._records import (
 )
 from ._views import HyParView, ViewConfig
 from ._views_wire import (
-    MAX_SHUFFLE,
     ForwardJoin,
     Join,
     Neighbor,
@@ -70,7 +69,7 @@ if TYPE_CHECKING:
     from ._records import Action
     from ._service import Membership
 
-__all__ = ["DEFERRED", "OUTBOX", "VIEWS_ENDPOINT", "LiveViews"]
+__all__ = ["BATCH", "DEFERRED", "OUTBOX", "VIEWS_ENDPOINT", "LiveViews"]
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +82,12 @@ OUTBOX = 32
 #: View messages waiting at once, at most, for their sender (or a walk's joiner) to be
 #: verified here.
 DEFERRED = 256
+#: Most view messages one call carries (queued messages to one peer leave together).
+BATCH = 16
 #: Most view messages a call's answer carries back (the receiver's answers to the caller).
-MAX_REPLIES = 8
+MAX_REPLIES = 32
+#: Most signed records (``members``) one call carries.
+MAX_MEMBERS = 128
 
 
 class LiveViews:
@@ -254,15 +257,17 @@ class LiveViews:
         core.size_estimate = len(self._m.table.alive()) + 1
         self.apply(core.tick(self._m._now()))
 
-    def apply(self, actions: list[Action], answer_to: str | None = None) -> list[dict[str, Any]]:
+    def apply(
+        self, actions: list[Action], answer_to: str | None = None, room: int = MAX_REPLIES
+    ) -> list[dict[str, Any]]:
         """Carry out the core's actions: sends, and the connections to keep. Messages to
         ``answer_to`` (the caller being served) are returned, to ride the call's answer,
-        rather than sent on a connection of our own (at most :data:`MAX_REPLIES`)."""
+        rather than sent on a connection of our own (at most ``room``)."""
         changed = False
         answers: list[dict[str, Any]] = []
         for action in actions:
             if isinstance(action, Send):
-                if action.peer.id == answer_to and len(answers) < MAX_REPLIES:
+                if action.peer.id == answer_to and len(answers) < room:
                     answers.append(action.message.to_wire())
                     self.inline["answered"] += 1
                 else:
@@ -330,18 +335,25 @@ class LiveViews:
         m = self._m
         try:
             while queue:
-                wire, members = queue.popleft()
-                self.sent += 1
-                self.sent_kinds[str(wire.get("k"))] += 1
+                batch = [queue.popleft() for _ in range(min(len(queue), BATCH))]
+                wires = [wire for wire, _ in batch]
+                records: dict[str, dict[str, Any]] = {}
+                for _, members in batch:
+                    records.update((entry["id"], entry) for entry in members)
+                self.sent += len(wires)
+                for wire in wires:
+                    self.sent_kinds[str(wire.get("k"))] += 1
                 kwargs: dict[str, Any] = {"record": m._signed_record()}
-                if members:
-                    kwargs["members"] = members
+                if records:
+                    kwargs["members"] = list(records.values())[:MAX_MEMBERS]
+                if len(wires) > 1:
+                    kwargs["more"] = wires[1:]
                 try:
                     answer = await m.caller.call(
                         address[0],
                         address[1],
                         VIEWS_ENDPOINT,
-                        [wire],
+                        wires[:1],
                         kwargs,
                         timeout=min(m.config.call_timeout, 5.0),
                     )
@@ -385,9 +397,11 @@ class LiveViews:
         record: Any,
         connection: Connection | None,
         members: Any = None,
+        more: Any = None,
     ) -> dict[str, Any]:
-        """One received view message (see the module documentation for the rules); the
-        core's answers to the caller ride the answer (``replies``)."""
+        """View messages from one caller (``message``, then those in ``more``, in order; see
+        the module documentation for the rules); the core's answers to the caller ride the
+        answer (``replies``)."""
         m = self._m
         caller_id = connection.node_id if connection is not None else None
         if caller_id is None:
@@ -396,17 +410,25 @@ class LiveViews:
                 "views: view messages are taken only from a node proven on a secure channel",
             )
         assert caller_id is not None
-        try:
-            decoded = decode_view_message(message)
-        except ProtocolError as exc:
-            raise RemoteError(BAD_REQUEST, f"views: {exc}") from None
-        if isinstance(decoded, Join | Neighbor | NeighborReply) and decoded.record.id != caller_id:
-            m.trust.refuse(
-                "wrong_caller",
-                f"views: a message naming node {decoded.record.id[:16]} from node {caller_id[:16]}",
-            )
+        if more is not None and (not isinstance(more, list) or len(more) >= BATCH):
+            raise RemoteError(BAD_REQUEST, f"views: more must be a list of under {BATCH}")
         if members is not None and not isinstance(members, list):
             raise RemoteError(BAD_REQUEST, "views: members must be a list")
+        messages: list[ViewMessage] = []
+        for wire in [message, *(more or ())]:
+            try:
+                decoded = decode_view_message(wire)
+            except ProtocolError as exc:
+                raise RemoteError(BAD_REQUEST, f"views: {exc}") from None
+            if isinstance(decoded, Join | Neighbor | NeighborReply) and (
+                decoded.record.id != caller_id
+            ):
+                m.trust.refuse(
+                    "wrong_caller",
+                    f"views: a message naming node {decoded.record.id[:16]} from node "
+                    f"{caller_id[:16]}",
+                )
+            messages.append(decoded)
         if record is not None:
             sender = Peer.from_dict(record)
             m.config.check_member(sender)
@@ -425,13 +447,16 @@ class LiveViews:
                     and known.peer.address == sender.address
                     and known.peer.port == sender.port
                 )
-                m._apply_digest(members[: MAX_SHUFFLE + 1], caller_id, trusted=trusted)
-        if self.core is None:
-            return {"ok": False}
-        self.received += 1
-        await self._verified(decoded)
-        core = self.core
-        answers = self.apply(core.handle(m._now(), caller_id, decoded), answer_to=caller_id)
+                m._apply_digest(members[:MAX_MEMBERS], caller_id, trusted=trusted)
+        answers: list[dict[str, Any]] = []
+        for decoded in messages:
+            if self.core is None:
+                return {"ok": False}
+            self.received += 1
+            await self._verified(decoded)
+            core = self.core
+            actions = core.handle(m._now(), caller_id, decoded)
+            answers += self.apply(actions, answer_to=caller_id, room=MAX_REPLIES - len(answers))
         return {"ok": True, "replies": answers} if answers else {"ok": True}
 
     async def _verified(self, message: ViewMessage) -> None:
@@ -474,8 +499,9 @@ def register_views(views: LiveViews, registry: EndpointRegistry) -> None:
         message: Any,
         record: Any = None,
         members: Any = None,
+        more: Any = None,
         connection: Connection | None = None,
     ) -> dict[str, Any]:
-        return await views.handle(message, record, connection, members)
+        return await views.handle(message, record, connection, members, more)
 
     registry.add(handler, VIEWS_ENDPOINT, publish=False)
