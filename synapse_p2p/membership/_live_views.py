@@ -79,6 +79,9 @@ VIEWS_ENDPOINT = "_synapse.views"
 VIEW_TICK = 1.0
 #: View messages queued per peer at most.
 OUTBOX = 32
+#: Seconds a NEIGHBOR/JOIN waits for its answer: under the 5 s a view call may take (a loaded
+#: swarm answers late, and an answer after the request was given up is declined, churn).
+LIVE_NEIGHBOR_TIMEOUT = 4.0
 #: View messages waiting at once, at most, for their sender (or a walk's joiner) to be
 #: verified here.
 DEFERRED = 256
@@ -127,8 +130,8 @@ class LiveViews:
     # -- queries ------------------------------------------------------------------------------
 
     def view_config(self) -> ViewConfig:
-        """The core's settings: the given ones, else the defaults with the per-host bounds
-        off on a loopback address."""
+        """The core's settings: the given ones, else the defaults with
+        :data:`LIVE_NEIGHBOR_TIMEOUT` and, on a loopback address, the per-host bounds off."""
         if self._config is not None:
             return self._config
         try:
@@ -136,8 +139,12 @@ class LiveViews:
         except ValueError:
             loopback = self._m.local.address == "localhost"
         if loopback:
-            return ViewConfig(max_active_per_host=None, max_passive_per_host=None)
-        return ViewConfig()
+            return ViewConfig(
+                neighbor_timeout=LIVE_NEIGHBOR_TIMEOUT,
+                max_active_per_host=None,
+                max_passive_per_host=None,
+            )
+        return ViewConfig(neighbor_timeout=LIVE_NEIGHBOR_TIMEOUT)
 
     def active_ids(self) -> list[str]:
         return [] if self.core is None else list(self.core.active)
@@ -461,14 +468,17 @@ class LiveViews:
 
     async def _verified(self, message: ViewMessage) -> None:
         """Wait (at most the core's ``neighbor_timeout``) until the member ``message`` must
-        name believably (its sender, or a walk's joiner) is verified here, if it is being
-        verified: the message is then handled, not ignored and asked again elsewhere.
-        At most :data:`DEFERRED` messages wait at once."""
+        name believably (its sender, or a walk's joiner) is verified here, if it is waiting to
+        be verified (a candidate, or being dialed): the message is then handled, not ignored
+        and asked again elsewhere. At most :data:`DEFERRED` messages wait at once."""
         if not isinstance(message, Join | Neighbor | NeighborReply | ForwardJoin):
             return
         subject = message.record
         if subject.id == self._m.local.node_id or self._believable(subject):
             return
+        m = self._m
+        if m.table.signed_candidate(subject.id) is None and subject.id not in m.verifier.checking:
+            return  # nobody is verifying it: the core ignores the message
         core = self.core
         if core is None or self._waiting >= DEFERRED:
             self.deferrals["overflow"] += 1

@@ -116,7 +116,7 @@ class HyParView:
     _contacts: list[PeerRecord] = field(default_factory=list)
     _joining: str | None = None  # the contact our JOIN is waiting on
     _quiet_until: float = -math.inf  # after a JOIN: the walks bring neighbors, no repair yet
-    _refused: bool = False  # our last NEIGHBOR request was refused or went unanswered
+    _refused: bool = False  # our last NEIGHBOR request was refused
     _next_shuffle: float = math.nan
     _last_shuffle: tuple[str, ...] = ()
 
@@ -157,7 +157,9 @@ class HyParView:
         return self.on_connection_failed(now, peer_id)
 
     def on_connection_failed(self, now: float, peer_id: str) -> list[Action]:
-        """The connection to ``peer_id`` broke: drop it from the active view and repair."""
+        """The connection to ``peer_id`` broke: drop it from the active view and repair (a
+        lost neighbor at once; a request that failed at the next tick, so an overloaded
+        swarm is not sent more requests for every one that timed out)."""
         actions: list[Action] = []
         slot = self.active.pop(peer_id, None)
         if slot is not None:
@@ -166,7 +168,8 @@ class HyParView:
         self.pending.pop(peer_id, None)
         if peer_id == self._joining:
             self._joining = None
-        actions += self._fill(now)
+        if slot is not None:
+            actions += self._fill(now)
         return actions
 
     def tick(self, now: float) -> list[Action]:
@@ -175,7 +178,6 @@ class HyParView:
         for peer_id, pending in list(self.pending.items()):
             if pending.deadline <= now:
                 del self.pending[peer_id]
-                self._refused = True
                 if peer_id == self._joining:
                     self._joining = None
                 self.passive.pop(peer_id, None)
