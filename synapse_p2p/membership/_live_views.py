@@ -7,26 +7,26 @@ link's gossip), every other connection closes when idle for the pool's
 ``brief_idle_timeout``. ``node.peers`` stays the whole swarm: members are still learned
 through the digests that active neighbors exchange (see :class:`~._service.Membership`).
 
-View messages travel as ``_synapse.views(message, record=...)``, never to a 2.5.0 peer:
+View messages travel as ``_synapse.views`` calls (the endpoint and its rules are in
+:mod:`._views_endpoint`), never to a 2.5.0 peer, only over a secure channel; the core
+believes a record only if membership holds that member alive with a signed record at that
+address: views never admit anyone the peer table has not verified.
 
-* only over a secure channel: the sender is the caller's proven id (``connection.node_id``);
-  a plaintext caller, or a JOIN/NEIGHBOR/NEIGHBOR_REPLY whose record names another id, is
-  refused with ``bad_request`` (counted in ``trust.refused``);
-* ``message`` is decoded by :func:`~._views_wire.decode_view_message` (bounded, validating);
-* ``record`` is the sender's signed peer record, taken as a direct claim (the rules of
-  :mod:`._trust`; an unknown sender is verified by dialing it, like a gossip sender);
-* the core believes a record only if membership holds that member alive with a signed record
-  at that address: views never admit anyone the peer table has not verified.
-
+A joiner sends the core's JOIN to the seed that answered its ``_synapse.join``
+(:meth:`LiveViews.seeded`); the JOIN's FORWARD_JOIN walks spread joiners over the swarm.
 Members come into the passive view as membership verifies them (a uniform sample, see
-:meth:`LiveViews.member_up`); the core's repair (NEIGHBOR to passive records) builds and
-mends the active view, and its SHUFFLE walks keep the passive views mixed. Per-host slot
-bounds (eclipse resistance) are the core's, turned off when this node's address is a
-loopback address (a whole swarm on 127.0.0.1).
+:meth:`LiveViews.member_up`); the core's paced repair (NEIGHBOR to passive records) builds
+and mends the active view, and its SHUFFLE walks keep the passive views mixed. FORWARD_JOIN
+and SHUFFLE messages carry the signed records of the members they name (``members``), so a
+receiver that trusts us believes them at once. Per-host slot bounds (eclipse resistance) are
+the core's, turned off when this node's address is a loopback address (a whole swarm on
+127.0.0.1).
 
-Sends to one peer leave in order from one task per busy peer (at most :data:`OUTBOX`
-queued; beyond that a message is dropped and counted, the core's timeouts repair it). A send
-that fails tells the core the connection failed.
+Sends to one peer leave in order from one task per busy peer, up to :data:`BATCH` per call
+(at most :data:`OUTBOX` queued; beyond that a message is dropped and counted, the core's
+timeouts repair it). The receiver's answers come back in the call's answer and are taken
+only if the channel proved the callee's id. A send that fails tells the core the connection
+failed.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from ..errors import BAD_REQUEST, ProtocolError, RemoteError, SynapseError
+from ..errors import ProtocolError, RemoteError, SynapseError
 from ..types import Peer
 from ._gossip import digest_entry
 from ._records import (
@@ -53,28 +53,28 @@ from ._records import (
     WireMessage,
 )
 from ._views import HyParView, ViewConfig
+from ._views_endpoint import (
+    BATCH,
+    MAX_MEMBERS,
+    MAX_REPLIES,
+    VIEWS_ENDPOINT,
+    VerificationWaits,
+)
 from ._views_wire import (
     ForwardJoin,
-    Join,
-    Neighbor,
-    NeighborReply,
     Shuffle,
     ShuffleReply,
-    ViewMessage,
     decode_view_message,
 )
 
 if TYPE_CHECKING:
-    from ..rpc import Connection, EndpointRegistry
     from ._records import Action
     from ._service import Membership
 
-__all__ = ["BATCH", "DEFERRED", "OUTBOX", "VIEWS_ENDPOINT", "LiveViews"]
+__all__ = ["BATCH", "MAX_MEMBERS", "MAX_REPLIES", "OUTBOX", "VIEWS_ENDPOINT", "LiveViews"]
 
 log = logging.getLogger(__name__)
 
-#: Our extension (never called on 2.5.0 peers): one HyParView message per call.
-VIEWS_ENDPOINT = "_synapse.views"
 #: Seconds between the core's ticks (timeouts, repair, shuffles).
 VIEW_TICK = 1.0
 #: View messages queued per peer at most.
@@ -82,15 +82,6 @@ OUTBOX = 32
 #: Seconds a NEIGHBOR/JOIN waits for its answer: under the 5 s a view call may take (a loaded
 #: swarm answers late, and an answer after the request was given up is declined, churn).
 LIVE_NEIGHBOR_TIMEOUT = 4.0
-#: View messages waiting at once, at most, for their sender (or a walk's joiner) to be
-#: verified here.
-DEFERRED = 256
-#: Most view messages one call carries (queued messages to one peer leave together).
-BATCH = 16
-#: Most view messages a call's answer carries back (the receiver's answers to the caller).
-MAX_REPLIES = 32
-#: Most signed records (``members``) one call carries.
-MAX_MEMBERS = 128
 
 
 class LiveViews:
@@ -106,10 +97,8 @@ class LiveViews:
         self._config = config
         self.core: HyParView | None = None
         self._outbox: dict[str, deque[tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
-        #: id awaiting verification -> set when it is verified (:meth:`member_up`).
-        self._awaited: dict[str, anyio.Event] = {}
-        self._waiters: Counter[str] = Counter()  # messages waiting, by the id awaited
-        self._waiting = 0
+        #: View messages waiting for a member to be verified (:mod:`._views_endpoint`).
+        self.waits = VerificationWaits()
         self._tg: TaskGroup | None = None
         self._retained: frozenset[tuple[str, int]] | None = None
         #: Members that answered that they serve no view endpoint (not in views).
@@ -120,10 +109,6 @@ class LiveViews:
         self.dropped = 0
         #: View messages sent, by kind (``hv.neighbor``, ...).
         self.sent_kinds: Counter[str] = Counter()
-        #: View messages that waited for a member to be verified (``deferred``), and how
-        #: that ended: ``verified``, ``gave_up`` (not within the core's
-        #: ``neighbor_timeout``), or not waited for (``overflow``, past :data:`DEFERRED`).
-        self.deferrals: Counter[str] = Counter()
         #: View messages that rode a call's answer back (``answered``, ``taken``).
         self.inline: Counter[str] = Counter()
 
@@ -146,6 +131,11 @@ class LiveViews:
             )
         return ViewConfig(neighbor_timeout=LIVE_NEIGHBOR_TIMEOUT)
 
+    @property
+    def deferrals(self) -> Counter[str]:
+        """See :attr:`._views_endpoint.VerificationWaits.counts`."""
+        return self.waits.counts
+
     def active_ids(self) -> list[str]:
         return [] if self.core is None else list(self.core.active)
 
@@ -164,6 +154,16 @@ class LiveViews:
             and not state.legacy
             and node_id not in self.unsupported
         )
+
+    @property
+    def membership(self) -> Membership:
+        """The :class:`~._service.Membership` this driver belongs to."""
+        return self._m
+
+    def believable(self, record: PeerRecord) -> bool:
+        """The core's ``verify``: ``record`` names a member held alive, signed, in views, at
+        that address."""
+        return self._believable(record)
 
     def _believable(self, record: PeerRecord) -> bool:
         state = self._m.table.get(record.id)
@@ -199,9 +199,7 @@ class LiveViews:
         alive = max(1, len(self._m.table.alive()))
         evict = self._rng.random() < core.config.passive_max / alive
         core.offer(self._record_of(state.peer), evict=evict)
-        awaited = self._awaited.pop(node_id, None)
-        if awaited is not None:
-            awaited.set()
+        self.waits.verified(node_id)
 
     def seeded(self, seed_id: str) -> None:
         """Seed ``seed_id`` answered our ``_synapse.join`` (it holds our signed record): with
@@ -234,11 +232,8 @@ class LiveViews:
         self._retained = None
         self.sent = self.received = self.failed = self.dropped = 0
         self.sent_kinds.clear()
-        self.deferrals.clear()
         self.inline.clear()
-        for event in self._awaited.values():
-            event.set()
-        self._awaited.clear()
+        self.waits.reset()
         for state in self._m.table.alive():
             self.member_up(state.peer.id)
 
@@ -395,123 +390,3 @@ class LiveViews:
                 return
             self.inline["taken"] += 1
             self.apply(self.core.handle(self._m._now(), node_id, message))
-
-    # -- the endpoint -------------------------------------------------------------------------
-
-    async def handle(
-        self,
-        message: Any,
-        record: Any,
-        connection: Connection | None,
-        members: Any = None,
-        more: Any = None,
-    ) -> dict[str, Any]:
-        """View messages from one caller (``message``, then those in ``more``, in order; see
-        the module documentation for the rules); the core's answers to the caller ride the
-        answer (``replies``)."""
-        m = self._m
-        caller_id = connection.node_id if connection is not None else None
-        if caller_id is None:
-            m.trust.refuse(
-                "plaintext",
-                "views: view messages are taken only from a node proven on a secure channel",
-            )
-        assert caller_id is not None
-        if more is not None and (not isinstance(more, list) or len(more) >= BATCH):
-            raise RemoteError(BAD_REQUEST, f"views: more must be a list of under {BATCH}")
-        if members is not None and not isinstance(members, list):
-            raise RemoteError(BAD_REQUEST, "views: members must be a list")
-        messages: list[ViewMessage] = []
-        for wire in [message, *(more or ())]:
-            try:
-                decoded = decode_view_message(wire)
-            except ProtocolError as exc:
-                raise RemoteError(BAD_REQUEST, f"views: {exc}") from None
-            if isinstance(decoded, Join | Neighbor | NeighborReply) and (
-                decoded.record.id != caller_id
-            ):
-                m.trust.refuse(
-                    "wrong_caller",
-                    f"views: a message naming node {decoded.record.id[:16]} from node "
-                    f"{caller_id[:16]}",
-                )
-            messages.append(decoded)
-        if record is not None:
-            sender = Peer.from_dict(record)
-            m.config.check_member(sender)
-            if sender.id != caller_id:
-                m.trust.refuse(
-                    "wrong_caller",
-                    f"views: the record of node {sender.id[:16]} sent by node {caller_id[:16]}",
-                )
-            evidence = m.direct(sender, record, connection, "views")
-            if members:
-                known = m.table.get(caller_id)
-                trusted = (
-                    evidence.first_hand
-                    and known is not None
-                    and known.alive
-                    and known.peer.address == sender.address
-                    and known.peer.port == sender.port
-                )
-                m._apply_digest(members[:MAX_MEMBERS], caller_id, trusted=trusted)
-        answers: list[dict[str, Any]] = []
-        for decoded in messages:
-            if self.core is None:
-                return {"ok": False}
-            self.received += 1
-            await self._verified(decoded)
-            core = self.core
-            actions = core.handle(m._now(), caller_id, decoded)
-            answers += self.apply(actions, answer_to=caller_id, room=MAX_REPLIES - len(answers))
-        return {"ok": True, "replies": answers} if answers else {"ok": True}
-
-    async def _verified(self, message: ViewMessage) -> None:
-        """Wait (at most the core's ``neighbor_timeout``) until the member ``message`` must
-        name believably (its sender, or a walk's joiner) is verified here, if it is waiting to
-        be verified (a candidate, or being dialed): the message is then handled, not ignored
-        and asked again elsewhere. At most :data:`DEFERRED` messages wait at once."""
-        if not isinstance(message, Join | Neighbor | NeighborReply | ForwardJoin):
-            return
-        subject = message.record
-        if subject.id == self._m.local.node_id or self._believable(subject):
-            return
-        m = self._m
-        if m.table.signed_candidate(subject.id) is None and subject.id not in m.verifier.checking:
-            return  # nobody is verifying it: the core ignores the message
-        core = self.core
-        if core is None or self._waiting >= DEFERRED:
-            self.deferrals["overflow"] += 1
-            return
-        event = self._awaited.get(subject.id)
-        if event is None:
-            event = self._awaited[subject.id] = anyio.Event()
-        self.deferrals["deferred"] += 1
-        self._waiting += 1
-        self._waiters[subject.id] += 1
-        try:
-            with anyio.move_on_after(core.config.neighbor_timeout):
-                await event.wait()
-        finally:
-            self._waiting -= 1
-            self._waiters[subject.id] -= 1
-            if not self._waiters[subject.id]:
-                del self._waiters[subject.id]
-                if self._awaited.get(subject.id) is event:
-                    del self._awaited[subject.id]
-        self.deferrals["verified" if self._believable(subject) else "gave_up"] += 1
-
-
-def register_views(views: LiveViews, registry: EndpointRegistry) -> None:
-    """Serve ``_synapse.views`` for ``views`` on ``registry`` (unpublished)."""
-
-    async def handler(
-        message: Any,
-        record: Any = None,
-        members: Any = None,
-        more: Any = None,
-        connection: Connection | None = None,
-    ) -> dict[str, Any]:
-        return await views.handle(message, record, connection, members, more)
-
-    registry.add(handler, VIEWS_ENDPOINT, publish=False)
