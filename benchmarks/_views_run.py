@@ -1,6 +1,6 @@
 """One partial-views measurement in this process; prints progress to stderr, one JSON line.
 
-    python _views_run.py views|mesh trio|asyncio N IDLE_SECONDS
+    python _views_run.py views|mesh trio|asyncio N IDLE_SECONDS [CONVERGE_TIMEOUT]
 
 N nodes on one event loop on 127.0.0.1 (real TCP, the default heartbeat_interval=5 and
 peer_timeout=20) join through the first; ``views`` runs them with ``partial_views=True``,
@@ -9,6 +9,11 @@ time to full membership after the last node started, then every ``IDLE/6`` secon
 sockets per node (the node's inbound plus pooled outbound connections: mean, max), file
 descriptors of the process per node, whether membership is still complete, and the CPU of the
 whole swarm; RSS per node at the end. A run that fails (``Too many open files``) reports where.
+At convergence (or when ``CONVERGE_TIMEOUT``, default 300 s, runs out) it also reports what the
+start cost: CPU seconds of the process, handshakes (completed, failed, refused over the caps),
+pooled connections opened, address checks (verification dials), gossip calls and, with views,
+view messages by kind, failed and dropped sends, the cores' requests, evictions and ignored
+messages.
 """
 
 from __future__ import annotations
@@ -33,7 +38,45 @@ def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def run(mode: str, backend: str, n: int, idle: float) -> dict[str, Any]:
+def counters(nodes: list[Any]) -> dict[str, Any]:
+    """What the swarm did so far (see the module documentation)."""
+    out: dict[str, Any] = {}
+
+    def add(key: str, value: int) -> None:
+        out[key] = out.get(key, 0) + value
+
+    for node in nodes:
+        stats = node.statistics()
+        if stats.handshakes is not None:
+            add("handshakes", stats.handshakes.secure)
+            add("handshakes_failed", stats.handshakes.failed)
+            add("handshakes_refused", stats.handshakes.refused)
+        if stats.pool is not None:
+            add("connects", stats.pool.connects)
+        m = node.membership
+        add("verify_dials", m.verifier.dials)
+        add("gossip_calls", m.messages_sent)
+        views = m.views
+        if views is None or views.core is None:
+            continue
+        add("view_sent", views.sent)
+        add("view_failed", views.failed)
+        add("view_dropped", views.dropped)
+        add("view_requests", views.core.requests)
+        add("view_evictions", views.core.evictions)
+        add("view_ignored", views.core.ignored)
+        for kind, count in views.sent_kinds.items():
+            add(kind, count)
+        for what, count in views.deferrals.items():
+            add(f"deferred_{what}" if what != "deferred" else what, count)
+        for what, count in views.inline.items():
+            add(f"inline_{what}", count)
+    return out
+
+
+def run(
+    mode: str, backend: str, n: int, idle: float, converge_timeout: float = 300
+) -> dict[str, Any]:
     import anyio
 
     from synapse_p2p import Node
@@ -74,12 +117,16 @@ def run(mode: str, backend: str, n: int, idle: float) -> dict[str, Any]:
             def complete() -> int:
                 return sum(set(node.peers) == ids - {node.node_id} for node in nodes)
 
-            deadline = last + 300
+            cpu_start = time.process_time()
+            deadline = last + converge_timeout
             while complete() < n and time.perf_counter() < deadline:
                 await anyio.sleep(0.05)
             full = complete() == n
             out["converge_s"] = time.perf_counter() - last if full else None
+            out["start_cpu_s"] = round(time.process_time() - cpu_start, 2)
+            out["start"] = counters(nodes)
             log(f"full membership: {out['converge_s']}; fds {fds()}")
+            log(f"start: cpu {out['start_cpu_s']} s, {out['start']}")
             samples = []
             cpu0, wall0 = time.process_time(), time.perf_counter()
             step = idle / 6
@@ -120,4 +167,5 @@ def run(mode: str, backend: str, n: int, idle: float) -> dict[str, Any]:
 
 if __name__ == "__main__":
     mode, backend, n_text, idle_text = sys.argv[1:5]
-    print(json.dumps(run(mode, backend, int(n_text), float(idle_text))), flush=True)
+    limit = float(sys.argv[5]) if len(sys.argv) > 5 else 300.0
+    print(json.dumps(run(mode, backend, int(n_text), float(idle_text), limit)), flush=True)

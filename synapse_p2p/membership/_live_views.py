@@ -7,26 +7,26 @@ link's gossip), every other connection closes when idle for the pool's
 ``brief_idle_timeout``. ``node.peers`` stays the whole swarm: members are still learned
 through the digests that active neighbors exchange (see :class:`~._service.Membership`).
 
-View messages travel as ``_synapse.views(message, record=...)``, never to a 2.5.0 peer:
+View messages travel as ``_synapse.views`` calls (the endpoint and its rules are in
+:mod:`._views_endpoint`), never to a 2.5.0 peer, only over a secure channel; the core
+believes a record only if membership holds that member alive with a signed record at that
+address: views never admit anyone the peer table has not verified.
 
-* only over a secure channel: the sender is the caller's proven id (``connection.node_id``);
-  a plaintext caller, or a JOIN/NEIGHBOR/NEIGHBOR_REPLY whose record names another id, is
-  refused with ``bad_request`` (counted in ``trust.refused``);
-* ``message`` is decoded by :func:`~._views_wire.decode_view_message` (bounded, validating);
-* ``record`` is the sender's signed peer record, taken as a direct claim (the rules of
-  :mod:`._trust`; an unknown sender is verified by dialing it, like a gossip sender);
-* the core believes a record only if membership holds that member alive with a signed record
-  at that address: views never admit anyone the peer table has not verified.
-
+A joiner sends the core's JOIN to the seed that answered its ``_synapse.join``
+(:meth:`LiveViews.seeded`); the JOIN's FORWARD_JOIN walks spread joiners over the swarm.
 Members come into the passive view as membership verifies them (a uniform sample, see
-:meth:`LiveViews.member_up`); the core's repair (NEIGHBOR to passive records) builds and
-mends the active view, and its SHUFFLE walks keep the passive views mixed. Per-host slot
-bounds (eclipse resistance) are the core's, turned off when this node's address is a
-loopback address (a whole swarm on 127.0.0.1).
+:meth:`LiveViews.member_up`); the core's paced repair (NEIGHBOR to passive records) builds
+and mends the active view, and its SHUFFLE walks keep the passive views mixed. FORWARD_JOIN
+and SHUFFLE messages carry the signed records of the members they name (``members``), so a
+receiver that trusts us believes them at once. Per-host slot bounds (eclipse resistance) are
+the core's, turned off when this node's address is a loopback address (a whole swarm on
+127.0.0.1).
 
-Sends to one peer leave in order from one task per busy peer (at most :data:`OUTBOX`
-queued; beyond that a message is dropped and counted, the core's timeouts repair it). A send
-that fails tells the core the connection failed.
+Sends to one peer leave in order from one task per busy peer, up to :data:`BATCH` per call
+(at most :data:`OUTBOX` queued; beyond that a message is dropped and counted, the core's
+timeouts repair it). The receiver's answers come back in the call's answer and are taken
+only if the channel proved the callee's id. A send that fails tells the core the connection
+failed.
 """
 
 from __future__ import annotations
@@ -34,33 +34,54 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from ..errors import BAD_REQUEST, ProtocolError, RemoteError, SynapseError
+from ..errors import ProtocolError, RemoteError, SynapseError
 from ..types import Peer
-from ._records import Connect, Disconnect, NeighborDown, NeighborUp, PeerRecord, Send
+from ._gossip import digest_entry
+from ._records import (
+    Connect,
+    Disconnect,
+    NeighborDown,
+    NeighborUp,
+    PeerRecord,
+    Send,
+    WireMessage,
+)
 from ._views import HyParView, ViewConfig
-from ._views_wire import Join, Neighbor, NeighborReply, decode_view_message
+from ._views_endpoint import (
+    BATCH,
+    MAX_MEMBERS,
+    MAX_REPLIES,
+    VIEWS_ENDPOINT,
+    VerificationWaits,
+)
+from ._views_wire import (
+    ForwardJoin,
+    Shuffle,
+    ShuffleReply,
+    decode_view_message,
+)
 
 if TYPE_CHECKING:
-    from ..rpc import Connection, EndpointRegistry
     from ._records import Action
     from ._service import Membership
 
-__all__ = ["OUTBOX", "VIEWS_ENDPOINT", "LiveViews"]
+__all__ = ["BATCH", "MAX_MEMBERS", "MAX_REPLIES", "OUTBOX", "VIEWS_ENDPOINT", "LiveViews"]
 
 log = logging.getLogger(__name__)
 
-#: Our extension (never called on 2.5.0 peers): one HyParView message per call.
-VIEWS_ENDPOINT = "_synapse.views"
 #: Seconds between the core's ticks (timeouts, repair, shuffles).
 VIEW_TICK = 1.0
 #: View messages queued per peer at most.
 OUTBOX = 32
+#: Seconds a NEIGHBOR/JOIN waits for its answer: under the 5 s a view call may take (a loaded
+#: swarm answers late, and an answer after the request was given up is declined, churn).
+LIVE_NEIGHBOR_TIMEOUT = 4.0
 
 
 class LiveViews:
@@ -75,7 +96,9 @@ class LiveViews:
         self._rng = rng
         self._config = config
         self.core: HyParView | None = None
-        self._outbox: dict[str, deque[dict[str, Any]]] = {}
+        self._outbox: dict[str, deque[tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
+        #: View messages waiting for a member to be verified (:mod:`._views_endpoint`).
+        self.waits = VerificationWaits()
         self._tg: TaskGroup | None = None
         self._retained: frozenset[tuple[str, int]] | None = None
         #: Members that answered that they serve no view endpoint (not in views).
@@ -84,12 +107,16 @@ class LiveViews:
         self.received = 0
         self.failed = 0
         self.dropped = 0
+        #: View messages sent, by kind (``hv.neighbor``, ...).
+        self.sent_kinds: Counter[str] = Counter()
+        #: View messages that rode a call's answer back (``answered``, ``taken``).
+        self.inline: Counter[str] = Counter()
 
     # -- queries ------------------------------------------------------------------------------
 
     def view_config(self) -> ViewConfig:
-        """The core's settings: the given ones, else the defaults with the per-host bounds
-        off on a loopback address."""
+        """The core's settings: the given ones, else the defaults with
+        :data:`LIVE_NEIGHBOR_TIMEOUT` and, on a loopback address, the per-host bounds off."""
         if self._config is not None:
             return self._config
         try:
@@ -97,8 +124,17 @@ class LiveViews:
         except ValueError:
             loopback = self._m.local.address == "localhost"
         if loopback:
-            return ViewConfig(max_active_per_host=None, max_passive_per_host=None)
-        return ViewConfig()
+            return ViewConfig(
+                neighbor_timeout=LIVE_NEIGHBOR_TIMEOUT,
+                max_active_per_host=None,
+                max_passive_per_host=None,
+            )
+        return ViewConfig(neighbor_timeout=LIVE_NEIGHBOR_TIMEOUT)
+
+    @property
+    def deferrals(self) -> Counter[str]:
+        """See :attr:`._views_endpoint.VerificationWaits.counts`."""
+        return self.waits.counts
 
     def active_ids(self) -> list[str]:
         return [] if self.core is None else list(self.core.active)
@@ -118,6 +154,16 @@ class LiveViews:
             and not state.legacy
             and node_id not in self.unsupported
         )
+
+    @property
+    def membership(self) -> Membership:
+        """The :class:`~._service.Membership` this driver belongs to."""
+        return self._m
+
+    def believable(self, record: PeerRecord) -> bool:
+        """The core's ``verify``: ``record`` names a member held alive, signed, in views, at
+        that address."""
+        return self._believable(record)
 
     def _believable(self, record: PeerRecord) -> bool:
         state = self._m.table.get(record.id)
@@ -153,6 +199,18 @@ class LiveViews:
         alive = max(1, len(self._m.table.alive()))
         evict = self._rng.random() < core.config.passive_max / alive
         core.offer(self._record_of(state.peer), evict=evict)
+        self.waits.verified(node_id)
+
+    def seeded(self, seed_id: str) -> None:
+        """Seed ``seed_id`` answered our ``_synapse.join`` (it holds our signed record): with
+        an empty active view and no JOIN outstanding, send it a HyParView JOIN, whose random
+        walks (FORWARD_JOIN) spread this node over random members' views."""
+        core = self.core
+        state = self._m.table.get(seed_id)
+        if core is None or state is None or not self.in_views(seed_id) or core.active:
+            return
+        if core.joining is None:
+            self.apply(core.join(self._m._now(), [self._record_of(state.peer)]))
 
     def member_down(self, node_id: str) -> None:
         """A member went offline or left: out of both views, repaired from the passive."""
@@ -173,6 +231,9 @@ class LiveViews:
         self.unsupported.clear()
         self._retained = None
         self.sent = self.received = self.failed = self.dropped = 0
+        self.sent_kinds.clear()
+        self.inline.clear()
+        self.waits.reset()
         for state in self._m.table.alive():
             self.member_up(state.peer.id)
 
@@ -198,16 +259,26 @@ class LiveViews:
         core.size_estimate = len(self._m.table.alive()) + 1
         self.apply(core.tick(self._m._now()))
 
-    def apply(self, actions: list[Action]) -> None:
-        """Carry out the core's actions: sends, and the connections to keep."""
+    def apply(
+        self, actions: list[Action], answer_to: str | None = None, room: int = MAX_REPLIES
+    ) -> list[dict[str, Any]]:
+        """Carry out the core's actions: sends, and the connections to keep. Messages to
+        ``answer_to`` (the caller being served) are returned, to ride the call's answer,
+        rather than sent on a connection of our own (at most ``room``)."""
         changed = False
+        answers: list[dict[str, Any]] = []
         for action in actions:
             if isinstance(action, Send):
-                self._send(action.peer, action.message.to_wire())
+                if action.peer.id == answer_to and len(answers) < room:
+                    answers.append(action.message.to_wire())
+                    self.inline["answered"] += 1
+                else:
+                    self._send(action.peer, action.message)
             elif isinstance(action, NeighborUp | NeighborDown | Connect | Disconnect):
                 changed = True
         if changed:
             self._retain()
+        return answers
 
     def _retain(self) -> None:
         keep: set[tuple[str, int]] = set()
@@ -220,7 +291,27 @@ class LiveViews:
             self._retained = retained
             self._m.caller.retain(retained)
 
-    def _send(self, record: PeerRecord, wire: dict[str, Any]) -> None:
+    def _members(self, message: WireMessage, to: str) -> list[dict[str, Any]]:
+        """Digest entries (signed records) of the members ``message`` names besides its
+        sender and receiver: a walk's joiner, a shuffle's records. A receiver that trusts us
+        takes them as it takes our gossip, so it can believe them at once."""
+        if isinstance(message, ForwardJoin):
+            named: tuple[PeerRecord, ...] = (message.record,)
+        elif isinstance(message, Shuffle):
+            named = (message.origin, *message.records)
+        elif isinstance(message, ShuffleReply):
+            named = message.records
+        else:
+            return []
+        now = self._m._now()
+        out = []
+        for record in named:
+            state = self._m.table.get(record.id)
+            if record.id != to and state is not None and state.alive and state.proof is not None:
+                out.append(digest_entry(state.peer, now - state.heard, state.legacy, state.proof))
+        return out
+
+    def _send(self, record: PeerRecord, message: WireMessage) -> None:
         if self._tg is None:
             return
         queue = self._outbox.get(record.id)
@@ -235,25 +326,41 @@ class LiveViews:
         if len(queue) >= OUTBOX:
             self.dropped += 1
             return
-        queue.append(wire)
+        queue.append((message.to_wire(), self._members(message, record.id)))
 
     async def _drain(
-        self, node_id: str, address: tuple[str, int], queue: deque[dict[str, Any]]
+        self,
+        node_id: str,
+        address: tuple[str, int],
+        queue: deque[tuple[dict[str, Any], list[dict[str, Any]]]],
     ) -> None:
         m = self._m
         try:
             while queue:
-                wire = queue.popleft()
-                self.sent += 1
+                batch = [queue.popleft() for _ in range(min(len(queue), BATCH))]
+                wires = [wire for wire, _ in batch]
+                records: dict[str, dict[str, Any]] = {}
+                for _, members in batch:
+                    records.update((entry["id"], entry) for entry in members)
+                self.sent += len(wires)
+                for wire in wires:
+                    self.sent_kinds[str(wire.get("k"))] += 1
+                kwargs: dict[str, Any] = {"record": m._signed_record()}
+                if records:
+                    kwargs["members"] = list(records.values())[:MAX_MEMBERS]
+                if len(wires) > 1:
+                    kwargs["more"] = wires[1:]
                 try:
-                    await m.caller.call(
+                    answer = await m.caller.call(
                         address[0],
                         address[1],
                         VIEWS_ENDPOINT,
-                        [wire],
-                        {"record": m._signed_record()},
+                        wires[:1],
+                        kwargs,
                         timeout=min(m.config.call_timeout, 5.0),
                     )
+                    if isinstance(answer, dict) and answer.get("replies"):
+                        await self._take_answers(node_id, address, answer["replies"])
                 except (SynapseError, OSError, RuntimeError) as exc:  # (not running: stopping)
                     if isinstance(exc, RemoteError) and "Unregistered endpoint" in exc.message:
                         self.unsupported.add(node_id)
@@ -267,50 +374,19 @@ class LiveViews:
             if self._outbox.get(node_id) is queue:
                 del self._outbox[node_id]
 
-    # -- the endpoint -------------------------------------------------------------------------
-
-    def handle(self, message: Any, record: Any, connection: Connection | None) -> dict[str, Any]:
-        """One received view message (see the module documentation for the rules)."""
-        m = self._m
-        caller_id = connection.node_id if connection is not None else None
-        if caller_id is None:
-            m.trust.refuse(
-                "plaintext",
-                "views: view messages are taken only from a node proven on a secure channel",
-            )
-        assert caller_id is not None
-        try:
-            decoded = decode_view_message(message)
-        except ProtocolError as exc:
-            raise RemoteError(BAD_REQUEST, f"views: {exc}") from None
-        if isinstance(decoded, Join | Neighbor | NeighborReply) and decoded.record.id != caller_id:
-            m.trust.refuse(
-                "wrong_caller",
-                f"views: a message naming node {decoded.record.id[:16]} from node {caller_id[:16]}",
-            )
-        if record is not None:
-            sender = Peer.from_dict(record)
-            m.config.check_member(sender)
-            if sender.id != caller_id:
-                m.trust.refuse(
-                    "wrong_caller",
-                    f"views: the record of node {sender.id[:16]} sent by node {caller_id[:16]}",
-                )
-            m.direct(sender, record, connection, "views")
-        core = self.core
-        if core is None:
-            return {"ok": False}
-        self.received += 1
-        self.apply(core.handle(m._now(), caller_id, decoded))
-        return {"ok": True}
-
-
-def register_views(views: LiveViews, registry: EndpointRegistry) -> None:
-    """Serve ``_synapse.views`` for ``views`` on ``registry`` (unpublished)."""
-
-    async def handler(
-        message: Any, record: Any = None, connection: Connection | None = None
-    ) -> dict[str, Any]:
-        return views.handle(message, record, connection)
-
-    registry.add(handler, VIEWS_ENDPOINT, publish=False)
+    async def _take_answers(self, node_id: str, address: tuple[str, int], answers: Any) -> None:
+        """View messages that rode the answer of our call to ``node_id``: from that node
+        only if the channel we called it on proved that id."""
+        info = await self._m.caller.session_info(*address)
+        if info.get("node_id") != node_id or not isinstance(answers, list):
+            return
+        for wire in answers[:MAX_REPLIES]:
+            try:
+                message = decode_view_message(wire)
+            except ProtocolError as exc:
+                log.debug("bad view answer from %s: %s", node_id[:16], exc)
+                continue
+            if self.core is None:
+                return
+            self.inline["taken"] += 1
+            self.apply(self.core.handle(self._m._now(), node_id, message))

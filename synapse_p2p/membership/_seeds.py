@@ -116,6 +116,8 @@ class SeedJoiner:
                         entry.update({k: extra[k] for k in PROOF_KEYS if k in extra})
                     digest.append(entry)
             m._apply_digest(digest, seed.id, trusted=True)
+        if m.views is not None:
+            m.views.seeded(seed.id)
 
     async def run(self) -> None:
         """Join the seeds at start (retrying with back-off) and again whenever every peer has

@@ -48,13 +48,14 @@ from ._gossip import (
     digest_entry,
     read_digest,
 )
-from ._live_views import LiveViews, register_views
+from ._live_views import LiveViews
 from ._observed import AddressLearner
 from ._seeds import SeedJoiner
 from ._signing import RECORD_ENDPOINT, MalformedProof, RecordProof, RecordSigner, proof_in
 from ._table import PeerTable, Verdict, same_address
 from ._trust import Evidence, TrustGate
 from ._verifier import AddressVerifier
+from ._views_endpoint import register_views
 
 if TYPE_CHECKING:
     from .._config import NodeConfig

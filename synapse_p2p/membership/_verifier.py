@@ -36,11 +36,13 @@ class AddressVerifier:
         self.ready = anyio.Event()  # set when candidates may be waiting
         self.busy: set[tuple[str, int]] = set()  # addresses being dialed
         self.checking: dict[str, Candidate] = {}  # signed candidates being dialed, by id
+        self.dials = 0  # checks started
 
     def reset(self) -> None:
         self.ready = anyio.Event()
         self.busy.clear()
         self.checking.clear()
+        self.dials = 0
 
     async def run(self) -> None:
         """Verify queued candidates as they come, ``limit`` at once, until cancelled."""
@@ -64,6 +66,7 @@ class AddressVerifier:
         peer = candidate.peer
         proof = candidate.proof
         address = (peer.address, peer.port)
+        self.dials += 1
         if proof is not None:
             self.checking[peer.id] = candidate
         try:

@@ -72,6 +72,8 @@ class ViewConfig:
     shuffle_active: int = 3  # ka: active records in a SHUFFLE
     shuffle_passive: int = 4  # kp: passive records in a SHUFFLE
     neighbor_timeout: float = 2.0  # a NEIGHBOR/JOIN unanswered this long counts as refused
+    max_requests: int = 2  # NEIGHBOR requests of our own outstanding at once (paced repair)
+    join_quiet: float = 0.5  # after our JOIN was accepted, no repair this long (walks arrive)
     reserved_slots: int = 2  # active slots kept for peers we chose (seeds, passive promotions)
     max_active_per_host: int | None = 2
     max_active_per_subnet: int | None = None
@@ -109,7 +111,12 @@ class HyParView:
     pending: dict[str, _Pending] = field(default_factory=dict)
     size_estimate: int = 0  # the driver may set this from the failure detector's member count
     ignored: int = 0
+    requests: int = 0  # JOIN and NEIGHBOR requests sent
+    evictions: int = 0  # active neighbors dropped to make room
     _contacts: list[PeerRecord] = field(default_factory=list)
+    _joining: str | None = None  # the contact our JOIN is waiting on
+    _quiet_until: float = -math.inf  # after a JOIN: the walks bring neighbors, no repair yet
+    _refused: bool = False  # our last NEIGHBOR request was refused
     _next_shuffle: float = math.nan
     _last_shuffle: tuple[str, ...] = ()
 
@@ -120,6 +127,11 @@ class HyParView:
 
     def neighbors(self) -> list[PeerRecord]:
         return [slot.record for slot in self.active.values()]
+
+    @property
+    def joining(self) -> str | None:
+        """The contact a JOIN of ours waits on, if any."""
+        return self._joining
 
     def target(self) -> int:
         known = len(self.active) + len(self.passive) + 1
@@ -145,14 +157,19 @@ class HyParView:
         return self.on_connection_failed(now, peer_id)
 
     def on_connection_failed(self, now: float, peer_id: str) -> list[Action]:
-        """The connection to ``peer_id`` broke: drop it from the active view and repair."""
+        """The connection to ``peer_id`` broke: drop it from the active view and repair (a
+        lost neighbor at once; a request that failed at the next tick, so an overloaded
+        swarm is not sent more requests for every one that timed out)."""
         actions: list[Action] = []
         slot = self.active.pop(peer_id, None)
         if slot is not None:
             actions += [NeighborDown(slot.record), Disconnect(slot.record)]
         self.passive.pop(peer_id, None)
         self.pending.pop(peer_id, None)
-        actions += self._fill(now)
+        if peer_id == self._joining:
+            self._joining = None
+        if slot is not None:
+            actions += self._fill(now)
         return actions
 
     def tick(self, now: float) -> list[Action]:
@@ -161,6 +178,8 @@ class HyParView:
         for peer_id, pending in list(self.pending.items()):
             if pending.deadline <= now:
                 del self.pending[peer_id]
+                if peer_id == self._joining:
+                    self._joining = None
                 self.passive.pop(peer_id, None)
                 if peer_id not in self.active:
                     actions.append(Disconnect(pending.record))
@@ -202,26 +221,37 @@ class HyParView:
     # -- message handlers ----------------------------------------------------------------------
 
     def _on_join(self, now: float, record: PeerRecord) -> list[Action]:
-        actions = self._add_active(record, chosen=False)
-        if record.id not in self.active:
-            return [Send(record, NeighborReply(self.record, accepted=False))]
-        actions.append(Send(record, NeighborReply(self.record, accepted=True)))
+        """The contact takes the joiner while it has room (``target + accept_slack``: a
+        contact of many simultaneous joiners does not evict a neighbor for each) and starts
+        a walk through each of its other neighbors either way."""
+        actions: list[Action] = []
+        if record.id in self.active or len(self.active) < self._room():
+            actions += self._add_active(record, chosen=False, room=self._room())
+        else:
+            self._add_passive(record, evict=True)
+        accepted = record.id in self.active
+        actions.append(Send(record, NeighborReply(self.record, accepted=accepted)))
         walk = ForwardJoin(record, self.config.arwl)
         actions += [Send(s.record, walk) for i, s in self.active.items() if i != record.id]
         return actions
 
     def _on_forward_join(self, now: float, from_id: str, message: ForwardJoin) -> list[Action]:
+        """A walk ends here, in our active view, at ttl 0 or at a node with one neighbor (as
+        in the paper: past ``target + accept_slack`` a neighbor is evicted), or early at a
+        node short of its target: a swarm started at once fills its views with few
+        evictions."""
         record = message.record
         if record.id == self.record.id or not self._believable(record):
             self.ignored += 1
             return []
-        if message.ttl == 0 or len(self.active) <= 1:
+        if message.ttl == 0 or len(self.active) <= 1 or len(self.active) < self.target():
             if record.id in self.active or record.id in self.pending:
                 return []
             if not self._fits(record, chosen=False):
                 self.ignored += 1
                 return []
             self.pending[record.id] = _Pending(record, now + self.config.neighbor_timeout, False)
+            self.requests += 1
             return [Connect(record), Send(record, Neighbor(self.record, high=True))]
         if message.ttl == self.config.prwl:
             self._add_passive(record, evict=True)
@@ -235,11 +265,12 @@ class HyParView:
         if record.id in self.active:
             self.active[record.id].record = _newer(self.active[record.id].record, record)
             return [Send(record, NeighborReply(self.record, accepted=True))]
-        room = min(self.config.active_max, self.target() + self.config.accept_slack)
+        room = self._room()
         if not message.high and len(self.active) >= room:
             self._add_passive(record, evict=True)
             return [Send(record, NeighborReply(self.record, accepted=False))]
-        actions = self._add_active(record, chosen=False, room=None if message.high else room)
+        # High priority is always taken, evicting only past the room.
+        actions = self._add_active(record, chosen=False, room=room)
         accepted = record.id in self.active
         if accepted:
             self.pending.pop(record.id, None)
@@ -249,15 +280,24 @@ class HyParView:
     def _on_neighbor_reply(self, now: float, message: NeighborReply) -> list[Action]:
         record = message.record
         pending = self.pending.pop(record.id, None)
+        if record.id == self._joining:
+            self._joining = None
+            if message.accepted:  # the contact's walks are on their way: let them arrive
+                self._quiet_until = now + self.config.join_quiet
+        actions: list[Action] = []
+        if pending is not None:
+            self._refused = not message.accepted
         if not message.accepted:
-            return [Disconnect(record)] if record.id not in self.active else []
-        if record.id in self.active:
-            return []
-        if pending is None:  # an answer we did not ask for (or gave up on): decline politely
-            return [Send(record, DisconnectMessage())]
-        actions = self._add_active(record, chosen=pending.chosen)
-        if record.id not in self.active:
-            actions.append(Send(record, DisconnectMessage()))
+            if record.id not in self.active:
+                actions.append(Disconnect(record))
+        elif record.id not in self.active:
+            if pending is None:  # an answer we did not ask for (or gave up on): decline
+                return [Send(record, DisconnectMessage())]
+            actions += self._add_active(record, chosen=pending.chosen, room=self._room())
+            if record.id not in self.active:
+                actions.append(Send(record, DisconnectMessage()))
+        if pending is not None and message.accepted:  # the next request, if still short
+            actions += self._fill(now)  # (after a refusal: at the next tick, paced)
         return actions
 
     def _on_disconnect(self, now: float, from_id: str) -> list[Action]:
@@ -291,27 +331,45 @@ class HyParView:
                 return []
             deadline = now + self.config.neighbor_timeout
             self.pending[contact.id] = _Pending(contact, deadline, chosen=True)
+            self._joining = contact.id
+            self.requests += 1
             return [Connect(contact), Send(contact, Join(self.record))]
         return []
 
     def _fill(self, now: float) -> list[Action]:
         """Ask passive records to become neighbors while the view is short of its target (or
-        of chosen peers)."""
+        of chosen peers), paced: at most ``max_requests`` requests outstanding, one at a time
+        at high priority (see below), none while a JOIN is answered or its walks may still be
+        arriving."""
+        if self._joining is not None or now < self._quiet_until:
+            return []
         actions: list[Action] = []
         chosen = sum(1 for s in self.active.values() if s.chosen)
-        missing = max(self.target() - len(self.active), self.config.reserved_slots - chosen) - len(
-            self.pending
-        )
+        missing = max(self.target() - len(self.active), self.config.reserved_slots - chosen)
+        # High priority (taken even by a full view) when we have no neighbor, or are short of
+        # the target and were just refused: views full at target + slack otherwise lock a
+        # late joiner out. One such request at a time.
+        high = not self.active or (self._refused and len(self.active) < self.target())
+        budget = min(missing, 1 if high else self.config.max_requests) - len(self.pending)
+        if budget <= 0:
+            return []
         candidates = [r for i, r in self.passive.items() if i not in self.pending]
         self._rng.shuffle(candidates)
-        for record in candidates[: max(missing, 0)]:
+        for record in candidates:
+            if budget <= 0:
+                break
             if not self._fits(record, chosen=True):
                 continue
+            budget -= 1
             deadline = now + self.config.neighbor_timeout
             self.pending[record.id] = _Pending(record, deadline, chosen=True)
-            high = not self.active
+            self.requests += 1
             actions += [Connect(record), Send(record, Neighbor(self.record, high=high))]
         return actions
+
+    def _room(self) -> int:
+        """Active neighbors taken without evicting one: the target plus ``accept_slack``."""
+        return min(self.config.active_max, self.target() + self.config.accept_slack)
 
     def _fits(self, record: PeerRecord, *, chosen: bool) -> bool:
         """Whether ``record`` may take an active slot under the per-host/subnet bounds."""
@@ -360,6 +418,7 @@ class HyParView:
         return actions
 
     def _evict(self, peer_id: str) -> list[Action]:
+        self.evictions += 1
         slot = self.active.pop(peer_id)
         self._add_passive(slot.record, evict=True)
         return [

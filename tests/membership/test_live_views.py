@@ -11,7 +11,8 @@ import anyio
 import pytest
 
 from synapse_p2p import Client, Identity, Node, RemoteError
-from synapse_p2p.membership._live_views import VIEWS_ENDPOINT, LiveViews
+from synapse_p2p.events import PeerJoined
+from synapse_p2p.membership._live_views import BATCH, VIEWS_ENDPOINT, LiveViews
 from tests.helpers import NodeTimings, read_frame, request_frame
 
 pytestmark = pytest.mark.anyio
@@ -216,3 +217,62 @@ async def test_views_off_serves_no_view_endpoint(anyio_backend: str) -> None:
             with pytest.raises(RemoteError) as info:
                 await client.call(VIEWS_ENDPOINT, neighbor("a" * 64))
             assert info.value.code == "bad_request"
+
+
+async def test_sixty_nodes_started_at_once_converge(anyio_backend: str) -> None:
+    """60 nodes started at the same moment, all through one seed: each joiner sends a
+    HyParView JOIN to the seed (its walks spread joiners over the swarm), the views fill
+    without failed messages, and every node's ``peers`` becomes the whole swarm. Waits on
+    ``PeerJoined`` events, not on sleeps."""
+    n = 60
+    kw: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "views60", "partial_views": True}
+    seed = Node(name="n0", **kw)
+    async with seed, anyio.create_task_group() as tg:
+        nodes = [seed] + [
+            Node(name=f"n{i}", seeds=[f"127.0.0.1:{seed.port}"], **kw) for i in range(1, n)
+        ]
+        everyone = anyio.Event()
+        done: set[str] = set()
+
+        async def watch(node: Node, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+            with node.subscribe(PeerJoined) as joins:
+                task_status.started()
+                async for _event in joins:
+                    if len(node.peers) == n - 1:
+                        done.add(node.node_id)
+                        if len(done) == n:
+                            everyone.set()
+                        return
+
+        for node in nodes:
+            await tg.start(watch, node)
+        for node in nodes[1:]:
+            tg.start_soon(node.serve)  # all at once
+        with anyio.fail_after(90):
+            await everyone.wait()
+        ids = {node.node_id for node in nodes}
+        assert all(set(node.peers) == ids - {node.node_id} for node in nodes)
+        for node in nodes:
+            views = views_of(node)
+            assert views.failed == 0, node.name
+            assert 1 <= len(views.active_ids()) <= 16
+        joins = [views_of(node).sent_kinds["hv.join"] for node in nodes[1:]]
+        assert all(count >= 1 for count in joins)  # every joiner went through the seed
+        # NEIGHBOR answers rode the calls' answers (no connection back per request)
+        assert sum(views_of(node).inline["taken"] for node in nodes) > 0
+        tg.cancel_scope.cancel()
+
+
+async def test_a_batch_of_view_messages_is_bounded(anyio_backend: str) -> None:
+    async with Node(bind="127.0.0.1", swarm="views", partial_views=True) as node:
+        me = Identity.generate()
+        async with Client("127.0.0.1", node.port, identity=me) as client:
+            one = neighbor(me.node_id)
+            assert await client.call(VIEWS_ENDPOINT, one, more=[one, one]) == {"ok": True}
+            with pytest.raises(RemoteError) as info:
+                await client.call(VIEWS_ENDPOINT, one, more=[one] * BATCH)
+            assert info.value.code == "bad_request"
+            with pytest.raises(RemoteError) as info:
+                await client.call(VIEWS_ENDPOINT, one, more=[{"k": "hv.nope"}])
+            assert info.value.code == "bad_request"
+            assert views_of(node).active_ids() == []  # not a member: nothing admitted

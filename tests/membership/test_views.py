@@ -162,16 +162,31 @@ def test_join_is_answered_and_forwarded() -> None:
 
 def test_forward_join_ends_in_active_view_and_passes_passive_at_prwl() -> None:
     view = HyParView(ME, seed=3)
-    view.handle(0.0, "p1", Join(rec(1)))
-    view.handle(0.0, "p2", Join(rec(2)))
+    for i in range(1, 6):  # at its target (5): walks pass through
+        view.handle(0.0, f"p{i}", Join(rec(i)))
+    assert len(view.active) == view.target() == 5
     newcomer = rec(50)
     actions = view.handle(0.0, "p1", ForwardJoin(newcomer, view.config.prwl))
     assert newcomer.id in view.passive
-    assert [a.peer.id for a in actions if isinstance(a, Send)] == ["p2"]
+    sends = [a for a in actions if isinstance(a, Send)]
+    assert len(sends) == 1
+    assert sends[0].peer.id in {"p2", "p3", "p4", "p5"}
+    assert sends[0].message == ForwardJoin(newcomer, view.config.prwl - 1)
     actions = view.handle(0.0, "p1", ForwardJoin(rec(51), 0))
     assert Send(rec(51), Neighbor(ME, high=True)) in actions
     view.handle(0.1, "p51", NeighborReply(rec(51), accepted=True))
     assert "p51" in view.active
+
+
+def test_forward_join_ends_early_at_a_node_short_of_its_target() -> None:
+    view = HyParView(ME, seed=3)
+    view.handle(0.0, "p1", Join(rec(1)))
+    view.handle(0.0, "p2", Join(rec(2)))
+    actions = view.handle(0.0, "p1", ForwardJoin(rec(50), view.config.arwl))
+    assert actions == [Connect(rec(50)), Send(rec(50), Neighbor(ME, high=True))]
+    view.handle(0.1, "p50", NeighborReply(rec(50), accepted=True))
+    assert set(view.active) == {"p1", "p2", "p50"}
+    assert view.evictions == 0
 
 
 def test_one_host_flooding_joins_cannot_take_the_active_view() -> None:
@@ -183,7 +198,7 @@ def test_one_host_flooding_joins_cannot_take_the_active_view() -> None:
     view.handle(0.0, honest[0].id, NeighborReply(honest[0], accepted=True))
     for peer in honest[1:]:
         view.offer(peer)
-    view.tick(1.0)
+    view.tick(1.0)  # past the quiet time after the JOIN (its walks would arrive in it)
     for peer in honest[1:]:
         view.handle(1.1, peer.id, NeighborReply(peer, accepted=True))
     assert {"p1", "p2", "p3"} <= set(view.active)
