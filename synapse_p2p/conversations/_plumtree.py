@@ -87,8 +87,10 @@ class Plumtree:
     node_id: str
     config: PlumtreeConfig = field(default_factory=PlumtreeConfig)
     neighbors: dict[str, PeerRecord] = field(default_factory=dict)
-    eager: set[str] = field(default_factory=set)
-    lazy: set[str] = field(default_factory=set)
+    # insertion-ordered sets (a dict's keys): pushes and announcements go out in the order the
+    # links came, never in string-hash order, so a seeded simulation is the same in every run
+    eager: dict[str, None] = field(default_factory=dict)
+    lazy: dict[str, None] = field(default_factory=dict)
     duplicates: int = 0
     _seen: dict[str, _Seen] = field(default_factory=dict)
     _cache: dict[str, EagerItem] = field(default_factory=dict)
@@ -104,12 +106,12 @@ class Plumtree:
     def neighbor_up(self, peer: PeerRecord) -> None:
         self.neighbors[peer.id] = peer
         if peer.id not in self.lazy:
-            self.eager.add(peer.id)
+            self.eager[peer.id] = None
 
     def neighbor_down(self, peer_id: str) -> None:
         self.neighbors.pop(peer_id, None)
-        self.eager.discard(peer_id)
-        self.lazy.discard(peer_id)
+        self.eager.pop(peer_id, None)
+        self.lazy.pop(peer_id, None)
         self._lazy_queue.pop(peer_id, None)
         for announcers in self._announced.values():
             if peer_id in announcers:
@@ -160,8 +162,8 @@ class Plumtree:
             self._make_eager(from_id)
             items = [self._cache[m] for m in message.items if m in self._cache]
             return self._flush_eager({from_id: items}) if items else []
-        self.eager.discard(from_id)  # Prune
-        self.lazy.add(from_id)
+        self.eager.pop(from_id, None)  # Prune
+        self.lazy[from_id] = None
         return []
 
     def tick(self, now: float) -> list[PlumtreeAction]:
@@ -208,8 +210,8 @@ class Plumtree:
         if item.mid in self._seen:
             self.duplicates += 1
             if from_id and from_id in self.eager:
-                self.eager.discard(from_id)
-                self.lazy.add(from_id)
+                self.eager.pop(from_id, None)
+                self.lazy[from_id] = None
                 return [Send(self.neighbors[from_id], Prune())]
             return []
         self._remember(item.mid, _Seen(from_id, item.origin, item.round))
@@ -241,8 +243,8 @@ class Plumtree:
         ):
             return []
         self._make_eager(announcer)
-        self.eager.discard(parent)
-        self.lazy.add(parent)
+        self.eager.pop(parent, None)
+        self.lazy[parent] = None
         seen.parent = announcer
         seen.round = rnd
         return [
@@ -257,8 +259,8 @@ class Plumtree:
 
     def _make_eager(self, peer_id: str) -> None:
         if peer_id in self.neighbors:
-            self.lazy.discard(peer_id)
-            self.eager.add(peer_id)
+            self.lazy.pop(peer_id, None)
+            self.eager[peer_id] = None
 
     def _flush_eager(self, out: dict[str, list[EagerItem]]) -> list[PlumtreeAction]:
         step = self.config.max_batch
