@@ -144,12 +144,12 @@ def test_duplicates_prune_the_overlay_into_a_tree() -> None:
 def test_lazy_announcement_repairs_a_lost_eager_push() -> None:
     net = Net({(0, 1), (1, 2), (0, 2)}, 3, seed=1)
     a, b, c = net.nodes["n0"], net.nodes["n1"], net.nodes["n2"]
-    b.eager.discard("n0")
-    b.lazy.add("n0")
-    a.eager.discard("n1")
-    a.lazy.add("n1")
-    c.eager.discard("n1")
-    c.lazy.add("n1")
+    b.eager.pop("n0", None)
+    b.lazy["n0"] = None
+    a.eager.pop("n1", None)
+    a.lazy["n1"] = None
+    c.eager.pop("n1", None)
+    c.lazy["n1"] = None
     actions = a.broadcast(0.0, "m", "x")
     # the push to n2 is lost; n1 only hears IHAVEs and must GRAFT
     net.apply("n0", [x for x in actions if not isinstance(x, Send)])
