@@ -89,11 +89,18 @@ class SeedJoiner:
             m.trust.note("unsigned", f"seed {where} sent no signed record")
             raise RemoteError(BAD_REQUEST, f"seed {where} sent no signed record of itself")
         self.joined.add((host, port))
-        if (seed.address, seed.port) != (host, port) and seed_proof is not None:
+        advertised = (seed.address, seed.port)
+        if (
+            advertised != (host, port)
+            and seed_proof is not None
+            and not any(p.id != seed.id and (p.address, p.port) == advertised
+                        for p in m.peers.values())
+        ):  # fmt: skip
             # Reached at another address than it advertises (port forwarding, a multi-homed
             # host): our channel to host:port proved its id, so when its own address cannot
             # be connected to, it is dialed here (the check of its record below included).
-            m.caller.alias((seed.address, seed.port), (host, port), seed.id)
+            # Never for an address a member of ours holds: that member keeps it.
+            m.caller.alias(advertised, (host, port), seed.id)
         if (seed.address, seed.port) == (host, port):
             legacy = m.caller.is_legacy(host, port)
             verdict = m.table.verified(seed, m._now(), legacy=legacy, proof=seed_proof)

@@ -16,7 +16,7 @@ import anyio
 from anyio.abc import ByteStream, TaskGroup, TaskStatus
 
 from .._validate import check_int, check_seconds, format_address
-from ..errors import CallTimeout, ConnectError
+from ..errors import CallTimeout, ConnectError, HandshakeError, ProtocolError
 from ..identity import Identity
 from ..secure import Keyring, SecureDialer, SecurityPolicy
 from ..transport import TcpTransport, Transport, WebSocketTransport, WebSocketUrl, is_websocket_url
@@ -313,6 +313,10 @@ class PoolStatistics:
     calls: int
 
 
+#: How long a pool tries an aliased peer's advertised address before its other one.
+ALIAS_DIRECT_BUDGET = 1.5
+
+
 class ConnectionPool:
     """Persistent, multiplexed connections to many nodes, for node-to-node traffic.
 
@@ -475,10 +479,18 @@ class ConnectionPool:
             return await self.dialer.connect(host, port, timeout=self.connect_timeout)
         now = anyio.current_time()
         if self.aliases.try_direct(alias, now):
+            # The direct attempt has a budget of its own, shorter than the callers' deadlines
+            # (an advertised private address often drops packets), and anything but a node
+            # answering there (refused, silent, not synapse-p2p, cancelled) sends the dial to
+            # ``via`` (where the alias's id is expected) for ``retry`` seconds.
             try:
-                return await self.dialer.connect(host, port, timeout=self.connect_timeout)
-            except ConnectError:
+                with anyio.fail_after(min(self.connect_timeout, ALIAS_DIRECT_BUDGET)):
+                    return await self.dialer.connect(host, port, timeout=self.connect_timeout)
+            except (ConnectError, HandshakeError, ProtocolError, TimeoutError):
                 self.aliases.direct_failed(alias, now)
+            except BaseException:
+                self.aliases.direct_failed(alias, now)
+                raise
         via_host, via_port = alias.via
         return await self.dialer.connect(
             via_host, via_port, timeout=self.connect_timeout, expected_node_id=alias.node_id

@@ -94,6 +94,28 @@ async def test_an_alias_never_lets_another_node_answer() -> None:
                 await asker.call_peer(("127.0.0.2", seed.port), "_synapse.info")
 
 
+@pytest.mark.anyio
+async def test_no_alias_for_an_address_a_member_holds() -> None:
+    # The seed (127.0.0.1:P) advertises 127.0.0.2:P, where a member of the joiner's already
+    # is: the member keeps its address (no alias sends its traffic to the seed).
+    seed = Node(bind="127.0.0.1", advertise="127.0.0.2", name="seed", **TIMINGS)
+    async with seed:
+        member = Node(bind="127.0.0.2", port=seed.port, name="member", **TIMINGS)
+        async with member:
+            joiner = Node(
+                bind="127.0.0.1", name="joiner", seeds=[f"127.0.0.2:{seed.port}"], **TIMINGS
+            )
+            async with joiner:
+                with anyio.fail_after(10):
+                    await listed(joiner, member.node_id).wait()
+                await joiner._membership.seeds.join_seed("127.0.0.1", seed.port)
+                pool = joiner._caller.pool
+                assert pool is not None
+                assert pool.aliases.get(("127.0.0.2", seed.port)) is None
+                info = await joiner.call_peer(("127.0.0.2", seed.port), "_synapse.info")
+                assert info["id"] == member.node_id
+
+
 # -- a real port forwarding: an nft DNAT rule in a network namespace ---------------------------
 
 
@@ -106,10 +128,15 @@ def _in(ns: str, *argv: str, stdin: str | None = None) -> None:
 
 
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])
-def test_a_seed_behind_port_forwarding_is_a_member(netns: NetnsPair, backend: str) -> None:
+@pytest.mark.parametrize("private", ["unroutable", "silent"])
+def test_a_seed_behind_port_forwarding_is_a_member(
+    netns: NetnsPair, backend: str, private: str
+) -> None:
     """The seed's host (namespace ``a``) listens on a private address, 192.168.77.1:9999,
-    which the joiner's host (``b``) has no route to, and forwards its public port 19999 there
-    (nft DNAT), as a home router does. The joiner is given the public address only."""
+    and forwards its public port 19999 there (nft DNAT), as a home router does. The joiner
+    (``b``) is given the public address only. ``unroutable``: ``b`` has no route to the
+    private address (a dial fails at once). ``silent``: it has one, and ``a`` drops what
+    comes there directly (a dial waits out its timeout, longer than the record check's)."""
     if shutil.which("nft") is None:
         print("port forwarding test skipped: nft (nftables) is not installed")
         pytest.skip("nft (nftables) is not installed")
@@ -120,8 +147,15 @@ def test_a_seed_behind_port_forwarding_is_a_member(netns: NetnsPair, backend: st
         "    type nat hook prerouting priority -100;\n"
         "    tcp dport 19999 dnat to 192.168.77.1:9999\n"
         "  }\n"
+        "  chain input {\n"
+        "    type filter hook input priority 0;\n"
+        "    ip daddr 192.168.77.1 ct status dnat accept\n"
+        f"    ip daddr 192.168.77.1 iifname {netns.if_a} drop\n"
+        "  }\n"
         "}\n"
     )
+    if private == "silent":
+        _in(netns.b, "ip", "route", "add", "192.168.77.0/24", "via", netns.addr_a)
     _in(netns.a, "nft", "-f", "-", stdin=rules)
     seed = member(
         netns, netns.a, "--name", "seed", "--backend", backend,
