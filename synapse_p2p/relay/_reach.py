@@ -4,10 +4,13 @@
 asks a member to dial its advertised ``address:port``. The member dials it over its plain
 transport (never through a relay route it may hold for that address), runs the secure
 handshake expecting the caller's node id (proved on the caller's own channel; a caller
-without one is refused), closes, and answers ``{"ok": bool, "error": str, "observed": ip}``.
-A member runs at most :data:`DIALBACK_CONCURRENCY` dial-backs at once and one per caller;
-past that the caller gets ``overloaded``. The dial is the one the membership's verifier makes
-to any claimed address, so it gives no one a new way to make a node dial somewhere.
+without one is refused), closes, and answers ``{"ok": bool, "error": str, "observed": ip}``,
+where ``error`` only says the caller was not reached (never why: refused, silent or another
+service, which would make the endpoint a port scanner for anyone who can connect).
+A member runs at most :data:`DIALBACK_CONCURRENCY` dial-backs at once, one per caller, and
+one per target address every :data:`DIALBACK_TARGET_INTERVAL` seconds whoever asks (fresh
+keys do not make it dial one address more often); past that the caller gets ``overloaded``.
+The dial is the one the membership's verifier makes to any claimed address.
 
 **The rule** (:class:`Verdicts`, sans-IO): each member's latest answer counts, for the
 address and port asked about.
@@ -50,6 +53,8 @@ log = logging.getLogger(__name__)
 DIALBACK_ENDPOINT = "_synapse.dialback"
 #: Dial-backs one node runs at once for others.
 DIALBACK_CONCURRENCY = 4
+#: Seconds between two dial-backs of one target address, whoever asks.
+DIALBACK_TARGET_INTERVAL = 5.0
 #: Members asked per round.
 ASK = 3
 
@@ -91,7 +96,8 @@ def serve_dialback(
     """Serve ``_synapse.dialback`` on ``registry``: dial the caller at the address it gives,
     over ``transport()`` (the plain one), and say whether its node id answered there."""
     limiter = anyio.Semaphore(DIALBACK_CONCURRENCY)
-    busy: set[str] = set()
+    busy: set[str] = set()  # callers with a dial-back running
+    dialed: dict[tuple[str, int], float] = {}  # target -> when it was last dialed
 
     async def dialback(
         address: Any, port: Any, connection: Connection | None = None
@@ -103,16 +109,23 @@ def serve_dialback(
             raise RemoteError(BAD_REQUEST, "dial-back: 'address' must be a host name or IP")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise RemoteError(BAD_REQUEST, "dial-back: 'port' must be an int in 1..65535")
-        if caller in busy or limiter.value == 0:
+        assert connection is not None
+        ip, target, now = connection.ip, (address, port), anyio.current_time()
+        for old, at in list(dialed.items()):
+            if now - at >= DIALBACK_TARGET_INTERVAL:
+                del dialed[old]
+        if caller in busy or limiter.value == 0 or target in dialed:
             raise RemoteError(OVERLOADED, "dial-back: busy, ask again later")
         busy.add(caller)
+        dialed[target] = now
         try:
             async with limiter:
                 error = await _dial(transport(), address, port, caller, identity, keyring, timeout)
         finally:
             busy.discard(caller)
-        assert connection is not None
-        return {"ok": not error, "error": error, "observed": connection.ip}
+        if error:
+            log.debug("dial-back of %s for %s failed: %s", format_address(*target), caller, error)
+        return {"ok": not error, "error": "not reached" if error else "", "observed": ip}
 
     registry.add(dialback, DIALBACK_ENDPOINT, publish=False)
 
