@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Records remembered (their ``seq``, so an older copy changes nothing), at most.
 MAX_HELD = 65536
+#: Routes at most for nodes that are not live members (records heard of, not yet checked):
+#: past it a record of such a node installs no route until the node is a member.
+MAX_UNCHECKED_ROUTES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,13 @@ class AdvertisedRoutes:
             self._remove(held.address, peer.id)  # it moved
             changed = True
         hints = self._usable(extras.relays, peer.id, address)
+        if (
+            hints
+            and peer.id not in self.members
+            and self._unchecked_routes() >= MAX_UNCHECKED_ROUTES
+        ):
+            self._refuse(peer.id, address, "one of too many routes for nodes not yet members")
+            hints = ()
         if not hints:
             if held is not None and held.relay is not None and held.address == address:
                 self._remove(address, peer.id)
@@ -121,6 +131,7 @@ class AdvertisedRoutes:
             node_id=peer.id,
             relay_node_id=hint.node_id,
             fallbacks=[((h.address, h.port), h.node_id) for h in hints[1:]],
+            direct_first=True,  # a record proves who signed it, not who answers there
         )
         log.info(
             "node %s at %s: reached through relay %s (its signed record)",
@@ -129,6 +140,10 @@ class AdvertisedRoutes:
             format_address(hint.address, hint.port),
         )
         return True
+
+    def _unchecked_routes(self) -> int:
+        members = self.members
+        return sum(1 for nid, h in self._held.items() if h.relays and nid not in members)
 
     def _hold(self, node_id: str, held: _Held) -> None:
         self._held.pop(node_id, None)

@@ -131,6 +131,12 @@ async def open_circuit(
     return CircuitStream(leg, relay_id)
 
 
+#: How long a ``direct_first`` route tries its address itself before its relays.
+DIRECT_BUDGET = 1.5
+#: After a failed direct dial, how long a ``direct_first`` route goes straight to its relays.
+DIRECT_RETRY = 60.0
+
+
 @dataclass(frozen=True, slots=True)
 class RelayRoute:
     """Reach ``node_id`` through the relay at ``relay`` (whose node id, if given, is checked);
@@ -141,6 +147,9 @@ class RelayRoute:
     node_id: str
     relay_node_id: str | None = None
     fallbacks: tuple[tuple[tuple[str, int], str | None], ...] = ()
+    #: Try the address itself first (a route learned from a peer record, which proves who
+    #: signed it, not that nobody else answers at that address); see ``RelayTransport``.
+    direct_first: bool = False
 
 
 class RelayTransport:
@@ -165,6 +174,9 @@ class RelayTransport:
         self.identity = identity or Identity.generate()
         self.keyring = Keyring.from_value(secret)
         self._routes: dict[tuple[str, int], RelayRoute] = {}
+        #: Addresses of ``direct_first`` routes whose direct dial failed, and until when it is
+        #: not tried again.
+        self._direct_failed: dict[tuple[str, int], float] = {}
 
     def add_route(
         self,
@@ -174,17 +186,24 @@ class RelayTransport:
         node_id: str,
         relay_node_id: str | None = None,
         fallbacks: Iterable[tuple[tuple[str, int], str | None]] = (),
+        direct_first: bool = False,
     ) -> tuple[str, int]:
         """Dial ``address`` (the target's advertised ``host:port``) through ``relay`` (a
         ``host:port``, or a ``ws://``/``wss://`` URL: then the relay is dialed over WebSocket)
         to the node ``node_id`` from now on, then through ``fallbacks`` (``((host, port),
-        relay_node_id)``, TCP) if that fails; return the address. Replaces an earlier route."""
+        relay_node_id)``, TCP) if that fails; return the address. Replaces an earlier route.
+        With ``direct_first``, the address itself is tried first (for
+        :data:`DIRECT_BUDGET` seconds at most; after a failure not again for
+        :data:`DIRECT_RETRY` seconds): a node answering there directly wins over the route."""
         if not isinstance(node_id, str) or not node_id:
             raise ValueError("node_id must be a non-empty string")
         key = parse_seed(address)
         if is_websocket_url(relay):
             self.inner = websocket_routes(self.inner, [WebSocketUrl.parse(relay)], None)
-        self._routes[key] = RelayRoute(parse_seed(relay), node_id, relay_node_id, tuple(fallbacks))
+        self._routes[key] = RelayRoute(
+            parse_seed(relay), node_id, relay_node_id, tuple(fallbacks), direct_first
+        )
+        self._direct_failed.pop(key, None)
         return key
 
     def remove_route(self, address: str | tuple[str, int]) -> None:
@@ -202,6 +221,17 @@ class RelayTransport:
         route = self._routes.get((host, port))
         if route is None:
             return await self.inner.connect(host, port, timeout=timeout)
+        if route.direct_first:
+            now = anyio.current_time()
+            if now >= self._direct_failed.get((host, port), 0.0):
+                try:
+                    with anyio.fail_after(min(timeout, DIRECT_BUDGET)):
+                        return await self.inner.connect(host, port, timeout=timeout)
+                except (ConnectError, TimeoutError, OSError):
+                    self._direct_failed[(host, port)] = now + DIRECT_RETRY
+                except BaseException:
+                    self._direct_failed[(host, port)] = now + DIRECT_RETRY
+                    raise
         relays = [(route.relay, route.relay_node_id), *route.fallbacks]
         for i, (relay, relay_node_id) in enumerate(relays):
             try:

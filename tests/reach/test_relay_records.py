@@ -23,7 +23,7 @@ from synapse_p2p.membership._signing import (
     proof_in,
 )
 from synapse_p2p.relay import RelayTransport
-from synapse_p2p.relay._advertised import AdvertisedRoutes
+from synapse_p2p.relay._advertised import MAX_UNCHECKED_ROUTES, AdvertisedRoutes
 from tests.relay.test_relay_client import Unreachable
 from tests.relay.test_relay_swarm import free_port
 
@@ -253,3 +253,37 @@ async def test_a_route_falls_back_to_the_next_relay(anyio_backend: str) -> None:
                               fallbacks=[good])  # fmt: skip
                 client = Client("127.0.0.1", b.port, transport=via)
                 assert await client.call("whoami") == "b"
+
+
+async def test_a_record_cannot_take_the_address_of_a_node_not_yet_a_member(
+    anyio_backend: str,
+) -> None:
+    # Anyone can sign a record naming any address and a relay of its own. A node answering
+    # at that address directly wins: the route is tried only when the address cannot be
+    # connected to (before, every dial of the address went to the record's relay).
+    async with Node(name="v", **FAST) as v:
+        identity = Identity.generate()
+        claim = Peer(id=identity.node_id, address="127.0.0.1", port=v.port, name="claimant")
+        signer = RecordSigner(identity, wall_clock=lambda: 1000.0, refresh=60)
+        hint = RelayHint("127.0.0.1", free_port(), "r" * 64)  # a relay nobody runs
+        proof = signer.proof(claim, 0.0, RecordExtras((hint,)))
+        transport = RelayTransport()
+        assert AdvertisedRoutes(transport, "me", lambda: ("127.0.0.1", 1)).learned(claim, proof)
+        assert transport.route_for("127.0.0.1", v.port) is not None
+        async with Client("127.0.0.1", v.port, transport=transport) as client:
+            info = await client.call("_synapse.info")
+        assert info["id"] == v.node_id
+
+
+def test_routes_for_nodes_not_yet_members_are_bounded() -> None:
+    transport = RelayTransport()
+    routes = AdvertisedRoutes(transport, "me", lambda: ("127.0.0.1", 1))
+    for i in range(MAX_UNCHECKED_ROUTES + 5):
+        identity = Identity.generate()
+        peer = Peer(id=identity.node_id, address="10.9.0.1", port=1000 + i)
+        proof = RecordSigner(identity, wall_clock=lambda: 1000.0, refresh=60).proof(
+            peer, 0.0, RecordExtras((HINT,))
+        )
+        routes.learned(peer, proof)
+    assert len(transport.routes) == MAX_UNCHECKED_ROUTES
+    assert routes.refused == 5
