@@ -183,6 +183,8 @@ class HyParView:
                 self.passive.pop(peer_id, None)
                 if peer_id not in self.active:
                     actions.append(Disconnect(pending.record))
+        if self._joining is not None and self._joining not in self.pending:
+            self._joining = None  # its request was settled another way (it sent us NEIGHBOR)
         if not self.active and not self.pending and self._contacts and not self.passive:
             actions += self._ask_contact(now)
         actions += self._fill(now)
