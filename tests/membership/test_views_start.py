@@ -99,3 +99,17 @@ def test_a_high_priority_request_evicts_only_past_the_room() -> None:
         view.handle(0.0, f"p{i}", Neighbor(rec(i), high=True))
     assert len(view.active) == min(view.config.active_max, target + view.config.accept_slack)
     assert view.evictions == 4 - (view.config.accept_slack - 1)
+
+
+def test_a_contact_that_sends_neighbor_first_does_not_block_repair() -> None:
+    # The contact answers our JOIN by asking us to be its neighbor first (its NEIGHBOR settles
+    # our pending request), and the JOIN's own reply never comes: the view still tops up.
+    view = HyParView(ME, seed=6)
+    contact = rec(1)
+    for i in range(2, 41):
+        view.offer(rec(i))
+    view.join(0.0, [contact])
+    view.handle(0.1, contact.id, Neighbor(contact, high=True))
+    assert contact.id in view.active
+    assert asked(view.tick(0.1 + view.config.join_quiet + 0.1))
+    assert view.joining is None
