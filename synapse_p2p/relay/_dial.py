@@ -32,6 +32,7 @@ from ..identity import Identity
 from ..secure import Keyring, secure_connect
 from ..secure._stream import DEFAULT_HANDSHAKE_TIMEOUT
 from ..transport import TcpTransport, Transport, WebSocketUrl, is_websocket_url
+from ..transport._direct import DirectFirst
 from ..transport._websocket import websocket_routes
 from ._circuit import CircuitStream, ControlStream
 from ._protocol import PREAMBLE
@@ -131,12 +132,6 @@ async def open_circuit(
     return CircuitStream(leg, relay_id)
 
 
-#: How long a ``direct_first`` route tries its address itself before its relays.
-DIRECT_BUDGET = 1.5
-#: After a failed direct dial, how long a ``direct_first`` route goes straight to its relays.
-DIRECT_RETRY = 60.0
-
-
 @dataclass(frozen=True, slots=True)
 class RelayRoute:
     """Reach ``node_id`` through the relay at ``relay`` (whose node id, if given, is checked);
@@ -174,9 +169,7 @@ class RelayTransport:
         self.identity = identity or Identity.generate()
         self.keyring = Keyring.from_value(secret)
         self._routes: dict[tuple[str, int], RelayRoute] = {}
-        #: Addresses of ``direct_first`` routes whose direct dial failed, and until when it is
-        #: not tried again.
-        self._direct_failed: dict[tuple[str, int], float] = {}
+        self._direct = DirectFirst()  # the direct attempts of ``direct_first`` routes
 
     def add_route(
         self,
@@ -192,9 +185,9 @@ class RelayTransport:
         ``host:port``, or a ``ws://``/``wss://`` URL: then the relay is dialed over WebSocket)
         to the node ``node_id`` from now on, then through ``fallbacks`` (``((host, port),
         relay_node_id)``, TCP) if that fails; return the address. Replaces an earlier route.
-        With ``direct_first``, the address itself is tried first (for
-        :data:`DIRECT_BUDGET` seconds at most; after a failure not again for
-        :data:`DIRECT_RETRY` seconds): a node answering there directly wins over the route."""
+        With ``direct_first``, the address itself is tried first (see
+        :class:`~synapse_p2p.transport._direct.DirectFirst`): a node answering there
+        directly wins over the route."""
         if not isinstance(node_id, str) or not node_id:
             raise ValueError("node_id must be a non-empty string")
         key = parse_seed(address)
@@ -203,7 +196,7 @@ class RelayTransport:
         self._routes[key] = RelayRoute(
             parse_seed(relay), node_id, relay_node_id, tuple(fallbacks), direct_first
         )
-        self._direct_failed.pop(key, None)
+        self._direct.forget(key)
         return key
 
     def remove_route(self, address: str | tuple[str, int]) -> None:
@@ -222,16 +215,11 @@ class RelayTransport:
         if route is None:
             return await self.inner.connect(host, port, timeout=timeout)
         if route.direct_first:
-            now = anyio.current_time()
-            if now >= self._direct_failed.get((host, port), 0.0):
-                try:
-                    with anyio.fail_after(min(timeout, DIRECT_BUDGET)):
-                        return await self.inner.connect(host, port, timeout=timeout)
-                except (ConnectError, TimeoutError, OSError):
-                    self._direct_failed[(host, port)] = now + DIRECT_RETRY
-                except BaseException:
-                    self._direct_failed[(host, port)] = now + DIRECT_RETRY
-                    raise
+            direct = await self._direct.attempt(
+                (host, port), lambda: self.inner.connect(host, port, timeout=timeout)
+            )
+            if direct is not None:
+                return direct
         relays = [(route.relay, route.relay_node_id), *route.fallbacks]
         for i, (relay, relay_node_id) in enumerate(relays):
             try:

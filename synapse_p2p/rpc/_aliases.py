@@ -5,8 +5,8 @@ one; a node on a multi-homed host advertises one of its addresses and is reached
 Once a connection to ``via`` proved a node id, :meth:`Aliases.add` records that the node
 advertising ``address`` can be reached at ``via``. The pool then dials ``address`` directly
 first (a different node may really be there, on this side of the network); only when that
-fails to connect does it dial ``via``, expecting the node id proved there (so an alias never
-lets another node answer for it), and it skips the direct attempt for ``retry`` seconds.
+fails does it dial ``via``, expecting the node id proved there (so an alias never lets another
+node answer for it); the direct attempt is :class:`~synapse_p2p.transport._direct.DirectFirst`'s.
 """
 
 from __future__ import annotations
@@ -19,20 +19,17 @@ __all__ = ["Alias", "Aliases"]
 Address = tuple[str, int]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Alias:
     via: Address
     node_id: str
-    #: Until when a direct dial of the advertised address is not tried (it failed lately).
-    direct_failed_until: float = 0.0
 
 
 class Aliases:
     """See the module documentation. At most ``limit`` aliases, least recently added first
     forgotten."""
 
-    def __init__(self, *, retry: float = 60.0, limit: int = 1024) -> None:
-        self.retry = retry
+    def __init__(self, *, limit: int = 1024) -> None:
         self.limit = limit
         self._aliases: OrderedDict[Address, Alias] = OrderedDict()
 
@@ -53,13 +50,6 @@ class Aliases:
 
     def get(self, address: Address) -> Alias | None:
         return self._aliases.get(address)
-
-    def try_direct(self, alias: Alias, now: float) -> bool:
-        """Whether to dial the advertised address itself first."""
-        return now >= alias.direct_failed_until
-
-    def direct_failed(self, alias: Alias, now: float) -> None:
-        alias.direct_failed_until = now + self.retry
 
     def __len__(self) -> int:
         return len(self._aliases)

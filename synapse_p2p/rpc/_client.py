@@ -16,10 +16,11 @@ import anyio
 from anyio.abc import ByteStream, TaskGroup, TaskStatus
 
 from .._validate import check_int, check_seconds, format_address
-from ..errors import CallTimeout, ConnectError, HandshakeError, ProtocolError
+from ..errors import CallTimeout
 from ..identity import Identity
 from ..secure import Keyring, SecureDialer, SecurityPolicy
 from ..transport import TcpTransport, Transport, WebSocketTransport, WebSocketUrl, is_websocket_url
+from ..transport._direct import DirectFirst
 from ..wire import DEFAULT_MAX_FRAME_SIZE
 from ._aliases import Aliases
 from ._connection import LegacyServer, MuxConnection, call_once
@@ -313,10 +314,6 @@ class PoolStatistics:
     calls: int
 
 
-#: How long a pool tries an aliased peer's advertised address before its other one.
-ALIAS_DIRECT_BUDGET = 1.5
-
-
 class ConnectionPool:
     """Persistent, multiplexed connections to many nodes, for node-to-node traffic.
 
@@ -356,6 +353,7 @@ class ConnectionPool:
         self._legacy: dict[tuple[str, int], float] = {}
         self._locks: dict[tuple[str, int], anyio.Lock] = {}
         self.aliases = Aliases()
+        self._direct = DirectFirst()
         self._task_group: TaskGroup | None = None
         self._watchdog = Watchdog()
         self._connects = 0
@@ -477,20 +475,13 @@ class ConnectionPool:
         alias = self.aliases.get((host, port))
         if alias is None:
             return await self.dialer.connect(host, port, timeout=self.connect_timeout)
-        now = anyio.current_time()
-        if self.aliases.try_direct(alias, now):
-            # The direct attempt has a budget of its own, shorter than the callers' deadlines
-            # (an advertised private address often drops packets), and anything but a node
-            # answering there (refused, silent, not synapse-p2p, cancelled) sends the dial to
-            # ``via`` (where the alias's id is expected) for ``retry`` seconds.
-            try:
-                with anyio.fail_after(min(self.connect_timeout, ALIAS_DIRECT_BUDGET)):
-                    return await self.dialer.connect(host, port, timeout=self.connect_timeout)
-            except (ConnectError, HandshakeError, ProtocolError, TimeoutError):
-                self.aliases.direct_failed(alias, now)
-            except BaseException:
-                self.aliases.direct_failed(alias, now)
-                raise
+        # the advertised address itself first: a node answering there wins over the alias
+        direct = await self._direct.attempt(
+            (host, port),
+            lambda: self.dialer.connect(host, port, timeout=self.connect_timeout),
+        )
+        if direct is not None:
+            return direct
         via_host, via_port = alias.via
         return await self.dialer.connect(
             via_host, via_port, timeout=self.connect_timeout, expected_node_id=alias.node_id
