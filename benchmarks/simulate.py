@@ -138,6 +138,48 @@ def ten_thousand(n: int, seed: int, model: NetworkModel, label: str) -> None:
     row("one event: lazy IHAVE announcements, grafts", f"{event.lazy}, {event.grafts}")
 
 
+def over_views(n: int, seed: int) -> None:
+    print(f"\n== {n} nodes, SWIM over each node's active view (Swim(neighbors=...)), LAN ==")
+    for hook in (False, True):
+        label = "over the views" if hook else "to any member"
+        swarm = Swarm(n, seed=seed, swim_over_views=hook)
+        full = timed(f"{label}: start", functools.partial(swarm.converge, 60, 1.0))
+        swarm.run_until(swarm.sim.now + 10.0)
+        mean, most, off = timed(f"{label}: idle 60 s", functools.partial(swarm.swim_contacts, 60.0))
+        row(f"SWIM {label}: full membership", secs(full), "< 3 s", full < 3)
+        row(
+            f"SWIM {label}: distinct peers per node in 60 s idle (mean / max)",
+            f"{mean:.1f} / {most}",
+        )
+        row(
+            f"SWIM {label}: idle messages to peers outside the active view",
+            str(off),
+            "0" if hook else "",
+            off == 0 if hook else None,
+        )
+        crash = swarm.crash(swarm.order[n // 2 + 1], timeout=60)
+        row(f"SWIM {label}: a crash known dead by all", secs(crash), "< 10 s", crash < 10)
+        row(
+            f"SWIM {label}: false accusations",
+            str(swarm.false_accusations),
+            "0",
+            swarm.false_accusations == 0,
+        )
+    swarm = Swarm(n, seed=seed, swim_over_views=True)
+    swarm.order[n // 2].slow = True
+    swarm.converge(timeout=60, spread=1.0)
+    swarm.sim.model = NetworkModel(loss=0.05)
+    timed(
+        "over the views, 5% loss and a slow node: 60 s", lambda: swarm.run_until(swarm.sim.now + 60)
+    )
+    row(
+        "SWIM over the views, 5% loss + a slow node: false accusations",
+        str(swarm.false_accusations),
+        "0",
+        swarm.false_accusations == 0,
+    )
+
+
 def idle_by_n(sizes: list[int], seed: int) -> None:
     print("\n== idle traffic per node by swarm size (SWIM + views, LAN) ==")
     for n in sizes:
@@ -158,6 +200,7 @@ def main() -> None:
     big, huge = (300, 2000) if args.quick else (1000, 10_000)
     thousand(big, args.seed)
     lossy(big, args.seed, 30.0 if args.quick else 60.0)
+    over_views(big, args.seed)
     ten_thousand(huge, args.seed, LAN, "LAN model")
     ten_thousand(huge, args.seed, WAN, "WAN model (latency 10 ms + Exp(20 ms))")
     idle_by_n([100, 250, 500] if args.quick else [125, 250, 500, 1000], args.seed)

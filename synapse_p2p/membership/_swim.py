@@ -23,6 +23,12 @@ SWIM (Das, Gupta, Motivala, DSN 2002) as memberlist runs it, with Lifeguard (Dad
 - **Repair.** Rarely (``push_pull_interval``, scaled linearly past ``push_pull_scale`` members
   so the bytes per node stay flat in N) a full-state PUSH_PULL with one random member; a
   joiner does one with its contact.
+- **Over the views** (``neighbors``): a driver whose messages ride TCP connections can give
+  the core the HyParView active view; probes, indirect-probe relays, gossip and push-pulls
+  then go to live members among those neighbors only, so they reuse the view's connections.
+  Every member is still probed (by its own neighbors: the active view is symmetric), and deltas
+  still reach everyone (the views are connected). Only an indirect probe's relay may reach a
+  target outside its own view, and a reconnect attempt goes to a dead member.
 - **Tombstones.** Dead and left members stay as tombstones with their incarnation for
   ``dead_retention`` seconds, so stale alive gossip cannot bring them back; only a higher
   incarnation (a restart or refutation) can.
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -122,10 +129,15 @@ class Swim:
         *,
         seed: int | None = None,
         verify: Verifier | None = None,
+        neighbors: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         self.record = record
         self.config = config or SwimConfig()
         self.verify = verify
+        #: With ``neighbors`` (the ids of the HyParView active view), probes, indirect-probe
+        #: relays, gossip and push-pulls go only to those of them that are live members: a
+        #: driver over TCP then needs no connection beyond the view's (see the module doc).
+        self.neighbors = neighbors
         self.members: dict[str, _Member] = {}
         self.health = 0
         self.ignored = 0
@@ -194,6 +206,16 @@ class Swim:
         dead = Dead(self.record.id, self.record.seq, self.record.id)
         picks = self._random_members(2 * self.config.gossip_nodes)
         return [Send(p, Gossip((dead,))) for p in picks]
+
+    def unreachable(self, now: float, peer_id: str) -> list[Action]:
+        """The driver's connection to member ``peer_id`` failed (a view link broke): like a
+        failed probe, the member becomes suspect at its incarnation (it refutes if alive).
+        Over the views this is how a crashed member is noticed: its neighbors drop it from
+        their active views, so nobody would probe it again."""
+        member = self.members.get(peer_id)
+        if self.left or member is None or member.state not in ("alive", "suspect"):
+            return []
+        return self._declare(now, Suspect(peer_id, member.incarnation, self.record.id))
 
     def tick(self, now: float) -> list[Action]:
         if self.left:
@@ -321,12 +343,25 @@ class Swim:
         return [Send(target, Ping(self._seq, target.id, self._piggyback()))]
 
     def _next_target(self) -> PeerRecord | None:
+        """The next member to probe: randomized round-robin over the members (with
+        :attr:`neighbors`, over those that are still neighbors), reshuffled each pass."""
+        listed = None if self.neighbors is None else list(self.neighbors())
+        among = None if listed is None else set(listed)
         for _ in range(2):
             while self._order:
-                member = self.members.get(self._order.pop())
-                if member is not None and member.state in ("alive", "suspect"):
+                peer_id = self._order.pop()
+                member = self.members.get(peer_id)
+                if (
+                    member is not None
+                    and member.state in ("alive", "suspect")
+                    and (among is None or peer_id in among)
+                ):
                     return member.record
-            self._order = [i for i, m in self.members.items() if m.state in ("alive", "suspect")]
+            self._order = [
+                i
+                for i in (self.members if listed is None else listed)
+                if i in self.members and self.members[i].state in ("alive", "suspect")
+            ]
             self._rng.shuffle(self._order)
         return None
 
@@ -448,7 +483,10 @@ class Swim:
     def _random_members(
         self, k: int, *, exclude: str = "", suspects: bool = False
     ) -> list[PeerRecord]:
-        """Up to ``k`` distinct random live members (suspects too if asked), by rejection."""
+        """Up to ``k`` distinct random live members (suspects too if asked), by rejection;
+        with :attr:`neighbors`, among those only."""
+        if self.neighbors is not None:
+            return self._random_neighbors(k, exclude, suspects)
         picked: dict[str, PeerRecord] = {}
         ids = self._ids
         for _ in range(4 * k + 8):
@@ -459,6 +497,18 @@ class Swim:
             if ok and member.record.id != exclude:
                 picked[member.record.id] = member.record
         return list(picked.values())
+
+    def _random_neighbors(self, k: int, exclude: str, suspects: bool) -> list[PeerRecord]:
+        assert self.neighbors is not None
+        states = ("alive", "suspect") if suspects else ("alive",)
+        pool = []
+        for peer_id in self.neighbors():
+            member = self.members.get(peer_id)
+            if member is not None and member.state in states and peer_id != exclude:
+                pool.append(member.record)
+        if len(pool) <= k:
+            return pool
+        return self._rng.sample(pool, k)
 
     def _record_of(self, peer_id: str) -> PeerRecord:
         member = self.members.get(peer_id)

@@ -66,6 +66,11 @@ class Simulator:
     bytes: Counter[str] = field(default_factory=Counter)
     lost: int = 0
     partition: dict[str, int] | None = None  # node id -> group; messages cross no groups
+    #: When set, the distinct peers each node sends SWIM messages to (what a TCP driver would
+    #: need connections to), by sender id.
+    swim_peers: dict[str, set[str]] | None = None
+    #: SWIM messages sent to a peer outside the sender's active view (while ``swim_peers``).
+    swim_off_view: int = 0
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -94,6 +99,9 @@ class Simulator:
     def send(self, src: SimNode, dst_id: str, message: Any, depart: float) -> None:
         kind = message.KIND
         self.messages[kind] += 1
+        if self.swim_peers is not None and kind.startswith("sw."):
+            self.swim_peers.setdefault(src.id, set()).add(dst_id)
+            self.swim_off_view += dst_id not in src.views.active
         n_items = getattr(message, "items", None)
         if n_items is not None:
             self.items[kind] += len(n_items)

@@ -73,13 +73,17 @@ class SimNode:
         swim: SwimConfig | None,
         plumtree: PlumtreeConfig,
         seed: int,
+        swim_over_views: bool = False,
     ) -> None:
         self.sim = sim
         self.id = record.id
         self.record = record
         self.observer = observer
         self.views = HyParView(record, views, seed=seed)
-        self.swim = Swim(record, swim, seed=seed + 1) if swim is not None else None
+        neighbors = self.views.active.keys if swim_over_views else None
+        self.swim = (
+            Swim(record, swim, seed=seed + 1, neighbors=neighbors) if swim is not None else None
+        )
         self.plumtree = Plumtree(record.id, plumtree)
         self.up = False
         self.slow = False
@@ -103,7 +107,7 @@ class SimNode:
     def crash(self) -> None:
         """The process dies: its connections close (neighbors notice after a latency)."""
         self.up = False
-        for peer_id in self.connections:
+        for peer_id in sorted(self.connections):  # (a set: its order follows the hash seed)
             self.sim.push(self.sim.now + self.sim.latency(), 3, peer_id, self.id)
 
     def leave(self, now: float) -> None:
@@ -151,7 +155,10 @@ class SimNode:
 
     def connection_failed(self, now: float, depart: float, peer_id: str) -> None:
         self.connections.discard(peer_id)
-        self.apply(now, depart, self.views.on_connection_failed(now, peer_id))
+        actions = list(self.views.on_connection_failed(now, peer_id))
+        if self.swim is not None and self.swim.neighbors is not None:
+            actions += self.swim.unreachable(now, peer_id)
+        self.apply(now, depart, actions)
         self._reschedule(now)
 
     def _reschedule(self, now: float) -> None:

@@ -62,6 +62,8 @@ class Swarm:
     model: NetworkModel = LAN
     views: ViewConfig = field(default_factory=ViewConfig)
     swim: SwimConfig | None = field(default_factory=SwimConfig)
+    #: SWIM only over each node's active view (``Swim(neighbors=...)``), as a TCP driver runs it.
+    swim_over_views: bool = False
     plumtree: PlumtreeConfig = field(default_factory=PlumtreeConfig)
     measure_bytes: bool = False
     roundtrip: bool = False
@@ -85,6 +87,7 @@ class Swarm:
                 swim=self.swim,
                 plumtree=self.plumtree,
                 seed=self.seed * 1_000_003 + i,
+                swim_over_views=self.swim_over_views,
             )
             if self.swim is None:  # no failure detector to count members: tell the views
                 node.views.size_estimate = self.n
@@ -231,6 +234,18 @@ class Swarm:
         live = max(len(self.live()), 1)
         per = live * duration
         return sum(self.sim.messages.values()) / per, sum(self.sim.bytes.values()) / per
+
+    def swim_contacts(self, duration: float) -> tuple[float, int, int]:
+        """Run ``duration`` seconds; the distinct peers a live node sent SWIM messages to in
+        that time (mean, max: the connections a driver over TCP would need for them, the
+        views' churn included), and how many SWIM messages went to a peer outside the
+        sender's active view at the time."""
+        self.sim.swim_peers, self.sim.swim_off_view = {}, 0
+        self.run_until(self.sim.now + duration)
+        peers, self.sim.swim_peers = self.sim.swim_peers, None
+        counts = [len(peers.get(n.id, ())) for n in self.live()]
+        mean = statistics.fmean(counts) if counts else 0.0
+        return mean, max(counts, default=0), self.sim.swim_off_view
 
     def view_sizes(self) -> ViewSizes:
         live = self.live()

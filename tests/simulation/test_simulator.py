@@ -117,6 +117,10 @@ for k in range(3):
     swarm.broadcast(swarm.order[k * 13], f"warm{k}")
 r = swarm.broadcast(swarm.order[40], "event")
 print(t, r.eager, r.lazy, r.grafts, r.t100)
+# a crash over the views: the neighbors' broken links make SWIM suspect it, in their order
+over = Swarm(150, seed=11, swim_over_views=True)
+over.converge(timeout=30)
+print(over.crash(over.order[77]), sum(over.sim.messages.values()))
 """
 
 
@@ -133,3 +137,60 @@ def test_a_seed_gives_the_same_run_whatever_the_string_hashes() -> None:
         assert done.returncode == 0, done.stderr
         outputs.add(done.stdout.strip())
     assert len(outputs) == 1, outputs
+
+
+@pytest.fixture(scope="module")
+def over_views() -> Swarm:
+    swarm = Swarm(120, seed=11, swim_over_views=True)
+    swarm.time_to_full = swarm.converge(timeout=30)  # type: ignore[attr-defined]
+    return swarm
+
+
+def test_swim_over_the_views_talks_to_neighbors_only(over_views: Swarm) -> None:
+    assert over_views.time_to_full < 3.0  # type: ignore[attr-defined]
+    over_views.run_until(over_views.sim.now + 10.0)
+    mean, most, off_view = over_views.swim_contacts(30.0)
+    cap = over_views.views.active_max
+    assert off_view == 0  # probes, relays, gossip, push-pulls: all on the view's links
+    assert mean >= 2
+    assert most <= cap + 2  # (the views change a little meanwhile)
+    # the same swarm without the hook talks to a good part of the swarm in that time
+    everyone = Swarm(120, seed=11)
+    everyone.converge(timeout=30)
+    everyone.run_until(everyone.sim.now + 10.0)
+    _, most, off_view = everyone.swim_contacts(30.0)
+    assert most > 3 * cap
+    assert off_view > 0
+
+
+def test_swim_over_the_views_knows_a_crash_everywhere_within_ten_seconds(
+    over_views: Swarm,
+) -> None:
+    # its neighbors drop it from their views at once: they must also suspect it
+    # (Swim.unreachable), or nobody would ever probe it again
+    assert over_views.crash(over_views.order[99]) < 10.0
+    assert over_views.false_accusations == 0
+
+
+def test_swim_over_the_views_knows_a_silent_hang_everywhere_within_ten_seconds(
+    over_views: Swarm,
+) -> None:
+    victim = over_views.order[33]
+    start = over_views.sim.now
+    victim.up = False  # no connection closes: only failed probes tell
+    over_views.dead_known.pop(victim.id, None)
+
+    def everyone() -> bool:
+        return all(n.id in over_views.dead_known.get(victim.id, set()) for n in over_views.live())
+
+    assert over_views.run_until(start + 30.0, everyone) - start < 10.0
+    assert over_views.false_accusations == 0
+
+
+def test_swim_over_the_views_accuses_nobody_with_loss_and_a_slow_node() -> None:
+    swarm = Swarm(80, seed=5, model=NetworkModel(loss=0.05), swim_over_views=True)
+    swarm.order[17].slow = True
+    assert swarm.converge(timeout=30) < 5.0
+    swarm.run_until(swarm.sim.now + 40.0)
+    assert swarm.false_accusations == 0
+    assert swarm.full_membership()
