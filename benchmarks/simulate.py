@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from synapse_p2p.conversations._plumtree import PlumtreeConfig
 from synapse_p2p.membership._swim import SwimConfig
 from synapse_p2p.simulation import LAN, WAN, NetworkModel, Swarm
 
@@ -108,11 +109,13 @@ def lossy(n: int, seed: int, duration: float) -> None:
     )
 
 
-def ten_thousand(n: int, seed: int, model: NetworkModel, label: str) -> None:
+def ten_thousand(
+    n: int, seed: int, model: NetworkModel, label: str, plumtree: PlumtreeConfig
+) -> None:
     print(f"\n== {n} nodes, {label}, views and trees only ==")
-    swarm = Swarm(n, seed=seed, swim=None, model=model)
+    swarm = Swarm(n, seed=seed, swim=None, model=model, plumtree=plumtree)
     swarm.start(2.0)
-    timed("start and settle the views", lambda: swarm.run_until(15.0))
+    timed("start and settle the views (60 s)", lambda: swarm.run_until(60.0))
     sizes = swarm.view_sizes()
     row(
         "active view min / mean / max",
@@ -201,8 +204,9 @@ def main() -> None:
     thousand(big, args.seed)
     lossy(big, args.seed, 30.0 if args.quick else 60.0)
     over_views(big, args.seed)
-    ten_thousand(huge, args.seed, LAN, "LAN model")
-    ten_thousand(huge, args.seed, WAN, "WAN model (latency 10 ms + Exp(20 ms))")
+    ten_thousand(huge, args.seed, LAN, "LAN model", PlumtreeConfig())
+    wan = "WAN model (latency 10 ms + Exp(20 ms)), PlumtreeConfig.wan()"
+    ten_thousand(huge, args.seed, WAN, wan, PlumtreeConfig.wan())
     idle_by_n([100, 250, 500] if args.quick else [125, 250, 500, 1000], args.seed)
     print(f"\n== summary ({time.perf_counter() - start:.0f} s wall) ==")
     for what, value, target, mark in ROWS:

@@ -54,6 +54,13 @@ class PlumtreeConfig:
     optimize_threshold: int = 3  # an IHAVE this many hops shorter swaps the tree link
     reply_delay: float = 0.005  # replies to one next hop are gathered this long, then sent
 
+    @classmethod
+    def wan(cls) -> PlumtreeConfig:
+        """Timers for links of tens of milliseconds (sites apart): the eager copy through a
+        deep branch may come half a second after a shallower neighbor's announcement, and a
+        GRAFT before it adds a link the next message prunes again."""
+        return cls(graft_timeout=0.6, graft_retry=0.2)
+
 
 @dataclass(frozen=True, slots=True)
 class Deliver:

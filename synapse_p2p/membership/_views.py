@@ -82,7 +82,11 @@ class ViewConfig:
     def target(self, size_estimate: int) -> int:
         """The active view size aimed at for a swarm of about ``size_estimate`` nodes."""
         want = math.ceil(math.log2(max(size_estimate, 2))) + 2
-        return max(self.active_min, min(self.active_max, want))
+        # at most the cap less the slack: a view at its target then still takes a node short
+        # of its own without evicting a neighbor (with the target at the cap, every request
+        # past it evicts one, whose owner asks again: views never settle)
+        ceiling = max(self.active_min, self.active_max - self.accept_slack)
+        return max(self.active_min, min(ceiling, want))
 
 
 @dataclass(slots=True)

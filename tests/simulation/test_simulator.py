@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from synapse_p2p.membership._swim import SwimConfig
+from synapse_p2p.membership._views import ViewConfig
 from synapse_p2p.simulation import LAN, NetworkModel, Swarm
 
 
@@ -194,3 +195,19 @@ def test_swim_over_the_views_accuses_nobody_with_loss_and_a_slow_node() -> None:
     swarm.run_until(swarm.sim.now + 40.0)
     assert swarm.false_accusations == 0
     assert swarm.full_membership()
+
+
+def test_views_settle_when_the_swarm_outgrows_the_cap() -> None:
+    # log2(200) + 2 = 10 is past a cap of 8. With the target at the cap, a node short of it
+    # asked at high priority and evicted a neighbor of a full node, which asked again: 79
+    # evictions between 40 s and 70 s in this run. The target is now the cap less the slack.
+    swarm = Swarm(200, seed=3, swim=None, views=ViewConfig(active_max=8))
+    swarm.start(1.0)
+    swarm.run_until(40.0)
+    assert swarm.order[0].views.target() == 6
+    before = sum(node.views.evictions for node in swarm.order)
+    swarm.run_until(70.0)
+    assert sum(node.views.evictions for node in swarm.order) == before
+    sizes = swarm.view_sizes()
+    assert sizes.active_min >= 6
+    assert sizes.active_max <= 8
