@@ -82,6 +82,11 @@ OUTBOX = 32
 #: Seconds a NEIGHBOR/JOIN waits for its answer: under the 5 s a view call may take (a loaded
 #: swarm answers late, and an answer after the request was given up is declined, churn).
 LIVE_NEIGHBOR_TIMEOUT = 4.0
+#: Seconds between a node's SHUFFLE walks (the core's default is 10 s). Here the passive view
+#: is also fed by membership (a uniform sample of the members verified, the dead removed at
+#: once), so shuffles only mix it further; each walk hop and its reply over a link this node
+#: does not own costs a connection and a handshake (about 25 a second at N=100 every 10 s).
+LIVE_SHUFFLE_INTERVAL = 60.0
 
 
 class LiveViews:
@@ -116,7 +121,8 @@ class LiveViews:
 
     def view_config(self) -> ViewConfig:
         """The core's settings: the given ones, else the defaults with
-        :data:`LIVE_NEIGHBOR_TIMEOUT` and, on a loopback address, the per-host bounds off."""
+        :data:`LIVE_NEIGHBOR_TIMEOUT`, :data:`LIVE_SHUFFLE_INTERVAL` and, on a loopback
+        address, the per-host bounds off."""
         if self._config is not None:
             return self._config
         try:
@@ -126,10 +132,13 @@ class LiveViews:
         if loopback:
             return ViewConfig(
                 neighbor_timeout=LIVE_NEIGHBOR_TIMEOUT,
+                shuffle_interval=LIVE_SHUFFLE_INTERVAL,
                 max_active_per_host=None,
                 max_passive_per_host=None,
             )
-        return ViewConfig(neighbor_timeout=LIVE_NEIGHBOR_TIMEOUT)
+        return ViewConfig(
+            neighbor_timeout=LIVE_NEIGHBOR_TIMEOUT, shuffle_interval=LIVE_SHUFFLE_INTERVAL
+        )
 
     @property
     def deferrals(self) -> Counter[str]:

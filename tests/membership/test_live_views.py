@@ -12,7 +12,12 @@ import pytest
 
 from synapse_p2p import Client, Identity, Node, RemoteError
 from synapse_p2p.events import PeerJoined
-from synapse_p2p.membership._live_views import BATCH, VIEWS_ENDPOINT, LiveViews
+from synapse_p2p.membership._live_views import (
+    BATCH,
+    LIVE_SHUFFLE_INTERVAL,
+    VIEWS_ENDPOINT,
+    LiveViews,
+)
 from tests.helpers import NodeTimings, read_frame, request_frame
 
 pytestmark = pytest.mark.anyio
@@ -105,6 +110,8 @@ async def test_views_stay_within_their_cap_and_peers_stay_complete(anyio_backend
                 cap = min(config.active_max, config.target(len(swarm.nodes)) + config.accept_slack)
                 assert 1 <= len(core.active) <= cap, (node.name, len(core.active), cap)
                 assert node.node_id not in core.active
+                # live shuffles are rare (the passive view is also fed by membership)
+                assert config.shuffle_interval == LIVE_SHUFFLE_INTERVAL
         # Not everyone is everyone's neighbor: the views are partial.
         assert any(len(views_of(n).active_ids()) < len(swarm.nodes) - 1 for n in swarm.nodes)
 
