@@ -1,12 +1,14 @@
 """One conversation measurement in this process; prints one JSON line.
 
-    python _conversations_run.py ours trio|asyncio N
+    python _conversations_run.py ours trio|asyncio N [views]
     python _conversations_run.py ref asyncio N     (synapse-p2p 2.5.0's interpreter)
 
 N nodes on one event loop, loopback TCP, joined through the first. Measures: one event from
 node 0 reaching all N (median of 10), requests handled per event, sustained events/s for 200
-events, broadcast synapse.ask -> all N-1 replies at the origin (median of 5), failed calls,
-the garbage collector's time per ask and the objects it tracks (ours only).
+events, broadcast synapse.ask -> all N-1 replies at the origin (median of 5), failed calls, the
+whole swarm's CPU time per ask (the process's, from the broadcast until the swarm is quiet),
+the garbage collector's time per ask and the objects it tracks (ours only). ``views`` runs our
+nodes with ``partial_views=True``.
 """
 
 from __future__ import annotations
@@ -21,19 +23,17 @@ from typing import Any
 EVENTS = 200
 
 
-def ours(backend: str, n: int) -> dict[str, float]:
+def ours(backend: str, n: int, views: bool = False) -> dict[str, float]:
     import anyio
 
     from synapse_p2p import Node
 
     async def main() -> dict[str, float]:
-        seed = Node(bind="127.0.0.1", name="n0", swarm="bench")
+        kw: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "bench", "partial_views": views}
+        seed = Node(name="n0", **kw)
         async with seed, anyio.create_task_group() as tg:
             nodes = [seed] + [
-                Node(
-                    bind="127.0.0.1", name=f"n{i}", swarm="bench", seeds=[f"127.0.0.1:{seed.port}"]
-                )
-                for i in range(1, n)
+                Node(name=f"n{i}", seeds=[f"127.0.0.1:{seed.port}"], **kw) for i in range(1, n)
             ]
             for node in nodes[1:]:
                 tg.start_soon(node.serve)
@@ -79,7 +79,7 @@ def ours(backend: str, n: int) -> dict[str, float]:
                     for node in nodes
                 )
 
-            ask_times, quiet_times, gc_times = [], [], []
+            ask_times, quiet_times, gc_times, cpu_times = [], [], [], []
             collecting = {"started": 0.0, "total": 0.0}
 
             def timed(phase: str, info: dict[str, Any]) -> None:
@@ -94,7 +94,7 @@ def ours(backend: str, n: int) -> dict[str, float]:
                 while busy():  # start each ask on a quiet swarm
                     await anyio.sleep(0.01)
                 collecting["total"] = 0.0
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 b = await seed.broadcast("synapse.ask", "ping")
                 while len(seed.replies(b)) < n - 1:
                     await anyio.sleep(0.0005)
@@ -102,6 +102,7 @@ def ours(backend: str, n: int) -> dict[str, float]:
                 while busy():
                     await anyio.sleep(0.001)
                 quiet_times.append(time.perf_counter() - start)
+                cpu_times.append(time.process_time() - cpu)
                 gc_times.append(collecting["total"])
             gc.callbacks.remove(timed)
             failed = sum(node._conversations.delivery.statistics().failed for node in nodes)
@@ -113,6 +114,8 @@ def ours(backend: str, n: int) -> dict[str, float]:
             "ask_all_replies_ms": statistics.median(ask_times) * 1000,
             "ask_quiet_ms": statistics.median(quiet_times) * 1000,
             "failed_calls": failed,
+            # the whole swarm's CPU time from the broadcast until every delivery is done
+            "cpu_per_ask_ms": statistics.median(cpu_times) * 1000,
             # the garbage collector's time from an ask to a quiet swarm, and the objects it
             # tracks: N nodes in one heap make each full collection N times the work it is
             # for one node in a process of its own
@@ -150,7 +153,8 @@ def ref(n: int) -> dict[str, float]:
     ref_node.Client = Client
 
     async def main() -> dict[str, float]:
-        seed = Node(bind="127.0.0.1", name="n0", swarm="bench")
+        kw: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "bench", "partial_views": views}
+        seed = Node(name="n0", **kw)
         await seed.start()
         nodes = [seed] + [
             Node(bind="127.0.0.1", name=f"n{i}", swarm="bench", seeds=[("127.0.0.1", seed.port)])
@@ -222,5 +226,6 @@ def ref(n: int) -> dict[str, float]:
 
 if __name__ == "__main__":
     impl, backend, n_text = sys.argv[1:4]
-    out = ref(int(n_text)) if impl == "ref" else ours(backend, int(n_text))
+    views = sys.argv[4:5] == ["views"]
+    out = ref(int(n_text)) if impl == "ref" else ours(backend, int(n_text), views)
     print(json.dumps(out), flush=True)

@@ -1,15 +1,19 @@
 """Conversation benchmark: this package vs synapse-p2p 2.5.0, N = 10, 30, 50, one run.
 
     python benchmarks/conversations.py [--sizes 10 30 50] [--backends trio asyncio]
+                                       [--partial-views] [--no-reference]
 
 For each implementation and N, one process runs N nodes on one event loop (loopback TCP)
 joined through the first, and reports: time for one event emitted by node 0 to be stored by
 all N (median of 10), requests handled per event, sustained events/s from one emitter (200
 events; 20 for 2.5.0 at N >= 30, which is too slow for more), time from
 ``broadcast("synapse.ask", ...)`` to all N-1 replies at the origin, failed calls, and (ours
-only) the garbage collector's time per ask with the objects it tracks: N nodes in one heap make
-each full collection N times the work it is for a node in a process of its own. SQLite
-appends/s are measured by ``benchmarks/conversation_log.py``.
+only) the whole swarm's CPU time per ask (from the broadcast until every delivery is done) and
+the garbage collector's part of it with the objects it tracks: N nodes in one heap make each
+full collection N times the work it is for a node in a process of its own. ``--partial-views``
+runs our nodes with ``partial_views=True``; ``--no-reference`` leaves 2.5.0 out (it takes
+minutes per ask past N=50). SQLite appends/s are measured by
+``benchmarks/conversation_log.py``.
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 
-def run(python: str, impl: str, backend: str, n: int) -> dict[str, float]:
+def run(python: str, impl: str, backend: str, n: int, views: bool = False) -> dict[str, float]:
     try:
         out = subprocess.run(
-            [python, "_conversations_run.py", impl, backend, str(n)],
+            [python, "_conversations_run.py", impl, backend, str(n)] + (["views"] if views else []),
             capture_output=True, text=True, cwd=HERE, timeout=900,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
@@ -50,38 +54,46 @@ def gc_column(result: dict[str, float]) -> str:
     return f"{result['gc_per_ask_ms']:.0f}, {result['gc_objects']:,.0f}"
 
 
+def cpu_column(result: dict[str, float]) -> str:
+    return f"{result['cpu_per_ask_ms']:.0f}" if "cpu_per_ask_ms" in result else "n/a"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30, 50])
     parser.add_argument("--backends", nargs="+", default=["trio", "asyncio"])
+    parser.add_argument("--partial-views", action="store_true", help="ours with partial views")
+    parser.add_argument("--no-reference", action="store_true", help="leave 2.5.0 out")
     args = parser.parse_args()
-    from tests.interop.refenv import build_reference_venv
+    configs = []
+    if not args.no_reference:
+        from tests.interop.refenv import build_reference_venv
 
-    ref_py = str(build_reference_venv())
+        configs.append(("ref (2.5.0, asyncio)", str(build_reference_venv()), "ref", "asyncio"))
+    label = ", views" if args.partial_views else ""
+    configs += [(f"ours ({b}{label})", sys.executable, "ours", b) for b in args.backends]
     rows = []
     for n in args.sizes:
-        configs = [("ref (2.5.0, asyncio)", ref_py, "ref", "asyncio")] + [
-            (f"ours ({b})", sys.executable, "ours", b) for b in args.backends
-        ]
         for name, python, impl, backend in configs:
-            result = run(python, impl, backend, n)
+            result = run(python, impl, backend, n, args.partial_views and impl == "ours")
             print(f"N={n} {name}: {result}", file=sys.stderr, flush=True)
             rows.append((n, name, result))
     print("\nConversations, all N nodes in one process on one event loop (loopback TCP)\n")
     print(
         "| N | implementation | one event -> all N (ms) | requests per event | sustained events/s "
-        "| broadcast ask -> N-1 replies (ms) | failed calls | GC per ask (ms), objects |"
+        "| broadcast ask -> N-1 replies (ms) | failed calls | CPU per ask (ms) "
+        "| GC per ask (ms), objects |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n, name, r in rows:
         if "error" in r:
-            print(f"| {n} | {name} | failed: {r['error']} | | | | | | |")
+            print(f"| {n} | {name} | failed: {r['error']} | | | | | | | |")
             continue
         print(
             f"| {n} | {name} | {fmt(r['event_to_all_ms'], '.1f')} "
             f"| {fmt(r['requests_per_event'], '.0f')} | {fmt(r['sustained_events_s'], '.1f')} "
             f"| {fmt(r['ask_all_replies_ms'], '.0f')} | {r['failed_calls']:.0f} "
-            f"| {gc_column(r)} |"
+            f"| {cpu_column(r)} | {gc_column(r)} |"
         )
 
 
