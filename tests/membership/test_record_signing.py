@@ -264,3 +264,18 @@ def test_a_trusted_member_may_bring_an_offline_one_back_only_within_the_window()
     # not within peer_timeout of now.
     assert table.heard_indirectly(a.node_id, 200.0, now=200.0, revive=True) == "ignored"
     assert not table.peers[a.node_id].alive
+
+
+def test_the_cache_is_bounded_and_an_evicted_record_is_verified_again() -> None:
+    me = Identity.generate()
+    peer = record(me)
+    proofs = [sign(me, peer, seq) for seq in range(1, 4)]
+    verifier = RecordVerifier(cache_size=2)
+    for proof in proofs:
+        assert verifier.check(peer, proof)
+    assert verifier.checked == 3
+    assert verifier.check(peer, proofs[2])
+    assert verifier.check(peer, proofs[1])
+    assert verifier.checked == 3  # both still cached
+    assert verifier.check(peer, proofs[0])  # evicted first: checked again, and good
+    assert verifier.checked == 4
