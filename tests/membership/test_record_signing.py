@@ -21,6 +21,7 @@ from synapse_p2p.membership._gossip import (
     digest_entry,
     read_digest,
 )
+from synapse_p2p.membership._records import PeerRecord
 from synapse_p2p.membership._signing import (
     RecordProof,
     RecordSigner,
@@ -279,3 +280,20 @@ def test_the_cache_is_bounded_and_an_evicted_record_is_verified_again() -> None:
     assert verifier.checked == 3  # both still cached
     assert verifier.check(peer, proofs[0])  # evicted first: checked again, and good
     assert verifier.checked == 4
+
+
+def test_decoded_peer_strings_are_shared_between_decodings() -> None:
+    me = Identity.generate()
+    peer = replace(record(me, name="node-alpha", caps=["chat-x", "code-y"]), swarm="swarm-one")
+    wire = pack({**peer.to_dict(), **sign(me, peer, 7).to_wire()})
+    first, second = (Peer.from_dict(msgpack.unpackb(wire, raw=False)) for _ in range(2))
+    assert first == second
+    for field in ("id", "address", "name", "swarm", "team"):
+        assert getattr(first, field) is getattr(second, field), field
+    assert all(a is b for a, b in zip(first.capabilities, second.capabilities, strict=True))
+    encoded = pack(PeerRecord.from_peer(first, 7).to_wire())
+    again = PeerRecord.from_wire(msgpack.unpackb(encoded, raw=False))
+    assert again.id is first.id
+    assert again.address is first.address
+    assert again.name is first.name
+    assert again.capabilities[0] is first.capabilities[0]
