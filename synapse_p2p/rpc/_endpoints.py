@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +111,30 @@ def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
     return required, total
 
 
+#: Signatures by function: every node of a process registers the same methods of its own
+#: services (the built-ins), and a bound method's signature does not depend on the instance,
+#: so one copy serves them all (an ``inspect.Signature`` with its parameters is ~1 KiB).
+_SIGNATURES: weakref.WeakKeyDictionary[Callable[..., Any], inspect.Signature] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _signature(handler: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature(handler)``, shared between the bound methods of one function."""
+    key = getattr(handler, "__func__", handler) if inspect.ismethod(handler) else handler
+    try:
+        cached = _SIGNATURES.get(key)
+    except TypeError:  # not weakly referenceable: no sharing
+        return inspect.signature(handler)
+    if cached is None:
+        cached = inspect.signature(handler)
+        try:
+            _SIGNATURES[key] = cached
+        except TypeError:
+            pass
+    return cached
+
+
 def error_payload(request_id: str, code: str, message: str, kind: str | None = None) -> bytes:
     return encode_response(Response(request_id, False, None, ErrorInfo(code, message, kind)))
 
@@ -153,7 +178,7 @@ class EndpointRegistry:
             raise TypeError("endpoint name must be a non-empty string")
         if description is None:
             description = inspect.getdoc(handler) or ""
-        signature = inspect.signature(handler)
+        signature = _signature(handler)
         params = signature.parameters
         spec = EndpointSpec(
             name=name,

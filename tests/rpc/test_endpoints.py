@@ -40,3 +40,32 @@ async def test_handler_failures_are_logged_with_a_traceback_rate_limited(
         "endpoint 'also_broken' raised ValueError: bad",
     ]
     assert all(r.exc_info is not None for r in records)
+
+
+async def test_bound_methods_of_one_function_share_a_signature_and_each_binds_its_own(
+    anyio_backend: str,
+) -> None:
+    class Service:
+        def __init__(self, tag: str) -> None:
+            self.tag = tag
+
+        async def hello(self, name: str, *, loud: bool = False) -> str:
+            text = f"{self.tag}:{name}"
+            return text.upper() if loud else text
+
+    specs = []
+    for tag in ("a", "b"):
+        registry = EndpointRegistry()
+        specs.append((registry, registry.add(Service(tag).hello)))
+    assert specs[0][1].signature is specs[1][1].signature
+    assert list(specs[0][1].signature.parameters) == ["name", "loud"]
+    for (registry, _spec), want in zip(specs, ["A:X", "B:X"], strict=True):
+        payload = await registry.dispatch(Request("hello", "1", ["x"], {"loud": True}))
+        response = decode_message(unpack_payload(payload))
+        assert isinstance(response, Response)
+        assert response.result == want
+        bad = await registry.dispatch(Request("hello", "2", ["x"], {"loud": True, "no": 1}))
+        refused = decode_message(unpack_payload(bad))
+        assert isinstance(refused, Response)
+        assert refused.error is not None
+        assert refused.error.code == "bad_request"
