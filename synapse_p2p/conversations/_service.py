@@ -25,7 +25,6 @@ digest diffs, compaction and retention plans) in :mod:`._plans`.
 from __future__ import annotations
 
 import logging
-import random
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._hub import ConversationCompacted, ConversationPruned, EventHub, EventStored, ReplyReceived
 from .._quotas import caller_key
+from .._random import SHARED
 from .._validate import format_address
 from ..errors import BAD_REQUEST, ProtocolError, RemoteError, SynapseError
 from ..types import Broadcast, BroadcastReply, ConversationEvent, Peer
@@ -121,7 +121,7 @@ class Conversations:
         self._active: OrderedDict[str, None] = OrderedDict(
             (cid, None) for cid in reversed(log_store.conversations())
         )
-        self._rng = random.Random()
+        self._rng = SHARED
         self.refused_old = 0
         self.trust = EventTrust(config, local, policy)
         self.admission = Admission(config.quotas)
