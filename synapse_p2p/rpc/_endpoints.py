@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import types
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -111,27 +112,45 @@ def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
     return required, total
 
 
-#: Signatures by function: every node of a process registers the same methods of its own
-#: services (the built-ins), and a bound method's signature does not depend on the instance,
-#: so one copy serves them all (an ``inspect.Signature`` with its parameters is ~1 KiB).
-_SIGNATURES: weakref.WeakKeyDictionary[Callable[..., Any], inspect.Signature] = (
-    weakref.WeakKeyDictionary()
-)
+#: Signatures by function, or by code object for the closures every node makes of the same
+#: ``async def`` (most built-in endpoints): each node of a process registers the same
+#: handlers, and one ``inspect.Signature`` with its parameters (~1 KiB) serves them all.
+#: Bound methods (keyed by their function) and plain functions are kept apart: binding
+#: drops the first parameter.
+_SIGNATURES: tuple[
+    weakref.WeakKeyDictionary[Any, inspect.Signature],
+    weakref.WeakKeyDictionary[Any, inspect.Signature],
+] = (weakref.WeakKeyDictionary(), weakref.WeakKeyDictionary())
+
+
+def _signature_key(function: Any) -> Any:
+    """What determines ``function``'s signature: its code object when nothing else can
+    differ between two functions of that code (no defaults, no wrapper or explicit
+    signature, string annotations), else the function itself."""
+    if (
+        type(function) is types.FunctionType
+        and function.__defaults__ is None
+        and function.__kwdefaults__ is None
+        and "__wrapped__" not in function.__dict__
+        and "__signature__" not in function.__dict__
+        and all(type(a) is str for a in function.__annotations__.values())
+    ):
+        return function.__code__
+    return function
 
 
 def _signature(handler: Callable[..., Any]) -> inspect.Signature:
-    """``inspect.signature(handler)``, shared between the bound methods of one function."""
-    key = getattr(handler, "__func__", handler) if inspect.ismethod(handler) else handler
+    """``inspect.signature(handler)``, shared between handlers of one function or code."""
+    bound = inspect.ismethod(handler)
+    cache = _SIGNATURES[bound]
     try:
-        cached = _SIGNATURES.get(key)
+        key = _signature_key(handler.__func__ if bound else handler)  # type: ignore[attr-defined]
+        cached = cache.get(key)
     except TypeError:  # not weakly referenceable: no sharing
         return inspect.signature(handler)
     if cached is None:
         cached = inspect.signature(handler)
-        try:
-            _SIGNATURES[key] = cached
-        except TypeError:
-            pass
+        cache[key] = cached
     return cached
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,29 @@ async def test_bound_methods_of_one_function_share_a_signature_and_each_binds_it
         assert isinstance(refused, Response)
         assert refused.error is not None
         assert refused.error.code == "bad_request"
+
+
+async def test_closures_of_one_def_share_a_signature_unless_their_defaults_differ(
+    anyio_backend: str,
+) -> None:
+    def make(default: int) -> tuple[Any, Any]:
+        async def plain(a: int, b: int) -> int:
+            return a + b + default
+
+        async def defaulted(a: int, b: int = default) -> int:
+            return a + b
+
+        return plain, defaulted
+
+    (plain1, defaulted1), (plain2, defaulted2) = make(1), make(100)
+    registries = [EndpointRegistry(), EndpointRegistry()]
+    plain_specs = [r.add(f, "plain") for r, f in zip(registries, [plain1, plain2], strict=True)]
+    assert plain_specs[0].signature is plain_specs[1].signature
+    pairs = zip(registries, [defaulted1, defaulted2], strict=True)
+    defaulted_specs = [r.add(f, "defaulted") for r, f in pairs]
+    assert defaulted_specs[0].signature is not defaulted_specs[1].signature
+    for registry, want in zip(registries, [3, 102], strict=True):
+        payload = await registry.dispatch(Request("defaulted", "1", [], {"a": 2}))
+        response = decode_message(unpack_payload(payload))
+        assert isinstance(response, Response)
+        assert response.result == want
