@@ -523,14 +523,17 @@ class Conversations:
     # -- running ------------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with anyio.create_task_group() as tg:
-            await tg.start(self.delivery.run)
-            self._task_group = tg
-            interval = self.config.heartbeat_interval or 5.0
-            tg.start_soon(self._anti_entropy, interval)
-            if self.config.conversation_retention is not None:
-                tg.start_soon(self._retention_loop, self.config.conversation_retention)
-            task_status.started()
+        try:
+            async with anyio.create_task_group() as tg:
+                self.delivery.attach(tg)  # its senders in this group: no task of its own
+                self._task_group = tg
+                interval = self.config.heartbeat_interval or 5.0
+                tg.start_soon(self._anti_entropy, interval)
+                if self.config.conversation_retention is not None:
+                    tg.start_soon(self._retention_loop, self.config.conversation_retention)
+                task_status.started()
+        finally:
+            self.delivery.detach()
         self._task_group = None
 
 
