@@ -75,19 +75,25 @@ async def test_bound_methods_of_one_function_share_a_signature_and_each_binds_it
 async def test_closures_of_one_def_share_a_signature_unless_their_defaults_differ(
     anyio_backend: str,
 ) -> None:
-    def make(default: int) -> tuple[Any, Any]:
+    def make(default: int) -> tuple[Any, Any, Any]:
         async def plain(a: int, b: int) -> int:
+            return a + b + default
+
+        async def constant(a: int, b: int = 5, c: str | None = None) -> int:
             return a + b + default
 
         async def defaulted(a: int, b: int = default) -> int:
             return a + b
 
-        return plain, defaulted
+        return plain, constant, defaulted
 
-    (plain1, defaulted1), (plain2, defaulted2) = make(1), make(100)
+    (plain1, constant1, defaulted1), (plain2, constant2, defaulted2) = make(1), make(100)
     registries = [EndpointRegistry(), EndpointRegistry()]
     plain_specs = [r.add(f, "plain") for r, f in zip(registries, [plain1, plain2], strict=True)]
     assert plain_specs[0].signature is plain_specs[1].signature
+    pairs = zip(registries, [constant1, constant2], strict=True)
+    constant_specs = [r.add(f, "constant") for r, f in pairs]
+    assert constant_specs[0].signature is constant_specs[1].signature
     pairs = zip(registries, [defaulted1, defaulted2], strict=True)
     defaulted_specs = [r.add(f, "defaulted") for r, f in pairs]
     assert defaulted_specs[0].signature is not defaulted_specs[1].signature
