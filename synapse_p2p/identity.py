@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import stat
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -58,7 +59,9 @@ def node_id_of(public_key: bytes) -> str:
     """The node id of a raw 32-byte Ed25519 public key."""
     if len(public_key) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")
-    return hashlib.sha256(public_key).hexdigest()
+    # Interned: the id proved by a handshake is the same string as the one membership decoded
+    # and keeps (see ``synapse_p2p.types``), so a connection's identity holds no copy of it.
+    return sys.intern(hashlib.sha256(public_key).hexdigest())
 
 
 def _signed(domain: bytes, message: bytes) -> bytes:

@@ -9,6 +9,7 @@ always produces exactly the reference's keys, in its order.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -73,13 +74,24 @@ def _str(
     return value
 
 
+def _interned(value: Any) -> Any:
+    """``value``, the one shared copy of it if it is a ``str`` (:func:`sys.intern`).
+
+    The strings of a peer (id, address, swarm, team, name, capabilities) arrive again and
+    again, each time decoded into a new object, and several tables keep them: interning
+    the decoded ones keeps one copy per distinct string (a few hundred bytes per member of
+    every node that knows it). Interned strings are freed when the last holder drops them.
+    """
+    return sys.intern(value) if type(value) is str else value
+
+
 def _str_list(data: dict[str, Any], key: str, what: str) -> list[str]:
     value = data.get(key, [])
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ProtocolError(f"{what} {key!r} must be a list of strings")
-    return list(value)
+    return [_interned(item) for item in value]
 
 
 def _float(data: dict[str, Any], key: str, what: str, default: float) -> float:
@@ -138,12 +150,16 @@ class Peer:
         if kind not in ("node", "bootstrap"):
             raise ProtocolError(f"peer 'kind' {kind!r} is not a valid NodeKind")
         return cls(
-            id=_str(data, "id", "peer", max_length=MAX_ID_LENGTH),
-            address=_str(data, "address", "peer", max_length=MAX_ID_LENGTH),
+            id=_interned(_str(data, "id", "peer", max_length=MAX_ID_LENGTH)),
+            address=_interned(_str(data, "address", "peer", max_length=MAX_ID_LENGTH)),
             port=port,
-            swarm=_str(data, "swarm", "peer", None, optional=True, max_length=MAX_ID_LENGTH),
-            team=_str(data, "team", "peer", None, optional=True, max_length=MAX_ID_LENGTH),
-            name=_str(data, "name", "peer", "", max_length=MAX_ID_LENGTH),
+            swarm=_interned(
+                _str(data, "swarm", "peer", None, optional=True, max_length=MAX_ID_LENGTH)
+            ),
+            team=_interned(
+                _str(data, "team", "peer", None, optional=True, max_length=MAX_ID_LENGTH)
+            ),
+            name=_interned(_str(data, "name", "peer", "", max_length=MAX_ID_LENGTH)),
             kind=NodeKind(kind),
             capabilities=_str_list(data, "capabilities", "peer"),
             last_seen=_float(data, "last_seen", "peer", time.time()),

@@ -90,14 +90,25 @@ class Delivery:
         )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Send queued calls in tasks of this one until cancelled (see :meth:`attach`)."""
         try:
             async with anyio.create_task_group() as tg:
-                self._task_group = tg
+                self.attach(tg)
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
-            self._task_group = None
-            self._outboxes.clear()
+            self.detach()
+
+    def attach(self, tg: TaskGroup) -> None:
+        """Send queued calls in tasks of ``tg`` from now: :meth:`run` without a task of its
+        own, for an owner with a task group. The owner calls :meth:`detach` once ``tg`` has
+        exited (its senders cancelled with it)."""
+        self._task_group = tg
+
+    def detach(self) -> None:
+        """Stop sending: calls queued from now stay queued; the queues are dropped."""
+        self._task_group = None
+        self._outboxes.clear()
 
     def send(
         self,

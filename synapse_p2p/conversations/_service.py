@@ -25,7 +25,6 @@ digest diffs, compaction and retention plans) in :mod:`._plans`.
 from __future__ import annotations
 
 import logging
-import random
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._hub import ConversationCompacted, ConversationPruned, EventHub, EventStored, ReplyReceived
 from .._quotas import caller_key
+from .._random import SHARED
 from .._validate import format_address
 from ..errors import BAD_REQUEST, ProtocolError, RemoteError, SynapseError
 from ..types import Broadcast, BroadcastReply, ConversationEvent, Peer
@@ -121,7 +121,7 @@ class Conversations:
         self._active: OrderedDict[str, None] = OrderedDict(
             (cid, None) for cid in reversed(log_store.conversations())
         )
-        self._rng = random.Random()
+        self._rng = SHARED
         self.refused_old = 0
         self.trust = EventTrust(config, local, policy)
         self.admission = Admission(config.quotas)
@@ -523,14 +523,17 @@ class Conversations:
     # -- running ------------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with anyio.create_task_group() as tg:
-            await tg.start(self.delivery.run)
-            self._task_group = tg
-            interval = self.config.heartbeat_interval or 5.0
-            tg.start_soon(self._anti_entropy, interval)
-            if self.config.conversation_retention is not None:
-                tg.start_soon(self._retention_loop, self.config.conversation_retention)
-            task_status.started()
+        try:
+            async with anyio.create_task_group() as tg:
+                self.delivery.attach(tg)  # its senders in this group: no task of its own
+                self._task_group = tg
+                interval = self.config.heartbeat_interval or 5.0
+                tg.start_soon(self._anti_entropy, interval)
+                if self.config.conversation_retention is not None:
+                    tg.start_soon(self._retention_loop, self.config.conversation_retention)
+                task_status.started()
+        finally:
+            self.delivery.detach()
         self._task_group = None
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ProtocolError
-from ..types import Peer
+from ..types import Peer, _interned
 
 __all__ = [
     "MAX_CAPABILITIES",
@@ -138,11 +138,11 @@ class PeerRecord:
         if not isinstance(signature, bytes) or len(signature) > MAX_SIGNATURE:
             raise ProtocolError(f"{what} 'signature' must be at most {MAX_SIGNATURE} bytes")
         return cls(
-            id=wire_str(data, "id", what),
-            address=wire_str(data, "address", what),
+            id=_interned(wire_str(data, "id", what)),
+            address=_interned(wire_str(data, "address", what)),
             port=wire_int(data, "port", what, 0, 65535),
-            name=name,
-            capabilities=tuple(caps),
+            name=_interned(name),
+            capabilities=tuple(_interned(c) for c in caps),
             seq=wire_int(data, "seq", what),
             signature=signature,
         )

@@ -32,6 +32,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._hub import EventHub, PeerHeartbeat, PeerJoined, PeerLeft, PeerOffline
+from .._random import SHARED
 from .._validate import format_address
 from ..errors import JoinError, ProtocolError, SynapseError
 from ..secure import SecurityPolicy
@@ -130,7 +131,7 @@ class Membership:
         self.verifier = AddressVerifier(self, verify_concurrency)
         #: Joins the seeds (:mod:`._seeds`).
         self.seeds = SeedJoiner(self)
-        self._rng = rng or random.Random()
+        self._rng = rng or SHARED
         self._rotation = PartnerRotation(self._rng)
         self._view_rotation = PartnerRotation(self._rng)
         #: The live partial views (``config.partial_views``), else ``None``.

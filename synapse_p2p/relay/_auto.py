@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 
 import anyio
 
+from .._random import SHARED
 from .._validate import format_address
 from ..types import Peer
 from ._advertised import AdvertisedRoutes
@@ -56,7 +57,7 @@ class AutoRelays:
         self.advertised = advertised
         self.members = members
         self.interval = interval
-        self._rng = rng or random.Random()
+        self._rng = rng or SHARED
         self.chosen: set[tuple[str, int]] = set()
         self._unreserved_since: dict[tuple[str, int], float] = {}
         self._avoid: dict[tuple[str, int], float] = {}

@@ -226,12 +226,13 @@ class NodeRelay:
         """Keep the reservations (circuits go to ``serve``), ask for dial-backs and choose
         relays when private, until cancelled."""
         async with anyio.create_task_group() as tg:
-            await tg.start(self.reservations.run, serve)
-            if self.reach is not None:
-                tg.start_soon(self.reach.run)
-            if self.auto is not None:
-                tg.start_soon(self.auto.run)
-            task_status.started()
+            with self.reservations.kept_in(tg, serve):  # in this group: no task of their own
+                if self.reach is not None:
+                    tg.start_soon(self.reach.run)
+                if self.auto is not None:
+                    tg.start_soon(self.auto.run)
+                task_status.started()
+                await anyio.sleep_forever()  # relays may be added later
 
     def upgrade(self, acceptor: SecureAcceptor) -> Upgrade:
         """The RPC server's ``upgrade``: ``acceptor.accept``, except that circuits must

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from .._random import SHARED
 from .._validate import format_address
 from ..errors import BAD_REQUEST, OVERLOADED, ProtocolError, RemoteError, SynapseError
 from ..identity import Identity
@@ -186,7 +187,7 @@ class Reachability:
         self.recheck = recheck
         self.timeout = timeout
         self.verdicts = Verdicts()
-        self._rng = rng or random.Random()
+        self._rng = rng or SHARED
         self._state: ReachabilityState = "unknown"
         #: Called when :attr:`state` changes.
         self.on_change: Callable[[ReachabilityState], None] | None = None

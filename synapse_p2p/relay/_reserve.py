@@ -12,7 +12,8 @@ there unchanged).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -144,13 +145,22 @@ class Reservations:
     ) -> None:
         """Keep every reservation until cancelled; circuits are served in tasks of this one
         (cancelled with it)."""
-        try:
-            async with anyio.create_task_group() as tg:
-                self._running = (serve, tg)
-                for relay in self._relays:
-                    self._start(relay, serve, tg)
+        async with anyio.create_task_group() as tg:
+            with self.kept_in(tg, serve):
                 task_status.started()
                 await anyio.sleep_forever()  # relays may be added later
+
+    @contextmanager
+    def kept_in(self, tg: TaskGroup, serve: Serve) -> Iterator[None]:
+        """Keep every reservation (and those added later) in tasks of ``tg`` while the block
+        runs, circuits served there too: :meth:`run` without a task of its own, for an owner
+        that has a task group already. Cancelling ``tg`` ends them; after the block, relays
+        added are kept only from the next :meth:`run` or block."""
+        self._running = (serve, tg)
+        try:
+            for relay in self._relays:
+                self._start(relay, serve, tg)
+            yield
         finally:
             self._running = None
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import types
+import weakref
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +112,54 @@ def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
     return required, total
 
 
+#: Signatures by function, or by code object (and constant defaults) for the closures every
+#: node makes of the same ``async def`` (most built-in endpoints): each node of a process
+#: registers the same handlers, and one ``inspect.Signature`` with its parameters (~1 KiB)
+#: serves them all. Bound methods (keyed by their function) and plain functions are kept
+#: apart: binding drops the first parameter.
+_SIGNATURES: tuple[
+    weakref.WeakKeyDictionary[Any, dict[Any, inspect.Signature]],
+    weakref.WeakKeyDictionary[Any, dict[Any, inspect.Signature]],
+] = (weakref.WeakKeyDictionary(), weakref.WeakKeyDictionary())
+
+_CONSTANTS = (type(None), bool, int, float, str, bytes)
+_MAX_VARIANTS = 8
+
+
+def _signature_key(function: Any) -> tuple[Any, Any]:
+    """What determines ``function``'s signature: its code object and its defaults when
+    nothing else can differ between two functions of that code (constant defaults, no
+    keyword-only defaults, no wrapper or explicit signature, string annotations), else the
+    function itself."""
+    if (
+        type(function) is types.FunctionType
+        and function.__kwdefaults__ is None
+        and "__wrapped__" not in function.__dict__
+        and "__signature__" not in function.__dict__
+        and all(type(a) is str for a in function.__annotations__.values())
+    ):
+        defaults = function.__defaults__ or ()
+        if all(type(d) in _CONSTANTS for d in defaults):
+            return function.__code__, tuple((type(d), d) for d in defaults)
+    return function, None
+
+
+def _signature(handler: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature(handler)``, shared between handlers of one function or code."""
+    bound = inspect.ismethod(handler)
+    key, variant = _signature_key(handler.__func__ if bound else handler)  # type: ignore[attr-defined]
+    try:
+        variants = _SIGNATURES[bound].setdefault(key, {})
+    except TypeError:  # not weakly referenceable: no sharing
+        return inspect.signature(handler)
+    cached = variants.get(variant)
+    if cached is None:
+        cached = inspect.signature(handler)
+        if len(variants) < _MAX_VARIANTS:  # a code object lives on: keep few of its defaults
+            variants[variant] = cached
+    return cached
+
+
 def error_payload(request_id: str, code: str, message: str, kind: str | None = None) -> bytes:
     return encode_response(Response(request_id, False, None, ErrorInfo(code, message, kind)))
 
@@ -153,7 +203,7 @@ class EndpointRegistry:
             raise TypeError("endpoint name must be a non-empty string")
         if description is None:
             description = inspect.getdoc(handler) or ""
-        signature = inspect.signature(handler)
+        signature = _signature(handler)
         params = signature.parameters
         spec = EndpointSpec(
             name=name,

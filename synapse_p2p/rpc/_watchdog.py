@@ -27,8 +27,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Watchdog"]
 
-#: Cancelled heap entries tolerated before the heap is rebuilt without them.
-_MIN_STALE_TO_REBUILD = 64
+#: Cancelled heap entries tolerated before the heap is rebuilt without them (and only once
+#: they are more than half of it, so a rebuild costs O(1) per cancelled entry at any size).
+#: Small: an entry is ~150 bytes, and a node of a large swarm owns two watchdogs of a few
+#: dozen channels each, where 64 stale entries apiece were most of the heap's memory.
+_MIN_STALE_TO_REBUILD = 16
 
 
 class Watchdog:

@@ -182,6 +182,9 @@ class Scheduler:
         self._states: dict[str, _JobState] = {}
         self._task_group: TaskGroup | None = None
         self._sleepers: set[anyio.CancelScope] = set()  # jobs waiting for their next occurrence
+        #: The wall-clock watcher runs (it starts with the first job: a node without jobs
+        #: has nothing to reschedule, and an idle task costs a few KiB).
+        self._watching = False
 
     # -- registration ---------------------------------------------------------------------------
 
@@ -222,6 +225,7 @@ class Scheduler:
         self._states[name] = state
         if self._task_group is not None:
             self._task_group.start_soon(self._job_task, state, name=f"periodic job {name!r}")
+            self._watch(self._task_group)
         return job
 
     def remove(self, name: str) -> Job:
@@ -266,12 +270,19 @@ class Scheduler:
                     task_group.start_soon(
                         self._job_task, state, name=f"periodic job {state.job.name!r}"
                     )
-                if self._clock_check_interval is not None:
-                    task_group.start_soon(self._watch_clock, self._clock_check_interval)
+                if self._states:
+                    self._watch(task_group)
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
             self._task_group = None
+            self._watching = False
+
+    def _watch(self, task_group: TaskGroup) -> None:
+        """Start the wall-clock watcher in ``task_group`` unless it runs (or is disabled)."""
+        if not self._watching and self._clock_check_interval is not None:
+            self._watching = True
+            task_group.start_soon(self._watch_clock, self._clock_check_interval)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._wall_clock(), UTC)

@@ -21,6 +21,7 @@ from synapse_p2p.membership._gossip import (
     digest_entry,
     read_digest,
 )
+from synapse_p2p.membership._records import PeerRecord
 from synapse_p2p.membership._signing import (
     RecordProof,
     RecordSigner,
@@ -264,3 +265,35 @@ def test_a_trusted_member_may_bring_an_offline_one_back_only_within_the_window()
     # not within peer_timeout of now.
     assert table.heard_indirectly(a.node_id, 200.0, now=200.0, revive=True) == "ignored"
     assert not table.peers[a.node_id].alive
+
+
+def test_the_cache_is_bounded_and_an_evicted_record_is_verified_again() -> None:
+    me = Identity.generate()
+    peer = record(me)
+    proofs = [sign(me, peer, seq) for seq in range(1, 4)]
+    verifier = RecordVerifier(cache_size=2)
+    for proof in proofs:
+        assert verifier.check(peer, proof)
+    assert verifier.checked == 3
+    assert verifier.check(peer, proofs[2])
+    assert verifier.check(peer, proofs[1])
+    assert verifier.checked == 3  # both still cached
+    assert verifier.check(peer, proofs[0])  # evicted first: checked again, and good
+    assert verifier.checked == 4
+
+
+def test_decoded_peer_strings_are_shared_between_decodings() -> None:
+    me = Identity.generate()
+    peer = replace(record(me, name="node-alpha", caps=["chat-x", "code-y"]), swarm="swarm-one")
+    wire = pack({**peer.to_dict(), **sign(me, peer, 7).to_wire()})
+    first, second = (Peer.from_dict(msgpack.unpackb(wire, raw=False)) for _ in range(2))
+    assert first == second
+    for field in ("id", "address", "name", "swarm", "team"):
+        assert getattr(first, field) is getattr(second, field), field
+    assert all(a is b for a, b in zip(first.capabilities, second.capabilities, strict=True))
+    encoded = pack(PeerRecord.from_peer(first, 7).to_wire())
+    again = PeerRecord.from_wire(msgpack.unpackb(encoded, raw=False))
+    assert again.id is first.id
+    assert again.address is first.address
+    assert again.name is first.name
+    assert again.capabilities[0] is first.capabilities[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -40,3 +41,64 @@ async def test_handler_failures_are_logged_with_a_traceback_rate_limited(
         "endpoint 'also_broken' raised ValueError: bad",
     ]
     assert all(r.exc_info is not None for r in records)
+
+
+async def test_bound_methods_of_one_function_share_a_signature_and_each_binds_its_own(
+    anyio_backend: str,
+) -> None:
+    class Service:
+        def __init__(self, tag: str) -> None:
+            self.tag = tag
+
+        async def hello(self, name: str, *, loud: bool = False) -> str:
+            text = f"{self.tag}:{name}"
+            return text.upper() if loud else text
+
+    specs = []
+    for tag in ("a", "b"):
+        registry = EndpointRegistry()
+        specs.append((registry, registry.add(Service(tag).hello)))
+    assert specs[0][1].signature is specs[1][1].signature
+    assert list(specs[0][1].signature.parameters) == ["name", "loud"]
+    for (registry, _spec), want in zip(specs, ["A:X", "B:X"], strict=True):
+        payload = await registry.dispatch(Request("hello", "1", ["x"], {"loud": True}))
+        response = decode_message(unpack_payload(payload))
+        assert isinstance(response, Response)
+        assert response.result == want
+        bad = await registry.dispatch(Request("hello", "2", ["x"], {"loud": True, "no": 1}))
+        refused = decode_message(unpack_payload(bad))
+        assert isinstance(refused, Response)
+        assert refused.error is not None
+        assert refused.error.code == "bad_request"
+
+
+async def test_closures_of_one_def_share_a_signature_unless_their_defaults_differ(
+    anyio_backend: str,
+) -> None:
+    def make(default: int) -> tuple[Any, Any, Any]:
+        async def plain(a: int, b: int) -> int:
+            return a + b + default
+
+        async def constant(a: int, b: int = 5, c: str | None = None) -> int:
+            return a + b + default
+
+        async def defaulted(a: int, b: int = default) -> int:
+            return a + b
+
+        return plain, constant, defaulted
+
+    (plain1, constant1, defaulted1), (plain2, constant2, defaulted2) = make(1), make(100)
+    registries = [EndpointRegistry(), EndpointRegistry()]
+    plain_specs = [r.add(f, "plain") for r, f in zip(registries, [plain1, plain2], strict=True)]
+    assert plain_specs[0].signature is plain_specs[1].signature
+    pairs = zip(registries, [constant1, constant2], strict=True)
+    constant_specs = [r.add(f, "constant") for r, f in pairs]
+    assert constant_specs[0].signature is constant_specs[1].signature
+    pairs = zip(registries, [defaulted1, defaulted2], strict=True)
+    defaulted_specs = [r.add(f, "defaulted") for r, f in pairs]
+    assert defaulted_specs[0].signature is not defaulted_specs[1].signature
+    for registry, want in zip(registries, [3, 102], strict=True):
+        payload = await registry.dispatch(Request("defaulted", "1", [], {"a": 2}))
+        response = decode_message(unpack_payload(payload))
+        assert isinstance(response, Response)
+        assert response.result == want

@@ -123,3 +123,21 @@ async def test_run_inline_reports_whether_the_coroutine_waited(anyio_backend: st
         await _run_inline(forever(), lambda: None)
     assert scope.cancelled_caught
     assert cleaned.is_set()
+
+
+def test_cancelled_heap_entries_are_dropped_once_they_are_half_the_heap() -> None:
+    from types import SimpleNamespace
+
+    from synapse_p2p.rpc._watchdog import _MIN_STALE_TO_REBUILD, Watchdog
+
+    watchdog = Watchdog()
+    channels = [SimpleNamespace(_watch_entry=None, _watch_target=0.0) for _ in range(4)]
+    deadline = 1e6
+    for _ in range(200):
+        for channel in channels:  # each re-filing cancels the channel's previous entry
+            deadline -= 1.0
+            watchdog.schedule(channel, deadline)  # type: ignore[arg-type]
+        assert len(watchdog._heap) <= 2 * (_MIN_STALE_TO_REBUILD + 1) + len(channels)
+    live = [entry for entry in watchdog._heap if entry[2] is not None]
+    assert sorted(id(entry[2]) for entry in live) == sorted(id(c) for c in channels)
+    assert min(entry[0] for entry in live) == deadline

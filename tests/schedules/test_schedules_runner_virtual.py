@@ -393,3 +393,30 @@ async def test_run_is_not_reentrant_but_can_run_again(
         nursery.cancel_scope.cancel()
     await run_for(scheduler, 1.5)
     assert scheduler.statistics().jobs["recorder"].runs == 3
+
+
+async def test_the_clock_watcher_starts_with_the_first_job(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    wall = VirtualWall(datetime(2024, 1, 1, tzinfo=UTC))
+    scheduler = Scheduler(wall_clock=wall, clock_check_interval=5)
+    job = Recorder()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run)
+        await trio.sleep(1)
+        assert not watching(scheduler)  # no job: nothing to reschedule, no task
+        scheduler.add(job, every(10), name="tick")
+        assert watching(scheduler)
+        await trio.sleep(11)
+        wall.offset += 3600  # at t=12
+        await trio.sleep(28)
+        nursery.cancel_scope.cancel()
+    # Added at t=1: runs at 11; the watcher (checking at 6, 11, 16) notices the jump at 16.
+    assert job.times == approx([11, 16, 26, 36])
+    assert not watching(scheduler)
+
+
+def watching(scheduler: Scheduler) -> bool:
+    """Whether the scheduler's wall-clock watcher task runs."""
+    return scheduler._watching

@@ -209,18 +209,21 @@ async def test_large_writes_leave_in_parts_of_a_few_records() -> None:
 
 async def test_small_records_arrive_joined_up_to_max_bytes() -> None:
     sender, receiver = layers()
-    wire = b"".join(sender.seal(bytes([i]) * 10) for i in range(10))
+    reads = [b"".join(sender.seal(bytes([i]) * 10) for i in range(10)) for _ in range(2)]
 
     class Feeding(ScriptedStream):
         async def receive(self, max_bytes: int = 65536) -> bytes:
             await anyio.lowlevel.checkpoint()
-            return wire
+            return reads.pop(0)
 
     stream = SecureStream(Feeding(iter([]), False), receiver, PEER, [])
     assert await stream.receive(35) == bytes([0]) * 10 + bytes([1]) * 10 + bytes([2]) * 10
     assert await stream.receive(5) == bytes([3]) * 5
     rest = await stream.receive()
     assert rest == bytes([3]) * 5 + b"".join(bytes([i]) * 10 for i in range(4, 10))
+    # all taken: the next receive reads again, and starts from the first record of that read
+    assert await stream.receive(15) == bytes([0]) * 10
+    assert await stream.receive(10) == bytes([1]) * 10
 
 
 def test_the_nonce_is_noise_s() -> None:
