@@ -79,6 +79,43 @@ async def test_broadcast_ask_gets_acks_and_replies(anyio_backend: str, net: Net)
             assert sorted(ids(node)) == reference
 
 
+async def test_answers_go_to_the_origin_which_passes_them_on(anyio_backend: str, net: Net) -> None:
+    """An ask's answers leave each replier for the origin only; the origin passes them on to
+    the bystanders, so an ask costs O(N) calls, not one from every replier to every node."""
+    async with open_swarm(6, transport=net) as swarm:
+        asker, *workers = swarm.nodes
+        for worker in workers:
+            await install_ask(worker)
+        sends: list[tuple[str, str, str, str]] = []  # sender, receiver, kind, author
+        for node in swarm.nodes:
+            delivery = node._conversations.delivery
+            original = delivery.send
+
+            def send(peer: Peer, endpoint: str, args: list[Any], kwargs: dict[str, Any],
+                     node: Node = node, original: Any = original, **options: Any,
+                     ) -> None:  # fmt: skip
+                data = args[0] if args and isinstance(args[0], dict) else {}
+                author = data.get("peer", {}).get("id", "")
+                sends.append((node.node_id, peer.id, str(data.get("kind")), author))
+                original(peer, endpoint, args, kwargs, **options)
+
+            delivery.send = send  # type: ignore[method-assign]
+        b = await asker.broadcast("synapse.ask", "Review this diff")
+        with anyio.fail_after(10):
+            while len(asker.replies(b)) < len(workers):
+                await anyio.sleep(0.01)
+        # every bystander still gets every ACK and reply
+        await until(lambda: all(len(node.conversation(b)) == 11 for node in swarm.nodes))
+        answers = [s for s in sends if s[2] in ("ack", "reply")]
+        assert answers
+        for sender, receiver, _kind, author in answers:
+            if sender == author:  # a replier's own answer: to the origin only
+                assert receiver == asker.node_id
+            else:  # passed on: only by the origin, never back to its author
+                assert sender == asker.node_id
+                assert receiver != author
+
+
 async def test_a_failing_handler_becomes_an_error_event(anyio_backend: str, net: Net) -> None:
     async with open_swarm(3, transport=net, configure=reviewers) as swarm:
         asker, good, bad = swarm.nodes
