@@ -28,6 +28,8 @@ class BroadcastState:
     unverified: set[str] = field(default_factory=set)
     acked: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
+    #: (kind, member id) of the answers this node, the origin, passed on to the others.
+    passed: set[tuple[str, str]] = field(default_factory=set)
     #: Peers this node sent its own broadcast to whose call has not returned yet.
     pending: set[str] = field(default_factory=set)
     changed: anyio.Event = field(default_factory=anyio.Event)

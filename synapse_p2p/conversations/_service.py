@@ -268,14 +268,25 @@ class Conversations:
 
     def _relays(self, event: ConversationEvent) -> bool:
         """Whether this node passes ``event`` on to the bystanders: an answer of one of our
-        nodes (not 2.5.0) to a broadcast of this node's (see :meth:`deliver`)."""
-        origin = self._answer_origin(event)
-        return (
-            origin is not None
-            and origin.id == self.local.node_id
-            and event.peer.id != self.local.node_id
-            and not self.members.is_legacy(event.peer.id)
-        )
+        nodes (not 2.5.0) to a broadcast of this node's (see :meth:`deliver`), the first of
+        its kind from that member (one ACK, one reply, one error each: a member sending
+        many answers cannot make the origin send each to everyone)."""
+        if event.kind not in ("ack", "reply", "error"):
+            return False
+        state = self.book.get(event.parent_id or event.conversation_id)
+        if (
+            state is None
+            or state.broadcast is None
+            or state.broadcast.origin.id != self.local.node_id
+            or event.peer.id == self.local.node_id
+            or self.members.is_legacy(event.peer.id)
+        ):
+            return False
+        key = (event.kind, event.peer.id)
+        if key in state.passed or len(state.passed) >= 3 * self.book.max_replies:
+            return False
+        state.passed.add(key)
+        return True
 
     def deliver(self, event: ConversationEvent) -> None:
         """Queue ``event`` for every live peer. Answers to a broadcast (ACKs, replies, errors)

@@ -87,6 +87,7 @@ async def test_answers_go_to_the_origin_which_passes_them_on(anyio_backend: str,
         for worker in workers:
             await install_ask(worker)
         sends: list[tuple[str, str, str, str]] = []  # sender, receiver, kind, author
+        ids: list[tuple[str, str]] = []  # sender, event id
         for node in swarm.nodes:
             delivery = node._conversations.delivery
             original = delivery.send
@@ -97,6 +98,7 @@ async def test_answers_go_to_the_origin_which_passes_them_on(anyio_backend: str,
                 data = args[0] if args and isinstance(args[0], dict) else {}
                 author = data.get("peer", {}).get("id", "")
                 sends.append((node.node_id, peer.id, str(data.get("kind")), author))
+                ids.append((node.node_id, str(data.get("event_id"))))
                 original(peer, endpoint, args, kwargs, **options)
 
             delivery.send = send  # type: ignore[method-assign]
@@ -114,6 +116,14 @@ async def test_answers_go_to_the_origin_which_passes_them_on(anyio_backend: str,
             else:  # passed on: only by the origin, never back to its author
                 assert sender == asker.node_id
                 assert receiver != author
+        # A member answering again is not passed on again: the origin is no amplifier.
+        conv = workers[0]._conversations
+        extra = conv.new_event(b.nonce, "again", "reply", {"result": 2}, parent_id=b.nonce)
+        await conv.remember(extra, local=True)
+        conv.deliver(extra)
+        await until(lambda: any(e.event_id == "again" for e in asker.conversation(b)))
+        assert (workers[0].node_id, "again") in ids
+        assert (asker.node_id, "again") not in ids  # (sends are queued as the event is stored)
 
 
 async def test_a_failing_handler_becomes_an_error_event(anyio_backend: str, net: Net) -> None:
