@@ -82,7 +82,10 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
                 f"gossip: {refused} member record(s) with a bad signature were refused "
                 "(the rest was taken)",
             )
-        # Our own record too: gossip partners keep the freshest proof of our life.
+        # Our own record too: gossip partners keep the freshest proof of our life. A push
+        # (news only) is answered without a digest: news floods, it is not a push-pull.
+        if message.get("push") is True:
+            return {"v": GOSSIP_VERSION, "self": m._signed_record()}
         return {"v": GOSSIP_VERSION, "members": m._digest(), "self": m._signed_record()}
 
     async def leave(peer: Any, connection: Connection | None = None) -> dict[str, Any]:

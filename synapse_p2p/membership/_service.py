@@ -78,6 +78,11 @@ log = logging.getLogger(__name__)
 LEAVE_GRACE = 0.5
 #: With views, the chance per round of one extra gossip to a random member outside them.
 REPAIR_CHANCE = 0.1
+#: Seconds between two pushes of news at most: first-hand news (``PUSH_GAP``), and with views
+#: news relayed from a neighbor (``RELAY_GAP``: a starting swarm relays news all the time, in
+#: batches).
+PUSH_GAP = 0.05
+RELAY_GAP = 0.5
 
 
 class Membership:
@@ -318,8 +323,11 @@ class Membership:
         self, verdict: Verdict, node_id: str, claimed: Peer, *, first_hand: bool = True
     ) -> None:
         """Act on a table verdict. ``first_hand``: we witnessed the peer ourselves (it called
-        us, or answered at its address); only first-hand news of a member is pushed to every
-        peer at once, second-hand news waits for the rounds."""
+        us, or answered at its address). First-hand news of a member is pushed to every peer
+        at once (with views, to the active neighbors); with views, second-hand news (a member
+        new here, or back) is relayed to the active neighbors too, batched
+        (:data:`RELAY_GAP`): news floods the views, each node relays it once. Without views
+        second-hand news waits for the rounds."""
         state = self.table.get(node_id)
         if verdict == "updated" and state is not None and state.alive:
             self._peers[node_id] = state.peer
@@ -340,6 +348,8 @@ class Membership:
             if first_hand:
                 self._news[node_id] = True
                 self.push_soon()
+            elif self.views is not None:
+                self._relay(node_id)
         elif verdict == "candidate":
             self.verifier.ready.set()
         elif verdict == "full":
@@ -499,6 +509,11 @@ class Membership:
         self.local.address = address  # our next record (re-signed) carries it to the members
         self.push_soon()
 
+    def _relay(self, node_id: str) -> None:
+        """Relay news of ``node_id`` to the active neighbors with the next push."""
+        self._news.setdefault(node_id, False)
+        self.push_soon()
+
     def push_soon(self) -> None:
         """Spread first-hand news of members to every peer now, batched (one push at most
         every 50 ms), instead of waiting for the rounds."""
@@ -542,15 +557,9 @@ class Membership:
                 next_round += interval
                 if next_round < self._now():  # a stalled loop: skip missed rounds
                     next_round = self._now() + interval
-                while True:  # until the next round, serve pushes (at most one per 50 ms)
-                    with anyio.move_on_after(next_round - self._now()):
-                        await self._push.wait()
-                    if self._now() >= next_round:
+                while True:  # until the next round, serve pushes (see _next_push)
+                    if not await self._next_push(next_round):
                         break
-                    self._push = anyio.Event()
-                    wait = self._last_push + 0.05 - self._now()
-                    if wait > 0:
-                        await anyio.sleep(min(wait, max(0.0, next_round - self._now())))
                     self._last_push = self._now()
                     news_ids = set(self._news)
                     first_hand = any(self._news.values())
@@ -562,6 +571,23 @@ class Membership:
                         self._gossip_to(calls, old, interval, news)
                         self._gossip_to(calls, new, interval)  # ...newcomers get everything
                 self._push = anyio.Event()
+
+    async def _next_push(self, deadline: float) -> bool:
+        """Wait until news is due to be pushed: ``PUSH_GAP`` after the last push if any of it
+        is first-hand, ``RELAY_GAP`` if it is all relayed; False if ``deadline`` (the next
+        round) comes first."""
+        while True:
+            if self._news:
+                gap = PUSH_GAP if any(self._news.values()) else RELAY_GAP
+                due = self._last_push + gap
+            else:
+                due = deadline
+            wait = min(due, deadline) - self._now()
+            if wait <= 0:
+                return self._now() < deadline and bool(self._news)
+            with anyio.move_on_after(wait):
+                await self._push.wait()
+            self._push = anyio.Event()
 
     def _reachable(self) -> list[Peer]:
         """Alive members of ours (not 2.5.0) without a call outstanding."""
@@ -668,6 +694,8 @@ class Membership:
             "from": self._signed_record(),
             "members": self._digest() if members is None else members,
         }
+        if members is not None:
+            message["push"] = True  # news only: answered without a digest
         for peer in peers:
             self._outstanding.add(peer.id)
             calls.start_soon(self._gossip_one, peer, message, interval)

@@ -287,3 +287,36 @@ async def test_a_batch_of_view_messages_is_bounded(anyio_backend: str) -> None:
                 await client.call(VIEWS_ENDPOINT, one, more=[{"k": "hv.nope"}])
             assert info.value.code == "bad_request"
             assert views_of(node).active_ids() == []  # not a member: nothing admitted
+
+
+async def test_news_of_members_floods_the_views_without_waiting_for_rounds(
+    anyio_backend: str,
+) -> None:
+    """Rounds a minute apart: a member learned second-hand is relayed to the active neighbors
+    at once (batched), so a swarm started one node after the other knows itself whole long
+    before the next round, though most members never called most others."""
+    n = 24
+    async with open_swarm(n, heartbeat_interval=60.0, peer_timeout=600.0) as swarm:
+        with anyio.fail_after(30):
+            while not swarm.complete():
+                await anyio.sleep(0.1)
+        # partial: news came through the views, not a call from every member
+        assert any(len(views_of(node).active_ids()) < n - 1 for node in swarm.nodes)
+
+
+async def test_a_push_of_news_is_answered_without_a_digest(anyio_backend: str) -> None:
+    """A gossip push (news only, ``push: true``) is answered with the callee's record, not its
+    digest of every member: news costs what it carries, not the size of the swarm."""
+    async with open_swarm(6, heartbeat_interval=60.0, peer_timeout=600.0) as swarm:
+        with anyio.fail_after(30):
+            while not swarm.complete():
+                await anyio.sleep(0.1)
+        caller, callee = swarm.nodes[1], swarm.nodes[2]
+        m = caller.membership
+        message = {"v": 1, "from": m._signed_record(), "members": [], "push": True}
+        reply = await m.caller.call("127.0.0.1", callee.port, "_synapse.gossip", [message], {})
+        assert reply["self"]["id"] == callee.node_id
+        assert "members" not in reply
+        del message["push"]  # a round's gossip is a push-pull: the digest comes back
+        reply = await m.caller.call("127.0.0.1", callee.port, "_synapse.gossip", [message], {})
+        assert {e["id"] for e in reply["members"]} >= {n.node_id for n in swarm.nodes[3:]}
