@@ -1,6 +1,6 @@
 """One partial-views measurement in this process; prints progress to stderr, one JSON line.
 
-    python _views_run.py views|mesh trio|asyncio N IDLE_SECONDS [CONVERGE_TIMEOUT]
+    python _views_run.py views|mesh trio|asyncio N IDLE_SECONDS [CONVERGE_TIMEOUT [default|tuned]]
 
 N nodes on one event loop on 127.0.0.1 (real TCP, the default heartbeat_interval=5 and
 peer_timeout=20) join through the first; ``views`` runs them with ``partial_views=True``,
@@ -13,11 +13,13 @@ At convergence (or when ``CONVERGE_TIMEOUT``, default 300 s, runs out) it also r
 start cost: CPU seconds of the process, handshakes (completed, failed, refused over the caps),
 pooled connections opened, address checks (verification dials), gossip calls and, with views,
 view messages by kind, failed and dropped sends, the cores' requests, evictions and ignored
-messages.
+messages. ``tuned`` sets the garbage collector's thresholds to :data:`TUNED_GC` first; the
+time spent collecting is reported either way.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -74,8 +76,43 @@ def counters(nodes: list[Any]) -> dict[str, Any]:
     return out
 
 
+#: ``gc.set_threshold`` for ``--gc tuned``: young collections every 100,000 allocations, full
+#: ones rarely. N nodes in one process share one heap: with CPython's defaults a full
+#: collection scans every node's objects, about 1 s at N = 200, and comes every few seconds
+#: while the start allocates (see docs/scale.md, "One process, one heap").
+TUNED_GC = (100_000, 50, 100)
+
+
+class GcClock:
+    """Seconds spent in garbage collections, and how many were full (generation 2)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.seconds += time.perf_counter() - self._started
+        self.full += info.get("generation") == 2
+
+    def take(self) -> dict[str, Any]:
+        """The time and full collections since the last call."""
+        out = {"gc_s": round(self.seconds, 2), "full_gcs": self.full}
+        self.seconds, self.full = 0.0, 0
+        return out
+
+
 def run(
-    mode: str, backend: str, n: int, idle: float, converge_timeout: float = 300
+    mode: str,
+    backend: str,
+    n: int,
+    idle: float,
+    converge_timeout: float = 300,
+    gc_mode: str = "default",
 ) -> dict[str, Any]:
     import anyio
 
@@ -85,6 +122,10 @@ def run(
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     views = mode == "views"
     out: dict[str, Any] = {"mode": mode, "backend": backend, "n": n, "fd_limit": hard}
+    out["gc"] = gc_mode
+    if gc_mode == "tuned":
+        gc.set_threshold(*TUNED_GC)
+    collections = GcClock()
 
     def log(*args: object) -> None:
         print(f"[{mode} {backend} N={n}]", *args, file=sys.stderr, flush=True)
@@ -111,6 +152,7 @@ def run(
             while not all(node.port for node in nodes):
                 await anyio.sleep(0.05)
             last = time.perf_counter()
+            collections.take()
             log(f"all started; fds {fds()}")
             ids = {node.node_id for node in nodes}
 
@@ -125,6 +167,7 @@ def run(
             out["converge_s"] = time.perf_counter() - last if full else None
             out["start_cpu_s"] = round(time.process_time() - cpu_start, 2)
             out["start"] = counters(nodes)
+            out["start_gc"] = collections.take()
             log(f"full membership: {out['converge_s']}; fds {fds()}")
             log(f"start: cpu {out['start_cpu_s']} s, {out['start']}")
             samples = []
@@ -156,6 +199,7 @@ def run(
                 100 * (time.process_time() - cpu0) / (time.perf_counter() - wall0), 1
             )
             out["rss_per_node_kib"] = round((rss_kib() - base) / n)
+            out["idle_gc"] = collections.take()
             tg.cancel_scope.cancel()
 
     try:
@@ -168,4 +212,6 @@ def run(
 if __name__ == "__main__":
     mode, backend, n_text, idle_text = sys.argv[1:5]
     limit = float(sys.argv[5]) if len(sys.argv) > 5 else 300.0
-    print(json.dumps(run(mode, backend, int(n_text), float(idle_text), limit)), flush=True)
+    gc_mode = sys.argv[6] if len(sys.argv) > 6 else "default"
+    result = run(mode, backend, int(n_text), float(idle_text), limit, gc_mode)
+    print(json.dumps(result), flush=True)

@@ -1,7 +1,7 @@
 """Partial views against the full mesh, real loopback TCP, all nodes in one process.
 
     python benchmarks/views.py [--sizes 200 500] [--modes views mesh] [--backends trio]
-                               [--idle 120] [--converge-timeout 300]
+                               [--idle 120] [--converge-timeout 300] [--gc default tuned]
 
 Each (mode, backend, N) runs in its own process (``_views_run.py``), one after the other, and
 prints a table: time to full membership after the last node started, sockets per node (the
@@ -11,7 +11,9 @@ full mesh of 200 or more nodes may die of ``Too many open files``: that is repor
 hidden. The issue's target is at most 20 sockets per node after 5 minutes idle
 (``--idle 300``). A second table gives what the start cost until full membership (or until
 ``--converge-timeout``): CPU seconds, handshakes, address checks, gossip calls and view
-messages.
+messages. ``--gc tuned`` raises the garbage collector's thresholds in the measured process
+(``_views_run.TUNED_GC``): all nodes share one heap there, and the time spent collecting is
+printed beside the CPU either way.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-def one(mode: str, backend: str, n: int, idle: float, limit: float) -> dict[str, Any]:
+def one(mode: str, backend: str, n: int, idle: float, limit: float, gc: str) -> dict[str, Any]:
     try:
         out = subprocess.run(
-            [sys.executable, "_views_run.py", mode, backend, str(n), str(idle), str(limit)],
+            [sys.executable, "_views_run.py", mode, backend, str(n), str(idle), str(limit), gc],
             stdout=subprocess.PIPE,
             text=True,
             cwd=HERE,
@@ -51,22 +53,30 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["trio"])
     parser.add_argument("--idle", type=float, default=120.0)
     parser.add_argument("--converge-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--gc",
+        nargs="+",
+        choices=["default", "tuned"],
+        default=["default"],
+        help="garbage collector thresholds: CPython's defaults, or raised (_views_run.TUNED_GC)",
+    )
     args = parser.parse_args()
     rows = [
-        one(mode, backend, n, args.idle, args.converge_timeout)
+        one(mode, backend, n, args.idle, args.converge_timeout, gc)
         for n in args.sizes
         for backend in args.backends
         for mode in args.modes
+        for gc in args.gc
     ]
     print(f"\nAll nodes in one process, loopback TCP, idle window {args.idle:g} s\n")
     print(
-        "| N | mode | backend | full membership after last start (s) "
+        "| N | mode | backend | gc | full membership after last start (s) "
         "| sockets/node mean, max over idle (s: mean/max) | complete at end "
-        "| idle CPU % of one core | RSS/node KiB |"
+        "| idle CPU % of one core (GC s, full GCs) | RSS/node KiB |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        head = f"| {r['n']} | {r['mode']} | {r['backend']} "
+        head = f"| {r['n']} | {r['mode']} | {r['backend']} | {r.get('gc', 'default')} "
         if "idle" not in r:
             print(head + f"| failed: {r.get('error')} | | | | |")
             continue
@@ -75,17 +85,24 @@ def main() -> None:
         last = r["idle"][-1]
         print(
             head + f"| {conv} | {trend} | {last['complete']}/{r['n']} "
-            f"| {r['idle_cpu_pct']:.1f} | {r['rss_per_node_kib']} |"
+            f"| {r['idle_cpu_pct']:.1f} ({_gc(r.get('idle_gc'))}) | {r['rss_per_node_kib']} |"
         )
         if "error" in r:
-            print(f"|  | (then: {r['error']}) | | | | | | |")
+            print(f"|  | (then: {r['error']}) | | | | | | | |")
     print("\nWhat the start cost, until full membership (or the timeout)\n")
-    print("| N | mode | backend | CPU s | counters |")
-    print("|---|---|---|---|---|")
+    print("| N | mode | backend | gc | CPU s (GC s, full GCs) | counters |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         if "start" in r:
             counts = ", ".join(f"{k} {v}" for k, v in r["start"].items())
-            print(f"| {r['n']} | {r['mode']} | {r['backend']} | {r['start_cpu_s']} | {counts} |")
+            cpu = f"{r['start_cpu_s']} ({_gc(r.get('start_gc'))})"
+            print(f"| {r['n']} | {r['mode']} | {r['backend']} | {r['gc']} | {cpu} | {counts} |")
+
+
+def _gc(taken: dict[str, Any] | None) -> str:
+    if not taken:
+        return "-"
+    return f"{taken['gc_s']} s, {taken['full_gcs']}"
 
 
 if __name__ == "__main__":
