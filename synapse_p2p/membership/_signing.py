@@ -40,9 +40,11 @@ __all__ = [
     "MAX_SEQ",
     "PROOF_KEYS",
     "RECORD_ENDPOINT",
+    "SHARED_MEMO",
     "RecordProof",
     "RecordSigner",
     "RecordVerifier",
+    "SignatureMemo",
     "proof_in",
     "signed_bytes",
 ]
@@ -174,31 +176,65 @@ class RecordSigner:
         return self._proof
 
 
-class RecordVerifier:
-    """Checks record signatures, each distinct record once (a bounded cache of the last
-    ``cache_size`` good ones, keyed by the signature; a hit still compares the signed bytes,
-    through their digest, so a copied signature on changed content fails).
+class SignatureMemo:
+    """Signatures found good: a bounded map (least recently used first out) from a
+    record's 64-byte signature to a 16-byte BLAKE2b digest of the signer's key and the
+    signed bytes. A hit on the signature with another digest is a copied signature on changed
+    content (or under another key). Finding other bytes with the digest of signed ones takes
+    a second preimage of a 128-bit hash, and would still need the signer's signature over the
+    first ones.
 
-    The cache holds the 64-byte signature (the object the record's proof already holds) and
-    a 16-byte BLAKE2b digest of the signed bytes, not the bytes themselves: a few dozen bytes
-    per member instead of a few hundred. Finding other bytes with the digest of signed ones
-    takes a second preimage of a 128-bit hash, and would still need the signer's signature
-    over the first ones."""
+    One memo may serve every node of a process (:data:`SHARED_MEMO`): whether a signature
+    checks is a property of the key, the bytes and the signature alone, so a record signed
+    once and read by many nodes of one process is checked once, and held once."""
 
-    def __init__(self, cache_size: int = 4096) -> None:
+    def __init__(self, size: int) -> None:
         self._good: OrderedDict[bytes, bytes] = OrderedDict()
-        self._size = cache_size
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self._good)
+
+    def get(self, sig: bytes) -> bytes | None:
+        """The digest remembered for ``sig`` (now the most recently used), or ``None``."""
+        digest = self._good.get(sig)
+        if digest is not None:
+            self._good.move_to_end(sig)
+        return digest
+
+    def put(self, sig: bytes, digest: bytes) -> None:
+        """Remember that ``sig`` checked over the bytes of ``digest``."""
+        self._good[sig] = digest
+        if len(self._good) > self.size:
+            self._good.popitem(last=False)
+
+
+#: The memo the nodes of this process share (:class:`~._trust.TrustGate`): about 250 bytes
+#: a record, 2 MiB at most.
+SHARED_MEMO = SignatureMemo(8192)
+
+
+class RecordVerifier:
+    """Checks record signatures, each distinct record once: a :class:`SignatureMemo` of the
+    good ones (``cache_size`` of its own, or ``memo``, shared), keyed by the signature; a hit
+    still compares the key and the signed bytes, through their digest, so a copied signature
+    on changed content, or under another key, fails."""
+
+    def __init__(self, cache_size: int = 4096, *, memo: SignatureMemo | None = None) -> None:
+        self._memo = memo if memo is not None else SignatureMemo(cache_size)
         self.checked = 0  # signatures verified (cache misses)
         self.failed = 0
 
     def check(self, peer: Peer, proof: RecordProof) -> bool:
         """True if ``proof`` is ``peer.id``'s valid signature over ``peer`` at ``proof.seq``."""
+        if len(proof.key) != 32:  # an Ed25519 public key (the wire allows no other)
+            self.failed += 1
+            return False
         message = signed_bytes(peer, proof.seq, proof.extras)
-        digest = hashlib.blake2b(message, digest_size=16).digest()
-        cached = self._good.get(proof.sig)
+        digest = hashlib.blake2b(message, digest_size=16, key=proof.key).digest()
+        cached = self._memo.get(proof.sig)
         if cached is not None:
             if cached == digest:
-                self._good.move_to_end(proof.sig)
                 return True
             self.failed += 1
             return False
@@ -208,7 +244,5 @@ class RecordVerifier:
         ):
             self.failed += 1
             return False
-        self._good[proof.sig] = digest
-        if len(self._good) > self._size:
-            self._good.popitem(last=False)
+        self._memo.put(proof.sig, digest)
         return True

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BAD_REQUEST, RemoteError
-from ._signing import MalformedProof, RecordProof, RecordVerifier, proof_in
+from ._signing import SHARED_MEMO, MalformedProof, RecordProof, RecordVerifier, proof_in
 
 if TYPE_CHECKING:
     from ..rpc import Connection
@@ -75,7 +75,7 @@ class TrustGate:
     ) -> None:
         self.secured = secured
         self.policy = policy
-        self.verifier = RecordVerifier()
+        self.verifier = RecordVerifier(memo=SHARED_MEMO)
         self._clock = clock
         self._signers: OrderedDict[str, None] = OrderedDict()  # ids seen with a good signature
         self._remember = remember

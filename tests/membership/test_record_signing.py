@@ -26,6 +26,7 @@ from synapse_p2p.membership._signing import (
     RecordProof,
     RecordSigner,
     RecordVerifier,
+    SignatureMemo,
     proof_in,
     signed_bytes,
 )
@@ -280,6 +281,35 @@ def test_the_cache_is_bounded_and_an_evicted_record_is_verified_again() -> None:
     assert verifier.checked == 3  # both still cached
     assert verifier.check(peer, proofs[0])  # evicted first: checked again, and good
     assert verifier.checked == 4
+
+
+def test_verifiers_sharing_a_memo_check_each_record_once() -> None:
+    """The nodes of one process share :data:`SHARED_MEMO`: a record one of them checked is
+    not checked again by the others, and is held once."""
+    me = Identity.generate()
+    peer = record(me)
+    proof = sign(me, peer, 7)
+    memo = SignatureMemo(16)
+    first, second = RecordVerifier(memo=memo), RecordVerifier(memo=memo)
+    assert first.check(peer, proof)
+    assert second.check(peer, proof)
+    assert (first.checked, second.checked, len(memo)) == (1, 0, 1)
+    assert not second.check(replace(peer, name="changed"), proof)  # a hit on changed content
+    assert second.failed == 1
+
+
+def test_a_remembered_signature_under_another_key_is_refused() -> None:
+    """A good signature already remembered, presented with another public key (the record's
+    content unchanged): refused, so a node never holds, and passes on, a proof whose key does
+    not match its id."""
+    me, other = Identity.generate(), Identity.generate()
+    peer = record(me)
+    proof = sign(me, peer, 7)
+    verifier = RecordVerifier()
+    assert verifier.check(peer, proof)
+    assert not verifier.check(peer, RecordProof(7, other.public_key, proof.sig))
+    assert not verifier.check(peer, RecordProof(7, b"k" * 33, proof.sig))
+    assert verifier.check(peer, proof)
 
 
 def test_decoded_peer_strings_are_shared_between_decodings() -> None:
