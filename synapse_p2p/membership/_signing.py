@@ -24,6 +24,7 @@ every ``refresh`` seconds (a fresh record is how third parties prove a member is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -196,17 +197,23 @@ class SignatureMemo:
         return len(self._good)
 
     def get(self, sig: bytes) -> bytes | None:
-        """The digest remembered for ``sig`` (now the most recently used), or ``None``."""
+        """The digest remembered for ``sig`` (now the most recently used), or ``None``.
+        Nodes running in other threads may share the memo: each step is one operation of
+        the map, and an entry another thread evicts meanwhile is simply gone."""
         digest = self._good.get(sig)
         if digest is not None:
-            self._good.move_to_end(sig)
+            with contextlib.suppress(KeyError):
+                self._good.move_to_end(sig)
         return digest
 
     def put(self, sig: bytes, digest: bytes) -> None:
         """Remember that ``sig`` checked over the bytes of ``digest``."""
         self._good[sig] = digest
-        if len(self._good) > self.size:
-            self._good.popitem(last=False)
+        while len(self._good) > self.size:
+            try:
+                self._good.popitem(last=False)
+            except KeyError:  # emptied by another thread meanwhile
+                break
 
 
 #: The memo the nodes of this process share (:class:`~._trust.TrustGate`): about 250 bytes

@@ -3,6 +3,7 @@ how gossip weighs signed and unsigned entries."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -296,6 +297,33 @@ def test_verifiers_sharing_a_memo_check_each_record_once() -> None:
     assert (first.checked, second.checked, len(memo)) == (1, 0, 1)
     assert not second.check(replace(peer, name="changed"), proof)  # a hit on changed content
     assert second.failed == 1
+
+
+def test_a_memo_shared_by_threads_stays_bounded_and_consistent() -> None:
+    """Nodes in several threads of one process share the memo: lookups and evictions racing
+    never raise, the memo stays within its size, and a good record still checks."""
+    me = Identity.generate()
+    peer = record(me)
+    proofs = [sign(me, peer, seq) for seq in range(1, 41)]
+    memo = SignatureMemo(8)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        verifier = RecordVerifier(memo=memo)
+        try:
+            for _ in range(5):
+                for proof in proofs:
+                    assert verifier.check(peer, proof)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert len(memo) <= 8
 
 
 def test_a_remembered_signature_under_another_key_is_refused() -> None:
