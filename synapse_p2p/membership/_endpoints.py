@@ -23,7 +23,10 @@ __all__ = ["GOSSIP_ENDPOINT", "GOSSIP_VERSION", "LEAVE_ENDPOINT", "register"]
 GOSSIP_ENDPOINT = "_synapse.gossip"
 #: Our extension: a node stopping cleanly says goodbye (never sent to 2.5.0 peers).
 LEAVE_ENDPOINT = "_synapse.leave"
-GOSSIP_VERSION = 1
+#: 2: a round's digest may be compact (``compact``: ``[id, seq, age]`` entries), answered
+#: with full entries of what the caller lacks (or holds older), compact ones of the rest, and
+#: the ids of the records the caller holds newer (``want``: in full in its next gossip to us).
+GOSSIP_VERSION = 2
 
 
 def register(m: Membership, registry: EndpointRegistry) -> None:
@@ -76,6 +79,8 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
             and same_address(known.peer, sender)
         )
         refused = m._apply_digest(message.get("members"), sender.id, trusted=trusted)
+        compact = message.get("compact")
+        reading = None if compact is None else m._apply_compact(compact, sender.id, trusted=trusted)
         if refused:  # an honest node relays only records it checked
             raise RemoteError(
                 BAD_REQUEST,
@@ -86,7 +91,17 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         # (news only) is answered without a digest: news floods, it is not a push-pull.
         if message.get("push") is True:
             return {"v": GOSSIP_VERSION, "self": m._signed_record()}
-        return {"v": GOSSIP_VERSION, "members": m._digest(), "self": m._signed_record()}
+        if reading is None:  # a full digest (a node of an earlier version): ours, in full
+            return {"v": GOSSIP_VERSION, "members": m._digest(), "self": m._signed_record()}
+        # A compact digest names records by seq: we answer with the records the caller lacks
+        # (or holds older) in full, the others compact, and say which of the caller's we want:
+        # they come in full in its next gossip to us (no third message).
+        members, rest = m._answer_compact(reading.listed, sender.id)
+        answer = {"v": GOSSIP_VERSION, "members": members, "compact": rest}
+        answer["self"] = m._signed_record()
+        if reading.want:
+            answer["want"] = reading.want
+        return answer
 
     async def leave(peer: Any, connection: Connection | None = None) -> dict[str, Any]:
         leaving = Peer.from_dict(peer)

@@ -27,19 +27,25 @@ from ._signing import MalformedProof, RecordProof, proof_in
 from ._table import PeerState
 
 __all__ = [
+    "MAX_COMPACT",
     "MAX_DIGEST",
     "Claim",
+    "CompactReading",
     "Heard",
     "PartnerRotation",
     "Rejected",
     "Update",
     "Verified",
+    "compact_entry",
     "digest_entry",
+    "read_compact",
     "read_digest",
 ]
 
 #: At most this many members in one digest (sampled when there are more).
 MAX_DIGEST = 256
+#: At most this many compact entries in one message (sampled when there are more).
+MAX_COMPACT = 1024
 
 _KIND_VALUES: dict[Any, str] = {kind: kind.value for kind in NodeKind}
 
@@ -81,14 +87,94 @@ def build_digest(
     """Entries for ``states`` (sampled down to ``limit``: the ids in ``first`` before a
     random sample of the rest), ages computed at ``now``: a cached age would make a silent
     member look recently heard."""
-    if len(states) > limit:
-        if first:
-            chosen = [s for s in states if s.peer.id in first][:limit]
-            rest = [s for s in states if s.peer.id not in first]
-            states = chosen + rng.sample(rest, min(len(rest), limit - len(chosen)))
-        else:
-            states = rng.sample(states, limit)
+    states = sample_states(states, rng, limit, first)
     return [digest_entry(s.peer, now - s.heard, s.legacy, s.proof) for s in states]
+
+
+def sample_states(
+    states: list[PeerState], rng: random.Random, limit: int, first: Collection[str] = ()
+) -> list[PeerState]:
+    """``states`` if there are at most ``limit``, else the ids in ``first`` before a random
+    sample of the rest."""
+    if len(states) <= limit:
+        return states
+    if not first:
+        return rng.sample(states, limit)
+    chosen = [s for s in states if s.peer.id in first][:limit]
+    rest = [s for s in states if s.peer.id not in first]
+    return chosen + rng.sample(rest, min(len(rest), limit - len(chosen)))
+
+
+def compact_entry(state: PeerState, now: float) -> list[Any]:
+    """A compact digest entry of a member held signed: ``[id, seq, age]``. It names the
+    record by its ``seq``: a receiver holding that record takes it as news of life, one
+    holding an older one (or none) asks for the full entry."""
+    age = now - state.heard
+    return [state.peer.id, state.seq, round(age, 3) if age > 0.0 else 0.0]
+
+
+@dataclass(slots=True)
+class CompactReading:
+    """What a list of compact entries says (:func:`read_compact`)."""
+
+    #: News of life of records we hold (the table caps it, as for full entries).
+    heard: list[Heard]
+    #: Ids the sender holds a newer record of, or that we do not hold signed (heard by the
+    #: sender within ``peer_timeout``; at most :data:`MAX_DIGEST`).
+    want: list[str]
+    #: Every well-formed entry's id and ``seq``: what the sender holds.
+    listed: dict[str, int]
+
+
+def read_compact(
+    entries: Any,
+    *,
+    now: float,
+    skip: Iterable[str],
+    known: Mapping[str, PeerState],
+    peer_timeout: float,
+    trusted: bool,
+    limit: int = MAX_COMPACT,
+) -> CompactReading:
+    """Read compact entries (``[id, seq, age]``, see :func:`compact_entry`; malformed ones
+    are skipped, at most ``limit`` are read).
+
+    An entry of a member held signed is news of life, as a full entry's (:func:`read_digest`;
+    the table caps it within its window after the newest record reached us): of an alive
+    member from anyone, whatever record the sender holds (members re-sign all the time, so
+    neighbors often hold different ones), of an offline one only from a ``trusted`` sender
+    that holds the same record and heard it within ``peer_timeout``. Nothing else changes by
+    a compact entry (it carries no signature): a newer record, or a member we do not hold
+    signed, is *wanted*, and travels in full later."""
+    reading = CompactReading([], [], {})
+    if not isinstance(entries, list):
+        return reading
+    skipped = set(skip)
+    heard, want, listed = reading.heard, reading.want, reading.listed
+    for item in entries[:limit]:
+        if type(item) is not list or len(item) != 3:
+            continue
+        node_id, seq, age = item
+        if type(node_id) is not str or type(seq) is not int or seq < 0:
+            continue
+        if type(age) not in (float, int) or not 0 <= age < 1e9:  # bool is not int here
+            continue
+        listed[node_id] = seq
+        if node_id in skipped:
+            continue
+        state = known.get(node_id)
+        held = None if state is None else state.proof
+        if held is None:
+            if age < peer_timeout and len(want) < MAX_DIGEST:
+                want.append(node_id)
+            continue
+        if state is not None and (
+            state.alive or (trusted and seq == held.seq and age < peer_timeout)
+        ):
+            heard.append(Heard(node_id, now - age))
+        if seq > held.seq and age < peer_timeout and len(want) < MAX_DIGEST:
+            want.append(node_id)
+    return reading
 
 
 @dataclass(frozen=True, slots=True)

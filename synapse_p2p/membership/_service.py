@@ -39,21 +39,26 @@ from ..secure import SecurityPolicy
 from ..types import Peer
 from ._endpoints import GOSSIP_ENDPOINT, GOSSIP_VERSION, LEAVE_ENDPOINT, register
 from ._gossip import (
+    MAX_COMPACT,
     MAX_DIGEST,
     Claim,
+    CompactReading,
     Heard,
     PartnerRotation,
     Rejected,
     Update,
     build_digest,
+    compact_entry,
     digest_entry,
+    read_compact,
     read_digest,
+    sample_states,
 )
 from ._live_views import LiveViews
 from ._observed import AddressLearner
 from ._seeds import SeedJoiner
 from ._signing import RECORD_ENDPOINT, MalformedProof, RecordProof, RecordSigner, proof_in
-from ._table import PeerTable, Verdict, same_address
+from ._table import PeerState, PeerTable, Verdict, same_address
 from ._trust import Evidence, TrustGate
 from ._verifier import AddressVerifier
 from ._views_endpoint import register_views
@@ -83,6 +88,8 @@ REPAIR_CHANCE = 0.1
 #: batches).
 PUSH_GAP = 0.05
 RELAY_GAP = 0.5
+#: Gossip partners whose wanted records (see :meth:`Membership._owe`) are remembered at most.
+MAX_OWED = 64
 
 
 class Membership:
@@ -147,6 +154,9 @@ class Membership:
         self._full_logged = -math.inf
         self._outstanding: set[str] = set()
         self._news: dict[str, bool] = {}  # members to push: id -> first-hand
+        #: Records a gossip partner wanted (its answer's ``want``): partner id -> member ids,
+        #: sent in full in our next gossip to it.
+        self._owed: dict[str, list[str]] = {}
         self.messages_sent = 0
         self.messages_received = 0
         #: Whether stopping tells the members (``_synapse.leave``); a test that simulates a
@@ -256,6 +266,7 @@ class Membership:
         self._last_push = -math.inf
         self._outstanding.clear()
         self._news.clear()
+        self._owed.clear()
         self._rotation = PartnerRotation(self._rng)
         self._view_rotation = PartnerRotation(self._rng)
         self._fresh.clear()
@@ -382,13 +393,9 @@ class Membership:
             # most (the table's window, 3 x peer_timeout, still moves in time).
             recheck_after=self.config.peer_timeout,
         )
-        heard_indirectly = self.table.heard_indirectly
         for decision in decisions:
             if isinstance(decision, Heard):
-                verdict = heard_indirectly(decision.node_id, decision.when, now=now, revive=trusted)
-                if verdict == "joined":  # an offline member is back, by a trusted member's word
-                    self._after(verdict, decision.node_id, self.table.peers[decision.node_id].peer,
-                                first_hand=False)  # fmt: skip
+                self._heard(decision, now, trusted=trusted)
             elif isinstance(decision, Claim):
                 if decision.proof is None:
                     self._claim(decision.peer, direct=False)
@@ -415,6 +422,88 @@ class Membership:
                 )
                 self._after(verdict, decision.peer.id, decision.peer, first_hand=False)
         return refused
+
+    def _heard(self, heard: Heard, now: float, *, trusted: bool) -> None:
+        verdict = self.table.heard_indirectly(heard.node_id, heard.when, now=now, revive=trusted)
+        if verdict == "joined":  # an offline member is back, by a trusted member's word
+            self._after(verdict, heard.node_id, self.table.peers[heard.node_id].peer,
+                        first_hand=False)  # fmt: skip
+
+    def _apply_compact(self, entries: Any, sender_id: str, *, trusted: bool) -> CompactReading:
+        """Take compact digest entries (see :func:`._gossip.read_compact`): news of life of
+        the records held; returns the reading (what the sender holds, what we want of it)."""
+        now = self._now()
+        reading = read_compact(
+            entries,
+            now=now,
+            skip=(sender_id, self.local.node_id),
+            known=self.table.peers,
+            peer_timeout=self.config.peer_timeout,
+            trusted=trusted,
+        )
+        for heard in reading.heard:
+            self._heard(heard, now, trusted=trusted)
+        return reading
+
+    def _compact_digest(self) -> tuple[list[list[Any]], list[dict[str, Any]]]:
+        """A round's digest, compact (see :func:`._gossip.compact_entry`): ``[id, seq, age]``
+        for the members held signed, full entries for the others (unsigned, 2.5.0). Past
+        :data:`MAX_COMPACT` members: those that joined lately first, then a random sample."""
+        now = self._now()
+        compact: list[list[Any]] = []
+        full: list[dict[str, Any]] = []
+        for state in sample_states(self.table.alive(), self._rng, MAX_COMPACT, self._fresh):
+            if state.proof is not None and not state.legacy:
+                compact.append(compact_entry(state, now))
+            elif len(full) < MAX_DIGEST:
+                full.append(digest_entry(state.peer, now - state.heard, state.legacy, None))
+        return compact, full
+
+    def _answer_compact(
+        self, listed: Mapping[str, int], caller_id: str
+    ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+        """The answer to a compact digest whose sender holds ``listed`` (id to ``seq``): full
+        entries of the members it lacks or holds an older record of (at most
+        :data:`MAX_DIGEST`, those that joined lately first), compact entries of the others
+        (news of life, whatever record it holds)."""
+        now = self._now()
+        behind: list[PeerState] = []
+        compact: list[list[Any]] = []
+        for state in self.table.alive():
+            node_id = state.peer.id
+            if node_id == caller_id:
+                continue
+            theirs = listed.get(node_id)
+            if state.proof is None or state.legacy or theirs is None or theirs < state.proof.seq:
+                behind.append(state)
+            else:
+                compact.append(compact_entry(state, now))
+        chosen = sample_states(behind, self._rng, MAX_DIGEST, self._fresh)
+        full = [digest_entry(s.peer, now - s.heard, s.legacy, s.proof) for s in chosen]
+        return full, compact
+
+    def _entries(self, ids: list[str]) -> list[dict[str, Any]]:
+        """Full entries of the alive members among ``ids``."""
+        now = self._now()
+        out = []
+        for node_id in ids:
+            state = self.table.peers.get(node_id)
+            if state is not None and state.alive:
+                out.append(digest_entry(state.peer, now - state.heard, state.legacy, state.proof))
+        return out
+
+    def _owe(self, partner_id: str, want: Any) -> None:
+        """Remember the records gossip partner ``partner_id`` wanted (at most
+        :data:`MAX_DIGEST`, for at most :data:`MAX_OWED` partners: the oldest are forgotten,
+        the partner pulls them in its own rounds anyway)."""
+        self._owed.pop(partner_id, None)
+        if not isinstance(want, list):
+            return
+        ids = [i for i in want[:MAX_DIGEST] if type(i) is str]
+        if ids:
+            self._owed[partner_id] = ids
+            while len(self._owed) > MAX_OWED:
+                del self._owed[next(iter(self._owed))]
 
     def _digest(self) -> list[dict[str, Any]]:
         """Alive members and how long ago each was last heard from directly (past
@@ -569,7 +658,7 @@ class Membership:
                         old = [p for p in targets if p.id not in news_ids]
                         new = [p for p in targets if p.id in news_ids]
                         self._gossip_to(calls, old, interval, news)
-                        self._gossip_to(calls, new, interval)  # ...newcomers get everything
+                        self._gossip_to(calls, new, interval, full=True)  # newcomers: all
                 self._push = anyio.Event()
 
     async def _next_push(self, deadline: float) -> bool:
@@ -686,19 +775,29 @@ class Membership:
         peers: list[Peer],
         interval: float,
         members: list[dict[str, Any]] | None = None,
+        *,
+        full: bool = False,
     ) -> None:
+        """Gossip to ``peers``: a push of news (``members``, answered without a digest), the
+        full digest (``full``: for members new to us, which hold nothing we could name by
+        ``seq``), else the compact digest of a round (push-pull, see :mod:`._endpoints`)."""
         if not peers:
             return
-        message = {
-            "v": GOSSIP_VERSION,
-            "from": self._signed_record(),
-            "members": self._digest() if members is None else members,
-        }
+        message: dict[str, Any] = {"v": GOSSIP_VERSION, "from": self._signed_record()}
         if members is not None:
+            message["members"] = members
             message["push"] = True  # news only: answered without a digest
+        elif full:
+            message["members"] = self._digest()
+        else:
+            message["compact"], message["members"] = self._compact_digest()
         for peer in peers:
+            own = message
+            owed = self._owed.pop(peer.id, None) if "compact" in message else None
+            if owed:  # a round's digest carries the records this partner wanted last time
+                own = {**message, "members": message["members"] + self._entries(owed)}
             self._outstanding.add(peer.id)
-            calls.start_soon(self._gossip_one, peer, message, interval)
+            calls.start_soon(self._gossip_one, peer, own, interval)
 
     async def _gossip_one(self, peer: Peer, message: dict[str, Any], interval: float) -> None:
         self.messages_sent += 1
@@ -717,9 +816,13 @@ class Membership:
         finally:
             self._outstanding.discard(peer.id)
         self.table.responded(peer.id, self._now())
-        if isinstance(reply, dict):
-            self._take_answer_record(peer, reply.get("self"))
-            self._apply_digest(reply.get("members"), peer.id, trusted=True)
+        if not isinstance(reply, dict):
+            return
+        self._take_answer_record(peer, reply.get("self"))
+        self._apply_digest(reply.get("members"), peer.id, trusted=True)
+        if "compact" in reply:
+            self._apply_compact(reply["compact"], peer.id, trusted=True)
+        self._owe(peer.id, reply.get("want"))
 
     def _take_answer_record(self, dialed: Peer, data: Any) -> None:
         """The record a gossip partner answered with: taken if it is the partner's, newer than

@@ -182,3 +182,36 @@ async def test_idle_message_rate_does_not_grow_with_the_swarm(anyio_backend: Any
     # fanout 3 every 5 s: 0.6 messages per node per second, whatever the size.
     assert rates[0] == pytest.approx(0.6, abs=0.1)
     assert rates[1] == pytest.approx(0.6, abs=0.1)
+
+
+async def test_an_idle_swarm_gossips_compact_digests_and_keeps_every_member(
+    anyio_backend: Any,
+) -> None:
+    """Twelve nodes with partial views, 4 minutes idle on virtual time (records re-signed every
+    10 s, a member's last record keeps it alive 60 s): nobody goes offline, and rounds carry
+    the re-signed records, not every member's, in full."""
+    async with open_swarm(12, partial_views=True) as swarm:
+        await swarm.converged()
+        await anyio.sleep(10)
+        sizes: list[tuple[int, int]] = []  # (full entries, compact entries) per round's gossip
+        for node in swarm.nodes:
+            caller = node.membership.caller
+            call = caller.call
+
+            async def counting(*args: Any, call: Any = call, **kwargs: Any) -> Any:
+                endpoint, arguments = args[2], args[3]
+                if endpoint == "_synapse.gossip" and "compact" in arguments[0]:
+                    message = arguments[0]
+                    sizes.append((len(message["members"]), len(message["compact"])))
+                return await call(*args, **kwargs)
+
+            caller.call = counting  # type: ignore[method-assign]
+        events = len(swarm.events)
+        await anyio.sleep(240)
+        assert swarm.events[events:] == []  # no member went offline anywhere
+        await swarm.converged()
+        full = sum(f for f, _ in sizes)
+        compact = sum(c for _, c in sizes)
+        assert len(sizes) > 12 * 240 / 5  # a round every 5 s, to the links each node owns
+        assert compact > 9 * len(sizes)  # each names (almost) every other member...
+        assert full < compact / 4  # ...and few of them in full (here about 1 in 7)

@@ -1,0 +1,130 @@
+"""Compact digests: a round names each signed record by its ``seq`` (``[id, seq, age]``), the
+answer carries in full only what the caller lacks, and what the answerer lacks travels in full
+in the caller's next round (``want``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from synapse_p2p import Client, Peer
+from synapse_p2p.membership import PeerTable
+from synapse_p2p.membership._gossip import MAX_DIGEST, Heard, compact_entry, read_compact
+from synapse_p2p.membership._signing import RecordProof
+from tests.membership.test_record_rules import swarm
+
+
+@pytest.fixture(autouse=True)
+def _secret_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests say which secret they use (``./dev test`` sets ``SYNAPSE_SECRET``)."""
+    monkeypatch.delenv("SYNAPSE_SECRET", raising=False)
+
+
+def proof(seq: int) -> RecordProof:
+    return RecordProof(seq, b"k" * 32, b"s" * 64)  # read_compact never checks signatures
+
+
+def table_of(**members: tuple[int, bool]) -> PeerTable:
+    """Members held signed: name -> (seq, alive)."""
+    table = PeerTable("me", peer_timeout=20)
+    for name, (seq, alive) in members.items():
+        table.verified(Peer(name, "10.0.0.1", 1000, swarm="s"), 0.0, legacy=False,
+                       proof=proof(seq))  # fmt: skip
+        if not alive:
+            table.peers[name].alive = False
+    return table
+
+
+def read(entries: Any, table: PeerTable, *, trusted: bool) -> Any:
+    return read_compact(entries, now=100.0, skip=("sender", "me"), known=table.peers,
+                        peer_timeout=20, trusted=trusted)  # fmt: skip
+
+
+def test_an_entry_of_the_record_held_is_news_of_life_a_newer_or_unknown_one_is_wanted() -> None:
+    table = table_of(a=(5, True), b=(5, True), c=(5, False))
+    entries = [["a", 5, 2.0], ["b", 7, 1.0], ["b", 4, 0.0], ["z", 3, 1.0], ["y", 1, 25.0],
+               ["c", 5, 1.0], ["sender", 9, 0.0]]  # fmt: skip
+    untrusted = read(entries, table, trusted=False)
+    # Whatever record the sender holds of an alive member, it heard it (b: 1 s and 0 s ago).
+    assert untrusted.heard == [Heard("a", 98.0), Heard("b", 99.0), Heard("b", 100.0)]
+    assert untrusted.want == ["b", "z"]  # not y: the sender has not heard it for 25 s
+    assert untrusted.listed == {"a": 5, "b": 4, "z": 3, "y": 1, "c": 5, "sender": 9}
+    # An offline member is back only by a trusted sender's word, heard within peer_timeout.
+    trusted = read(entries, table, trusted=True)
+    assert trusted.heard[-1] == Heard("c", 99.0)
+    assert read([["c", 5, 30.0]], table, trusted=True).heard == []
+    assert read([["c", 6, 1.0]], table, trusted=True).heard == []  # another record: dial it
+
+
+def test_a_compact_entry_is_id_seq_and_age() -> None:
+    table = table_of(a=(5, True))
+    state = table.peers["a"]
+    state.heard = 96.5
+    assert compact_entry(state, 100.0) == ["a", 5, 3.5]
+    state.heard = 101.0  # heard after now (a clock step): age 0, never negative
+    assert compact_entry(state, 100.0) == ["a", 5, 0.0]
+
+
+def test_malformed_compact_entries_are_skipped() -> None:
+    table = table_of(a=(5, True))
+    bad = [None, "a", {"id": "a"}, ["a", 5], ["a", 5, 1.0, 0], [1, 5, 1.0], ["a", "5", 1.0],
+           ["a", True, 1.0], ["a", -1, 1.0], ["a", 5, -1.0], ["a", 5, math.nan],
+           ["a", 5, math.inf], ["a", 5, False], ["a", 5.0, 1.0]]  # fmt: skip
+    reading = read(bad, table, trusted=True)
+    assert (reading.heard, reading.want, reading.listed) == ([], [], {})
+    assert read({"a": 5}, table, trusted=True).listed == {}
+
+
+def test_compact_reading_is_bounded() -> None:
+    table = table_of()
+    many = [[f"m{i}", 1, 0.0] for i in range(5000)]
+    reading = read(many, table, trusted=True)
+    assert len(reading.listed) == 1024  # MAX_COMPACT
+    assert len(reading.want) == MAX_DIGEST
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
+        max_leaves=20,
+    )
+)
+def test_any_input_reads_without_raising(data: Any) -> None:
+    read(data, table_of(a=(5, True)), trusted=True)
+    read([data, ["a", 5, 1.0]], table_of(a=(5, True)), trusted=False)
+
+
+# -- on the wire ------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_compact_digest_is_answered_with_what_the_caller_lacks(anyio_backend: str) -> None:
+    async with swarm("a", "b", "c", "d") as (a, b, c, d):
+        held = {n.node_id: a.membership.table.peers[n.node_id].seq for n in (c, d)}
+        me = await Client("127.0.0.1", b.port).call("_synapse.record")
+        caller = Client("127.0.0.1", a.port, identity=b.identity)  # b, on its own channel
+        compact = [[c.node_id, held[c.node_id], 0.5]]  # b holds c's record, not d's
+        answer = await caller.call("_synapse.gossip", {"v": 2, "from": me, "members": [],
+                                                       "compact": compact})  # fmt: skip
+        assert [e["id"] for e in answer["members"]] == [d.node_id]  # what b lacks, in full
+        assert answer["members"][0]["seq"] == held[d.node_id]
+        assert [e[:2] for e in answer["compact"]] == [[c.node_id, held[c.node_id]]]
+        assert "want" not in answer
+        # b holds an older record of c, and a newer one of d: c in full, d wanted.
+        compact = [[c.node_id, held[c.node_id] - 1, 0.5], [d.node_id, held[d.node_id] + 1, 0.5]]
+        answer = await caller.call("_synapse.gossip", {"v": 2, "from": me, "members": [],
+                                                       "compact": compact})  # fmt: skip
+        assert [e["id"] for e in answer["members"]] == [c.node_id]
+        # d compact all the same: our record is older, but we heard d (news of life).
+        assert [e[:2] for e in answer["compact"]] == [[d.node_id, held[d.node_id]]]
+        assert answer["want"] == [d.node_id]
+        # A digest in full (a node of an earlier version) is answered in full, as before.
+        answer = await caller.call("_synapse.gossip", {"v": 1, "from": me, "members": []})
+        assert {e["id"] for e in answer["members"]} >= {c.node_id, d.node_id}
+        assert "compact" not in answer
+        assert await caller.call("_synapse.ping") == "pong"
