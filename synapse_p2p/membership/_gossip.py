@@ -110,7 +110,7 @@ def compact_entry(state: PeerState, now: float) -> list[Any]:
     record by its ``seq``: a receiver holding that record takes it as news of life, one
     holding an older one (or none) asks for the full entry."""
     age = now - state.heard
-    return [state.peer.id, state.seq, round(age, 3) if age > 0.0 else 0.0]
+    return [state.peer.id, state.seq, age if age > 0.0 else 0.0]
 
 
 @dataclass(slots=True)
@@ -168,10 +168,13 @@ def read_compact(
             if age < peer_timeout and len(want) < MAX_DIGEST:
                 want.append(node_id)
             continue
-        if state is not None and (
-            state.alive or (trusted and seq == held.seq and age < peer_timeout)
+        when = now - age
+        if (
+            state is not None
+            and when > state.heard  # else old news: the table would ignore it
+            and (state.alive or (trusted and seq == held.seq and age < peer_timeout))
         ):
-            heard.append(Heard(node_id, now - age))
+            heard.append(Heard(node_id, when))
         if seq > held.seq and age < peer_timeout and len(want) < MAX_DIGEST:
             want.append(node_id)
     return reading
@@ -287,7 +290,8 @@ def read_digest(
                     now - state.record_at < recheck_after
                     and _same_content(item, state.peer, held_extras(state))
                 ):
-                    out.append(Heard(node_id, now - age))  # the table caps it for a signed one
+                    if now - age > state.heard:  # else old news, which the table ignores
+                        out.append(Heard(node_id, now - age))  # the table caps it
                     continue
             elif held is None and "sig" not in item:
                 if unsigned(node_id):

@@ -6,8 +6,10 @@ Wire behaviour towards synapse-p2p 2.5.0 peers is theirs exactly: ``_synapse.joi
 ``heartbeat_interval`` (they drop peers silent for 20 s). Among our own nodes, each round sends
 ``_synapse.gossip`` to a few random peers only (``fanout``), carrying a digest of the members
 the sender knows and how long ago each was last heard from directly; liveness spreads through
-those digests, so a node's message rate does not grow with the swarm. News of a member spreads
-at once: a node that verifies a new member pushes its digest to ``fanout`` peers right away.
+those digests, so a node's message rate does not grow with the swarm. A round's digest is
+compact (``[id, seq, age]`` per member held signed, see :func:`._gossip.read_compact`): records
+travel in full only to whoever lacks them. News of a member spreads at once: a node that
+verifies a new member pushes it to its peers (with views, its active neighbors) right away.
 
 Peer records are signed by their node (:mod:`._signing`) and weighed by :mod:`._trust`: a
 member's address and descriptive fields change only through a newer record it signed, and
