@@ -33,6 +33,7 @@ __all__ = [
     "CompactReading",
     "Heard",
     "PartnerRotation",
+    "Refreshed",
     "Rejected",
     "Update",
     "Verified",
@@ -105,12 +106,23 @@ def sample_states(
     return chosen + rng.sample(rest, min(len(rest), limit - len(chosen)))
 
 
-def compact_entry(state: PeerState, now: float) -> list[Any]:
+def named_seq(state: PeerState, now: float, recheck_after: float) -> int:
+    """The ``seq`` a compact entry names for a member held signed: the record held, or
+    within ``recheck_after`` of its arrival the newer re-signing seen (:attr:`PeerState.seen`),
+    which partners then need not send; past it, the record held, so that they send the
+    newer one, which is then checked."""
+    held = -1 if state.proof is None else state.proof.seq
+    if state.seen > held and now - state.record_at < recheck_after:
+        return state.seen
+    return held
+
+
+def compact_entry(state: PeerState, now: float, recheck_after: float = 0.0) -> list[Any]:
     """A compact digest entry of a member held signed: ``[id, seq, age]``. It names the
-    record by its ``seq``: a receiver holding that record takes it as news of life, one
-    holding an older one (or none) asks for the full entry."""
+    record by its ``seq`` (:func:`named_seq`): a receiver holding that record takes it as news
+    of life, one holding an older one (or none) asks for the full entry."""
     age = now - state.heard
-    return [state.peer.id, state.seq, age if age > 0.0 else 0.0]
+    return [state.peer.id, named_seq(state, now, recheck_after), age if age > 0.0 else 0.0]
 
 
 @dataclass(slots=True)
@@ -135,6 +147,7 @@ def read_compact(
     peer_timeout: float,
     trusted: bool,
     limit: int = MAX_COMPACT,
+    recheck_after: float = 0.0,
 ) -> CompactReading:
     """Read compact entries (``[id, seq, age]``, see :func:`compact_entry`; malformed ones
     are skipped, at most ``limit`` are read).
@@ -175,7 +188,12 @@ def read_compact(
             and (state.alive or (trusted and seq == held.seq and age < peer_timeout))
         ):
             heard.append(Heard(node_id, when))
-        if seq > held.seq and age < peer_timeout and len(want) < MAX_DIGEST:
+        if (
+            seq > held.seq
+            and age < peer_timeout
+            and len(want) < MAX_DIGEST
+            and (state is None or seq > named_seq(state, now, recheck_after))
+        ):  # newer than the record held, and than a re-signing seen lately
             want.append(node_id)
     return reading
 
@@ -187,6 +205,8 @@ class Heard:
 
     node_id: str
     when: float
+    #: A trusted sender relayed a re-signing with this ``seq`` (not checked; -1: none).
+    seen: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +238,17 @@ class Update:
 
 
 @dataclass(frozen=True, slots=True)
+class Refreshed:
+    """A newer signed record of an alive member with the content held (a periodic
+    re-signing), its signature checked over the record held: only the proof changes, and news
+    that it was alive at ``when``."""
+
+    node_id: str
+    proof: RecordProof
+    when: float
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """An entry refused for a bad signature (counted and logged by the caller)."""
 
@@ -225,7 +256,7 @@ class Rejected:
     reason: str
 
 
-Decision = Heard | Verified | Claim | Update | Rejected
+Decision = Heard | Verified | Claim | Update | Refreshed | Rejected
 
 
 def _never(peer: Peer, proof: RecordProof) -> bool:
@@ -290,8 +321,9 @@ def read_digest(
                     now - state.record_at < recheck_after
                     and _same_content(item, state.peer, held_extras(state))
                 ):
-                    if now - age > state.heard:  # else old news, which the table ignores
-                        out.append(Heard(node_id, now - age))  # the table caps it
+                    seen = seq if trusted and seq > max(held.seq, state.seen) else -1
+                    if now - age > state.heard or seen >= 0:  # else old news (ignored)
+                        out.append(Heard(node_id, now - age, seen))  # the table caps it
                     continue
             elif held is None and "sig" not in item:
                 if unsigned(node_id):
@@ -305,13 +337,23 @@ def read_digest(
         if proof is not None:
             if age >= peer_timeout and (state is None or not state.alive):
                 continue
+            decision: Decision | None
             if (
                 state is not None
                 and proof.seq > state.seq
-                and now - state.record_at < recheck_after
                 and _same_content(item, state.peer, held_extras(state))
-            ):
-                decision: Decision | None = Heard(node_id, now - age) if state.alive else None
+            ):  # a re-signing
+                if now - state.record_at < recheck_after:
+                    seen = proof.seq if trusted and proof.seq > state.seen else -1
+                    decision = Heard(node_id, now - age, seen) if state.alive else None
+                elif not state.alive:
+                    decision = _signed_entry(
+                        item, node_id, proof, state, now - age, check, admits, trusted=trusted
+                    )
+                elif check(state.peer, proof):  # the content held is the content signed
+                    decision = Refreshed(node_id, proof, now - age)
+                else:
+                    decision = Rejected(node_id, "bad signature")
             else:
                 decision = _signed_entry(
                     item, node_id, proof, state, now - age, check, admits, trusted=trusted

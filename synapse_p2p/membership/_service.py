@@ -47,6 +47,7 @@ from ._gossip import (
     CompactReading,
     Heard,
     PartnerRotation,
+    Refreshed,
     Rejected,
     Update,
     build_digest,
@@ -411,6 +412,13 @@ class Membership:
                     decision.peer, decision.proof, min(decision.when, now), now=now
                 )
                 self._after(verdict, decision.peer.id, decision.peer, first_hand=False)
+            elif isinstance(decision, Refreshed):
+                verdict = self.table.refreshed(
+                    decision.node_id, decision.proof, min(decision.when, now), now=now
+                )
+                state = self.table.peers.get(decision.node_id)
+                if state is not None:
+                    self._after(verdict, decision.node_id, state.peer, first_hand=False)
             elif isinstance(decision, Rejected):
                 refused += 1
                 self.trust.note(
@@ -426,6 +434,10 @@ class Membership:
         return refused
 
     def _heard(self, heard: Heard, now: float, *, trusted: bool) -> None:
+        if heard.seen >= 0:
+            state = self.table.peers.get(heard.node_id)
+            if state is not None and heard.seen > state.seen:
+                state.seen = heard.seen
         verdict = self.table.heard_indirectly(heard.node_id, heard.when, now=now, revive=trusted)
         if verdict == "joined":  # an offline member is back, by a trusted member's word
             self._after(verdict, heard.node_id, self.table.peers[heard.node_id].peer,
@@ -442,6 +454,7 @@ class Membership:
             known=self.table.peers,
             peer_timeout=self.config.peer_timeout,
             trusted=trusted,
+            recheck_after=self.config.peer_timeout,
         )
         for heard in reading.heard:
             self._heard(heard, now, trusted=trusted)
@@ -456,7 +469,7 @@ class Membership:
         full: list[dict[str, Any]] = []
         for state in sample_states(self.table.alive(), self._rng, MAX_COMPACT, self._fresh):
             if state.proof is not None and not state.legacy:
-                compact.append(compact_entry(state, now))
+                compact.append(compact_entry(state, now, self.config.peer_timeout))
             elif len(full) < MAX_DIGEST:
                 full.append(digest_entry(state.peer, now - state.heard, state.legacy, None))
         return compact, full
@@ -479,7 +492,7 @@ class Membership:
             if state.proof is None or state.legacy or theirs is None or theirs < state.proof.seq:
                 behind.append(state)
             else:
-                compact.append(compact_entry(state, now))
+                compact.append(compact_entry(state, now, self.config.peer_timeout))
         chosen = sample_states(behind, self._rng, MAX_DIGEST, self._fresh)
         full = [digest_entry(s.peer, now - s.heard, s.legacy, s.proof) for s in chosen]
         return full, compact
@@ -494,14 +507,20 @@ class Membership:
                 out.append(digest_entry(state.peer, now - state.heard, state.legacy, state.proof))
         return out
 
-    def _owe(self, partner_id: str, want: Any) -> None:
+    def _owe(self, partner_id: str, want: Any, listed: Mapping[str, int]) -> None:
         """Remember the records gossip partner ``partner_id`` wanted (at most
         :data:`MAX_DIGEST`, for at most :data:`MAX_OWED` partners: the oldest are forgotten,
-        the partner pulls them in its own rounds anyway)."""
+        the partner pulls them in its own rounds anyway): those we hold newer than the record
+        its answer named (``listed``; a re-signing we only saw is not ours to send)."""
         self._owed.pop(partner_id, None)
         if not isinstance(want, list):
             return
-        ids = [i for i in want[:MAX_DIGEST] if type(i) is str]
+        peers = self.table.peers
+        ids = []
+        for node_id in want[:MAX_DIGEST]:
+            state = peers.get(node_id) if type(node_id) is str else None
+            if state is not None and state.alive and state.seq > listed.get(node_id, -1):
+                ids.append(node_id)
         if ids:
             self._owed[partner_id] = ids
             while len(self._owed) > MAX_OWED:
@@ -822,9 +841,10 @@ class Membership:
             return
         self._take_answer_record(peer, reply.get("self"))
         self._apply_digest(reply.get("members"), peer.id, trusted=True)
+        listed: Mapping[str, int] = {}
         if "compact" in reply:
-            self._apply_compact(reply["compact"], peer.id, trusted=True)
-        self._owe(peer.id, reply.get("want"))
+            listed = self._apply_compact(reply["compact"], peer.id, trusted=True).listed
+        self._owe(peer.id, reply.get("want"), listed)
 
     def _take_answer_record(self, dialed: Peer, data: Any) -> None:
         """The record a gossip partner answered with: taken if it is the partner's, newer than

@@ -46,6 +46,10 @@ class PeerState:
     proof: RecordProof | None = None  # the member's signature over ``peer`` (locked)
     verified: bool = False  # it proved its key: a valid signature or its secure channel
     record_at: float = -math.inf  # when the record held (``proof``) reached us
+    #: The newest ``seq`` of a re-signing with the content held that a trusted sender relayed
+    #: and that was not checked (it came within ``recheck_after`` of the record held): what
+    #: compact digests name, so that partners do not send it again (-1: none).
+    seen: int = -1
 
     @property
     def seq(self) -> int:
@@ -181,6 +185,21 @@ class PeerTable:
             state.offline_since = math.nan
             return "joined"
         return "joined" if moved else "heartbeat"
+
+    def refreshed(self, node_id: str, proof: RecordProof, heard: float, *, now: float) -> Verdict:
+        """A checked newer record of alive member ``node_id`` with the content held (a
+        periodic re-signing): the proof changes, not the peer; news of life at ``heard``.
+        ``heartbeat``, or ``ignored`` (unknown, offline, or not newer)."""
+        state = self.peers.get(node_id)
+        if state is None or not state.alive or proof.seq <= state.seq:
+            return "ignored"
+        state.proof = proof
+        state.record_at = now
+        if not state.verified:
+            state.verified = True
+            state.publish()
+        state.heard = max(state.heard, heard)
+        return "heartbeat"
 
     def _add_candidate(
         self, peer: Peer, now: float, *, direct: bool, proof: RecordProof | None = None

@@ -128,3 +128,21 @@ async def test_a_compact_digest_is_answered_with_what_the_caller_lacks(anyio_bac
         assert {e["id"] for e in answer["members"]} >= {c.node_id, d.node_id}
         assert "compact" not in answer
         assert await caller.call("_synapse.ping") == "pong"
+
+
+def test_a_re_signing_seen_lately_is_named_and_not_wanted_again() -> None:
+    """A node that saw a re-signing with the content it holds (not checked: it came within
+    ``recheck_after`` of the record held) names it in its compact entries, so partners do not
+    send it again; past ``recheck_after`` it names the record held, and gets the newer one."""
+    table = table_of(a=(5, True))
+    state = table.peers["a"]
+    state.record_at, state.seen, state.heard = 90.0, 7, 99.0
+    assert compact_entry(state, 100.0, recheck_after=20) == ["a", 7, 1.0]
+    assert compact_entry(state, 111.0, recheck_after=20) == ["a", 5, 12.0]
+
+    def wanted(seq: int, now: float) -> list[str]:
+        return read_compact([["a", seq, 0.5]], now=now, skip=(), known=table.peers,
+                            peer_timeout=20, trusted=True, recheck_after=20).want  # fmt: skip
+
+    assert (wanted(6, 100.0), wanted(7, 100.0), wanted(8, 100.0)) == ([], [], ["a"])
+    assert wanted(6, 111.0) == ["a"]  # past recheck_after: anything newer than the record held

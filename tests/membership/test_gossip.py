@@ -15,10 +15,14 @@ from synapse_p2p.membership._gossip import (
     Claim,
     Heard,
     PartnerRotation,
+    Refreshed,
+    Rejected,
+    Update,
     Verified,
     build_digest,
     read_digest,
 )
+from synapse_p2p.membership._signing import RecordProof
 
 
 def entry(
@@ -121,3 +125,48 @@ def test_rotation_skips_unusable_members() -> None:
     picked = rotation.pick(3, lambda: ["a", "b", "c"], lambda pid: pid != "b")
     assert sorted(picked) == ["a", "c"]
     assert rotation.pick(3, list, lambda _: True) == []
+
+
+def test_a_re_signing_is_checked_over_the_record_held_and_changes_only_the_proof() -> None:
+    table = PeerTable("me", peer_timeout=20)
+    table.verified(Peer("a", "10.0.0.1", 1000, swarm="s", team="default", name="a"), 0.0,
+                   legacy=False, proof=RecordProof(5, b"k" * 32, b"s" * 64))  # fmt: skip
+    state = table.peers["a"]
+    state.record_at = 50.0  # arrived 50 s before now (100): past recheck_after (20 s)
+    checked: list[tuple[Peer, int]] = []
+
+    def check(peer: Peer, proof: RecordProof) -> bool:
+        checked.append((peer, proof.seq))
+        return proof.sig == b"g" * 64
+
+    def read_signed(item: dict[str, Any]) -> list[Any]:
+        return read_digest([item], now=100.0, skip=("me",), known=table.peers, peer_timeout=20,
+                           admits=admits, trusted=True, check=check, recheck_after=20)  # fmt: skip
+
+    resigned = {**entry("a", age=1.0), "seq": 6, "key": b"k" * 32, "sig": b"g" * 64}
+    [refreshed] = read_signed(resigned)
+    assert refreshed == Refreshed("a", RecordProof(6, b"k" * 32, b"g" * 64), 99.0)
+    assert checked == [(state.peer, 6)]  # the signature is checked over the record held
+    held = state.peer
+    assert table.refreshed("a", refreshed.proof, refreshed.when, now=100.0) == "heartbeat"
+    assert state.peer is held  # no new Peer: only the proof changed
+    assert (state.seq, state.record_at, state.heard) == (6, 100.0, 99.0)
+    assert table.refreshed("a", refreshed.proof, 99.5, now=100.0) == "ignored"  # not newer
+    # A bad signature is refused; within recheck_after a re-signing is news of life, unchecked.
+    state.record_at = 50.0
+    [rejected] = read_signed({**resigned, "seq": 7, "sig": b"x" * 64})
+    assert isinstance(rejected, Rejected)
+    state.record_at = 90.0
+    assert read_signed({**resigned, "seq": 7, "age": 0.5}) == [Heard("a", 99.5, seen=7)]
+    assert len(checked) == 2
+    # Only a trusted sender's re-signing is remembered as seen (it is named in compact digests).
+    untrusted = read_digest([{**resigned, "seq": 8, "age": 0.2}], now=100.0, skip=("me",),
+                            known=table.peers, peer_timeout=20, admits=admits, trusted=False,
+                            check=check, recheck_after=20)  # fmt: skip
+    assert untrusted == [Heard("a", 99.8)]
+    # Changed content is an update (a new Peer), checked over the new content.
+    state.record_at = 50.0
+    [update] = read_signed({**resigned, "seq": 7, "name": "renamed"})
+    assert isinstance(update, Update)
+    assert update.peer.name == "renamed"
+    assert checked[-1][0].name == "renamed"

@@ -16,6 +16,7 @@ from synapse_p2p.membership import PeerTable
 from synapse_p2p.membership._gossip import (
     Claim,
     Heard,
+    Refreshed,
     Rejected,
     Update,
     Verified,
@@ -242,15 +243,16 @@ def test_a_re_signed_record_with_the_same_content_is_checked_once_per_interval()
                            recheck_after=20.0)  # fmt: skip
 
     refreshed = digest_entry(peer, 0.0, False, sign(a, peer, 2))
-    assert read_at([refreshed], 100.0) == [Heard(a.node_id, 100.0)]  # held one is recent
+    # The held one is recent: news of life, and the re-signing is remembered as seen.
+    assert read_at([refreshed], 100.0) == [Heard(a.node_id, 100.0, seen=2)]
     assert verifier.checked == 0
     renamed = replace(peer, name="b")
     [update] = read_at([digest_entry(renamed, 0.0, False, sign(a, renamed, 3))], 100.0)
     assert isinstance(update, Update)  # new content: checked at once
     assert verifier.checked == 1
-    assert read_at([refreshed], 114.0) == [Heard(a.node_id, 114.0)]
+    assert read_at([refreshed], 114.0) == [Heard(a.node_id, 114.0, seen=2)]
     [later] = read_at([refreshed], 116.0)  # the held record arrived 21 s ago: checked now
-    assert isinstance(later, Update)
+    assert isinstance(later, Refreshed)
     assert verifier.checked == 2
 
 
