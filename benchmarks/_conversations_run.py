@@ -1,6 +1,6 @@
 """One conversation measurement in this process; prints one JSON line.
 
-    python _conversations_run.py ours trio|asyncio N [views]
+    python _conversations_run.py ours trio|asyncio N [views] [tuned]
     python _conversations_run.py ref asyncio N     (synapse-p2p 2.5.0's interpreter)
 
 N nodes on one event loop, loopback TCP, joined through the first. Measures: one event from
@@ -8,12 +8,14 @@ node 0 reaching all N (median of 10), requests handled per event, sustained even
 events, broadcast synapse.ask -> all N-1 replies at the origin (median of 5), failed calls, the
 whole swarm's CPU time per ask (the process's, from the broadcast until the swarm is quiet),
 the garbage collector's time per ask and the objects it tracks (ours only). ``views`` runs our
-nodes with ``partial_views=True``.
+nodes with ``partial_views=True``; ``tuned`` raises the garbage collector's thresholds first
+(``_views_run.TUNED_GC``).
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import statistics
 import sys
@@ -226,6 +228,8 @@ def ref(n: int) -> dict[str, float]:
 
 if __name__ == "__main__":
     impl, backend, n_text = sys.argv[1:4]
-    views = sys.argv[4:5] == ["views"]
+    views, tuned = "views" in sys.argv[4:], "tuned" in sys.argv[4:]
+    if tuned:  # the same thresholds as benchmarks/views.py --gc tuned (this script's folder)
+        gc.set_threshold(*importlib.import_module("_views_run").TUNED_GC)
     out = ref(int(n_text)) if impl == "ref" else ours(backend, int(n_text), views)
     print(json.dumps(out), flush=True)

@@ -1,7 +1,7 @@
 """Conversation benchmark: this package vs synapse-p2p 2.5.0, N = 10, 30, 50, one run.
 
     python benchmarks/conversations.py [--sizes 10 30 50] [--backends trio asyncio]
-                                       [--partial-views] [--no-reference]
+                                       [--partial-views] [--no-reference] [--gc default tuned]
 
 For each implementation and N, one process runs N nodes on one event loop (loopback TCP)
 joined through the first, and reports: time for one event emitted by node 0 to be stored by
@@ -12,7 +12,9 @@ only) the whole swarm's CPU time per ask (from the broadcast until every deliver
 the garbage collector's part of it with the objects it tracks: N nodes in one heap make each
 full collection N times the work it is for a node in a process of its own. ``--partial-views``
 runs our nodes with ``partial_views=True``; ``--no-reference`` leaves 2.5.0 out (it takes
-minutes per ask past N=50). SQLite appends/s are measured by
+minutes per ask past N=50); ``--gc tuned`` raises the garbage collector's thresholds in our
+measured process (``_views_run.TUNED_GC``), as a process hosting many nodes should. SQLite
+appends/s are measured by
 ``benchmarks/conversation_log.py``.
 """
 
@@ -29,10 +31,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 
-def run(python: str, impl: str, backend: str, n: int, views: bool = False) -> dict[str, float]:
+def run(
+    python: str, impl: str, backend: str, n: int, views: bool = False, gc: str = "default"
+) -> dict[str, float]:
+    extra = (["views"] if views else []) + (["tuned"] if gc == "tuned" else [])
     try:
         out = subprocess.run(
-            [python, "_conversations_run.py", impl, backend, str(n)] + (["views"] if views else []),
+            [python, "_conversations_run.py", impl, backend, str(n), *extra],
             capture_output=True, text=True, cwd=HERE, timeout=900,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
@@ -64,6 +69,13 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["trio", "asyncio"])
     parser.add_argument("--partial-views", action="store_true", help="ours with partial views")
     parser.add_argument("--no-reference", action="store_true", help="leave 2.5.0 out")
+    parser.add_argument(
+        "--gc",
+        nargs="+",
+        choices=["default", "tuned"],
+        default=["default"],
+        help="ours: garbage collector thresholds, CPython's defaults or raised",
+    )
     args = parser.parse_args()
     configs = []
     if not args.no_reference:
@@ -71,11 +83,16 @@ def main() -> None:
 
         configs.append(("ref (2.5.0, asyncio)", str(build_reference_venv()), "ref", "asyncio"))
     label = ", views" if args.partial_views else ""
-    configs += [(f"ours ({b}{label})", sys.executable, "ours", b) for b in args.backends]
+    configs += [
+        (f"ours ({b}{label}{', gc tuned' if gc == 'tuned' else ''})", sys.executable, "ours", b)
+        for b in args.backends
+        for gc in args.gc
+    ]
     rows = []
     for n in args.sizes:
         for name, python, impl, backend in configs:
-            result = run(python, impl, backend, n, args.partial_views and impl == "ours")
+            gc = "tuned" if "gc tuned" in name else "default"
+            result = run(python, impl, backend, n, args.partial_views and impl == "ours", gc)
             print(f"N={n} {name}: {result}", file=sys.stderr, flush=True)
             rows.append((n, name, result))
     print("\nConversations, all N nodes in one process on one event loop (loopback TCP)\n")
