@@ -176,24 +176,20 @@ def read_compact(
         if node_id in skipped:
             continue
         state = known.get(node_id)
-        held = None if state is None else state.proof
-        if held is None:
+        if state is None or state.proof is None:
             if age < peer_timeout and len(want) < MAX_DIGEST:
                 want.append(node_id)
             continue
         when = now - age
-        if (
-            state is not None
-            and when > state.heard  # else old news: the table would ignore it
-            and (state.alive or (trusted and seq == held.seq and age < peer_timeout))
+        if when > state.heard and (  # else old news: the table would ignore it
+            state.alive or (trusted and seq == state.proof.seq and age < peer_timeout)
         ):
             heard.append(Heard(node_id, when))
         if (
-            seq > held.seq
+            seq > named_seq(state, now, recheck_after)  # the record held, or one seen lately
             and age < peer_timeout
             and len(want) < MAX_DIGEST
-            and (state is None or seq > named_seq(state, now, recheck_after))
-        ):  # newer than the record held, and than a re-signing seen lately
+        ):
             want.append(node_id)
     return reading
 

@@ -493,9 +493,7 @@ class Membership:
                 behind.append(state)
             else:
                 compact.append(compact_entry(state, now, self.config.peer_timeout))
-        chosen = sample_states(behind, self._rng, MAX_DIGEST, self._fresh)
-        full = [digest_entry(s.peer, now - s.heard, s.legacy, s.proof) for s in chosen]
-        return full, compact
+        return build_digest(behind, now, self._rng, first=self._fresh), compact
 
     def _entries(self, ids: list[str]) -> list[dict[str, Any]]:
         """Full entries of the alive members among ``ids``."""
@@ -533,14 +531,8 @@ class Membership:
 
     def _news_digest(self) -> list[dict[str, Any]]:
         """Only the members verified since the last push (what a push carries)."""
-        now = self._now()
         news, self._news = self._news, {}
-        out = []
-        for node_id in news:
-            state = self.table.get(node_id)
-            if state is not None and state.alive:
-                out.append(digest_entry(state.peer, now - state.heard, state.legacy, state.proof))
-        return out
+        return self._entries(list(news))
 
     @property
     def settling(self) -> bool:
