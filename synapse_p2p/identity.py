@@ -92,7 +92,7 @@ def verify(public_key: bytes, domain: bytes, message: bytes, signature: bytes) -
 class Identity:
     """An Ed25519 key pair: ``node_id``, ``public_key`` (32 raw bytes) and :meth:`sign`."""
 
-    __slots__ = ("_key", "node_id", "public_key")
+    __slots__ = ("__weakref__", "_key", "node_id", "public_key")
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         if not isinstance(private_key, Ed25519PrivateKey):

@@ -14,10 +14,10 @@ hold a short status reply for the peer, to be sent before closing.
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from weakref import WeakKeyDictionary
 
 import msgpack
 
@@ -75,22 +75,21 @@ class PeerIdentity:
 
 
 #: Per identity: its Noise static key pair and the signed handshake payload for it. A node
-#: keeps one static key for the life of the process (Noise static keys are long-term; every
-#: handshake still uses fresh ephemeral keys), which saves a key generation and a signature
-#: per handshake. Bounded: the least recently added identity is dropped first.
-_STATICS: OrderedDict[bytes, tuple[KeyPair, bytes]] = OrderedDict()
-_MAX_STATICS = 64
+#: keeps one static key for as long as its identity object lives (Noise static keys are
+#: long-term; every handshake still uses fresh ephemeral keys), which saves a key generation
+#: and a signature per handshake, and lets peers keep their check of it cached
+#: (:func:`_verified_static`). Weakly keyed: a process hosting many nodes keeps one entry per
+#: live identity, and a dropped identity takes its entry along.
+_STATICS: WeakKeyDictionary[Identity, tuple[KeyPair, bytes]] = WeakKeyDictionary()
 
 
 def _static_for(identity: Identity) -> tuple[KeyPair, bytes]:
-    entry = _STATICS.get(identity.public_key)
+    entry = _STATICS.get(identity)
     if entry is None:
         static = KeyPair.generate()
         sig = identity.sign(DOMAIN_NOISE_STATIC, static.public)
         payload: bytes = msgpack.packb({"key": identity.public_key, "sig": sig})
-        entry = _STATICS[identity.public_key] = (static, payload)
-        while len(_STATICS) > _MAX_STATICS:
-            _STATICS.popitem(last=False)
+        entry = _STATICS[identity] = (static, payload)
     return entry
 
 

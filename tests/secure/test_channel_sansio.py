@@ -249,10 +249,30 @@ def test_an_identity_not_proven_by_its_signature_is_refused(
         payload = {"key": BOB.public_key, "sig": mallory.sign(DOMAIN_NOISE_STATIC, static.public)}
     else:  # a genuine signature of BOB, but over some other channel key
         payload = {"key": BOB.public_key, "sig": BOB.sign(DOMAIN_NOISE_STATIC, b"\x01" * 32)}
-    monkeypatch.setitem(_channel._STATICS, mallory.public_key, (static, msgpack.packb(payload)))
+    monkeypatch.setitem(_channel._STATICS, mallory, (static, msgpack.packb(payload)))
     init = SecureHandshake.initiate(ALICE)
     resp = SecureHandshake.respond(mallory)
     resp.receive_data(init.data_to_send())
     with pytest.raises(HandshakeError, match="does not match its channel key"):
         init.receive_data(resp.data_to_send())
     assert init.peer is None
+
+
+def test_each_identity_keeps_its_static_key_in_a_process_of_many_nodes() -> None:
+    """A process hosting hundreds of nodes: every node keeps one Noise static key (and its
+    signed payload) for as long as its identity lives, so its peers' cached check of it holds;
+    a dropped identity takes its entry along."""
+    import gc
+
+    from synapse_p2p.secure import _channel
+
+    first = Identity.generate()
+    kept = _channel._static_for(first)
+    others = [Identity.generate() for _ in range(300)]
+    for other in others:
+        _channel._static_for(other)
+    assert _channel._static_for(first) is kept
+    count = len(_channel._STATICS)
+    del others
+    gc.collect()
+    assert len(_channel._STATICS) <= count - 300
