@@ -205,7 +205,7 @@ class LiveViews:
         state = self._m.table.get(node_id)
         if core is None or state is None or not self.in_views(node_id):
             return
-        alive = max(1, len(self._m.table.alive()))
+        alive = max(1, len(self._m.peers))
         evict = self._rng.random() < core.config.passive_max / alive
         core.offer(self._record_of(state.peer), evict=evict)
         self.waits.verified(node_id)
@@ -265,7 +265,7 @@ class LiveViews:
         if core is None:
             return
         core.record = self._self_record()
-        core.size_estimate = len(self._m.table.alive()) + 1
+        core.size_estimate = len(self._m.peers) + 1
         self.apply(core.tick(self._m._now()))
 
     def apply(

@@ -134,7 +134,7 @@ class SeedJoiner:
         lonely_since: float | None = None
         while True:
             now = m._now()
-            alive = bool(m.table.alive())
+            alive = any(s.alive for s in m.table.peers.values())
             if not self.joined or (
                 not alive
                 and lonely_since is not None

@@ -167,6 +167,8 @@ class Membership:
         self.say_goodbye = True
         self._learned: list[Callable[[Peer, RecordProof], bool]] = []
         self._forgotten: list[Callable[[str], None]] = []
+        #: Called when this node starts advertising another address (:meth:`_advertise`).
+        self.on_moved: list[Callable[[], None]] = []
         self.trust.on_checked = self._checked
         register(self, registry)
         if self.views is not None:
@@ -610,6 +612,8 @@ class Membership:
         )
         self.local.address = address  # our next record (re-signed) carries it to the members
         self.push_soon()
+        for moved in self.on_moved:
+            moved()
 
     def _relay(self, node_id: str) -> None:
         """Relay news of ``node_id`` to the active neighbors with the next push."""

@@ -113,5 +113,8 @@ class AutoRelays:
         cancelled."""
         while True:
             self.step(anyio.current_time())
+            if self.reach.state != "private" and not self.chosen:
+                await self.reach.changed.wait()  # nothing to decide until it is private
+                continue
             with anyio.move_on_after(self.interval):
                 await self.reach.changed.wait()

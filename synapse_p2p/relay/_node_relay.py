@@ -152,6 +152,7 @@ class NodeRelay:
             timeout=self.connect_timeout,
         )
         self.reach.on_change = lambda _state: self._update_record()
+        membership.on_moved.append(self.reach.moved)
         if not self.explicit:
             self.auto = AutoRelays(
                 self.reservations, self.reach, self.advertised, lambda: membership.peers

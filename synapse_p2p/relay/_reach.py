@@ -28,7 +28,6 @@ seconds, doubling up to ``recheck``) and again every ``recheck`` seconds once it
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,6 +57,9 @@ DIALBACK_CONCURRENCY = 4
 DIALBACK_TARGET_INTERVAL = 5.0
 #: Members asked per round.
 ASK = 3
+#: Seconds between two checks of the advertised address while waiting for the next round,
+#: besides :meth:`Reachability.moved` (which membership calls when it changes it).
+MOVE_CHECK = 5.0
 
 ReachabilityState = Literal["public", "private", "unknown"]
 
@@ -192,6 +194,12 @@ class Reachability:
         #: Called when :attr:`state` changes.
         self.on_change: Callable[[ReachabilityState], None] | None = None
         self.changed = anyio.Event()
+        self._moved = anyio.Event()
+
+    def moved(self) -> None:
+        """The node advertises another address: ask again at once (:meth:`run` also checks
+        every :data:`MOVE_CHECK` seconds)."""
+        self._moved.set()
 
     @property
     def state(self) -> ReachabilityState:
@@ -269,7 +277,9 @@ class Reachability:
             else:
                 wait, retry = self.recheck, self.retry
             target = self._target()
-            for _ in range(max(1, math.ceil(wait / 0.5))):
-                await anyio.sleep(min(wait, 0.5))
-                if self._target() != target:  # a new address: ask again at once
-                    break
+            deadline = anyio.current_time() + wait
+            while anyio.current_time() < deadline and self._target() == target:
+                # until the next round, or a new address (then ask again at once)
+                with anyio.move_on_after(min(MOVE_CHECK, deadline - anyio.current_time())):
+                    await self._moved.wait()
+                self._moved = anyio.Event()

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+import pytest
+import trio.testing
+
 from synapse_p2p import Peer
 from synapse_p2p._seams import LocalNode
 from synapse_p2p.identity import Identity
 from synapse_p2p.relay import AdvertisedRoutes, AutoRelays, Reachability, RelayTransport
 from synapse_p2p.relay._advertised import RelayMember
 from synapse_p2p.relay._auto import AVOID_FOR, SWITCH_AFTER
+from synapse_p2p.relay._reach import ASK, MOVE_CHECK
 from synapse_p2p.relay._reserve import Reservations
 from synapse_p2p.secure import Keyring
 from synapse_p2p.transport import TcpTransport
@@ -86,3 +91,74 @@ def test_with_no_other_relay_the_reservation_is_kept() -> None:
     reach2._state = "private"
     auto2.step(0.0)
     assert reservations2.states() == []
+
+
+_VIRTUAL = [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", _VIRTUAL)
+async def test_a_public_node_decides_nothing_until_it_is_private(anyio_backend: Any) -> None:
+    """Idle and reachable, the automatic relays wait for reachability to change instead of
+    deciding every half second; once private they decide every ``interval`` again."""
+    auto, reservations, _, reach = setup(3)
+    reach._state = "public"
+    steps: list[float] = []
+    step = auto.step
+
+    def counted(now: float) -> None:
+        steps.append(now)
+        step(now)
+
+    auto.step = counted  # type: ignore[method-assign]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(auto.run)
+        await anyio.sleep(60)
+        assert len(steps) == 1
+        reach._state = "private"
+        reach.changed.set()
+        reach.changed = anyio.Event()
+        await anyio.sleep(5 * auto.interval + auto.interval / 2)
+        assert len(steps) == 1 + 6
+        assert len(kept(reservations)) == 2
+        tg.cancel_scope.cancel()
+
+
+class _Answers:
+    """Dial-backs that all succeed; the times they were asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    async def call(self, *args: Any, **kwargs: Any) -> Any:
+        self.asked.append(anyio.current_time())
+        return {"ok": True}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", _VIRTUAL)
+async def test_reachability_asks_again_at_once_when_the_node_moves(anyio_backend: Any) -> None:
+    """Between rounds (every ``recheck`` once known) a node asks again at once when it
+    advertises another address (membership calls ``moved``), and within ``MOVE_CHECK``
+    seconds if the address changed some other way."""
+    members = {f"m{i}": Peer(id=f"m{i}", address="198.18.0.1", port=7000 + i) for i in range(5)}
+    local = LocalNode("me", address="198.18.0.9", port=9000)
+    answers = _Answers()
+    reach = Reachability(local, members, lambda _id: False, answers)  # type: ignore[arg-type]
+    t0 = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reach.run)
+        await anyio.sleep(30)
+        assert reach.state == "public"
+        assert len(answers.asked) == ASK  # one round, the next after recheck (60 s)
+        local.address = "198.18.0.10"
+        reach.moved()
+        await anyio.sleep(0.001)
+        assert len(answers.asked) == 2 * ASK
+        assert answers.asked[-1] - t0 == pytest.approx(30.0, abs=0.01)
+        local.port = 9001  # changed without a word: noticed within MOVE_CHECK
+        start = anyio.current_time()
+        await anyio.sleep(MOVE_CHECK + 0.1)
+        assert len(answers.asked) == 3 * ASK
+        assert answers.asked[-1] - start <= MOVE_CHECK
+        tg.cancel_scope.cancel()
