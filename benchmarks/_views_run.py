@@ -1,6 +1,7 @@
 """One partial-views measurement in this process; prints progress to stderr, one JSON line.
 
-    python _views_run.py views|mesh trio|asyncio N IDLE_SECONDS [CONVERGE_TIMEOUT [default|tuned]]
+    python _views_run.py views|mesh trio|asyncio N IDLE_SECONDS [CONVERGE_TIMEOUT [default|tuned
+        [NAME=VALUE,...]]]
 
 N nodes on one event loop on 127.0.0.1 (real TCP, the default heartbeat_interval=5 and
 peer_timeout=20) join through the first; ``views`` runs them with ``partial_views=True``,
@@ -14,7 +15,10 @@ start cost: CPU seconds of the process, handshakes (completed, failed, refused o
 pooled connections opened, address checks (verification dials), gossip calls and, with views,
 view messages by kind, failed and dropped sends, the cores' requests, evictions and ignored
 messages. ``tuned`` sets the garbage collector's thresholds to :data:`TUNED_GC` first; the
-time spent collecting is reported either way.
+time spent collecting is reported either way. The ``peer.joined`` and ``peer.offline`` events
+of all nodes are counted during the start and the idle time (a member that goes offline and
+comes back counts in both). ``NAME=VALUE,...`` passes numeric settings to every ``Node``
+(e.g. ``heartbeat_interval=1000,peer_timeout=3600``: no rounds, no re-signing).
 """
 
 from __future__ import annotations
@@ -113,6 +117,7 @@ def run(
     idle: float,
     converge_timeout: float = 300,
     gc_mode: str = "default",
+    settings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     import anyio
 
@@ -142,10 +147,23 @@ def run(
     async def main() -> None:
         base = rss_kib()
         kw: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "bench", "partial_views": views}
-        seed = Node(name="seed", **kw)
+        kw.update(settings or {})
+        events = {"joined": 0, "offline": 0}
+
+        def counting(node: Node) -> Node:
+            for kind in events:
+
+                async def count(_peer: Any, kind: str = kind) -> None:
+                    events[kind] += 1
+
+                node.on(f"peer.{kind}")(count)
+            return node
+
+        seed = counting(Node(name="seed", **kw))
         async with seed, anyio.create_task_group() as tg:
             nodes = [seed] + [
-                Node(name=f"n{i}", seeds=[f"127.0.0.1:{seed.port}"], **kw) for i in range(n - 1)
+                counting(Node(name=f"n{i}", seeds=[f"127.0.0.1:{seed.port}"], **kw))
+                for i in range(n - 1)
             ]
             for node in nodes[1:]:  # all start at once (as benchmarks/membership.py)
                 tg.start_soon(node.serve)
@@ -168,6 +186,8 @@ def run(
             out["start_cpu_s"] = round(time.process_time() - cpu_start, 2)
             out["start"] = counters(nodes)
             out["start_gc"] = collections.take()
+            out["start_events"] = dict(events)
+            events.update(joined=0, offline=0)
             log(f"full membership: {out['converge_s']}; fds {fds()}")
             log(f"start: cpu {out['start_cpu_s']} s, {out['start']}")
             samples = []
@@ -200,6 +220,7 @@ def run(
             )
             out["rss_per_node_kib"] = round((rss_kib() - base) / n)
             out["idle_gc"] = collections.take()
+            out["idle_events"] = dict(events)
             tg.cancel_scope.cancel()
 
     try:
@@ -213,5 +234,9 @@ if __name__ == "__main__":
     mode, backend, n_text, idle_text = sys.argv[1:5]
     limit = float(sys.argv[5]) if len(sys.argv) > 5 else 300.0
     gc_mode = sys.argv[6] if len(sys.argv) > 6 else "default"
-    result = run(mode, backend, int(n_text), float(idle_text), limit, gc_mode)
+    settings = {}
+    for item in sys.argv[7].split(",") if len(sys.argv) > 7 else []:
+        name, _, value = item.partition("=")
+        settings[name] = float(value)
+    result = run(mode, backend, int(n_text), float(idle_text), limit, gc_mode, settings)
     print(json.dumps(result), flush=True)

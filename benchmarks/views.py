@@ -94,7 +94,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for r in rows:
         if "start" in r:
-            counts = ", ".join(f"{k} {v}" for k, v in r["start"].items())
+            events = r.get("start_events", {})
+            counts = ", ".join(
+                [f"{k} {v}" for k, v in r["start"].items()]
+                + [f"peer.{k} events {v}" for k, v in events.items()]
+            )
             cpu = f"{r['start_cpu_s']} ({_gc(r.get('start_gc'))})"
             print(f"| {r['n']} | {r['mode']} | {r['backend']} | {r['gc']} | {cpu} | {counts} |")
 
