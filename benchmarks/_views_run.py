@@ -117,7 +117,7 @@ def run(
     idle: float,
     converge_timeout: float = 300,
     gc_mode: str = "default",
-    settings: dict[str, float] | None = None,
+    settings: dict[str, float | int] | None = None,
 ) -> dict[str, Any]:
     import anyio
 
@@ -234,9 +234,9 @@ if __name__ == "__main__":
     mode, backend, n_text, idle_text = sys.argv[1:5]
     limit = float(sys.argv[5]) if len(sys.argv) > 5 else 300.0
     gc_mode = sys.argv[6] if len(sys.argv) > 6 else "default"
-    settings = {}
+    settings: dict[str, float | int] = {}
     for item in sys.argv[7].split(",") if len(sys.argv) > 7 else []:
         name, _, value = item.partition("=")
-        settings[name] = float(value)
+        settings[name] = int(value) if value.lstrip("-").isdigit() else float(value)
     result = run(mode, backend, int(n_text), float(idle_text), limit, gc_mode, settings)
     print(json.dumps(result), flush=True)
