@@ -113,7 +113,7 @@ class AutoRelays:
         cancelled."""
         while True:
             self.step(anyio.current_time())
-            if self.reach.state != "private" and not self.chosen:
+            if self.reach.state != "private":  # (step dropped every relay chosen)
                 await self.reach.changed.wait()  # nothing to decide until it is private
                 continue
             with anyio.move_on_after(self.interval):
