@@ -12,7 +12,8 @@ descriptors of the process per node, whether membership is still complete, and t
 whole swarm; RSS per node at the end. A run that fails (``Too many open files``) reports where.
 At convergence (or when ``CONVERGE_TIMEOUT``, default 300 s, runs out) it also reports what the
 start cost: CPU seconds of the process, handshakes (completed, failed, refused over the caps),
-pooled connections opened, address checks (verification dials), gossip calls and, with views,
+pooled connections opened, address checks (verification dials), gossip calls, records signed,
+deaths announced, heard and refuted (``Membership.deaths``) and, with views,
 view messages by kind, failed and dropped sends, the cores' requests, evictions and ignored
 messages. ``tuned`` sets the garbage collector's thresholds to :data:`TUNED_GC` first; the
 time spent collecting is reported either way. The ``peer.joined`` and ``peer.offline`` events
@@ -62,6 +63,10 @@ def counters(nodes: list[Any]) -> dict[str, Any]:
         m = node.membership
         add("verify_dials", m.verifier.dials)
         add("gossip_calls", m.messages_sent)
+        if m._signer is not None:
+            add("records_signed", m._signer.signed)
+        for what, count in m.deaths.items():
+            add(f"deaths_{what}", count)
         views = m.views
         if views is None or views.core is None:
             continue

@@ -314,7 +314,8 @@ def read_digest(
             held, seq = state.proof, item.get("seq")
             if held is not None and type(seq) is int and "sig" in item:
                 if seq <= held.seq or (
-                    now - state.record_at < recheck_after
+                    state.alive
+                    and now - state.record_at < recheck_after
                     and _same_content(item, state.peer, held_extras(state))
                 ):
                     seen = seq if trusted and seq > max(held.seq, state.seen) else -1
@@ -339,13 +340,13 @@ def read_digest(
                 and proof.seq > state.seq
                 and _same_content(item, state.peer, held_extras(state))
             ):  # a re-signing
-                if now - state.record_at < recheck_after:
-                    seen = proof.seq if trusted and proof.seq > state.seen else -1
-                    decision = Heard(node_id, now - age, seen) if state.alive else None
-                elif not state.alive:
+                if not state.alive:  # back (a refuted death notice): the record decides
                     decision = _signed_entry(
                         item, node_id, proof, state, now - age, check, admits, trusted=trusted
                     )
+                elif now - state.record_at < recheck_after:
+                    seen = proof.seq if trusted and proof.seq > state.seen else -1
+                    decision = Heard(node_id, now - age, seen)
                 elif check(state.peer, proof):  # the content held is the content signed
                     decision = Refreshed(node_id, proof, now - age)
                 else:

@@ -107,6 +107,7 @@ class LiveViews:
         self.waits = VerificationWaits()
         self._tg: TaskGroup | None = None
         self._retained: frozenset[tuple[str, int]] | None = None
+        self._closing = False
         #: Members that answered that they serve no view endpoint (not in views).
         self.unsupported: set[str] = set()
         self.sent = 0
@@ -153,6 +154,10 @@ class LiveViews:
         """Active neighbors whose link this node keeps open and gossips over (lower id)."""
         me = self._m.local.node_id
         return [i for i in self.active_ids() if me < i]
+
+    def is_active(self, node_id: str) -> bool:
+        """Whether ``node_id`` is an active neighbor (a link this node watches)."""
+        return self.core is not None and node_id in self.core.active
 
     def in_views(self, node_id: str) -> bool:
         """Whether member ``node_id`` can take part in views (signed, not 2.5.0, serves
@@ -238,6 +243,7 @@ class LiveViews:
             verify=self._believable,
         )
         self._outbox.clear()
+        self._closing = False
         self.unsupported.clear()
         self._retained = None
         self.sent = self.received = self.failed = self.dropped = 0
@@ -253,9 +259,12 @@ class LiveViews:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                while True:
-                    self.tick()
-                    await anyio.sleep(VIEW_TICK)
+                try:
+                    while True:
+                        self.tick()
+                        await anyio.sleep(VIEW_TICK)
+                finally:
+                    self._closing = True  # no new sends while the group winds down
         finally:
             self._tg = None
             self._outbox.clear()
@@ -285,6 +294,8 @@ class LiveViews:
                 else:
                     self._send(action.peer, action.message)
             elif isinstance(action, NeighborUp | NeighborDown | Connect | Disconnect):
+                if isinstance(action, NeighborUp):  # a new link is contact: watched from now
+                    self._m.table.responded(action.peer.id, self._m._now())
                 changed = True
         if changed:
             self._retain()
@@ -322,7 +333,7 @@ class LiveViews:
         return out
 
     def _send(self, record: PeerRecord, message: WireMessage) -> None:
-        if self._tg is None:
+        if self._tg is None or self._closing:
             return
         queue = self._outbox.get(record.id)
         if queue is None:
@@ -331,8 +342,12 @@ class LiveViews:
             address = (peer.address, peer.port) if peer else (record.address, record.port)
             if not address[0] or record.id == self._m.local.node_id:
                 return
-            queue = self._outbox[record.id] = deque()
-            self._tg.start_soon(self._drain, record.id, address, queue)
+            queue = deque()
+            try:
+                self._tg.start_soon(self._drain, record.id, address, queue)
+            except RuntimeError:  # stopping: the task group takes no more
+                return
+            self._outbox[record.id] = queue
         if len(queue) >= OUTBOX:
             self.dropped += 1
             return
@@ -369,6 +384,7 @@ class LiveViews:
                         kwargs,
                         timeout=min(m.config.call_timeout, 5.0),
                     )
+                    m.table.responded(node_id, m._now())
                     if isinstance(answer, dict) and answer.get("replies"):
                         await self._take_answers(node_id, address, answer["replies"])
                 except (SynapseError, OSError, RuntimeError) as exc:  # (not running: stopping)
@@ -377,6 +393,7 @@ class LiveViews:
                     log.debug("view message to %s failed: %s", node_id[:16], exc)
                     self.failed += 1
                     queue.clear()
+                    m.link_failed(node_id, exc)
                     if self.core is not None:
                         self.apply(self.core.on_connection_failed(m._now(), node_id))
                     return

@@ -22,9 +22,11 @@ goodbyes, ``_synapse.record``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
@@ -36,7 +38,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .._hub import EventHub, PeerHeartbeat, PeerJoined, PeerLeft, PeerOffline
 from .._random import SHARED
 from .._validate import format_address
-from ..errors import JoinError, ProtocolError, SynapseError
+from ..errors import JoinError, ProtocolError, RemoteError, SynapseConnectionError, SynapseError
 from ..secure import SecurityPolicy
 from ..types import Peer
 from ._endpoints import GOSSIP_ENDPOINT, GOSSIP_VERSION, LEAVE_ENDPOINT, register
@@ -93,6 +95,18 @@ PUSH_GAP = 0.05
 RELAY_GAP = 0.5
 #: Gossip partners whose wanted records (see :meth:`Membership._owe`) are remembered at most.
 MAX_OWED = 64
+#: Death notices one gossip message carries at most (more wait for the next push).
+MAX_DEAD = 256
+#: With views, a round's gossip over the links carries a compact digest once every
+#: ``ceil(members / DIGEST_MEMBERS)`` rounds (and every round while members joined lately):
+#: the other rounds only probe the links, so a round's cost does not grow with the swarm.
+DIGEST_MEMBERS = 32
+#: With views, the owner of a link probes it once it has not heard from the neighbor for
+#: this fraction of ``peer_timeout`` (``PROBE_OWNED``); the other end probes only past
+#: ``PROBE_AFTER`` (it is called by the owner: a call of its own would open a second
+#: connection), and so does a node watching a member whose call failed.
+PROBE_OWNED = 0.3
+PROBE_AFTER = 0.75
 
 
 class Membership:
@@ -160,6 +174,16 @@ class Membership:
         #: Records a gossip partner wanted (its answer's ``want``): partner id -> member ids,
         #: sent in full in our next gossip to it.
         self._owed: dict[str, list[str]] = {}
+        #: Death notices to push (member id -> (seq, first-hand)); members watched after a
+        #: failed call (id -> since); whether to push a renewed record (a refutation).
+        self._dead: dict[str, tuple[int, bool]] = {}
+        self._watch: dict[str, float] = {}
+        self._refute = False
+        self._rounds = 0
+        self._calls: TaskGroup | None = None
+        #: With views: deaths ``announced`` (first-hand), ``heard`` (a notice taken),
+        #: ``refuted`` (of this node), ``malformed`` notices.
+        self.deaths: Counter[str] = Counter()
         self.messages_sent = 0
         self.messages_received = 0
         #: Whether stopping tells the members (``_synapse.leave``); a test that simulates a
@@ -176,7 +200,20 @@ class Membership:
 
     def _new_table(self) -> PeerTable:
         config = self.config
-        return PeerTable(self.local.node_id, config.peer_timeout, max_peers=config.max_peers)
+        table = PeerTable(self.local.node_id, config.peer_timeout, max_peers=config.max_peers)
+        if config.partial_views:
+            table.ages = self._ages
+        return table
+
+    def _ages(self, state: PeerState) -> bool:
+        """Whether silence makes ``state`` offline here: with views, a member in views only
+        while a link of ours watches it (an active neighbor, or a member whose call failed);
+        the others stay until a death notice names them (see :meth:`_take_deaths`)."""
+        views = self.views
+        if views is None or state.proof is None or state.legacy:
+            return True
+        node_id = state.peer.id  # (in views unless it said it serves no view endpoint)
+        return node_id in views.unsupported or views.is_active(node_id) or node_id in self._watch
 
     def watch_records(
         self, learned: Callable[[Peer, RecordProof], bool], forgotten: Callable[[str], None]
@@ -275,6 +312,11 @@ class Membership:
         self._rotation = PartnerRotation(self._rng)
         self._view_rotation = PartnerRotation(self._rng)
         self._fresh.clear()
+        self._dead.clear()
+        self._watch.clear()
+        self._refute = False
+        self._rounds = 0
+        self.deaths.clear()
         self.messages_sent = self.messages_received = 0
 
     # -- evidence ---------------------------------------------------------------------------
@@ -651,49 +693,212 @@ class Membership:
         never delays a round; a peer with a call still outstanding is skipped, so calls never
         pile up."""
         next_round = self._now()
-        async with anyio.create_task_group() as calls:
-            while True:
-                self._round(calls, interval)
-                for peer in self.table.expire(self._now()):
-                    self._peers.pop(peer.id, None)
-                    log.info("peer %s (%s) is offline", peer.name or peer.id[:8], _fmt(peer))
-                    self.hub.publish(PeerOffline(peer))
-                    if self.views is not None:
-                        self.views.member_down(peer.id)
-                next_round += interval
-                if next_round < self._now():  # a stalled loop: skip missed rounds
-                    next_round = self._now() + interval
-                while True:  # until the next round, serve pushes (see _next_push)
-                    if not await self._next_push(next_round):
-                        break
-                    self._last_push = self._now()
-                    news_ids = set(self._news)
-                    first_hand = any(self._news.values())
-                    news = self._news_digest()
-                    if news:  # first-hand news goes to every peer, in one batch...
-                        targets = self._push_targets(first_hand)
-                        old = [p for p in targets if p.id not in news_ids]
-                        new = [p for p in targets if p.id in news_ids]
-                        self._gossip_to(calls, old, interval, news)
-                        self._gossip_to(calls, new, interval, full=True)  # newcomers: all
-                self._push = anyio.Event()
+        try:
+            async with anyio.create_task_group() as calls:
+                self._calls = calls
+                try:
+                    await self._rounds_in(calls, interval, next_round)
+                finally:
+                    self._calls = None  # (the group winds down: it takes no new calls)
+        finally:
+            self._calls = None
+
+    async def _rounds_in(self, calls: TaskGroup, interval: float, next_round: float) -> None:
+        while True:
+            self._round(calls, interval)
+            for peer in self.table.expire(self._now()):
+                self._peers.pop(peer.id, None)
+                log.info("peer %s (%s) is offline", peer.name or peer.id[:8], _fmt(peer))
+                self.hub.publish(PeerOffline(peer))
+                if self.views is not None:
+                    self._announce(peer.id)
+                    self.views.member_down(peer.id)
+            next_round += interval
+            if next_round < self._now():  # a stalled loop: skip missed rounds
+                next_round = self._now() + interval
+            while True:  # until the next round, serve pushes (see _next_push)
+                if not await self._next_push(next_round):
+                    break
+                self._last_push = self._now()
+                news_ids = set(self._news)
+                first_hand = self._first_hand()
+                news = self._news_digest()
+                dead = self._dead_notices()
+                refute, self._refute = self._refute, False
+                if news or dead or refute:  # first-hand news goes to every peer, at once
+                    targets = self._push_targets(first_hand)
+                    old = [p for p in targets if p.id not in news_ids]
+                    new = [p for p in targets if p.id in news_ids]
+                    self._gossip_to(calls, old, interval, news, dead=dead)
+                    self._gossip_to(calls, new, interval, full=True)  # newcomers: all
+            self._push = anyio.Event()
 
     async def _next_push(self, deadline: float) -> bool:
         """Wait until news is due to be pushed: ``PUSH_GAP`` after the last push if any of it
         is first-hand, ``RELAY_GAP`` if it is all relayed; False if ``deadline`` (the next
         round) comes first."""
         while True:
-            if self._news:
-                gap = PUSH_GAP if any(self._news.values()) else RELAY_GAP
+            pending = bool(self._news or self._dead or self._refute)
+            if pending:
+                gap = PUSH_GAP if self._first_hand() else RELAY_GAP
                 due = self._last_push + gap
             else:
                 due = deadline
             wait = min(due, deadline) - self._now()
             if wait <= 0:
-                return self._now() < deadline and bool(self._news)
+                return self._now() < deadline and pending
             with anyio.move_on_after(wait):
                 await self._push.wait()
             self._push = anyio.Event()
+
+    def _first_hand(self) -> bool:
+        """Whether news waiting to be pushed is first-hand (pushed at once, to every member
+        when the view is empty): a member verified here, a death seen here, a refutation."""
+        return (
+            self._refute
+            or any(self._news.values())
+            or any(first for _, first in self._dead.values())
+        )
+
+    def _dead_notices(self) -> list[list[Any]]:
+        """The death notices to push now (``[id, seq]``, at most :data:`MAX_DEAD`)."""
+        out: list[list[Any]] = []
+        for node_id in list(self._dead)[:MAX_DEAD]:
+            seq, _ = self._dead.pop(node_id)
+            out.append([node_id, seq])
+        return out
+
+    # -- deaths (with views) ------------------------------------------------------------------
+
+    def _announce(self, node_id: str) -> None:
+        """Member ``node_id`` just went offline here: if a link of ours watched it (so this
+        node is first-hand), tell the neighbors it is dead, naming the record held."""
+        state = self.table.get(node_id)
+        watched = self._watch.pop(node_id, None) is not None
+        views = self.views
+        if (
+            views is None
+            or state is None
+            or state.proof is None
+            or state.legacy
+            or not views.in_views(node_id)
+            or not (watched or views.is_active(node_id))
+        ):
+            return
+        state.dead_seq = max(state.dead_seq, state.seq)
+        self._dead[node_id] = (state.seq, True)
+        self.deaths["announced"] += 1
+        self.push_soon()
+
+    def _declare(self, node_id: str) -> None:
+        """A member in views refused our calls twice: offline here, and announced."""
+        state = self.table.get(node_id)
+        if state is None or not state.alive:
+            return
+        peer = self.table.declared_dead(node_id, state.seq, self._now())
+        if peer is None:
+            return
+        self._peers.pop(node_id, None)
+        log.info("peer %s (%s) is unreachable: offline", peer.name or node_id[:8], _fmt(peer))
+        self.hub.publish(PeerOffline(peer))
+        self._watch[node_id] = self._now()  # (first-hand: _announce takes it)
+        self._announce(node_id)
+        if self.views is not None:
+            self.views.member_down(node_id)
+
+    def _take_deaths(self, entries: Any, sender_id: str) -> None:
+        """Death notices (``[[id, seq], ...]``) from a trusted member: each alive member whose
+        held record is the one named goes offline and the notice is relayed to the neighbors
+        (once); a notice naming this node's current record is refuted (a new record, pushed
+        at once). Malformed entries are skipped and counted."""
+        if self.views is None or not isinstance(entries, list):
+            return
+        now = self._now()
+        me = self.local.node_id
+        for entry in entries[:MAX_DEAD]:
+            if not (
+                type(entry) is list
+                and len(entry) == 2
+                and type(entry[0]) is str
+                and type(entry[1]) is int
+            ):
+                self.deaths["malformed"] += 1
+                continue
+            node_id, seq = entry
+            if node_id == me:
+                self._refute_notice(seq)
+                continue
+            if node_id == sender_id:
+                continue
+            peer = self.table.declared_dead(node_id, seq, now)
+            if peer is None:
+                continue
+            self.deaths["heard"] += 1
+            if self.views.is_active(node_id) and self._calls is not None:
+                # Our neighbor: tell it too (its other neighbors drop it as we do), so that
+                # a live member hears the notice and refutes it.
+                with contextlib.suppress(RuntimeError):
+                    interval = self.config.heartbeat_interval or 5.0
+                    self._gossip_to(self._calls, [peer], interval, [], dead=[[node_id, seq]])
+            self._peers.pop(node_id, None)
+            self._watch.pop(node_id, None)
+            log.info(
+                "peer %s (%s) is offline (announced by %s)",
+                peer.name or node_id[:8],
+                _fmt(peer),
+                sender_id[:8],
+            )
+            self.hub.publish(PeerOffline(peer))
+            self.views.member_down(node_id)
+            self._dead.setdefault(node_id, (seq, False))
+            self.push_soon()
+
+    def _refute_notice(self, seq: int) -> None:
+        """A notice says this node is dead: sign a new record and push it at once (a notice
+        naming a record newer than ours is forged, and ignored)."""
+        proof = self._proof()
+        if proof is None or self._signer is None or seq > proof.seq:
+            return
+        self._signer.renew()
+        self.deaths["refuted"] += 1
+        self._refute = True
+        self.push_soon()
+
+    def _call_failed(self, peer: Peer, exc: BaseException) -> None:
+        """A call of ours to member ``peer`` failed. With views, a member in views is
+        watched from now on (silence makes it offline here, and announced); a second
+        refused connection in a row declares it dead at once. A remote error is an
+        answer: it is alive."""
+        views = self.views
+        state = self.table.get(peer.id)
+        if (
+            views is None
+            or self._calls is None  # not running (or stopping)
+            or state is None
+            or not state.alive
+            or isinstance(exc, RemoteError)
+            or not views.in_views(peer.id)
+        ):
+            return
+        refused = isinstance(exc, SynapseConnectionError | OSError) and not isinstance(
+            exc, TimeoutError
+        )
+        now = self._now()
+        if peer.id in self._watch:
+            if refused:
+                self._declare(peer.id)
+            return
+        self._watch[peer.id] = now
+        state.heard = max(state.heard, now)  # it has peer_timeout to show life
+        if refused and self._calls is not None and peer.id not in self._outstanding:
+            with contextlib.suppress(RuntimeError):  # (stopping: the rounds are over)
+                self._gossip_to(self._calls, [peer], self.config.heartbeat_interval or 5.0, [])
+
+    def link_failed(self, node_id: str, exc: BaseException) -> None:
+        """A view message to ``node_id`` failed (see :meth:`_call_failed`)."""
+        state = self.table.get(node_id)
+        if state is not None:
+            self._call_failed(state.peer, exc)
 
     def _reachable(self) -> list[Peer]:
         """Alive members of ours (not 2.5.0) without a call outstanding."""
@@ -769,7 +974,11 @@ class Membership:
         if self._fresh:
             old = self._now() - 2 * interval
             self._fresh = {i: t for i, t in self._fresh.items() if t > old}
-        self._gossip_to(calls, self._partners(), interval)
+        self._rounds += 1
+        if self.views is not None and self.views.active_ids():
+            self._view_round(calls, interval, self.views)
+        else:
+            self._gossip_to(calls, self._partners(), interval)
         for state in self.table.alive():
             if state.legacy and state.peer.id not in self._outstanding:
                 self._outstanding.add(state.peer.id)
@@ -783,6 +992,55 @@ class Membership:
                 self.table.hint(state.peer, self._now(), state.proof)
                 self.verifier.ready.set()
 
+    def _view_round(self, calls: TaskGroup, interval: float, views: LiveViews) -> None:
+        """A round with views: a compact digest to ``fanout`` of the links this node owns
+        (round-robin) every ``ceil(members / DIGEST_MEMBERS)`` rounds, or every round while
+        members joined lately; a probe (an empty push) to the other owned links not heard
+        from lately (:data:`PROBE_OWNED`), and to the other neighbors and watched members not
+        heard from for longer (:data:`PROBE_AFTER`); a digest to one member outside
+        views (if any) and now and then (:data:`REPAIR_CHANCE`) to a random member. This
+        node re-signs its record only while members outside views age it by its records."""
+        now = self._now()
+        peers = self.table.peers
+        for node_id, since in list(self._watch.items()):
+            state = peers.get(node_id)
+            if state is None or not state.alive or state.heard > since:
+                del self._watch[node_id]  # it showed life (or is gone)
+        owned = [i for i in views.owned() if self._usable(i)]
+        unsupported = views.unsupported
+        outsiders = [
+            s.peer.id
+            for s in self.table.alive()
+            if not s.legacy
+            and (s.proof is None or s.peer.id in unsupported)
+            and self._usable(s.peer.id)
+        ]
+        if self._signer is not None:
+            self._signer.refresh = (
+                self.config.peer_timeout / 2 if outsiders or not self._peers else math.inf
+            )
+        every = max(1, math.ceil(len(self._peers) / DIGEST_MEMBERS))
+        digest: list[str] = []
+        if self._fresh or self._rounds % every == 0:
+            digest = self._view_rotation.pick(self.fanout, lambda: list(owned), self._usable)
+        chosen = set(digest)
+        due = now - PROBE_OWNED * self.config.peer_timeout
+        probes = [i for i in owned if i not in chosen and peers[i].heard < due]
+        chosen.update(owned)
+        stale = now - PROBE_AFTER * self.config.peer_timeout
+        for node_id in [*views.active_ids(), *self._watch]:
+            if node_id not in chosen and self._usable(node_id) and peers[node_id].heard < stale:
+                probes.append(node_id)
+                chosen.add(node_id)
+        if outsiders:
+            digest += self._rotation.pick(1, lambda: outsiders, self._usable)
+        if self._rng.random() < REPAIR_CHANCE:
+            others = [p.id for p in self._reachable() if p.id not in chosen and p.id not in digest]
+            if others:
+                digest.append(self._rng.choice(others))
+        self._gossip_to(calls, [peers[i].peer for i in digest], interval)
+        self._gossip_to(calls, [peers[i].peer for i in probes], interval, [])
+
     def _call_timeout(self, interval: float) -> float:
         return min(self.config.call_timeout, max(interval, 0.5))
 
@@ -794,6 +1052,7 @@ class Membership:
         members: list[dict[str, Any]] | None = None,
         *,
         full: bool = False,
+        dead: list[list[Any]] | None = None,
     ) -> None:
         """Gossip to ``peers``: a push of news (``members``, answered without a digest), the
         full digest (``full``: for members new to us, which hold nothing we could name by
@@ -804,6 +1063,8 @@ class Membership:
         if members is not None:
             message["members"] = members
             message["push"] = True  # news only: answered without a digest
+            if dead:
+                message["dead"] = dead  # death notices (views): relayed once by each node
         elif full:
             message["members"] = self._digest()
         else:
@@ -828,7 +1089,9 @@ class Membership:
                 timeout=self._call_timeout(interval),
             )
         except (SynapseError, OSError) as exc:
+            self._outstanding.discard(peer.id)
             log.debug("gossip to %s failed: %s", _fmt(peer), exc)
+            self._call_failed(peer, exc)
             return
         finally:
             self._outstanding.discard(peer.id)

@@ -160,6 +160,11 @@ class RecordSigner:
         self._proof: RecordProof | None = None
         self._at = 0.0
 
+    def renew(self) -> None:
+        """Sign a new record (a higher ``seq``) at the next :meth:`proof`, whatever its age:
+        to refute a notice that this node is dead."""
+        self._content = None
+
     def proof(self, peer: Peer, now: float, extras: RecordExtras = _NO_EXTRAS) -> RecordProof:
         """The proof for ``peer`` (this node's current record) with ``extras``, signing a new
         one if the content changed or the last one is older than ``refresh``."""

@@ -18,11 +18,17 @@ it. ``verified`` says the member proved its key (a signature, or its secure chan
 Third parties' news of a locked member's life counts only within ``indirect_window`` seconds
 of its newest record reaching us: members re-sign often, so a member whose records stopped
 (dead) goes offline whatever others keep saying.
+
+With partial views a member need not re-sign to stay listed (``ages``): it stays alive until
+it is *declared dead* (:meth:`PeerTable.declared_dead`, a neighbor watching its link announced
+it) naming the record held; only a newer record it signs brings it back (a tombstone:
+third parties' news of the dead record's life is ignored).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -50,6 +56,9 @@ class PeerState:
     #: and that was not checked (it came within ``recheck_after`` of the record held): what
     #: compact digests name, so that partners do not send it again (-1: none).
     seen: int = -1
+    #: The ``seq`` of the record a death notice named (:meth:`PeerTable.declared_dead`): only
+    #: a newer record, or the member itself, brings it back (-1: none).
+    dead_seq: int = -1
 
     @property
     def seq(self) -> int:
@@ -96,6 +105,9 @@ class PeerTable:
     _address_backoff: dict[tuple[str, int], float] = field(default_factory=dict)
     _failures: dict[tuple[str, int], int] = field(default_factory=dict)
     full_warned: bool = False
+    #: Which alive members go offline after ``peer_timeout`` of silence (``None``: all). With
+    #: partial views, members in views that no link of ours watches stay until declared dead.
+    ages: Callable[[PeerState], bool] | None = None
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -254,6 +266,8 @@ class PeerTable:
         state = self.peers.get(node_id)
         if state is None or not (state.alive or (revive and state.proof is not None)):
             return "ignored"
+        if not state.alive and state.dead_seq >= state.seq:
+            return "ignored"  # declared dead: only a newer record (or itself) revives it
         if state.proof is not None:
             window = self.indirect_window
             if window is None:
@@ -356,11 +370,32 @@ class PeerTable:
 
     # -- time -----------------------------------------------------------------------------------
 
+    def declared_dead(self, node_id: str, seq: int, now: float) -> Peer | None:
+        """A trusted member announced that alive member ``node_id`` is dead, naming its
+        record ``seq``: offline if that is the record held (returned), else ``None`` (a notice
+        of an older record was refuted already; one of a newer record is not ours to judge).
+        Only a newer record, or the member's own contact, brings it back."""
+        state = self.peers.get(node_id)
+        if state is None or state.proof is None or state.seq != seq:
+            return None
+        state.dead_seq = max(state.dead_seq, seq)
+        if not state.alive:
+            return None
+        state.alive = False
+        state.offline_since = now
+        return state.peer
+
     def expire(self, now: float) -> list[Peer]:
-        """Mark peers silent for longer than ``peer_timeout`` offline; forget old ones."""
+        """Mark peers silent for longer than ``peer_timeout`` offline (those ``ages`` says
+        age); forget old ones."""
         gone: list[Peer] = []
+        ages = self.ages
         for node_id, state in list(self.peers.items()):
-            if state.alive and now - state.heard > self.peer_timeout:
+            if (
+                state.alive
+                and now - state.heard > self.peer_timeout
+                and (ages is None or ages(state))
+            ):
                 state.alive = False
                 state.offline_since = now
                 gone.append(state.peer)

@@ -1,0 +1,139 @@
+"""Liveness with partial views on virtual time: members are watched over the links of the
+active views and announced dead, not kept alive by re-signed records in every round."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+import trio.testing
+
+from synapse_p2p import Node
+from synapse_p2p.membership._endpoints import GOSSIP_ENDPOINT, GOSSIP_VERSION
+from tests.membership.test_virtual_time import Swarm, open_swarm
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> Any:
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+def by_name(swarm: Swarm, name: str) -> Node:
+    return next(n for n in swarm.nodes if n.name == name)
+
+
+def seq_of(node: Node, member: Node) -> int:
+    state = node.membership.table.get(member.node_id)
+    assert state is not None
+    return state.seq
+
+
+async def notify(sender: Node, receiver: Node, dead: list[Any]) -> Any:
+    """``sender`` pushes death notices to ``receiver`` (a gossip push, as a node relays)."""
+    message = {
+        "v": GOSSIP_VERSION,
+        "from": sender.membership._signed_record(),
+        "members": [],
+        "push": True,
+        "dead": dead,
+    }
+    return await sender.membership.caller.call(
+        receiver.membership.local.address, receiver.port, GOSSIP_ENDPOINT, [message], {}, timeout=5
+    )
+
+
+async def test_an_idle_swarm_with_views_neither_re_signs_nor_loses_a_member(
+    anyio_backend: Any,
+) -> None:
+    """Five idle minutes: nobody re-signs its record (a member stays listed until announced
+    dead) and nobody goes offline anywhere."""
+    async with open_swarm(12, partial_views=True) as swarm:
+        await swarm.converged()
+        await anyio.sleep(10)
+        signed = [n.membership._signer.signed for n in swarm.nodes]  # type: ignore[union-attr]
+        events = len(swarm.events)
+        await anyio.sleep(300)
+        assert swarm.events[events:] == []
+        assert [n.membership._signer.signed for n in swarm.nodes] == signed  # type: ignore[union-attr]
+        await swarm.converged()
+
+
+async def test_a_crashed_node_is_announced_dead_everywhere(anyio_backend: Any) -> None:
+    """Its neighbors find it silent (or refusing) and announce it; the others take their word
+    and never bring the dead record back."""
+    async with open_swarm(12, partial_views=True) as swarm:
+        await swarm.converged()
+        await anyio.sleep(30)
+        victim = by_name(swarm, "n4")
+        killed_at = anyio.current_time()
+        swarm.kill("n4")
+        survivors = [n for n in swarm.nodes if n is not victim]
+        with anyio.fail_after(60):
+            while any(victim.node_id in n.peers for n in survivors):
+                await anyio.sleep(0.1)
+        offline = [e for e in swarm.events if e[2] == "peer.offline"]
+        assert sorted(e[1] for e in offline) == sorted(n.name for n in survivors)
+        assert {e[3] for e in offline} == {"n4"}
+        assert max(e[0] for e in offline) - killed_at <= 25.0 + 0.5
+        announced = sum(n.membership.deaths["announced"] for n in survivors)
+        heard = sum(n.membership.deaths["heard"] for n in survivors)
+        assert announced >= 1
+        assert heard >= 1  # most survivors never watched it: they took a neighbor's word
+        assert announced + heard == len(survivors)
+        events = len(swarm.events)
+        await anyio.sleep(120)  # stale news of the dead record brings it back nowhere
+        assert swarm.events[events:] == []
+        assert not any(victim.node_id in n.peers for n in survivors)
+
+
+async def test_a_false_death_notice_is_refuted_and_the_member_comes_back(
+    anyio_backend: Any,
+) -> None:
+    """A member says n5 is dead: n2 believes it, the notice floods, n5 hears it, signs a new
+    record and pushes it: every node lists n5 again."""
+    async with open_swarm(12, partial_views=True) as swarm:
+        await swarm.converged()
+        n2, n3, n5 = by_name(swarm, "n2"), by_name(swarm, "n3"), by_name(swarm, "n5")
+        old = seq_of(n2, n5)
+        await notify(n3, n2, [[n5.node_id, old]])
+        assert n5.node_id not in n2.peers  # believed: n3 is a member at its address
+        with anyio.fail_after(30):
+            while n5.membership.deaths["refuted"] == 0:
+                await anyio.sleep(0.05)
+            await swarm.converged()
+        assert n5.membership._proof().seq > old  # type: ignore[union-attr]
+        assert n2.membership.deaths["heard"] == 1
+        assert ("n2", "peer.offline", "n5") in [e[1:] for e in swarm.events]
+
+
+async def test_death_notices_that_prove_nothing_change_nothing(anyio_backend: Any) -> None:
+    """A notice from a node that is no member, one naming a record newer than the one held
+    (the member never signed it: it could not refute it), one naming an older record, and
+    malformed entries: n5 stays alive everywhere, the receiver keeps serving."""
+    async with open_swarm(6, partial_views=True) as swarm:
+        await swarm.converged()
+        n2, n3, n5 = by_name(swarm, "n2"), by_name(swarm, "n3"), by_name(swarm, "n5")
+        seq = seq_of(n2, n5)
+        stranger = Node(
+            bind="10.0.0.99",
+            port=7000,
+            name="stranger",
+            swarm="test",
+            transport=swarm.network.transport("10.0.0.99"),
+        )
+        async with anyio.create_task_group() as tg:
+            await tg.start(stranger.serve)
+            await notify(stranger, n2, [[n5.node_id, seq]])
+            tg.cancel_scope.cancel()
+        await notify(n3, n2, [[n5.node_id, 2**53 - 1], [n5.node_id, seq - 1]])
+        await notify(n3, n2, ["x", [1], [n5.node_id, "7"], [n5.node_id], [n5.node_id, True]])
+        assert n2.membership.deaths["malformed"] == 5
+        await anyio.sleep(30)
+        assert n5.node_id in n2.peers
+        assert n2.membership.deaths["heard"] == 0
+        assert n5.membership.deaths["refuted"] == 0  # a newer record than its own: forged
+        assert ("n2", "peer.offline", "n5") not in [e[1:] for e in swarm.events]
+        assert all(n5.node_id in n.peers for n in swarm.nodes if n is not n5)
