@@ -190,7 +190,14 @@ class SynapseConnectionError(SynapseError, ConnectionError):
 
 
 class ConnectError(SynapseConnectionError):
-    """The peer could not be reached: refused, unreachable, or the connect timeout passed."""
+    """The peer could not be reached: refused, unreachable, or the connect timeout passed.
+
+    ``refused`` is True when the peer's host answered that nothing listens there (a node that
+    stopped or crashed), as opposed to no answer in time or no route."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class ConnectionLost(SynapseConnectionError):

@@ -385,6 +385,7 @@ class LiveViews:
                         timeout=min(m.config.call_timeout, 5.0),
                     )
                     m.table.responded(node_id, m._now())
+                    m.health = max(0, m.health - 1)
                     if isinstance(answer, dict) and answer.get("replies"):
                         await self._take_answers(node_id, address, answer["replies"])
                 except (SynapseError, OSError, RuntimeError) as exc:  # (not running: stopping)

@@ -38,7 +38,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .._hub import EventHub, PeerHeartbeat, PeerJoined, PeerLeft, PeerOffline
 from .._random import SHARED
 from .._validate import format_address
-from ..errors import JoinError, ProtocolError, RemoteError, SynapseConnectionError, SynapseError
+from ..errors import ConnectError, JoinError, ProtocolError, RemoteError, SynapseError
 from ..secure import SecurityPolicy
 from ..types import Peer
 from ._endpoints import GOSSIP_ENDPOINT, GOSSIP_VERSION, LEAVE_ENDPOINT, register
@@ -107,6 +107,12 @@ DIGEST_MEMBERS = 32
 #: connection), and so does a node watching a member whose call failed.
 PROBE_OWNED = 0.3
 PROBE_AFTER = 0.75
+#: With views, the node's health score (Lifeguard's local health) at most: +1 for each call of
+#: ours that failed without an answer (timed out, connection lost), -1 for each answered. A
+#: watched member is silent for ``peer_timeout * (1 + score)`` before it is offline here, and
+#: announced only once the score is back at 0: a node too busy to hear its neighbors in time
+#: accuses them later, or not at all.
+HEALTH_MAX = 8
 
 
 class Membership:
@@ -179,8 +185,12 @@ class Membership:
         self._dead: dict[str, tuple[int, bool]] = {}
         self._watch: dict[str, float] = {}
         self._refute = False
+        #: Silent members a node with failing calls of its own has not announced yet.
+        self._deferred: dict[str, int] = {}
         self._rounds = 0
         self._calls: TaskGroup | None = None
+        #: Local health (:data:`HEALTH_MAX`): 0 when this node's calls are answered in time.
+        self.health = 0
         #: With views: deaths ``announced`` (first-hand), ``heard`` (a notice taken),
         #: ``refuted`` (of this node), ``malformed`` notices.
         self.deaths: Counter[str] = Counter()
@@ -213,7 +223,11 @@ class Membership:
         if views is None or state.proof is None or state.legacy:
             return True
         node_id = state.peer.id  # (in views unless it said it serves no view endpoint)
-        return node_id in views.unsupported or views.is_active(node_id) or node_id in self._watch
+        if node_id in views.unsupported:
+            return True
+        if views.is_active(node_id) or node_id in self._watch:  # silent for long enough?
+            return self._now() - state.heard > self.config.peer_timeout * (1 + self.health)
+        return False
 
     def watch_records(
         self, learned: Callable[[Peer, RecordProof], bool], forgotten: Callable[[str], None]
@@ -315,7 +329,9 @@ class Membership:
         self._dead.clear()
         self._watch.clear()
         self._refute = False
+        self._deferred.clear()
         self._rounds = 0
+        self.health = 0
         self.deaths.clear()
         self.messages_sent = self.messages_received = 0
 
@@ -706,13 +722,7 @@ class Membership:
     async def _rounds_in(self, calls: TaskGroup, interval: float, next_round: float) -> None:
         while True:
             self._round(calls, interval)
-            for peer in self.table.expire(self._now()):
-                self._peers.pop(peer.id, None)
-                log.info("peer %s (%s) is offline", peer.name or peer.id[:8], _fmt(peer))
-                self.hub.publish(PeerOffline(peer))
-                if self.views is not None:
-                    self._announce(peer.id)
-                    self.views.member_down(peer.id)
+            self._expire()
             next_round += interval
             if next_round < self._now():  # a stalled loop: skip missed rounds
                 next_round = self._now() + interval
@@ -732,6 +742,17 @@ class Membership:
                     self._gossip_to(calls, old, interval, news, dead=dead)
                     self._gossip_to(calls, new, interval, full=True)  # newcomers: all
             self._push = anyio.Event()
+
+    def _expire(self) -> None:
+        """Members silent for too long are offline here (with views, announced: see
+        :meth:`_announce`)."""
+        for peer in self.table.expire(self._now()):
+            self._peers.pop(peer.id, None)
+            log.info("peer %s (%s) is offline", peer.name or peer.id[:8], _fmt(peer))
+            self.hub.publish(PeerOffline(peer))
+            if self.views is not None:
+                self._announce(peer.id)
+                self.views.member_down(peer.id)
 
     async def _next_push(self, deadline: float) -> bool:
         """Wait until news is due to be pushed: ``PUSH_GAP`` after the last push if any of it
@@ -770,9 +791,12 @@ class Membership:
 
     # -- deaths (with views) ------------------------------------------------------------------
 
-    def _announce(self, node_id: str) -> None:
+    def _announce(self, node_id: str, *, certain: bool = False) -> None:
         """Member ``node_id`` just went offline here: if a link of ours watched it (so this
-        node is first-hand), tell the neighbors it is dead, naming the record held."""
+        node is first-hand), tell the neighbors it is dead, naming the record held. Silence
+        is announced only by a healthy node (:data:`HEALTH_MAX`): one whose own calls fail
+        waits until they succeed again (the silence may be its own), then announces the
+        members still offline here at that record (``certain``: refused, at once)."""
         state = self.table.get(node_id)
         watched = self._watch.pop(node_id, None) is not None
         views = self.views
@@ -784,6 +808,10 @@ class Membership:
             or not views.in_views(node_id)
             or not (watched or views.is_active(node_id))
         ):
+            return
+        if not certain and self.health > 0:
+            self._deferred[node_id] = state.seq
+            self.deaths["deferred"] += 1
             return
         state.dead_seq = max(state.dead_seq, state.seq)
         self._dead[node_id] = (state.seq, True)
@@ -802,7 +830,7 @@ class Membership:
         log.info("peer %s (%s) is unreachable: offline", peer.name or node_id[:8], _fmt(peer))
         self.hub.publish(PeerOffline(peer))
         self._watch[node_id] = self._now()  # (first-hand: _announce takes it)
-        self._announce(node_id)
+        self._announce(node_id, certain=True)
         if self.views is not None:
             self.views.member_down(node_id)
 
@@ -867,8 +895,8 @@ class Membership:
     def _call_failed(self, peer: Peer, exc: BaseException) -> None:
         """A call of ours to member ``peer`` failed. With views, a member in views is
         watched from now on (silence makes it offline here, and announced); a second
-        refused connection in a row declares it dead at once. A remote error is an
-        answer: it is alive."""
+        refused connection in a row (nothing listens at its address) declares it dead at
+        once. A remote error is an answer: it is alive."""
         views = self.views
         state = self.table.get(peer.id)
         if (
@@ -880,9 +908,7 @@ class Membership:
             or not views.in_views(peer.id)
         ):
             return
-        refused = isinstance(exc, SynapseConnectionError | OSError) and not isinstance(
-            exc, TimeoutError
-        )
+        refused = isinstance(exc, ConnectError) and exc.refused  # nothing listens there
         now = self._now()
         if peer.id in self._watch:
             if refused:
@@ -894,8 +920,15 @@ class Membership:
             with contextlib.suppress(RuntimeError):  # (stopping: the rounds are over)
                 self._gossip_to(self._calls, [peer], self.config.heartbeat_interval or 5.0, [])
 
+    def _sick(self, exc: BaseException) -> None:
+        """A call of ours failed: unless the peer answered (an error) or nothing listened at
+        its address, the failure may be ours (a busy node times out): health score +1."""
+        if not isinstance(exc, RemoteError) and not (isinstance(exc, ConnectError) and exc.refused):
+            self.health = min(HEALTH_MAX, self.health + 1)
+
     def link_failed(self, node_id: str, exc: BaseException) -> None:
         """A view message to ``node_id`` failed (see :meth:`_call_failed`)."""
+        self._sick(exc)
         state = self.table.get(node_id)
         if state is not None:
             self._call_failed(state.peer, exc)
@@ -1002,6 +1035,15 @@ class Membership:
         node re-signs its record only while members outside views age it by its records."""
         now = self._now()
         peers = self.table.peers
+        if self._deferred and self.health == 0:  # healthy again: announce what is still silent
+            deferred, self._deferred = self._deferred, {}
+            for node_id, seq in deferred.items():
+                state = peers.get(node_id)
+                if state is not None and not state.alive and state.seq == seq:
+                    state.dead_seq = max(state.dead_seq, seq)
+                    self._dead[node_id] = (seq, True)
+                    self.deaths["announced"] += 1
+                    self.push_soon()
         for node_id, since in list(self._watch.items()):
             state = peers.get(node_id)
             if state is None or not state.alive or state.heard > since:
@@ -1091,10 +1133,12 @@ class Membership:
         except (SynapseError, OSError) as exc:
             self._outstanding.discard(peer.id)
             log.debug("gossip to %s failed: %s", _fmt(peer), exc)
+            self._sick(exc)
             self._call_failed(peer, exc)
             return
         finally:
             self._outstanding.discard(peer.id)
+        self.health = max(0, self.health - 1)
         self.table.responded(peer.id, self._now())
         if not isinstance(reply, dict):
             return

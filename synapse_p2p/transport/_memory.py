@@ -136,7 +136,9 @@ class MemoryTransport:
         address = (host, port)
         listener = self.network._listeners.get(address)
         if listener is None or self.network.cut_off(self.host, host):
-            raise ConnectError(f"could not connect to {host}:{port}: connection refused")
+            raise ConnectError(
+                f"could not connect to {host}:{port}: connection refused", refused=True
+            )
         local = (self.host, next(self.network._ports))
         a_send, b_receive = anyio.create_memory_object_stream[bytes](64)
         b_send, a_receive = anyio.create_memory_object_stream[bytes](64)

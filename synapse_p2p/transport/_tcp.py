@@ -37,7 +37,8 @@ class TcpTransport:
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise ConnectError(
-                f"could not connect to {format_address(host, port)}: {reason}"
+                f"could not connect to {format_address(host, port)}: {reason}",
+                refused=_refused(exc),
             ) from None
 
     async def listen(self, host: str | None, port: int) -> list[Listener[ByteStream]]:
@@ -82,3 +83,18 @@ def local_port(listener: Listener[Any]) -> int:
 
 def listener_family(listener: Listener[Any]) -> socket.AddressFamily:
     return listener.extra(SocketAttribute.family)
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether every attempt behind ``exc`` (one error, or anyio's "all connection attempts
+    failed" with the attempts' errors chained) was refused."""
+    seen = 0
+    while exc is not None and seen < 16:
+        if isinstance(exc, ConnectionRefusedError):
+            return True
+        nested = getattr(exc, "exceptions", None)
+        if isinstance(nested, tuple) and nested:
+            return all(_refused(e) for e in nested)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    return False

@@ -137,3 +137,67 @@ async def test_death_notices_that_prove_nothing_change_nothing(anyio_backend: An
         assert n5.membership.deaths["refuted"] == 0  # a newer record than its own: forged
         assert ("n2", "peer.offline", "n5") not in [e[1:] for e in swarm.events]
         assert all(n5.node_id in n.peers for n in swarm.nodes if n is not n5)
+
+
+async def test_a_hung_member_is_announced_dead_by_the_silence_of_its_links(
+    anyio_backend: Any,
+) -> None:
+    """n4 still accepts connections but never answers (a hung process): no call is refused,
+    so its neighbors find it by silence (peer_timeout, longer while their calls to it time
+    out), and announce it once their own calls are answered again."""
+    async with open_swarm(10, partial_views=True) as swarm:
+        await swarm.converged()
+        await anyio.sleep(10)
+        hung = by_name(swarm, "n4")
+        for endpoint in ("_synapse.gossip", "_synapse.views", "_synapse.join"):
+
+            @hung.endpoint(endpoint, publish=False)
+            async def stuck(*args: Any, **kwargs: Any) -> Any:
+                await anyio.sleep_forever()
+
+        hung.membership.say_goodbye = False
+        started = anyio.current_time()
+        # Its own rounds and view ticks stop too (a hung process sends nothing).
+        views = hung.membership.views
+        assert views is not None
+        hung.membership._round = lambda *args: None  # type: ignore[method-assign]
+        views.tick = lambda: None  # type: ignore[method-assign]
+        others = [n for n in swarm.nodes if n is not hung]
+        with anyio.fail_after(120):
+            while any(hung.node_id in n.peers for n in others):
+                await anyio.sleep(0.5)
+        took = anyio.current_time() - started
+        assert took <= 20 * 2 + 10  # silence past peer_timeout (a few timed-out calls add)
+        assert sum(n.membership.deaths["announced"] for n in others) >= 1
+        assert sum(n.membership.deaths["heard"] for n in others) >= 1
+
+
+async def test_a_node_whose_own_calls_fail_does_not_announce_what_it_failed_to_hear(
+    anyio_backend: Any,
+) -> None:
+    """n1's health score is up (its calls time out: the silence may be its own). A neighbor
+    it has not heard from goes offline there, but is not announced; it comes back there, and
+    no other node ever loses it."""
+    async with open_swarm(8, partial_views=True) as swarm:
+        await swarm.converged()
+        await anyio.sleep(10)
+        a = by_name(swarm, "n1")
+        views = a.membership.views
+        assert views is not None
+        b = next(n for n in swarm.nodes if views.is_active(n.node_id))
+        m = a.membership
+        m.health = 3
+        state = m.table.get(b.node_id)
+        assert state is not None
+        state.heard -= 1000
+        m._expire()
+        assert b.node_id not in a.peers
+        assert (m.deaths["deferred"], m.deaths["announced"]) == (1, 0)
+        with anyio.fail_after(120):
+            while b.node_id not in a.peers:
+                await anyio.sleep(0.5)
+        await anyio.sleep(60)
+        assert m.deaths["announced"] == 0
+        assert [e[1:] for e in swarm.events if e[2] == "peer.offline"] == [
+            ("n1", "peer.offline", b.name)
+        ]
