@@ -192,7 +192,8 @@ class Membership:
         #: Local health (:data:`HEALTH_MAX`): 0 when this node's calls are answered in time.
         self.health = 0
         #: With views: deaths ``announced`` (first-hand), ``heard`` (a notice taken),
-        #: ``refuted`` (of this node), ``malformed`` notices.
+        #: ``refuted`` (of this node), ``deferred`` (see :meth:`_announce`), ``unheard``
+        #: (see :meth:`_expire`), ``malformed`` notices.
         self.deaths: Counter[str] = Counter()
         self.messages_sent = 0
         self.messages_received = 0
@@ -745,14 +746,24 @@ class Membership:
 
     def _expire(self) -> None:
         """Members silent for too long are offline here (with views, announced: see
-        :meth:`_announce`)."""
-        for peer in self.table.expire(self._now()):
+        :meth:`_announce`). When half the links this node watches or more fall silent at
+        once, the silence is most likely its own (it cannot hear): they are offline here,
+        not announced."""
+        views = self.views
+        watched = 0 if views is None else len(views.active_ids()) + len(self._watch)
+        gone = self.table.expire(self._now())
+        deaf = views is not None and len(gone) >= 2 and 2 * len(gone) >= watched
+        for peer in gone:
             self._peers.pop(peer.id, None)
             log.info("peer %s (%s) is offline", peer.name or peer.id[:8], _fmt(peer))
             self.hub.publish(PeerOffline(peer))
-            if self.views is not None:
-                self._announce(peer.id)
-                self.views.member_down(peer.id)
+            if views is not None:
+                if deaf:
+                    self._watch.pop(peer.id, None)
+                    self.deaths["unheard"] += 1
+                else:
+                    self._announce(peer.id)
+                views.member_down(peer.id)
 
     async def _next_push(self, deadline: float) -> bool:
         """Wait until news is due to be pushed: ``PUSH_GAP`` after the last push if any of it
@@ -915,20 +926,30 @@ class Membership:
                 self._declare(peer.id)
             return
         self._watch[peer.id] = now
-        state.heard = max(state.heard, now)  # it has peer_timeout to show life
+        if not views.is_active(peer.id):  # not aged until now: peer_timeout to show life
+            state.heard = max(state.heard, now)
         if refused and self._calls is not None and peer.id not in self._outstanding:
             with contextlib.suppress(RuntimeError):  # (stopping: the rounds are over)
                 self._gossip_to(self._calls, [peer], self.config.heartbeat_interval or 5.0, [])
 
-    def _sick(self, exc: BaseException) -> None:
-        """A call of ours failed: unless the peer answered (an error) or nothing listened at
-        its address, the failure may be ours (a busy node times out): health score +1."""
-        if not isinstance(exc, RemoteError) and not (isinstance(exc, ConnectError) and exc.refused):
+    def _sick(self, node_id: str, exc: BaseException) -> None:
+        """A call of ours to ``node_id`` failed. The failure may be ours (a busy node times
+        out): health score +1, unless the peer answered (an error), nothing listened at its
+        address, or it was silent already (not heard from for ``PROBE_OWNED *
+        peer_timeout``, or calls to it failed before: the silence is most likely its own)."""
+        state = self.table.get(node_id)
+        if (
+            state is not None
+            and node_id not in self._watch
+            and state.heard >= self._now() - PROBE_OWNED * self.config.peer_timeout
+            and not isinstance(exc, RemoteError)
+            and not (isinstance(exc, ConnectError) and exc.refused)
+        ):
             self.health = min(HEALTH_MAX, self.health + 1)
 
     def link_failed(self, node_id: str, exc: BaseException) -> None:
         """A view message to ``node_id`` failed (see :meth:`_call_failed`)."""
-        self._sick(exc)
+        self._sick(node_id, exc)
         state = self.table.get(node_id)
         if state is not None:
             self._call_failed(state.peer, exc)
@@ -1133,7 +1154,7 @@ class Membership:
         except (SynapseError, OSError) as exc:
             self._outstanding.discard(peer.id)
             log.debug("gossip to %s failed: %s", _fmt(peer), exc)
-            self._sick(exc)
+            self._sick(peer.id, exc)
             self._call_failed(peer, exc)
             return
         finally:

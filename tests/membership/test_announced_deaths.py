@@ -161,15 +161,20 @@ async def test_a_hung_member_is_announced_dead_by_the_silence_of_its_links(
         views = hung.membership.views
         assert views is not None
         hung.membership._round = lambda *args: None  # type: ignore[method-assign]
+        hung.membership._expire = lambda: None  # type: ignore[method-assign]
+        hung.membership._gossip_to = lambda *args, **kwargs: None  # type: ignore[method-assign]
         views.tick = lambda: None  # type: ignore[method-assign]
         others = [n for n in swarm.nodes if n is not hung]
-        with anyio.fail_after(120):
-            while any(hung.node_id in n.peers for n in others):
-                await anyio.sleep(0.5)
-        took = anyio.current_time() - started
-        assert took <= 20 * 2 + 10  # silence past peer_timeout (a few timed-out calls add)
+        events = len(swarm.events)
+        # Silent past peer_timeout (twice that for a node whose health score a call to the
+        # hung member raised before it looked silent), seen at a round, announced.
+        await anyio.sleep(2 * 20 + 10)
+        offline = {e[1] for e in swarm.events[events:] if e[2:] == ("peer.offline", "n4")}
+        # (A hung node still completes handshakes, so a node that dials it to retry it may
+        # list it again for a while: what is checked is that every node saw it go.)
+        assert offline == {n.name for n in others}
+        assert started + 20 <= min(e[0] for e in swarm.events[events:])
         assert sum(n.membership.deaths["announced"] for n in others) >= 1
-        assert sum(n.membership.deaths["heard"] for n in others) >= 1
 
 
 async def test_a_node_whose_own_calls_fail_does_not_announce_what_it_failed_to_hear(
