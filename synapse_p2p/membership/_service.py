@@ -993,28 +993,6 @@ class Membership:
         active = set(views.active_ids())
         return [p for p in reachable if p.id in active or not views.in_views(p.id)]
 
-    def _partners(self) -> list[Peer]:
-        """This round's gossip partners: ``fanout`` members round-robin; with views, the
-        active links this node owns (round-robin), one member outside views if any, and now
-        and then (:data:`REPAIR_CHANCE`) one random member (the views could be split)."""
-        views = self.views
-        if views is None or not views.active_ids():
-            return self._pick(self.fanout)
-        owned = set(views.owned())
-        ids = self._view_rotation.pick(self.fanout, lambda: list(owned), self._usable)
-        outsiders = [
-            s.peer.id
-            for s in self.table.alive()
-            if not s.legacy and not views.in_views(s.peer.id) and self._usable(s.peer.id)
-        ]
-        if outsiders:
-            ids += self._rotation.pick(1, lambda: outsiders, self._usable)
-        if self._rng.random() < REPAIR_CHANCE:
-            others = [p.id for p in self._reachable() if p.id not in owned and p.id not in ids]
-            if others:
-                ids.append(self._rng.choice(others))
-        return [self.table.peers[node_id].peer for node_id in ids]
-
     def _usable(self, node_id: str) -> bool:
         state = self.table.get(node_id)
         return (
@@ -1032,7 +1010,7 @@ class Membership:
         if self.views is not None and self.views.active_ids():
             self._view_round(calls, interval, self.views)
         else:
-            self._gossip_to(calls, self._partners(), interval)
+            self._gossip_to(calls, self._pick(self.fanout), interval)  # round-robin
         for state in self.table.alive():
             if state.legacy and state.peer.id not in self._outstanding:
                 self._outstanding.add(state.peer.id)
@@ -1074,9 +1052,7 @@ class Membership:
         outsiders = [
             s.peer.id
             for s in self.table.alive()
-            if not s.legacy
-            and (s.proof is None or s.peer.id in unsupported)
-            and self._usable(s.peer.id)
+            if not s.legacy and (s.proof is None or s.peer.id in unsupported)
         ]
         if self._signer is not None:
             self._signer.refresh = (
