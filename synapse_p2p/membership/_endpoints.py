@@ -81,6 +81,8 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         refused = m._apply_digest(message.get("members"), sender.id, trusted=trusted)
         if trusted and "dead" in message:  # death notices: only a member's word counts
             m._take_deaths(message["dead"], sender.id)
+        if trusted and "suspect" in message:  # suspicions: ditto
+            m._take_suspicions(message["suspect"], sender.id)
         compact = message.get("compact")
         reading = None if compact is None else m._apply_compact(compact, sender.id, trusted=trusted)
         if refused:  # an honest node relays only records it checked

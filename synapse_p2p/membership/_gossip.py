@@ -288,9 +288,9 @@ def read_digest(
     Signed entries are checked with ``check(peer, proof)`` (only when newer than the record
     held); a bad one becomes :class:`Rejected`. A newer record with the content already held
     (a periodic re-signing) is checked only if the held one arrived ``recheck_after`` seconds
-    ago or more (``PeerState.record_at``); until then it is only news of life, which the table
-    caps. Unsigned entries are ignored for members held signed and for ids where
-    ``unsigned(id)`` is false.
+    ago or more (``PeerState.record_at``), or if the member is suspected (it refutes the
+    suspicion); until then it is only news of life, which the table caps. Unsigned entries are
+    ignored for members held signed and for ids where ``unsigned(id)`` is false.
     """
     if not isinstance(members, list):
         return []
@@ -315,6 +315,7 @@ def read_digest(
             if held is not None and type(seq) is int and "sig" in item:
                 if seq <= held.seq or (
                     state.alive
+                    and not state.suspected  # (a newer record refutes: it is checked)
                     and now - state.record_at < recheck_after
                     and _same_content(item, state.peer, held_extras(state))
                 ):
@@ -344,7 +345,7 @@ def read_digest(
                     decision = _signed_entry(
                         item, node_id, proof, state, now - age, check, admits, trusted=trusted
                     )
-                elif now - state.record_at < recheck_after:
+                elif now - state.record_at < recheck_after and not state.suspected:
                     seen = proof.seq if trusted and proof.seq > state.seen else -1
                     decision = Heard(node_id, now - age, seen)
                 elif check(state.peer, proof):  # the content held is the content signed

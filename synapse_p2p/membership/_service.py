@@ -95,7 +95,8 @@ PUSH_GAP = 0.05
 RELAY_GAP = 0.5
 #: Gossip partners whose wanted records (see :meth:`Membership._owe`) are remembered at most.
 MAX_OWED = 64
-#: Death notices one gossip message carries at most (more wait for the next push).
+#: Death (and suspicion) notices one gossip message carries at most (more wait for the next
+#: push).
 MAX_DEAD = 256
 #: With views, a round's gossip over the links carries a compact digest once every
 #: ``ceil(members / DIGEST_MEMBERS)`` rounds (and every round while members joined lately):
@@ -106,12 +107,18 @@ DIGEST_MEMBERS = 32
 #: ``PROBE_AFTER`` (it is called by the owner: a call of its own would open a second
 #: connection), and so does a node watching a member whose call failed.
 PROBE_OWNED = 0.3
-PROBE_AFTER = 0.75
+PROBE_AFTER = 0.5
+#: With views (SWIM's suspicion): a watched member silent for ``(1 - SUSPECT_SHARE) *
+#: peer_timeout`` is suspected, and the suspicion is told to the neighbors (each relays it
+#: once, the member hears it and refutes it with a new record); unrefuted for ``SUSPECT_SHARE
+#: * peer_timeout * max(1, log10(members))`` (longer on a larger swarm, where news travels
+#: further) it is dead. Both are multiplied by ``1 + health``.
+SUSPECT_SHARE = 0.25
 #: With views, the node's health score (Lifeguard's local health) at most: +1 for each call of
-#: ours that failed without an answer (timed out, connection lost), -1 for each answered. A
-#: watched member is silent for ``peer_timeout * (1 + score)`` before it is offline here, and
-#: announced only once the score is back at 0: a node too busy to hear its neighbors in time
-#: accuses them later, or not at all.
+#: ours that failed without an answer (timed out, connection lost), -1 for each answered. The
+#: silence before a suspicion and the suspicion's time are multiplied by ``1 + score``, and a
+#: node suspects nobody until the score is back at 0: a node too busy to hear its neighbors in
+#: time accuses them later, or not at all.
 HEALTH_MAX = 8
 
 
@@ -180,20 +187,25 @@ class Membership:
         #: Records a gossip partner wanted (its answer's ``want``): partner id -> member ids,
         #: sent in full in our next gossip to it.
         self._owed: dict[str, list[str]] = {}
-        #: Death notices to push (member id -> (seq, first-hand)); members watched after a
-        #: failed call (id -> since); whether to push a renewed record (a refutation).
+        #: Death and suspicion notices to push (member id -> (seq, first-hand)); members
+        #: suspected here (id -> the seq named); members watched after a failed call (id ->
+        #: since); whether to push our record (a refutation).
         self._dead: dict[str, tuple[int, bool]] = {}
+        self._suspicions: dict[str, tuple[int, bool]] = {}
+        self._suspects: dict[str, int] = {}
         self._watch: dict[str, float] = {}
         self._refute = False
-        #: Silent members a node with failing calls of its own has not announced yet.
-        self._deferred: dict[str, int] = {}
+        #: Silent members a node with failing calls of its own has not suspected yet.
+        self._deferred: set[str] = set()
         self._rounds = 0
         self._calls: TaskGroup | None = None
         #: Local health (:data:`HEALTH_MAX`): 0 when this node's calls are answered in time.
         self.health = 0
-        #: With views: deaths ``announced`` (first-hand), ``heard`` (a notice taken),
-        #: ``refuted`` (of this node), ``deferred`` (see :meth:`_announce`), ``unheard``
-        #: (see :meth:`_expire`), ``malformed`` notices.
+        #: With views: members ``suspected`` here (first-hand), suspicions ``relayed`` (a
+        #: notice taken), suspicions ``lifted`` (a newer record came), deaths ``announced``
+        #: (a suspicion timed out here, or the member refused connections), ``heard`` (a
+        #: death notice taken), ``refuted`` (of this node), ``deferred`` (see
+        #: :meth:`_watch_silence`), ``unheard`` (ditto), ``malformed`` notices.
         self.deaths: Counter[str] = Counter()
         self.messages_sent = 0
         self.messages_received = 0
@@ -217,18 +229,13 @@ class Membership:
         return table
 
     def _ages(self, state: PeerState) -> bool:
-        """Whether silence makes ``state`` offline here: with views, a member in views only
-        while a link of ours watches it (an active neighbor, or a member whose call failed);
-        the others stay until a death notice names them (see :meth:`_take_deaths`)."""
+        """Whether the table's ``peer_timeout`` of silence makes ``state`` offline here: with
+        views, not for a member in views (signed, of ours: it stays until declared dead, see
+        :meth:`_watch_silence`)."""
         views = self.views
         if views is None or state.proof is None or state.legacy:
             return True
-        node_id = state.peer.id  # (in views unless it said it serves no view endpoint)
-        if node_id in views.unsupported:
-            return True
-        if views.is_active(node_id) or node_id in self._watch:  # silent for long enough?
-            return self._now() - state.heard > self.config.peer_timeout * (1 + self.health)
-        return False
+        return state.peer.id in views.unsupported  # (else in views)
 
     def watch_records(
         self, learned: Callable[[Peer, RecordProof], bool], forgotten: Callable[[str], None]
@@ -328,6 +335,8 @@ class Membership:
         self._view_rotation = PartnerRotation(self._rng)
         self._fresh.clear()
         self._dead.clear()
+        self._suspicions.clear()
+        self._suspects.clear()
         self._watch.clear()
         self._refute = False
         self._deferred.clear()
@@ -403,6 +412,8 @@ class Membership:
         new here, or back) is relayed to the active neighbors too, batched
         (:data:`RELAY_GAP`): news floods the views, each node relays it once. Without views
         second-hand news waits for the rounds."""
+        if node_id in self._suspects:
+            self._lift(node_id)
         state = self.table.get(node_id)
         if verdict == "updated" and state is not None and state.alive:
             self._peers[node_id] = state.peer
@@ -728,49 +739,91 @@ class Membership:
             if next_round < self._now():  # a stalled loop: skip missed rounds
                 next_round = self._now() + interval
             while True:  # until the next round, serve pushes (see _next_push)
-                if not await self._next_push(next_round):
+                wake = min(next_round, self._suspicion_due())
+                if not await self._next_push(wake):
+                    if self._now() < next_round:  # a suspicion is due
+                        self._end_suspicions()
+                        continue
                     break
                 self._last_push = self._now()
                 news_ids = set(self._news)
                 first_hand = self._first_hand()
                 news = self._news_digest()
-                dead = self._dead_notices()
+                dead = self._notices(self._dead)
+                suspect = self._notices(self._suspicions)
                 refute, self._refute = self._refute, False
-                if news or dead or refute:  # first-hand news goes to every peer, at once
+                if news or dead or suspect or refute:  # first-hand news: to every peer, at once
                     targets = self._push_targets(first_hand)
                     old = [p for p in targets if p.id not in news_ids]
                     new = [p for p in targets if p.id in news_ids]
-                    self._gossip_to(calls, old, interval, news, dead=dead)
+                    self._gossip_to(calls, old, interval, news, dead=dead, suspect=suspect)
                     self._gossip_to(calls, new, interval, full=True)  # newcomers: all
             self._push = anyio.Event()
 
     def _expire(self) -> None:
-        """Members silent for too long are offline here (with views, announced: see
-        :meth:`_announce`). When half the links this node watches or more fall silent at
-        once, the silence is most likely its own (it cannot hear): they are offline here,
-        not announced."""
-        views = self.views
-        watched = 0 if views is None else len(views.active_ids()) + len(self._watch)
-        gone = self.table.expire(self._now())
-        deaf = views is not None and len(gone) >= 2 and 2 * len(gone) >= watched
-        for peer in gone:
-            self._peers.pop(peer.id, None)
-            log.info("peer %s (%s) is offline", peer.name or peer.id[:8], _fmt(peer))
-            self.hub.publish(PeerOffline(peer))
-            if views is not None:
-                if deaf:
-                    self._watch.pop(peer.id, None)
+        """Members silent for too long are offline here (with views, members outside them;
+        watched members are suspected: see :meth:`_watch_silence`)."""
+        now = self._now()
+        for peer in self.table.expire(now):
+            self._offline(peer, "is offline")
+        if self.views is not None:
+            self._watch_silence(now, self.views)
+        self._end_suspicions()
+
+    def _offline(self, peer: Peer, how: str) -> None:
+        """Alive member ``peer`` just went offline here: tell the application."""
+        self._peers.pop(peer.id, None)
+        self._watch.pop(peer.id, None)
+        self._suspects.pop(peer.id, None)
+        log.info("peer %s (%s) %s", peer.name or peer.id[:8], _fmt(peer), how)
+        self.hub.publish(PeerOffline(peer))
+        if self.views is not None:
+            self.views.member_down(peer.id)
+
+    def _watch_silence(self, now: float, views: LiveViews) -> None:
+        """Watched members (active neighbors, members whose call failed) silent for ``(1 -
+        SUSPECT_SHARE) * peer_timeout * (1 + health)`` are suspected here and the suspicion
+        is told (:meth:`_suspect`), by a healthy node only (a node whose own calls fail waits,
+        ``deferred``: the silence may be its own). When half the watched links or more are
+        silent at once, the silence is most likely this node's (it cannot hear): they are
+        offline here, told to nobody (``unheard``)."""
+        watched = [*views.active_ids(), *(i for i in self._watch if not views.is_active(i))]
+        window = (1 - SUSPECT_SHARE) * self.config.peer_timeout * (1 + self.health)
+        silent: list[PeerState] = []
+        for node_id in watched:
+            state = self.table.get(node_id)
+            if (
+                state is not None
+                and state.alive
+                and state.proof is not None
+                and not state.legacy
+                and not state.suspected
+                and node_id not in views.unsupported
+                and now - state.heard > window
+            ):
+                silent.append(state)
+        deaf = len(silent) >= 2 and 2 * len(silent) >= len(watched)
+        for state in silent:
+            node_id = state.peer.id
+            if deaf:
+                peer = self.table.silenced(node_id, now)
+                if peer is not None:
                     self.deaths["unheard"] += 1
-                else:
-                    self._announce(peer.id)
-                views.member_down(peer.id)
+                    self._offline(peer, "is offline (silent, with most of our links)")
+            elif self.health > 0:
+                if node_id not in self._deferred:
+                    self._deferred.add(node_id)
+                    self.deaths["deferred"] += 1
+            else:
+                self._deferred.discard(node_id)
+                self._suspect(node_id, state.seq, first_hand=True)
 
     async def _next_push(self, deadline: float) -> bool:
         """Wait until news is due to be pushed: ``PUSH_GAP`` after the last push if any of it
         is first-hand, ``RELAY_GAP`` if it is all relayed; False if ``deadline`` (the next
         round) comes first."""
         while True:
-            pending = bool(self._news or self._dead or self._refute)
+            pending = bool(self._news or self._dead or self._suspicions or self._refute)
             if pending:
                 gap = PUSH_GAP if self._first_hand() else RELAY_GAP
                 due = self._last_push + gap
@@ -790,116 +843,179 @@ class Membership:
             self._refute
             or any(self._news.values())
             or any(first for _, first in self._dead.values())
+            or any(first for _, first in self._suspicions.values())
         )
 
-    def _dead_notices(self) -> list[list[Any]]:
-        """The death notices to push now (``[id, seq]``, at most :data:`MAX_DEAD`)."""
+    @staticmethod
+    def _notices(pending: dict[str, tuple[int, bool]]) -> list[list[Any]]:
+        """The notices to push now from ``pending`` (``[id, seq]``, at most
+        :data:`MAX_DEAD`; taken out of it)."""
         out: list[list[Any]] = []
-        for node_id in list(self._dead)[:MAX_DEAD]:
-            seq, _ = self._dead.pop(node_id)
+        for node_id in list(pending)[:MAX_DEAD]:
+            seq, _ = pending.pop(node_id)
             out.append([node_id, seq])
         return out
 
-    # -- deaths (with views) ------------------------------------------------------------------
+    # -- suspicions and deaths (with views) ----------------------------------------------------
 
-    def _announce(self, node_id: str, *, certain: bool = False) -> None:
-        """Member ``node_id`` just went offline here: if a link of ours watched it (so this
-        node is first-hand), tell the neighbors it is dead, naming the record held. Silence
-        is announced only by a healthy node (:data:`HEALTH_MAX`): one whose own calls fail
-        waits until they succeed again (the silence may be its own), then announces the
-        members still offline here at that record (``certain``: refused, at once)."""
-        state = self.table.get(node_id)
-        watched = self._watch.pop(node_id, None) is not None
-        views = self.views
-        if (
-            views is None
-            or state is None
-            or state.proof is None
-            or state.legacy
-            or not views.in_views(node_id)
-            or not (watched or views.is_active(node_id))
-        ):
+    def _suspect(self, node_id: str, seq: int, *, first_hand: bool) -> None:
+        """Suspect member ``node_id`` at record ``seq`` (``first_hand``: silent on a link of
+        ours; else a member's notice): it stays listed, no event; the notice goes to the
+        neighbors with the next push (the member among them, which refutes it), once."""
+        state = self.table.suspect(node_id, seq, self._now())
+        if state is None:
             return
-        if not certain and self.health > 0:
-            self._deferred[node_id] = state.seq
-            self.deaths["deferred"] += 1
-            return
-        state.dead_seq = max(state.dead_seq, state.seq)
-        self._dead[node_id] = (state.seq, True)
-        self.deaths["announced"] += 1
+        self._suspects[node_id] = seq
+        self._suspicions.setdefault(node_id, (seq, first_hand))
+        self.deaths["suspected" if first_hand else "relayed"] += 1
+        log.info(
+            "peer %s (%s) is suspected%s",
+            state.peer.name or node_id[:8],
+            _fmt(state.peer),
+            " (silent)" if first_hand else "",
+        )
         self.push_soon()
 
-    def _declare(self, node_id: str) -> None:
-        """A member in views refused our calls twice: offline here, and announced."""
-        state = self.table.get(node_id)
-        if state is None or not state.alive:
-            return
-        peer = self.table.declared_dead(node_id, state.seq, self._now())
-        if peer is None:
-            return
-        self._peers.pop(node_id, None)
-        log.info("peer %s (%s) is unreachable: offline", peer.name or node_id[:8], _fmt(peer))
-        self.hub.publish(PeerOffline(peer))
-        self._watch[node_id] = self._now()  # (first-hand: _announce takes it)
-        self._announce(node_id, certain=True)
-        if self.views is not None:
-            self.views.member_down(node_id)
+    def _suspicion_time(self) -> float:
+        """How long a suspicion lasts here unrefuted (see :data:`SUSPECT_SHARE`)."""
+        members = max(10, len(self._peers))
+        return SUSPECT_SHARE * self.config.peer_timeout * math.log10(members) * (1 + self.health)
 
-    def _take_deaths(self, entries: Any, sender_id: str) -> None:
-        """Death notices (``[[id, seq], ...]``) from a trusted member: each alive member whose
-        held record is the one named goes offline and the notice is relayed to the neighbors
-        (once); a notice naming this node's current record is refuted (a new record, pushed
-        at once). Malformed entries are skipped and counted."""
-        if self.views is None or not isinstance(entries, list):
+    def _suspicion_due(self) -> float:
+        """When the oldest suspicion held here times out (``inf``: none)."""
+        if not self._suspects:
+            return math.inf
+        peers = self.table.peers
+        since = min(
+            (peers[i].suspect_since for i in self._suspects if i in peers), default=math.inf
+        )
+        return since + self._suspicion_time()
+
+    def _end_suspicions(self) -> None:
+        """Suspicions held here for :meth:`_suspicion_time` unrefuted: the member is dead
+        (``announced``, see :meth:`_kill`)."""
+        if not self._suspects:
             return
         now = self._now()
-        me = self.local.node_id
+        time = self._suspicion_time()
+        for node_id, seq in list(self._suspects.items()):
+            state = self.table.get(node_id)
+            if state is None or not state.suspected or state.seq != seq:
+                del self._suspects[node_id]  # lifted, or gone
+            elif state.suspect_since + time <= now and not self._kill(
+                node_id, seq, first_hand=True
+            ):  # (a newer record was seen since: refuted)
+                del self._suspects[node_id]
+                state.suspect_seq = -1
+
+    def _lift(self, node_id: str) -> None:
+        """A record of suspected member ``node_id`` was taken: if it is newer than the one
+        suspected, the suspicion is over here, and the record goes on to the neighbors (the
+        refutation floods as the suspicion did)."""
+        state = self.table.get(node_id)
+        seq = self._suspects[node_id]
+        if state is None or not state.alive:
+            del self._suspects[node_id]
+        elif state.seq != seq:
+            del self._suspects[node_id]
+            self._suspicions.pop(node_id, None)
+            self._deferred.discard(node_id)
+            self.deaths["lifted"] += 1
+            log.info("peer %s is no longer suspected (refuted)", state.peer.name or node_id[:8])
+            self._relay(node_id)
+
+    def _kill(self, node_id: str, seq: int, *, first_hand: bool) -> bool:
+        """Member ``node_id`` at record ``seq`` is dead here (``first_hand``: a suspicion
+        timed out here, or it refused connections; else a member's notice): offline, a
+        tombstone on that record, and the death notice goes to the neighbors, once. False if
+        that is not the record held alive here."""
+        peer = self.table.declared_dead(node_id, seq, self._now())
+        if peer is None:
+            return False
+        self.deaths["announced" if first_hand else "heard"] += 1
+        self._deferred.discard(node_id)
+        self._suspicions.pop(node_id, None)
+        self._offline(peer, "is offline (dead)" if first_hand else "is offline (announced)")
+        self._dead.setdefault(node_id, (seq, first_hand))
+        self.push_soon()
+        return True
+
+    def _declare(self, node_id: str) -> None:
+        """A member in views refused our calls twice: nothing listens at its address, it is
+        dead without a suspicion."""
+        state = self.table.get(node_id)
+        if state is not None and state.alive:
+            self._kill(node_id, state.seq, first_hand=True)
+
+    def _read_notices(self, entries: Any) -> list[tuple[str, int]]:
+        """``[[id, seq], ...]`` (at most :data:`MAX_DEAD`); malformed entries are skipped and
+        counted."""
+        out: list[tuple[str, int]] = []
+        if not isinstance(entries, list):
+            self.deaths["malformed"] += 1
+            return out
         for entry in entries[:MAX_DEAD]:
-            if not (
+            if (
                 type(entry) is list
                 and len(entry) == 2
                 and type(entry[0]) is str
                 and type(entry[1]) is int
             ):
+                out.append((entry[0], entry[1]))
+            else:
                 self.deaths["malformed"] += 1
-                continue
-            node_id, seq = entry
+        return out
+
+    def _take_suspicions(self, entries: Any, sender_id: str) -> None:
+        """Suspicion notices (``[[id, seq], ...]``) from a trusted member: each alive member
+        whose held record is the one named is suspected here (see :meth:`_suspect`); one
+        naming this node is refuted."""
+        if self.views is None:
+            return
+        me = self.local.node_id
+        for node_id, seq in self._read_notices(entries):
+            if node_id == me:
+                self._refute_notice(seq)
+            elif node_id != sender_id:
+                self._suspect(node_id, seq, first_hand=False)
+
+    def _take_deaths(self, entries: Any, sender_id: str) -> None:
+        """Death notices (``[[id, seq], ...]``) from a trusted member: each alive member
+        whose held record is the one named is dead here (see :meth:`_kill`), and told so if
+        it is our neighbor (it refutes a false notice); one naming this node is refuted."""
+        views = self.views
+        if views is None:
+            return
+        me = self.local.node_id
+        for node_id, seq in self._read_notices(entries):
             if node_id == me:
                 self._refute_notice(seq)
                 continue
             if node_id == sender_id:
                 continue
-            peer = self.table.declared_dead(node_id, seq, now)
-            if peer is None:
+            state = self.table.get(node_id)
+            neighbor = views.is_active(node_id) and state is not None
+            if not self._kill(node_id, seq, first_hand=False):
                 continue
-            self.deaths["heard"] += 1
-            if self.views.is_active(node_id) and self._calls is not None:
-                # Our neighbor: tell it too (its other neighbors drop it as we do), so that
-                # a live member hears the notice and refutes it.
+            log.debug("death of %s announced by %s", node_id[:8], sender_id[:8])
+            if neighbor and state is not None and self._calls is not None:
+                # Tell it too (it is no longer among the push's targets), so that a live
+                # member hears the notice and refutes it.
                 with contextlib.suppress(RuntimeError):
                     interval = self.config.heartbeat_interval or 5.0
-                    self._gossip_to(self._calls, [peer], interval, [], dead=[[node_id, seq]])
-            self._peers.pop(node_id, None)
-            self._watch.pop(node_id, None)
-            log.info(
-                "peer %s (%s) is offline (announced by %s)",
-                peer.name or node_id[:8],
-                _fmt(peer),
-                sender_id[:8],
-            )
-            self.hub.publish(PeerOffline(peer))
-            self.views.member_down(node_id)
-            self._dead.setdefault(node_id, (seq, False))
-            self.push_soon()
+                    self._gossip_to(self._calls, [state.peer], interval, [], dead=[[node_id, seq]])
 
     def _refute_notice(self, seq: int) -> None:
-        """A notice says this node is dead: sign a new record and push it at once (a notice
-        naming a record newer than ours is forged, and ignored)."""
+        """A notice says this node is suspected or dead, naming its record ``seq``: if that
+        is the current record, sign a new one; push it at once. A notice naming an older
+        record is answered with the current one (the members that hold the older record may
+        not have taken it yet); one naming a record newer than ours is forged, and ignored."""
         proof = self._proof()
         if proof is None or self._signer is None or seq > proof.seq:
             return
-        self._signer.renew()
-        self.deaths["refuted"] += 1
+        if seq == proof.seq:
+            self._signer.renew()
+            self.deaths["refuted"] += 1
         self._refute = True
         self.push_soon()
 
@@ -1034,15 +1150,6 @@ class Membership:
         node re-signs its record only while members outside views age it by its records."""
         now = self._now()
         peers = self.table.peers
-        if self._deferred and self.health == 0:  # healthy again: announce what is still silent
-            deferred, self._deferred = self._deferred, {}
-            for node_id, seq in deferred.items():
-                state = peers.get(node_id)
-                if state is not None and not state.alive and state.seq == seq:
-                    state.dead_seq = max(state.dead_seq, seq)
-                    self._dead[node_id] = (seq, True)
-                    self.deaths["announced"] += 1
-                    self.push_soon()
         for node_id, since in list(self._watch.items()):
             state = peers.get(node_id)
             if state is None or not state.alive or state.heard > since:
@@ -1092,6 +1199,7 @@ class Membership:
         *,
         full: bool = False,
         dead: list[list[Any]] | None = None,
+        suspect: list[list[Any]] | None = None,
     ) -> None:
         """Gossip to ``peers``: a push of news (``members``, answered without a digest), the
         full digest (``full``: for members new to us, which hold nothing we could name by
@@ -1104,6 +1212,8 @@ class Membership:
             message["push"] = True  # news only: answered without a digest
             if dead:
                 message["dead"] = dead  # death notices (views): relayed once by each node
+            if suspect:
+                message["suspect"] = suspect  # suspicions (views): ditto
         elif full:
             message["members"] = self._digest()
         else:

@@ -59,11 +59,21 @@ class PeerState:
     #: The ``seq`` of the record a death notice named (:meth:`PeerTable.declared_dead`): only
     #: a newer record, or the member itself, brings it back (-1: none).
     dead_seq: int = -1
+    #: The ``seq`` of the record a suspicion named (:meth:`PeerTable.suspect`): the member is
+    #: suspected while that is the record held; a newer record lifts it (-1: none).
+    suspect_seq: int = -1
+    #: When the suspicion began here (local monotonic time).
+    suspect_since: float = math.nan
 
     @property
     def seq(self) -> int:
         """The sequence number of the signed record held (-1: none)."""
         return -1 if self.proof is None else self.proof.seq
+
+    @property
+    def suspected(self) -> bool:
+        """Alive, and a suspicion names the record held (see :meth:`PeerTable.suspect`)."""
+        return self.alive and self.suspect_seq >= 0 and self.suspect_seq == self.seq
 
     def publish(self) -> None:
         """Keep ``peer.verified`` in step with :attr:`verified`."""
@@ -376,10 +386,40 @@ class PeerTable:
         of an older record was refuted already; one of a newer record is not ours to judge).
         Only a newer record, or the member's own contact, brings it back."""
         state = self.peers.get(node_id)
-        if state is None or state.proof is None or state.seq != seq:
-            return None
+        if state is None or state.proof is None or state.seq != seq or state.seen > seq:
+            return None  # (``seen``: the member signed a newer record since, it is refuted)
         state.dead_seq = max(state.dead_seq, seq)
         if not state.alive:
+            return None
+        state.alive = False
+        state.offline_since = now
+        return state.peer
+
+    def suspect(self, node_id: str, seq: int, now: float) -> PeerState | None:
+        """A member (or this node) suspects alive member ``node_id``, naming its record
+        ``seq``: suspected from ``now`` if that is the record held (returned), else ``None``
+        (already suspected, or refuted: the record held, or one a trusted member relayed, is
+        newer; a notice of a newer record is not ours to judge). A suspected member stays
+        alive; a newer record lifts the suspicion."""
+        state = self.peers.get(node_id)
+        if (
+            state is None
+            or not state.alive
+            or state.proof is None
+            or state.seq != seq
+            or state.seen > seq
+            or state.suspect_seq == seq
+        ):
+            return None
+        state.suspect_seq = seq
+        state.suspect_since = now
+        return state
+
+    def silenced(self, node_id: str, now: float) -> Peer | None:
+        """Alive member ``node_id`` is offline here, for silence this node cannot blame on it
+        (no tombstone: third parties' news of life brings it back)."""
+        state = self.peers.get(node_id)
+        if state is None or not state.alive:
             return None
         state.alive = False
         state.offline_since = now

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from synapse_p2p import Peer
 from synapse_p2p.membership import PeerTable
+from synapse_p2p.membership._signing import RecordProof
 
 ME = "me"
 
@@ -143,3 +144,30 @@ def test_invariants_hold_under_any_sequence(ops: list[tuple[str, str, int, float
         assert len(table.candidates) <= 4
         for state in table.peers.values():
             assert state.alive == math.isnan(state.offline_since)
+
+
+def test_a_suspicion_names_the_record_held_and_a_newer_record_lifts_it() -> None:
+    def proof(seq: int) -> RecordProof:
+        return RecordProof(seq, b"k" * 32, b"s" * 64)
+
+    table = PeerTable(ME, peer_timeout=20)
+    table.verified(peer("a"), 0.0, legacy=False, proof=proof(3))
+    assert table.suspect("a", 2, 1.0) is None  # an older record: refuted already
+    assert table.suspect("a", 4, 1.0) is None  # a newer one: not ours to judge
+    assert table.suspect("nobody", 3, 1.0) is None
+    state = table.suspect("a", 3, 1.0)
+    assert state is not None
+    assert state.suspected
+    assert state.suspect_since == 1.0
+    assert [s.peer.id for s in table.alive()] == ["a"]  # still listed
+    assert table.suspect("a", 3, 2.0) is None  # once
+    assert state.suspect_since == 1.0
+    assert table.refreshed("a", proof(5), 3.0, now=3.0) == "heartbeat"
+    state = table.get("a")
+    assert state is not None
+    assert not state.suspected
+    # A newer re-signing a trusted member relayed (seen, unchecked) refutes it too.
+    state.seen = 6
+    assert table.suspect("a", 5, 4.0) is None
+    assert table.declared_dead("a", 5, 4.0) is None
+    assert state.alive
