@@ -753,11 +753,12 @@ class Membership:
                 suspect = self._notices(self._suspicions)
                 refute, self._refute = self._refute, False
                 if news or dead or suspect or refute:  # first-hand news: to every peer, at once
-                    targets = self._push_targets(first_hand)
+                    targets = self._push_targets(first_hand, bool(dead or suspect or refute))
                     old = [p for p in targets if p.id not in news_ids]
                     new = [p for p in targets if p.id in news_ids]
                     self._gossip_to(calls, old, interval, news, dead=dead, suspect=suspect)
-                    self._gossip_to(calls, new, interval, full=True)  # newcomers: all
+                    # newcomers: all
+                    self._gossip_to(calls, new, interval, full=True, dead=dead, suspect=suspect)
             self._push = anyio.Event()
 
     def _expire(self) -> None:
@@ -1095,18 +1096,28 @@ class Membership:
         owned, active = set(views.owned()), set(views.active_ids())
         return [p for p in ours if p.id in owned] or [p for p in ours if p.id in active] or ours
 
-    def _push_targets(self, first_hand: bool) -> list[Peer]:
+    def _push_targets(self, first_hand: bool, notices: bool = False) -> list[Peer]:
         """Where news goes: every member of ours, or with views the active neighbors (and
         members that take no part in views); with an empty view, first-hand news to every
         member, other news nowhere (others may not know us yet and would have to verify
-        every member it names)."""
+        every member it names). With views, ``notices`` (suspicions, deaths, a refutation:
+        small, and lost if not sent now) go to the neighbors with a call outstanding too, and
+        with an empty view to ``fanout`` members."""
         reachable = self._reachable()
         views = self.views
         if views is None:
             return reachable
-        if not views.active_ids():
-            return reachable if first_hand else []
         active = set(views.active_ids())
+        if not active:
+            if first_hand:
+                return reachable
+            return self._pick(self.fanout) if notices else []
+        if notices:
+            return [
+                s.peer
+                for s in self.table.alive()
+                if not s.legacy and (s.peer.id in active or not views.in_views(s.peer.id))
+            ]
         return [p for p in reachable if p.id in active or not views.in_views(p.id)]
 
     def _usable(self, node_id: str) -> bool:
@@ -1207,13 +1218,13 @@ class Membership:
         if not peers:
             return
         message: dict[str, Any] = {"v": GOSSIP_VERSION, "from": self._signed_record()}
+        if dead:
+            message["dead"] = dead  # death notices (views): relayed once by each node
+        if suspect:
+            message["suspect"] = suspect  # suspicions (views): ditto
         if members is not None:
             message["members"] = members
             message["push"] = True  # news only: answered without a digest
-            if dead:
-                message["dead"] = dead  # death notices (views): relayed once by each node
-            if suspect:
-                message["suspect"] = suspect  # suspicions (views): ditto
         elif full:
             message["members"] = self._digest()
         else:
