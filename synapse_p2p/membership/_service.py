@@ -188,11 +188,11 @@ class Membership:
         #: sent in full in our next gossip to it.
         self._owed: dict[str, list[str]] = {}
         #: Death and suspicion notices to push (member id -> (seq, first-hand)); members
-        #: suspected here (id -> the seq named); members watched after a failed call (id ->
-        #: since); whether to push our record (a refutation).
+        #: suspected here (id -> (the seq named, first-hand)); members watched after a failed
+        #: call (id -> since); whether to push our record (a refutation).
         self._dead: dict[str, tuple[int, bool]] = {}
         self._suspicions: dict[str, tuple[int, bool]] = {}
-        self._suspects: dict[str, int] = {}
+        self._suspects: dict[str, tuple[int, bool]] = {}
         self._watch: dict[str, float] = {}
         self._refute = False
         #: Silent members a node with failing calls of its own has not suspected yet.
@@ -203,9 +203,10 @@ class Membership:
         self.health = 0
         #: With views: members ``suspected`` here (first-hand), suspicions ``relayed`` (a
         #: notice taken), suspicions ``lifted`` (a newer record came), deaths ``announced``
-        #: (a suspicion timed out here, or the member refused connections), ``heard`` (a
-        #: death notice taken), ``refuted`` (of this node), ``deferred`` (see
-        #: :meth:`_watch_silence`), ``unheard`` (ditto), ``malformed`` notices.
+        #: (a suspicion of ours timed out, or the member refused connections), ``expired`` (a
+        #: suspicion relayed to us timed out), ``heard`` (a death notice taken), ``refuted``
+        #: (of this node), ``deferred`` (see :meth:`_watch_silence`), ``unheard`` (ditto),
+        #: ``malformed`` notices.
         self.deaths: Counter[str] = Counter()
         self.messages_sent = 0
         self.messages_received = 0
@@ -866,7 +867,7 @@ class Membership:
         state = self.table.suspect(node_id, seq, self._now())
         if state is None:
             return
-        self._suspects[node_id] = seq
+        self._suspects[node_id] = (seq, first_hand)
         self._suspicions.setdefault(node_id, (seq, first_hand))
         self.deaths["suspected" if first_hand else "relayed"] += 1
         log.info(
@@ -894,17 +895,18 @@ class Membership:
 
     def _end_suspicions(self) -> None:
         """Suspicions held here for :meth:`_suspicion_time` unrefuted: the member is dead
-        (``announced``, see :meth:`_kill`)."""
+        (see :meth:`_kill`; ``announced`` by the node that suspected it first-hand,
+        ``expired`` at the others, whose notice waits for the next batch)."""
         if not self._suspects:
             return
         now = self._now()
         time = self._suspicion_time()
-        for node_id, seq in list(self._suspects.items()):
+        for node_id, (seq, first_hand) in list(self._suspects.items()):
             state = self.table.get(node_id)
             if state is None or not state.suspected or state.seq != seq:
                 del self._suspects[node_id]  # lifted, or gone
             elif state.suspect_since + time <= now and not self._kill(
-                node_id, seq, first_hand=True
+                node_id, seq, first_hand=first_hand, how="announced" if first_hand else "expired"
             ):  # (a newer record was seen since: refuted)
                 del self._suspects[node_id]
                 state.suspect_seq = -1
@@ -914,7 +916,7 @@ class Membership:
         suspected, the suspicion is over here, and the record goes on to the neighbors (the
         refutation floods as the suspicion did)."""
         state = self.table.get(node_id)
-        seq = self._suspects[node_id]
+        seq, _ = self._suspects[node_id]
         if state is None or not state.alive:
             del self._suspects[node_id]
         elif state.seq != seq:
@@ -925,18 +927,18 @@ class Membership:
             log.info("peer %s is no longer suspected (refuted)", state.peer.name or node_id[:8])
             self._relay(node_id)
 
-    def _kill(self, node_id: str, seq: int, *, first_hand: bool) -> bool:
-        """Member ``node_id`` at record ``seq`` is dead here (``first_hand``: a suspicion
-        timed out here, or it refused connections; else a member's notice): offline, a
-        tombstone on that record, and the death notice goes to the neighbors, once. False if
-        that is not the record held alive here."""
+    def _kill(self, node_id: str, seq: int, *, first_hand: bool, how: str) -> bool:
+        """Member ``node_id`` at record ``seq`` is dead here (``first_hand``: this node found
+        it silent or refusing; ``how`` is the counter: ``announced``, ``expired``, ``heard``):
+        offline, a tombstone on that record, and the death notice goes to the neighbors,
+        once. False if that is not the record held alive here."""
         peer = self.table.declared_dead(node_id, seq, self._now())
         if peer is None:
             return False
-        self.deaths["announced" if first_hand else "heard"] += 1
+        self.deaths[how] += 1
         self._deferred.discard(node_id)
         self._suspicions.pop(node_id, None)
-        self._offline(peer, "is offline (dead)" if first_hand else "is offline (announced)")
+        self._offline(peer, "is offline (dead)" if how != "heard" else "is offline (announced)")
         self._dead.setdefault(node_id, (seq, first_hand))
         self.push_soon()
         return True
@@ -946,7 +948,7 @@ class Membership:
         dead without a suspicion."""
         state = self.table.get(node_id)
         if state is not None and state.alive:
-            self._kill(node_id, state.seq, first_hand=True)
+            self._kill(node_id, state.seq, first_hand=True, how="announced")
 
     def _read_notices(self, entries: Any) -> list[tuple[str, int]]:
         """``[[id, seq], ...]`` (at most :data:`MAX_DEAD`); malformed entries are skipped and
@@ -996,7 +998,7 @@ class Membership:
                 continue
             state = self.table.get(node_id)
             neighbor = views.is_active(node_id) and state is not None
-            if not self._kill(node_id, seq, first_hand=False):
+            if not self._kill(node_id, seq, first_hand=False, how="heard"):
                 continue
             log.debug("death of %s announced by %s", node_id[:8], sender_id[:8])
             if neighbor and state is not None and self._calls is not None:

@@ -71,11 +71,21 @@ class AddressVerifier:
             self.checking[peer.id] = candidate
         try:
             answer = await self.identify(peer.address, peer.port)
-            if answer is not None and answer[0] == peer.id and not answer[1] and proof is None:
+            known = m.table.get(peer.id)
+            back = known is not None and not known.alive and known.proof is not None
+            if (
+                answer is not None
+                and answer[0] == peer.id
+                and not answer[1]
+                and (proof is None or back)
+            ):
                 fetched = await self.fetch_record(peer)
                 if fetched is not None:
                     peer, proof = fetched
-            known = m.table.get(peer.id)
+                elif back:
+                    # An offline member is back only once it answers a call: a hung process
+                    # still completes handshakes, and a session may outlive its node.
+                    answer = None
             if (
                 answer is not None
                 and answer[0] == peer.id
