@@ -27,7 +27,7 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -184,6 +184,9 @@ class Membership:
         self._full_logged = -math.inf
         self._outstanding: set[str] = set()
         self._news: dict[str, bool] = {}  # members to push: id -> first-hand
+        #: Of the members to push, the neighbors known to hold the record (they sent it to
+        #: us, or named it in a digest): id -> neighbor ids (not sent back to them).
+        self._holders: dict[str, set[str]] = {}
         #: Records a gossip partner wanted (its answer's ``want``): partner id -> member ids,
         #: sent in full in our next gossip to it.
         self._owed: dict[str, list[str]] = {}
@@ -331,6 +334,7 @@ class Membership:
         self._last_push = -math.inf
         self._outstanding.clear()
         self._news.clear()
+        self._holders.clear()
         self._owed.clear()
         self._rotation = PartnerRotation(self._rng)
         self._view_rotation = PartnerRotation(self._rng)
@@ -504,7 +508,24 @@ class Membership:
                     decision.peer, decision.when, legacy=decision.legacy, proof=decision.proof
                 )
                 self._after(verdict, decision.peer.id, decision.peer, first_hand=False)
+        if self._news and isinstance(members, list):
+            self._held_by(
+                sender_id,
+                ((m.get("id"), m.get("seq")) for m in members[:MAX_DIGEST] if type(m) is dict),
+            )
         return refused
+
+    def _held_by(self, sender_id: str, listed: Iterable[tuple[Any, Any]]) -> None:
+        """``sender_id`` holds these records (``(id, seq)``): with views, news of them (the
+        records held here, or older) is not pushed back to it."""
+        news, peers = self._news, self.table.peers
+        if not news or self.views is None:
+            return
+        for node_id, seq in listed:
+            if node_id in news and type(seq) is int:
+                state = peers.get(node_id)
+                if state is not None and seq >= state.seq:
+                    self._holders.setdefault(node_id, set()).add(sender_id)
 
     def _heard(self, heard: Heard, now: float, *, trusted: bool) -> None:
         if heard.seen >= 0:
@@ -531,6 +552,8 @@ class Membership:
         )
         for heard in reading.heard:
             self._heard(heard, now, trusted=trusted)
+        if self._news:
+            self._held_by(sender_id, reading.listed.items())
         return reading
 
     def _compact_digest(self) -> tuple[list[list[Any]], list[dict[str, Any]]]:
@@ -750,6 +773,7 @@ class Membership:
                 news_ids = set(self._news)
                 first_hand = self._first_hand()
                 news = self._news_digest()
+                holders, self._holders = self._holders, {}
                 dead = self._notices(self._dead)
                 suspect = self._notices(self._suspicions)
                 refute, self._refute = self._refute, False
@@ -757,7 +781,10 @@ class Membership:
                     targets = self._push_targets(first_hand, bool(dead or suspect or refute))
                     old = [p for p in targets if p.id not in news_ids]
                     new = [p for p in targets if p.id in news_ids]
-                    self._gossip_to(calls, old, interval, news, dead=dead, suspect=suspect)
+                    self._gossip_to(
+                        calls, old, interval, news, dead=dead, suspect=suspect, holders=holders,
+                        keep=refute,
+                    )  # fmt: skip
                     # newcomers: all
                     self._gossip_to(calls, new, interval, full=True, dead=dead, suspect=suspect)
             self._push = anyio.Event()
@@ -1213,10 +1240,15 @@ class Membership:
         full: bool = False,
         dead: list[list[Any]] | None = None,
         suspect: list[list[Any]] | None = None,
+        holders: Mapping[str, set[str]] | None = None,
+        keep: bool = False,
     ) -> None:
         """Gossip to ``peers``: a push of news (``members``, answered without a digest), the
         full digest (``full``: for members new to us, which hold nothing we could name by
-        ``seq``), else the compact digest of a round (push-pull, see :mod:`._endpoints`)."""
+        ``seq``), else the compact digest of a round (push-pull, see :mod:`._endpoints`).
+        A push leaves out the members a peer is known to hold (``holders``: member id ->
+        peer ids), and is not sent to a peer left with nothing (unless ``keep``: the push
+        carries our renewed record)."""
         if not peers:
             return
         message: dict[str, Any] = {"v": GOSSIP_VERSION, "from": self._signed_record()}
@@ -1231,8 +1263,15 @@ class Membership:
             message["members"] = self._digest()
         else:
             message["compact"], message["members"] = self._compact_digest()
+        bare = members and holders and not dead and not suspect and not keep
         for peer in peers:
             own = message
+            if members and holders:
+                mine = [e for e in members if peer.id not in holders.get(e["id"], ())]
+                if len(mine) < len(members):
+                    if not mine and bare:
+                        continue  # it holds all of it
+                    own = {**message, "members": mine}
             owed = self._owed.pop(peer.id, None) if "compact" in message else None
             if owed:  # a round's digest carries the records this partner wanted last time
                 own = {**message, "members": message["members"] + self._entries(owed)}
