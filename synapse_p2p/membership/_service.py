@@ -200,7 +200,9 @@ class Membership:
         self._refute = False
         #: Silent members a node with failing calls of its own has not suspected yet.
         self._deferred: set[str] = set()
-        self._rounds = 0
+        #: Rounds since the start, from a random phase: nodes started together do not send
+        #: their digests in the same round (see :meth:`_view_round`).
+        self._rounds = self._rng.randrange(1 << 20)
         self._calls: TaskGroup | None = None
         #: Local health (:data:`HEALTH_MAX`): 0 when this node's calls are answered in time.
         self.health = 0
@@ -345,7 +347,7 @@ class Membership:
         self._watch.clear()
         self._refute = False
         self._deferred.clear()
-        self._rounds = 0
+        self._rounds = self._rng.randrange(1 << 20)
         self.health = 0
         self.deaths.clear()
         self.messages_sent = self.messages_received = 0
