@@ -184,8 +184,9 @@ async def test_a_hung_member_is_announced_dead_by_the_silence_of_its_links(
         views.tick = lambda: None  # type: ignore[method-assign]
         others = [n for n in swarm.nodes if n is not hung]
         events = len(swarm.events)
-        # Silent past peer_timeout (twice that for a node whose health score a call to the
-        # hung member raised before it looked silent), seen at a round, announced.
+        # Silent past 0.75 * peer_timeout (longer for a node whose health score a call to
+        # the hung member raised before it looked silent): suspected, and dead once the
+        # suspicion times out unrefuted.
         await anyio.sleep(2 * 20 + 10)
         offline = [e[1] for e in swarm.events[events:] if e[2:] == ("peer.offline", "n4")]
         assert sorted(offline) == sorted(n.name for n in others)
