@@ -12,7 +12,8 @@ descriptors of the process per node, whether membership is still complete, and t
 whole swarm; RSS per node at the end. A run that fails (``Too many open files``) reports where.
 At convergence (or when ``CONVERGE_TIMEOUT``, default 300 s, runs out) it also reports what the
 start cost: CPU seconds of the process, handshakes (completed, failed, refused over the caps),
-pooled connections opened, address checks (verification dials), gossip calls, records signed,
+pooled connections opened, address checks (verification dials), gossip calls (and of them
+pushes of news, with the entries they carried, and compact and full digests), records signed,
 deaths announced, heard and refuted (``Membership.deaths``) and, with views,
 view messages by kind, failed and dropped sends, the cores' requests, evictions and ignored
 messages. ``tuned`` sets the garbage collector's thresholds to :data:`TUNED_GC` first; the
@@ -67,6 +68,8 @@ def counters(nodes: list[Any]) -> dict[str, Any]:
             add("records_signed", m._signer.signed)
         for what, count in m.deaths.items():
             add(f"deaths_{what}", count)
+        for what, count in getattr(m, "gossip_kinds", {}).items():
+            add(f"gossip_{what}", count)
         views = m.views
         if views is None or views.core is None:
             continue
@@ -90,6 +93,27 @@ def counters(nodes: list[Any]) -> dict[str, Any]:
 #: collection scans every node's objects, about 1 s at N = 200, and comes every few seconds
 #: while the start allocates (see docs/scale.md, "One process, one heap").
 TUNED_GC = (100_000, 50, 100)
+
+
+def count_gossip() -> None:
+    """Count each node's gossip calls by kind (``Membership.gossip_kinds``): pushes of news
+    and the member entries they carry, compact digests, full digests. An instrument of this
+    benchmark: it wraps ``Membership._gossip_one``."""
+    from synapse_p2p.membership import _service
+
+    send = _service.Membership._gossip_one
+
+    async def counted(self: Any, peer: Any, message: dict[str, Any], interval: float) -> None:
+        kinds = self.__dict__.setdefault("gossip_kinds", {})
+        if message.get("push"):
+            kind = "pushes"
+            kinds["push_entries"] = kinds.get("push_entries", 0) + len(message["members"])
+        else:
+            kind = "compact" if "compact" in message else "full"
+        kinds[kind] = kinds.get(kind, 0) + 1
+        await send(self, peer, message, interval)
+
+    _service.Membership._gossip_one = counted  # type: ignore[method-assign]
 
 
 class GcClock:
@@ -136,6 +160,7 @@ def run(
     if gc_mode == "tuned":
         gc.set_threshold(*TUNED_GC)
     collections = GcClock()
+    count_gossip()
 
     def log(*args: object) -> None:
         print(f"[{mode} {backend} N={n}]", *args, file=sys.stderr, flush=True)
