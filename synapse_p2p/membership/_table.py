@@ -392,6 +392,7 @@ class PeerTable:
         if not state.alive:
             return None
         state.alive = False
+        state.suspect_seq = -1  # (back alive, it starts unsuspected)
         state.offline_since = now
         return state.peer
 
@@ -422,6 +423,7 @@ class PeerTable:
         if state is None or not state.alive:
             return None
         state.alive = False
+        state.suspect_seq = -1  # (back alive, it starts unsuspected)
         state.offline_since = now
         return state.peer
 
@@ -437,6 +439,7 @@ class PeerTable:
                 and (ages is None or ages(state))
             ):
                 state.alive = False
+                state.suspect_seq = -1  # (back alive, it starts unsuspected)
                 state.offline_since = now
                 gone.append(state.peer)
             elif not state.alive and now - state.offline_since > self.offline_retention:

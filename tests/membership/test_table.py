@@ -171,3 +171,18 @@ def test_a_suspicion_names_the_record_held_and_a_newer_record_lifts_it() -> None
     assert table.suspect("a", 5, 4.0) is None
     assert table.declared_dead("a", 5, 4.0) is None
     assert state.alive
+
+
+def test_a_member_back_from_the_dead_with_the_same_record_is_not_left_suspected() -> None:
+    """Suspected, dead, then back by its own contact (same record): it can be suspected
+    again (a stale suspicion would hide it from the silence checks for good)."""
+    table = PeerTable(ME, peer_timeout=20)
+    table.verified(peer("a"), 0.0, legacy=False, proof=RecordProof(3, b"k" * 32, b"s" * 64))
+    assert table.suspect("a", 3, 1.0) is not None
+    assert table.declared_dead("a", 3, 6.0) is not None
+    assert table.contact("a", 7.0) == "joined"
+    state = table.get("a")
+    assert state is not None
+    assert state.alive
+    assert not state.suspected
+    assert table.suspect("a", 3, 8.0) is state
