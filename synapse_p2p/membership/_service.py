@@ -1014,7 +1014,9 @@ class Membership:
     def _take_deaths(self, entries: Any, sender_id: str) -> None:
         """Death notices (``[[id, seq], ...]``) from a trusted member: each alive member
         whose held record is the one named is dead here (see :meth:`_kill`), and told so if
-        it is our neighbor (it refutes a false notice); one naming this node is refuted."""
+        it is our neighbor (it refutes a false notice); one naming this node is refuted. A
+        notice of a record declared dead here already, whose member spoke to us since, makes
+        it suspected only."""
         views = self.views
         if views is None:
             return
@@ -1026,6 +1028,12 @@ class Membership:
             if node_id == sender_id:
                 continue
             state = self.table.get(node_id)
+            if state is not None and state.alive and state.seq == seq <= state.dead_seq:
+                # Another copy of a notice taken already, and the member spoke to us since:
+                # its word against the notice's. Suspect it: it refutes, or it is dead when
+                # the suspicion ends (no offline/online flapping while the notice floods).
+                self._suspect(node_id, seq, first_hand=False)
+                continue
             neighbor = views.is_active(node_id) and state is not None
             if not self._kill(node_id, seq, first_hand=False, how="heard"):
                 continue

@@ -115,6 +115,37 @@ async def test_a_false_death_notice_is_refuted_and_the_member_comes_back(
         assert ("n2", "peer.offline", "n5") in [e[1:] for e in swarm.events]
 
 
+async def test_a_death_notice_heard_again_after_the_member_spoke_does_not_drop_it_again(
+    anyio_backend: Any,
+) -> None:
+    """n2 takes a notice that n5 is dead, then n5 itself speaks to n2 (alive again there),
+    then another copy of the same flood reaches n2: n5 is suspected, not dropped a second
+    time (no offline/online flapping while the notice floods), and n5's refutation settles
+    it."""
+    async with open_swarm(12, partial_views=True) as swarm:
+        await swarm.converged()
+        n2, n3, n4, n5 = (by_name(swarm, f"n{i}") for i in (2, 3, 4, 5))
+        old = seq_of(n2, n5)
+        refute = n5.membership._refute_notice
+        n5.membership._refute_notice = lambda seq: None  # type: ignore[method-assign]
+        await notify(n3, n2, [[n5.node_id, old]])  # (n5 is slow to refute it)
+        assert n5.node_id not in n2.peers
+        await notify(n5, n2, [])  # n5's own contact, on the record named
+        assert n5.node_id in n2.peers
+        offline = [e for e in swarm.events if e[1:] == ("n2", "peer.offline", "n5")]
+        await notify(n4, n2, [[n5.node_id, old]])
+        assert n5.node_id in n2.peers
+        assert n2.membership.deaths["heard"] == 1
+        n5.membership._refute_notice = refute  # type: ignore[method-assign]
+        with anyio.fail_after(30):
+            while n5.membership.deaths["refuted"] == 0:
+                await anyio.sleep(0.05)
+            await swarm.converged()
+        assert [e for e in swarm.events if e[1:] == ("n2", "peer.offline", "n5")] == offline
+        assert n2.membership.deaths["relayed"] == 1  # (the copy)
+        assert suspected_anywhere(swarm, n5) == []
+
+
 async def test_death_notices_that_prove_nothing_change_nothing(anyio_backend: Any) -> None:
     """A notice from a node that is no member, one naming a record newer than the one held
     (the member never signed it: it could not refute it), one naming an older record, and
