@@ -78,7 +78,13 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
             and known.alive
             and same_address(known.peer, sender)
         )
-        refused = m._apply_digest(message.get("members"), sender.id, trusted=trusted)
+        push = message.get("push") is True
+        entries = message.get("members")
+        duplicate = False
+        if push:
+            refused, duplicate = m.take_push(entries, sender.id, trusted=trusted)
+        else:
+            refused = m._apply_digest(entries, sender.id, trusted=trusted)
         if trusted and "dead" in message:  # death notices: only a member's word counts
             m._take_deaths(message["dead"], sender.id)
         if trusted and "suspect" in message:  # suspicions: ditto
@@ -93,14 +99,23 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
             )
         # Our own record too: gossip partners keep the freshest proof of our life. A push
         # (news only) is answered without a digest: news floods, it is not a push-pull.
-        if message.get("push") is True:
-            return {"v": GOSSIP_VERSION, "self": m._signed_record()}
+        if push:
+            answer = {"v": GOSSIP_VERSION, "self": m._signed_record()}
+            if duplicate and trusted and "dead" not in message and "suspect" not in message:
+                # Nothing new: another neighbor's push brought us all of it first (news on
+                # a tree, see membership.LAZY_ROUNDS). The sender stops pushing news to us
+                # for a while.
+                answer["lazy"] = True
+                m.tree["told"] += 1
+            return answer
         if reading is None:  # a full digest (a node of an earlier version): ours, in full
             return {"v": GOSSIP_VERSION, "members": m._digest(), "self": m._signed_record()}
         # A compact digest names records by seq: we answer with the records the caller lacks
         # (or holds older) in full, the others compact, and say which of the caller's we want:
         # they come in full in its next gossip to us (no third message).
         members, rest = m._answer_compact(reading.listed, sender.id)
+        if members:
+            m.graft(sender.id)  # it lacked records: news goes to it again
         answer = {"v": GOSSIP_VERSION, "members": members, "compact": rest}
         answer["self"] = m._signed_record()
         if reading.want:

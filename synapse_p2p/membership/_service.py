@@ -93,6 +93,13 @@ REPAIR_CHANCE = 0.1
 #: batches).
 PUSH_GAP = 0.05
 RELAY_GAP = 0.5
+#: With views, a neighbor that answered a push of news with ``lazy`` (it held every record
+#: already: it had them from another neighbor) gets no pushes of news from this node for this
+#: many heartbeat intervals; notices still go to it, and so do the rounds' compact digests,
+#: which repair what it misses. News then flows along the first links to deliver it (a tree,
+#: as in Plumtree), each node receiving each record about once, instead of from every
+#: neighbor; the lapse re-tries the link, so a tree broken by a lost link heals itself.
+LAZY_ROUNDS = 2
 #: Gossip partners whose wanted records (see :meth:`Membership._owe`) are remembered at most.
 MAX_OWED = 64
 #: Death (and suspicion) notices one gossip message carries at most (more wait for the next
@@ -187,6 +194,18 @@ class Membership:
         #: Of the members to push, the neighbors known to hold the record (they sent it to
         #: us, or named it in a digest): id -> neighbor ids (not sent back to them).
         self._holders: dict[str, set[str]] = {}
+        #: Neighbors that answered a push ``lazy``: id -> until when no news is pushed to
+        #: them (see :data:`LAZY_ROUNDS`).
+        self._lazy: dict[str, float] = {}
+        #: Members learned or updated here so far (a push that adds none is a duplicate).
+        self.news_taken = 0
+        #: With views: member id -> the newest ``seq`` a push brought here (see
+        #: :meth:`take_push`).
+        self._pushed: dict[str, int] = {}
+        #: With views, pushes along a tree: ``pruned`` (pushes of ours answered lazy),
+        #: ``told`` (pushes we answered lazy), ``skipped`` (pushes of news not sent to a lazy
+        #: neighbor), ``grafted`` (a lazy neighbor lacked records: pushed to again at once).
+        self.tree: Counter[str] = Counter()
         #: Records a gossip partner wanted (its answer's ``want``): partner id -> member ids,
         #: sent in full in our next gossip to it.
         self._owed: dict[str, list[str]] = {}
@@ -344,6 +363,9 @@ class Membership:
         self._dead.clear()
         self._suspicions.clear()
         self._suspects.clear()
+        self._lazy.clear()
+        self._pushed.clear()
+        self.tree.clear()
         self._watch.clear()
         self._refute = False
         self._deferred.clear()
@@ -422,6 +444,8 @@ class Membership:
         if node_id in self._suspects:
             self._lift(node_id)
         state = self.table.get(node_id)
+        if verdict in ("joined", "updated", "candidate"):
+            self.news_taken += 1
         if verdict == "updated" and state is not None and state.alive:
             self._peers[node_id] = state.peer
         elif verdict == "heartbeat" and state is not None:
@@ -455,6 +479,32 @@ class Membership:
                     node_id[:16],
                     _fmt(claimed),
                 )
+
+    def take_push(self, members: Any, sender_id: str, *, trusted: bool) -> tuple[int, bool]:
+        """Take a neighbor's push of news (a digest, see :meth:`_apply_digest`): how many
+        entries were refused for a bad signature, and whether the push was a duplicate (with
+        views, from a trusted sender: every record it names, another push brought here
+        first; the sender is told ``lazy``). A record learned otherwise (a compact digest, a
+        view message, the member itself) does not make a push a duplicate: the link it came
+        on may be this node's only one on the tree."""
+        named: list[tuple[str, int]] = []
+        if self.views is not None and trusted and isinstance(members, list):
+            for entry in members[:MAX_DEAD]:
+                if isinstance(entry, dict):
+                    node_id, seq = entry.get("id"), entry.get("seq")
+                    if isinstance(node_id, str) and type(seq) is int:
+                        named.append((node_id, seq))
+        taken = self.news_taken
+        refused = self._apply_digest(members, sender_id, trusted=trusted)
+        if refused or not named:
+            return refused, False
+        duplicate = self.news_taken == taken
+        pushed = self._pushed
+        for node_id, seq in named:
+            if pushed.get(node_id, -1) < seq:
+                pushed[node_id] = seq  # the first push of this record here
+                duplicate = False
+        return refused, duplicate
 
     def _apply_digest(self, members: Any, sender_id: str, *, trusted: bool) -> int:
         """Take a member digest (see :func:`._gossip.read_digest`); returns how many entries
@@ -780,8 +830,11 @@ class Membership:
                 suspect = self._notices(self._suspicions)
                 refute, self._refute = self._refute, False
                 if news or dead or suspect or refute:  # first-hand news: to every peer, at once
-                    targets = self._push_targets(first_hand, bool(dead or suspect or refute))
+                    notices = bool(dead or suspect or refute)
+                    targets = self._push_targets(first_hand, notices)
                     old = [p for p in targets if p.id not in news_ids]
+                    if not notices:
+                        old = self._eager(old)
                     new = [p for p in targets if p.id in news_ids]
                     self._gossip_to(
                         calls, old, interval, news, dead=dead, suspect=suspect, holders=holders,
@@ -806,6 +859,7 @@ class Membership:
         self._peers.pop(peer.id, None)
         self._watch.pop(peer.id, None)
         self._suspects.pop(peer.id, None)
+        self._lazy.pop(peer.id, None)
         log.info("peer %s (%s) %s", peer.name or peer.id[:8], _fmt(peer), how)
         self.hub.publish(PeerOffline(peer))
         if self.views is not None:
@@ -1159,6 +1213,24 @@ class Membership:
             ]
         return [p for p in reachable if p.id in active or not views.in_views(p.id)]
 
+    def _eager(self, peers: list[Peer]) -> list[Peer]:
+        """Of ``peers``, those news is pushed to: not the neighbors that said ``lazy`` within
+        the last :data:`LAZY_ROUNDS` heartbeat intervals."""
+        if not self._lazy:
+            return peers
+        now = self._now()
+        for node_id, until in list(self._lazy.items()):
+            if until <= now:
+                del self._lazy[node_id]
+        out = [p for p in peers if p.id not in self._lazy]
+        self.tree["skipped"] += len(peers) - len(out)
+        return out
+
+    def graft(self, node_id: str) -> None:
+        """Neighbor ``node_id`` lacked records we hold: push news to it again at once."""
+        if self._lazy.pop(node_id, None) is not None:
+            self.tree["grafted"] += 1
+
     def _usable(self, node_id: str) -> bool:
         state = self.table.get(node_id)
         return (
@@ -1173,6 +1245,8 @@ class Membership:
             old = self._now() - 2 * interval
             self._fresh = {i: t for i, t in self._fresh.items() if t > old}
         self._rounds += 1
+        if len(self._pushed) > len(self.table.peers) + MAX_DEAD:  # (forgotten members)
+            self._pushed = {i: s for i, s in self._pushed.items() if i in self.table.peers}
         if self.views is not None and self.views.active_ids():
             self._view_round(calls, interval, self.views)
         else:
@@ -1311,6 +1385,13 @@ class Membership:
         self.table.responded(peer.id, self._now())
         if not isinstance(reply, dict):
             return
+        if reply.get("lazy") is True and message.get("push") and self.views is not None:
+            # It had every record of this push from another neighbor: a link off the tree.
+            self.tree["pruned"] += 1
+            interval = self.config.heartbeat_interval or 5.0
+            self._lazy[peer.id] = self._now() + LAZY_ROUNDS * interval
+        if reply.get("want"):
+            self.graft(peer.id)
         self._take_answer_record(peer, reply.get("self"))
         self._apply_digest(reply.get("members"), peer.id, trusted=True)
         listed: Mapping[str, int] = {}

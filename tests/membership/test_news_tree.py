@@ -1,0 +1,100 @@
+"""News of members flows along a tree of the views: a neighbor that already held every record
+of a push answers ``lazy``, and gets no push of news for a while (virtual time)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import anyio
+import pytest
+import trio.testing
+
+from synapse_p2p import Node, Peer
+from synapse_p2p.membership import _service
+from tests.membership.test_virtual_time import Swarm, open_swarm
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> Any:
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+def count_pushes(swarm: Swarm) -> Counter[str]:
+    """Member id -> how many pushes of news carried a record of it."""
+    pushed: Counter[str] = Counter()
+    for node in swarm.nodes:
+        m = node.membership
+        send = m._gossip_one
+
+        async def counting(
+            peer: Any, message: dict[str, Any], interval: float, send: Any = send
+        ) -> None:
+            if message.get("push"):
+                for entry in message.get("members") or []:
+                    pushed[entry["id"]] += 1
+            await send(peer, message, interval)
+
+        m._gossip_one = counting  # type: ignore[method-assign]
+    return pushed
+
+
+async def join(swarm: Swarm, tg: Any, i: int) -> Node:
+    host = f"10.0.1.{i}"
+    node = Node(
+        bind=host,
+        port=7000,
+        name=f"x{i}",
+        swarm="test",
+        seeds=["10.0.0.1:7000"],
+        transport=swarm.network.transport(host),
+        partial_views=True,
+    )
+    await tg.start(node.serve)
+    return node
+
+
+async def test_news_of_a_join_reaches_each_node_about_once(anyio_backend: Any) -> None:
+    """24 nodes converge, then new members join one by one: each is listed everywhere, and
+    once the links that delivered duplicates went lazy, a join's record is pushed about once
+    per node (flooding the views, about five times: once per neighbor)."""
+    n = 24
+    async with open_swarm(n, partial_views=True) as swarm, anyio.create_task_group() as tg:
+        await swarm.converged()
+        pushed = count_pushes(swarm)
+        joined = []
+        for i in range(1, 9):
+            node = await join(swarm, tg, i)
+            joined.append(node)
+            with anyio.fail_after(10):
+                while not all(node.node_id in other.peers for other in swarm.nodes):
+                    await anyio.sleep(0.01)
+        copies = [pushed[node.node_id] for node in joined]
+        assert sum(copies[-4:]) / 4 < 2 * n, copies
+        tree = sum((node.membership.tree for node in swarm.nodes), Counter[str]())
+        assert tree["told"] > 0
+        assert tree["pruned"] > 0
+        assert tree["skipped"] > 0
+        tg.cancel_scope.cancel()
+
+
+async def test_a_lazy_neighbor_gets_news_again_after_the_lapse_or_a_graft(
+    anyio_backend: Any,
+) -> None:
+    """A neighbor that answered ``lazy`` gets no push of news for ``LAZY_ROUNDS``
+    heartbeat intervals, then gets them again; one that lacked records (a graft) at once."""
+    m = Node(bind="127.0.0.1", port=7000, name="me", partial_views=True).membership
+    a, b = (Peer(id=name * 8, address="10.0.0.9", port=7000, name=name) for name in "ab")
+    peers = [a, b]
+    now = anyio.current_time()
+    m._lazy[a.id] = now + _service.LAZY_ROUNDS * 5.0
+    assert [p.id for p in m._eager(peers)] == [b.id]
+    assert m.tree["skipped"] == 1
+    await anyio.sleep(_service.LAZY_ROUNDS * 5.0)
+    assert [p.id for p in m._eager(peers)] == [a.id, b.id]  # the lapse
+    m._lazy[b.id] = anyio.current_time() + 10.0
+    m.graft(b.id)  # it lacked a record we hold
+    assert m.tree["grafted"] == 1
+    assert [p.id for p in m._eager(peers)] == [a.id, b.id]
