@@ -70,6 +70,8 @@ def counters(nodes: list[Any]) -> dict[str, Any]:
             add(f"deaths_{what}", count)
         for what, count in getattr(m, "gossip_kinds", {}).items():
             add(f"gossip_{what}", count)
+        for what, count in m.tree.items():
+            add(f"tree_{what}", count)
         views = m.views
         if views is None or views.core is None:
             continue

@@ -101,12 +101,17 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         # (news only) is answered without a digest: news floods, it is not a push-pull.
         if push:
             answer = {"v": GOSSIP_VERSION, "self": m._signed_record()}
-            if duplicate and trusted and "dead" not in message and "suspect" not in message:
+            if (
+                duplicate
+                and trusted
+                and "dead" not in message
+                and "suspect" not in message
+                and m.prune(sender.id)
+            ):
                 # Nothing new: another neighbor's push brought us all of it first (news on
                 # a tree, see membership.LAZY_ROUNDS). The sender stops pushing news to us
                 # for a while.
                 answer["lazy"] = True
-                m.tree["told"] += 1
             return answer
         if reading is None:  # a full digest (a node of an earlier version): ours, in full
             return {"v": GOSSIP_VERSION, "members": m._digest(), "self": m._signed_record()}

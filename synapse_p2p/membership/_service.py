@@ -100,6 +100,10 @@ RELAY_GAP = 0.5
 #: as in Plumtree), each node receiving each record about once, instead of from every
 #: neighbor; the lapse re-tries the link, so a tree broken by a lost link heals itself.
 LAZY_ROUNDS = 2
+#: A node answers ``lazy`` only while at least this many other active neighbors still push
+#: news to it: two neighbors whose pushes cross (each one's batch first for some record)
+#: would otherwise both be pruned, cutting the node off the tree until the lapse.
+MIN_EAGER = 2
 #: Gossip partners whose wanted records (see :meth:`Membership._owe`) are remembered at most.
 MAX_OWED = 64
 #: Death (and suspicion) notices one gossip message carries at most (more wait for the next
@@ -197,6 +201,8 @@ class Membership:
         #: Neighbors that answered a push ``lazy``: id -> until when no news is pushed to
         #: them (see :data:`LAZY_ROUNDS`).
         self._lazy: dict[str, float] = {}
+        #: Neighbors we answered ``lazy``: id -> until when they push no news to us.
+        self._told: dict[str, float] = {}
         #: Members learned or updated here so far (a push that adds none is a duplicate).
         self.news_taken = 0
         #: With views: member id -> the newest ``seq`` a push brought here (see
@@ -364,6 +370,7 @@ class Membership:
         self._suspicions.clear()
         self._suspects.clear()
         self._lazy.clear()
+        self._told.clear()
         self._pushed.clear()
         self.tree.clear()
         self._watch.clear()
@@ -1225,6 +1232,25 @@ class Membership:
         out = [p for p in peers if p.id not in self._lazy]
         self.tree["skipped"] += len(peers) - len(out)
         return out
+
+    def prune(self, node_id: str) -> bool:
+        """A duplicate push came from neighbor ``node_id``: whether to answer it ``lazy``
+        (yes while :data:`MIN_EAGER` other active neighbors still push news to us)."""
+        views = self.views
+        if views is None:
+            return False
+        now = self._now()
+        interval = self.config.heartbeat_interval or 5.0
+        told = self._told
+        for other, until in list(told.items()):
+            if until <= now:
+                del told[other]
+        eager = [i for i in views.active_ids() if i != node_id and i not in told]
+        if len(eager) < MIN_EAGER:
+            return False
+        told[node_id] = now + LAZY_ROUNDS * interval
+        self.tree["told"] += 1
+        return True
 
     def graft(self, node_id: str) -> None:
         """Neighbor ``node_id`` lacked records we hold: push news to it again at once."""
