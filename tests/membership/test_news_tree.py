@@ -98,3 +98,16 @@ async def test_a_lazy_neighbor_gets_news_again_after_the_lapse_or_a_graft(
     m.graft(b.id)  # it lacked a record we hold
     assert m.tree["grafted"] == 1
     assert [p.id for p in m._eager(peers)] == [a.id, b.id]
+
+
+async def test_a_node_keeps_two_neighbors_pushing_news_to_it(anyio_backend: Any) -> None:
+    """Duplicates from every neighbor (pushes that crossed): the node answers ``lazy`` to all
+    but two, so it is never cut off the tree; after the lapse it may prune again."""
+    m = Node(bind="127.0.0.1", port=7000, name="me", partial_views=True).membership
+    assert m.views is not None
+    active = ["a" * 8, "b" * 8, "c" * 8, "d" * 8]
+    m.views.active_ids = lambda: active  # type: ignore[method-assign]
+    assert [m.prune(i) for i in active] == [True, True, False, False]
+    assert m.tree["told"] == 2
+    await anyio.sleep(_service.LAZY_ROUNDS * 5.0)
+    assert m.prune(active[2])
