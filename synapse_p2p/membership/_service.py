@@ -496,7 +496,7 @@ class Membership:
         on may be this node's only one on the tree."""
         named: list[tuple[str, int]] = []
         if self.views is not None and trusted and isinstance(members, list):
-            for entry in members[:MAX_DEAD]:
+            for entry in members[:MAX_DIGEST]:  # (what read_digest reads)
                 if isinstance(entry, dict):
                     node_id, seq = entry.get("id"), entry.get("seq")
                     if isinstance(node_id, str) and type(seq) is int:
@@ -1271,7 +1271,7 @@ class Membership:
             old = self._now() - 2 * interval
             self._fresh = {i: t for i, t in self._fresh.items() if t > old}
         self._rounds += 1
-        if len(self._pushed) > len(self.table.peers) + MAX_DEAD:  # (forgotten members)
+        if len(self._pushed) > len(self.table.peers) + MAX_DIGEST:  # (forgotten members)
             self._pushed = {i: s for i, s in self._pushed.items() if i in self.table.peers}
         if self.views is not None and self.views.active_ids():
             self._view_round(calls, interval, self.views)
