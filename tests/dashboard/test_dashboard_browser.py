@@ -245,6 +245,8 @@ def test_links_are_updated_in_place(swarm: Swarm, page: Any) -> None:
 def test_the_timeline_appends_new_rows(swarm: Swarm, page: Any) -> None:
     """Rows of the conversation being watched arrive in order: they are appended, the rows
     shown stay (a busy ask of a large swarm would otherwise redraw 200 rows per update)."""
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
     page.goto(swarm.url())
     page.wait_for_selector("#link[data-state=live]")
     broadcast = swarm.portal.call(swarm.asker.broadcast, "synapse.ask", "keep the rows")
@@ -259,7 +261,13 @@ def test_the_timeline_appends_new_rows(swarm: Swarm, page: Any) -> None:
                            ".length === 2")  # fmt: skip
     kinds = page.eval_on_selector_all("#timeline li", "(items) => items.map((li) => "
                                       "[li.dataset.kind, li.dataset.probe || ''])")  # fmt: skip
-    assert [k for k, probe in kinds if probe == "kept"] == ["message", "ack", "ack"]
+    assert [k for k, _ in kinds] == ["message", "ack", "ack", "reply", "reply"]
+    if len(sockets) > 1:
+        # The page fell behind (a loaded machine) and was dropped by the server: after its
+        # reconnect a fresh snapshot draws the whole timeline again, by design.
+        pytest.skip(f"the page reconnected ({len(sockets)} WebSockets): rows drawn again")
+    kept = [k for k, probe in kinds if probe == "kept"]
+    assert kept == ["message", "ack", "ack"], f"rows drawn again, {len(sockets)} WebSocket(s)"
     assert [k for k, probe in kinds if probe != "kept"] == ["reply", "reply"]
 
 
