@@ -1220,15 +1220,23 @@ class Membership:
             ]
         return [p for p in reachable if p.id in active or not views.in_views(p.id)]
 
+    def _lazy_until(self) -> float:
+        """When a link pruned now carries news again (see :data:`LAZY_ROUNDS`)."""
+        return self._now() + LAZY_ROUNDS * (self.config.heartbeat_interval or 5.0)
+
+    def _lapse(self, links: dict[str, float]) -> None:
+        """Forget the pruned links (``_lazy``, ``_told``) whose time is up."""
+        now = self._now()
+        for node_id, until in list(links.items()):
+            if until <= now:
+                del links[node_id]
+
     def _eager(self, peers: list[Peer]) -> list[Peer]:
         """Of ``peers``, those news is pushed to: not the neighbors that said ``lazy`` within
         the last :data:`LAZY_ROUNDS` heartbeat intervals."""
         if not self._lazy:
             return peers
-        now = self._now()
-        for node_id, until in list(self._lazy.items()):
-            if until <= now:
-                del self._lazy[node_id]
+        self._lapse(self._lazy)
         out = [p for p in peers if p.id not in self._lazy]
         self.tree["skipped"] += len(peers) - len(out)
         return out
@@ -1239,16 +1247,12 @@ class Membership:
         views = self.views
         if views is None:
             return False
-        now = self._now()
-        interval = self.config.heartbeat_interval or 5.0
         told = self._told
-        for other, until in list(told.items()):
-            if until <= now:
-                del told[other]
+        self._lapse(told)
         eager = [i for i in views.active_ids() if i != node_id and i not in told]
         if len(eager) < MIN_EAGER:
             return False
-        told[node_id] = now + LAZY_ROUNDS * interval
+        told[node_id] = self._lazy_until()
         self.tree["told"] += 1
         return True
 
@@ -1414,8 +1418,7 @@ class Membership:
         if reply.get("lazy") is True and message.get("push") and self.views is not None:
             # It had every record of this push from another neighbor: a link off the tree.
             self.tree["pruned"] += 1
-            interval = self.config.heartbeat_interval or 5.0
-            self._lazy[peer.id] = self._now() + LAZY_ROUNDS * interval
+            self._lazy[peer.id] = self._lazy_until()
         if reply.get("want"):
             self.graft(peer.id)
         self._take_answer_record(peer, reply.get("self"))
