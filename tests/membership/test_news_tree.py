@@ -59,13 +59,14 @@ async def join(swarm: Swarm, tg: Any, i: int) -> Node:
 async def test_news_of_a_join_reaches_each_node_about_once(anyio_backend: Any) -> None:
     """24 nodes converge, then new members join one by one: each is listed everywhere, and
     once the links that delivered duplicates went lazy, a join's record is pushed once or
-    twice per node (flooding the views, about five times: once per neighbor)."""
+    twice per node (flooding the views, about five times: once per neighbor). A join's pushes
+    fell under 2.5 per node from the second to the eighth join in 73 runs, hence twelve."""
     n = 24
     async with open_swarm(n, partial_views=True) as swarm, anyio.create_task_group() as tg:
         await swarm.converged()
         pushed = count_pushes(swarm)
         joined = []
-        for i in range(1, 9):
+        for i in range(1, 13):
             node = await join(swarm, tg, i)
             joined.append(node)
             with anyio.fail_after(10):

@@ -1,6 +1,9 @@
 """A synapse-p2p Node for the NAT test, run inside a namespace. Prints ``{"port": P, "id":
-ID}`` once serving, then a status line every 0.3 s: ``{"status": 1, "peers": {name:
-"addr:port"}, "reach": ..., "reserved": ["host:port", ...], "address": A}``; answers
+ID}`` once serving, then a status line every 0.3 s: ``{"status": 1, "at": T, "peers": {name:
+"addr:port"}, "reach": ..., "reserved": ["host:port", ...], "address": A, "holding":
+[name, ...]}`` (``at``: ``time.monotonic()``, one clock for every process of the machine;
+``holding``: on a relay, the nodes holding a reservation on it now, by name, or by id if
+not a member yet); answers
 commands read from stdin (one JSON object a line, each with an ``id`` echoed in the answer):
 
 * ``{"op": "call", "peer": NAME, "endpoint": E, "args": [...]}`` → ``result`` or ``error``;
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 import anyio
@@ -121,18 +125,25 @@ async def main(args: argparse.Namespace) -> None:
                     continue
                 tg.start_soon(answer, cmd)
 
+        def holding() -> list[str]:
+            service = node.relay.service
+            names = {p.id: p.name for p in node.peers.values()}
+            return sorted(names.get(i, i) for i in (service.reserved() if service else ()))
+
         tg.start_soon(commands)
         say({"port": node.port, "id": node.node_id, "address": node.address})
         for _ in range(2000):  # bounded: at most 10 minutes
             say(
                 {
                     "status": 1,
+                    "at": time.monotonic(),
                     "peers": {p.name: f"{p.address}:{p.port}" for p in node.peers.values()},
                     "reach": node.reachability,
                     "reserved": [
                         f"{s.relay[0]}:{s.relay[1]}" for s in node.relay.states() if s.reserved
                     ],
                     "address": node.address,
+                    "holding": holding(),
                 }
             )
             await anyio.sleep(0.3)
