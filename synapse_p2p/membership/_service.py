@@ -999,7 +999,7 @@ class Membership:
                 node_id, seq, first_hand=first_hand, how="announced" if first_hand else "expired"
             ):  # (a newer record was seen since: refuted)
                 del self._suspects[node_id]
-                state.suspect_seq = -1
+                state.lift_suspicion()
 
     def _lift(self, node_id: str) -> None:
         """A record of suspected member ``node_id`` was taken: if it is newer than the one

@@ -75,6 +75,16 @@ class PeerState:
         """Alive, and a suspicion names the record held (see :meth:`PeerTable.suspect`)."""
         return self.alive and self.suspect_seq >= 0 and self.suspect_seq == self.seq
 
+    def went_offline(self, now: float) -> None:
+        """Offline from ``now`` (back alive, it starts unsuspected)."""
+        self.alive = False
+        self.lift_suspicion()
+        self.offline_since = now
+
+    def lift_suspicion(self) -> None:
+        """No suspicion names its record any more."""
+        self.suspect_seq = -1
+
     def publish(self) -> None:
         """Keep ``peer.verified`` in step with :attr:`verified`."""
         if self.peer.verified != self.verified:
@@ -391,9 +401,7 @@ class PeerTable:
         state.dead_seq = max(state.dead_seq, seq)
         if not state.alive:
             return None
-        state.alive = False
-        state.suspect_seq = -1  # (back alive, it starts unsuspected)
-        state.offline_since = now
+        state.went_offline(now)
         return state.peer
 
     def suspect(self, node_id: str, seq: int, now: float) -> PeerState | None:
@@ -422,9 +430,7 @@ class PeerTable:
         state = self.peers.get(node_id)
         if state is None or not state.alive:
             return None
-        state.alive = False
-        state.suspect_seq = -1  # (back alive, it starts unsuspected)
-        state.offline_since = now
+        state.went_offline(now)
         return state.peer
 
     def expire(self, now: float) -> list[Peer]:
@@ -438,9 +444,7 @@ class PeerTable:
                 and now - state.heard > self.peer_timeout
                 and (ages is None or ages(state))
             ):
-                state.alive = False
-                state.suspect_seq = -1  # (back alive, it starts unsuspected)
-                state.offline_since = now
+                state.went_offline(now)
                 gone.append(state.peer)
             elif not state.alive and now - state.offline_since > self.offline_retention:
                 del self.peers[node_id]
