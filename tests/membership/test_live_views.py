@@ -224,7 +224,7 @@ async def test_view_messages_from_plaintext_or_naming_another_id_are_refused(
 
 
 async def test_views_off_serves_no_view_endpoint(anyio_backend: str) -> None:
-    async with Node(bind="127.0.0.1", swarm="views") as node:
+    async with Node(bind="127.0.0.1", swarm="views", partial_views=False) as node:
         assert node.membership.views is None
         async with Client("127.0.0.1", node.port) as client:
             with pytest.raises(RemoteError) as info:

@@ -441,7 +441,7 @@ async def test_origins_are_dialed_only_where_their_record_says(anyio_backend: st
     open_swarm.direct(peer, data, channel(None), "join")  # a candidate, being verified
     assert open_swarm.dialable(replace(peer, port=6666)) == peer
     open_swarm.table.verified(peer, anyio.current_time(), legacy=False, proof=proof_in(data))
-    open_swarm.table.expire(anyio.current_time() + 100)  # offline now
+    open_swarm.table.silenced(peer.id, anyio.current_time())  # offline now
     open_swarm.table.candidates.clear()
     assert open_swarm.dialable(replace(peer, port=6666)) is None  # its record says otherwise
     assert open_swarm.dialable(peer) == peer
