@@ -167,7 +167,8 @@ class Broadcasts:
     ) -> None:
         """The broadcast call to ``peer`` returned. A call that could not be delivered is sent
         again while the peer is a member, up to :data:`DELIVERY_RETRIES` times, when that is
-        safe (see :func:`_may_resend`; it stays pending meanwhile); otherwise it, or a peer
+        safe (see :func:`_may_resend`; it stays pending meanwhile), and held for the peer's
+        return if it went offline meanwhile (:meth:`_hold`); otherwise it, or a peer
         that refused it over a quota (``overloaded``), has failed, with the reason (it will
         not ACK). Retries run in the service's task group: stopping the node cancels them."""
         state = self.book.get(nonce)
@@ -179,8 +180,10 @@ class Broadcasts:
                 _may_resend(error, legacy=members.is_legacy(peer.id))
                 and attempt < DELIVERY_RETRIES
                 and self._tg is not None
-                and peer.id in members.peers
             ):
+                if peer.id not in members.peers:
+                    self._hold(state, peer, call)
+                    return
                 self._tg.start_soon(self._resend, state, peer, call, attempt + 1)
                 return
             state.delivered(peer.id, result, error)
@@ -205,12 +208,22 @@ class Broadcasts:
             return
         current = self.conversations.members.peers.get(peer.id)  # (it may have moved)
         if current is None:
-            state.delivered(peer.id, None, None)
-            self.book.add_failure(state.nonce, peer, "not delivered: the peer went offline")
+            self._hold(state, peer, call)
             return
         log.debug("broadcast %s: sending to %s again (attempt %d)", state.nonce,
                   current.name or current.id[:8], attempt + 1)  # fmt: skip
         self._send(state, current, *call, attempt=attempt)
+
+    def _hold(
+        self, state: BroadcastState, peer: Peer, call: tuple[str, list[Any], dict[str, Any]]
+    ) -> None:
+        """``peer`` went offline before its call could be delivered: no longer pending (nor
+        failed: it is not a member now), and it gets the call if it comes back soon, as the
+        members away when the broadcast was sent do (:mod:`._late`)."""
+        state.delivered(peer.id, None, None)
+        self.late.hold(LateCall(state.nonce, *call), peer.id, anyio.current_time())
+        log.debug("broadcast %s: %s went offline before it got it; held for its return",
+                  state.nonce, peer.name or peer.id[:8])  # fmt: skip
 
     async def ack(
         self,

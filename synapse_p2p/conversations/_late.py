@@ -5,7 +5,9 @@ moment before (a missed heartbeat under load, a short network hiccup) would neve
 though it is back a second later. So a node remembers which members went offline recently
 (:data:`LATE_WINDOW` seconds) and, for each of its own broadcasts sent while some of them were
 away, the call to make; a member that comes back within :data:`LATE_WINDOW` of the broadcast
-gets the call then, once. Members that left (a goodbye) are forgotten: they get nothing.
+gets the call then, once. So does a member whose call could not be delivered and that went
+offline while it was being retried (:meth:`LateMembers.hold`). Members that left (a goodbye)
+are forgotten: they get nothing.
 
 Bounded: at most :data:`MAX_AWAY` members remembered and :data:`MAX_HELD` broadcasts held
 (the oldest dropped first); a held call is dropped once its window is over.
@@ -73,6 +75,19 @@ class LateMembers:
             while len(self._held) > MAX_HELD:
                 self._held.popitem(last=False)
         return len(waiting)
+
+    def hold(self, call: LateCall, node_id: str, now: float) -> None:
+        """Hold ``call`` for member ``node_id``, gone while its call was being made (it could
+        not be delivered, and the member went offline meanwhile): it gets the call if it
+        comes back within the window, as members away when the broadcast was sent do."""
+        self._expire(now)
+        held = self._held.get(call.nonce)
+        if held is None:
+            self._held[call.nonce] = _Held(call, now, {node_id})
+            while len(self._held) > MAX_HELD:
+                self._held.popitem(last=False)
+        else:
+            held.waiting.add(node_id)
 
     def came_back(self, node_id: str, now: float) -> list[LateCall]:
         """``node_id`` is alive again: the calls it missed (each given once)."""

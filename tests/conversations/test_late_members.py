@@ -54,6 +54,20 @@ def test_a_member_that_left_gets_nothing_and_alive_members_are_not_held() -> Non
     assert late.sent(call("n2"), alive=set(), now=3) == 0  # b left, c is back: none away
 
 
+def test_a_member_gone_while_its_call_was_retried_is_held_for_its_return() -> None:
+    late = LateMembers(window=60)
+    late.hold(call("n1"), "b", now=10)
+    late.hold(call("n1"), "c", now=11)  # one broadcast, two members gone
+    assert late.came_back("a", now=12) == []
+    assert late.came_back("b", now=12) == [call("n1")]
+    assert late.came_back("b", now=13) == []  # once
+    late.left("c")  # a goodbye: nothing for it
+    assert late.came_back("c", now=14) == []
+    assert len(late) == 0
+    late.hold(call("n2"), "d", now=20)
+    assert late.came_back("d", now=81) == []  # back past the window
+
+
 def test_which_undelivered_calls_are_sent_again() -> None:
     assert _may_resend(ConnectError("refused"), legacy=False)
     assert _may_resend(ConnectError("refused"), legacy=True)  # it never left
@@ -116,22 +130,23 @@ async def test_a_member_back_from_a_spell_offline_gets_the_ask(anyio_backend: st
 
 
 class _Seen(logging.Handler):
-    """Sets ``event`` when a record whose message contains ``text`` is logged."""
+    """Sets ``event`` when a record whose message contains one of ``texts`` is logged."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, texts: tuple[str, ...]) -> None:
         super().__init__(logging.DEBUG)
-        self.text = text
+        self.texts = texts
         self.event = anyio.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
+        message = record.getMessage()
+        if any(text in message for text in self.texts):
             self.event.set()
 
 
 @contextlib.contextmanager
-def seen(text: str) -> Iterator[_Seen]:
+def seen(*texts: str) -> Iterator[_Seen]:
     logger = logging.getLogger("synapse_p2p.conversations._broadcasting")
-    handler, level = _Seen(text), logger.level
+    handler, level = _Seen(texts), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     try:
@@ -142,9 +157,13 @@ def seen(text: str) -> Iterator[_Seen]:
 
 
 @pytest.mark.anyio
-async def test_an_ask_not_delivered_is_sent_again(anyio_backend: str) -> None:
-    # The member stays a member (peer_timeout is long): only the call fails, then succeeds.
-    async with open_swarm(2, heartbeat_interval=0.5, peer_timeout=60) as swarm:
+@pytest.mark.parametrize("views", [False, True])
+async def test_an_ask_not_delivered_is_sent_again(anyio_backend: str, views: bool) -> None:
+    """Full mesh: the member stays a member (peer_timeout is long), only the call fails, and
+    it is sent again. Views: a port that refuses connections makes its member offline at
+    once, so the call is held for the member's return instead; either way it gets the ask
+    once, and it is no failure."""
+    async with open_swarm(2, heartbeat_interval=0.5, peer_timeout=60, partial_views=views) as swarm:
         asker, worker = swarm.nodes
         assert swarm.network is not None
         ran: list[str] = []
@@ -154,7 +173,7 @@ async def test_an_ask_not_delivered_is_sent_again(anyio_backend: str) -> None:
             ran.append(task)
             return "done"
 
-        with seen(f"sending to {worker.name} again") as again:
+        with seen(f"sending to {worker.name} again", "held for its return") as again:
             swarm.network.isolated.add(worker.address)
             b = await asker.broadcast("synapse.ask", "job")
             with anyio.fail_after(10):
@@ -172,7 +191,9 @@ async def test_an_ask_not_delivered_is_sent_again(anyio_backend: str) -> None:
 
 @pytest.mark.anyio
 async def test_a_call_never_delivered_is_a_failure_at_the_origin(anyio_backend: str) -> None:
-    async with open_swarm(2, heartbeat_interval=0.5, peer_timeout=60) as swarm:
+    # Full mesh: the member stays listed while its port refuses (with views it is offline at
+    # once, and the call held for its return: see above).
+    async with open_swarm(2, heartbeat_interval=0.5, peer_timeout=60, partial_views=False) as swarm:
         asker, worker = swarm.nodes
         assert swarm.network is not None
 
