@@ -31,6 +31,14 @@ __all__ = ["FrameChannel", "ReadTimeout", "decode_payload"]
 
 log = logging.getLogger(__name__)
 
+
+class Unsent(ConnectionLost):
+    """The connection broke before the frame of the sender's own :meth:`FrameChannel.send` was
+    written whole: the peer cannot have read that request, so it may be sent again on another
+    connection (a stale pooled connection, whose peer went away while it was idle, fails this
+    way)."""
+
+
 #: At most this many frames (or bytes) wait in the queue of :meth:`FrameChannel.queue`: a
 #: batch of responses leaves in a few writes, not one write at the very end, so the peer can
 #: start on the first ones while the rest are being computed.
@@ -287,7 +295,7 @@ class FrameChannel:
             try:
                 sent = self._send_nowait(frame)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                failure = ConnectionLost(f"connection broken: {exc or type(exc).__name__}")
+                failure = Unsent(f"connection broken: {exc or type(exc).__name__}")
                 self._fail(failure)
                 raise failure from None
             if sent == len(frame):
@@ -296,14 +304,17 @@ class FrameChannel:
                 frame = frame[sent:]
         await self._write(frame, writer)
 
-    async def _write(self, data: bytes, writer: object) -> None:
-        """Write ``data``, then whatever was queued meanwhile, as the channel's one writer."""
+    async def _write(self, data: bytes, writer: object, *, own: bool = True) -> None:
+        """Write ``data``, then whatever was queued meanwhile, as the channel's one writer.
+        With ``own``, ``data`` ends with the writer's own frame: if writing it fails,
+        :class:`Unsent`."""
         self._writing = True
         self._writer = writer
         try:
             while True:
                 self._write_started = self.clock()
                 await self.stream.send(data)
+                own = False
                 if not self._outbox or (self._released and self._hand_over()):
                     break
                 batch, self._outbox = self._outbox, []
@@ -311,7 +322,8 @@ class FrameChannel:
                 self._wake_senders()
                 data = b"".join(batch)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            failure = ConnectionLost(f"connection broken: {exc or type(exc).__name__}")
+            kind = Unsent if own else ConnectionLost
+            failure = kind(f"connection broken: {exc or type(exc).__name__}")
             self._fail(failure)
             raise failure from None
         except ConnectionLost as exc:
@@ -344,7 +356,7 @@ class FrameChannel:
         if self._outbox and not self._writing and self.broken is None:
             batch, self._outbox = self._outbox, []
             self._outbox_bytes = 0
-            await self._write(b"".join(batch), None)
+            await self._write(b"".join(batch), None, own=False)
 
     def release_writer(self, writer: object) -> None:
         """If ``writer`` is the sender writing right now, let it go once the chunk in progress

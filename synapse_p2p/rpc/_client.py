@@ -23,6 +23,7 @@ from ..transport import TcpTransport, Transport, WebSocketTransport, WebSocketUr
 from ..transport._direct import DirectFirst
 from ..wire import DEFAULT_MAX_FRAME_SIZE
 from ._aliases import Aliases
+from ._channel import Unsent
 from ._connection import LegacyServer, MuxConnection, call_once
 from ._watchdog import Watchdog
 
@@ -312,6 +313,9 @@ class PoolStatistics:
     legacy_targets: int
     connects: int
     calls: int
+    #: Calls sent again on a new connection because the pooled one had broken while idle
+    #: (nothing of the request had left: see :class:`~._channel.Unsent`).
+    stale: int = 0
 
 
 class ConnectionPool:
@@ -358,10 +362,11 @@ class ConnectionPool:
         self._watchdog = Watchdog()
         self._connects = 0
         self._calls = 0
+        self.stale = 0
 
     def statistics(self) -> PoolStatistics:
         return PoolStatistics(
-            len(self._connections), len(self._legacy), self._connects, self._calls
+            len(self._connections), len(self._legacy), self._connects, self._calls, self.stale
         )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -509,7 +514,10 @@ class ConnectionPool:
     ) -> Any:
         """Call ``endpoint`` on ``host:port`` over a pooled connection.
 
-        Raises like :meth:`Client.call`. ``timeout`` covers connecting and the call.
+        Raises like :meth:`Client.call`. ``timeout`` covers connecting and the call. A pooled
+        connection found broken before the request was written whole (its peer went away
+        while it sat idle) is replaced, and the call made once more on the new connection
+        (counted in ``statistics().stale``).
         """
         self._calls += 1
         args = args or []
@@ -518,7 +526,17 @@ class ConnectionPool:
         connection = self._connections.get(key)
         if connection is not None and not connection.closed:  # the common case: no scope
             self._connections.move_to_end(key)
-            return await connection.call(endpoint, args, kwargs, timeout)
+            start = anyio.current_time()
+            try:
+                return await connection.call(endpoint, args, kwargs, timeout)
+            except Unsent as exc:
+                # The pooled connection broke before the request was written whole: its peer
+                # went away while it sat idle (a restart, a relay's circuit gone). The peer
+                # cannot have read it: once more, on a new connection, in the time left.
+                self.stale += 1
+                log.debug("pooled connection to %s was stale (%s): calling %r on a new one",
+                          format_address(host, port), exc, endpoint)  # fmt: skip
+                timeout -= anyio.current_time() - start
         deadline = anyio.current_time() + timeout
         try:
             with anyio.fail_at(deadline):

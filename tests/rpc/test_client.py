@@ -156,6 +156,45 @@ async def test_session_client_reconnects_after_a_restart(anyio_backend: str) -> 
                 assert await client.call("_synapse.ping") == "pong"
 
 
+async def test_a_pooled_connection_gone_stale_is_replaced_and_the_call_sent_again(
+    anyio_backend: str,
+) -> None:
+    """The node behind a pooled connection restarts while the connection sits idle. A call
+    whose write fails on it (the old socket answers with a reset) cannot have been read by
+    anyone: it is made once more on a new connection, and answered."""
+    port = free_port()
+
+    def sizer() -> Node:
+        node = Node(bind="127.0.0.1", port=port, heartbeat_interval=None)
+
+        @node.endpoint("size")
+        async def size(blob: str) -> int:
+            return len(blob)
+
+        return node
+
+    pool = ConnectionPool()
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.run)
+        first, stopped = anyio.CancelScope(), anyio.Event()
+
+        async def run_first(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            with first:
+                await sizer().serve(task_status=task_status)
+            stopped.set()
+
+        await tg.start(run_first)
+        assert await pool.call("127.0.0.1", port, "size", ["x"]) == 1
+        first.cancel()  # the node stops: its end of the pooled connection is closed
+        await stopped.wait()
+        async with sizer():
+            blob = "x" * 3_000_000  # more than the socket takes at once: the write fails
+            assert await pool.call("127.0.0.1", port, "size", [blob], timeout=10) == len(blob)
+        stats = pool.statistics()
+        assert (stats.stale, stats.connects) == (1, 2)
+        tg.cancel_scope.cancel()
+
+
 async def test_client_from_peer_and_peers(calc_node: Node) -> None:
     peer = Peer(id="x", address="127.0.0.1", port=calc_node.port)
     assert await Client.from_peer(peer).peers() == []
