@@ -1413,6 +1413,8 @@ class Membership:
             self._outstanding.discard(peer.id)
         self.health = max(0, self.health - 1)
         self.table.responded(peer.id, self._now())
+        if self.views is not None:
+            self._answered(peer.id)
         if not isinstance(reply, dict):
             return
         if reply.get("lazy") is True and message.get("push") and self.views is not None:
@@ -1427,6 +1429,17 @@ class Membership:
         if "compact" in reply:
             listed = self._apply_compact(reply["compact"], peer.id, trusted=True).listed
         self._owe(peer.id, reply.get("want"), listed)
+
+    def _answered(self, node_id: str) -> None:
+        """With views, member ``node_id`` answered our gossip: contact, as its own call would
+        be (``last_seen``, ``peer.heartbeat``). On a link only the owner calls, so without
+        this the owner would never see its neighbor's ``last_seen`` move."""
+        state = self.table.get(node_id)
+        if state is None or not state.alive or node_id not in self._peers:
+            return
+        state.peer = replace(state.peer, last_seen=self.config.wall_clock())
+        self._peers[node_id] = state.peer
+        self.hub.publish(PeerHeartbeat(state.peer))
 
     def _take_answer_record(self, dialed: Peer, data: Any) -> None:
         """The record a gossip partner answered with: taken if it is the partner's, newer than

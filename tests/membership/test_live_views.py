@@ -97,6 +97,32 @@ async def settled(swarm: Swarm, timeout: float = 20) -> None:
             await anyio.sleep(0.05)
 
 
+async def test_both_ends_of_a_link_see_their_neighbor_s_last_seen_move(
+    anyio_backend: str,
+) -> None:
+    """On a link only its owner gossips; the other end's answer is contact too: each end's
+    ``last_seen`` of the other moves, with a ``peer.heartbeat`` event, round after round."""
+    async with open_swarm(2, **FAST) as swarm:
+        await settled(swarm)
+        a, b = swarm.nodes
+        beats: dict[str, list[float]] = {a.node_id: [], b.node_id: []}
+        both = anyio.Event()
+
+        for node in (a, b):
+
+            @node.on("peer.heartbeat")
+            async def beat(peer: Any, node: Node = node) -> None:
+                beats[node.node_id].append(peer.last_seen)
+                if all(len(seen) >= 3 for seen in beats.values()):
+                    both.set()
+
+        start = {a.node_id: a.peers[b.node_id].last_seen, b.node_id: b.peers[a.node_id].last_seen}
+        with anyio.fail_after(10):
+            await both.wait()
+        assert a.peers[b.node_id].last_seen > start[a.node_id]
+        assert b.peers[a.node_id].last_seen > start[b.node_id]
+
+
 async def test_views_stay_within_their_cap_and_peers_stay_complete(anyio_backend: str) -> None:
     async with open_swarm(14, **FAST) as swarm:
         await settled(swarm)
