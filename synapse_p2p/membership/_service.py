@@ -456,9 +456,7 @@ class Membership:
         if verdict == "updated" and state is not None and state.alive:
             self._peers[node_id] = state.peer
         elif verdict == "heartbeat" and state is not None:
-            state.peer = replace(state.peer, last_seen=self.config.wall_clock())
-            self._peers[node_id] = state.peer
-            self.hub.publish(PeerHeartbeat(state.peer))
+            self._contact(state)
         elif verdict == "joined" and state is not None:
             state.peer = replace(state.peer, last_seen=self.config.wall_clock())
             self._peers[node_id] = state.peer
@@ -1432,13 +1430,16 @@ class Membership:
 
     def _answered(self, node_id: str) -> None:
         """With views, member ``node_id`` answered our gossip: contact, as its own call would
-        be (``last_seen``, ``peer.heartbeat``). On a link only the owner calls, so without
-        this the owner would never see its neighbor's ``last_seen`` move."""
+        be. On a link only the owner calls, so without this the owner would never see its
+        neighbor's ``last_seen`` move."""
         state = self.table.get(node_id)
-        if state is None or not state.alive or node_id not in self._peers:
-            return
+        if state is not None and state.alive and node_id in self._peers:
+            self._contact(state)
+
+    def _contact(self, state: PeerState) -> None:
+        """The member of ``state`` was in contact now: its ``last_seen``, ``peer.heartbeat``."""
         state.peer = replace(state.peer, last_seen=self.config.wall_clock())
-        self._peers[node_id] = state.peer
+        self._peers[state.peer.id] = state.peer
         self.hub.publish(PeerHeartbeat(state.peer))
 
     def _take_answer_record(self, dialed: Peer, data: Any) -> None:
