@@ -323,6 +323,7 @@ def test_watch_json_lines_and_goodbyes(start_node: StartNode) -> None:
     _, seed = start_node("reviewer")
     watcher = Program("watch", "lab", "--seed", f"127.0.0.1:{seed}", "--no-mdns", "--name",
                       "eye", "--json")  # fmt: skip
+    visitor: Program | None = None
     try:
         watcher.until('"event":"peer.joined"')
         asked = sn("ask", "lab", "check this", "--seed", f"127.0.0.1:{seed}")
@@ -332,11 +333,22 @@ def test_watch_json_lines_and_goodbyes(start_node: StartNode) -> None:
         kinds = [r.get("kind") for r in records if r["event"] == "conversation.event"]
         assert kinds[:1] == ["message"]
         assert "ack" in kinds
-        # The asker stopped cleanly: it said goodbye.
+        # A node that stops cleanly says goodbye: listed by the watcher, then gone at once
+        # (peer.left, not peer.offline after the peer timeout). The asker above lives for a
+        # moment only (the watcher may never have listed it), so the goodbye comes from a
+        # second watcher, stopped once the first has listed it.
+        visitor = Program("watch", "lab", "--seed", f"127.0.0.1:{seed}", "--no-mdns", "--name",
+                          "visitor", "--json")  # fmt: skip
+        watcher.until('"name":"visitor"')
+        visitor.proc.send_signal(signal.SIGINT)
+        assert visitor.proc.wait(timeout=20) == 0
         left = [json.loads(line) for line in watcher.until('"event":"peer.left"')]
-        assert left[-1]["peer"]["name"] == "asker"
+        assert [r["peer"]["name"] for r in left if r["event"] == "peer.left"] == ["visitor"]
+        assert not any(r["event"] == "peer.offline" and r["peer"]["name"] == "visitor"
+                       for r in left)  # fmt: skip
         watcher.proc.send_signal(signal.SIGINT)
         assert watcher.proc.wait(timeout=20) == 0
     finally:
-        watcher.proc.kill()
-        watcher.proc.wait(timeout=20)
+        for program in (watcher, visitor):
+            if program is not None:
+                program.close()
