@@ -179,9 +179,11 @@ class _Server:
     def liveness(self) -> None:
         """Take the node's own evidence of its members' life (first hand or gossiped; the
         same monotonic clock): in a large swarm a member rarely calls the observer itself."""
+        peers = self.node.peers
         for pid, member in self.node.membership.table.peers.items():
             if member.alive:
-                self.state.peer_heard(pid, member.heard)
+                peer = peers.get(pid)
+                self.state.peer_heard(pid, member.heard, peer.last_seen if peer else None)
 
     async def publish(self) -> None:
         while True:

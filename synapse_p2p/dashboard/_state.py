@@ -184,13 +184,17 @@ class DashboardState:
         entry.peer, entry.heard, entry.status = peer, max(entry.heard, now), "alive"
         entry.last_seen = peer.last_seen
 
-    def peer_heard(self, peer_id: str, heard: float) -> None:
+    def peer_heard(self, peer_id: str, heard: float, last_seen: float | None = None) -> None:
         """The node has evidence that the peer was alive at ``heard`` (the ``now`` clock):
-        first hand or through gossip. In a large swarm a peer rarely calls the observer
-        itself, so this, not its heartbeats alone, keeps it from being shown as suspect."""
+        first hand or through gossip, and ``last_seen`` (wall clock) as ``node.peers`` has it
+        now. In a large swarm a peer rarely calls the observer itself, so this, not its
+        heartbeats alone, keeps it from being shown as suspect, and its "last seen" moving."""
         entry = self.peers.get(peer_id)
-        if entry is not None and entry.status != "offline" and heard > entry.heard:
-            entry.heard = heard
+        if entry is None or entry.status == "offline":
+            return
+        entry.heard = max(entry.heard, heard)
+        if last_seen is not None and last_seen > entry.last_seen:
+            entry.last_seen = self._seen[peer_id] = last_seen
 
     def peer_offline(self, peer: Peer, now: float) -> None:
         """``peer`` was declared offline by the node."""

@@ -29,7 +29,6 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -60,6 +59,7 @@ from ._gossip import (
     sample_states,
 )
 from ._live_views import LiveViews
+from ._members import Members
 from ._observed import AddressLearner
 from ._seeds import SeedJoiner
 from ._signing import RECORD_ENDPOINT, MalformedProof, RecordProof, RecordSigner, proof_in
@@ -174,8 +174,9 @@ class Membership:
         self.hub = hub
         self.fanout = config.gossip_fanout
         self._peers: dict[str, Peer] = {}
-        #: The verified, alive members by id (a read-only live view).
-        self.peers: Mapping[str, Peer] = MappingProxyType(self._peers)
+        #: The verified, alive members by id (a read-only live view; ``last_seen``: the
+        #: latest news of the member's life, :mod:`._members`).
+        self.peers: Mapping[str, Peer] = Members(self._peers, lambda: self.table, config.wall_clock)
         self.table = self._new_table()
         #: Learns the address to advertise from peers, if auto-detection found none
         #: (:mod:`._observed`).

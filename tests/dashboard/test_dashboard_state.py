@@ -120,6 +120,24 @@ def test_evidence_from_the_node_keeps_a_quiet_peer_alive() -> None:
     assert "unknown" * 9 not in state.peers
 
 
+def test_news_of_a_quiet_peer_moves_its_last_seen() -> None:
+    """The node's ``last_seen`` of a member (its latest news, gossiped or first hand) goes
+    to pages as a small ``seen`` entry, never backwards."""
+    state = DashboardState(SELF, suspect_after=10)
+    alice = peer("alice")
+    state.peer_seen(alice, now=0)
+    state.drain()
+    state.peer_heard(alice.id, 4, alice.last_seen + 4)
+    delta = state.drain()
+    assert delta is not None
+    assert delta["seen"] == {alice.id: alice.last_seen + 4}
+    assert delta["peers"] == []
+    state.peer_heard(alice.id, 5, alice.last_seen + 2)  # older: nothing to send
+    state.peer_heard(alice.id, 5, None)
+    assert state.drain() is None
+    assert state.snapshot()["peers"][0]["last_seen"] == alice.last_seen + 4
+
+
 def test_links_pushed_out_are_removed_from_pages() -> None:
     state = DashboardState(SELF, limits=Limits(links=2))
     asker, a, b, c = peer("asker"), peer("a"), peer("b"), peer("c")

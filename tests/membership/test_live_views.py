@@ -4,6 +4,7 @@ asyncio: the HyParView core driven over ``_synapse.views``."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -121,6 +122,32 @@ async def test_both_ends_of_a_link_see_their_neighbor_s_last_seen_move(
             await both.wait()
         assert a.peers[b.node_id].last_seen > start[a.node_id]
         assert b.peers[a.node_id].last_seen > start[b.node_id]
+
+
+async def test_last_seen_of_a_member_outside_the_view_is_its_latest_news(
+    anyio_backend: str,
+) -> None:
+    """A member that is not a neighbor rarely calls this node itself: its ``last_seen`` in
+    ``node.peers`` follows the news of its life gossip brings, not its last call to us."""
+    async with open_swarm(12, **FAST) as swarm:
+        await settled(swarm)
+        outside = [
+            (node, other)
+            for node in swarm.nodes
+            for other in swarm.nodes
+            if other is not node and other.node_id not in views_of(node).active_ids()
+        ]
+        assert len(outside) > 20  # the views are partial
+        joined = max(n.peers[o.node_id].last_seen for n, o in outside)
+
+        def fresh() -> bool:
+            # Every member, as every other node has it, heard of within a peer timeout.
+            now = time.time()
+            return all(now - n.peers[o.node_id].last_seen < 1.5 + 1.0 for n, o in outside)
+
+        with anyio.fail_after(10):
+            while not fresh() or min(n.peers[o.node_id].last_seen for n, o in outside) <= joined:
+                await anyio.sleep(0.1)
 
 
 async def test_views_stay_within_their_cap_and_peers_stay_complete(anyio_backend: str) -> None:

@@ -1,0 +1,72 @@
+"""``node.peers``: the verified, alive members by id, each with the ``last_seen`` of the latest
+news of its life this node holds.
+
+A member's ``last_seen`` is the wall-clock time of the latest evidence that it is alive: its
+own call or answer, or (gossiped) a peer's contact with it. With partial views a member outside
+the active view rarely calls this node itself, so its direct contact alone would leave
+``last_seen`` at its join. The table's ``heard`` (monotonic) moves with every piece of news, so
+the record shown is brought up to it when read, at most once a second per member (reading
+costs nothing more when nothing moved, and nothing at all when nobody reads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ..types import Peer
+
+if TYPE_CHECKING:
+    from ._table import PeerTable
+
+__all__ = ["Members"]
+
+#: ``last_seen`` is brought forward when the news is at least this much newer (seconds).
+STEP = 1.0
+
+
+class Members(Mapping[str, Peer]):
+    """A read-only live view of ``records`` (id -> peer record, held by the membership), with
+    ``last_seen`` taken from ``table()``'s news of life (``heard``) when that is newer."""
+
+    def __init__(
+        self,
+        records: dict[str, Peer],
+        table: Callable[[], PeerTable],
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self._records = records
+        self._table = table
+        self._wall_clock = wall_clock
+
+    def __getitem__(self, node_id: str) -> Peer:
+        peer = self._records[node_id]
+        state = self._table().get(node_id)
+        if state is None or not state.alive:
+            return peer
+        try:
+            now = anyio.current_time()
+        except RuntimeError:  # read outside the event loop: the record as held
+            return peer
+        seen = self._wall_clock() - (now - state.heard)
+        if seen - peer.last_seen < STEP:
+            return peer
+        peer = self._records[node_id] = replace(peer, last_seen=seen)
+        if state.peer.last_seen < seen:  # kept by the record's next update
+            state.peer = replace(state.peer, last_seen=seen)
+        return peer
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._records
+
+    def __repr__(self) -> str:
+        return f"Members({len(self._records)} alive)"
