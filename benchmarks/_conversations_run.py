@@ -155,8 +155,7 @@ def ref(n: int) -> dict[str, float]:
     ref_node.Client = Client
 
     async def main() -> dict[str, float]:
-        kw: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "bench", "partial_views": views}
-        seed = Node(name="n0", **kw)
+        seed = Node(bind="127.0.0.1", name="n0", swarm="bench")
         await seed.start()
         nodes = [seed] + [
             Node(bind="127.0.0.1", name=f"n{i}", swarm="bench", seeds=[("127.0.0.1", seed.port)])

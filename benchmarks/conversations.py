@@ -1,7 +1,8 @@
 """Conversation benchmark: this package vs synapse-p2p 2.5.0, N = 10, 30, 50, one run.
 
     python benchmarks/conversations.py [--sizes 10 30 50] [--backends trio asyncio]
-                                       [--partial-views] [--no-reference] [--gc default tuned]
+                                       [--modes views mesh] [--no-reference]
+                                       [--gc default tuned]
 
 For each implementation and N, one process runs N nodes on one event loop (loopback TCP)
 joined through the first, and reports: time for one event emitted by node 0 to be stored by
@@ -10,8 +11,10 @@ events; 20 for 2.5.0 at N >= 30, which is too slow for more), time from
 ``broadcast("synapse.ask", ...)`` to all N-1 replies at the origin, failed calls, and (ours
 only) the whole swarm's CPU time per ask (from the broadcast until every delivery is done) and
 the garbage collector's part of it with the objects it tracks: N nodes in one heap make each
-full collection N times the work it is for a node in a process of its own. ``--partial-views``
-runs our nodes with ``partial_views=True``; ``--no-reference`` leaves 2.5.0 out (it takes
+full collection N times the work it is for a node in a process of its own. ``--modes``
+runs our nodes with partial views (``views``, the default) and/or the full mesh (``mesh``,
+``partial_views=False``), both by default; ``--partial-views`` is ``--modes views``;
+``--no-reference`` leaves 2.5.0 out (it takes
 minutes per ask past N=50); ``--gc tuned`` raises the garbage collector's thresholds in our
 measured process (``_views_run.TUNED_GC``), as a process hosting many nodes should. SQLite
 appends/s are measured by
@@ -67,7 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30, 50])
     parser.add_argument("--backends", nargs="+", default=["trio", "asyncio"])
-    parser.add_argument("--partial-views", action="store_true", help="ours with partial views")
+    parser.add_argument("--modes", nargs="+", choices=["views", "mesh"], default=["views", "mesh"])
+    parser.add_argument("--partial-views", action="store_true", help="same as --modes views")
     parser.add_argument("--no-reference", action="store_true", help="leave 2.5.0 out")
     parser.add_argument(
         "--gc",
@@ -77,22 +81,30 @@ def main() -> None:
         help="ours: garbage collector thresholds, CPython's defaults or raised",
     )
     args = parser.parse_args()
-    configs = []
+    modes = ["views"] if args.partial_views else args.modes
+    configs: list[tuple[str, str, str, str, bool]] = []
     if not args.no_reference:
         from tests.interop.refenv import build_reference_venv
 
-        configs.append(("ref (2.5.0, asyncio)", str(build_reference_venv()), "ref", "asyncio"))
-    label = ", views" if args.partial_views else ""
+        reference = str(build_reference_venv())
+        configs.append(("ref (2.5.0, asyncio)", reference, "ref", "asyncio", False))
     configs += [
-        (f"ours ({b}{label}{', gc tuned' if gc == 'tuned' else ''})", sys.executable, "ours", b)
+        (
+            f"ours ({b}, {mode}{', gc tuned' if gc == 'tuned' else ''})",
+            sys.executable,
+            "ours",
+            b,
+            mode == "views",
+        )
         for b in args.backends
+        for mode in modes
         for gc in args.gc
     ]
     rows = []
     for n in args.sizes:
-        for name, python, impl, backend in configs:
+        for name, python, impl, backend, views in configs:
             gc = "tuned" if "gc tuned" in name else "default"
-            result = run(python, impl, backend, n, args.partial_views and impl == "ours", gc)
+            result = run(python, impl, backend, n, views, gc)
             print(f"N={n} {name}: {result}", file=sys.stderr, flush=True)
             rows.append((n, name, result))
     print("\nConversations, all N nodes in one process on one event loop (loopback TCP)\n")
