@@ -235,9 +235,10 @@ class NodeConfig:
     connect_timeout: float = 5.0
     max_peers: int = 1024
     gossip_fanout: int = 3
-    #: Membership over HyParView partial views (``Node(partial_views=True)``): gossip and
-    #: kept connections go to the active view only (``docs/scale.md``).
-    partial_views: bool = False
+    #: Membership over HyParView partial views (the default): gossip and kept connections go
+    #: to the active view only; ``False``: the full mesh, every member gossiped with and
+    #: connected to in turn (``docs/scale.md``).
+    partial_views: bool = True
     #: Seconds a secure-channel handshake may take (each side).
     handshake_timeout: float = 5.0
     wall_clock: Callable[[], float] = field(default=time.time, compare=False)
@@ -290,7 +291,7 @@ class NodeConfig:
         connect_timeout: Any = 5.0,
         max_peers: Any = 1024,
         gossip_fanout: Any = 3,
-        partial_views: Any = False,
+        partial_views: Any = True,
         wall_clock: Any = time.time,
         secret: Any = None,
         quotas: Any = None,

@@ -160,9 +160,10 @@ class Node:
     callers),
     ``max_concurrent_requests`` (per connection), ``idle_timeout``, ``read_timeout``,
     ``call_timeout`` and ``connect_timeout`` (outbound calls to peers), ``max_peers``,
-    ``gossip_fanout``, ``partial_views`` (membership over partial views, see
-    ``docs/scale.md``), ``mdns_interfaces``, ``conversation_max_conversations`` (past it the
-    least recently active conversation is pruned; ``None`` for no cap), ``transport``,
+    ``gossip_fanout``, ``partial_views`` (membership over partial views, on by default;
+    ``False`` for the full mesh, see ``docs/scale.md``), ``mdns_interfaces``,
+    ``conversation_max_conversations`` (past it the least recently active conversation is
+    pruned; ``None`` for no cap), ``transport``,
     ``wall_clock`` and ``identity``. The validated settings are :attr:`config` (frozen).
 
     ``identity``: the node's Ed25519 key, an :class:`~synapse_p2p.Identity` or the path of a
@@ -229,7 +230,7 @@ class Node:
         connect_timeout: float = 5.0,
         max_peers: int = 1024,
         gossip_fanout: int = 3,
-        partial_views: bool = False,
+        partial_views: bool = True,
         mdns_interfaces: Iterable[str] | None = None,
         conversation_max_conversations: int | None = 10_000,
         transport: Transport | None = None,
