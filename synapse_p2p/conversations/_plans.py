@@ -15,6 +15,7 @@ __all__ = [
     "DIGEST_SIZE",
     "LEGACY_SYNC_BYTES",
     "SYNC_PAGE",
+    "SYNC_PAGE_BYTES",
     "CompactionPlan",
     "build_digest",
     "expired_conversations",
@@ -25,6 +26,11 @@ __all__ = [
 
 #: Events per sync page between our nodes.
 SYNC_PAGE = 500
+#: Encoded bytes of one sync page between our nodes, at most (one event at least): a page
+#: stays under the RPC layer's 64 KiB threshold for decoding in a worker thread, so it is
+#: decoded inline (no thread hop per page; and on virtual time, trio's ``MockClock``, a wait
+#: for a thread lets the clock jump past every call's deadline).
+SYNC_PAGE_BYTES = 48 * 1024
 #: What a 2.5.0 caller (4 MiB frame limit) gets in one unpaged sync answer.
 LEGACY_SYNC_BYTES = 3 * 1024 * 1024
 #: Conversations listed in an anti-entropy digest (the most recently active).
@@ -40,24 +46,25 @@ def sync_page(
 ) -> dict[str, Any]:
     """The answer to a sync request over ``events`` (read with ``limit=page + 1``).
 
-    Paged (``page`` given, our nodes): at most ``page`` events, ``more`` and the ``next``
-    cursor (the last event's id, or the request's ``after`` when empty). Unpaged (2.5.0
-    callers): events until their encoded size (``size_of``) would pass
-    :data:`LEGACY_SYNC_BYTES`; a 2.5.0 node has no way to ask for the rest.
+    Paged (``page`` given, our nodes): at most ``page`` events and :data:`SYNC_PAGE_BYTES`
+    (one event at least), ``more`` and the ``next`` cursor (the last event's id, or the
+    request's ``after`` when empty). Unpaged (2.5.0 callers): events until their encoded size
+    (``size_of``) would pass :data:`LEGACY_SYNC_BYTES`; a 2.5.0 node has no way to ask for the
+    rest.
     """
     out: list[dict[str, Any]] = []
     size = 0
     more = False
+    budget = LEGACY_SYNC_BYTES if page is None else SYNC_PAGE_BYTES
     for event in events:
         if page is not None and len(out) >= page:
             more = True
             break
         data = event.to_dict()
-        if page is None:
-            size += size_of(data)
-            if size > LEGACY_SYNC_BYTES:
-                more = True
-                break
+        size += size_of(data)
+        if size > budget and (page is None or out):
+            more = True
+            break
         out.append(data)
     reply: dict[str, Any] = {"events": out}
     if page is not None:

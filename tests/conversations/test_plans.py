@@ -14,6 +14,7 @@ from synapse_p2p.conversations._broadcasts import BroadcastBook
 from synapse_p2p.conversations._plans import (
     DIGEST_SIZE,
     LEGACY_SYNC_BYTES,
+    SYNC_PAGE_BYTES,
     build_digest,
     expired_conversations,
     plan_compaction,
@@ -57,6 +58,25 @@ def test_unpaged_answers_stop_before_the_legacy_byte_budget() -> None:
     assert "more" not in reply
     assert 0 < len(reply["events"]) < 40
     assert sum(len(pack(d)) for d in reply["events"]) <= LEGACY_SYNC_BYTES
+
+
+def test_paged_answers_stop_at_the_page_byte_budget() -> None:
+    """A page stays under the RPC layer's threshold for decoding in a thread (inline decode),
+    and carries one event at least, however large: paging always moves on."""
+
+    def size(data: dict[str, Any]) -> int:
+        return len(pack(data))
+
+    events = [event(i, size=2_000) for i in range(100)]
+    reply = sync_page(events, page=500, after=None, size_of=size)
+    assert reply["more"] is True
+    assert 10 < len(reply["events"]) < 100
+    assert sum(size(d) for d in reply["events"]) <= SYNC_PAGE_BYTES
+    assert reply["next"] == reply["events"][-1]["event_id"]
+    huge = [event(i, size=SYNC_PAGE_BYTES) for i in range(3)]
+    reply = sync_page(huge, page=500, after=None, size_of=size)
+    assert [d["event_id"] for d in reply["events"]] == ["e00000"]
+    assert reply["more"] is True
 
 
 def test_digest_and_what_is_stale() -> None:
