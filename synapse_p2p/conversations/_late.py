@@ -71,9 +71,7 @@ class LateMembers:
         self._expire(now)
         waiting = {m for m, at in self._away.items() if now - at <= self.window and m not in alive}
         if waiting:
-            self._held[call.nonce] = _Held(call, now, waiting)
-            while len(self._held) > MAX_HELD:
-                self._held.popitem(last=False)
+            self._add(call, now, waiting)
         return len(waiting)
 
     def hold(self, call: LateCall, node_id: str, now: float) -> None:
@@ -81,13 +79,17 @@ class LateMembers:
         not be delivered, and the member went offline meanwhile): it gets the call if it
         comes back within the window, as members away when the broadcast was sent do."""
         self._expire(now)
+        self._add(call, now, {node_id})
+
+    def _add(self, call: LateCall, now: float, waiting: set[str]) -> None:
+        """``call`` waits on ``waiting`` too (held from ``now`` if it was not held yet)."""
         held = self._held.get(call.nonce)
-        if held is None:
-            self._held[call.nonce] = _Held(call, now, {node_id})
-            while len(self._held) > MAX_HELD:
-                self._held.popitem(last=False)
-        else:
-            held.waiting.add(node_id)
+        if held is not None:
+            held.waiting |= waiting
+            return
+        self._held[call.nonce] = _Held(call, now, waiting)
+        while len(self._held) > MAX_HELD:
+            self._held.popitem(last=False)
 
     def came_back(self, node_id: str, now: float) -> list[LateCall]:
         """``node_id`` is alive again: the calls it missed (each given once)."""

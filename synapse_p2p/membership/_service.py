@@ -459,8 +459,7 @@ class Membership:
         elif verdict == "heartbeat" and state is not None:
             self._contact(state)
         elif verdict == "joined" and state is not None:
-            state.peer = replace(state.peer, last_seen=self.config.wall_clock())
-            self._peers[node_id] = state.peer
+            self._seen_now(state)
             log.info("peer %s (%s) joined", state.peer.name or node_id[:8], _fmt(state.peer))
             self.hub.publish(PeerJoined(state.peer))
             if self.views is not None:
@@ -1439,9 +1438,13 @@ class Membership:
 
     def _contact(self, state: PeerState) -> None:
         """The member of ``state`` was in contact now: its ``last_seen``, ``peer.heartbeat``."""
+        self._seen_now(state)
+        self.hub.publish(PeerHeartbeat(state.peer))
+
+    def _seen_now(self, state: PeerState) -> None:
+        """The member of ``state`` listed with ``last_seen`` now."""
         state.peer = replace(state.peer, last_seen=self.config.wall_clock())
         self._peers[state.peer.id] = state.peer
-        self.hub.publish(PeerHeartbeat(state.peer))
 
     def _take_answer_record(self, dialed: Peer, data: Any) -> None:
         """The record a gossip partner answered with: taken if it is the partner's, newer than
