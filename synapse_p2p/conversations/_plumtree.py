@@ -2,7 +2,8 @@
 
 Runs over the HyParView active view (the driver reports :class:`NeighborUp` /
 :class:`NeighborDown`). Each neighbor link is *eager* (messages are pushed along it) or *lazy*
-(only announced, in IHAVE batches flushed every ``lazy_interval``). New links start eager. A
+(only announced, in IHAVE batches flushed every ``lazy_interval``, to neighbors that have not
+shown they hold the message: one that sent or announced it is not told). New links start eager. A
 duplicate arriving eagerly turns its link lazy on both ends (PRUNE), so the eager links settle
 into a spanning tree and one broadcast costs about N - 1 eager messages. An IHAVE for a message
 not received within ``graft_timeout`` GRAFTs the link (it becomes eager again and the message is
@@ -103,7 +104,7 @@ class Plumtree:
     _cache: dict[str, EagerItem] = field(default_factory=dict)
     _announced: dict[str, list[str]] = field(default_factory=dict)  # mid -> announcers
     _timers: dict[str, float] = field(default_factory=dict)  # mid -> graft deadline
-    _lazy_queue: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    _lazy_queue: dict[str, dict[str, int]] = field(default_factory=dict)  # peer -> mid -> round
     _next_flush: float = math.nan
     _reply_queue: dict[str, list[ReplyItem]] = field(default_factory=dict)
     _reply_flush: float = math.inf
@@ -160,6 +161,7 @@ class Plumtree:
             for mid, rnd in message.items:
                 seen = self._seen.get(mid)
                 if seen is not None:
+                    self._has(from_id, mid)
                     actions += self._optimize(from_id, seen, rnd)
                     continue
                 self._announced.setdefault(mid, []).append(from_id)
@@ -180,8 +182,9 @@ class Plumtree:
             actions += self._flush_replies()
         if math.isnan(self._next_flush) or now >= self._next_flush:
             self._next_flush = now + self.config.lazy_interval
-            for peer_id, items in self._lazy_queue.items():
+            for peer_id, queued in self._lazy_queue.items():
                 peer = self.neighbors.get(peer_id)
+                items = list(queued.items())
                 for start in range(0, len(items), self.config.max_batch):
                     if peer is not None:
                         batch = tuple(items[start : start + self.config.max_batch])
@@ -216,6 +219,7 @@ class Plumtree:
     ) -> list[PlumtreeAction]:
         if item.mid in self._seen:
             self.duplicates += 1
+            self._has(from_id, item.mid)
             if from_id and from_id in self.eager:
                 self.eager.pop(from_id, None)
                 self.lazy[from_id] = None
@@ -235,7 +239,7 @@ class Plumtree:
                 out.setdefault(peer_id, []).append(onward)
         for peer_id in self.lazy:
             if peer_id != from_id and peer_id != item.origin:
-                self._lazy_queue.setdefault(peer_id, []).append((item.mid, onward.round))
+                self._lazy_queue.setdefault(peer_id, {})[item.mid] = onward.round
         return [Deliver(item.mid, item.origin, item.round, item.payload)]
 
     def _optimize(self, announcer: str, seen: _Seen, rnd: int) -> list[PlumtreeAction]:
@@ -258,6 +262,12 @@ class Plumtree:
             Send(self.neighbors[announcer], Graft(())),
             Send(self.neighbors[parent], Prune()),
         ]
+
+    def _has(self, peer_id: str, mid: str) -> None:
+        """``peer_id`` has ``mid`` (it sent or announced it): no need to announce it there."""
+        queued = self._lazy_queue.get(peer_id)
+        if queued is not None and queued.pop(mid, None) is not None and not queued:
+            del self._lazy_queue[peer_id]
 
     def _remember(self, mid: str, seen: _Seen) -> None:
         self._seen[mid] = seen

@@ -179,3 +179,25 @@ def test_seen_set_is_bounded() -> None:
         p.broadcast(0.0, f"m{i}", None)
     assert len(p._seen) == 10
     assert len(p._cache) == 5
+
+
+def test_a_neighbor_that_showed_it_holds_a_message_is_not_told_of_it() -> None:
+    """An IHAVE from a lazy neighbor, or a duplicate it pushed, takes the message out of the
+    announcements queued for that neighbor (both ends of a lazy link would otherwise announce
+    each message to each other)."""
+    p = Plumtree("a")
+    for peer in ("b", "c", "d"):
+        p.neighbor_up(PeerRecord(peer, "h", 1))
+    p.handle(0.0, "b", Prune())
+    p.handle(0.0, "c", Prune())  # b and c lazy, d eager
+    p.handle(0.0, "d", Eager((EagerItem("m1", "o", 1, None), EagerItem("m2", "o", 1, None))))
+    assert p.handle(0.0, "b", IHave((("m1", 1),))) == []  # b holds m1
+    p.lazy.pop("c")
+    p.eager["c"] = None
+    p.handle(0.0, "c", Eager((EagerItem("m2", "o", 1, None),)))  # c pushed m2: c holds it
+    announced = {
+        a.peer.id: a.message.items
+        for a in p.tick(1.0)
+        if isinstance(a, Send) and isinstance(a.message, IHave)
+    }
+    assert announced == {"b": (("m2", 2),), "c": (("m1", 2),)}
