@@ -25,12 +25,21 @@ from ..types import Peer
 if TYPE_CHECKING:
     from .._seams import PeerCaller
 
-__all__ = ["BATCH", "EVENTS_ENDPOINT", "EVENT_ENDPOINT", "Delivery", "DeliveryStatistics"]
+__all__ = [
+    "BATCH",
+    "EVENTS_ENDPOINT",
+    "EVENT_ENDPOINT",
+    "TREE_ENDPOINT",
+    "Delivery",
+    "DeliveryStatistics",
+]
 
 EVENT_ENDPOINT = "_synapse.conversation.event"
 #: Our extension: several conversation events in one call (never sent to 2.5.0 peers).
 EVENTS_ENDPOINT = "_synapse.conversation.events"
 BATCH = 64
+#: Conversation events on the broadcast tree (:mod:`._tree`).
+TREE_ENDPOINT = "_synapse.tree"
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +157,12 @@ class Delivery:
 
     def _next_call(self, box: _Outbox) -> _Call:
         """The next call; consecutive conversation events to one of our nodes (not a 2.5.0
-        peer) leave together as one ``_synapse.conversation.events`` call."""
+        peer) leave together as one ``_synapse.conversation.events`` call, and consecutive
+        tree messages of one kind (pushes, announcements) as one message."""
         call = box.calls.popleft()
         endpoint, args = call[0], call[1]
+        if endpoint == TREE_ENDPOINT:
+            return _merge_tree(call, box.calls)
         if (
             endpoint != EVENT_ENDPOINT
             or call[3] is not None
@@ -200,6 +212,27 @@ class Delivery:
             box.running = False
             if not box.calls and self._outboxes.get(key) is box:
                 del self._outboxes[key]
+
+
+#: Tree message kinds whose items consecutive messages to one peer may share, and how many.
+_MERGED = {"pt.eager": BATCH, "pt.ihave": 1024}
+
+
+def _merge_tree(call: _Call, queued: deque[_Call]) -> _Call:
+    """``call`` (a tree message) with the items of the same kind queued right behind it."""
+    message = call[1][0]
+    kind = message.get("k")
+    limit = _MERGED.get(kind)
+    if limit is None or not queued or queued[0][0] != TREE_ENDPOINT:
+        return call
+    items = list(message["items"])
+    while queued and queued[0][0] == TREE_ENDPOINT and queued[0][1][0].get("k") == kind:
+        more = queued[0][1][0]["items"]
+        if len(items) + len(more) > limit:
+            break
+        items.extend(more)
+        queued.popleft()  # (its outcome is the first call's: the same peer, the same message)
+    return TREE_ENDPOINT, [{"k": kind, "items": items}], {}, call[3]
 
 
 def _tell(outcome: Outcome | None, result: Any, error: BaseException | None) -> None:

@@ -149,7 +149,9 @@ class Plumtree:
         if isinstance(message, Replies):
             return self._route_replies(now, list(message.items))
         if from_id not in self.neighbors:
-            return []  # not (or no longer) a neighbor: the tree only runs over the active view
+            if not isinstance(message, Eager):
+                return []  # not (or no longer) a neighbor: the tree runs over the active view
+            from_id = ""  # a push from a member not (yet) our neighbor: new items go on
         if isinstance(message, Eager):
             out: dict[str, list[EagerItem]] = {}
             actions: list[PlumtreeAction] = []
@@ -205,6 +207,10 @@ class Plumtree:
             self._make_eager(peer_id)
             actions.append(Send(self.neighbors[peer_id], Graft(tuple(mids))))
         return actions
+
+    def has_seen(self, mid: str) -> bool:
+        """Whether message ``mid`` was delivered here (and is still remembered)."""
+        return mid in self._seen
 
     def next_wakeup(self) -> float:
         times = [*self._timers.values(), self._reply_flush]

@@ -53,6 +53,7 @@ from ._plans import (
     sync_page,
 )
 from ._signing import EventTrust
+from ._tree import EventTree
 
 if TYPE_CHECKING:
     from .._config import NodeConfig
@@ -127,11 +128,16 @@ class Conversations:
         self.admission = Admission(config.quotas)
         self._unverified: OrderedDict[str, None] = OrderedDict()
         self._register(registry)
+        self.tree = EventTree(self, registry)
 
     @property
     def task_group(self) -> TaskGroup | None:
         """The service's task group while it runs (for work it owns, e.g. ask handlers)."""
         return self._task_group
+
+    def holds(self, conversation_id: str) -> bool:
+        """Whether this node keeps conversation ``conversation_id`` (it is active here)."""
+        return conversation_id in self._active
 
     # -- storing ----------------------------------------------------------------------------
 
@@ -317,6 +323,12 @@ class Conversations:
                     reachable = self.members.dialable(asker)
                     if reachable is not None:
                         peers.append(reachable)
+        tree = self.tree
+        if (origin is None or origin == self.local.node_id) and tree.usable():
+            # On the broadcast tree (._tree): each member passes it on once; the members the
+            # tree does not reach (2.5.0 peers, nodes of ours without views) get it from here.
+            tree.broadcast(event, linger=0.0 if origin is None else ANSWER_LINGER)
+            peers = [p for p in peers if not tree.reaches(p.id)]
         if origin is not None:
             peers.sort(key=lambda p: p.id != origin)
         for peer in peers:
@@ -373,7 +385,7 @@ class Conversations:
         if connection is None:
             return
         key = caller_key(connection.node_id, connection.ip)
-        self.admission.admit(key, events, self._active.__contains__, anyio.current_time())
+        self.admission.admit(key, events, self.holds, anyio.current_time())
 
     def _register(self, registry: EndpointRegistry) -> None:
         async def conversation_event(
@@ -568,6 +580,9 @@ class Conversations:
                 self._task_group = tg
                 interval = self.config.heartbeat_interval or 5.0
                 tg.start_soon(self._anti_entropy, interval)
+                if self.members.views is not None:
+                    self.tree.start()
+                    tg.start_soon(self.tree.run)
                 if self.config.conversation_retention is not None:
                     tg.start_soon(self._retention_loop, self.config.conversation_retention)
                 task_status.started()
