@@ -4,7 +4,8 @@
     python _conversations_run.py ref asyncio N     (synapse-p2p 2.5.0's interpreter)
 
 N nodes on one event loop, loopback TCP, joined through the first. Measures: one event from
-node 0 reaching all N (median of 10), requests handled per event, sustained events/s for 200
+node 0 reaching all N (median of 10), requests handled per event (and, on the broadcast tree,
+its pushes, announcements and grafts per event), sustained events/s for 200
 events, broadcast synapse.ask -> all N-1 replies at the origin (median of 5), failed calls, the
 whole swarm's CPU time per ask (the process's, from the broadcast until the swarm is quiet),
 the garbage collector's time per ask and the objects it tracks (ours only). ``views`` runs our
@@ -57,9 +58,13 @@ def ours(backend: str, n: int, views: bool = False) -> dict[str, float]:
                 while not all(node.conversation_log.count(cid) >= count for node in nodes):
                     await anyio.sleep(0.0005)
 
+            def tree_sent(kind: str) -> int:
+                return sum(node._conversations.tree.sent[kind] for node in nodes)
+
             await anyio.sleep(0.5)
             times = []
             per_event = []
+            tree_before = {k: tree_sent(k) for k in ("pt.eager", "pt.ihave", "pt.graft")}
             for i in range(10):
                 before = requests()
                 start = time.perf_counter()
@@ -68,6 +73,8 @@ def ours(backend: str, n: int, views: bool = False) -> dict[str, float]:
                 times.append(time.perf_counter() - start)
                 await anyio.sleep(0.05)
                 per_event.append(requests() - before)
+            await anyio.sleep(2.5)  # the lazy links' announcements of these events (1 s batches)
+            tree = {k: (tree_sent(k) - v) / 10 for k, v in tree_before.items()}
             start = time.perf_counter()
             for i in range(EVENTS):
                 await seed.emit_conversation_event("stream", "note", {"i": i})
@@ -112,6 +119,11 @@ def ours(backend: str, n: int, views: bool = False) -> dict[str, float]:
         return {
             "event_to_all_ms": statistics.median(times) * 1000,
             "requests_per_event": statistics.median(per_event),
+            # broadcast tree messages per event (views, 20 members or more): pushes, lazy
+            # announcements (IHAVE batches, sent up to a second later) and GRAFTs
+            "tree_pushes_per_event": tree["pt.eager"],
+            "tree_announcements_per_event": tree["pt.ihave"],
+            "tree_grafts_per_event": tree["pt.graft"],
             "sustained_events_s": sustained,
             "ask_all_replies_ms": statistics.median(ask_times) * 1000,
             "ask_quiet_ms": statistics.median(quiet_times) * 1000,

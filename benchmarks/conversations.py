@@ -6,7 +6,9 @@
 
 For each implementation and N, one process runs N nodes on one event loop (loopback TCP)
 joined through the first, and reports: time for one event emitted by node 0 to be stored by
-all N (median of 10), requests handled per event, sustained events/s from one emitter (200
+all N (median of 10), requests handled per event (with views and 20 members or more, events
+travel on the broadcast tree: its pushes, lazy announcements and grafts per event, counted over
+2.5 s after the ten events), sustained events/s from one emitter (200
 events; 20 for 2.5.0 at N >= 30, which is too slow for more), time from
 ``broadcast("synapse.ask", ...)`` to all N-1 replies at the origin, failed calls, and (ours
 only) the whole swarm's CPU time per ask (from the broadcast until every delivery is done) and
@@ -62,6 +64,13 @@ def gc_column(result: dict[str, float]) -> str:
     return f"{result['gc_per_ask_ms']:.0f}, {result['gc_objects']:,.0f}"
 
 
+def tree_column(result: dict[str, float]) -> str:
+    if not result.get("tree_pushes_per_event"):
+        return "-"  # (no tree: the author sends each member its copy)
+    keys = ("tree_pushes_per_event", "tree_announcements_per_event", "tree_grafts_per_event")
+    return " / ".join(fmt(result[k], ".1f") for k in keys)
+
+
 def cpu_column(result: dict[str, float]) -> str:
     return f"{result['cpu_per_ask_ms']:.0f}" if "cpu_per_ask_ms" in result else "n/a"
 
@@ -109,18 +118,20 @@ def main() -> None:
             rows.append((n, name, result))
     print("\nConversations, all N nodes in one process on one event loop (loopback TCP)\n")
     print(
-        "| N | implementation | one event -> all N (ms) | requests per event | sustained events/s "
+        "| N | implementation | one event -> all N (ms) | requests per event "
+        "| tree pushes / announcements / grafts per event | sustained events/s "
         "| broadcast ask -> N-1 replies (ms) | failed calls | CPU per ask (ms) "
         "| GC per ask (ms), objects |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n, name, r in rows:
         if "error" in r:
-            print(f"| {n} | {name} | failed: {r['error']} | | | | | | | |")
+            print(f"| {n} | {name} | failed: {r['error']} | | | | | | | | |")
             continue
         print(
             f"| {n} | {name} | {fmt(r['event_to_all_ms'], '.1f')} "
-            f"| {fmt(r['requests_per_event'], '.0f')} | {fmt(r['sustained_events_s'], '.1f')} "
+            f"| {fmt(r['requests_per_event'], '.0f')} | {tree_column(r)} "
+            f"| {fmt(r['sustained_events_s'], '.1f')} "
             f"| {fmt(r['ask_all_replies_ms'], '.0f')} | {r['failed_calls']:.0f} "
             f"| {cpu_column(r)} | {gc_column(r)} |"
         )

@@ -34,7 +34,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from ..rpc import Connection, EndpointRegistry
     from ._service import Conversations
 
-__all__ = ["FORWARD_WINDOW", "TREE_ENDPOINT", "TREE_MIN_MEMBERS", "EventTree"]
+__all__ = ["FORWARD_WINDOW", "TREE_ENDPOINT", "TREE_MIN_MEMBERS", "EventTree", "TreeStatistics"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,21 @@ GRAFT_RETRY = 0.5
 FORWARD_WINDOW = 120.0
 #: Longest sleep of the timer task (the core is also woken when it has something to do).
 MAX_SLEEP = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TreeStatistics:
+    """A snapshot of a node's broadcast tree: its links now (``eager``: in the tree, ``lazy``:
+    announcing only), messages sent and received by kind (``pt.eager``, ``pt.ihave``,
+    ``pt.graft``, ``pt.prune``), items dropped on arrival by reason, duplicate pushes
+    received."""
+
+    eager: int
+    lazy: int
+    sent: Mapping[str, int]
+    received: Mapping[str, int]
+    refused: Mapping[str, int]
+    duplicates: int
 
 
 def live_config() -> PlumtreeConfig:
@@ -111,6 +127,13 @@ class EventTree:
         self.received: Counter[str] = Counter()
         if conversations.members.views is not None:
             registry.add(self._serve, TREE_ENDPOINT, publish=False)
+
+    def statistics(self) -> TreeStatistics:
+        core = self.core
+        return TreeStatistics(
+            len(core.eager), len(core.lazy), dict(self.sent), dict(self.received),
+            dict(self.refused), core.duplicates,
+        )  # fmt: skip
 
     def start(self) -> None:
         """A fresh core (the node starts again)."""

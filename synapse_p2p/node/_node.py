@@ -42,6 +42,7 @@ from ..conversations._broadcasting import Broadcasts
 from ..conversations._broadcasts import BroadcastStatus
 from ..conversations._delivery import DeliveryStatistics
 from ..conversations._service import Conversations
+from ..conversations._tree import TreeStatistics
 from ..discovery import MdnsDiscovery, MdnsError, MdnsRecord
 from ..identity import Identity
 from ..membership import Membership
@@ -141,6 +142,8 @@ class NodeStatistics:
     delivery: DeliveryStatistics
     #: The secure channel's accepted connections (``None`` while not running).
     handshakes: HandshakeStatistics | None = None
+    #: The broadcast tree conversation events travel on (``None`` without partial views).
+    tree: TreeStatistics | None = None
 
 
 class Node:
@@ -640,6 +643,7 @@ class Node:
             pool=pool.statistics() if pool is not None else None,
             delivery=self._conversations.delivery.statistics(),
             handshakes=self._acceptor.statistics() if self._acceptor is not None else None,
+            tree=None if self._membership.views is None else self._conversations.tree.statistics(),
         )
 
     def subscribe(self, *event_types: type[E], buffer: int = 4096) -> Subscription:

@@ -117,6 +117,11 @@ async def test_events_reach_every_node_each_calling_only_its_neighbors(
         pushes = sum(n._conversations.tree.sent["pt.eager"] for n in swarm.nodes) - before
         print(f"first event: {before} pushes; the next three: {pushes}")
         assert pushes < 2 * 3 * 9  # the tree's 9 each, a few links pruned late at most
+        stats = swarm.nodes[1].statistics().tree
+        assert stats is not None
+        assert stats.sent["pt.eager"] >= 1
+        assert stats.received["pt.eager"] >= 1
+        assert stats.eager >= 1
 
 
 async def test_a_lost_push_is_repaired_by_announcement_and_graft(
