@@ -241,3 +241,41 @@ async def test_an_old_event_stored_before_is_not_carried_again(anyio_backend: st
         assert tree.refused["old"] == 1
         assert not tree.core.has_seen("old-1")  # not delivered: not pushed nor announced on
         assert tree.sent["pt.eager"] == 0
+
+
+async def test_an_ask_s_answers_reach_the_bystanders_over_the_tree(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the default size (20 members and more): an ask's origin gets every reply from its
+    replier directly, and passes the answers on to the bystanders on the tree, not by a call
+    to each member."""
+    monkeypatch.setattr(_tree, "TREE_MIN_MEMBERS", 20)
+    n = 22
+    async with open_swarm(n, **FAST) as swarm:
+        await settled(swarm, timeout=40)
+        for node in swarm.nodes:
+
+            @node.ask
+            async def answer(task: str, context: dict[str, Any], node: Node = node) -> str:
+                return node.name
+
+        origin = swarm.nodes[1]
+        arrivals = Arrivals(swarm.nodes)
+        calls = record_calls(origin)
+        broadcast = await origin.broadcast("synapse.ask", "who?")
+        with anyio.fail_after(20):
+            got = [r async for r in origin.iter_replies(broadcast)]
+        assert len(got) == n - 1
+        assert {r.result for r in got} == {n.name for n in swarm.nodes if n is not origin}
+        # every node stores every answer: the bystanders through the origin's tree
+        with anyio.fail_after(20):
+            while True:
+                answers = [e for e in arrivals.stored if e != broadcast.nonce]
+                everywhere = [e for e in answers if len(arrivals.stored[e]) == n]
+                if len(everywhere) >= 2 * (n - 1):  # an ACK and a reply from each
+                    break
+                arrivals._changed = anyio.Event()
+                await arrivals._changed.wait()
+        assert not calls[EVENT_ENDPOINT]  # the origin called no member with an answer
+        assert not calls[EVENTS_ENDPOINT]
+        assert calls[TREE_ENDPOINT]
