@@ -98,9 +98,10 @@ def live_config() -> PlumtreeConfig:
 class EventTree:
     """One node's Plumtree driver for conversation events; see the module documentation.
 
-    :meth:`broadcast` puts an event on the tree (or says it cannot: no views, an empty active
-    view, a small swarm); :meth:`run` ticks the core until cancelled; the endpoint is
-    registered on construction when views are on.
+    :meth:`usable` says whether events go on the tree now (views on, a swarm of
+    :data:`TREE_MIN_MEMBERS` or more, a neighbor to push to), :meth:`broadcast` puts one on
+    it, :meth:`run` ticks the core until cancelled; the endpoint is registered on
+    construction when views are on.
     """
 
     def __init__(
@@ -120,7 +121,7 @@ class EventTree:
         #: Neighbors of ours that answered they serve no tree endpoint (pushed to no more).
         self.unsupported: set[str] = set()
         #: Items dropped on arrival, by reason (``malformed``, ``wrong_id``, ``refused``,
-        #: ``quota``, ``old``).
+        #: ``unsigned``, ``quota``, ``old``).
         self.refused: Counter[str] = Counter()
         #: Messages sent and received, by kind (``pt.eager``, ``pt.ihave``, ...).
         self.sent: Counter[str] = Counter()
@@ -138,6 +139,7 @@ class EventTree:
     def start(self) -> None:
         """A fresh core (the node starts again)."""
         self.core = Plumtree(self.conv.local.node_id, self._config())
+        self._wake = anyio.Event()
         self._links = ()
         self._pending.clear()
         self._pending_at = math.inf
