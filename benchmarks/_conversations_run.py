@@ -5,12 +5,13 @@
 
 N nodes on one event loop, loopback TCP, joined through the first. Measures: one event from
 node 0 reaching all N (median of 10), requests handled per event (and, on the broadcast tree,
-its pushes, announcements and grafts per event), sustained events/s for 200
-events, broadcast synapse.ask -> all N-1 replies at the origin (median of 5), failed calls, the
-whole swarm's CPU time per ask (the process's, from the broadcast until the swarm is quiet),
-the garbage collector's time per ask and the objects it tracks (ours only). ``views`` runs our
-nodes with ``partial_views=True``; ``tuned`` raises the garbage collector's thresholds first
-(``_views_run.TUNED_GC``).
+its pushes, announcements and grafts per event), sustained events/s for 200 events, broadcast
+synapse.ask -> all N-1 replies at the origin (median of 5), failed calls, the whole swarm's
+CPU time per ask (the process's, from the broadcast until the swarm is quiet), and, ours only,
+the garbage collector's time per ask and the objects it tracks, and one event after 6 s
+without traffic (median of 3): its time to all N and the handshakes it cost. ``views`` runs
+our nodes with ``partial_views=True``; ``tuned`` raises the garbage collector's thresholds
+first (``_views_run.TUNED_GC``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from typing import Any
 
 EVENTS = 200
+SPARSE = 3
 
 
 def ours(backend: str, n: int, views: bool = False) -> dict[str, float]:
@@ -114,6 +116,21 @@ def ours(backend: str, n: int, views: bool = False) -> dict[str, float]:
                 cpu_times.append(time.process_time() - cpu)
                 gc_times.append(collecting["total"])
             gc.callbacks.remove(timed)
+
+            def handshakes() -> int:
+                stats = [node.statistics().handshakes for node in nodes]
+                return sum(s.secure for s in stats if s is not None)
+
+            # Sparse events: one at a time after 6 s without traffic, when the connections
+            # that are not kept (views: those outside the active view) have closed.
+            sparse_times, sparse_handshakes = [], []
+            for i in range(SPARSE):
+                await anyio.sleep(6.0)
+                before, start = handshakes(), time.perf_counter()
+                await seed.emit_conversation_event(f"sparse-{i}", "note", {"i": i})
+                await reach_all(f"sparse-{i}", 1)
+                sparse_times.append(time.perf_counter() - start)
+                sparse_handshakes.append(handshakes() - before)
             failed = sum(node._conversations.delivery.statistics().failed for node in nodes)
             tg.cancel_scope.cancel()
         return {
@@ -127,6 +144,8 @@ def ours(backend: str, n: int, views: bool = False) -> dict[str, float]:
             "sustained_events_s": sustained,
             "ask_all_replies_ms": statistics.median(ask_times) * 1000,
             "ask_quiet_ms": statistics.median(quiet_times) * 1000,
+            "sparse_event_ms": statistics.median(sparse_times) * 1000,
+            "sparse_handshakes": statistics.median(sparse_handshakes),
             "failed_calls": failed,
             # the whole swarm's CPU time from the broadcast until every delivery is done
             "cpu_per_ask_ms": statistics.median(cpu_times) * 1000,

@@ -8,7 +8,9 @@ For each implementation and N, one process runs N nodes on one event loop (loopb
 joined through the first, and reports: time for one event emitted by node 0 to be stored by
 all N (median of 10), requests handled per event (with views and 20 members or more, events
 travel on the broadcast tree: its pushes, lazy announcements and grafts per event, counted over
-2.5 s after the ten events), sustained events/s from one emitter (200
+2.5 s after the ten events), one event after 6 s without traffic (ours: its time to all N
+and the handshakes it cost, once connections outside the views have closed), sustained
+events/s from one emitter (200
 events; 20 for 2.5.0 at N >= 30, which is too slow for more), time from
 ``broadcast("synapse.ask", ...)`` to all N-1 replies at the origin, failed calls, and (ours
 only) the whole swarm's CPU time per ask (from the broadcast until every delivery is done) and
@@ -71,6 +73,12 @@ def tree_column(result: dict[str, float]) -> str:
     return " / ".join(fmt(result[k], ".1f") for k in keys)
 
 
+def sparse_column(result: dict[str, float]) -> str:
+    if "sparse_event_ms" not in result:
+        return "-"
+    return f"{result['sparse_event_ms']:.1f}, {result['sparse_handshakes']:.0f}"
+
+
 def cpu_column(result: dict[str, float]) -> str:
     return f"{result['cpu_per_ask_ms']:.0f}" if "cpu_per_ask_ms" in result else "n/a"
 
@@ -121,19 +129,19 @@ def main() -> None:
         "| N | implementation | one event -> all N (ms) | requests per event "
         "| tree pushes / announcements / grafts per event | sustained events/s "
         "| broadcast ask -> N-1 replies (ms) | failed calls | CPU per ask (ms) "
-        "| GC per ask (ms), objects |"
+        "| GC per ask (ms), objects | sparse event -> all N (ms), handshakes |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n, name, r in rows:
         if "error" in r:
-            print(f"| {n} | {name} | failed: {r['error']} | | | | | | | | |")
+            print(f"| {n} | {name} | failed: {r['error']} | | | | | | | | | |")
             continue
         print(
             f"| {n} | {name} | {fmt(r['event_to_all_ms'], '.1f')} "
             f"| {fmt(r['requests_per_event'], '.0f')} | {tree_column(r)} "
             f"| {fmt(r['sustained_events_s'], '.1f')} "
             f"| {fmt(r['ask_all_replies_ms'], '.0f')} | {r['failed_calls']:.0f} "
-            f"| {cpu_column(r)} | {gc_column(r)} |"
+            f"| {cpu_column(r)} | {gc_column(r)} | {sparse_column(r)} |"
         )
 
 

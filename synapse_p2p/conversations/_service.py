@@ -177,9 +177,13 @@ class Conversations:
         )
         return self.trust.sign(event)
 
-    async def remember(self, event: ConversationEvent, *, local: bool = False) -> bool:
+    async def remember(
+        self, event: ConversationEvent, *, local: bool = False, checked: bool = False
+    ) -> bool:
         """Store ``event`` (signature, membership, replay and retention checked); publish
-        ``EventStored``. ``local``: made by :meth:`new_event` (signed already).
+        ``EventStored``. ``local``: made by :meth:`new_event` (signed already); ``checked``:
+        received, and returned by ``trust.check`` already (the broadcast tree checks each
+        event before passing it on).
 
         Returns False for a duplicate (or replay), an event older than the retention window or
         of a pruned conversation. Raises ``RemoteError`` (``bad_request``) if the author is not
@@ -188,7 +192,7 @@ class Conversations:
         """
         trust = self.trust
         self.config.check_member(event.peer)
-        if not local:
+        if not local and not checked:
             event = trust.check(event)
         retention = self.config.conversation_retention
         if retention is not None and event.created_at < self._now() - retention:

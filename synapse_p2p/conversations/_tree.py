@@ -88,10 +88,17 @@ class TreeStatistics:
     duplicates: int
 
 
+#: Events kept to answer GRAFTs (asked for within a few seconds of their push).
+CACHE = 1024
+
+
 def live_config() -> PlumtreeConfig:
     """The core's timers for the live node (see :data:`LAZY_INTERVAL`)."""
     return PlumtreeConfig(
-        lazy_interval=LAZY_INTERVAL, graft_timeout=GRAFT_TIMEOUT, graft_retry=GRAFT_RETRY
+        lazy_interval=LAZY_INTERVAL,
+        graft_timeout=GRAFT_TIMEOUT,
+        graft_retry=GRAFT_RETRY,
+        cache_max=CACHE,
     )
 
 
@@ -165,10 +172,9 @@ class EventTree:
         """Bring the core's neighbors in line with the active view (members of ours held
         alive that serve the tree)."""
         views = self.conv.members.views
-        members = self.conv.members.peers
         ids = () if views is None else tuple(
             i for i in views.active_ids()
-            if i in members and views.in_views(i) and i not in self.unsupported
+            if self._peer(i) is not None and views.in_views(i) and i not in self.unsupported
         )  # fmt: skip
         if ids == self._links:
             return
@@ -177,9 +183,15 @@ class EventTree:
             if gone not in current:
                 self.core.neighbor_down(gone)
         for node_id in ids:
-            peer = members[node_id]
+            peer = self._peer(node_id)
+            assert peer is not None
             self.core.neighbor_up(PeerRecord(node_id, peer.address, peer.port))
         self._links = ids
+
+    def _peer(self, node_id: str) -> Peer | None:
+        """Member ``node_id`` as the peer table holds it, if alive."""
+        state = self.conv.members.table.get(node_id)
+        return state.peer if state is not None and state.alive else None
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -207,12 +219,11 @@ class EventTree:
     def _apply(self, actions: list[PlumtreeAction]) -> list[Deliver]:
         """Send what the core sends; return its deliveries (for the caller to store)."""
         delivered: list[Deliver] = []
-        members = self.conv.members.peers
         for action in actions:
             if isinstance(action, Deliver):
                 delivered.append(action)
             elif isinstance(action, Send):
-                peer = members.get(action.peer.id)
+                peer = self._peer(action.peer.id)
                 if peer is None:
                     continue
                 wire = action.message.to_wire()
@@ -243,7 +254,7 @@ class EventTree:
             raise RemoteError(
                 BAD_REQUEST, "tree: messages are taken only from a node proven on a secure channel"
             )
-        if views is None or caller not in conv.members.peers or not views.in_views(caller):
+        if views is None or self._peer(caller) is None or not views.in_views(caller):
             raise RemoteError(BAD_REQUEST, "tree: the caller is not a member in views here")
         try:
             decoded = decode_plumtree_message(message)
@@ -280,7 +291,7 @@ class EventTree:
             if event is None:
                 continue
             try:
-                stored += await conv.remember(event)
+                stored += await conv.remember(event, checked=True)
             except (ProtocolError, RemoteError) as exc:  # (checked above; a race at most)
                 log.debug("tree: event %s not stored: %s", deliver.mid[:16], exc)
         if overloaded is not None:
