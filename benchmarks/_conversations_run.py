@@ -1,6 +1,6 @@
 """One conversation measurement in this process; prints one JSON line.
 
-    python _conversations_run.py ours trio|asyncio N [views] [tuned]
+    python _conversations_run.py ours trio|asyncio N [views|star] [tuned]
     python _conversations_run.py ref asyncio N     (synapse-p2p 2.5.0's interpreter)
 
 N nodes on one event loop, loopback TCP, joined through the first. Measures: one event from
@@ -11,7 +11,8 @@ CPU time per ask (the process's, from the broadcast until the swarm is quiet), a
 the garbage collector's time per ask and the objects it tracks, and one event after 6 s
 without traffic (median of 3): its time to all N and the handshakes it cost. ``views`` runs
 our nodes with ``partial_views=True``; ``tuned`` raises the garbage collector's thresholds
-first (``_views_run.TUNED_GC``).
+first (``_views_run.TUNED_GC``); ``star`` runs them with partial views but without the
+broadcast tree (each event sent by its author to every member).
 """
 
 from __future__ import annotations
@@ -258,7 +259,9 @@ def ref(n: int) -> dict[str, float]:
 
 if __name__ == "__main__":
     impl, backend, n_text = sys.argv[1:4]
-    views, tuned = "views" in sys.argv[4:], "tuned" in sys.argv[4:]
+    views, tuned = bool({"views", "star"} & set(sys.argv[4:])), "tuned" in sys.argv[4:]
+    if "star" in sys.argv[4:]:  # (the broadcast tree from no swarm size at all)
+        importlib.import_module("synapse_p2p.conversations._tree").TREE_MIN_MEMBERS = sys.maxsize
     if tuned:  # the same thresholds as benchmarks/views.py --gc tuned (this script's folder)
         gc.set_threshold(*importlib.import_module("_views_run").TUNED_GC)
     out = ref(int(n_text)) if impl == "ref" else ours(backend, int(n_text), views)

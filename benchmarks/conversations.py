@@ -1,7 +1,7 @@
 """Conversation benchmark: this package vs synapse-p2p 2.5.0, N = 10, 30, 50, one run.
 
     python benchmarks/conversations.py [--sizes 10 30 50] [--backends trio asyncio]
-                                       [--modes views mesh] [--no-reference]
+                                       [--modes views star mesh] [--no-reference]
                                        [--gc default tuned]
 
 For each implementation and N, one process runs N nodes on one event loop (loopback TCP)
@@ -16,8 +16,10 @@ events; 20 for 2.5.0 at N >= 30, which is too slow for more), time from
 only) the whole swarm's CPU time per ask (from the broadcast until every delivery is done) and
 the garbage collector's part of it with the objects it tracks: N nodes in one heap make each
 full collection N times the work it is for a node in a process of its own. ``--modes``
-runs our nodes with partial views (``views``, the default) and/or the full mesh (``mesh``,
-``partial_views=False``), both by default; ``--partial-views`` is ``--modes views``;
+runs our nodes with partial views (``views``, the default), with partial views but events sent
+by their author to every member rather than on the broadcast tree (``star``), and/or the full
+mesh (``mesh``, ``partial_views=False``); views and mesh by default; ``--partial-views`` is
+``--modes views``;
 ``--no-reference`` leaves 2.5.0 out (it takes
 minutes per ask past N=50); ``--gc tuned`` raises the garbage collector's thresholds in our
 measured process (``_views_run.TUNED_GC``), as a process hosting many nodes should. SQLite
@@ -39,9 +41,9 @@ sys.path.insert(0, str(HERE.parent))
 
 
 def run(
-    python: str, impl: str, backend: str, n: int, views: bool = False, gc: str = "default"
+    python: str, impl: str, backend: str, n: int, mode: str = "mesh", gc: str = "default"
 ) -> dict[str, float]:
-    extra = (["views"] if views else []) + (["tuned"] if gc == "tuned" else [])
+    extra = ([mode] if mode != "mesh" else []) + (["tuned"] if gc == "tuned" else [])
     try:
         out = subprocess.run(
             [python, "_conversations_run.py", impl, backend, str(n), *extra],
@@ -87,7 +89,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30, 50])
     parser.add_argument("--backends", nargs="+", default=["trio", "asyncio"])
-    parser.add_argument("--modes", nargs="+", choices=["views", "mesh"], default=["views", "mesh"])
+    parser.add_argument(
+        "--modes", nargs="+", choices=["views", "star", "mesh"], default=["views", "mesh"]
+    )
     parser.add_argument("--partial-views", action="store_true", help="same as --modes views")
     parser.add_argument("--no-reference", action="store_true", help="leave 2.5.0 out")
     parser.add_argument(
@@ -99,19 +103,19 @@ def main() -> None:
     )
     args = parser.parse_args()
     modes = ["views"] if args.partial_views else args.modes
-    configs: list[tuple[str, str, str, str, bool]] = []
+    configs: list[tuple[str, str, str, str, str]] = []
     if not args.no_reference:
         from tests.interop.refenv import build_reference_venv
 
         reference = str(build_reference_venv())
-        configs.append(("ref (2.5.0, asyncio)", reference, "ref", "asyncio", False))
+        configs.append(("ref (2.5.0, asyncio)", reference, "ref", "asyncio", "mesh"))
     configs += [
         (
             f"ours ({b}, {mode}{', gc tuned' if gc == 'tuned' else ''})",
             sys.executable,
             "ours",
             b,
-            mode == "views",
+            mode,
         )
         for b in args.backends
         for mode in modes
@@ -119,9 +123,9 @@ def main() -> None:
     ]
     rows = []
     for n in args.sizes:
-        for name, python, impl, backend, views in configs:
+        for name, python, impl, backend, mode in configs:
             gc = "tuned" if "gc tuned" in name else "default"
-            result = run(python, impl, backend, n, views, gc)
+            result = run(python, impl, backend, n, mode, gc)
             print(f"N={n} {name}: {result}", file=sys.stderr, flush=True)
             rows.append((n, name, result))
     print("\nConversations, all N nodes in one process on one event loop (loopback TCP)\n")

@@ -60,6 +60,9 @@ class PeerCaller(Protocol):
 
     def is_legacy(self, host: str, port: int) -> bool: ...
 
+    def connected(self, host: str, port: int) -> bool:
+        """Whether a connection to ``host:port`` is open now (a call would open none)."""
+
     def retain(self, addresses: Iterable[tuple[str, int]] | None) -> None:
         """Keep idle connections long only to ``addresses`` (``None``: to everyone); others
         close soon after their last call (see ``ConnectionPool.retain``)."""

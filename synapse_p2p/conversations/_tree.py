@@ -45,7 +45,7 @@ from ..membership._records import PeerRecord, Send
 from ..types import ConversationEvent, Peer
 from ._delivery import TREE_ENDPOINT
 from ._plumtree import Deliver, Plumtree, PlumtreeAction, PlumtreeConfig
-from ._plumtree_wire import MAX_ITEMS, Eager, EagerItem, Replies, decode_plumtree_message
+from ._plumtree_wire import MAX_ITEMS, Eager, EagerItem, IHave, Replies, decode_plumtree_message
 
 if TYPE_CHECKING:
     from ..rpc import Connection, EndpointRegistry
@@ -78,7 +78,7 @@ class TreeStatistics:
     """A snapshot of a node's broadcast tree: its links now (``eager``: in the tree, ``lazy``:
     announcing only), messages sent and received by kind (``pt.eager``, ``pt.ihave``,
     ``pt.graft``, ``pt.prune``), items dropped on arrival by reason, duplicate pushes
-    received."""
+    received, announcements skipped."""
 
     eager: int
     lazy: int
@@ -86,6 +86,8 @@ class TreeStatistics:
     received: Mapping[str, int]
     refused: Mapping[str, int]
     duplicates: int
+    #: Message ids not announced to a lazy neighbor: no connection was open to it.
+    skipped: int
 
 
 #: Events kept to answer GRAFTs (asked for within a few seconds of their push).
@@ -122,6 +124,7 @@ class EventTree:
         self._config = config
         self.core = Plumtree(conversations.local.node_id, config())
         self._links: tuple[str, ...] = ()
+        self._kept: set[str] = set()
         self._wake = anyio.Event()
         self._pending: list[ConversationEvent] = []
         self._pending_at = math.inf
@@ -133,6 +136,8 @@ class EventTree:
         #: Messages sent and received, by kind (``pt.eager``, ``pt.ihave``, ...).
         self.sent: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
+        #: Announcements not sent: no connection was open to that lazy neighbor.
+        self.skipped = 0
         if conversations.members.views is not None:
             registry.add(self._serve, TREE_ENDPOINT, publish=False)
 
@@ -140,7 +145,7 @@ class EventTree:
         core = self.core
         return TreeStatistics(
             len(core.eager), len(core.lazy), dict(self.sent), dict(self.received),
-            dict(self.refused), core.duplicates,
+            dict(self.refused), core.duplicates, self.skipped,
         )  # fmt: skip
 
     def start(self) -> None:
@@ -148,9 +153,11 @@ class EventTree:
         self.core = Plumtree(self.conv.local.node_id, self._config())
         self._wake = anyio.Event()
         self._links = ()
+        self._kept = set()
         self._pending.clear()
         self._pending_at = math.inf
         self.unsupported.clear()
+        self.skipped = 0
 
     # -- which members the tree covers ---------------------------------------------------------
 
@@ -219,12 +226,22 @@ class EventTree:
     def _apply(self, actions: list[PlumtreeAction]) -> list[Deliver]:
         """Send what the core sends; return its deliveries (for the caller to store)."""
         delivered: list[Deliver] = []
+        caller = self.conv.caller
         for action in actions:
             if isinstance(action, Deliver):
                 delivered.append(action)
             elif isinstance(action, Send):
                 peer = self._peer(action.peer.id)
                 if peer is None:
+                    continue
+                if isinstance(action.message, IHave) and not caller.connected(
+                    peer.address, peer.port
+                ):
+                    # An announcement never opens a connection (a handshake at both ends,
+                    # on each lazy link after every quiet spell): it goes where one is open,
+                    # as on the links this node keeps; the other end's announcements, and
+                    # anti-entropy, cover the rest.
+                    self.skipped += len(action.message.items)
                     continue
                 wire = action.message.to_wire()
                 self.sent[wire["k"]] += 1
@@ -233,7 +250,15 @@ class EventTree:
                 )
         if self.core.next_wakeup() < math.inf:
             self._wake.set()
+        self._keep_links()
         return delivered
+
+    def _keep_links(self) -> None:
+        """The tree's links carry pushes both ways: both ends keep their connection open."""
+        views = self.conv.members.views
+        if views is not None and self.core.eager.keys() != self._kept:
+            self._kept = set(self.core.eager)
+            views.keep_also(self._kept)
 
     def _outcome(self, peer: Peer) -> Callable[[Any, BaseException | None], None]:
         def outcome(result: Any, error: BaseException | None) -> None:

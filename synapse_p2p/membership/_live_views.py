@@ -35,6 +35,7 @@ import ipaddress
 import logging
 import random
 from collections import Counter, deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -107,6 +108,7 @@ class LiveViews:
         self.waits = VerificationWaits()
         self._tg: TaskGroup | None = None
         self._retained: frozenset[tuple[str, int]] | None = None
+        self._also: frozenset[str] = frozenset()
         self._closing = False
         #: Members that answered that they serve no view endpoint (not in views).
         self.unsupported: set[str] = set()
@@ -246,6 +248,7 @@ class LiveViews:
         self._closing = False
         self.unsupported.clear()
         self._retained = None
+        self._also = frozenset()
         self.sent = self.received = self.failed = self.dropped = 0
         self.sent_kinds.clear()
         self.inline.clear()
@@ -301,9 +304,20 @@ class LiveViews:
             self._retain()
         return answers
 
+    def keep_also(self, node_ids: Iterable[str]) -> None:
+        """Keep this node's own connections to these active neighbors open too, not only to
+        the links it owns: the broadcast tree's links (conversations/_tree.py), which carry
+        pushes both ways; a push against the link's owner would otherwise open a connection
+        (a handshake) after every quiet spell."""
+        also = frozenset(node_ids)
+        if also != self._also:
+            self._also = also
+            self._retain()
+
     def _retain(self) -> None:
         keep: set[tuple[str, int]] = set()
-        for node_id in self.owned():
+        active = set(self.active_ids())
+        for node_id in [*self.owned(), *(i for i in self._also if i in active)]:
             state = self._m.table.get(node_id)
             if state is not None:
                 keep.add((state.peer.address, state.peer.port))

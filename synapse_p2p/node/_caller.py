@@ -52,6 +52,9 @@ class PoolCaller:
     def is_legacy(self, host: str, port: int) -> bool:
         return self.pool is not None and self.pool.is_legacy(host, port)
 
+    def connected(self, host: str, port: int) -> bool:
+        return self.pool is not None and self.pool.connected(host, port)
+
     def retain(self, addresses: Iterable[tuple[str, int]] | None) -> None:
         if self.pool is not None:
             self.pool.retain(addresses)

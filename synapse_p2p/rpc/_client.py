@@ -470,6 +470,11 @@ class ConnectionPool:
         See :mod:`._aliases`."""
         self.aliases.add((address[0], int(address[1])), (via[0], int(via[1])), node_id)
 
+    def connected(self, host: str, port: int) -> bool:
+        """Whether a connection to ``host:port`` is open now (a call would need no dial)."""
+        connection = self._connections.get((host, port))
+        return connection is not None and not connection.closed
+
     def proven_id(self, host: str, port: int) -> str | None:
         """The node id the open connection to ``host:port`` proved (``None``: no connection,
         or plaintext)."""

@@ -271,6 +271,9 @@ class NoCalls:
     def is_legacy(self, host: str, port: int) -> bool:
         return False
 
+    def connected(self, host: str, port: int) -> bool:
+        return False
+
     def retain(self, addresses: Any) -> None:
         pass
 
