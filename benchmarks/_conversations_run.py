@@ -261,7 +261,9 @@ if __name__ == "__main__":
     impl, backend, n_text = sys.argv[1:4]
     views, tuned = bool({"views", "star"} & set(sys.argv[4:])), "tuned" in sys.argv[4:]
     if "star" in sys.argv[4:]:  # (the broadcast tree from no swarm size at all)
-        importlib.import_module("synapse_p2p.conversations._tree").TREE_MIN_MEMBERS = sys.maxsize
+        from synapse_p2p.conversations import _tree
+
+        _tree.TREE_MIN_MEMBERS = sys.maxsize
     if tuned:  # the same thresholds as benchmarks/views.py --gc tuned (this script's folder)
         gc.set_threshold(*importlib.import_module("_views_run").TUNED_GC)
     out = ref(int(n_text)) if impl == "ref" else ours(backend, int(n_text), views)
