@@ -1,6 +1,6 @@
 """One conversation measurement in this process; prints one JSON line.
 
-    python _conversations_run.py ours trio|asyncio N [views|star] [tuned]
+    python _conversations_run.py ours trio|asyncio N [views|tree] [tuned]
     python _conversations_run.py ref asyncio N     (synapse-p2p 2.5.0's interpreter)
 
 N nodes on one event loop, loopback TCP, joined through the first. Measures: one event from
@@ -11,8 +11,8 @@ CPU time per ask (the process's, from the broadcast until the swarm is quiet), a
 the garbage collector's time per ask and the objects it tracks, and one event after 6 s
 without traffic (median of 3): its time to all N and the handshakes it cost. ``views`` runs
 our nodes with ``partial_views=True``; ``tuned`` raises the garbage collector's thresholds
-first (``_views_run.TUNED_GC``); ``star`` runs them with partial views but without the
-broadcast tree (each event sent by its author to every member).
+first (``_views_run.TUNED_GC``); ``tree`` runs them with partial views and
+``event_tree=True`` (events on the broadcast tree of the views).
 """
 
 from __future__ import annotations
@@ -29,13 +29,15 @@ EVENTS = 200
 SPARSE = 3
 
 
-def ours(backend: str, n: int, views: bool = False) -> dict[str, float]:
+def ours(backend: str, n: int, views: bool = False, tree: bool = False) -> dict[str, float]:
     import anyio
 
     from synapse_p2p import Node
 
     async def main() -> dict[str, float]:
         kw: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "bench", "partial_views": views}
+        if tree:
+            kw["event_tree"] = True
         seed = Node(name="n0", **kw)
         async with seed, anyio.create_task_group() as tg:
             nodes = [seed] + [
@@ -77,7 +79,7 @@ def ours(backend: str, n: int, views: bool = False) -> dict[str, float]:
                 await anyio.sleep(0.05)
                 per_event.append(requests() - before)
             await anyio.sleep(2.5)  # the lazy links' announcements of these events (1 s batches)
-            tree = {k: (tree_sent(k) - v) / 10 for k, v in tree_before.items()}
+            on_tree = {k: (tree_sent(k) - v) / 10 for k, v in tree_before.items()}
             start = time.perf_counter()
             for i in range(EVENTS):
                 await seed.emit_conversation_event("stream", "note", {"i": i})
@@ -139,9 +141,9 @@ def ours(backend: str, n: int, views: bool = False) -> dict[str, float]:
             "requests_per_event": statistics.median(per_event),
             # broadcast tree messages per event (views, 20 members or more): pushes, lazy
             # announcements (IHAVE batches, sent up to a second later) and GRAFTs
-            "tree_pushes_per_event": tree["pt.eager"],
-            "tree_announcements_per_event": tree["pt.ihave"],
-            "tree_grafts_per_event": tree["pt.graft"],
+            "tree_pushes_per_event": on_tree["pt.eager"],
+            "tree_announcements_per_event": on_tree["pt.ihave"],
+            "tree_grafts_per_event": on_tree["pt.graft"],
             "sustained_events_s": sustained,
             "ask_all_replies_ms": statistics.median(ask_times) * 1000,
             "ask_quiet_ms": statistics.median(quiet_times) * 1000,
@@ -259,12 +261,9 @@ def ref(n: int) -> dict[str, float]:
 
 if __name__ == "__main__":
     impl, backend, n_text = sys.argv[1:4]
-    views, tuned = bool({"views", "star"} & set(sys.argv[4:])), "tuned" in sys.argv[4:]
-    if "star" in sys.argv[4:]:  # (the broadcast tree from no swarm size at all)
-        from synapse_p2p.conversations import _tree
-
-        _tree.TREE_MIN_MEMBERS = sys.maxsize
+    views, tuned = bool({"views", "tree"} & set(sys.argv[4:])), "tuned" in sys.argv[4:]
     if tuned:  # the same thresholds as benchmarks/views.py --gc tuned (this script's folder)
         gc.set_threshold(*importlib.import_module("_views_run").TUNED_GC)
-    out = ref(int(n_text)) if impl == "ref" else ours(backend, int(n_text), views)
+    tree = "tree" in sys.argv[4:]
+    out = ref(int(n_text)) if impl == "ref" else ours(backend, int(n_text), views, tree)
     print(json.dumps(out), flush=True)

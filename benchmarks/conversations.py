@@ -1,24 +1,23 @@
 """Conversation benchmark: this package vs synapse-p2p 2.5.0, N = 10, 30, 50, one run.
 
     python benchmarks/conversations.py [--sizes 10 30 50] [--backends trio asyncio]
-                                       [--modes views star mesh] [--no-reference]
+                                       [--modes views tree mesh] [--no-reference]
                                        [--gc default tuned]
 
 For each implementation and N, one process runs N nodes on one event loop (loopback TCP)
 joined through the first, and reports: time for one event emitted by node 0 to be stored by
-all N (median of 10), requests handled per event (with views and 20 members or more, events
-travel on the broadcast tree: its pushes, lazy announcements and grafts per event, counted over
-2.5 s after the ten events), one event after 6 s without traffic (ours: its time to all N
-and the handshakes it cost, once connections outside the views have closed), sustained
-events/s from one emitter (200
+all N (median of 10), requests handled per event (``tree``: the broadcast tree's pushes, lazy
+announcements and grafts per event, counted over 2.5 s after the ten events), one event
+after 6 s without traffic (ours: its time to all N and the handshakes it cost, once the
+connections outside the views have closed), sustained events/s from one emitter (200
 events; 20 for 2.5.0 at N >= 30, which is too slow for more), time from
 ``broadcast("synapse.ask", ...)`` to all N-1 replies at the origin, failed calls, and (ours
 only) the whole swarm's CPU time per ask (from the broadcast until every delivery is done) and
 the garbage collector's part of it with the objects it tracks: N nodes in one heap make each
 full collection N times the work it is for a node in a process of its own. ``--modes``
-runs our nodes with partial views (``views``, the default), with partial views but events sent
-by their author to every member rather than on the broadcast tree (``star``), and/or the full
-mesh (``mesh``, ``partial_views=False``); views and mesh by default; ``--partial-views`` is
+runs our nodes with partial views (``views``, the default settings), with partial views and
+events on the broadcast tree (``tree``, ``event_tree=True``), and/or the full mesh (``mesh``,
+``partial_views=False``); views and mesh by default; ``--partial-views`` is
 ``--modes views``;
 ``--no-reference`` leaves 2.5.0 out (it takes
 minutes per ask past N=50); ``--gc tuned`` raises the garbage collector's thresholds in our
@@ -90,7 +89,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30, 50])
     parser.add_argument("--backends", nargs="+", default=["trio", "asyncio"])
     parser.add_argument(
-        "--modes", nargs="+", choices=["views", "star", "mesh"], default=["views", "mesh"]
+        "--modes", nargs="+", choices=["views", "tree", "mesh"], default=["views", "mesh"]
     )
     parser.add_argument("--partial-views", action="store_true", help="same as --modes views")
     parser.add_argument("--no-reference", action="store_true", help="leave 2.5.0 out")

@@ -239,6 +239,11 @@ class NodeConfig:
     #: to the active view only; ``False``: the full mesh, every member gossiped with and
     #: connected to in turn (``docs/scale.md``).
     partial_views: bool = True
+    #: Conversation events on a broadcast tree of the active views (Plumtree) in swarms of
+    #: 20 members or more, instead of one call from the author to each member; needs
+    #: ``partial_views`` (``docs/scale.md``, "Events on the broadcast tree"). Off by default:
+    #: in one process it costs more than the author's calls for bursts of events.
+    event_tree: bool = False
     #: Seconds a secure-channel handshake may take (each side).
     handshake_timeout: float = 5.0
     wall_clock: Callable[[], float] = field(default=time.time, compare=False)
@@ -292,6 +297,7 @@ class NodeConfig:
         max_peers: Any = 1024,
         gossip_fanout: Any = 3,
         partial_views: Any = True,
+        event_tree: Any = False,
         wall_clock: Any = time.time,
         secret: Any = None,
         quotas: Any = None,
@@ -322,6 +328,10 @@ class NodeConfig:
                             ("max_connections_per_peer", max_connections_per_peer),
                             ("max_concurrent_requests", max_concurrent_requests)):  # fmt: skip
             check_int(name, value, minimum=1)
+        if event_tree is True and partial_views is False:
+            raise ValueError(
+                "event_tree needs partial_views: the broadcast tree is built over the active views"
+            )
         listen_urls = _websocket_listen(websocket)
         server_tls = _tls_context("websocket_tls", websocket_tls)
         if server_tls is None and any(url.secure for url in listen_urls):
@@ -356,6 +366,7 @@ class NodeConfig:
             max_peers=check_int("max_peers", max_peers, minimum=1),
             gossip_fanout=check_int("gossip_fanout", gossip_fanout, minimum=1),
             partial_views=check_bool("partial_views", partial_views),
+            event_tree=check_bool("event_tree", event_tree),
             wall_clock=wall_clock,
             keyring=Keyring.from_value(secret),
             quotas=_quotas(quotas),

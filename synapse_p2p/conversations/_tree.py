@@ -1,15 +1,18 @@
 """Conversation events on a broadcast tree of the active views (Plumtree, driven live).
 
-With partial views on and a swarm of at least :data:`TREE_MIN_MEMBERS` other members, an event
-that goes to every member (a node's own, and the answers an ask's origin passes on to the
-bystanders) is not sent by its author to each member: it is pushed to the author's active
+With ``Node(event_tree=True)`` (and partial views, the default), in a swarm of at least
+:data:`TREE_MIN_MEMBERS` other members, an event that goes to every member (a node's own, and
+the answers an ask's origin passes on to the bystanders) is not sent by its author to each
+member: it is pushed to the author's active
 neighbors, each of which passes it on once (:mod:`._plumtree`, the sans-IO core). Duplicates
 prune links to *lazy*; lazy links only announce what they hold (IHAVE, every
 :data:`LAZY_INTERVAL`), and a node that hears of an event it still lacks a while later
 (:data:`GRAFT_TIMEOUT`) asks for it (GRAFT), which also puts that link back in the tree. Each
 node handles each event about once, whatever the swarm's size, and holds connections only to
 its neighbors. Members the tree cannot reach (synapse-p2p 2.5.0 peers, nodes of ours without
-views) still get the event from its author directly.
+views) still get the event from its author directly. Every node with partial views serves the
+endpoint and passes events on, whatever its own ``event_tree``: a swarm may turn it on node
+by node.
 
 ``_synapse.tree(message)`` carries one Plumtree message (``docs/scale.md``). Its rules:
 
@@ -168,9 +171,15 @@ class EventTree:
         return views is not None and views.in_views(peer_id) and peer_id not in self.unsupported
 
     def usable(self) -> bool:
-        """Whether events go on the tree now: views on, a swarm of :data:`TREE_MIN_MEMBERS`
-        other members or more, and at least one neighbor to push to."""
-        if self.conv.members.views is None or len(self.conv.members.peers) < TREE_MIN_MEMBERS:
+        """Whether this node puts its events on the tree now: ``event_tree`` and views on, a
+        swarm of :data:`TREE_MIN_MEMBERS` other members or more, and at least one neighbor to
+        push to."""
+        conv = self.conv
+        if (
+            not conv.config.event_tree
+            or conv.members.views is None
+            or len(conv.members.peers) < TREE_MIN_MEMBERS
+        ):
             return False
         self._sync()
         return bool(self.core.neighbors)

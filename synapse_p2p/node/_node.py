@@ -164,7 +164,9 @@ class Node:
     ``max_concurrent_requests`` (per connection), ``idle_timeout``, ``read_timeout``,
     ``call_timeout`` and ``connect_timeout`` (outbound calls to peers), ``max_peers``,
     ``gossip_fanout``, ``partial_views`` (membership over partial views, on by default;
-    ``False`` for the full mesh, see ``docs/scale.md``), ``mdns_interfaces``,
+    ``False`` for the full mesh, see ``docs/scale.md``), ``event_tree`` (conversation events
+    on a broadcast tree of the active views in swarms of 20 members or more; off by default,
+    see ``docs/scale.md``), ``mdns_interfaces``,
     ``conversation_max_conversations`` (past it the least recently active conversation is
     pruned; ``None`` for no cap), ``transport``,
     ``wall_clock`` and ``identity``. The validated settings are :attr:`config` (frozen).
@@ -234,6 +236,7 @@ class Node:
         max_peers: int = 1024,
         gossip_fanout: int = 3,
         partial_views: bool = True,
+        event_tree: bool = False,
         mdns_interfaces: Iterable[str] | None = None,
         conversation_max_conversations: int | None = 10_000,
         transport: Transport | None = None,
@@ -276,6 +279,7 @@ class Node:
             max_peers=max_peers,
             gossip_fanout=gossip_fanout,
             partial_views=partial_views,
+            event_tree=event_tree,
             wall_clock=wall_clock,
             secret=secret,
             quotas=quotas,

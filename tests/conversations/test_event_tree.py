@@ -22,7 +22,7 @@ from tests.membership.test_live_views import Swarm, open_swarm, settled, views_o
 
 pytestmark = pytest.mark.anyio
 
-FAST: dict[str, Any] = {"heartbeat_interval": 0.3, "peer_timeout": 1.5}
+FAST: dict[str, Any] = {"heartbeat_interval": 0.3, "peer_timeout": 1.5, "event_tree": True}
 
 
 @pytest.fixture(autouse=True)
@@ -279,3 +279,35 @@ async def test_an_ask_s_answers_reach_the_bystanders_over_the_tree(
         assert not calls[EVENT_ENDPOINT]  # the origin called no member with an answer
         assert not calls[EVENTS_ENDPOINT]
         assert calls[TREE_ENDPOINT]
+
+
+async def test_one_node_with_the_tree_in_a_swarm_without_it(anyio_backend: str) -> None:
+    """``event_tree`` is the author's choice: nodes without it still pass its events on."""
+    settings = {**FAST, "event_tree": False}
+    async with open_swarm(8, **settings) as swarm:
+        await settled(swarm)
+        author = swarm.nodes[3]
+        conv = author._conversations
+        conv.config = dataclasses.replace(conv.config, event_tree=True)
+        others = [n for n in swarm.nodes if n is not author]
+        arrivals = Arrivals(swarm.nodes)
+        calls = record_calls(author)
+        for i in range(3):
+            event = await author.emit_conversation_event("c", "note", {"i": i})
+            await arrivals.everywhere(event.event_id)
+        assert not calls[EVENT_ENDPOINT]
+        assert not calls[EVENTS_ENDPOINT]
+        assert sum(n._conversations.tree.sent["pt.eager"] for n in others) > 0  # passed on
+        plain = record_calls(others[0])  # a node without it calls every member
+        event = await others[0].emit_conversation_event("c", "note", {"from": "plain"})
+        await arrivals.everywhere(event.event_id)
+        called = {peer for peer, _ in plain[EVENT_ENDPOINT] + plain[EVENTS_ENDPOINT]}
+        assert called == {n.node_id for n in swarm.nodes if n is not others[0]}
+
+
+def test_event_tree_needs_partial_views() -> None:
+    with pytest.raises(ValueError, match="event_tree needs partial_views"):
+        Node(event_tree=True, partial_views=False)
+    with pytest.raises(TypeError, match="event_tree"):
+        Node(event_tree="yes")  # type: ignore[arg-type]
+    assert Node().config.event_tree is False
