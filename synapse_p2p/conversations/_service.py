@@ -3,14 +3,15 @@
 Delivery. A node delivers the events it creates (``emit_conversation_event``, ACKs, replies,
 errors) itself, in one hop, to every live peer, through bounded per-peer queues
 (:mod:`._delivery`): O(N) frames per event, and ``emit`` returns once the event is stored and
-queued. Receivers store and never re-forward. With partial views in a swarm of 20 members or
-more, an event for every member travels on the broadcast tree of the active views instead
-(:mod:`._tree`): the author pushes it to its neighbors, each node passes it on once, and only
-the members the tree does not reach get it from the author. What a queue drops or a peer
-misses is repaired by anti-entropy: every few rounds a node compares a digest of its recent
-conversations with one neighbor's and pulls (paged) what it lacks. synapse-p2p 2.5.0 peers
-get and send ``_synapse.conversation.event`` and ``_synapse.broadcast.reply`` exactly as they
-expect (and flood among themselves as they always did).
+queued. Receivers store and never re-forward. With ``event_tree`` (and partial views), in a
+swarm of 20 members or more, an event for every member travels on the broadcast tree of the
+active views instead (:mod:`._tree`): the author pushes it to its neighbors, each node passes
+it on once, and only the members the tree does not reach get it from the author. What a
+queue drops or a peer misses is repaired by anti-entropy: every few rounds a node compares a
+digest of its recent conversations with one neighbor's and pulls (paged) what it lacks.
+synapse-p2p 2.5.0 peers get and send ``_synapse.conversation.event`` and
+``_synapse.broadcast.reply`` exactly as they expect (and flood among themselves as they
+always did).
 
 One identity per event. A reply has the same ``event_id`` on every node (derived from the nonce
 and the replier's id), and a broadcast's ``message`` event is the nonce, so syncing from

@@ -72,8 +72,6 @@ GRAFT_TIMEOUT = 1.0
 GRAFT_RETRY = 0.5
 #: Seconds: an event created longer ago that this node stored before is not passed on.
 FORWARD_WINDOW = 120.0
-#: Longest sleep of the timer task (the core is also woken when it has something to do).
-MAX_SLEEP = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +126,7 @@ class EventTree:
         self.core = Plumtree(conversations.local.node_id, config())
         self._links: tuple[str, ...] = ()
         self._kept: set[str] = set()
+        self._pushed: set[str] = set()  # neighbors this node pushed events to
         self._wake = anyio.Event()
         self._pending: list[ConversationEvent] = []
         self._pending_at = math.inf
@@ -157,6 +156,7 @@ class EventTree:
         self._wake = anyio.Event()
         self._links = ()
         self._kept = set()
+        self._pushed = set()
         self._pending.clear()
         self._pending_at = math.inf
         self.unsupported.clear()
@@ -252,6 +252,8 @@ class EventTree:
                     # anti-entropy, cover the rest.
                     self.skipped += len(action.message.items)
                     continue
+                if isinstance(action.message, Eager):
+                    self._pushed.add(peer.id)
                 wire = action.message.to_wire()
                 self.sent[wire["k"]] += 1
                 self.conv.delivery.send(
@@ -263,11 +265,17 @@ class EventTree:
         return delivered
 
     def _keep_links(self) -> None:
-        """The tree's links carry pushes both ways: both ends keep their connection open."""
+        """The tree's links carry pushes both ways: the end that pushed on one keeps its
+        connection open too (a link that never carried a push here, as every link of a swarm
+        that has said nothing yet, keeps only its owner's)."""
         views = self.conv.members.views
-        if views is not None and self.core.eager.keys() != self._kept:
-            self._kept = set(self.core.eager)
-            views.keep_also(self._kept)
+        if views is None:
+            return
+        kept = {i for i in self.core.eager if i in self._pushed}
+        if kept != self._kept:
+            self._kept = kept
+            self._pushed &= self.core.neighbors.keys()
+            views.keep_also(kept)
 
     def _outcome(self, peer: Peer) -> Callable[[Any, BaseException | None], None]:
         def outcome(result: Any, error: BaseException | None) -> None:
@@ -381,7 +389,9 @@ class EventTree:
                 self._apply(self.core.tick(now))
             wake = min(self.core.next_wakeup(), self._pending_at)
             self._wake = anyio.Event()
-            with anyio.move_on_after(max(0.0, min(wake - now, MAX_SLEEP))):
+            # Nothing due: asleep until a message or a broadcast gives the core work (an idle
+            # node costs nothing here).
+            with anyio.move_on_after(max(0.0, wake - now) if wake < math.inf else math.inf):
                 await self._wake.wait()
 
 
