@@ -139,7 +139,7 @@ def ours(backend: str, n: int, views: bool = False, tree: bool = False) -> dict[
         return {
             "event_to_all_ms": statistics.median(times) * 1000,
             "requests_per_event": statistics.median(per_event),
-            # broadcast tree messages per event (views, 20 members or more): pushes, lazy
+            # broadcast tree messages per event (``tree``, 20 members or more): pushes, lazy
             # announcements (IHAVE batches, sent up to a second later) and GRAFTs
             "tree_pushes_per_event": on_tree["pt.eager"],
             "tree_announcements_per_event": on_tree["pt.ihave"],
