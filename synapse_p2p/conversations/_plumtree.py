@@ -145,7 +145,8 @@ class Plumtree:
         return self._route_replies(now, [item])
 
     def handle(self, now: float, from_id: str, message: PlumtreeMessage) -> list[PlumtreeAction]:
-        """React to ``message`` from the neighbor ``from_id``."""
+        """React to ``message`` from the neighbor ``from_id`` (a push from a member that is
+        not a neighbor is delivered and passed on too, and prunes nothing)."""
         if isinstance(message, Replies):
             return self._route_replies(now, list(message.items))
         if from_id not in self.neighbors:
