@@ -48,7 +48,7 @@ from ..membership._records import PeerRecord, Send
 from ..types import ConversationEvent, Peer
 from ._delivery import TREE_ENDPOINT
 from ._plumtree import Deliver, Plumtree, PlumtreeAction, PlumtreeConfig
-from ._plumtree_wire import MAX_ITEMS, Eager, EagerItem, IHave, Replies, decode_plumtree_message
+from ._plumtree_wire import Eager, EagerItem, IHave, Replies, decode_plumtree_message
 
 if TYPE_CHECKING:
     from ..rpc import Connection, EndpointRegistry
@@ -125,7 +125,6 @@ class EventTree:
         self._config = config
         self.core = Plumtree(conversations.local.node_id, config())
         self._links: tuple[str, ...] = ()
-        self._kept: set[str] = set()
         self._pushed: set[str] = set()  # neighbors this node pushed events to
         self._wake = anyio.Event()
         self._pending: list[ConversationEvent] = []
@@ -155,7 +154,6 @@ class EventTree:
         self.core = Plumtree(self.conv.local.node_id, self._config())
         self._wake = anyio.Event()
         self._links = ()
-        self._kept = set()
         self._pushed = set()
         self._pending.clear()
         self._pending_at = math.inf
@@ -228,9 +226,9 @@ class EventTree:
         self._pending_at = math.inf
         now = anyio.current_time()
         actions: list[PlumtreeAction] = []
-        for event in pending:
+        for event in pending:  # (pushes to one neighbor leave together: Delivery merges them)
             actions += self.core.broadcast(now, event.event_id, event.to_dict())
-        self._apply(_merged(actions))
+        self._apply(actions)
 
     def _apply(self, actions: list[PlumtreeAction]) -> list[Deliver]:
         """Send what the core sends; return its deliveries (for the caller to store)."""
@@ -271,11 +269,8 @@ class EventTree:
         views = self.conv.members.views
         if views is None:
             return
-        kept = {i for i in self.core.eager if i in self._pushed}
-        if kept != self._kept:
-            self._kept = kept
-            self._pushed &= self.core.neighbors.keys()
-            views.keep_also(kept)
+        self._pushed &= self.core.neighbors.keys()
+        views.keep_also(i for i in self.core.eager if i in self._pushed)  # (no-op if unchanged)
 
     def _outcome(self, peer: Peer) -> Callable[[Any, BaseException | None], None]:
         def outcome(result: Any, error: BaseException | None) -> None:
@@ -393,21 +388,3 @@ class EventTree:
             # node costs nothing here).
             with anyio.move_on_after(max(0.0, wake - now) if wake < math.inf else math.inf):
                 await self._wake.wait()
-
-
-def _merged(actions: list[PlumtreeAction]) -> list[PlumtreeAction]:
-    """The core's eager pushes for several broadcasts, one message per neighbor."""
-    pushes: dict[str, tuple[PeerRecord, list[EagerItem]]] = {}
-    rest: list[PlumtreeAction] = []
-    for action in actions:
-        if isinstance(action, Send) and isinstance(action.message, Eager):
-            entry = pushes.setdefault(action.peer.id, (action.peer, []))
-            entry[1].extend(action.message.items)
-        else:
-            rest.append(action)
-    step = MAX_ITEMS
-    return rest + [
-        Send(peer, Eager(tuple(items[i : i + step])))
-        for peer, items in pushes.values()
-        for i in range(0, len(items), step)
-    ]
