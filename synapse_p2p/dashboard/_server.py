@@ -233,6 +233,8 @@ class _Server:
                 await self._serve_http(stream, conn, remote)
             except (anyio.BrokenResourceError, anyio.EndOfStream, OSError, h11.ProtocolError):
                 pass
+            except Exception:
+                log.exception("dashboard: a connection from %s failed", remote or "?")
             finally:
                 self.connections -= 1
 
@@ -323,8 +325,11 @@ class _Server:
         return snapshot
 
     async def _writer(self, client: _Client) -> None:
-        async for text in client.receive:
-            await client.ws.send(text)
+        try:
+            async for text in client.receive:
+                await client.ws.send(text)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            client.scope.cancel()  # the page closed while an answer was on its way
 
     async def _reader(self, client: _Client) -> None:
         while True:
