@@ -115,6 +115,8 @@ class LiveViews:
         self.sent = 0
         self.received = 0
         self.failed = 0
+        #: Of :attr:`failed`, the sends that got no answer in time (a busy or gone callee).
+        self.timed_out = 0
         self.dropped = 0
         #: View messages sent, by kind (``hv.neighbor``, ...).
         self.sent_kinds: Counter[str] = Counter()
@@ -249,7 +251,7 @@ class LiveViews:
         self.unsupported.clear()
         self._retained = None
         self._also = frozenset()
-        self.sent = self.received = self.failed = self.dropped = 0
+        self.sent = self.received = self.failed = self.timed_out = self.dropped = 0
         self.sent_kinds.clear()
         self.inline.clear()
         self.waits.reset()
@@ -407,6 +409,7 @@ class LiveViews:
                         self.unsupported.add(node_id)
                     log.debug("view message to %s failed: %s", node_id[:16], exc)
                     self.failed += 1
+                    self.timed_out += isinstance(exc, TimeoutError)
                     queue.clear()
                     m.link_failed(node_id, exc)
                     if self.core is not None:
