@@ -3,7 +3,8 @@
 Runs over the HyParView active view (the driver reports :class:`NeighborUp` /
 :class:`NeighborDown`). Each neighbor link is *eager* (messages are pushed along it) or *lazy*
 (only announced, in IHAVE batches flushed every ``lazy_interval``, to neighbors that have not
-shown they hold the message: one that sent or announced it is not told). New links start eager. A
+shown they hold the message: one that sent or announced it is not told; with
+``lazy_fanout``, to that many of them per interval, in turn). New links start eager. A
 duplicate arriving eagerly turns its link lazy on both ends (PRUNE), so the eager links settle
 into a spanning tree and one broadcast costs about N - 1 eager messages. An IHAVE for a message
 not received within ``graft_timeout`` GRAFTs the link (it becomes eager again and the message is
@@ -24,6 +25,7 @@ addressed to ``PeerRecord(origin, "", 0)`` and the driver resolves the id from m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +56,12 @@ class PlumtreeConfig:
     max_batch: int = 1024  # items per message (the wire bound)
     optimize_threshold: int = 3  # an IHAVE this many hops shorter swaps the tree link
     reply_delay: float = 0.005  # replies to one next hop are gathered this long, then sent
+    #: Lazy neighbors announced to per ``lazy_interval`` (0: all, as in the paper). The
+    #: others' ids wait for their turn (round-robin), and meanwhile those that neighbor shows
+    #: it holds are dropped: a stream costs each node this many IHAVE messages per interval
+    #: whatever its view, and a node that lacks a message still hears of it from each of its
+    #: neighbors in turn.
+    lazy_fanout: int = 0
 
     @classmethod
     def wan(cls) -> PlumtreeConfig:
@@ -100,6 +108,7 @@ class Plumtree:
     eager: dict[str, None] = field(default_factory=dict)
     lazy: dict[str, None] = field(default_factory=dict)
     duplicates: int = 0
+    unannounced: int = 0  # queued ids dropped: ``tick``'s ``reachable`` rejected the neighbor
     _seen: dict[str, _Seen] = field(default_factory=dict)
     _cache: dict[str, EagerItem] = field(default_factory=dict)
     _announced: dict[str, list[str]] = field(default_factory=dict)  # mid -> announcers
@@ -178,21 +187,31 @@ class Plumtree:
         self.lazy[from_id] = None
         return []
 
-    def tick(self, now: float) -> list[PlumtreeAction]:
-        """Flush IHAVE batches when due and GRAFT messages announced but not received."""
+    def tick(
+        self, now: float, reachable: Callable[[str], bool] | None = None
+    ) -> list[PlumtreeAction]:
+        """Flush IHAVE batches when due and GRAFT messages announced but not received.
+        ``reachable`` (the driver's): lazy neighbors it rejects are not announced to; their
+        queued ids are dropped and counted in :attr:`unannounced`."""
         actions: list[PlumtreeAction] = []
         if now >= self._reply_flush:
             actions += self._flush_replies()
         if math.isnan(self._next_flush) or now >= self._next_flush:
             self._next_flush = now + self.config.lazy_interval
-            for peer_id, queued in self._lazy_queue.items():
+            if reachable is not None:
+                for peer_id in [p for p in self._lazy_queue if not reachable(p)]:
+                    self.unannounced += len(self._lazy_queue.pop(peer_id))
+            due = list(self._lazy_queue)  # (oldest queue first: a flushed one queues anew last)
+            if self.config.lazy_fanout > 0:
+                due = due[: self.config.lazy_fanout]
+            for peer_id in due:
+                queued = self._lazy_queue.pop(peer_id)
                 peer = self.neighbors.get(peer_id)
                 items = list(queued.items())
                 for start in range(0, len(items), self.config.max_batch):
                     if peer is not None:
                         batch = tuple(items[start : start + self.config.max_batch])
                         actions.append(Send(peer, IHave(batch)))
-            self._lazy_queue.clear()
         grafts: dict[str, list[str]] = {}
         for mid, deadline in list(self._timers.items()):
             if deadline > now:

@@ -70,6 +70,11 @@ LAZY_INTERVAL = 1.0
 #: events are at least this old, so the tree's copy is then late, not merely slower.
 GRAFT_TIMEOUT = 1.0
 GRAFT_RETRY = 0.5
+#: Lazy neighbors a node announces to per :data:`LAZY_INTERVAL`, in turn (the rest wait for
+#: theirs): during a stream of events each node sends this many announcements a second
+#: whatever its view's size, and a node missing an event still hears of it from each of its
+#: neighbors that holds it, one after another.
+LAZY_FANOUT = 2
 #: Seconds: an event created longer ago that this node stored before is not passed on.
 FORWARD_WINDOW = 120.0
 
@@ -102,6 +107,7 @@ def live_config() -> PlumtreeConfig:
         graft_timeout=GRAFT_TIMEOUT,
         graft_retry=GRAFT_RETRY,
         cache_max=CACHE,
+        lazy_fanout=LAZY_FANOUT,
     )
 
 
@@ -146,7 +152,7 @@ class EventTree:
         core = self.core
         return TreeStatistics(
             len(core.eager), len(core.lazy), dict(self.sent), dict(self.received),
-            dict(self.refused), core.duplicates, self.skipped,
+            dict(self.refused), core.duplicates, self.skipped + core.unannounced,
         )  # fmt: skip
 
     def start(self) -> None:
@@ -272,6 +278,12 @@ class EventTree:
         self._pushed &= self.core.neighbors.keys()
         views.keep_also(i for i in self.core.eager if i in self._pushed)  # (no-op if unchanged)
 
+    def _announceable(self, peer_id: str) -> bool:
+        """Whether announcements may go to neighbor ``peer_id``: a connection to it is open
+        (see :meth:`_apply`; the fanout's turns go to those)."""
+        peer = self._peer(peer_id)
+        return peer is not None and self.conv.caller.connected(peer.address, peer.port)
+
     def _outcome(self, peer: Peer) -> Callable[[Any, BaseException | None], None]:
         def outcome(result: Any, error: BaseException | None) -> None:
             if isinstance(error, RemoteError) and "Unregistered endpoint" in error.message:
@@ -381,7 +393,7 @@ class EventTree:
                 self._flush_pending()
             if self.conv.members.views is not None:
                 self._sync()
-                self._apply(self.core.tick(now))
+                self._apply(self.core.tick(now, self._announceable))
             wake = min(self.core.next_wakeup(), self._pending_at)
             self._wake = anyio.Event()
             # Nothing due: asleep until a message or a broadcast gives the core work (an idle

@@ -3,6 +3,7 @@ repair, replies routed to the origin."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 
@@ -10,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synapse_p2p.conversations._plumtree import Deliver, Plumtree, PlumtreeAction, ReplyReceived
+from synapse_p2p.conversations._plumtree import (
+    Deliver,
+    Plumtree,
+    PlumtreeAction,
+    PlumtreeConfig,
+    ReplyReceived,
+)
 from synapse_p2p.conversations._plumtree_wire import (
     Eager,
     EagerItem,
@@ -201,3 +208,45 @@ def test_a_neighbor_that_showed_it_holds_a_message_is_not_told_of_it() -> None:
         if isinstance(a, Send) and isinstance(a.message, IHave)
     }
     assert announced == {"b": (("m2", 2),), "c": (("m1", 2),)}
+
+
+def _announced(actions: Sequence[PlumtreeAction]) -> dict[str, tuple[tuple[str, int], ...]]:
+    return {
+        a.peer.id: a.message.items
+        for a in actions
+        if isinstance(a, Send) and isinstance(a.message, IHave)
+    }
+
+
+def test_lazy_fanout_announces_to_that_many_neighbors_in_turn() -> None:
+    """With ``lazy_fanout=2`` and five lazy neighbors, each interval announces to two of
+    them, the oldest queues first; the others keep their ids for their turn, and drop those
+    the neighbor shows it holds meanwhile. A neighbor ``reachable`` rejects gets none."""
+    p = Plumtree("a", PlumtreeConfig(lazy_interval=1.0, lazy_fanout=2))
+    lazy = ["b", "c", "d", "e", "f"]
+    for peer in [*lazy, "g"]:
+        p.neighbor_up(PeerRecord(peer, "h", 1))
+    for peer in lazy:
+        p.handle(0.0, peer, Prune())
+    p.handle(0.0, "g", Eager((EagerItem("m1", "o", 1, None),)))
+    assert _announced(p.tick(0.0)) == {"b": (("m1", 2),), "c": (("m1", 2),)}
+    p.handle(0.5, "d", IHave((("m1", 1),)))  # d holds m1: nothing left for d
+    p.handle(0.5, "g", Eager((EagerItem("m2", "o", 1, None),)))
+    assert _announced(p.tick(1.0)) == {"e": (("m1", 2), ("m2", 2)), "f": (("m1", 2), ("m2", 2))}
+    assert _announced(p.tick(2.0)) == {"b": (("m2", 2),), "c": (("m2", 2),)}
+    assert _announced(p.tick(3.0)) == {"d": (("m2", 2),)}  # (its queue began anew after m1)
+    assert p.next_wakeup() == math.inf
+    p.handle(3.5, "g", Eager((EagerItem("m3", "o", 1, None),)))
+    actions = p.tick(4.0, reachable=lambda peer: peer in ("d", "f"))
+    assert _announced(actions) == {"d": (("m3", 2),), "f": (("m3", 2),)}
+    assert p.unannounced == 3  # b, c and e were not reachable
+
+
+def test_without_lazy_fanout_every_lazy_neighbor_is_announced_to_at_once() -> None:
+    p = Plumtree("a", PlumtreeConfig(lazy_interval=1.0))
+    for peer in ("b", "c", "d", "e"):
+        p.neighbor_up(PeerRecord(peer, "h", 1))
+    for peer in ("b", "c", "d"):
+        p.handle(0.0, peer, Prune())
+    p.handle(0.0, "e", Eager((EagerItem("m1", "o", 1, None),)))
+    assert set(_announced(p.tick(0.0))) == {"b", "c", "d"}
