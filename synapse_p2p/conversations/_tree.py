@@ -48,7 +48,7 @@ from ..membership._records import PeerRecord, Send
 from ..types import ConversationEvent, Peer
 from ._delivery import TREE_ENDPOINT
 from ._plumtree import Deliver, Plumtree, PlumtreeAction, PlumtreeConfig
-from ._plumtree_wire import Eager, EagerItem, IHave, Replies, decode_plumtree_message
+from ._plumtree_wire import Eager, EagerItem, Replies, decode_plumtree_message
 
 if TYPE_CHECKING:
     from ..rpc import Connection, EndpointRegistry
@@ -143,8 +143,6 @@ class EventTree:
         #: Messages sent and received, by kind (``pt.eager``, ``pt.ihave``, ...).
         self.sent: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
-        #: Announcements not sent: no connection was open to that lazy neighbor.
-        self.skipped = 0
         if conversations.members.views is not None:
             registry.add(self._serve, TREE_ENDPOINT, publish=False)
 
@@ -152,7 +150,7 @@ class EventTree:
         core = self.core
         return TreeStatistics(
             len(core.eager), len(core.lazy), dict(self.sent), dict(self.received),
-            dict(self.refused), core.duplicates, self.skipped + core.unannounced,
+            dict(self.refused), core.duplicates, core.unannounced,
         )  # fmt: skip
 
     def start(self) -> None:
@@ -164,7 +162,6 @@ class EventTree:
         self._pending.clear()
         self._pending_at = math.inf
         self.unsupported.clear()
-        self.skipped = 0
 
     # -- which members the tree covers ---------------------------------------------------------
 
@@ -239,22 +236,12 @@ class EventTree:
     def _apply(self, actions: list[PlumtreeAction]) -> list[Deliver]:
         """Send what the core sends; return its deliveries (for the caller to store)."""
         delivered: list[Deliver] = []
-        caller = self.conv.caller
         for action in actions:
             if isinstance(action, Deliver):
                 delivered.append(action)
             elif isinstance(action, Send):
                 peer = self._peer(action.peer.id)
                 if peer is None:
-                    continue
-                if isinstance(action.message, IHave) and not caller.connected(
-                    peer.address, peer.port
-                ):
-                    # An announcement never opens a connection (a handshake at both ends,
-                    # on each lazy link after every quiet spell): it goes where one is open,
-                    # as on the links this node keeps; the other end's announcements, and
-                    # anti-entropy, cover the rest.
-                    self.skipped += len(action.message.items)
                     continue
                 if isinstance(action.message, Eager):
                     self._pushed.add(peer.id)
@@ -279,8 +266,11 @@ class EventTree:
         views.keep_also(i for i in self.core.eager if i in self._pushed)  # (no-op if unchanged)
 
     def _announceable(self, peer_id: str) -> bool:
-        """Whether announcements may go to neighbor ``peer_id``: a connection to it is open
-        (see :meth:`_apply`; the fanout's turns go to those)."""
+        """Whether announcements may go to neighbor ``peer_id``: a connection to it is open.
+        An announcement never opens one (a handshake at both ends, on each lazy link after
+        every quiet spell): it goes where one is open, as on the links this node keeps; the
+        other end's announcements, and anti-entropy, cover the rest. The core drops the ids
+        queued for the others (``unannounced``), and gives the fanout's turns to these."""
         peer = self._peer(peer_id)
         return peer is not None and self.conv.caller.connected(peer.address, peer.port)
 
