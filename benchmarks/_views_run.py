@@ -20,7 +20,9 @@ messages. ``tuned`` sets the garbage collector's thresholds to :data:`TUNED_GC` 
 time spent collecting is reported either way. The ``peer.joined`` and ``peer.offline`` events
 of all nodes are counted during the start and the idle time (a member that goes offline and
 comes back counts in both). ``NAME=VALUE,...`` passes numeric settings to every ``Node``
-(e.g. ``heartbeat_interval=1000,peer_timeout=3600``: no rounds, no re-signing).
+(e.g. ``heartbeat_interval=1000,peer_timeout=3600``: no rounds, no re-signing), except
+``start_rate=R``: the nodes then start one by one, R a second (the swarm grows as a deployed
+one does), instead of all at once; the CPU of that phase is reported (``pace_cpu_pct``).
 """
 
 from __future__ import annotations
@@ -149,6 +151,7 @@ def run(
     converge_timeout: float = 300,
     gc_mode: str = "default",
     settings: dict[str, float | int] | None = None,
+    start_rate: float = 0.0,
 ) -> dict[str, Any]:
     import anyio
 
@@ -159,6 +162,7 @@ def run(
     views = mode == "views"
     out: dict[str, Any] = {"mode": mode, "backend": backend, "n": n, "fd_limit": hard}
     out["gc"] = gc_mode
+    out["start_rate"] = start_rate
     if gc_mode == "tuned":
         gc.set_threshold(*TUNED_GC)
     collections = GcClock()
@@ -166,6 +170,11 @@ def run(
 
     def log(*args: object) -> None:
         print(f"[{mode} {backend} N={n}]", *args, file=sys.stderr, flush=True)
+
+    def complete_count(some: list[Node]) -> int:
+        """How many of ``some`` list every other node of ``some`` (a growing swarm)."""
+        ids = {node.node_id for node in some}
+        return sum(set(node.peers) >= ids - {node.node_id} for node in some)
 
     def sockets(nodes: list[Node]) -> tuple[float, int]:
         counts = []
@@ -197,11 +206,26 @@ def run(
                 counting(Node(name=f"n{i}", seeds=[f"127.0.0.1:{seed.port}"], **kw))
                 for i in range(n - 1)
             ]
-            for node in nodes[1:]:  # all start at once (as benchmarks/membership.py)
-                tg.start_soon(node.serve)
+            pace_cpu, pace_wall = time.process_time(), time.perf_counter()
+            if start_rate > 0:  # one node every 1/start_rate seconds, the swarm growing
+                begin = anyio.current_time()
+                for i, node in enumerate(nodes[1:]):
+                    await anyio.sleep_until(begin + i / start_rate)
+                    tg.start_soon(node.serve)
+                    if i % 50 == 49:
+                        log(f"{i + 2} started; {complete_count(nodes[: i + 2])} complete")
+            else:
+                for node in nodes[1:]:  # all start at once (as benchmarks/membership.py)
+                    tg.start_soon(node.serve)
             while not all(node.port for node in nodes):
                 await anyio.sleep(0.05)
             last = time.perf_counter()
+            if start_rate > 0:
+                out["pace_s"] = round(last - pace_wall, 1)
+                out["pace_cpu_pct"] = round(
+                    100 * (time.process_time() - pace_cpu) / (last - pace_wall), 1
+                )
+                log(f"paced start over {out['pace_s']} s, CPU {out['pace_cpu_pct']} %")
             collections.take()
             log(f"all started; fds {fds()}")
             ids = {node.node_id for node in nodes}
@@ -270,5 +294,6 @@ if __name__ == "__main__":
     for item in sys.argv[7].split(",") if len(sys.argv) > 7 else []:
         name, _, value = item.partition("=")
         settings[name] = int(value) if value.lstrip("-").isdigit() else float(value)
-    result = run(mode, backend, int(n_text), float(idle_text), limit, gc_mode, settings)
+    rate = float(settings.pop("start_rate", 0.0))
+    result = run(mode, backend, int(n_text), float(idle_text), limit, gc_mode, settings, rate)
     print(json.dumps(result), flush=True)

@@ -13,7 +13,9 @@ hidden. The issue's target is at most 20 sockets per node after 5 minutes idle
 ``--converge-timeout``): CPU seconds, handshakes, address checks, gossip calls and view
 messages. ``--gc tuned`` raises the garbage collector's thresholds in the measured process
 (``_views_run.TUNED_GC``): all nodes share one heap there, and the time spent collecting is
-printed beside the CPU either way.
+printed beside the CPU either way. ``--start-rate R`` starts the nodes one by one, R a
+second, as a deployed swarm grows, instead of all at once (the start's CPU, % of one core, is
+printed with the counters).
 """
 
 from __future__ import annotations
@@ -28,14 +30,19 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-def one(mode: str, backend: str, n: int, idle: float, limit: float, gc: str) -> dict[str, Any]:
+def one(
+    mode: str, backend: str, n: int, idle: float, limit: float, gc: str, rate: float = 0.0
+) -> dict[str, Any]:
+    argv = [sys.executable, "_views_run.py", mode, backend, str(n), str(idle), str(limit), gc]
+    if rate > 0:
+        argv.append(f"start_rate={rate:g}")
     try:
         out = subprocess.run(
-            [sys.executable, "_views_run.py", mode, backend, str(n), str(idle), str(limit), gc],
+            argv,
             stdout=subprocess.PIPE,
             text=True,
             cwd=HERE,
-            timeout=idle + limit + 600,
+            timeout=idle + limit + 600 + (n / rate if rate > 0 else 0),
         )
     except subprocess.TimeoutExpired:
         return {"mode": mode, "backend": backend, "n": n, "error": "timed out"}
@@ -60,15 +67,22 @@ def main() -> None:
         default=["default"],
         help="garbage collector thresholds: CPython's defaults, or raised (_views_run.TUNED_GC)",
     )
+    parser.add_argument(
+        "--start-rate",
+        type=float,
+        default=0.0,
+        help="start the nodes one by one, this many a second (default: all at once)",
+    )
     args = parser.parse_args()
     rows = [
-        one(mode, backend, n, args.idle, args.converge_timeout, gc)
+        one(mode, backend, n, args.idle, args.converge_timeout, gc, args.start_rate)
         for n in args.sizes
         for backend in args.backends
         for mode in args.modes
         for gc in args.gc
     ]
-    print(f"\nAll nodes in one process, loopback TCP, idle window {args.idle:g} s\n")
+    started = "all at once" if args.start_rate <= 0 else f"{args.start_rate:g} a second"
+    print(f"\nAll nodes in one process, loopback TCP, started {started}, idle {args.idle:g} s\n")
     print(
         "| N | mode | backend | gc | full membership after last start (s) "
         "| sockets/node mean, max over idle (s: mean/max) | complete at end "
@@ -100,6 +114,8 @@ def main() -> None:
                 + [f"peer.{k} events {v}" for k, v in events.items()]
             )
             cpu = f"{r['start_cpu_s']} ({_gc(r.get('start_gc'))})"
+            if "pace_s" in r:
+                cpu += f"; paced start {r['pace_s']} s at {r['pace_cpu_pct']} % of a core"
             print(f"| {r['n']} | {r['mode']} | {r['backend']} | {r['gc']} | {cpu} | {counts} |")
 
 
