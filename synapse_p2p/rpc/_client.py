@@ -8,7 +8,7 @@ import os
 import ssl
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,7 +16,7 @@ import anyio
 from anyio.abc import ByteStream, TaskGroup, TaskStatus
 
 from .._validate import check_int, check_seconds, format_address
-from ..errors import CallTimeout
+from ..errors import CallTimeout, ConnectionLost
 from ..identity import Identity
 from ..secure import Keyring, SecureDialer, SecurityPolicy
 from ..transport import TcpTransport, Transport, WebSocketTransport, WebSocketUrl, is_websocket_url
@@ -316,6 +316,19 @@ class PoolStatistics:
     #: Calls sent again on a new connection because the pooled one had broken while idle
     #: (nothing of the request had left: see :class:`~._channel.Unsent`).
     stale: int = 0
+    #: Connections opened after every call waiting on them had given up (they wait in the
+    #: pool for the next call; see :meth:`ConnectionPool.call`).
+    opened_late: int = 0
+
+
+@dataclass(eq=False)
+class _Opening:
+    """A connection being opened by the pool: its outcome, and how many calls wait on it."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    connection: MuxConnection | None = None
+    error: Exception | None = None
+    waiting: int = 0
 
 
 class ConnectionPool:
@@ -355,7 +368,10 @@ class ConnectionPool:
         self.legacy_ttl = legacy_ttl
         self._connections: OrderedDict[tuple[str, int], MuxConnection] = OrderedDict()
         self._legacy: dict[tuple[str, int], float] = {}
-        self._locks: dict[tuple[str, int], anyio.Lock] = {}
+        #: Connections being opened, by address: every call to that address waits on the
+        #: one opening (see :meth:`_get`).
+        self._opening: dict[tuple[str, int], _Opening] = {}
+        self.opened_late = 0
         self.aliases = Aliases()
         self._direct = DirectFirst()
         self._task_group: TaskGroup | None = None
@@ -366,7 +382,12 @@ class ConnectionPool:
 
     def statistics(self) -> PoolStatistics:
         return PoolStatistics(
-            len(self._connections), len(self._legacy), self._connects, self._calls, self.stale
+            len(self._connections),
+            len(self._legacy),
+            self._connects,
+            self._calls,
+            self.stale,
+            self.opened_late,
         )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -409,9 +430,6 @@ class ConnectionPool:
         for key, expiry in list(self._legacy.items()):
             if expiry < now:
                 del self._legacy[key]
-        for key, lock in list(self._locks.items()):
-            if not lock.locked() and key not in self._connections:
-                del self._locks[key]
 
     def _task_group_close(self, connection: MuxConnection) -> None:
         if self._task_group is not None:
@@ -422,6 +440,17 @@ class ConnectionPool:
         return expiry is not None and expiry >= anyio.current_time()
 
     async def _get(self, host: str, port: int) -> MuxConnection | None:
+        """The open connection to ``host:port``, opened if need be (``None``: a 2.5.0 node
+        that speaks one call per connection).
+
+        A connection is opened in the pool's own task, and every call to the address waits
+        on that one opening: a caller that gives up (its timeout ran out, it was cancelled)
+        leaves it to finish, and the connection joins the pool for the next call. So calls
+        with short deadlines (a gossip push, a probe) over a link slower to open than they
+        allow still get a connection, and a handshake already half made is never thrown
+        away. Each step of an opening is bounded (``connect_timeout``, then the handshakes'
+        own timeouts).
+        """
         key = (host, port)
         connection = self._connections.get(key)
         if connection is not None and not connection.closed:
@@ -429,24 +458,40 @@ class ConnectionPool:
             return connection
         if self.is_legacy(host, port):
             return None
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = anyio.Lock()
+        opening = self._opening.get(key)
+        if opening is None:
+            group = self._task_group
+            if group is None or group.cancel_scope.cancel_called:
+                raise RuntimeError("ConnectionPool is not running")
+            opening = self._opening[key] = _Opening()
+            group.start_soon(self._open_for, key, opening)
+        opening.waiting += 1
         try:
-            async with lock:
-                connection = self._connections.get(key)
-                if connection is not None and not connection.closed:
-                    return connection
-                if self.is_legacy(host, port):
-                    return None
-                return await self._open(host, port)
+            await opening.done.wait()
         finally:
-            if not lock.locked() and self._locks.get(key) is lock:
-                del self._locks[key]  # nobody waits: no lock kept per connection
+            opening.waiting -= 1
+        if opening.error is not None:
+            raise opening.error.with_traceback(None)
+        return opening.connection
+
+    async def _open_for(self, key: tuple[str, int], opening: _Opening) -> None:
+        """Open the connection to ``key`` for whoever waits on ``opening`` (see :meth:`_get`)."""
+        try:
+            opening.connection = await self._open(*key)
+        except Exception as exc:
+            opening.error = exc
+        except BaseException:  # the pool is closing
+            opening.error = ConnectionLost(f"connection to {format_address(*key)} not opened: "
+                                           "the connection pool closed")  # fmt: skip
+            raise
+        finally:
+            if self._opening.get(key) is opening:
+                del self._opening[key]
+            if opening.waiting == 0 and opening.connection is not None:
+                self.opened_late += 1  # every caller gave up; the connection waits for the next
+            opening.done.set()
 
     async def _open(self, host: str, port: int) -> MuxConnection | None:
-        if self._task_group is None:
-            raise RuntimeError("ConnectionPool is not running")
         self._evict()
         stream, node_id = await self._dial(host, port)
         self._connects += 1
@@ -519,7 +564,9 @@ class ConnectionPool:
     ) -> Any:
         """Call ``endpoint`` on ``host:port`` over a pooled connection.
 
-        Raises like :meth:`Client.call`. ``timeout`` covers connecting and the call. A pooled
+        Raises like :meth:`Client.call`. ``timeout`` covers connecting and the call; a
+        connection still being opened when it runs out goes on opening, for the next call
+        (:attr:`PoolStatistics.opened_late`). A pooled
         connection found broken before the request was written whole (its peer went away
         while it sat idle) is replaced, and the call made once more on the new connection
         (counted in ``statistics().stale``).

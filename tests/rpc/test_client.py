@@ -15,7 +15,8 @@ from synapse_p2p.errors import (
     ProtocolError,
     SynapseError,
 )
-from synapse_p2p.rpc import ConnectionPool
+from synapse_p2p.rpc import ConnectionPool, PlainDialer
+from synapse_p2p.transport import TcpTransport
 from tests.helpers import ipv6_loopback_available
 
 pytestmark = pytest.mark.anyio
@@ -192,6 +193,79 @@ async def test_a_pooled_connection_gone_stale_is_replaced_and_the_call_sent_agai
             assert await pool.call("127.0.0.1", port, "size", [blob], timeout=10) == len(blob)
         stats = pool.statistics()
         assert (stats.stale, stats.connects) == (1, 2)
+        tg.cancel_scope.cancel()
+
+
+class GatedDialer:
+    """Plaintext connections that open only once ``gate`` is set: a link slower to open than
+    the calls on it allow."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.gate = anyio.Event()
+        self.fail = fail
+        self.dials = 0
+
+    async def connect(
+        self, host: str, port: int, *, timeout: float, expected_node_id: str | None = None
+    ) -> tuple[anyio.abc.ByteStream, str | None]:
+        self.dials += 1
+        await self.gate.wait()
+        if self.fail:
+            raise ConnectError(f"cannot connect to {host}:{port}: refused", refused=True)
+        return await PlainDialer(TcpTransport()).connect(host, port, timeout=timeout)
+
+
+async def test_a_connection_slower_to_open_than_its_calls_allow_still_joins_the_pool(
+    calc_node: Node,
+) -> None:
+    """Calls that give up while their connection is being opened leave it to open (one
+    dial for all of them), and the next call uses it: a short deadline on a slow link (a
+    gossip push, a probe) still gets a connection. Before, each call dialed again and
+    threw the half-made connection away when its time ran out."""
+    dialer = GatedDialer()
+    pool = ConnectionPool(dialer=dialer)
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.run)
+        for _ in range(3):
+            with pytest.raises(CallTimeout):
+                await pool.call("127.0.0.1", calc_node.port, "sum", [1, 2], timeout=0.05)
+        assert dialer.dials == 1
+        dialer.gate.set()
+        assert await pool.call("127.0.0.1", calc_node.port, "sum", [1, 2], timeout=10) == 3
+        assert await pool.call("127.0.0.1", calc_node.port, "sum", [2, 2], timeout=10) == 4
+        stats = pool.statistics()
+        assert (dialer.dials, stats.connects, stats.open_connections) == (1, 1, 1)
+        tg.cancel_scope.cancel()
+
+
+async def test_every_call_waiting_on_a_connection_that_fails_to_open_gets_the_error(
+    anyio_backend: str,
+) -> None:
+    dialer = GatedDialer(fail=True)
+    pool = ConnectionPool(dialer=dialer)
+    port = free_port()
+    errors: list[ConnectError] = []
+
+    async def one() -> None:
+        try:
+            await pool.call("127.0.0.1", port, "sum", [1, 2], timeout=10)
+        except ConnectError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.run)
+        async with anyio.create_task_group() as calls:
+            for _ in range(3):
+                calls.start_soon(one)
+            await anyio.wait_all_tasks_blocked()
+            dialer.gate.set()
+        assert len(errors) == 3 and all(e.refused for e in errors)
+        assert dialer.dials == 1
+        dialer.gate = anyio.Event()  # the next call dials again (nothing is remembered)
+        dialer.gate.set()
+        with pytest.raises(ConnectError):
+            await pool.call("127.0.0.1", port, "sum", [1, 2], timeout=10)
+        assert dialer.dials == 2
         tg.cancel_scope.cancel()
 
 
