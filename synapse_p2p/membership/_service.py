@@ -26,7 +26,7 @@ import contextlib
 import logging
 import math
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -131,6 +131,13 @@ SUSPECT_SHARE = 0.25
 #: node suspects nobody until the score is back at 0: a node too busy to hear its neighbors in
 #: time accuses them later, or not at all.
 HEALTH_MAX = 8
+#: With views: the rounds waking this many seconds later than due is a stall of this node's
+#: own (a long collection, a paused machine, a loop too busy to keep time). Nothing could be
+#: heard meanwhile, so a stall counts neither as a member's silence nor toward a suspicion's
+#: time, and the health score goes up by 1 (see :meth:`Membership._woke`).
+STALL_MIN = 0.5
+#: Stalls remembered (the latest), to take them out of silences.
+STALLS_KEPT = 64
 
 
 class Membership:
@@ -226,6 +233,12 @@ class Membership:
         self._refute = False
         #: Silent members a node with failing calls of its own has not suspected yet.
         self._deferred: set[str] = set()
+        #: This node's own stalls, ``(end, seconds)``, the latest (see :data:`STALL_MIN`).
+        self._stalls: deque[tuple[float, float]] = deque(maxlen=STALLS_KEPT)
+        #: Stalls seen, and their seconds in all.
+        self.stalls = 0
+        self.stalled = 0.0
+        self._stall_logged = -math.inf
         #: Rounds since the start, from a random phase: nodes started together do not send
         #: their digests in the same round (see :meth:`_view_round`).
         self._rounds = self._rng.randrange(1 << 20)
@@ -377,6 +390,10 @@ class Membership:
         self._watch.clear()
         self._refute = False
         self._deferred.clear()
+        self._stalls.clear()
+        self.stalls = 0
+        self.stalled = 0.0
+        self._stall_logged = -math.inf
         self._rounds = self._rng.randrange(1 << 20)
         self.health = 0
         self.deaths.clear()
@@ -889,7 +906,7 @@ class Membership:
                 and not state.legacy
                 and not state.suspected
                 and node_id not in views.unsupported
-                and now - state.heard > window
+                and self._awake_since(state.heard, now) > window
             ):
                 silent.append(state)
         deaf = len(silent) >= 2 and 2 * len(silent) >= len(watched)
@@ -919,11 +936,14 @@ class Membership:
                 due = self._last_push + gap
             else:
                 due = deadline
-            wait = min(due, deadline) - self._now()
+            target = min(due, deadline)
+            wait = target - self._now()
             if wait <= 0:
                 return self._now() < deadline and pending
-            with anyio.move_on_after(wait):
+            with anyio.move_on_after(wait) as timer:
                 await self._push.wait()
+            if timer.cancelled_caught:
+                self._woke(target)
             self._push = anyio.Event()
 
     def _first_hand(self) -> bool:
@@ -972,14 +992,48 @@ class Membership:
         return SUSPECT_SHARE * self.config.peer_timeout * math.log10(members) * (1 + self.health)
 
     def _suspicion_due(self) -> float:
-        """When the oldest suspicion held here times out (``inf``: none)."""
+        """When the oldest suspicion held here times out (``inf``: none; stalls of ours
+        since it began do not count toward its time)."""
         if not self._suspects:
             return math.inf
         peers = self.table.peers
         since = min(
             (peers[i].suspect_since for i in self._suspects if i in peers), default=math.inf
         )
-        return since + self._suspicion_time()
+        if since == math.inf:
+            return math.inf
+        return since + self._suspicion_time() + self._stalled_since(since)
+
+    def _woke(self, due: float) -> None:
+        """The rounds woke now for a timer due at ``due``: later than :data:`STALL_MIN` is
+        a stall of this node's own, taken out of every silence and suspicion it falls in,
+        and the health score goes up by 1 (Lifeguard: a node that cannot keep time should
+        not judge others by it)."""
+        now = self._now()
+        late = now - due
+        if late > STALL_MIN:
+            self._stalls.append((now, late))
+            self.stalls += 1
+            self.stalled += late
+            self.health = min(HEALTH_MAX, self.health + 1)
+            level = logging.DEBUG  # (INFO once a minute: an overloaded node stalls often)
+            if now - self._stall_logged >= 60:
+                self._stall_logged, level = now, logging.INFO
+            log.log(
+                level,
+                "membership woke %.1f s late: a stall of this node's own (%d so far); "
+                "silences and suspicions do not count it",
+                late,
+                self.stalls,
+            )
+
+    def _stalled_since(self, since: float) -> float:
+        """Seconds of this node's own stalls after ``since``."""
+        return sum(min(length, end - since) for end, length in self._stalls if end > since)
+
+    def _awake_since(self, since: float, now: float) -> float:
+        """Seconds from ``since`` to ``now`` that this node was awake to hear in."""
+        return now - since - self._stalled_since(since)
 
     def _end_suspicions(self) -> None:
         """Suspicions held here for :meth:`_suspicion_time` unrefuted: the member is dead
@@ -993,7 +1047,7 @@ class Membership:
             state = self.table.get(node_id)
             if state is None or not state.suspected or state.seq != seq:
                 del self._suspects[node_id]  # lifted, or gone
-            elif state.suspect_since + time <= now and not self._kill(
+            elif self._awake_since(state.suspect_since, now) >= time and not self._kill(
                 node_id, seq, first_hand=first_hand, how="announced" if first_hand else "expired"
             ):  # (a newer record was seen since: refuted)
                 del self._suspects[node_id]

@@ -323,3 +323,28 @@ async def test_a_node_whose_own_calls_fail_does_not_announce_what_it_failed_to_h
         await anyio.sleep(120)
         assert (m.deaths["suspected"], m.deaths["announced"]) == (0, 0)
         assert [e for e in swarm.events if e[2] == "peer.offline"] == []
+
+
+async def test_a_stalled_process_accuses_nobody_when_it_wakes(anyio_backend: Any) -> None:
+    """The whole process stops for 25 s (a paused machine, a laptop asleep, a loop too busy
+    to keep time): every node wakes to find each of its links silent for longer than it
+    suspects after (15 s). Each sees its own rounds wake late and takes the stall out of
+    the silence: nobody is suspected, nobody goes offline anywhere, and a crash after it is
+    still found."""
+    async with open_swarm(10, partial_views=True) as swarm:
+        await swarm.converged()
+        await anyio.sleep(30)
+        clock = trio.lowlevel.current_clock()
+        assert isinstance(clock, trio.testing.MockClock)
+        clock.jump(25)  # no task runs meanwhile; every timer is then late
+        await anyio.sleep(120)
+        assert [e for e in swarm.events if e[2] == "peer.offline"] == []
+        assert sum(n.membership.deaths["suspected"] for n in swarm.nodes) == 0
+        assert all(n.membership.stalls >= 1 for n in swarm.nodes)
+        await swarm.converged()
+        victim = by_name(swarm, "n4")
+        swarm.kill("n4")
+        survivors = [n for n in swarm.nodes if n is not victim]
+        with anyio.fail_after(60):
+            while any(victim.node_id in n.peers for n in survivors):
+                await anyio.sleep(1)
