@@ -12,11 +12,12 @@ descriptors of the process per node, whether membership is still complete, and t
 whole swarm; RSS per node at the end. A run that fails (``Too many open files``) reports where.
 At convergence (or when ``CONVERGE_TIMEOUT``, default 300 s, runs out) it also reports what the
 start cost: CPU seconds of the process, handshakes (completed, failed, refused over the caps),
-pooled connections opened, address checks (verification dials), gossip calls (and of them
-pushes of news, with the entries they carried, and compact and full digests), records signed,
-deaths announced, heard and refuted (``Membership.deaths``) and, with views,
-view messages by kind, failed and dropped sends, the cores' requests, evictions and ignored
-messages. ``tuned`` sets the garbage collector's thresholds to :data:`TUNED_GC` first; the
+pooled connections opened (and of them ``opened_late``, after their calls gave up), stalls
+of the membership rounds (``Membership.stalls``), address checks (verification dials),
+gossip calls (and of them pushes of news, with the entries they carried, and compact and
+full digests), records signed, deaths announced, heard and refuted (``Membership.deaths``)
+and, with views, view messages by kind, failed and dropped sends, the cores' requests,
+evictions and ignored messages. ``tuned`` sets the garbage collector's thresholds to :data:`TUNED_GC` first; the
 time spent collecting is reported either way. The ``peer.joined`` and ``peer.offline`` events
 of all nodes are counted during the start and the idle time (a member that goes offline and
 comes back counts in both). ``NAME=VALUE,...`` passes numeric settings to every ``Node``
@@ -63,9 +64,11 @@ def counters(nodes: list[Any]) -> dict[str, Any]:
             add("handshakes_refused", stats.handshakes.refused)
         if stats.pool is not None:
             add("connects", stats.pool.connects)
+            add("opened_late", stats.pool.opened_late)
         m = node.membership
         add("verify_dials", m.verifier.dials)
         add("gossip_calls", m.messages_sent)
+        add("stalls", m.stalls)
         if m._signer is not None:
             add("records_signed", m._signer.signed)
         for what, count in m.deaths.items():
