@@ -32,6 +32,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._hub import EventHub, PeerHeartbeat, PeerJoined, PeerLeft, PeerOffline
@@ -136,7 +137,9 @@ HEALTH_MAX = 8
 #: heard meanwhile, so a stall counts neither as a member's silence nor toward a suspicion's
 #: time, and the health score goes up by 1 (see :meth:`Membership._woke`).
 STALL_MIN = 0.5
-#: Stalls remembered (the latest), to take them out of silences.
+#: Stalls remembered apart, to take them out of silences; past it the two oldest are merged
+#: into one (as if one stall had ended with the later: a silence that began between them is
+#: then credited a little more than its stalls, never less).
 STALLS_KEPT = 64
 
 
@@ -234,7 +237,7 @@ class Membership:
         #: Silent members a node with failing calls of its own has not suspected yet.
         self._deferred: set[str] = set()
         #: This node's own stalls, ``(end, seconds)``, the latest (see :data:`STALL_MIN`).
-        self._stalls: deque[tuple[float, float]] = deque(maxlen=STALLS_KEPT)
+        self._stalls: deque[tuple[float, float]] = deque()
         #: Stalls seen, and their seconds in all.
         self.stalls = 0
         self.stalled = 0.0
@@ -841,6 +844,7 @@ class Membership:
                 if not await self._next_push(wake):
                     if self._now() < next_round:  # a suspicion is due
                         self._end_suspicions()
+                        await anyio.lowlevel.checkpoint()  # (never a loop without one)
                         continue
                     break
                 self._last_push = self._now()
@@ -997,12 +1001,18 @@ class Membership:
         if not self._suspects:
             return math.inf
         peers = self.table.peers
-        since = min(
-            (peers[i].suspect_since for i in self._suspects if i in peers), default=math.inf
+        time = self._suspicion_time()
+        ends = (
+            self._suspicion_end(peers[i].suspect_since, time) for i in self._suspects if i in peers
         )
-        if since == math.inf:
-            return math.inf
-        return since + self._suspicion_time() + self._stalled_since(since)
+        return min(ends, default=math.inf)
+
+    def _suspicion_end(self, since: float, time: float) -> float:
+        """When a suspicion held since ``since`` times out, lasting ``time`` (stalls of ours
+        after ``since`` added). :meth:`_suspicion_due` and :meth:`_end_suspicions` both use
+        it: computed two ways, a due time could fall a rounding error short of the end, and
+        the rounds would wake for it again and again."""
+        return since + time + self._stalled_since(since)
 
     def _woke(self, due: float) -> None:
         """The rounds woke now for a timer due at ``due``: later than :data:`STALL_MIN` is
@@ -1012,6 +1022,10 @@ class Membership:
         now = self._now()
         late = now - due
         if late > STALL_MIN:
+            if len(self._stalls) >= STALLS_KEPT:  # the two oldest as one (never forgotten:
+                _, length = self._stalls.popleft()  # a silence may span them all)
+                later, more = self._stalls.popleft()
+                self._stalls.appendleft((later, length + more))
             self._stalls.append((now, late))
             self.stalls += 1
             self.stalled += late
@@ -1047,7 +1061,7 @@ class Membership:
             state = self.table.get(node_id)
             if state is None or not state.suspected or state.seq != seq:
                 del self._suspects[node_id]  # lifted, or gone
-            elif self._awake_since(state.suspect_since, now) >= time and not self._kill(
+            elif self._suspicion_end(state.suspect_since, time) <= now and not self._kill(
                 node_id, seq, first_hand=first_hand, how="announced" if first_hand else "expired"
             ):  # (a newer record was seen since: refuted)
                 del self._suspects[node_id]

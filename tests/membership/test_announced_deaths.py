@@ -348,3 +348,25 @@ async def test_a_stalled_process_accuses_nobody_when_it_wakes(anyio_backend: Any
         with anyio.fail_after(60):
             while any(victim.node_id in n.peers for n in survivors):
                 await anyio.sleep(1)
+
+
+async def test_a_suspicion_ends_at_the_moment_the_rounds_wake_for_it(anyio_backend: Any) -> None:
+    """The rounds wake for a suspicion at :meth:`_suspicion_due` and end it there. The two
+    must agree to the last bit: with the due time a rounding error short of the end (a
+    suspicion time that is no round number, 13 members here), the rounds woke for it again
+    and again without a checkpoint, and the whole process hung."""
+    async with open_swarm(13, partial_views=True) as swarm:
+        await swarm.converged()
+        a, b = by_name(swarm, "n1"), by_name(swarm, "n2")
+        m = a.membership
+        time = m._suspicion_time()
+        # a start where adding the time and taking the start away again falls short of it
+        since = next(x for x in (10 + i / 997 for i in range(100_000)) if (x + time) - x < time)
+        seq = seq_of(a, b)
+        assert m.table.suspect(b.node_id, seq, since) is not None
+        m._suspects[b.node_id] = (seq, False)
+        due = m._suspicion_due()
+        m._now = lambda: due  # type: ignore[method-assign]
+        m._end_suspicions()
+        assert b.node_id not in m._suspects
+        assert b.node_id not in a.peers
