@@ -507,7 +507,6 @@ class ConnectionPool:
             self._legacy[(host, port)] = anyio.current_time() + self.legacy_ttl
             return None
         self._connections[(host, port)] = connection
-        self._evict(room=0, keep=(host, port))
         return connection
 
     def alias(self, address: tuple[str, int], via: tuple[str, int], node_id: str) -> None:
@@ -543,17 +542,14 @@ class ConnectionPool:
             via_host, via_port, timeout=self.connect_timeout, expected_node_id=alias.node_id
         )
 
-    def _evict(self, room: int = 1, keep: tuple[str, int] | None = None) -> None:
-        """Close idle connections, least recently used first, until ``room`` more fit under
-        ``max_connections`` (0 after connection ``keep`` joined: several openings may have
-        been under way at once)."""
-        if len(self._connections) + room <= self.max_connections:
+    def _evict(self) -> None:
+        if len(self._connections) < self.max_connections:
             return
         for key, connection in list(self._connections.items()):  # least recently used first
-            if connection.in_flight == 0 and key != keep:
+            if connection.in_flight == 0:
                 del self._connections[key]
                 self._task_group_close(connection)
-                if len(self._connections) + room <= self.max_connections:
+                if len(self._connections) < self.max_connections:
                     return
 
     async def call(
