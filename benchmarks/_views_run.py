@@ -12,15 +12,15 @@ descriptors of the process per node, whether membership is still complete, and t
 whole swarm; RSS per node at the end. A run that fails (``Too many open files``) reports where.
 At convergence (or when ``CONVERGE_TIMEOUT``, default 300 s, runs out) it also reports what the
 start cost: CPU seconds of the process, handshakes (completed, failed, refused over the caps),
-pooled connections opened (and of them ``opened_late``, after their calls gave up), stalls
-of the membership rounds (``Membership.stalls``), address checks (verification dials),
-gossip calls (and of them pushes of news, with the entries they carried, and compact and
-full digests), records signed, deaths announced, heard and refuted (``Membership.deaths``)
-and, with views, view messages by kind, failed and dropped sends, the cores' requests,
-evictions and ignored messages. ``tuned`` sets the garbage collector's thresholds to :data:`TUNED_GC` first; the
-time spent collecting is reported either way. The ``peer.joined`` and ``peer.offline`` events
-of all nodes are counted during the start and the idle time (a member that goes offline and
-comes back counts in both). ``NAME=VALUE,...`` passes numeric settings to every ``Node``
+pooled connections opened (and of them ``opened_late``, after their calls gave up), stalls of
+the membership rounds (``Membership.stalls``), address checks (verification dials), gossip
+calls (and of them pushes of news, with the entries they carried, and compact and full
+digests), records signed, deaths announced, heard and refuted (``Membership.deaths``) and, with
+views, view messages by kind, failed and dropped sends, the cores' requests, evictions and
+ignored messages. ``tuned`` sets the garbage collector's thresholds to :data:`TUNED_GC` first;
+the time spent collecting is reported either way. The ``peer.joined`` and ``peer.offline``
+events of all nodes are counted during the start and the idle time (a member that goes offline
+and comes back counts in both). ``NAME=VALUE,...`` passes numeric settings to every ``Node``
 (e.g. ``heartbeat_interval=1000,peer_timeout=3600``: no rounds, no re-signing), except
 ``start_rate=R``: the nodes then start one by one, R a second (the swarm grows as a deployed
 one does), instead of all at once; the CPU of that phase is reported (``pace_cpu_pct``).

@@ -236,7 +236,7 @@ class Membership:
         self._refute = False
         #: Silent members a node with failing calls of its own has not suspected yet.
         self._deferred: set[str] = set()
-        #: This node's own stalls, ``(end, seconds)``, the latest (see :data:`STALL_MIN`).
+        #: This node's own stalls, ``(end, seconds)``, oldest first (:data:`STALLS_KEPT`).
         self._stalls: deque[tuple[float, float]] = deque()
         #: Stalls seen, and their seconds in all.
         self.stalls = 0

@@ -259,7 +259,8 @@ async def test_every_call_waiting_on_a_connection_that_fails_to_open_gets_the_er
                 calls.start_soon(one)
             await anyio.wait_all_tasks_blocked()
             dialer.gate.set()
-        assert len(errors) == 3 and all(e.refused for e in errors)
+        assert len(errors) == 3
+        assert all(e.refused for e in errors)
         assert dialer.dials == 1
         dialer.gate = anyio.Event()  # the next call dials again (nothing is remembered)
         dialer.gate.set()
