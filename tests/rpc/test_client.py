@@ -241,6 +241,8 @@ async def test_a_connection_slower_to_open_than_its_calls_allow_still_joins_the_
 async def test_every_call_waiting_on_a_connection_that_fails_to_open_gets_the_error(
     anyio_backend: str,
 ) -> None:
+    """Three calls wait on one opening that fails: each gets its error (one dial); the
+    failure is not remembered, so the next call dials again."""
     dialer = GatedDialer(fail=True)
     pool = ConnectionPool(dialer=dialer)
     port = free_port()
