@@ -1001,11 +1001,11 @@ class Membership:
         if not self._suspects:
             return math.inf
         peers = self.table.peers
-        time = self._suspicion_time()
-        ends = (
-            self._suspicion_end(peers[i].suspect_since, time) for i in self._suspects if i in peers
+        since = min(
+            (peers[i].suspect_since for i in self._suspects if i in peers), default=math.inf
         )
-        return min(ends, default=math.inf)
+        # (the oldest suspicion ends first: stalls credit a later start no more than it)
+        return since if since == math.inf else self._suspicion_end(since, self._suspicion_time())
 
     def _suspicion_end(self, since: float, time: float) -> float:
         """When a suspicion held since ``since`` times out, lasting ``time`` (stalls of ours
