@@ -1,29 +1,30 @@
 """One partial-views measurement in this process; prints progress to stderr, one JSON line.
 
-    python _views_run.py views|mesh trio|asyncio N IDLE_SECONDS [CONVERGE_TIMEOUT [default|tuned
-        [NAME=VALUE,...]]]
+    python _views_run.py views|mesh trio|asyncio N IDLE_SECONDS [CONVERGE_TIMEOUT
+        [default|tuned|freeze [NAME=VALUE,...]]]
 
 N nodes on one event loop on 127.0.0.1 (real TCP, the default heartbeat_interval=5 and
-peer_timeout=20) join through the first; ``views`` runs them with ``partial_views=True``,
-``mesh`` as before (gossip round-robin over every member, connections kept 240 s). Reports
-time to full membership after the last node started, then every ``IDLE/6`` seconds of idle:
-sockets per node (the node's inbound plus pooled outbound connections: mean, max), file
-descriptors of the process per node, whether membership is still complete, and the CPU of the
-whole swarm; RSS per node at the end. A run that fails (``Too many open files``) reports where.
-At convergence (or when ``CONVERGE_TIMEOUT``, default 300 s, runs out) it also reports what the
-start cost: CPU seconds of the process, handshakes (completed, failed, refused over the caps),
-pooled connections opened (and of them ``opened_late``, after their calls gave up), stalls of
-the membership rounds (``Membership.stalls``), address checks (verification dials), gossip
-calls (and of them pushes of news, with the entries they carried, and compact and full
-digests), records signed, deaths announced, heard and refuted (``Membership.deaths``) and, with
-views, view messages by kind, failed and dropped sends, the cores' requests, evictions and
-ignored messages. ``tuned`` sets the garbage collector's thresholds to :data:`TUNED_GC` first;
-the time spent collecting is reported either way. The ``peer.joined`` and ``peer.offline``
-events of all nodes are counted during the start and the idle time (a member that goes offline
-and comes back counts in both). ``NAME=VALUE,...`` passes numeric settings to every ``Node``
-(e.g. ``heartbeat_interval=1000,peer_timeout=3600``: no rounds, no re-signing), except
-``start_rate=R``: the nodes then start one by one, R a second (the swarm grows as a deployed
-one does), instead of all at once; the CPU of that phase is reported (``pace_cpu_pct``).
+peer_timeout=20) join through the first; ``views`` runs them with ``partial_views=True``, ``mesh``
+as before (gossip round-robin over every member, connections kept 240 s). Reports time to full
+membership after the last node started, then every ``IDLE/6`` seconds of idle: sockets per node (the
+node's inbound plus pooled outbound connections: mean, max), file descriptors of the process per
+node, whether membership is still complete, and the CPU of the whole swarm; RSS per node at the end.
+A run that fails (``Too many open files``) reports where. At convergence (or when
+``CONVERGE_TIMEOUT``, default 300 s, runs out) it also reports what the start cost: CPU seconds of
+the process, handshakes (completed, failed, refused over the caps), pooled connections opened (and
+of them ``opened_late``, after their calls gave up), stalls of the membership rounds
+(``Membership.stalls``), address checks (verification dials), gossip calls (and of them pushes of
+news, with the entries they carried, and compact and full digests), records signed, deaths
+announced, heard and refuted (``Membership.deaths``) and, with views, view messages by kind, failed
+and dropped sends, the cores' requests, evictions and ignored messages. ``tuned`` sets the garbage
+collector's thresholds to :data:`TUNED_GC` first; ``freeze`` does too, and freezes what is alive
+(``gc.freeze()``) after every 50 starts, when all have started and at full membership; the time
+spent collecting is reported either way. The ``peer.joined`` and ``peer.offline`` events of all
+nodes are counted during the start and the idle time (a member that goes offline and comes back
+counts in both). ``NAME=VALUE,...`` passes numeric settings to every ``Node`` (e.g.
+``heartbeat_interval=1000,peer_timeout=3600``: no rounds, no re-signing), except ``start_rate=R``:
+the nodes then start one by one, R a second (the swarm grows as a deployed one does), instead of all
+at once; the CPU of that phase is reported (``pace_cpu_pct``).
 """
 
 from __future__ import annotations
@@ -102,6 +103,14 @@ def counters(nodes: list[Any]) -> dict[str, Any]:
 TUNED_GC = (100_000, 50, 100)
 
 
+def freeze(gc_mode: str) -> None:
+    """For ``freeze``: move every object alive now out of the collector's sight
+    (``gc.freeze()``), so later collections scan only what is newer. The nodes' long-lived
+    state is then never scanned again; a cycle frozen here is never freed."""
+    if gc_mode == "freeze":
+        gc.freeze()
+
+
 def count_gossip() -> None:
     """Count each node's gossip calls by kind (``Membership.gossip_kinds``): pushes of news
     and the member entries they carry, compact digests, full digests. An instrument of this
@@ -166,7 +175,7 @@ def run(
     out: dict[str, Any] = {"mode": mode, "backend": backend, "n": n, "fd_limit": hard}
     out["gc"] = gc_mode
     out["start_rate"] = start_rate
-    if gc_mode == "tuned":
+    if gc_mode in ("tuned", "freeze"):
         gc.set_threshold(*TUNED_GC)
     collections = GcClock()
     count_gossip()
@@ -212,11 +221,21 @@ def run(
             pace_cpu, pace_wall = time.process_time(), time.perf_counter()
             if start_rate > 0:  # one node every 1/start_rate seconds, the swarm growing
                 begin = anyio.current_time()
+                window_cpu, window_wall = pace_cpu, pace_wall
                 for i, node in enumerate(nodes[1:]):
                     await anyio.sleep_until(begin + i / start_rate)
                     tg.start_soon(node.serve)
                     if i % 50 == 49:
-                        log(f"{i + 2} started; {complete_count(nodes[: i + 2])} complete")
+                        cpu, wall = time.process_time(), time.perf_counter()
+                        pct = 100 * (cpu - window_cpu) / (wall - window_wall)
+                        window_cpu, window_wall = cpu, wall
+                        settled = max(1, i + 2 - round(5 * start_rate))  # started 5 s ago
+                        log(
+                            f"{i + 2} started after {wall - pace_wall:.0f} s; of those started "
+                            f"5 s before, {complete_count(nodes[:settled])} of {settled} "
+                            f"complete; CPU {pct:.0f} % (GC {collections.take()['gc_s']} s)"
+                        )
+                        freeze(gc_mode)
             else:
                 for node in nodes[1:]:  # all start at once (as benchmarks/membership.py)
                     tg.start_soon(node.serve)
@@ -230,6 +249,7 @@ def run(
                 )
                 log(f"paced start over {out['pace_s']} s, CPU {out['pace_cpu_pct']} %")
             collections.take()
+            freeze(gc_mode)
             log(f"all started; fds {fds()}")
             ids = {node.node_id for node in nodes}
 
@@ -248,6 +268,7 @@ def run(
             out["start_events"] = dict(events)
             events.update(joined=0, offline=0)
             log(f"full membership: {out['converge_s']}; fds {fds()}")
+            freeze(gc_mode)
             log(f"start: cpu {out['start_cpu_s']} s, {out['start']}")
             samples = []
             cpu0, wall0 = time.process_time(), time.perf_counter()

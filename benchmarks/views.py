@@ -3,19 +3,19 @@
     python benchmarks/views.py [--sizes 200 500] [--modes views mesh] [--backends trio]
                                [--idle 120] [--converge-timeout 300] [--gc default tuned]
 
-Each (mode, backend, N) runs in its own process (``_views_run.py``), one after the other, and
-prints a table: time to full membership after the last node started, sockets per node (the
-node's inbound and pooled outbound connections, mean and max) along the idle window, whether
-membership stayed complete, idle CPU of the whole swarm (% of one core) and RSS per node. A
-full mesh of 200 or more nodes may die of ``Too many open files``: that is reported, not
-hidden. The issue's target is at most 20 sockets per node after 5 minutes idle
-(``--idle 300``). A second table gives what the start cost until full membership (or until
-``--converge-timeout``): CPU seconds, handshakes, address checks, gossip calls and view
-messages. ``--gc tuned`` raises the garbage collector's thresholds in the measured process
-(``_views_run.TUNED_GC``): all nodes share one heap there, and the time spent collecting is
-printed beside the CPU either way. ``--start-rate R`` starts the nodes one by one, R a
-second, as a deployed swarm grows, instead of all at once (the start's CPU, % of one core, is
-printed with the counters).
+Each (mode, backend, N) runs in its own process (``_views_run.py``), one after the other, and prints
+a table: time to full membership after the last node started, sockets per node (the node's inbound
+and pooled outbound connections, mean and max) along the idle window, whether membership stayed
+complete, idle CPU of the whole swarm (% of one core) and RSS per node. A full mesh of 200 or more
+nodes may die of ``Too many open files``: that is reported, not hidden. The issue's target is at
+most 20 sockets per node after 5 minutes idle (``--idle 300``). A second table gives what the start
+cost until full membership (or until ``--converge-timeout``): CPU seconds, handshakes, address
+checks, gossip calls and view messages. ``--gc tuned`` raises the garbage collector's thresholds in
+the measured process (``_views_run.TUNED_GC``): all nodes share one heap there, and the time spent
+collecting is printed beside the CPU either way; ``--gc freeze`` also freezes the objects alive
+(``gc.freeze()``) as the swarm starts, so that collections scan only newer ones. ``--start-rate R``
+starts the nodes one by one, R a second, as a deployed swarm grows, instead of all at once (the
+start's CPU, % of one core, is printed with the counters).
 """
 
 from __future__ import annotations
@@ -63,9 +63,10 @@ def main() -> None:
     parser.add_argument(
         "--gc",
         nargs="+",
-        choices=["default", "tuned"],
+        choices=["default", "tuned", "freeze"],
         default=["default"],
-        help="garbage collector thresholds: CPython's defaults, or raised (_views_run.TUNED_GC)",
+        help="garbage collector thresholds: CPython's defaults, raised (_views_run.TUNED_GC), or "
+        "raised with the long-lived objects frozen (gc.freeze) as the swarm starts",
     )
     parser.add_argument(
         "--start-rate",
