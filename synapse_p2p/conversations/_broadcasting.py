@@ -123,7 +123,7 @@ class Broadcasts:
         await conv.remember(message, local=True)
         call_kwargs = {**kwargs, "broadcast": b.to_dict()}
         state = self.book.state(nonce)
-        alive = conv.members.peers
+        alive = conv.members.records
         for peer in list(alive.values()):
             self._send(state, peer, endpoint, list(args), call_kwargs)
         # Members offline a moment ago get it if they come back soon (see ._late).
@@ -253,7 +253,7 @@ class Broadcasts:
         )
         # synapse-p2p 2.5.0 peers expect the reply RPC (the origin and every peer).
         members = conv.members
-        legacy = {p.id: p for p in members.peers.values() if members.is_legacy(p.id)}
+        legacy = {p.id: p for p in members.records.values() if members.is_legacy(p.id)}
         if broadcast.origin.id != me and broadcast.origin.id not in members.peers:
             origin = members.dialable(broadcast.origin)  # never on the message's word
             if origin is not None:

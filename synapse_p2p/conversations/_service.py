@@ -312,7 +312,7 @@ class Conversations:
         to a 2.5.0 origin, or to one that is not a member, still go to everyone."""
         data = event.to_dict()
         origin: str | None = None
-        members = self.members.peers
+        members = self.members.records
         peers = [p for p in members.values() if p.id != event.peer.id]
         if event.kind in ("ack", "reply", "error"):
             asker = self._answer_origin(event)

@@ -26,6 +26,9 @@ LEAVE_ENDPOINT = "_synapse.leave"
 #: 2: a round's digest may be compact (``compact``: ``[id, seq, age]`` entries), answered
 #: with full entries of what the caller lacks (or holds older), compact ones of the rest, and
 #: the ids of the records the caller holds newer (``want``: in full in its next gossip to us).
+#: A compact digest with ``partial: true`` lists only the members that joined lately at the
+#: sender: it is answered about those, and about the members that joined lately here (a node
+#: of an earlier version answers about every member, as to a whole digest).
 GOSSIP_VERSION = 2
 
 
@@ -118,8 +121,9 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         # A compact digest names records by seq: we answer with the records the caller lacks
         # (or holds older) in full, the others compact, and say which of the caller's we want:
         # they come in full in its next gossip to us (no third message).
-        members, rest = m._answer_compact(reading.listed, sender.id)
-        if members:
+        partial = message.get("partial") is True  # the members that joined lately only
+        members, rest, older = m._answer_compact(reading.listed, sender.id, partial=partial)
+        if older or (members and not partial):
             m.graft(sender.id)  # it lacked records: news goes to it again
         answer = {"v": GOSSIP_VERSION, "members": members, "compact": rest}
         answer["self"] = m._signed_record()

@@ -108,7 +108,7 @@ class LiveViews:
         self.waits = VerificationWaits()
         self._tg: TaskGroup | None = None
         self._retained: frozenset[tuple[str, int]] | None = None
-        self._also: frozenset[str] = frozenset()
+        self._also: dict[str, frozenset[str]] = {}  # keep_also: who asked -> neighbors
         self._closing = False
         #: Members that answered that they serve no view endpoint (not in views).
         self.unsupported: set[str] = set()
@@ -250,7 +250,7 @@ class LiveViews:
         self._closing = False
         self.unsupported.clear()
         self._retained = None
-        self._also = frozenset()
+        self._also = {}
         self.sent = self.received = self.failed = self.timed_out = self.dropped = 0
         self.sent_kinds.clear()
         self.inline.clear()
@@ -306,20 +306,23 @@ class LiveViews:
             self._retain()
         return answers
 
-    def keep_also(self, node_ids: Iterable[str]) -> None:
+    def keep_also(self, node_ids: Iterable[str], *, user: str = "tree") -> None:
         """Keep this node's own connections to these active neighbors open too, not only to
-        the links it owns: the broadcast tree's links (conversations/_tree.py), which carry
-        pushes both ways; a push against the link's owner would otherwise open a connection
-        (a handshake) after every quiet spell."""
+        the links it owns: links that carry pushes both ways (the broadcast tree's,
+        conversations/_tree.py; the neighbors membership pushed news to lately, ``user``
+        ``"news"``); a push against the link's owner would otherwise open a connection (a
+        handshake) after every quiet spell. Each ``user`` names its own set (this replaces
+        it); the connections kept are the union."""
         also = frozenset(node_ids)
-        if also != self._also:
-            self._also = also
+        if also != self._also.get(user, frozenset()):
+            self._also[user] = also
             self._retain()
 
     def _retain(self) -> None:
         keep: set[tuple[str, int]] = set()
         active = set(self.active_ids())
-        for node_id in [*self.owned(), *(i for i in self._also if i in active)]:
+        also = set().union(*self._also.values())
+        for node_id in [*self.owned(), *(i for i in also if i in active)]:
             state = self._m.table.get(node_id)
             if state is not None:
                 keep.add((state.peer.address, state.peer.port))

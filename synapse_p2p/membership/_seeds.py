@@ -94,7 +94,7 @@ class SeedJoiner:
             advertised != (host, port)
             and seed_proof is not None
             and not any(p.id != seed.id and (p.address, p.port) == advertised
-                        for p in m.peers.values())
+                        for p in m.records.values())
         ):  # fmt: skip
             # Reached at another address than it advertises (port forwarding, a multi-homed
             # host): our channel to host:port proved its id, so when its own address cannot

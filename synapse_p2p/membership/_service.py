@@ -101,6 +101,12 @@ RELAY_GAP = 0.5
 #: as in Plumtree), each node receiving each record about once, instead of from every
 #: neighbor; the lapse re-tries the link, so a tree broken by a lost link heals itself.
 LAZY_ROUNDS = 2
+#: With views, this node keeps its own connection open to an active neighbor it pushed news
+#: to in the last this many heartbeat intervals, even on a link the neighbor owns (see
+#: :meth:`~._live_views.LiveViews.keep_also`): while the swarm changes, news goes both ways on
+#: a link, and a push after the pool's brief idle timeout would open a connection (a handshake
+#: at both ends) for each batch. A quiet swarm keeps one connection per link again.
+KEEP_PUSHED_ROUNDS = 6
 #: A node answers ``lazy`` only while at least this many other active neighbors still push
 #: news to it: two neighbors whose pushes cross (each one's batch first for some record)
 #: would otherwise both be pruned, cutting the node off the tree until the lapse.
@@ -111,8 +117,9 @@ MAX_OWED = 64
 #: push).
 MAX_DEAD = 256
 #: With views, a round's gossip over the links carries a compact digest once every
-#: ``ceil(members / DIGEST_MEMBERS)`` rounds (and every round while members joined lately):
-#: the other rounds only probe the links, so a round's cost does not grow with the swarm.
+#: ``ceil(members / DIGEST_MEMBERS)`` rounds (and in the others, while members joined lately, a
+#: digest of those only): the other rounds only probe the links, so a round's cost does not
+#: grow with the swarm, nor with a swarm that keeps growing.
 DIGEST_MEMBERS = 32
 #: With views, the owner of a link probes it once it has not heard from the neighbor for
 #: this fraction of ``peer_timeout`` (``PROBE_OWNED``); the other end probes only past
@@ -187,6 +194,10 @@ class Membership:
         #: The verified, alive members by id (a read-only live view; ``last_seen``: the
         #: latest news of the member's life, :mod:`._members`).
         self.peers: Mapping[str, Peer] = Members(self._peers, lambda: self.table, config.wall_clock)
+        #: The same members as held (a read-only live mapping; ``last_seen`` as of the last
+        #: read through :attr:`peers`): for going over the members where ``last_seen`` does
+        #: not matter, without a record brought up to date for each (see :mod:`._members`).
+        self.records: Mapping[str, Peer] = self._peers
         self.table = self._new_table()
         #: Learns the address to advertise from peers, if auto-detection found none
         #: (:mod:`._observed`).
@@ -214,6 +225,8 @@ class Membership:
         self._lazy: dict[str, float] = {}
         #: Neighbors we answered ``lazy``: id -> until when they push no news to us.
         self._told: dict[str, float] = {}
+        #: Neighbors we pushed news to: id -> when, last (see :data:`KEEP_PUSHED_ROUNDS`).
+        self._pushed_to: dict[str, float] = {}
         #: Members learned or updated here so far (a push that adds none is a duplicate).
         self.news_taken = 0
         #: With views: member id -> the newest ``seq`` a push brought here (see
@@ -388,6 +401,7 @@ class Membership:
         self._suspects.clear()
         self._lazy.clear()
         self._told.clear()
+        self._pushed_to.clear()
         self._pushed.clear()
         self.tree.clear()
         self._watch.clear()
@@ -633,40 +647,63 @@ class Membership:
             self._held_by(sender_id, reading.listed.items())
         return reading
 
-    def _compact_digest(self) -> tuple[list[list[Any]], list[dict[str, Any]]]:
+    def _compact_digest(
+        self, partial: bool = False
+    ) -> tuple[list[list[Any]], list[dict[str, Any]]]:
         """A round's digest, compact (see :func:`._gossip.compact_entry`): ``[id, seq, age]``
         for the members held signed, full entries for the others (unsigned, 2.5.0). Past
-        :data:`MAX_COMPACT` members: those that joined lately first, then a random sample."""
+        :data:`MAX_COMPACT` members: those that joined lately first, then a random sample.
+        ``partial``: the members that joined lately only."""
         now = self._now()
         compact: list[list[Any]] = []
         full: list[dict[str, Any]] = []
-        for state in sample_states(self.table.alive(), self._rng, MAX_COMPACT, self._fresh):
+        states = self._fresh_states() if partial else self.table.alive()
+        for state in sample_states(states, self._rng, MAX_COMPACT, self._fresh):
             if state.proof is not None and not state.legacy:
                 compact.append(compact_entry(state, now, self.config.peer_timeout))
             elif len(full) < MAX_DIGEST:
                 full.append(digest_entry(state.peer, now - state.heard, state.legacy, None))
         return compact, full
 
+    def _fresh_states(self) -> list[PeerState]:
+        """The alive members that joined lately (``_fresh``)."""
+        peers = self.table.peers
+        return [s for i in self._fresh if (s := peers.get(i)) is not None and s.alive]
+
     def _answer_compact(
-        self, listed: Mapping[str, int], caller_id: str
-    ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+        self, listed: Mapping[str, int], caller_id: str, *, partial: bool = False
+    ) -> tuple[list[dict[str, Any]], list[list[Any]], bool]:
         """The answer to a compact digest whose sender holds ``listed`` (id to ``seq``): full
         entries of the members it lacks or holds an older record of (at most
         :data:`MAX_DIGEST`, those that joined lately first), compact entries of the others
-        (news of life, whatever record it holds)."""
+        (news of life, whatever record it holds), and whether it held one it listed older.
+        ``partial`` (the digest lists the members that joined lately at the sender): only
+        the members listed, and those that joined lately here."""
         now = self._now()
         behind: list[PeerState] = []
         compact: list[list[Any]] = []
-        for state in self.table.alive():
+        older = False
+        if partial:
+            peers = self.table.peers
+            states = self._fresh_states()
+            states += [
+                s
+                for i in listed
+                if i not in self._fresh and (s := peers.get(i)) is not None and s.alive
+            ]
+        else:
+            states = self.table.alive()
+        for state in states:
             node_id = state.peer.id
             if node_id == caller_id:
                 continue
             theirs = listed.get(node_id)
             if state.proof is None or state.legacy or theirs is None or theirs < state.proof.seq:
                 behind.append(state)
+                older = older or theirs is not None
             else:
                 compact.append(compact_entry(state, now, self.config.peer_timeout))
-        return build_digest(behind, now, self._rng, first=self._fresh), compact
+        return build_digest(behind, now, self._rng, first=self._fresh), compact, older
 
     def _entries(self, ids: list[str]) -> list[dict[str, Any]]:
         """Full entries of the alive members among ``ids``."""
@@ -1362,12 +1399,15 @@ class Membership:
 
     def _view_round(self, calls: TaskGroup, interval: float, views: LiveViews) -> None:
         """A round with views: a compact digest to ``fanout`` of the links this node owns
-        (round-robin) every ``ceil(members / DIGEST_MEMBERS)`` rounds, or every round while
-        members joined lately; a probe (an empty push) to the other owned links not heard
-        from lately (:data:`PROBE_OWNED`), and to the other neighbors and watched members not
-        heard from for longer (:data:`PROBE_AFTER`); a digest to one member outside
-        views (if any) and now and then (:data:`REPAIR_CHANCE`) to a random member. This
-        node re-signs its record only while members outside views age it by its records."""
+        (round-robin) every ``ceil(members / DIGEST_MEMBERS)`` rounds, and in the others, while
+        members joined lately, a compact digest of those only; a probe (an empty push) to the
+        other owned links not heard from lately (:data:`PROBE_OWNED`), and to the other
+        neighbors and watched members not heard from for longer (:data:`PROBE_AFTER`); a digest
+        to one member outside views (if any) and now and then (:data:`REPAIR_CHANCE`) to a
+        random member. This node re-signs its record only while members outside views age it by
+        its records."""
+        if self._pushed_to:
+            self._keep_pushed()  # (the neighbors not pushed to lately are let go)
         now = self._now()
         peers = self.table.peers
         for node_id, since in list(self._watch.items()):
@@ -1387,9 +1427,13 @@ class Membership:
             )
         every = max(1, math.ceil(len(self._peers) / DIGEST_MEMBERS))
         digest: list[str] = []
-        if self._fresh or self._rounds % every == 0:
+        regular = self._rounds % every == 0
+        if self._fresh or regular:
             digest = self._view_rotation.pick(self.fanout, lambda: list(owned), self._usable)
         chosen = set(digest)
+        if digest and not regular:  # members joined lately: a digest of those only
+            self._gossip_to(calls, [peers[i].peer for i in digest], interval, partial=True)
+            digest = []
         due = now - PROBE_OWNED * self.config.peer_timeout
         probes = [i for i in owned if i not in chosen and peers[i].heard < due]
         chosen.update(owned)
@@ -1422,10 +1466,12 @@ class Membership:
         suspect: list[list[Any]] | None = None,
         holders: Mapping[str, set[str]] | None = None,
         keep: bool = False,
+        partial: bool = False,
     ) -> None:
         """Gossip to ``peers``: a push of news (``members``, answered without a digest), the
         full digest (``full``: for members new to us, which hold nothing we could name by
-        ``seq``), else the compact digest of a round (push-pull, see :mod:`._endpoints`).
+        ``seq``), else the compact digest of a round (push-pull, see :mod:`._endpoints`), of
+        the members that joined lately only if ``partial``.
         A push leaves out the members a peer is known to hold (``holders``: member id ->
         peer ids), and is not sent to a peer left with nothing (unless ``keep``: the push
         carries our renewed record)."""
@@ -1442,8 +1488,11 @@ class Membership:
         elif full:
             message["members"] = self._digest()
         else:
-            message["compact"], message["members"] = self._compact_digest()
+            message["compact"], message["members"] = self._compact_digest(partial)
+            if partial:
+                message["partial"] = True
         bare = members and holders and not dead and not suspect and not keep
+        pushed = False
         for peer in peers:
             own = message
             if members and holders:
@@ -1452,11 +1501,27 @@ class Membership:
                     if not mine and bare:
                         continue  # it holds all of it
                     own = {**message, "members": mine}
+            if members and self.views is not None:
+                self._pushed_to[peer.id] = self._now()
+                pushed = True
             owed = self._owed.pop(peer.id, None) if "compact" in message else None
             if owed:  # a round's digest carries the records this partner wanted last time
                 own = {**message, "members": message["members"] + self._entries(owed)}
             self._outstanding.add(peer.id)
             calls.start_soon(self._gossip_one, peer, own, interval)
+        if pushed:
+            self._keep_pushed()
+
+    def _keep_pushed(self) -> None:
+        """Keep our own connections to the active neighbors pushed news to lately (see
+        :data:`KEEP_PUSHED_ROUNDS`), and forget the others."""
+        views = self.views
+        if views is None:
+            return
+        since = self._now() - KEEP_PUSHED_ROUNDS * (self.config.heartbeat_interval or 5.0)
+        active = set(views.active_ids())
+        self._pushed_to = {i: t for i, t in self._pushed_to.items() if t > since and i in active}
+        views.keep_also(self._pushed_to, user="news")
 
     async def _gossip_one(self, peer: Peer, message: dict[str, Any], interval: float) -> None:
         self.messages_sent += 1

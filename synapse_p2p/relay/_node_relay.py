@@ -136,7 +136,7 @@ class NodeRelay:
         reachability from its members' (calls through ``caller``); without ``relays=``,
         reserve on relay members automatically while private."""
         membership.watch_records(self.advertised.learned, self.advertised.forgotten)
-        self.advertised.members = membership.peers
+        self.advertised.members = membership.records
         serve_dialback(
             registry,
             transport=lambda: self.transport.inner,  # never through a relay route
@@ -146,7 +146,7 @@ class NodeRelay:
         )
         self.reach = Reachability(
             self.local,
-            membership.peers,
+            membership.records,
             membership.is_legacy,
             caller,
             timeout=self.connect_timeout,
@@ -155,7 +155,7 @@ class NodeRelay:
         membership.on_moved.append(self.reach.moved)
         if not self.explicit:
             self.auto = AutoRelays(
-                self.reservations, self.reach, self.advertised, lambda: membership.peers
+                self.reservations, self.reach, self.advertised, lambda: membership.records
             )
 
     @property

@@ -22,7 +22,10 @@ address and port asked about.
 
 A change of the advertised address or port starts over. :class:`Reachability` asks up to
 :data:`ASK` members (random, not 2.5.0) while the verdict is unknown (after ``retry``
-seconds, doubling up to ``recheck``) and again every ``recheck`` seconds once it is known.
+seconds, doubling up to ``retry_max``, 60 s) and again every ``recheck`` seconds (300 s) once
+it is known: each ask costs a connection to the member and its dial, a handshake each, and
+a swarm of N nodes makes ``3N / recheck`` of them a second. A new advertised address is
+asked about at once.
 """
 
 from __future__ import annotations
@@ -177,7 +180,8 @@ class Reachability:
         caller: PeerCaller,
         *,
         retry: float = 2.0,
-        recheck: float = 60.0,
+        retry_max: float = 60.0,
+        recheck: float = 300.0,
         timeout: float = 5.0,
         rng: random.Random | None = None,
     ) -> None:
@@ -186,6 +190,7 @@ class Reachability:
         self.legacy = legacy
         self.caller = caller
         self.retry = retry
+        self.retry_max = retry_max
         self.recheck = recheck
         self.timeout = timeout
         self.verdicts = Verdicts()
@@ -273,7 +278,7 @@ class Reachability:
             if not asked:
                 wait = self.retry  # nobody to ask yet
             elif self._state == "unknown":
-                wait, retry = retry, min(retry * 2, self.recheck)  # members that cannot say
+                wait, retry = retry, min(retry * 2, self.retry_max)  # members that cannot say
             else:
                 wait, retry = self.recheck, self.retry
             target = self._target()

@@ -130,6 +130,84 @@ async def test_a_compact_digest_is_answered_with_what_the_caller_lacks(anyio_bac
         assert await caller.call("_synapse.ping") == "pong"
 
 
+@pytest.mark.anyio
+async def test_a_partial_digest_is_answered_about_the_members_that_joined_lately(
+    anyio_backend: str,
+) -> None:
+    """A digest flagged ``partial`` (the members that joined lately at its sender) is
+    answered about those and about the members that joined lately at the answerer, not
+    about every member: a swarm that keeps growing does not make every round's digest as
+    long as the swarm."""
+    async with swarm("a", "b", "c", "d", "e") as (a, b, c, d, e):
+        m = a.membership
+        held = {n.node_id: m.table.peers[n.node_id].seq for n in (c, d, e)}
+        me = await Client("127.0.0.1", b.port).call("_synapse.record")
+        caller = Client("127.0.0.1", a.port, identity=b.identity)  # b, on its own channel
+
+        async def gossip(compact: list[list[Any]], **extra: Any) -> Any:
+            message = {"v": 2, "from": me, "members": [], "compact": compact, **extra}
+            return await caller.call("_synapse.gossip", message)
+
+        m._fresh.clear()
+        m._fresh[e.node_id] = m._now()  # only e joined lately at a
+        listed = [[c.node_id, held[c.node_id], 0.5]]  # b names c, joined lately at b
+        answer = await gossip(listed, partial=True)
+        assert [x["id"] for x in answer["members"]] == [e.node_id]  # new to b, maybe
+        assert [x[:2] for x in answer["compact"]] == [[c.node_id, held[c.node_id]]]
+        # The same digest, whole: d and e are missing from it, so b lacks them.
+        answer = await gossip(listed)
+        assert {x["id"] for x in answer["members"]} == {d.node_id, e.node_id}
+        # Partial, b's record of c older, d's newer: c in full, d wanted, e as before.
+        listed = [[c.node_id, held[c.node_id] - 1, 0.5], [d.node_id, held[d.node_id] + 1, 0.5]]
+        answer = await gossip(listed, partial=True)
+        assert {x["id"] for x in answer["members"]} == {c.node_id, e.node_id}
+        assert [x[:2] for x in answer["compact"]] == [[d.node_id, held[d.node_id]]]
+        assert answer["want"] == [d.node_id]
+
+
+@pytest.mark.anyio
+async def test_a_round_with_members_joined_lately_names_only_those(anyio_backend: str) -> None:
+    """Between the rounds whose digest names every member, a round while members joined
+    lately sends a digest of those only, flagged ``partial``."""
+    async with swarm("a", "b", "c", "d", partial_views=True) as nodes:
+        a = min(nodes, key=lambda n: n.node_id)  # it owns its links (the lower id does)
+        m = a.membership
+        assert m.views is not None
+        assert m.views.owned()
+        sent: list[dict[str, Any]] = []
+        owned = set(m.views.owned())
+
+        class Calls:  # the round's calls over the links a owns, taken down and not made
+            def start_soon(self, call: Any, peer: Peer, message: Any, interval: float) -> None:
+                if peer.id in owned:  # (not a digest to a random member now and then)
+                    sent.append(message)
+
+        others = sorted(n.node_id for n in nodes if n is not a)
+        m._fresh.clear()
+        m._fresh[others[0]] = m._now()
+        padding = {f"{i:064x}": m._peers[others[0]] for i in range(40)}  # every = 2
+        m._peers.update(padding)
+        try:
+            for regular in (False, True):
+                sent.clear()
+                m._rounds = 2 if regular else 1
+                m._outstanding.clear()
+                m._view_round(Calls(), 5.0, m.views)  # type: ignore[arg-type]
+                digests = [x for x in sent if "compact" in x]
+                assert digests, "a digest goes to an owned link"
+                for x in digests:
+                    named = {entry[0] for entry in x["compact"]}
+                    if regular:
+                        assert "partial" not in x
+                        assert named == set(others)
+                    else:
+                        assert x["partial"] is True
+                        assert named == {others[0]}
+        finally:
+            for node_id in padding:
+                del m._peers[node_id]
+
+
 def test_a_re_signing_seen_lately_is_named_and_not_wanted_again() -> None:
     """A node that saw a re-signing with the content it holds (not checked: it came within
     ``recheck_after`` of the record held) names it in its compact entries, so partners do not

@@ -112,3 +112,29 @@ async def test_a_node_keeps_two_neighbors_pushing_news_to_it(anyio_backend: Any)
     assert m.tree["told"] == 2
     await anyio.sleep(_service.LAZY_ROUNDS * 5.0)
     assert m.prune(active[2])
+
+
+async def test_a_node_keeps_its_connection_to_a_neighbor_it_pushed_news_to(
+    anyio_backend: Any,
+) -> None:
+    """A push of news on a link the neighbor owns goes on a connection of the pusher's own.
+    While news flowed on it lately (``KEEP_PUSHED_ROUNDS`` heartbeat intervals) that
+    connection stays open past the pool's brief idle timeout (5 s), so the next batch costs no
+    handshake at either end; once the swarm is quiet it is let go (one connection per link)."""
+    async with open_swarm(8, partial_views=True) as swarm:
+        await swarm.converged()
+        a, owner = next(
+            (node, other)
+            for node in swarm.nodes
+            for other in sorted(node.membership.views.active_ids())  # type: ignore[union-attr]
+            if other < node.node_id
+        )
+        m = a.membership
+        peer = m.table.peers[owner].peer
+        async with anyio.create_task_group() as calls:
+            m._gossip_to(calls, [peer], 5.0, m._entries([owner]))
+        assert m.caller.connected(peer.address, peer.port)
+        await anyio.sleep(20)
+        assert m.caller.connected(peer.address, peer.port)
+        await anyio.sleep(_service.KEEP_PUSHED_ROUNDS * 5.0 + 10)
+        assert not m.caller.connected(peer.address, peer.port)

@@ -135,6 +135,35 @@ class _Answers:
         return {"ok": True}
 
 
+class _Silent(_Answers):
+    """Members that cannot say (every dial-back call fails)."""
+
+    async def call(self, *args: Any, **kwargs: Any) -> Any:
+        await super().call()
+        raise OSError("unreachable")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", _VIRTUAL)
+async def test_a_known_reachability_is_asked_again_every_five_minutes(anyio_backend: Any) -> None:
+    """Once known, a node asks again every ``recheck`` (300 s): each ask costs two
+    handshakes, and a swarm of N nodes asking every 60 s made N/20 asks a second. While
+    members cannot say it asks after 2 s, doubling up to ``retry_max`` (60 s)."""
+    members = {f"m{i}": Peer(id=f"m{i}", address="198.18.0.1", port=7000 + i) for i in range(5)}
+    local = LocalNode("me", address="198.18.0.9", port=9000)
+    for answers, rounds in ((_Answers(), [0, 300, 600]), (_Silent(), [0, 2, 6, 14, 30, 62,
+                                                                        122, 182, 242])):  # fmt: skip
+        reach = Reachability(local, members, lambda _id: False, answers)  # type: ignore[arg-type]
+        t0 = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reach.run)
+            await anyio.sleep(rounds[-1] + 1)
+            tg.cancel_scope.cancel()
+        asked = sorted({round(t - t0) for t in answers.asked})
+        assert asked == rounds
+        assert len(answers.asked) == ASK * len(rounds)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", _VIRTUAL)
 async def test_reachability_asks_again_at_once_when_the_node_moves(anyio_backend: Any) -> None:
