@@ -101,6 +101,11 @@ RELAY_GAP = 0.5
 #: as in Plumtree), each node receiving each record about once, instead of from every
 #: neighbor; the lapse re-tries the link, so a tree broken by a lost link heals itself.
 LAZY_ROUNDS = 2
+#: Members that joined within this many rounds "joined lately": they come first in digests,
+#: and between the digests of every member (see :data:`DIGEST_MEMBERS`) the rounds' digests
+#: name them only (``partial``), so that a member some node missed while it was news is
+#: found for a while yet, at a cost that follows the joins, not the swarm's size.
+FRESH_ROUNDS = 6
 #: With views, this node keeps its own connection open to an active neighbor it pushed news
 #: to in the last this many heartbeat intervals, even on a link the neighbor owns (see
 #: :meth:`~._live_views.LiveViews.keep_also`): while the swarm changes, news goes both ways on
@@ -1306,22 +1311,28 @@ class Membership:
         every member it names). With views, ``notices`` (suspicions, deaths, a refutation:
         small, and lost if not sent now) go to the neighbors with a call outstanding too, and
         with an empty view to ``fanout`` members."""
-        reachable = self._reachable()
         views = self.views
         if views is None:
-            return reachable
+            return self._reachable()
         active = set(views.active_ids())
         if not active:
             if first_hand:
-                return reachable
+                return self._reachable()
             return self._pick(self.fanout) if notices else []
-        if notices:
-            return [
-                s.peer
-                for s in self.table.alive()
-                if not s.legacy and (s.peer.id in active or not views.in_views(s.peer.id))
-            ]
-        return [p for p in reachable if p.id in active or not views.in_views(p.id)]
+        # The active neighbors, and the members that take no part in views (see
+        # LiveViews.in_views), in one pass over the table: this runs for every push.
+        unsupported = views.unsupported
+        outstanding = self._outstanding
+        targets = []
+        for state in self.table.peers.values():
+            if not state.alive or state.legacy:
+                continue
+            node_id = state.peer.id
+            if (node_id in active or state.proof is None or node_id in unsupported) and (
+                notices or node_id not in outstanding
+            ):
+                targets.append(state.peer)
+        return targets
 
     def _lazy_until(self) -> float:
         """When a link pruned now carries news again (see :data:`LAZY_ROUNDS`)."""
@@ -1375,7 +1386,7 @@ class Membership:
 
     def _round(self, calls: TaskGroup, interval: float) -> None:
         if self._fresh:
-            old = self._now() - 2 * interval
+            old = self._now() - FRESH_ROUNDS * interval
             self._fresh = {i: t for i, t in self._fresh.items() if t > old}
         self._rounds += 1
         if len(self._pushed) > len(self.table.peers) + MAX_DIGEST:  # (forgotten members)
@@ -1400,12 +1411,12 @@ class Membership:
     def _view_round(self, calls: TaskGroup, interval: float, views: LiveViews) -> None:
         """A round with views: a compact digest to ``fanout`` of the links this node owns
         (round-robin) every ``ceil(members / DIGEST_MEMBERS)`` rounds, and in the others, while
-        members joined lately, a compact digest of those only; a probe (an empty push) to the
-        other owned links not heard from lately (:data:`PROBE_OWNED`), and to the other
-        neighbors and watched members not heard from for longer (:data:`PROBE_AFTER`); a digest
-        to one member outside views (if any) and now and then (:data:`REPAIR_CHANCE`) to a
-        random member. This node re-signs its record only while members outside views age it by
-        its records."""
+        members joined lately, a compact digest of those only; a probe (an empty
+        push) to the other owned links not heard from lately (:data:`PROBE_OWNED`), and to the
+        other neighbors and watched members not heard from for longer (:data:`PROBE_AFTER`); a
+        digest to one member outside views (if any) and now and then (:data:`REPAIR_CHANCE`) to
+        a random member. This node re-signs its record only while members outside views age it
+        by its records."""
         if self._pushed_to:
             self._keep_pushed()  # (the neighbors not pushed to lately are let go)
         now = self._now()
