@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..rpc import Connection, EndpointRegistry
     from ._service import Membership
 
-__all__ = ["GOSSIP_ENDPOINT", "GOSSIP_VERSION", "LEAVE_ENDPOINT", "register"]
+__all__ = ["GOSSIP_ENDPOINT", "GOSSIP_VERSION", "LEAVE_ENDPOINT", "PARTIAL_VERSION", "register"]
 
 GOSSIP_ENDPOINT = "_synapse.gossip"
 #: Our extension: a node stopping cleanly says goodbye (never sent to 2.5.0 peers).
@@ -26,10 +26,13 @@ LEAVE_ENDPOINT = "_synapse.leave"
 #: 2: a round's digest may be compact (``compact``: ``[id, seq, age]`` entries), answered
 #: with full entries of what the caller lacks (or holds older), compact ones of the rest, and
 #: the ids of the records the caller holds newer (``want``: in full in its next gossip to us).
-#: A compact digest with ``partial: true`` lists only the members that joined lately at the
-#: sender: it is answered about those, and about the members that joined lately here (a node
-#: of an earlier version answers about every member, as to a whole digest).
-GOSSIP_VERSION = 2
+#: 3: a compact digest with ``partial: true`` lists only the members that joined lately at the
+#: sender: it is answered about those, and about the members that joined lately here. It is
+#: sent only to a member whose answers say ``v`` 3 or more: a node of an earlier version
+#: would take every member left out as missing and answer with them in full.
+GOSSIP_VERSION = 3
+#: The first version that answers ``partial`` digests.
+PARTIAL_VERSION = 3
 
 
 def register(m: Membership, registry: EndpointRegistry) -> None:

@@ -41,7 +41,13 @@ from .._validate import format_address
 from ..errors import ConnectError, JoinError, ProtocolError, RemoteError, SynapseError
 from ..secure import SecurityPolicy
 from ..types import Peer
-from ._endpoints import GOSSIP_ENDPOINT, GOSSIP_VERSION, LEAVE_ENDPOINT, register
+from ._endpoints import (
+    GOSSIP_ENDPOINT,
+    GOSSIP_VERSION,
+    LEAVE_ENDPOINT,
+    PARTIAL_VERSION,
+    register,
+)
 from ._gossip import (
     MAX_COMPACT,
     MAX_DIGEST,
@@ -232,6 +238,8 @@ class Membership:
         self._told: dict[str, float] = {}
         #: Neighbors we pushed news to: id -> when, last (see :data:`KEEP_PUSHED_ROUNDS`).
         self._pushed_to: dict[str, float] = {}
+        #: Members whose gossip answers say they answer partial digests (PARTIAL_VERSION).
+        self._partial_ok: set[str] = set()
         #: Members learned or updated here so far (a push that adds none is a duplicate).
         self.news_taken = 0
         #: With views: member id -> the newest ``seq`` a push brought here (see
@@ -407,6 +415,7 @@ class Membership:
         self._lazy.clear()
         self._told.clear()
         self._pushed_to.clear()
+        self._partial_ok.clear()
         self._pushed.clear()
         self.tree.clear()
         self._watch.clear()
@@ -1391,6 +1400,8 @@ class Membership:
         self._rounds += 1
         if len(self._pushed) > len(self.table.peers) + MAX_DIGEST:  # (forgotten members)
             self._pushed = {i: s for i, s in self._pushed.items() if i in self.table.peers}
+        if len(self._partial_ok) > len(self.table.peers) + MAX_DIGEST:
+            self._partial_ok = {i for i in self._partial_ok if i in self.table.peers}
         if self.views is not None and self.views.active_ids():
             self._view_round(calls, interval, self.views)
         else:
@@ -1443,8 +1454,9 @@ class Membership:
             digest = self._view_rotation.pick(self.fanout, lambda: list(owned), self._usable)
         chosen = set(digest)
         if digest and not regular:  # members joined lately: a digest of those only
-            self._gossip_to(calls, [peers[i].peer for i in digest], interval, partial=True)
-            digest = []
+            partial = [i for i in digest if i in self._partial_ok]  # (else: a whole one)
+            self._gossip_to(calls, [peers[i].peer for i in partial], interval, partial=True)
+            digest = [i for i in digest if i not in self._partial_ok]
         due = now - PROBE_OWNED * self.config.peer_timeout
         probes = [i for i in owned if i not in chosen and peers[i].heard < due]
         chosen.update(owned)
@@ -1559,6 +1571,9 @@ class Membership:
             self._answered(peer.id)
         if not isinstance(reply, dict):
             return
+        version = reply.get("v")
+        if type(version) is int and version >= PARTIAL_VERSION:
+            self._partial_ok.add(peer.id)
         if reply.get("lazy") is True and message.get("push") and self.views is not None:
             # It had every record of this push from another neighbor: a link off the tree.
             self.tree["pruned"] += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -152,6 +153,7 @@ async def test_a_partial_digest_is_answered_about_the_members_that_joined_lately
         m._fresh[e.node_id] = m._now()  # only e joined lately at a
         listed = [[c.node_id, held[c.node_id], 0.5]]  # b names c, joined lately at b
         answer = await gossip(listed, partial=True)
+        assert answer["v"] >= 3  # (it reads partial digests)
         assert [x["id"] for x in answer["members"]] == [e.node_id]  # new to b, maybe
         assert [x[:2] for x in answer["compact"]] == [[c.node_id, held[c.node_id]]]
         # The same digest, whole: d and e are missing from it, so b lacks them.
@@ -168,7 +170,8 @@ async def test_a_partial_digest_is_answered_about_the_members_that_joined_lately
 @pytest.mark.anyio
 async def test_a_round_with_members_joined_lately_names_only_those(anyio_backend: str) -> None:
     """Between the rounds whose digest names every member, a round while members joined
-    lately sends a digest of those only, flagged ``partial``."""
+    lately sends a digest of those only, flagged ``partial``, to the members whose answers
+    said they read one (``v`` 3); a node of an earlier version gets the whole digest."""
     async with swarm("a", "b", "c", "d", partial_views=True) as nodes:
         a = min(nodes, key=lambda n: n.node_id)  # it owns its links (the lower id does)
         m = a.membership
@@ -183,21 +186,25 @@ async def test_a_round_with_members_joined_lately_names_only_those(anyio_backend
                     sent.append(message)
 
         others = sorted(n.node_id for n in nodes if n is not a)
+        with anyio.fail_after(5):  # their answers to a's rounds say they read partial digests
+            while not owned <= m._partial_ok:
+                await anyio.sleep(0.05)
         m._fresh.clear()
         m._fresh[others[0]] = m._now()
         padding = {f"{i:064x}": m._peers[others[0]] for i in range(40)}  # every = 2
         m._peers.update(padding)
         try:
-            for regular in (False, True):
+            for regular, readers in ((False, owned), (True, owned), (False, set())):
                 sent.clear()
                 m._rounds = 2 if regular else 1
                 m._outstanding.clear()
+                m._partial_ok = set(readers)
                 m._view_round(Calls(), 5.0, m.views)  # type: ignore[arg-type]
                 digests = [x for x in sent if "compact" in x]
                 assert digests, "a digest goes to an owned link"
                 for x in digests:
                     named = {entry[0] for entry in x["compact"]}
-                    if regular:
+                    if regular or not readers:
                         assert "partial" not in x
                         assert named == set(others)
                     else:
