@@ -80,6 +80,21 @@ def record_calls(node: Node) -> dict[str, list[tuple[str, bool]]]:
     return calls
 
 
+def count_dropped_links(nodes: list[Node]) -> list[int]:
+    """A one-item list counting the tree links the nodes drop from now on."""
+    dropped = [0]
+    for node in nodes:
+        core = node._conversations.tree.core
+        down = core.neighbor_down
+
+        def counted(peer_id: str, down: Any = down, core: Any = core) -> None:
+            dropped[0] += peer_id in core.neighbors
+            down(peer_id)
+
+        core.neighbor_down = counted  # type: ignore[method-assign]
+    return dropped
+
+
 async def quiet(swarm: Swarm) -> None:
     """Until no node has a conversation call queued or in flight."""
 
@@ -105,6 +120,7 @@ async def test_events_reach_every_node_each_calling_only_its_neighbors(
         await arrivals.everywhere(warm.event_id)  # (the first event floods: every link eager)
         await quiet(swarm)  # (its duplicates, and the prunes they bring, are through)
         calls = {n.node_id: record_calls(n) for n in swarm.nodes}
+        dropped = count_dropped_links(swarm.nodes)
         before = sum(n._conversations.tree.sent["pt.eager"] for n in swarm.nodes)
         for i, author in enumerate(swarm.nodes[1:4], 1):
             event = await author.emit_conversation_event("c", "note", {"i": i})
@@ -115,8 +131,12 @@ async def test_events_reach_every_node_each_calling_only_its_neighbors(
             assert not mine[EVENTS_ENDPOINT]
             assert all(neighbor for _, neighbor in mine[TREE_ENDPOINT])
         pushes = sum(n._conversations.tree.sent["pt.eager"] for n in swarm.nodes) - before
-        print(f"first event: {before} pushes; the next three: {pushes}")
-        assert pushes < 2 * 3 * 9  # the tree's 9 each, a few links pruned late at most
+        print(
+            f"first event: {before} pushes; the next three: {pushes}; links dropped: {dropped[0]}"
+        )
+        # the tree's 9 each, a few links pruned late at most; a link the views (or liveness,
+        # under load) dropped meanwhile comes back eager at both ends until pruned again
+        assert pushes < 2 * 3 * 9 + 2 * 3 * dropped[0]
         stats = swarm.nodes[1].statistics().tree
         assert stats is not None
         assert stats.sent["pt.eager"] >= 1
