@@ -8,7 +8,11 @@ peer_timeout=20) join through the first; ``views`` runs them with ``partial_view
 as before (gossip round-robin over every member, connections kept 240 s). Reports time to full
 membership after the last node started, then every ``IDLE/6`` seconds of idle: sockets per node (the
 node's inbound plus pooled outbound connections: mean, max), file descriptors of the process per
-node, whether membership is still complete, and the CPU of the whole swarm; RSS per node at the end.
+node, whether membership is still complete, and the CPU of the whole swarm; RSS per node at the end,
+and per node per second of idle the counters below that moved (``idle_rates``), the requests
+served by endpoint (``idle_served``, gossip by kind: ``push``, ``probe``, ``partial``, ``compact``)
+and the calls that opened a connection (``idle_opened``); ``late_idle`` has the same (and the
+CPU) for the second half of the idle time only, past the start's leftovers.
 A run that fails (``Too many open files``) reports where. At convergence (or when
 ``CONVERGE_TIMEOUT``, default 300 s, runs out) it also reports what the start cost: CPU seconds of
 the process, handshakes (completed, failed, refused over the caps), pooled connections opened (and
@@ -35,6 +39,7 @@ import os
 import resource
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 
@@ -132,6 +137,67 @@ def count_gossip() -> None:
     _service.Membership._gossip_one = counted  # type: ignore[method-assign]
 
 
+#: Endpoint (gossip: and kind) -> requests served, counted by :func:`count_served`.
+SERVED: dict[str, int] = {}
+
+
+def served_kind(endpoint: str, args: Any) -> str:
+    """``endpoint``, and for gossip the kind of message: ``push`` of news, ``probe`` (an
+    empty push), ``partial`` or ``compact`` digest, ``full``."""
+    message = args[0] if args and isinstance(args, (list, tuple)) else None
+    if endpoint != "_synapse.gossip" or not isinstance(message, dict):
+        return endpoint
+    if message.get("push"):
+        return f"{endpoint}:{'push' if message.get('members') else 'probe'}"
+    if "compact" in message:
+        return f"{endpoint}:{'partial' if message.get('partial') else 'compact'}"
+    return f"{endpoint}:full"
+
+
+def count_served() -> None:
+    """Count the requests every node serves, by :func:`served_kind` (an instrument of this
+    benchmark: it wraps ``EndpointRegistry.dispatch``)."""
+    from synapse_p2p.rpc import _endpoints
+
+    dispatch = _endpoints.EndpointRegistry.dispatch
+
+    async def counted(self: Any, request: Any, *args: Any, **kwargs: Any) -> bytes:
+        kind = served_kind(request.endpoint, request.args)
+        SERVED[kind] = SERVED.get(kind, 0) + 1
+        return await dispatch(self, request, *args, **kwargs)
+
+    _endpoints.EndpointRegistry.dispatch = counted  # type: ignore[method-assign]
+
+
+#: Endpoint (gossip: and kind) -> calls that found no open connection, while counting.
+OPENED: Counter[str] = Counter()
+
+
+def count_openings() -> list[bool]:
+    """Count the calls that open a connection, by :func:`served_kind` (an instrument of these
+    benchmarks: it wraps ``ConnectionPool.call``). Returns the switch: counting while its
+    item is True."""
+    from synapse_p2p.rpc import _client
+
+    switch = [False]
+    call = _client.ConnectionPool.call
+
+    async def counted(self: Any, host: str, port: int, endpoint: str, *args: Any, **kw: Any) -> Any:
+        connection = self._connections.get((host, port))
+        if switch[0] and (connection is None or connection.closed):
+            OPENED[served_kind(endpoint, args[0] if args else None)] += 1
+        return await call(self, host, port, endpoint, *args, **kw)
+
+    _client.ConnectionPool.call = counted  # type: ignore[method-assign]
+    return switch
+
+
+def rates(before: dict[str, int], after: dict[str, int], per: float) -> dict[str, float]:
+    """``(after - before) / per`` by key, the keys that moved, largest first."""
+    moved = {k: (v - before.get(k, 0)) / per for k, v in after.items() if v != before.get(k, 0)}
+    return {k: round(v, 3) for k, v in sorted(moved.items(), key=lambda kv: -abs(kv[1]))}
+
+
 class GcClock:
     """Seconds spent in garbage collections, and how many were full (generation 2)."""
 
@@ -179,6 +245,8 @@ def run(
         gc.set_threshold(*TUNED_GC)
     collections = GcClock()
     count_gossip()
+    count_served()
+    opening = count_openings()
 
     def log(*args: object) -> None:
         print(f"[{mode} {backend} N={n}]", *args, file=sys.stderr, flush=True)
@@ -271,9 +339,14 @@ def run(
             freeze(gc_mode)
             log(f"start: cpu {out['start_cpu_s']} s, {out['start']}")
             samples = []
+            opening[0] = True
+            idle_counters, idle_served = counters(nodes), dict(SERVED)
             cpu0, wall0 = time.process_time(), time.perf_counter()
             step = idle / 6
             for i in range(6):
+                if i == 3:  # the second half of the idle time, past the start's leftovers
+                    late = counters(nodes), dict(SERVED), dict(OPENED)
+                    late_cpu, late_wall = time.process_time(), time.perf_counter()
                 c0, w0 = time.process_time(), time.perf_counter()
                 await anyio.sleep(step)
                 cpu = 100 * (time.process_time() - c0) / (time.perf_counter() - w0)
@@ -295,9 +368,21 @@ def run(
                 samples.append(sample)
                 log(sample)
             out["idle"] = samples
-            out["idle_cpu_pct"] = round(
-                100 * (time.process_time() - cpu0) / (time.perf_counter() - wall0), 1
-            )
+            idle_wall = time.perf_counter() - wall0
+            out["idle_cpu_pct"] = round(100 * (time.process_time() - cpu0) / idle_wall, 1)
+            # per node per second over the idle time: counters, and requests served by kind
+            out["idle_rates"] = rates(idle_counters, counters(nodes), n * idle_wall)
+            out["idle_served"] = rates(idle_served, SERVED, n * idle_wall)
+            out["idle_opened"] = rates({}, OPENED, n * idle_wall)
+            late_s = time.perf_counter() - late_wall
+            out["late_idle"] = {
+                "cpu_pct": round(100 * (time.process_time() - late_cpu) / late_s, 1),
+                "rates": rates(late[0], counters(nodes), n * late_s),
+                "served": rates(late[1], SERVED, n * late_s),
+                "opened": rates(late[2], OPENED, n * late_s),
+            }
+            log(f"idle, per node per second: {out['idle_rates']}; served {out['idle_served']}")
+            log(f"second half of the idle time: {out['late_idle']}")
             out["rss_per_node_kib"] = round((rss_kib() - base) / n)
             out["idle_gc"] = collections.take()
             out["idle_events"] = dict(events)

@@ -21,44 +21,11 @@ import importlib
 import json
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 _views_run: Any = importlib.import_module("_views_run")  # the counters and GC settings
-
-#: Endpoint (gossip: and kind) -> calls that found no open connection (while counting).
-OPENED: Counter[str] = Counter()
-
-
-def count_openings() -> list[bool]:
-    """Count the calls that open a connection (an instrument of this benchmark: it wraps
-    ``ConnectionPool.call``). Returns the switch: counting while its item is True."""
-    from synapse_p2p.rpc import _client
-
-    switch = [False]
-    call = _client.ConnectionPool.call
-
-    async def counted(self: Any, host: str, port: int, endpoint: str, *args: Any, **kw: Any) -> Any:
-        connection = self._connections.get((host, port))
-        if switch[0] and (connection is None or connection.closed):
-            OPENED[_kind(endpoint, args)] += 1
-        return await call(self, host, port, endpoint, *args, **kw)
-
-    _client.ConnectionPool.call = counted  # type: ignore[method-assign]
-    return switch
-
-
-def _kind(endpoint: str, args: tuple[Any, ...]) -> str:
-    message = args[0][0] if args and args[0] else None
-    if endpoint != "_synapse.gossip" or not isinstance(message, dict):
-        return endpoint
-    if message.get("push"):
-        return f"{endpoint}:{'push' if message.get('members') else 'probe'}"
-    if "compact" in message:
-        return f"{endpoint}:{'partial' if message.get('partial') else 'compact'}"
-    return f"{endpoint}:full"
 
 
 def run(size: int, joins: int, gap: float, backend: str) -> dict[str, Any]:
@@ -71,7 +38,7 @@ def run(size: int, joins: int, gap: float, backend: str) -> dict[str, Any]:
 
     gc.set_threshold(*_views_run.TUNED_GC)
     _views_run.count_gossip()
-    switch = count_openings()
+    switch = _views_run.count_openings()
     out: dict[str, Any] = {"size": size, "joins": joins, "gap": gap, "backend": backend}
     keys = ("connects", "handshakes", "gossip_calls", "gossip_pushes", "gossip_compact",
             "view_sent", "verify_dials")  # fmt: skip
@@ -117,7 +84,9 @@ def run(size: int, joins: int, gap: float, backend: str) -> dict[str, Any]:
             mine = _views_run.counters(new)
             out["old_per_join"] = {k: round((after[k] - before[k]) / joins, 1) for k in keys}
             out["joiner_per_join"] = {k: round(mine[k] / joins, 1) for k in keys}
-            out["opened_per_join"] = {k: round(v / joins, 1) for k, v in OPENED.most_common()}
+            out["opened_per_join"] = {
+                k: round(v / joins, 1) for k, v in _views_run.OPENED.most_common()
+            }
             everyone = {node.node_id for node in nodes}
             out["complete"] = sum(set(n.peers) >= everyone - {n.node_id} for n in nodes)
             log(out)
