@@ -331,6 +331,10 @@ class _Opening:
     waiting: int = 0
 
 
+#: The shortest sleep of a pool's sweep (seconds): connections due together close together.
+MIN_SWEEP = 0.05
+
+
 class ConnectionPool:
     """Persistent, multiplexed connections to many nodes, for node-to-node traffic.
 
@@ -375,6 +379,8 @@ class ConnectionPool:
         self.aliases = Aliases()
         self._direct = DirectFirst()
         self._task_group: TaskGroup | None = None
+        self._resweep: anyio.Event | None = None  # set: the sweep sleeps too long (_sooner)
+        self._wake_at = math.inf
         self._watchdog = Watchdog()
         self._connects = 0
         self._calls = 0
@@ -382,7 +388,7 @@ class ConnectionPool:
 
     def statistics(self) -> PoolStatistics:
         return PoolStatistics(
-            len(self._connections),
+            sum(not connection.closed for connection in self._connections.values()),
             len(self._legacy),
             self._connects,
             self._calls,
@@ -397,10 +403,11 @@ class ConnectionPool:
                 self._task_group = tg
                 task_status.started()
                 while True:
-                    await anyio.sleep(max(self._sweep_interval(), 0.05))
+                    await self._until_due()
                     self._reap()
         finally:
             self._task_group = None
+            self._resweep = None
             for connection in list(self._connections.values()):
                 await connection.aclose()
             self._connections.clear()
@@ -410,11 +417,44 @@ class ConnectionPool:
         any other address close after ``brief_idle_timeout`` seconds without calls (checked
         every quarter of it). ``None`` (the start) keeps every connection ``idle_timeout``.
         Calls in flight are never cut: only an idle connection is closed."""
-        self._retained = None if addresses is None else frozenset(addresses)
+        retained = None if addresses is None else frozenset(addresses)
+        if retained != self._retained:
+            self._retained = retained
+            self._sooner(-math.inf)  # a connection may be due sooner now
 
-    def _sweep_interval(self) -> float:
-        # ``retain`` may come at any time: sweep often enough for the brief timeout.
-        return self.brief_idle_timeout / 4
+    def _due(self, now: float) -> float:
+        """When the next connection may be closed (or a legacy mark forgotten). A connection
+        used since is due later: the sweep then only finds the next time."""
+        due = now + self.idle_timeout
+        retained = self._retained
+        for key, connection in self._connections.items():
+            if connection.closed:
+                return now
+            kept = retained is None or key in retained
+            due = min(due, connection.last_used + (self.idle_timeout if kept else
+                                                   self.brief_idle_timeout))  # fmt: skip
+        for expiry in self._legacy.values():
+            due = min(due, expiry)
+        return due
+
+    async def _until_due(self) -> None:
+        """Sleep until :meth:`_due` (at least :data:`MIN_SWEEP`), or until :meth:`_sooner`
+        says a connection may be due before: the pool wakes when there may be something to
+        close, not on a period."""
+        now = anyio.current_time()
+        due = self._due(now)
+        self._wake_at = due
+        self._resweep = anyio.Event()
+        with anyio.move_on_after(max(due - now, MIN_SWEEP)):
+            await self._resweep.wait()
+
+    def _closed(self) -> None:
+        self._sooner(-math.inf)  # (swept at once: no closed connection stays listed)
+
+    def _sooner(self, due: float) -> None:
+        """A connection may be due at ``due``: wake the sweep if it sleeps past that."""
+        if self._resweep is not None and due < self._wake_at:
+            self._resweep.set()
 
     def _reap(self) -> None:
         now = anyio.current_time()
@@ -432,6 +472,7 @@ class ConnectionPool:
                 del self._legacy[key]
 
     def _task_group_close(self, connection: MuxConnection) -> None:
+        connection.on_closed = None  # (no longer listed: nothing to sweep)
         if self._task_group is not None:
             self._task_group.start_soon(connection.aclose)
 
@@ -507,6 +548,8 @@ class ConnectionPool:
             self._legacy[(host, port)] = anyio.current_time() + self.legacy_ttl
             return None
         self._connections[(host, port)] = connection
+        connection.on_closed = self._closed
+        self._sooner(connection.last_used + self.brief_idle_timeout)
         return connection
 
     def alias(self, address: tuple[str, int], via: tuple[str, int], node_id: str) -> None:

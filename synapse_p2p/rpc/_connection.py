@@ -7,6 +7,7 @@ import logging
 import math
 import secrets
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -171,6 +172,8 @@ class MuxConnection:
         self.server_info: dict[str, Any] = {}
         self.server_max_frame = max_frame_size
         self.last_used = anyio.current_time()
+        #: Called once when the connection closes or breaks (a pool sweeps it then).
+        self.on_closed: Callable[[], None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -353,6 +356,8 @@ class MuxConnection:
     def _fail(self, exc: BaseException) -> None:
         if self._failure is None:
             self._failure = exc
+            if self.on_closed is not None:
+                self.on_closed()
         pending, self._pending = self._pending, {}
         for slot in pending.values():
             slot.error = self._failure

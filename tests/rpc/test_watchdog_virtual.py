@@ -229,3 +229,52 @@ async def test_a_quiet_connection_lets_its_idle_workers_go(anyio_backend: Any) -
             assert await client.call("echo", 1) == 1
             assert server.statistics().open_connections == 1
         tg.cancel_scope.cancel()
+
+
+async def test_the_pool_closes_idle_connections_when_due_and_wakes_only_then(
+    anyio_backend: Any,
+) -> None:
+    """A connection kept (``retain``) lasts ``idle_timeout`` without calls, any other one
+    ``brief_idle_timeout``, each closed within ``MIN_SWEEP`` of its time, also when
+    ``retain`` changes after the call; and an idle pool does not sweep on a period (it wakes
+    when a connection may be due)."""
+    network = MemoryNetwork()
+    servers = [("10.0.0.1", 7000), ("10.0.0.3", 7000), ("10.0.0.4", 7000)]
+    pool = ConnectionPool(
+        transport=network.transport("10.0.0.2"), idle_timeout=60, brief_idle_timeout=5
+    )
+    sweeps: list[float] = []
+    reap = pool._reap
+
+    def counted() -> None:
+        sweeps.append(anyio.current_time())
+        reap()
+
+    pool._reap = counted  # type: ignore[method-assign]
+    closed_at: dict[tuple[str, int], float] = {}
+    async with anyio.create_task_group() as tg:
+        for address in servers:
+            server = RpcServer(registry_with(echo=echo), transport=network.transport(address[0]))
+            await tg.start(server.serve, *address)
+        await tg.start(pool.run)
+        start = anyio.current_time()
+        pool.retain([servers[0], servers[2]])
+        for address in servers:
+            assert await pool.call(*address, "echo", [1]) == 1
+
+        async def watch(address: tuple[str, int]) -> None:
+            while pool.connected(*address):
+                await anyio.sleep(0.01)
+            closed_at[address] = anyio.current_time() - start
+
+        for address in servers:
+            tg.start_soon(watch, address)
+        await anyio.sleep(20)
+        pool.retain([servers[0]])  # the third is let go: 5 s after its last call, so now
+        await anyio.sleep(100)
+        tg.cancel_scope.cancel()
+    assert closed_at[servers[1]] == pytest.approx(5, abs=0.1)  # brief
+    assert closed_at[servers[2]] == pytest.approx(20, abs=0.1)  # let go at 20 s
+    assert closed_at[servers[0]] == pytest.approx(60, abs=0.1)  # kept
+    assert pool.statistics().open_connections == 0
+    assert len(sweeps) <= 10  # (every 1.25 s, a period, would be 96 in 120 s)
