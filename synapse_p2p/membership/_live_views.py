@@ -76,8 +76,11 @@ __all__ = ["BATCH", "MAX_MEMBERS", "MAX_REPLIES", "OUTBOX", "VIEWS_ENDPOINT", "L
 
 log = logging.getLogger(__name__)
 
-#: Seconds between the core's ticks (timeouts, repair, shuffles).
+#: Seconds between the core's ticks (timeouts, repair, shuffles) while it has work.
 VIEW_TICK = 1.0
+#: Seconds between ticks at most while the core is idle (``HyParView.idle_until``): a view
+#: message, a member verified or lost wakes it sooner (at most one tick per ``VIEW_TICK``).
+VIEW_IDLE_TICK = 10.0
 #: View messages queued per peer at most.
 OUTBOX = 32
 #: Seconds a NEIGHBOR/JOIN waits for its answer: under the 5 s a view call may take (a loaded
@@ -107,6 +110,7 @@ class LiveViews:
         #: View messages waiting for a member to be verified (:mod:`._views_endpoint`).
         self.waits = VerificationWaits()
         self._tg: TaskGroup | None = None
+        self._poked: anyio.Event | None = None  # set: tick soon (see _rest)
         self._retained: frozenset[tuple[str, int]] | None = None
         self._also: dict[str, frozenset[str]] = {}  # keep_also: who asked -> neighbors
         self._closing = False
@@ -219,6 +223,7 @@ class LiveViews:
         evict = self._rng.random() < core.config.passive_max / alive
         core.offer(self._record_of(state.peer), evict=evict)
         self.waits.verified(node_id)
+        self._poke()  # (the size estimate, and so the target, may have grown)
 
     def seeded(self, seed_id: str) -> None:
         """Seed ``seed_id`` answered our ``_synapse.join`` (it holds our signed record): with
@@ -267,13 +272,35 @@ class LiveViews:
                 try:
                     while True:
                         self.tick()
-                        await anyio.sleep(VIEW_TICK)
+                        await self._rest()
                 finally:
                     self._closing = True  # no new sends while the group winds down
         finally:
             self._tg = None
             self._outbox.clear()
             self._m.caller.retain(None)
+
+    async def _rest(self) -> None:
+        """Until the next tick: ``VIEW_TICK``, or while the core is idle until it has work
+        (at most ``VIEW_IDLE_TICK``; :meth:`_poke` wakes it earlier, not before ``VIEW_TICK``
+        after the last tick)."""
+        tick = anyio.current_time()
+        core = self.core
+        wait = VIEW_TICK
+        if core is not None:
+            now = self._m._now()
+            wait = max(VIEW_TICK, min(core.idle_until(now) - now, VIEW_IDLE_TICK))
+        if wait > VIEW_TICK:
+            self._poked = anyio.Event()
+            with anyio.move_on_after(wait):
+                await self._poked.wait()
+            self._poked = None
+        await anyio.sleep_until(tick + VIEW_TICK)  # (no-op if that passed)
+
+    def _poke(self) -> None:
+        """The core may have work (a message, a member up or down): tick soon."""
+        if self._poked is not None:
+            self._poked.set()
 
     def tick(self) -> None:
         core = self.core
@@ -289,6 +316,7 @@ class LiveViews:
         """Carry out the core's actions: sends, and the connections to keep. Messages to
         ``answer_to`` (the caller being served) are returned, to ride the call's answer,
         rather than sent on a connection of our own (at most ``room``)."""
+        self._poke()
         changed = False
         answers: list[dict[str, Any]] = []
         for action in actions:

@@ -141,6 +141,22 @@ class HyParView:
         known = len(self.active) + len(self.passive) + 1
         return self.config.target(max(self.size_estimate, known))
 
+    def idle_until(self, now: float) -> float:
+        """Until when :meth:`tick` has nothing to do unless a message comes or the driver
+        changes something (``offer``, ``remove``, ``size_estimate``...): the next shuffle while
+        no request is pending, no JOIN is under way and the view holds its target or has no
+        passive record to ask (else ``now``: tick on). A driver may tick less often while
+        idle."""
+        if self.pending or self._joining is not None or now < self._quiet_until:
+            return now
+        if not self.active and self._contacts:
+            return now
+        chosen = sum(1 for s in self.active.values() if s.chosen)
+        short = self.target() > len(self.active) or self.config.reserved_slots > chosen
+        if short and self.passive:
+            return now
+        return now if math.isnan(self._next_shuffle) else max(now, self._next_shuffle)
+
     # -- driver entry points -------------------------------------------------------------------
 
     def join(self, now: float, contacts: list[PeerRecord]) -> list[Action]:
