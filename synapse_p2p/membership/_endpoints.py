@@ -18,7 +18,14 @@ if TYPE_CHECKING:
     from ..rpc import Connection, EndpointRegistry
     from ._service import Membership
 
-__all__ = ["GOSSIP_ENDPOINT", "GOSSIP_VERSION", "LEAVE_ENDPOINT", "PARTIAL_VERSION", "register"]
+__all__ = [
+    "GOSSIP_ENDPOINT",
+    "GOSSIP_VERSION",
+    "LEAVE_ENDPOINT",
+    "PARTIAL_VERSION",
+    "SLIM_VERSION",
+    "register",
+]
 
 GOSSIP_ENDPOINT = "_synapse.gossip"
 #: Our extension: a node stopping cleanly says goodbye (never sent to 2.5.0 peers).
@@ -30,9 +37,17 @@ LEAVE_ENDPOINT = "_synapse.leave"
 #: sender: it is answered about those, and about the members that joined lately here. It is
 #: sent only to a member whose answers say ``v`` 3 or more: a node of an earlier version
 #: would take every member left out as missing and answer with them in full.
-GOSSIP_VERSION = 3
+#: 4: a probe (an empty push) may name its caller by id and ``seq`` only (``from: {id,
+#: seq}``), with ``have``: the ``seq`` of our record the caller holds. It is taken as contact
+#: if it comes on the caller's own secure channel and names the record held here; else it is
+#: answered ``full: true`` (the caller probes again with its whole record). Our own record
+#: rides the answer only if ``have`` is not its ``seq``. Such a probe is sent only to a member
+#: whose answer to a push said ``slim: true`` (it reads them, and our channel proves us).
+GOSSIP_VERSION = 4
 #: The first version that answers ``partial`` digests.
 PARTIAL_VERSION = 3
+#: The first version that takes probes by id (``slim`` in its answers).
+SLIM_VERSION = 4
 
 
 def register(m: Membership, registry: EndpointRegistry) -> None:
@@ -72,7 +87,11 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
     async def gossip(message: Any, connection: Connection | None = None) -> dict[str, Any]:
         if not isinstance(message, dict):
             raise RemoteError(BAD_REQUEST, "gossip message must be a map")
-        sender = Peer.from_dict(message.get("from"))
+        caller = message.get("from")
+        if isinstance(caller, dict) and "address" not in caller and message.get("push") is True:
+            m.messages_received += 1
+            return m.probed(caller, message, connection)  # a probe by id (version 4)
+        sender = Peer.from_dict(caller)
         check(sender)
         m.messages_received += 1
         evidence = m.direct(sender, message.get("from"), connection, "gossip")
@@ -107,6 +126,8 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         # (news only) is answered without a digest: news floods, it is not a push-pull.
         if push:
             answer = {"v": GOSSIP_VERSION, "self": m._signed_record()}
+            if connection is not None and connection.node_id == sender.id:
+                answer["slim"] = True  # its channel proves it: it may probe us by id
             if (
                 duplicate
                 and trusted

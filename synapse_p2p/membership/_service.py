@@ -38,7 +38,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .._hub import EventHub, PeerHeartbeat, PeerJoined, PeerLeft, PeerOffline
 from .._random import SHARED
 from .._validate import format_address
-from ..errors import ConnectError, JoinError, ProtocolError, RemoteError, SynapseError
+from ..errors import BAD_REQUEST, ConnectError, JoinError, ProtocolError, RemoteError, SynapseError
 from ..secure import SecurityPolicy
 from ..types import Peer
 from ._endpoints import (
@@ -46,6 +46,7 @@ from ._endpoints import (
     GOSSIP_VERSION,
     LEAVE_ENDPOINT,
     PARTIAL_VERSION,
+    SLIM_VERSION,
     register,
 )
 from ._gossip import (
@@ -70,7 +71,7 @@ from ._members import Members
 from ._observed import AddressLearner
 from ._seeds import SeedJoiner
 from ._signing import RECORD_ENDPOINT, MalformedProof, RecordProof, RecordSigner, proof_in
-from ._table import PeerState, PeerTable, Verdict, same_address
+from ._table import Census, PeerState, PeerTable, Verdict, same_address
 from ._trust import Evidence, TrustGate
 from ._verifier import AddressVerifier
 from ._views_endpoint import register_views
@@ -240,6 +241,8 @@ class Membership:
         self._pushed_to: dict[str, float] = {}
         #: Members whose gossip answers say they answer partial digests (PARTIAL_VERSION).
         self._partial_ok: set[str] = set()
+        #: Members whose answers say we may probe them by id (``slim``, SLIM_VERSION).
+        self._slim_ok: set[str] = set()
         #: Members learned or updated here so far (a push that adds none is a duplicate).
         self.news_taken = 0
         #: With views: member id -> the newest ``seq`` a push brought here (see
@@ -416,6 +419,7 @@ class Membership:
         self._told.clear()
         self._pushed_to.clear()
         self._partial_ok.clear()
+        self._slim_ok.clear()
         self._pushed.clear()
         self.tree.clear()
         self._watch.clear()
@@ -885,8 +889,9 @@ class Membership:
 
     async def _rounds_in(self, calls: TaskGroup, interval: float, next_round: float) -> None:
         while True:
-            self._round(calls, interval)
-            self._expire()
+            census = self._census()
+            self._round(calls, interval, census)
+            self._expire(census)
             next_round += interval
             if next_round < self._now():  # a stalled loop: skip missed rounds
                 next_round = self._now() + interval
@@ -921,11 +926,33 @@ class Membership:
                     self._gossip_to(calls, new, interval, full=True, dead=dead, suspect=suspect)
             self._push = anyio.Event()
 
-    def _expire(self) -> None:
+    def _census(self) -> Census:
+        """The table's members by what a round does with them (one pass; see
+        :class:`~._table.Census`). ``aging`` is what :meth:`_ages` says, inline."""
+        legacy: list[PeerState] = []
+        offline: list[PeerState] = []
+        aging: list[PeerState] = []
+        views = self.views
+        unsupported = None if views is None else views.unsupported
+        for state in self.table.peers.values():
+            if not state.alive:
+                offline.append(state)
+            elif state.legacy:
+                legacy.append(state)
+                aging.append(state)
+            elif (
+                unsupported is None
+                or state.proof is None
+                or (unsupported and state.peer.id in unsupported)
+            ):
+                aging.append(state)
+        return Census(legacy, offline, aging)
+
+    def _expire(self, census: Census | None = None) -> None:
         """Members silent for too long are offline here (with views, members outside them;
         watched members are suspected: see :meth:`_watch_silence`)."""
         now = self._now()
-        for peer in self.table.expire(now):
+        for peer in self.table.expire(now, census):
             self._offline(peer, "is offline")
         if self.views is not None:
             self._watch_silence(now, self.views)
@@ -1307,11 +1334,15 @@ class Membership:
         partial views the active links this node keeps open (else the whole active view),
         else every alive member of ours (not 2.5.0)."""
         views = self.views
-        ours = [p for p in self._peers.values() if not self.is_legacy(p.id)]
-        if views is None:
-            return ours
-        owned, active = set(views.owned()), set(views.active_ids())
-        return [p for p in ours if p.id in owned] or [p for p in ours if p.id in active] or ours
+        if views is not None:  # (the links looked up, not every member scanned)
+            peers = self._peers
+            for ids in (views.owned(), views.active_ids()):
+                links = [
+                    p for i in ids if (p := peers.get(i)) is not None and not self.is_legacy(i)
+                ]
+                if links:
+                    return links
+        return [p for p in self._peers.values() if not self.is_legacy(p.id)]
 
     def _push_targets(self, first_hand: bool, notices: bool = False) -> list[Peer]:
         """Where news goes: every member of ours, or with views the active neighbors (and
@@ -1393,7 +1424,9 @@ class Membership:
             and node_id not in self._outstanding
         )
 
-    def _round(self, calls: TaskGroup, interval: float) -> None:
+    def _round(self, calls: TaskGroup, interval: float, census: Census | None = None) -> None:
+        if census is None:
+            census = self._census()
         if self._fresh:
             old = self._now() - FRESH_ROUNDS * interval
             self._fresh = {i: t for i, t in self._fresh.items() if t > old}
@@ -1402,15 +1435,17 @@ class Membership:
             self._pushed = {i: s for i, s in self._pushed.items() if i in self.table.peers}
         if len(self._partial_ok) > len(self.table.peers) + MAX_DIGEST:
             self._partial_ok = {i for i in self._partial_ok if i in self.table.peers}
+        if len(self._slim_ok) > len(self.table.peers) + MAX_DIGEST:
+            self._slim_ok = {i for i in self._slim_ok if i in self.table.peers}
         if self.views is not None and self.views.active_ids():
-            self._view_round(calls, interval, self.views)
+            self._view_round(calls, interval, self.views, census)
         else:
             self._gossip_to(calls, self._pick(self.fanout), interval)  # round-robin
-        for state in self.table.alive():
-            if state.legacy and state.peer.id not in self._outstanding:
+        for state in census.legacy:
+            if state.peer.id not in self._outstanding:
                 self._outstanding.add(state.peer.id)
                 calls.start_soon(self._heartbeat, state.peer, interval)
-        offline = self.table.offline()
+        offline = census.offline
         if offline:  # try one silent peer per round: partitions heal by themselves
             state = self._rng.choice(offline)
             if state.proof is None:
@@ -1419,7 +1454,9 @@ class Membership:
                 self.table.hint(state.peer, self._now(), state.proof)
                 self.verifier.ready.set()
 
-    def _view_round(self, calls: TaskGroup, interval: float, views: LiveViews) -> None:
+    def _view_round(
+        self, calls: TaskGroup, interval: float, views: LiveViews, census: Census | None = None
+    ) -> None:
         """A round with views: a compact digest to ``fanout`` of the links this node owns
         (round-robin) every ``ceil(members / DIGEST_MEMBERS)`` rounds, and in the others, while
         members joined lately, a compact digest of those only; a probe (an empty
@@ -1437,12 +1474,9 @@ class Membership:
             if state is None or not state.alive or state.heard > since:
                 del self._watch[node_id]  # it showed life (or is gone)
         owned = [i for i in views.owned() if self._usable(i)]
-        unsupported = views.unsupported
-        outsiders = [
-            s.peer.id
-            for s in self.table.alive()
-            if not s.legacy and (s.proof is None or s.peer.id in unsupported)
-        ]
+        if census is None:
+            census = self._census()
+        outsiders = [s.peer.id for s in census.aging if not s.legacy]
         if self._signer is not None:
             self._signer.refresh = (
                 self.config.peer_timeout / 2 if outsiders or not self._peers else math.inf
@@ -1472,6 +1506,10 @@ class Membership:
             if others:
                 digest.append(self._rng.choice(others))
         self._gossip_to(calls, [peers[i].peer for i in digest], interval)
+        slim = [i for i in probes if i in self._slim_ok]
+        if slim:
+            self._probe_by_id(calls, [peers[i].peer for i in slim], interval)
+            probes = [i for i in probes if i not in self._slim_ok]
         self._gossip_to(calls, [peers[i].peer for i in probes], interval, [])
 
     def _call_timeout(self, interval: float) -> float:
@@ -1535,6 +1573,61 @@ class Membership:
         if pushed:
             self._keep_pushed()
 
+    def _probe_by_id(self, calls: TaskGroup, peers: list[Peer], interval: float) -> None:
+        """Probe ``peers`` naming this node by id and ``seq`` only (gossip version 4, see
+        :data:`._endpoints.SLIM_VERSION`): no record is built, sent or read unless one side
+        holds an older record of the other."""
+        proof = self._proof()
+        if proof is None:  # (unsigned: we never get ``slim``)
+            self._gossip_to(calls, peers, interval, [])
+            return
+        caller = {"id": self.local.node_id, "seq": proof.seq}
+        for peer in peers:
+            state = self.table.get(peer.id)
+            message = {"v": GOSSIP_VERSION, "from": caller, "members": [], "push": True}
+            if state is not None and state.proof is not None:
+                message["have"] = state.proof.seq
+            self._outstanding.add(peer.id)
+            calls.start_soon(self._gossip_one, peer, message, interval)
+
+    def _probe_message(self) -> dict[str, Any]:
+        """A probe with this node's whole record (what :meth:`_gossip_to` sends with an
+        empty ``members``)."""
+        return {"v": GOSSIP_VERSION, "from": self._signed_record(), "members": [], "push": True}
+
+    def probed(
+        self, caller: dict[str, Any], message: dict[str, Any], connection: Connection | None
+    ) -> dict[str, Any]:
+        """Serve a probe by id (see :meth:`_probe_by_id`): contact, as the caller's own
+        record held would be, if it comes on the caller's own secure channel and names that
+        record; else the caller is asked for its whole record (``full``)."""
+        node_id, seq = caller.get("id"), caller.get("seq")
+        if not isinstance(node_id, str) or type(seq) is not int:
+            raise RemoteError(BAD_REQUEST, "gossip: a probe by id needs 'id' (str), 'seq' (int)")
+        state = self.table.get(node_id)
+        if (
+            connection is None
+            or connection.node_id != node_id  # (not proved here: its record must say)
+            or state is None
+            or not state.alive
+            or state.seq != seq  # (a record we do not hold)
+            or message.get("dead") is not None
+            or message.get("suspect") is not None
+            or message.get("members")
+        ):
+            return {"v": GOSSIP_VERSION, "full": True}
+        now = self._now()
+        if not state.verified:  # (as a direct claim on its own channel)
+            state.verified = True
+            state.publish()
+        self._after(self.table.contact(node_id, now), node_id, state.peer)
+        self.observed(connection)
+        answer: dict[str, Any] = {"v": GOSSIP_VERSION}
+        proof = self._proof()
+        if proof is None or message.get("have") != proof.seq:
+            answer["self"] = self._signed_record()
+        return answer
+
     def _keep_pushed(self) -> None:
         """Keep our own connections to the active neighbors pushed news to lately (see
         :data:`KEEP_PUSHED_ROUNDS`), and forget the others."""
@@ -1574,6 +1667,15 @@ class Membership:
         version = reply.get("v")
         if type(version) is int and version >= PARTIAL_VERSION:
             self._partial_ok.add(peer.id)
+        if type(version) is int and version >= SLIM_VERSION and reply.get("slim") is True:
+            self._slim_ok.add(peer.id)
+        if reply.get("full") is True and "address" not in message.get("from", {}):
+            # our probe by id was not taken (it lacks our record, or our channel does not
+            # prove us): probe again with the whole record, and so until it says ``slim``
+            self._slim_ok.discard(peer.id)
+            self._outstanding.add(peer.id)
+            await self._gossip_one(peer, self._probe_message(), interval)
+            return
         if reply.get("lazy") is True and message.get("push") and self.views is not None:
             # It had every record of this push from another neighbor: a link off the tree.
             self.tree["pruned"] += 1

@@ -433,21 +433,26 @@ class PeerTable:
         state.went_offline(now)
         return state.peer
 
-    def expire(self, now: float) -> list[Peer]:
+    def expire(self, now: float, census: Census | None = None) -> list[Peer]:
         """Mark peers silent for longer than ``peer_timeout`` offline (those ``ages`` says
-        age); forget old ones."""
+        age); forget old ones. With ``census`` (taken this round, see :class:`Census`), only
+        the members it lists are looked at: one pass over the table a round, not several."""
         gone: list[Peer] = []
-        ages = self.ages
-        for node_id, state in list(self.peers.items()):
-            if (
-                state.alive
-                and now - state.heard > self.peer_timeout
-                and (ages is None or ages(state))
-            ):
+        if census is None:
+            ages = self.ages
+            aging = [s for s in self.peers.values() if s.alive and (ages is None or ages(s))]
+            offline = self.offline()
+        else:
+            aging, offline = census.aging, census.offline
+        for state in aging:
+            if state.alive and now - state.heard > self.peer_timeout:
                 state.went_offline(now)
                 gone.append(state.peer)
-            elif not state.alive and now - state.offline_since > self.offline_retention:
-                del self.peers[node_id]
+        for state in offline:
+            if not state.alive and now - state.offline_since > self.offline_retention:
+                node_id = state.peer.id
+                if self.peers.get(node_id) is state:
+                    del self.peers[node_id]
         for address, until in list(self._address_backoff.items()):
             if until <= now - self.retry_after:  # long expired: forget the failure count
                 del self._address_backoff[address]
@@ -468,6 +473,18 @@ class PeerTable:
 
     def offline(self) -> list[PeerState]:
         return [s for s in self.peers.values() if not s.alive]
+
+
+@dataclass(slots=True)
+class Census:
+    """The members of a table by what a round does with them, from one pass over it
+    (``Membership._census``): ``legacy`` (alive 2.5.0 nodes: heartbeats), ``offline`` (one is
+    retried a round; old ones are forgotten), ``aging`` (alive members whose silence makes
+    them offline, :attr:`PeerTable.ages`)."""
+
+    legacy: list[PeerState]
+    offline: list[PeerState]
+    aging: list[PeerState]
 
 
 def same_address(a: Peer, b: Peer) -> bool:

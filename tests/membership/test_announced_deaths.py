@@ -210,7 +210,7 @@ async def test_a_hung_member_is_announced_dead_by_the_silence_of_its_links(
         views = hung.membership.views
         assert views is not None
         hung.membership._round = lambda *args: None  # type: ignore[method-assign]
-        hung.membership._expire = lambda: None  # type: ignore[method-assign]
+        hung.membership._expire = lambda *args: None  # type: ignore[method-assign]
         hung.membership._gossip_to = lambda *args, **kwargs: None  # type: ignore[method-assign]
         views.tick = lambda: None  # type: ignore[method-assign]
         others = [n for n in swarm.nodes if n is not hung]
@@ -281,7 +281,7 @@ async def test_a_suspicion_nobody_refutes_is_a_death_everywhere(anyio_backend: A
 
         hung.membership.say_goodbye = False
         hung.membership._round = lambda *args: None  # type: ignore[method-assign]
-        hung.membership._expire = lambda: None  # type: ignore[method-assign]
+        hung.membership._expire = lambda *args: None  # type: ignore[method-assign]
         hung.membership._gossip_to = lambda *args, **kwargs: None  # type: ignore[method-assign]
         views = hung.membership.views
         assert views is not None
