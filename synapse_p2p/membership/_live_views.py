@@ -297,6 +297,13 @@ class LiveViews:
             self._poked = None
         await anyio.sleep_until(tick + VIEW_TICK)  # (no-op if that passed)
 
+    def moved(self) -> None:
+        """This node advertises another address: the core's own record says it at once (an
+        idle core is ticked only every ``VIEW_IDLE_TICK``)."""
+        if self.core is not None:
+            self.core.record = self._self_record()
+        self._poke()
+
     def _poke(self) -> None:
         """The core may have work (a message, a member up or down): tick soon."""
         if self._poked is not None:

@@ -94,8 +94,13 @@ log = logging.getLogger(__name__)
 
 #: How long a stopping node spends saying goodbye, at most.
 LEAVE_GRACE = 0.5
-#: With views, the chance per round of one extra gossip to a random member outside them.
+#: With views, the chance per round of one extra gossip to a random member outside them
+#: (it joins parts of the overlay that split), in a swarm of up to ``REPAIR_MEMBERS``
+#: members; in a larger one ``REPAIR_CHANCE * REPAIR_MEMBERS / members``: the swarm makes
+#: about four a round whatever its size, each a connection opened with a handshake at each
+#: end (at N = 200, a third of the connections an idle swarm opened).
 REPAIR_CHANCE = 0.1
+REPAIR_MEMBERS = 40
 #: Seconds between two pushes of news at most: first-hand news (``PUSH_GAP``), and with views
 #: news relayed from a neighbor (``RELAY_GAP``: a starting swarm relays news all the time, in
 #: batches).
@@ -133,10 +138,10 @@ MAX_DEAD = 256
 #: digest of those only): the other rounds only probe the links, so a round's cost does not
 #: grow with the swarm, nor with a swarm that keeps growing.
 DIGEST_MEMBERS = 32
-#: With views, the owner of a link probes it once it has not heard from the neighbor for
-#: this fraction of ``peer_timeout`` (``PROBE_OWNED``); the other end probes only past
-#: ``PROBE_AFTER`` (it is called by the owner: a call of its own would open a second
-#: connection), and so does a node watching a member whose call failed.
+#: With views, the owner of a link probes it once it has not heard from the neighbor, or
+#: not called it, for this fraction of ``peer_timeout`` (``PROBE_OWNED``); the other end
+#: probes only past ``PROBE_AFTER`` (it is called by the owner: a call of its own would open
+#: a second connection), and so does a node watching a member whose call failed.
 PROBE_OWNED = 0.3
 PROBE_AFTER = 0.5
 #: With views (SWIM's suspicion): a watched member silent for ``(1 - SUSPECT_SHARE) *
@@ -241,8 +246,12 @@ class Membership:
         self._pushed_to: dict[str, float] = {}
         #: Members whose gossip answers say they answer partial digests (PARTIAL_VERSION).
         self._partial_ok: set[str] = set()
-        #: Members whose answers say we may probe them by id (``slim``, SLIM_VERSION).
-        self._slim_ok: set[str] = set()
+        #: Members whose answers say we may probe them by id (``slim``, SLIM_VERSION) -> the
+        #: ``seq`` of our record they took then (a newer one of ours goes whole first).
+        self._slim_ok: dict[str, int] = {}
+        #: Owned links -> when we last called them (a probe is due when either end has not
+        #: heard the other first-hand: the other end must not need a connection of its own).
+        self._called: dict[str, float] = {}
         #: Members learned or updated here so far (a push that adds none is a duplicate).
         self.news_taken = 0
         #: With views: member id -> the newest ``seq`` a push brought here (see
@@ -420,6 +429,7 @@ class Membership:
         self._pushed_to.clear()
         self._partial_ok.clear()
         self._slim_ok.clear()
+        self._called.clear()
         self._pushed.clear()
         self.tree.clear()
         self._watch.clear()
@@ -838,6 +848,8 @@ class Membership:
         )
         self.local.address = address  # our next record (re-signed) carries it to the members
         self.push_soon()
+        if self.views is not None:
+            self.views.moved()
         for moved in self.on_moved:
             moved()
 
@@ -1436,7 +1448,7 @@ class Membership:
         if len(self._partial_ok) > len(self.table.peers) + MAX_DIGEST:
             self._partial_ok = {i for i in self._partial_ok if i in self.table.peers}
         if len(self._slim_ok) > len(self.table.peers) + MAX_DIGEST:
-            self._slim_ok = {i for i in self._slim_ok if i in self.table.peers}
+            self._slim_ok = {i: q for i, q in self._slim_ok.items() if i in self.table.peers}
         if self.views is not None and self.views.active_ids():
             self._view_round(calls, interval, self.views, census)
         else:
@@ -1492,25 +1504,35 @@ class Membership:
             self._gossip_to(calls, [peers[i].peer for i in partial], interval, partial=True)
             digest = [i for i in digest if i not in self._partial_ok]
         due = now - PROBE_OWNED * self.config.peer_timeout
-        probes = [i for i in owned if i not in chosen and peers[i].heard < due]
+        called = self._called = {
+            i: t for i in views.owned() if (t := self._called.get(i)) is not None
+        }
+        probes = [
+            i
+            for i in owned
+            if i not in chosen and (peers[i].heard < due or called.get(i, -math.inf) < due)
+        ]  # (heard of it lately through others, it has not heard of us: a probe all the same)
         chosen.update(owned)
-        stale = now - PROBE_AFTER * self.config.peer_timeout
+        timeout = self.config.peer_timeout
+        stale = now - PROBE_AFTER * timeout
+        # A link the other end owns is called at least every round past PROBE_OWNED: probe it
+        # only past that and half a round more (else a call a little late makes it probe).
+        cadence = (math.floor(PROBE_OWNED * timeout / interval) + 1.5) * interval
+        stale_link = now - max(PROBE_AFTER * timeout, cadence)
         for node_id in [*views.active_ids(), *self._watch]:
-            if node_id not in chosen and self._usable(node_id) and peers[node_id].heard < stale:
+            due_here = stale_link if node_id not in self._watch else stale
+            if node_id not in chosen and self._usable(node_id) and peers[node_id].heard < due_here:
                 probes.append(node_id)
                 chosen.add(node_id)
         if outsiders:
             digest += self._rotation.pick(1, lambda: outsiders, self._usable)
-        if self._rng.random() < REPAIR_CHANCE:
+        repair = REPAIR_CHANCE * min(1.0, REPAIR_MEMBERS / max(1, len(self._peers)))
+        if self._rng.random() < repair:
             others = [p.id for p in self._reachable() if p.id not in chosen and p.id not in digest]
             if others:
                 digest.append(self._rng.choice(others))
         self._gossip_to(calls, [peers[i].peer for i in digest], interval)
-        slim = [i for i in probes if i in self._slim_ok]
-        if slim:
-            self._probe_by_id(calls, [peers[i].peer for i in slim], interval)
-            probes = [i for i in probes if i not in self._slim_ok]
-        self._gossip_to(calls, [peers[i].peer for i in probes], interval, [])
+        self._probe(calls, [peers[i].peer for i in probes], interval)
 
     def _call_timeout(self, interval: float) -> float:
         return min(self.config.call_timeout, max(interval, 0.5))
@@ -1573,10 +1595,22 @@ class Membership:
         if pushed:
             self._keep_pushed()
 
+    def _probe(self, calls: TaskGroup, peers: list[Peer], interval: float) -> None:
+        """Probe ``peers``: by id (gossip version 4, see :data:`._endpoints.SLIM_VERSION`)
+        those that said ``slim`` and took our current record then, the others with our whole
+        record (an empty push)."""
+        proof = self._proof()
+        slim = self._slim_ok
+        seq = None if proof is None else proof.seq
+        by_id = [p for p in peers if seq is not None and slim.get(p.id) == seq]
+        whole = [p for p in peers if seq is None or slim.get(p.id) != seq]
+        if by_id:
+            self._probe_by_id(calls, by_id, interval)
+        self._gossip_to(calls, whole, interval, [])
+
     def _probe_by_id(self, calls: TaskGroup, peers: list[Peer], interval: float) -> None:
-        """Probe ``peers`` naming this node by id and ``seq`` only (gossip version 4, see
-        :data:`._endpoints.SLIM_VERSION`): no record is built, sent or read unless one side
-        holds an older record of the other."""
+        """Probe ``peers`` naming this node by id and ``seq`` only: no record is sent or
+        read (nor checked) unless one side holds an older record of the other."""
         proof = self._proof()
         if proof is None:  # (unsigned: we never get ``slim``)
             self._gossip_to(calls, peers, interval, [])
@@ -1641,6 +1675,7 @@ class Membership:
 
     async def _gossip_one(self, peer: Peer, message: dict[str, Any], interval: float) -> None:
         self.messages_sent += 1
+        self._called[peer.id] = self._now()
         try:
             reply = await self.caller.call(
                 peer.address,
@@ -1652,6 +1687,13 @@ class Membership:
             )
         except (SynapseError, OSError) as exc:
             self._outstanding.discard(peer.id)
+            by_id = "address" not in message.get("from", {})
+            refused = isinstance(exc, RemoteError) and exc.code == BAD_REQUEST
+            if by_id and refused and self._slim_ok.pop(peer.id, None) is not None:
+                # it no longer reads probes by id (an earlier version now): whole from now on
+                self._outstanding.add(peer.id)
+                await self._gossip_one(peer, self._probe_message(), interval)
+                return
             log.debug("gossip to %s failed: %s", _fmt(peer), exc)
             self._sick(peer.id, exc)
             self._call_failed(peer, exc)
@@ -1667,12 +1709,17 @@ class Membership:
         version = reply.get("v")
         if type(version) is int and version >= PARTIAL_VERSION:
             self._partial_ok.add(peer.id)
-        if type(version) is int and version >= SLIM_VERSION and reply.get("slim") is True:
-            self._slim_ok.add(peer.id)
-        if reply.get("full") is True and "address" not in message.get("from", {}):
+        sent = message.get("from", {})
+        if message.get("push") and "address" in sent:  # our whole record went: may we by id?
+            if type(version) is int and version >= SLIM_VERSION and reply.get("slim") is True:
+                if type(sent.get("seq")) is int:
+                    self._slim_ok[peer.id] = sent["seq"]
+            else:
+                self._slim_ok.pop(peer.id, None)  # (an earlier version, or not proved to it)
+        if reply.get("full") is True and "address" not in sent:
             # our probe by id was not taken (it lacks our record, or our channel does not
             # prove us): probe again with the whole record, and so until it says ``slim``
-            self._slim_ok.discard(peer.id)
+            self._slim_ok.pop(peer.id, None)
             self._outstanding.add(peer.id)
             await self._gossip_one(peer, self._probe_message(), interval)
             return

@@ -145,16 +145,16 @@ class HyParView:
         """Until when :meth:`tick` has nothing to do unless a message comes or the driver
         changes something (``offer``, ``remove``, ``size_estimate``...): the next shuffle while
         no request is pending, no JOIN is under way and the view holds its target or has no
-        passive record to ask (else ``now``: tick on). A driver may tick less often while
-        idle."""
+        passive record it may ask (the per-host and subnet bounds; else ``now``: tick on). A
+        driver may tick less often while idle."""
         if self.pending or self._joining is not None or now < self._quiet_until:
             return now
         if not self.active and self._contacts:
             return now
         chosen = sum(1 for s in self.active.values() if s.chosen)
         short = self.target() > len(self.active) or self.config.reserved_slots > chosen
-        if short and self.passive:
-            return now
+        if short and any(self._fits(r, chosen=True) for r in self.passive.values()):
+            return now  # (someone _fill would ask)
         return now if math.isnan(self._next_shuffle) else max(now, self._next_shuffle)
 
     # -- driver entry points -------------------------------------------------------------------

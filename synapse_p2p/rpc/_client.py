@@ -414,8 +414,9 @@ class ConnectionPool:
 
     def retain(self, addresses: Iterable[tuple[str, int]] | None) -> None:
         """Keep idle connections ``idle_timeout`` seconds only to ``addresses``; connections to
-        any other address close after ``brief_idle_timeout`` seconds without calls (checked
-        every quarter of it). ``None`` (the start) keeps every connection ``idle_timeout``.
+        any other address close after ``brief_idle_timeout`` seconds without calls (the sweep
+        wakes when one may be due). ``None`` (the start) keeps every connection
+        ``idle_timeout``.
         Calls in flight are never cut: only an idle connection is closed."""
         retained = None if addresses is None else frozenset(addresses)
         if retained != self._retained:
@@ -424,15 +425,20 @@ class ConnectionPool:
 
     def _due(self, now: float) -> float:
         """When the next connection may be closed (or a legacy mark forgotten). A connection
-        used since is due later: the sweep then only finds the next time."""
+        used since is due later: the sweep then only finds the next time. One with calls in
+        flight is looked at again a quarter of the brief timeout from now at the soonest (a
+        long call does not make the sweep spin)."""
         due = now + self.idle_timeout
         retained = self._retained
         for key, connection in self._connections.items():
             if connection.closed:
                 return now
             kept = retained is None or key in retained
-            due = min(due, connection.last_used + (self.idle_timeout if kept else
-                                                   self.brief_idle_timeout))  # fmt: skip
+            idle = self.idle_timeout if kept else self.brief_idle_timeout
+            when = connection.last_used + idle
+            if connection.in_flight:
+                when = max(when, now + self.brief_idle_timeout / 4)
+            due = min(due, when)
         for expiry in self._legacy.values():
             due = min(due, expiry)
         return due
@@ -463,7 +469,7 @@ class ConnectionPool:
             kept = retained is None or key in retained
             idle = self.idle_timeout if kept else self.brief_idle_timeout
             if connection.closed or (
-                connection.in_flight == 0 and now - connection.last_used > idle
+                connection.in_flight == 0 and now - connection.last_used >= idle
             ):
                 del self._connections[key]
                 self._task_group_close(connection)

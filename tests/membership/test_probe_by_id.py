@@ -12,7 +12,6 @@ import pytest
 import trio.testing
 
 from synapse_p2p import Node, RemoteError
-from synapse_p2p.membership import _endpoints
 from synapse_p2p.membership._endpoints import GOSSIP_ENDPOINT
 from tests.membership.test_virtual_time import Swarm, open_swarm
 
@@ -122,7 +121,7 @@ async def test_a_probe_by_id_that_is_refused_is_sent_again_whole(anyio_backend: 
         a, c = swarm.nodes[1], swarm.nodes[3]
         ma = a.membership
         peer = ma.table.peers[c.node_id].peer
-        ma._slim_ok.add(c.node_id)
+        ma._slim_ok[c.node_id] = ma._proof().seq  # type: ignore[union-attr]
         state = c.membership.table.get(a.node_id)
         assert state is not None
         proof = state.proof
@@ -136,26 +135,82 @@ async def test_a_probe_by_id_that_is_refused_is_sent_again_whole(anyio_backend: 
         assert c.node_id in ma._slim_ok  # (its answer to the whole probe said slim again)
 
 
-async def test_a_node_of_gossip_version_3_is_never_probed_by_id(
-    anyio_backend: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A member whose answers do not say ``slim`` (an earlier version) gets whole probes."""
+def as_version_3(node: Node) -> list[str]:
+    """Make ``node`` answer gossip as a node of version 3 does: a probe by id is a malformed
+    record (``bad_request``), and no answer says ``slim``. Returns the list of callers whose
+    probe by id it refused."""
+    registry = node._registry
+    serve = registry._specs[GOSSIP_ENDPOINT].handler
+    refused: list[str] = []
+
+    async def version_3(message: Any, connection: Any = None) -> Any:
+        if isinstance(message.get("from"), dict) and "address" not in message["from"]:
+            refused.append(message["from"].get("id"))
+            raise RemoteError("bad_request", "invalid peer: address must be a string")
+        answer = await serve(message, connection)
+        answer.pop("slim", None)
+        answer["v"] = 3
+        return answer
+
+    registry.remove(GOSSIP_ENDPOINT)
+    registry.add(version_3, GOSSIP_ENDPOINT, publish=False)
+    return refused
+
+
+async def test_a_node_of_gossip_version_3_is_never_probed_by_id(anyio_backend: Any) -> None:
+    """A member whose answers do not say ``slim`` (an earlier version) gets whole probes;
+    one that said it and then runs an earlier version (a rollback) refuses one probe by id
+    from each caller at most, each then probes it whole again at once, and nobody loses it."""
     async with open_swarm(6, partial_views=True) as swarm:
         old = swarm.nodes[2]
-        registry = old._registry
-        serve = registry._specs[GOSSIP_ENDPOINT].handler
-
-        async def version_3(message: Any, connection: Any = None) -> Any:
-            answer = await serve(message, connection)
-            answer.pop("slim", None)
-            answer["v"] = 3
-            return answer
-
-        registry.remove(GOSSIP_ENDPOINT)
-        registry.add(version_3, GOSSIP_ENDPOINT, publish=False)
+        refused_old = as_version_3(old)
         await swarm.converged()
         await anyio.sleep(60)
+        rolled = next(  # one that some member probes by id now
+            n
+            for n in swarm.nodes
+            if n is not old and any(n.node_id in m.membership._slim_ok for m in swarm.nodes)
+        )
+        refused = as_version_3(rolled)
+        served = count_probes(swarm)
+        await anyio.sleep(120)
+        assert refused_old == []
         for node in swarm.nodes:
             assert old.node_id not in node.membership._slim_ok
-        assert any(node.membership._slim_ok for node in swarm.nodes if node is not old)
-        assert _endpoints.SLIM_VERSION == 4
+        assert len(refused) == len(set(refused))  # once per caller (then whole)
+        assert not set(refused) & {
+            n.node_id for n in swarm.nodes if rolled.node_id in n.membership._slim_ok
+        }
+        assert served["whole"] >= 1
+        others = [n for n in swarm.nodes if n is not rolled]
+        assert all(rolled.node_id in n.peers for n in others)
+        assert not [e for e in swarm.events if e[2] == "peer.offline"]
+
+
+async def test_at_idle_only_the_owner_of_a_link_probes_it(anyio_backend: Any) -> None:
+    """The owner (lower id) probes a link it has not heard from first-hand, or not called,
+    lately: the other end, which probes only if it has not heard from the owner for longer,
+    never needs a connection of its own (heard of through third parties' digests, a neighbor
+    used to go unprobed while it heard nothing from us)."""
+    async with open_swarm(10, partial_views=True, gossip_fanout=1) as swarm:
+        await swarm.converged()
+        await anyio.sleep(60)  # (the start's news is over)
+        by_owner: Counter[str] = Counter()
+        for node in swarm.nodes:
+            m = node.membership
+            send = m._gossip_one
+
+            async def sorting(
+                peer: Any, message: Any, interval: float, send: Any = send, node: Node = node
+            ) -> None:
+                views = node.membership.views
+                assert views is not None
+                if message.get("push") and not message.get("members") and views.is_active(peer.id):
+                    by_owner["owner" if node.node_id < peer.id else "other end"] += 1
+                await send(peer, message, interval)
+
+            m._gossip_one = sorting  # type: ignore[method-assign]
+        await anyio.sleep(300)
+        print("probes of links in 300 s idle:", dict(by_owner))
+        assert by_owner["owner"] >= 100
+        assert by_owner["other end"] == 0

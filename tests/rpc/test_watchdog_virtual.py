@@ -13,7 +13,7 @@ import trio.testing
 from anyio.abc import ByteStream
 
 from synapse_p2p import Client
-from synapse_p2p.errors import CallTimeout
+from synapse_p2p.errors import CallTimeout, ConnectionLost
 from synapse_p2p.rpc import (
     ConnectionPool,
     EndpointRegistry,
@@ -278,3 +278,62 @@ async def test_the_pool_closes_idle_connections_when_due_and_wakes_only_then(
     assert closed_at[servers[0]] == pytest.approx(60, abs=0.1)  # kept
     assert pool.statistics().open_connections == 0
     assert len(sweeps) <= 10  # (every 1.25 s, a period, would be 96 in 120 s)
+
+
+async def test_the_pool_sweep_neither_spins_on_a_long_call_nor_lists_a_broken_connection(
+    anyio_backend: Any,
+) -> None:
+    """A call longer than the brief idle timeout keeps its connection (never cut) without the
+    sweep waking more than every quarter of that timeout meanwhile; a connection found broken
+    (its server went away mid-call) is swept at once: not counted open, not listed."""
+    network = MemoryNetwork()
+
+    async def long() -> str:
+        await anyio.sleep(25)
+        return "done"
+
+    pool = ConnectionPool(
+        transport=network.transport("10.0.0.2"), idle_timeout=60, brief_idle_timeout=5
+    )
+    sweeps: list[float] = []
+    reap = pool._reap
+
+    def counted() -> None:
+        sweeps.append(anyio.current_time())
+        reap()
+
+    pool._reap = counted  # type: ignore[method-assign]
+    async with anyio.create_task_group() as tg:
+        server = RpcServer(registry_with(long=long), transport=network.transport(SERVER[0]))
+        server_scope = anyio.CancelScope()
+
+        async def serve(*, task_status: Any) -> None:
+            with server_scope:
+                await server.serve(*SERVER, task_status=task_status)
+
+        await tg.start(serve)
+        await tg.start(pool.run)
+        pool.retain([])  # (every connection brief)
+        start = anyio.current_time()
+        assert await pool.call(*SERVER, "long", timeout=60) == "done"
+        assert anyio.current_time() - start == pytest.approx(25)
+        assert len(sweeps) <= 25 / (5 / 4) + 3  # (a spinning sweep: about 500)
+        pool.retain([SERVER])  # kept 60 s
+        errors: list[BaseException] = []
+
+        async def doomed() -> None:
+            try:
+                await pool.call(*SERVER, "long")
+            except ConnectionLost as exc:
+                errors.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as calls:
+                calls.start_soon(doomed)
+                await anyio.sleep(1)
+                server_scope.cancel()  # the server goes away mid-call
+        assert errors
+        await anyio.sleep(0.1)
+        assert pool.statistics().open_connections == 0
+        assert pool._connections == {}  # swept at once, not at the pool's 60 s
+        tg.cancel_scope.cancel()
