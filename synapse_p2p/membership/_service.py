@@ -1604,18 +1604,14 @@ class Membership:
         seq = None if proof is None else proof.seq
         by_id = [p for p in peers if seq is not None and slim.get(p.id) == seq]
         whole = [p for p in peers if seq is None or slim.get(p.id) != seq]
-        if by_id:
-            self._probe_by_id(calls, by_id, interval)
+        if by_id and seq is not None:
+            self._probe_by_id(calls, by_id, interval, seq)
         self._gossip_to(calls, whole, interval, [])
 
-    def _probe_by_id(self, calls: TaskGroup, peers: list[Peer], interval: float) -> None:
-        """Probe ``peers`` naming this node by id and ``seq`` only: no record is sent or
-        read (nor checked) unless one side holds an older record of the other."""
-        proof = self._proof()
-        if proof is None:  # (unsigned: we never get ``slim``)
-            self._gossip_to(calls, peers, interval, [])
-            return
-        caller = {"id": self.local.node_id, "seq": proof.seq}
+    def _probe_by_id(self, calls: TaskGroup, peers: list[Peer], interval: float, seq: int) -> None:
+        """Probe ``peers`` naming this node by id and ``seq`` (our record's) only: no record
+        is sent or read (nor checked) unless one side holds an older record of the other."""
+        caller = {"id": self.local.node_id, "seq": seq}
         for peer in peers:
             state = self.table.get(peer.id)
             message = {"v": GOSSIP_VERSION, "from": caller, "members": [], "push": True}

@@ -129,7 +129,7 @@ async def test_a_probe_by_id_that_is_refused_is_sent_again_whole(anyio_backend: 
         state.proof = type(proof)(proof.seq - 1, proof.key, proof.sig, proof.extras)  # older
         served = count_probes(swarm)
         async with anyio.create_task_group() as calls:
-            ma._probe_by_id(calls, [peer], 5.0)
+            ma._probe_by_id(calls, [peer], 5.0, ma._proof().seq)  # type: ignore[union-attr]
         assert served["full_asked"] == 1
         assert served["whole"] == 1
         assert c.node_id in ma._slim_ok  # (its answer to the whole probe said slim again)

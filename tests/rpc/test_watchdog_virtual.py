@@ -231,15 +231,8 @@ async def test_a_quiet_connection_lets_its_idle_workers_go(anyio_backend: Any) -
         tg.cancel_scope.cancel()
 
 
-async def test_the_pool_closes_idle_connections_when_due_and_wakes_only_then(
-    anyio_backend: Any,
-) -> None:
-    """A connection kept (``retain``) lasts ``idle_timeout`` without calls, any other one
-    ``brief_idle_timeout``, each closed within ``MIN_SWEEP`` of its time, also when
-    ``retain`` changes after the call; and an idle pool does not sweep on a period (it wakes
-    when a connection may be due)."""
-    network = MemoryNetwork()
-    servers = [("10.0.0.1", 7000), ("10.0.0.3", 7000), ("10.0.0.4", 7000)]
+def swept_pool(network: MemoryNetwork) -> tuple[ConnectionPool, list[float]]:
+    """A pool (idle timeout 60 s, brief 5 s) and the times its sweep runs."""
     pool = ConnectionPool(
         transport=network.transport("10.0.0.2"), idle_timeout=60, brief_idle_timeout=5
     )
@@ -251,6 +244,19 @@ async def test_the_pool_closes_idle_connections_when_due_and_wakes_only_then(
         reap()
 
     pool._reap = counted  # type: ignore[method-assign]
+    return pool, sweeps
+
+
+async def test_the_pool_closes_idle_connections_when_due_and_wakes_only_then(
+    anyio_backend: Any,
+) -> None:
+    """A connection kept (``retain``) lasts ``idle_timeout`` without calls, any other one
+    ``brief_idle_timeout``, each closed within ``MIN_SWEEP`` of its time, also when
+    ``retain`` changes after the call; and an idle pool does not sweep on a period (it wakes
+    when a connection may be due)."""
+    network = MemoryNetwork()
+    servers = [("10.0.0.1", 7000), ("10.0.0.3", 7000), ("10.0.0.4", 7000)]
+    pool, sweeps = swept_pool(network)
     closed_at: dict[tuple[str, int], float] = {}
     async with anyio.create_task_group() as tg:
         for address in servers:
@@ -292,17 +298,7 @@ async def test_the_pool_sweep_neither_spins_on_a_long_call_nor_lists_a_broken_co
         await anyio.sleep(25)
         return "done"
 
-    pool = ConnectionPool(
-        transport=network.transport("10.0.0.2"), idle_timeout=60, brief_idle_timeout=5
-    )
-    sweeps: list[float] = []
-    reap = pool._reap
-
-    def counted() -> None:
-        sweeps.append(anyio.current_time())
-        reap()
-
-    pool._reap = counted  # type: ignore[method-assign]
+    pool, sweeps = swept_pool(network)
     async with anyio.create_task_group() as tg:
         server = RpcServer(registry_with(long=long), transport=network.transport(SERVER[0]))
         server_scope = anyio.CancelScope()
