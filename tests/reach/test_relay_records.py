@@ -129,6 +129,22 @@ def test_routes_follow_the_newest_checked_record() -> None:
     assert transport.routes == {}
 
 
+def test_records_without_routes_are_not_held_and_a_removed_route_stays_ordered() -> None:
+    transport = RelayTransport()
+    routes = AdvertisedRoutes(transport, "me", lambda: ("127.0.0.1", 1))
+    members = [_signed() for _ in range(3)]
+    for peer, proof in members:  # most members: no relays, nothing kept per member
+        assert not routes.learned(peer, proof)
+    assert routes._held == {}
+    peer, proof = _signed(RecordExtras((HINT,)))
+    assert routes.learned(peer, proof)
+    assert routes.learned(peer, replace(proof, seq=proof.seq + 1, extras=RecordExtras()))
+    assert transport.route_for("10.1.0.2", 7000) is None
+    assert list(routes._held) == [peer.id]  # what is left of the route orders older copies
+    assert not routes.learned(peer, proof)  # the older copy with relays changes nothing
+    assert transport.route_for("10.1.0.2", 7000) is None
+
+
 def test_a_record_cannot_take_the_address_of_another_member() -> None:
     transport = RelayTransport()
     other = Peer(id="o" * 64, address="10.1.0.2", port=7000)
