@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ MAX_SEQ = 2**63 - 1
 RECORD_ENDPOINT = "_synapse.record"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class RecordProof:
     """A node's signature over its record: ``seq``, its public ``key`` and ``sig``, and the
     ``extras`` the signature covers beside the peer dict (relays: see the module
@@ -98,12 +99,29 @@ def proof_in(data: Any) -> RecordProof | None:
     if type(sig) is not bytes or len(sig) != 64:
         raise MalformedProof("peer record 'sig' must be 64 bytes")
     if "relays" not in data and "relay" not in data:
-        return RecordProof(seq, key, sig)
+        return _shared(RecordProof(seq, key, sig))
     try:
         extras = extras_from_wire(data)
     except ValueError as exc:
         raise MalformedProof(str(exc)) from None
-    return RecordProof(seq, key, sig, extras)
+    return _shared(RecordProof(seq, key, sig, extras))
+
+
+#: Proofs decoded in this process, by signature, while some node still holds them: the nodes
+#: of one process that hold a member's record share one proof (its key and signature bytes)
+#: instead of a copy each, as they share the record's strings.
+_DECODED: weakref.WeakValueDictionary[bytes, RecordProof] = weakref.WeakValueDictionary()
+
+
+def _shared(proof: RecordProof) -> RecordProof:
+    """The equal proof already decoded in this process, if one is held, else ``proof`` (kept
+    for the next). Only an equal one: the same signature with another ``seq``, key or extras
+    (a copied signature on other content, which fails its check) is never swapped."""
+    held = _DECODED.get(proof.sig)
+    if held is None:
+        _DECODED[proof.sig] = proof
+        return proof
+    return held if held == proof else proof
 
 
 #: The keys a proof travels as (to copy a proof from one map into another).

@@ -3,6 +3,7 @@ how gossip weighs signed and unsigned entries."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import replace
 from typing import Any
@@ -23,6 +24,7 @@ from synapse_p2p.membership._gossip import (
     digest_entry,
     read_digest,
 )
+from synapse_p2p.membership import _signing
 from synapse_p2p.membership._records import PeerRecord
 from synapse_p2p.membership._signing import (
     RecordProof,
@@ -357,3 +359,39 @@ def test_decoded_peer_strings_are_shared_between_decodings() -> None:
     assert again.address is first.address
     assert again.name is first.name
     assert again.capabilities[0] is first.capabilities[0]
+
+
+def test_decoded_proofs_are_shared_while_held_and_only_when_equal() -> None:
+    me = Identity.generate()
+    proof = sign(me, record(me), 7)
+    wire = pack(proof.to_wire())
+    first, second = (proof_in(msgpack.unpackb(wire, raw=False)) for _ in range(2))
+    assert first is second  # one proof (key and signature bytes) for every holder
+    assert first is not None and first == proof
+    copied = proof_in({**proof.to_wire(), "seq": 8})  # the signature copied onto other content
+    assert copied is not first and copied is not None and copied.seq == 8
+    relayed = proof_in({**proof.to_wire(), "relay": True})
+    assert relayed is not first and relayed is not None and relayed.extras.relay
+    first = second = None
+    gc.collect()
+    again = proof_in(msgpack.unpackb(wire, raw=False))
+    assert again == proof  # nothing held any more: decoded afresh
+    assert _signing._DECODED[proof.sig] is again
+
+
+def test_the_trust_gate_remembers_signers_newest_last_and_forgets_the_oldest() -> None:
+    from synapse_p2p.membership._trust import TrustGate
+    from synapse_p2p.secure._stream import SecurityPolicy
+
+    gate = TrustGate(secured=False, policy=SecurityPolicy(), clock=lambda: 0.0, remember=2)
+    a, b, c = Identity.generate(), Identity.generate(), Identity.generate()
+    for who in (a, b):
+        assert gate.allows_unsigned(who.node_id)
+        assert gate.check(record(who), sign(who, record(who), 1))
+        assert not gate.allows_unsigned(who.node_id)  # it signs: unsigned records refused
+    assert gate.check(record(a), sign(a, record(a), 2))  # a again: now the newest
+    assert gate.check(record(c), sign(c, record(c), 1))  # one too many: b, the oldest, goes
+    assert [gate.seen(x.node_id) for x in (a, b, c)] == [True, False, True]
+    forged = sign(b, record(b), 1)
+    assert not gate.check(record(a), forged)  # a bad signature is never remembered
+    assert [gate.seen(x.node_id) for x in (a, b, c)] == [True, False, True]
