@@ -586,14 +586,14 @@ class Conversations:
             async with anyio.create_task_group() as tg:
                 self.delivery.attach(tg)  # its senders in this group: no task of its own
                 self._task_group = tg
-                interval = self.config.heartbeat_interval or 5.0
-                tg.start_soon(self._anti_entropy, interval)
                 if self.members.views is not None:
                     self.tree.start()
                     tg.start_soon(self.tree.run)
                 if self.config.conversation_retention is not None:
                     tg.start_soon(self._retention_loop, self.config.conversation_retention)
                 task_status.started()
+                # in this task: none of its own
+                await self._anti_entropy(self.config.heartbeat_interval or 5.0)
         finally:
             self.delivery.detach()
         self._task_group = None

@@ -876,9 +876,9 @@ class Membership:
                 tg.start_soon(self.verifier.run)
                 if self.config.seeds:
                     tg.start_soon(self.seeds.run)
-                if self.config.heartbeat_interval is not None:
-                    tg.start_soon(self._round_loop, self.config.heartbeat_interval)
                 task_status.started()
+                if self.config.heartbeat_interval is not None:  # in this task: none of its own
+                    await self._round_loop(self.config.heartbeat_interval)
         finally:
             if self.say_goodbye:
                 await self._say_goodbye()

@@ -869,13 +869,6 @@ class Node:
                 handshake_timeout=config.handshake_timeout,
             )
             self._registry.members_only_builtins = config.secured
-            server = RpcServer(
-                self._registry,
-                limits=self.limits,
-                transport=self.transport,
-                session_info=lambda: {"node_id": local.node_id},
-                upgrade=self.relay.upgrade(acceptor),
-            )
             pool = ConnectionPool(
                 dialer=dialer,
                 transport=self.relay.transport,
@@ -884,6 +877,14 @@ class Node:
                 # Shorter than the server side's idle timeout, so the caller closes first;
                 # long enough that gossip partners keep their connection between rounds.
                 idle_timeout=max(1.0, self.limits.idle_timeout * 0.8),
+            )
+            server = RpcServer(
+                self._registry,
+                limits=self.limits,
+                transport=self.transport,
+                session_info=lambda: {"node_id": local.node_id},
+                upgrade=self.relay.upgrade(acceptor),
+                watchdog=pool.watchdog,  # the pool runs before the server and stops after it
             )
             try:
                 listeners = await server.bind(config.bind or None, config.port)

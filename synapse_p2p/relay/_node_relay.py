@@ -228,11 +228,11 @@ class NodeRelay:
         relays when private, until cancelled."""
         async with anyio.create_task_group() as tg:
             with self.reservations.kept_in(tg, serve):  # in this group: no task of their own
-                if self.reach is not None:
-                    tg.start_soon(self.reach.run)
                 if self.auto is not None:
                     tg.start_soon(self.auto.run)
                 task_status.started()
+                if self.reach is not None:  # in this task: none of its own
+                    await self.reach.run()
                 await anyio.sleep_forever()  # relays may be added later
 
     def upgrade(self, acceptor: SecureAcceptor) -> Upgrade:

@@ -386,6 +386,12 @@ class ConnectionPool:
         self._calls = 0
         self.stale = 0
 
+    @property
+    def watchdog(self) -> Watchdog:
+        """The watchdog that enforces this pool's timeouts while :meth:`run` runs (a server
+        of the same node may share it: ``RpcServer(watchdog=...)``)."""
+        return self._watchdog
+
     def statistics(self) -> PoolStatistics:
         return PoolStatistics(
             sum(not connection.closed for connection in self._connections.values()),

@@ -261,8 +261,12 @@ class RpcServer:
         transport: Transport | None = None,
         session_info: Callable[[], Mapping[str, Any]] | None = None,
         upgrade: Upgrade | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.registry = registry
+        #: A watchdog run by someone else (the node's connection pool's) that enforces this
+        #: server's timeouts too, while it runs: then the server runs none of its own.
+        self.shared_watchdog = watchdog
         #: Runs on each accepted connection before any request is read (the secure channel:
         #: :class:`~synapse_p2p.secure.SecureAcceptor`): returns the stream to serve and the
         #: caller's verified node id, or raises (having closed the stream) to drop it.
@@ -322,10 +326,12 @@ class RpcServer:
         On cancellation every listener and connection is closed and in-flight handlers are
         cancelled.
         """
-        watchdog = Watchdog()
+        shared = self.shared_watchdog
+        watchdog = shared if shared is not None and shared.running else Watchdog()
         try:
             async with anyio.create_task_group() as tg:
-                await tg.start(watchdog.run)
+                if watchdog is not shared:
+                    await tg.start(watchdog.run)
                 if self._watchdog is None:
                     self._watchdog = watchdog
                 for listener in listeners:
