@@ -8,7 +8,9 @@ peer_timeout=20) join through the first; ``views`` runs them with ``partial_view
 as before (gossip round-robin over every member, connections kept 240 s). Reports time to full
 membership after the last node started, then every ``IDLE/6`` seconds of idle: sockets per node (the
 node's inbound plus pooled outbound connections: mean, max), file descriptors of the process per
-node, whether membership is still complete, and the CPU of the whole swarm; RSS per node at the end,
+node, whether membership is still complete, and the CPU of the whole swarm; RSS per node at the end
+(and ``rss_trimmed_per_node_kib``, after a full collection and glibc's ``malloc_trim``: without
+the free memory the allocator kept from the start's peak),
 and per node per second of idle the counters below that moved (``idle_rates``), the requests
 served by endpoint (``idle_served``, gossip by kind: ``push``, ``probe``, ``partial``, ``compact``)
 and the calls that opened a connection (``idle_opened``); ``late_idle`` has the same (and the
@@ -49,6 +51,26 @@ def rss_kib() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def trimmed_rss_kib() -> int | None:
+    """RSS after glibc's ``malloc_trim(0)`` handed the free pages it held back to the system
+    (after a full collection): what the process holds alive, without what its allocator
+    kept from earlier peaks (the start's messages). ``None`` where glibc is not the C library.
+    The process's RSS stays lower only until the allocator needs pages again."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is None:
+        return None
+    gc.collect()
+    trim(0)
+    return rss_kib()
 
 
 def fds() -> int:
@@ -386,6 +408,10 @@ def run(
             out["rss_per_node_kib"] = round((rss_kib() - base) / n)
             out["idle_gc"] = collections.take()
             out["idle_events"] = dict(events)
+            trimmed = trimmed_rss_kib()  # (last: it collects, then trims)
+            out["rss_trimmed_per_node_kib"] = (
+                None if trimmed is None else round((trimmed - base) / n)
+            )
             tg.cancel_scope.cancel()
 
     try:
