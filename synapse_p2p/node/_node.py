@@ -904,7 +904,9 @@ class Node:
                 stack.push_async_callback(_close_listeners, self._websocket)
                 local.port = server.port
                 local.address = await resolve_advertise(config.advertise, config.bind)
-                await stack.enter_async_context(_running(pool.run, "connection pool"))
+                # Every service's task runs in this one group (see _running).
+                services = await stack.enter_async_context(anyio.create_task_group())
+                await stack.enter_async_context(_running(services, pool.run, "connection pool"))
                 self._caller.pool = pool
                 core: list[tuple[Service, str]] = [
                     (self._events, "lifecycle handlers"),
@@ -914,7 +916,7 @@ class Node:
                     (self._broadcasts, "broadcasts"),
                 ]
                 for core_service, what in core:
-                    await stack.enter_async_context(_running(core_service.run, what))
+                    await stack.enter_async_context(_running(services, core_service.run, what))
                 if config.mdns:
                     # Registration takes a second or two: it runs beside the node rather
                     # than delaying its start.
@@ -928,12 +930,15 @@ class Node:
                 # listen backlog for the few milliseconds the services take to start).
                 await stack.enter_async_context(
                     _running(
+                        services,
                         functools.partial(server.serve_listeners, [*listeners, *self._websocket]),
                         "rpc server",
                     )
                 )
                 await stack.enter_async_context(
-                    _running(functools.partial(self.relay.run, server.serve_stream), "relays")
+                    _running(
+                        services, functools.partial(self.relay.run, server.serve_stream), "relays"
+                    )
                 )
                 self._server = server
                 self._acceptor = acceptor
@@ -1327,20 +1332,30 @@ async def _service_group(what: str) -> AsyncIterator[TaskGroup]:
 
 
 @asynccontextmanager
-async def _running(run: Callable[..., Awaitable[Any]], what: str) -> AsyncIterator[Any]:
-    """``run`` (a service's ``run``, taking ``task_status``) started for the block, and
-    cancelled when the block ends: only then, not when the block's caller is cancelled (its
-    scope is shielded), so an exit stack of these stops services one by one in reverse order
-    (a service stopping can still use the ones started before it, e.g. to say goodbye).
-    Yields what the service passed to ``task_status.started()``."""
+async def _running(
+    services: TaskGroup, run: Callable[..., Awaitable[Any]], what: str
+) -> AsyncIterator[Any]:
+    """``run`` (a service's ``run``, taking ``task_status``) started in ``services`` for the
+    block, cancelled when the block ends and awaited: only then, not when the block's caller is
+    cancelled (its scope is shielded), so an exit stack of these stops services one by one in
+    reverse order (a service stopping can still use the ones started before it, e.g. to say
+    goodbye). Yields what the service passed to ``task_status.started()``. The node's
+    services share one task group (a group of its own cost each about 1.5 KiB); one
+    that fails cancels the group's block, so the node stops with its error."""
     scope = anyio.CancelScope(shield=True)
+    done = anyio.Event()
 
     async def host(*, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
-        with scope:
-            await run(task_status=task_status)
-
-    async with anyio.create_task_group() as tg:
         try:
-            yield await tg.start(host, name=what)
+            with scope:
+                await run(task_status=task_status)
         finally:
-            scope.cancel()
+            done.set()
+
+    started = await services.start(host, name=what)
+    try:
+        yield started
+    finally:
+        scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await done.wait()
