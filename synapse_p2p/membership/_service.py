@@ -535,7 +535,7 @@ class Membership:
             elif self.views is not None:
                 self._relay(node_id)
         elif verdict == "candidate":
-            self.verifier.ready.set()
+            self.verifier.wake()
         elif verdict == "full":
             now = self._now()
             if now - self._full_logged > 60:
@@ -873,13 +873,14 @@ class Membership:
                 if self.views is not None:
                     self.views.start()
                     tg.start_soon(self.views.run)
-                tg.start_soon(self.verifier.run)
+                self.verifier.attach(tg)  # its checks in this group: no task of its own
                 if self.config.seeds:
                     tg.start_soon(self.seeds.run)
                 task_status.started()
                 if self.config.heartbeat_interval is not None:  # in this task: none of its own
                     await self._round_loop(self.config.heartbeat_interval)
         finally:
+            self.verifier.attach(None)
             if self.say_goodbye:
                 await self._say_goodbye()
 
@@ -1464,7 +1465,7 @@ class Membership:
                 self._claim(state.peer, direct=False)
             else:
                 self.table.hint(state.peer, self._now(), state.proof)
-                self.verifier.ready.set()
+                self.verifier.wake()
 
     def _view_round(
         self, calls: TaskGroup, interval: float, views: LiveViews, census: Census | None = None

@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import anyio
+from anyio.abc import TaskGroup
 
 from .._validate import format_address
 from ..errors import ProtocolError, SynapseError
@@ -27,41 +28,48 @@ log = logging.getLogger(__name__)
 
 
 class AddressVerifier:
-    """Verifies the owner's candidates; :meth:`run` until cancelled (cancelling it cancels
-    the checks in flight, whose candidates are dropped with the table on the next run)."""
+    """Verifies the owner's candidates while :meth:`attach` ed to a task group (the owner's):
+    each check is a task of that group, started by :meth:`wake`; nothing waits for candidates
+    meanwhile. Detaching when the group ends drops the checks in flight with it (their
+    candidates are dropped with the table on the next run)."""
 
     def __init__(self, membership: Membership, limit: int) -> None:
         self._m = membership
         self.limit = limit
-        self.ready = anyio.Event()  # set when candidates may be waiting
         self.busy: set[tuple[str, int]] = set()  # addresses being dialed
         self.checking: dict[str, Candidate] = {}  # signed candidates being dialed, by id
         self.dials = 0  # checks started
+        self._tg: TaskGroup | None = None
+        self._woken = False  # a pass over the candidates is due (one for a burst of wakes)
 
     def reset(self) -> None:
-        self.ready = anyio.Event()
         self.busy.clear()
         self.checking.clear()
         self.dials = 0
+        self._woken = False
 
-    async def run(self) -> None:
-        """Verify queued candidates as they come, ``limit`` at once, until cancelled."""
-        m, busy = self._m, self.busy
-        limiter = anyio.Semaphore(self.limit)
-        async with anyio.create_task_group() as tg:
-            while True:
-                await self.ready.wait()
-                self.ready = anyio.Event()
-                while True:
-                    free = self.limit - len(busy)
-                    batch = m.table.next_candidates(m._now(), free, busy) if free else []
-                    if not batch:
-                        break
-                    for candidate in batch:
-                        await limiter.acquire()
-                        tg.start_soon(self._verify, candidate, limiter)
+    def attach(self, tg: TaskGroup | None) -> None:
+        """Check candidates in ``tg`` from now on (``None``: the group ended, stop)."""
+        self._tg = tg
+        self._woken = False
+        self.wake()
 
-    async def _verify(self, candidate: Candidate, limiter: anyio.Semaphore) -> None:
+    def wake(self) -> None:
+        """Candidates may be waiting: start checking them (``limit`` at once) in a moment."""
+        if self._tg is not None and not self._woken:
+            self._woken = True
+            self._tg.start_soon(self._start_checks)
+
+    async def _start_checks(self) -> None:
+        self._woken = False
+        m, tg = self._m, self._tg
+        free = self.limit - len(self.busy)
+        if tg is None or free <= 0:
+            return  # (a check ending wakes us again)
+        for candidate in m.table.next_candidates(m._now(), free, self.busy):
+            tg.start_soon(self._verify, candidate)
+
+    async def _verify(self, candidate: Candidate) -> None:
         m = self._m
         peer = candidate.peer
         proof = candidate.proof
@@ -108,8 +116,7 @@ class AddressVerifier:
             if self.checking.get(candidate.peer.id) is candidate:
                 del self.checking[candidate.peer.id]
             self.busy.discard(address)
-            limiter.release()
-            self.ready.set()
+            self.wake()
         now = m._now()
         if answer is None or answer[0] != peer.id:
             m.table.verification_failed(address, now)
