@@ -9,8 +9,9 @@ as before (gossip round-robin over every member, connections kept 240 s). Report
 membership after the last node started, then every ``IDLE/6`` seconds of idle: sockets per node (the
 node's inbound plus pooled outbound connections: mean, max), file descriptors of the process per
 node, whether membership is still complete, and the CPU of the whole swarm; RSS per node at the end
-(and ``rss_trimmed_per_node_kib``, after a full collection and glibc's ``malloc_trim``: without
-the free memory the allocator kept from the start's peak),
+(and ``rss_trimmed_per_node_kib``, after a full collection and glibc's ``malloc_trim``, against
+the same taken before the nodes started: without the free memory the allocator kept from the
+start's peak),
 and per node per second of idle the counters below that moved (``idle_rates``), the requests
 served by endpoint (``idle_served``, gossip by kind: ``push``, ``probe``, ``partial``, ``compact``)
 and the calls that opened a connection (``idle_opened``); ``late_idle`` has the same (and the
@@ -59,13 +60,8 @@ def trimmed_rss_kib() -> int | None:
     kept from earlier peaks (the start's messages). ``None`` where glibc is not the C library.
     The process's RSS stays lower only until the allocator needs pages again."""
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        trim = None
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # (the C library loaded already)
     if trim is None:
         return None
     gc.collect()
@@ -289,6 +285,7 @@ def run(
 
     async def main() -> None:
         base = rss_kib()
+        base_trimmed = trimmed_rss_kib()  # (before the nodes: what the trimmed RSS starts from)
         kw: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "bench", "partial_views": views}
         kw.update(settings or {})
         events = {"joined": 0, "offline": 0}
@@ -410,7 +407,9 @@ def run(
             out["idle_events"] = dict(events)
             trimmed = trimmed_rss_kib()  # (last: it collects, then trims)
             out["rss_trimmed_per_node_kib"] = (
-                None if trimmed is None else round((trimmed - base) / n)
+                None
+                if trimmed is None or base_trimmed is None
+                else round((trimmed - base_trimmed) / n)
             )
             tg.cancel_scope.cancel()
 

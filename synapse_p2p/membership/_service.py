@@ -70,7 +70,14 @@ from ._live_views import LiveViews
 from ._members import Members
 from ._observed import AddressLearner
 from ._seeds import SeedJoiner
-from ._signing import RECORD_ENDPOINT, MalformedProof, RecordProof, RecordSigner, proof_in
+from ._signing import (
+    RECORD_ENDPOINT,
+    MalformedProof,
+    RecordProof,
+    RecordSigner,
+    node_running,
+    proof_in,
+)
 from ._table import Census, PeerState, PeerTable, Verdict, same_address
 from ._trust import Evidence, TrustGate
 from ._verifier import AddressVerifier
@@ -868,6 +875,7 @@ class Membership:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Rounds, verification and seeds until cancelled (from an empty table)."""
         self._reset()
+        node_running(self, True)
         try:
             async with anyio.create_task_group() as tg:
                 if self.views is not None:
@@ -880,6 +888,7 @@ class Membership:
                 if self.config.heartbeat_interval is not None:  # in this task: none of its own
                     await self._round_loop(self.config.heartbeat_interval)
         finally:
+            node_running(self, False)
             self.verifier.attach(None)
             if self.say_goodbye:
                 await self._say_goodbye()

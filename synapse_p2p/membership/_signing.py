@@ -99,18 +99,31 @@ def proof_in(data: Any) -> RecordProof | None:
     if type(sig) is not bytes or len(sig) != 64:
         raise MalformedProof("peer record 'sig' must be 64 bytes")
     if "relays" not in data and "relay" not in data:
-        return _shared(RecordProof(seq, key, sig))
-    try:
-        extras = extras_from_wire(data)
-    except ValueError as exc:
-        raise MalformedProof(str(exc)) from None
-    return _shared(RecordProof(seq, key, sig, extras))
+        proof = RecordProof(seq, key, sig)
+    else:
+        try:
+            extras = extras_from_wire(data)
+        except ValueError as exc:
+            raise MalformedProof(str(exc)) from None
+        proof = RecordProof(seq, key, sig, extras)
+    return _shared(proof) if len(_NODES) > 1 else proof
 
 
 #: Proofs decoded in this process, by signature, while some node still holds them: the nodes
 #: of one process that hold a member's record share one proof (its key and signature bytes)
-#: instead of a copy each, as they share the record's strings.
+#: instead of a copy each, as they share the record's strings. Only while two nodes or more
+#: run in the process (:func:`node_running`): for one, an entry costs more than it saves.
 _DECODED: weakref.WeakValueDictionary[bytes, RecordProof] = weakref.WeakValueDictionary()
+#: The nodes running in this process (their membership's ``id``).
+_NODES: set[int] = set()
+
+
+def node_running(owner: object, running: bool) -> None:
+    """``owner`` (a node's membership) starts (``running``) or stops running."""
+    if running:
+        _NODES.add(id(owner))
+    else:
+        _NODES.discard(id(owner))
 
 
 def _shared(proof: RecordProof) -> RecordProof:

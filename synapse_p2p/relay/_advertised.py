@@ -13,9 +13,10 @@ Rules that keep a record from redirecting traffic meant for someone else:
 * a route is only ever to the record's own node id (the relay knows the node by its verified
   id, and the end-to-end handshake through the circuit proves it again);
 * only a record newer (``seq``) than the last one taken for that node counts (records are
-  held from the first that installs a route on: a node's older record with relays read after
-  a newer one without, and no route ever before, installs a route, which its newer record
-  removes again when next read);
+  held from the first with extras on, see :data:`MAX_HELD`: a node's older record with relays
+  read after a newer one without, and no extras ever before, installs a route, always to that
+  node's id and tried after its address; its newer record removes it when next read, and
+  the node's records are held from then on);
 * an address already routed to another node, or where another live member is known
   (``members``), or this node's own address, is not routed (first come, until that node
   moves, drops its route or leaves; a warning is logged).
@@ -39,9 +40,9 @@ __all__ = ["AdvertisedRoutes", "RelayMember"]
 
 log = logging.getLogger(__name__)
 
-#: Records remembered (their ``seq``, so an older copy changes nothing), at most: those that
-#: installed a route, and the newer ones of the same nodes. A record of a node that never had
-#: a route is not held (most members have none: nothing per member is kept for them).
+#: Records remembered (their ``seq``, so an older copy changes nothing), at most: records that
+#: name relays (routed or refused) or serve as one, and every newer record of those nodes. A
+#: node whose records never had extras is not held: nothing is kept for most members.
 MAX_HELD = 65536
 #: Routes at most for nodes that are not live members (records heard of, not yet checked):
 #: past it a record of such a node installs no route until the node is a member.
@@ -120,8 +121,8 @@ class AdvertisedRoutes:
             self._refuse(peer.id, address, "one of too many routes for nodes not yet members")
             hints = ()
         if not hints:
-            if held is not None:  # it had a route: what is left of it orders older copies
-                if held.relay is not None and held.address == address:
+            if held is not None or extras:  # (see MAX_HELD: most members have no extras)
+                if held is not None and held.relay is not None and held.address == address:
                     self._remove(address, peer.id)
                     log.info("node %s: no relay in its record any more", peer.id[:16])
                     changed = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from dataclasses import replace
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from synapse_p2p import Identity, Peer
 from synapse_p2p.identity import DOMAIN_PEER_RECORD
-from synapse_p2p.membership import PeerTable
+from synapse_p2p.membership import PeerTable, _signing
 from synapse_p2p.membership._gossip import (
     Claim,
     Heard,
@@ -24,7 +25,6 @@ from synapse_p2p.membership._gossip import (
     digest_entry,
     read_digest,
 )
-from synapse_p2p.membership import _signing
 from synapse_p2p.membership._records import PeerRecord
 from synapse_p2p.membership._signing import (
     RecordProof,
@@ -365,18 +365,39 @@ def test_decoded_proofs_are_shared_while_held_and_only_when_equal() -> None:
     me = Identity.generate()
     proof = sign(me, record(me), 7)
     wire = pack(proof.to_wire())
-    first, second = (proof_in(msgpack.unpackb(wire, raw=False)) for _ in range(2))
-    assert first is second  # one proof (key and signature bytes) for every holder
-    assert first is not None and first == proof
-    copied = proof_in({**proof.to_wire(), "seq": 8})  # the signature copied onto other content
-    assert copied is not first and copied is not None and copied.seq == 8
-    relayed = proof_in({**proof.to_wire(), "relay": True})
-    assert relayed is not first and relayed is not None and relayed.extras.relay
-    first = second = None
-    gc.collect()
-    again = proof_in(msgpack.unpackb(wire, raw=False))
-    assert again == proof  # nothing held any more: decoded afresh
-    assert _signing._DECODED[proof.sig] is again
+
+    def decode() -> RecordProof:
+        decoded = proof_in(msgpack.unpackb(wire, raw=False))
+        assert decoded is not None
+        return decoded
+
+    alone = decode(), decode()
+    assert alone[0] is not alone[1]  # one node in the process: nothing to share
+    a, b = object(), object()
+    _signing.node_running(a, True)
+    _signing.node_running(b, True)
+    try:
+        first, second = decode(), decode()
+        assert first is second  # one proof (key and signature bytes) for every holder
+        assert first == proof
+        copied = proof_in({**proof.to_wire(), "seq": 8})  # the signature on other content
+        assert copied is not None
+        assert copied is not first
+        assert copied.seq == 8
+        relayed = proof_in({**proof.to_wire(), "relay": True})
+        assert relayed is not None
+        assert relayed is not first
+        assert relayed.extras.relay
+        gone = weakref.ref(first)
+        first = second = None  # type: ignore[assignment]
+        gc.collect()
+        assert gone() is None  # the map holds no proof alive
+        again = decode()
+        assert again == proof
+        assert _signing._DECODED[proof.sig] is again
+    finally:
+        _signing.node_running(a, False)
+        _signing.node_running(b, False)
 
 
 def test_the_trust_gate_remembers_signers_newest_last_and_forgets_the_oldest() -> None:

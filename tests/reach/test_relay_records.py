@@ -145,6 +145,25 @@ def test_records_without_routes_are_not_held_and_a_removed_route_stays_ordered()
     assert transport.route_for("10.1.0.2", 7000) is None
 
 
+def test_a_refused_route_and_a_relay_member_are_held_so_copies_change_nothing() -> None:
+    transport = RelayTransport()
+    other = Peer(id="o" * 64, address="10.1.0.2", port=7000)
+    routes = AdvertisedRoutes(transport, "me", lambda: ("127.0.0.1", 1), {other.id: other})
+    peer, proof = _signed(RecordExtras((HINT,)))
+    for _ in range(3):  # the address is another member's: refused once, copies ignored
+        assert not routes.learned(peer, proof)
+    assert routes.refused == 1
+    relay, relay_proof = _signed(RecordExtras(relay=True))
+    assert not routes.learned(relay, relay_proof)
+    moved = replace(relay, address="10.1.0.9")
+    assert not routes.learned(
+        moved, replace(relay_proof, seq=relay_proof.seq + 1, extras=RecordExtras())
+    )
+    assert routes.relay_members == {}
+    assert not routes.learned(relay, relay_proof)  # an older copy brings back nothing
+    assert routes.relay_members == {}
+
+
 def test_a_record_cannot_take_the_address_of_another_member() -> None:
     transport = RelayTransport()
     other = Peer(id="o" * 64, address="10.1.0.2", port=7000)
