@@ -223,6 +223,28 @@ async def test_bind_failure_is_reported(anyio_backend: str) -> None:
                 pass
 
 
+async def test_the_server_keeps_its_timeouts_on_the_watchdog_it_shares_with_the_pool(
+    anyio_backend: str,
+) -> None:
+    node = Node(bind="127.0.0.1", idle_timeout=0.5, secret=())  # raw plaintext sockets below
+    async with node:
+        server, pool = node._server, node._caller.pool
+        assert server is not None
+        assert pool is not None
+        assert server._watchdog is pool.watchdog  # one watchdog task for both
+        idle = await anyio.connect_tcp("127.0.0.1", node.port)
+
+        async def until_closed() -> None:
+            while True:
+                await idle.receive()
+
+        with anyio.fail_after(10), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+            await until_closed()  # closed by the node once idle for 0.5 s
+        await idle.aclose()
+        async with Client("127.0.0.1", node.port, secret=()) as session:
+            assert await session.call("_synapse.ping") == "pong"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
