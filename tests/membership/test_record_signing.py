@@ -371,12 +371,14 @@ def test_decoded_proofs_are_shared_while_held_and_only_when_equal() -> None:
         assert decoded is not None
         return decoded
 
-    alone = decode(), decode()
-    assert alone[0] is not alone[1]  # one node in the process: nothing to share
+    running = set(_signing._NODES)  # (whatever earlier tests left: put back at the end)
+    _signing._NODES.clear()
     a, b = object(), object()
-    _signing.node_running(a, True)
-    _signing.node_running(b, True)
     try:
+        _signing.node_running(a, True)
+        alone = decode(), decode()
+        assert alone[0] is not alone[1]  # one node in the process: nothing to share
+        _signing.node_running(b, True)
         first, second = decode(), decode()
         assert first is second  # one proof (key and signature bytes) for every holder
         assert first == proof
@@ -396,8 +398,8 @@ def test_decoded_proofs_are_shared_while_held_and_only_when_equal() -> None:
         assert again == proof
         assert _signing._DECODED[proof.sig] is again
     finally:
-        _signing.node_running(a, False)
-        _signing.node_running(b, False)
+        _signing._NODES.clear()
+        _signing._NODES.update(running)
 
 
 def test_the_trust_gate_remembers_signers_newest_last_and_forgets_the_oldest() -> None:
