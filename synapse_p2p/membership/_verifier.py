@@ -62,6 +62,9 @@ class AddressVerifier:
 
     async def _start_checks(self) -> None:
         self._woken = False
+        # A group being cancelled (the node stopping) starts no more checks: without this,
+        # each check cancelled on the way out would take the next candidate, up to all.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         m, tg = self._m, self._tg
         free = self.limit - len(self.busy)
         if tg is None or free <= 0:
