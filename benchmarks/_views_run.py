@@ -31,7 +31,11 @@ nodes are counted during the start and the idle time (a member that goes offline
 counts in both). ``NAME=VALUE,...`` passes numeric settings to every ``Node`` (e.g.
 ``heartbeat_interval=1000,peer_timeout=3600``: no rounds, no re-signing), except ``start_rate=R``:
 the nodes then start one by one, R a second (the swarm grows as a deployed one does), instead of all
-at once; the CPU of that phase is reported (``pace_cpu_pct``).
+at once; the CPU of that phase is reported (``pace_cpu_pct``); and ``grow=B`` (with
+``grow_pause=S``, default 5): the nodes start B at a time, each batch once every node started
+before it lists all the others (or ``CONVERGE_TIMEOUT`` ran out) and ``S`` seconds of idle have
+passed (``batches``: per batch, the swarm's size, the seconds to its full membership and the CPU
+seconds); full membership is then timed from the last batch's start.
 """
 
 from __future__ import annotations
@@ -248,6 +252,8 @@ def run(
     gc_mode: str = "default",
     settings: dict[str, float | int] | None = None,
     start_rate: float = 0.0,
+    grow: int = 0,
+    grow_pause: float = 5.0,
 ) -> dict[str, Any]:
     import anyio
 
@@ -259,6 +265,7 @@ def run(
     out: dict[str, Any] = {"mode": mode, "backend": backend, "n": n, "fd_limit": hard}
     out["gc"] = gc_mode
     out["start_rate"] = start_rate
+    out["grow"] = grow
     if gc_mode in ("tuned", "freeze"):
         gc.set_threshold(*TUNED_GC)
     collections = GcClock()
@@ -272,7 +279,10 @@ def run(
     def complete_count(some: list[Node]) -> int:
         """How many of ``some`` list every other node of ``some`` (a growing swarm)."""
         ids = {node.node_id for node in some}
-        return sum(set(node.peers) >= ids - {node.node_id} for node in some)
+        want = len(some) - 1
+        return sum(  # (the length first: a set per node per poll costs the swarm CPU)
+            len(node.peers) >= want and set(node.peers) >= ids - {node.node_id} for node in some
+        )
 
     def sockets(nodes: list[Node]) -> tuple[float, int]:
         counts = []
@@ -306,7 +316,41 @@ def run(
                 for i in range(n - 1)
             ]
             pace_cpu, pace_wall = time.process_time(), time.perf_counter()
-            if start_rate > 0:  # one node every 1/start_rate seconds, the swarm growing
+            if grow > 0:  # batches of `grow`, each once the swarm before it is complete
+                out["batches"] = batches = []
+                started, b_start = 1, pace_wall
+                while started < n:
+                    batch = nodes[started : started + grow]
+                    b_cpu = time.process_time()
+                    for node in batch:
+                        tg.start_soon(node.serve)
+                    while not all(node.port for node in batch):
+                        await anyio.sleep(0.01)
+                    started += len(batch)
+                    b_start = time.perf_counter()
+                    deadline = b_start + converge_timeout
+                    done = complete_count(nodes[:started])
+                    while done < started and time.perf_counter() < deadline:
+                        await anyio.sleep(0.1 if started < 200 else 0.25)
+                        done = complete_count(nodes[:started])
+                    wall = time.perf_counter()
+                    batches.append(
+                        {
+                            "n": started,
+                            "converge_s": round(wall - b_start, 2) if done == started else None,
+                            "cpu_s": round(time.process_time() - b_cpu, 2),
+                        }
+                    )
+                    log(
+                        f"{started} started; {done} complete {wall - b_start:.1f} s after the "
+                        f"batch's start; CPU {time.process_time() - b_cpu:.1f} s "
+                        f"(GC {collections.take()['gc_s']} s)"
+                    )
+                    freeze(gc_mode)
+                    if started < n:
+                        await anyio.sleep(grow_pause)  # the idle swarm between batches
+                out["pace_s"] = round(time.perf_counter() - pace_wall, 1)
+            elif start_rate > 0:  # one node every 1/start_rate seconds, the swarm growing
                 begin = anyio.current_time()
                 window_cpu, window_wall = pace_cpu, pace_wall
                 for i, node in enumerate(nodes[1:]):
@@ -329,6 +373,8 @@ def run(
             while not all(node.port for node in nodes):
                 await anyio.sleep(0.05)
             last = time.perf_counter()
+            if grow > 0:  # from the last batch's start
+                last = b_start
             if start_rate > 0:
                 out["pace_s"] = round(last - pace_wall, 1)
                 out["pace_cpu_pct"] = round(
@@ -341,12 +387,15 @@ def run(
             ids = {node.node_id for node in nodes}
 
             def complete() -> int:
-                return sum(set(node.peers) == ids - {node.node_id} for node in nodes)
+                return sum(
+                    len(node.peers) == n - 1 and set(node.peers) == ids - {node.node_id}
+                    for node in nodes
+                )
 
             cpu_start = time.process_time()
             deadline = last + converge_timeout
             while complete() < n and time.perf_counter() < deadline:
-                await anyio.sleep(0.05)
+                await anyio.sleep(0.05 if n < 200 else 0.2)
             full = complete() == n
             out["converge_s"] = time.perf_counter() - last if full else None
             out["start_cpu_s"] = round(time.process_time() - cpu_start, 2)
@@ -429,5 +478,9 @@ if __name__ == "__main__":
         name, _, value = item.partition("=")
         settings[name] = int(value) if value.lstrip("-").isdigit() else float(value)
     rate = float(settings.pop("start_rate", 0.0))
-    result = run(mode, backend, int(n_text), float(idle_text), limit, gc_mode, settings, rate)
+    grow = int(settings.pop("grow", 0))
+    pause = float(settings.pop("grow_pause", 5.0))
+    result = run(
+        mode, backend, int(n_text), float(idle_text), limit, gc_mode, settings, rate, grow, pause
+    )
     print(json.dumps(result), flush=True)

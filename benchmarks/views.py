@@ -15,7 +15,9 @@ the measured process (``_views_run.TUNED_GC``): all nodes share one heap there, 
 collecting is printed beside the CPU either way; ``--gc freeze`` also freezes the objects alive
 (``gc.freeze()``) as the swarm starts, so that collections scan only newer ones. ``--start-rate R``
 starts the nodes one by one, R a second, as a deployed swarm grows, instead of all at once (the
-start's CPU, % of one core, is printed with the counters).
+start's CPU, % of one core, is printed with the counters); ``--grow B`` starts them B at a time,
+each batch once the swarm before it has full membership (a swarm grown in steps: full membership
+is then timed from the last batch's start, and the batches' times are printed).
 """
 
 from __future__ import annotations
@@ -31,18 +33,30 @@ HERE = Path(__file__).resolve().parent
 
 
 def one(
-    mode: str, backend: str, n: int, idle: float, limit: float, gc: str, rate: float = 0.0
+    mode: str,
+    backend: str,
+    n: int,
+    idle: float,
+    limit: float,
+    gc: str,
+    rate: float = 0.0,
+    grow: int = 0,
 ) -> dict[str, Any]:
     argv = [sys.executable, "_views_run.py", mode, backend, str(n), str(idle), str(limit), gc]
     if rate > 0:
         argv.append(f"start_rate={rate:g}")
+    elif grow > 0:
+        argv.append(f"grow={grow}")
     try:
         out = subprocess.run(
             argv,
             stdout=subprocess.PIPE,
             text=True,
             cwd=HERE,
-            timeout=idle + limit + 600 + (n / rate if rate > 0 else 0),
+            timeout=idle
+            + limit * (1 + (n // grow if grow > 0 else 0))
+            + 600
+            + (n / rate if rate > 0 else 0),
         )
     except subprocess.TimeoutExpired:
         return {"mode": mode, "backend": backend, "n": n, "error": "timed out"}
@@ -74,15 +88,25 @@ def main() -> None:
         default=0.0,
         help="start the nodes one by one, this many a second (default: all at once)",
     )
+    parser.add_argument(
+        "--grow",
+        type=int,
+        default=0,
+        metavar="B",
+        help="start the nodes B at a time, each batch once the swarm before it has full "
+        "membership and 5 s of idle; full membership is timed from the last batch's start",
+    )
     args = parser.parse_args()
     rows = [
-        one(mode, backend, n, args.idle, args.converge_timeout, gc, args.start_rate)
+        one(mode, backend, n, args.idle, args.converge_timeout, gc, args.start_rate, args.grow)
         for n in args.sizes
         for backend in args.backends
         for mode in args.modes
         for gc in args.gc
     ]
     started = "all at once" if args.start_rate <= 0 else f"{args.start_rate:g} a second"
+    if args.grow > 0:
+        started = f"{args.grow} at a time, each batch after the last converged"
     print(f"\nAll nodes in one process, loopback TCP, started {started}, idle {args.idle:g} s\n")
     print(
         "| N | mode | backend | gc | full membership after last start (s) "
@@ -115,8 +139,15 @@ def main() -> None:
                 + [f"peer.{k} events {v}" for k, v in events.items()]
             )
             cpu = f"{r['start_cpu_s']} ({_gc(r.get('start_gc'))})"
-            if "pace_s" in r:
+            if "pace_cpu_pct" in r:
                 cpu += f"; paced start {r['pace_s']} s at {r['pace_cpu_pct']} % of a core"
+            if r.get("batches"):
+                steps = ", ".join(
+                    f"{b['n']}: {'-' if b['converge_s'] is None else b['converge_s']} s "
+                    f"({b['cpu_s']} s CPU)"
+                    for b in r["batches"]
+                )
+                cpu += f"; grown in {r['pace_s']} s, full membership after each batch: {steps}"
             print(f"| {r['n']} | {r['mode']} | {r['backend']} | {r['gc']} | {cpu} | {counts} |")
 
 
