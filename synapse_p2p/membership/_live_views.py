@@ -336,6 +336,7 @@ class LiveViews:
             elif isinstance(action, NeighborUp | NeighborDown | Connect | Disconnect):
                 if isinstance(action, NeighborUp):  # a new link is contact: watched from now
                     self._m.table.responded(action.peer.id, self._m._now())
+                    self._m.neighbor_up(action.peer.id)
                 changed = True
         if changed:
             self._retain()

@@ -125,6 +125,12 @@ LAZY_ROUNDS = 2
 #: name them only (``partial``), so that a member some node missed while it was news is
 #: found for a while yet, at a cost that follows the joins, not the swarm's size.
 FRESH_ROUNDS = 6
+#: With views, a node in its first :data:`FRESH_ROUNDS` rounds sends a round's digest at once to
+#: its first this many new active neighbors: news pushed before it had a link (fellow joiners
+#: of a swarm that grows by several at a time) never reached it, and the rounds' digests go
+#: over the links each node owns, every ``heartbeat_interval``, so it would wait for its own
+#: next round. What its neighbors learn afterwards reaches it pushed along the new link.
+CATCH_UP_LINKS = 2
 #: With views, this node keeps its own connection open to an active neighbor it pushed news
 #: to in the last this many heartbeat intervals, even on a link the neighbor owns (see
 #: :meth:`~._live_views.LiveViews.keep_also`): while the swarm changes, news goes both ways on
@@ -291,6 +297,9 @@ class Membership:
         #: their digests in the same round (see :meth:`_view_round`).
         self._rounds = self._rng.randrange(1 << 20)
         self._calls: TaskGroup | None = None
+        #: New neighbors still to catch up with (:data:`CATCH_UP_LINKS`), until ``_young_until``.
+        self._catch_up = 0
+        self._young_until = -math.inf
         #: Local health (:data:`HEALTH_MAX`): 0 when this node's calls are answered in time.
         self.health = 0
         #: With views: members ``suspected`` here (first-hand), suspicions ``relayed`` (a
@@ -447,6 +456,9 @@ class Membership:
         self.stalled = 0.0
         self._stall_logged = -math.inf
         self._rounds = self._rng.randrange(1 << 20)
+        self._catch_up = CATCH_UP_LINKS
+        interval = self.config.heartbeat_interval
+        self._young_until = -math.inf if interval is None else self._now() + FRESH_ROUNDS * interval
         self.health = 0
         self.deaths.clear()
         self.messages_sent = self.messages_received = 0
@@ -1741,6 +1753,22 @@ class Membership:
         if "compact" in reply:
             listed = self._apply_compact(reply["compact"], peer.id, trusted=True).listed
         self._owe(peer.id, reply.get("want"), listed)
+
+    def neighbor_up(self, node_id: str) -> None:
+        """A new active link to ``node_id`` (views): a young node catches up with it (see
+        :data:`CATCH_UP_LINKS`), with a round's compact digest, answered with the records
+        it lacks."""
+        calls, interval = self._calls, self.config.heartbeat_interval
+        if self._catch_up <= 0 or calls is None or interval is None:
+            return
+        if self._now() > self._young_until:
+            self._catch_up = 0
+            return
+        if not self._usable(node_id):
+            return  # (gone, or a call to it outstanding: its answer brings news too)
+        self._catch_up -= 1
+        self.tree["caught_up"] += 1
+        self._gossip_to(calls, [self.table.peers[node_id].peer], interval)
 
     def _answered(self, node_id: str) -> None:
         """With views, member ``node_id`` answered our gossip: contact, as its own call would

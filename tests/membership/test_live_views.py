@@ -13,6 +13,7 @@ import pytest
 
 from synapse_p2p import Client, Identity, Node, RemoteError
 from synapse_p2p.events import PeerJoined
+from synapse_p2p.membership import _views_endpoint
 from synapse_p2p.membership._live_views import (
     BATCH,
     LIVE_SHUFFLE_INTERVAL,
@@ -365,6 +366,69 @@ async def test_news_of_members_floods_the_views_without_waiting_for_rounds(
                 await anyio.sleep(0.1)
         # partial: news came through the views, not a call from every member
         assert any(len(views_of(node).active_ids()) < n - 1 for node in swarm.nodes)
+
+
+async def test_a_young_node_catches_up_with_its_first_neighbors_at_once(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rounds a minute apart. Node J has joined (it holds the swarm as its seed knew it) but
+    takes no part in the views yet when three more nodes join: their news is pushed over the
+    links, none to J (and J takes no link from them). When J's links come up, it asks its
+    first new neighbors at once (a round's digest, ``CATCH_UP_LINKS``) rather than at its
+    next round, a minute away: in a swarm growing by several nodes at a time, a joiner misses
+    its fellow joiners' news so."""
+    settings: dict[str, Any] = {"heartbeat_interval": 60.0, "peer_timeout": 600.0}
+    kw: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "views", "partial_views": True}
+    async with open_swarm(8, **settings) as swarm, anyio.create_task_group() as tg:
+        with anyio.fail_after(30):
+            while not swarm.complete():
+                await anyio.sleep(0.05)
+        seed = f"127.0.0.1:{swarm.nodes[0].port}"
+        j = Node(name="j", seeds=[seed], **kw, **settings)
+        views_of_j = j.membership.views
+        assert views_of_j is not None
+        held: list[str] = []
+        views_of_j.seeded = held.append  # type: ignore[method-assign,assignment]  # no JOIN yet
+        serve = _views_endpoint.serve
+
+        late_ids: set[str] = set()
+
+        async def refusing(
+            views: LiveViews, message: Any, record: Any, connection: Any, *more: Any
+        ) -> dict[str, Any]:
+            # J drops every view message before it joins, and those of the late nodes: it can
+            # learn of them only from its older neighbors. (Dropped, not refused: a refusal
+            # is a failed call, which makes its caller suspect J.)
+            if views is views_of_j and (held or connection.node_id in late_ids):
+                return {"ok": True}
+            return await serve(views, message, record, connection, *more)
+
+        monkeypatch.setattr(_views_endpoint, "serve", refusing)
+        await tg.start(j.serve)
+        with anyio.fail_after(30):
+            while len(j.peers) < len(swarm.nodes) or not held:
+                await anyio.sleep(0.05)
+        late = [Node(name=f"k{i}", seeds=[seed], **kw, **settings) for i in range(3)]
+        late_ids.update(node.node_id for node in late)
+        for node in late:
+            tg.start_soon(node.serve)
+        swarm.nodes += late
+        everyone = {node.node_id for node in swarm.nodes} | {j.node_id}
+        with anyio.fail_after(30):  # all but J know all
+            while not all(set(n.peers) == everyone - {n.node_id} for n in swarm.nodes):
+                await anyio.sleep(0.05)
+        assert not {node.node_id for node in late} & set(j.peers)  # J heard none of it
+        del views_of_j.seeded
+        seed_id = held.pop()
+        views_of_j.seeded(seed_id)  # now J joins the views
+        swarm.nodes.append(j)
+        with anyio.fail_after(30):
+            while not swarm.complete():
+                await anyio.sleep(0.05)
+        # J asked its first new neighbor at once (before this, it waited for its next round;
+        # here a node that took J's renewed record as news happened to send it a digest)
+        assert j.membership.tree["caught_up"] >= 1
+        tg.cancel_scope.cancel()
 
 
 async def test_a_push_of_news_is_answered_without_a_digest(anyio_backend: str) -> None:
