@@ -14,6 +14,7 @@ import anyio
 from .._validate import format_address
 from ..errors import BAD_REQUEST, JoinError, RemoteError, SynapseError
 from ..types import Peer
+from ._gossip import MAX_DIGEST
 from ._signing import PROOF_KEYS, MalformedProof, proof_in
 
 if TYPE_CHECKING:
@@ -122,7 +123,11 @@ class SeedJoiner:
                     if isinstance(extra, dict):
                         entry.update({k: extra[k] for k in PROOF_KEYS if k in extra})
                     digest.append(entry)
-            m._apply_digest(digest, seed.id, trusted=True)
+            # Read whole, in digests of MAX_DIGEST (what one digest read takes), up to the
+            # table's size: past MAX_DIGEST members a joiner would otherwise miss the newest
+            # ones (the list is oldest first) until the rounds' digests brought them.
+            for start in range(0, min(len(digest), m.table.max_peers), MAX_DIGEST):
+                m._apply_digest(digest[start : start + MAX_DIGEST], seed.id, trusted=True)
         if m.views is not None:
             m.views.seeded(seed.id)
 

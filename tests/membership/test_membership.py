@@ -11,8 +11,11 @@ from typing import Any, TypedDict
 import anyio
 import pytest
 
-from synapse_p2p import Client, Node, Peer, RemoteError
+from synapse_p2p import Client, Identity, Node, Peer, RemoteError
+from synapse_p2p.identity import DOMAIN_PEER_RECORD
 from synapse_p2p.membership import JoinError
+from synapse_p2p.membership._gossip import MAX_DIGEST, digest_entry
+from synapse_p2p.membership._signing import RecordProof, signed_bytes
 from tests.helpers import NodeTimings
 
 pytestmark = pytest.mark.anyio
@@ -99,6 +102,36 @@ async def test_nodes_join_through_a_seed_at_start(anyio_backend: str) -> None:
                 while len(joined) < 4:
                     await anyio.sleep(0.01)
             assert sorted(joined) == ["n0", "n1", "n2", "n3"]
+
+
+async def test_a_joiner_takes_every_member_of_a_seed_holding_more_than_a_digest(
+    anyio_backend: str,
+) -> None:
+    """A seed answers a join with all its members, and the joiner reads them all, not only
+    the first ``MAX_DIGEST`` (one digest's worth: past 256 members a joiner used to miss the
+    newest until the rounds' digests brought them). Views off and rounds a minute apart: the
+    members here exist only as signed records (their loopback ports are closed)."""
+    timings: dict[str, Any] = {"heartbeat_interval": 60.0, "peer_timeout": 600.0}
+    kw: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "s", "partial_views": False, **timings}
+    seed = Node(name="seed", **kw)
+    async with seed:
+        entries = []
+        for i in range(MAX_DIGEST + 44):
+            identity = Identity.generate()
+            peer = Peer(identity.node_id, "127.0.0.1", 1, swarm="s", team="default", name=f"m{i}")
+            sig = identity.sign(DOMAIN_PEER_RECORD, signed_bytes(peer, 1))
+            entries.append(digest_entry(peer, 0.0, False, RecordProof(1, identity.public_key, sig)))
+        for start in range(0, len(entries), MAX_DIGEST):
+            seed.membership._apply_digest(
+                entries[start : start + MAX_DIGEST], "f" * 64, trusted=True
+            )
+        assert len(seed.peers) == len(entries)
+        joiner = Node(name="joiner", seeds=[f"127.0.0.1:{seed.port}"], **kw)
+        async with joiner:
+            with anyio.fail_after(10):  # the seed and all its members, from the join
+                while len(joiner.peers) < len(entries) + 1:
+                    await anyio.sleep(0.01)
+            assert joiner.membership.messages_sent <= 1  # (its first round's, if any)
 
 
 async def test_join_endpoint_shapes_and_rules(anyio_backend: str, no_secret: None) -> None:
