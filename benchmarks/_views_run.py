@@ -284,6 +284,48 @@ def run(
             len(node.peers) >= want and set(node.peers) >= ids - {node.node_id} for node in some
         )
 
+    def its_seq(node: Node) -> int | None:
+        signer = node.membership._signer
+        proof = None if signer is None else signer._proof  # (as signed last: no re-signing)
+        return None if proof is None else proof.seq
+
+    def missing(some: list[Node], most: int = 6) -> list[dict[str, Any]]:
+        """Of ``some``, members some nodes lack: who, how many lack it, what a node lacking
+        it holds of it (alive, dead or suspected, a candidate) and the member's own state."""
+        ids = {node.node_id: node for node in some}
+        lacking: Counter[str] = Counter()
+        example: dict[str, Node] = {}
+        for node in some:
+            for node_id in ids.keys() - set(node.peers) - {node.node_id}:
+                lacking[node_id] += 1
+                example.setdefault(node_id, node)
+        out = []
+        for node_id, count in lacking.most_common(most):
+            holder, member = example[node_id], ids[node_id]
+            state = holder.membership.table.get(node_id)
+            views = member.membership.views
+            out.append(
+                {
+                    "member": member.name,
+                    "lacked_by": count,
+                    "held": None
+                    if state is None
+                    else {
+                        "alive": state.alive,
+                        "seq": state.seq,
+                        "dead_seq": state.dead_seq,
+                        "suspect_seq": state.suspect_seq,
+                    },
+                    "candidate": any(
+                        c.peer.id == node_id for c in holder.membership.table.candidates.values()
+                    ),
+                    "its_seq": its_seq(member),
+                    "its_active": None if views is None else len(views.active_ids()),
+                    "its_peers": len(member.peers),
+                }
+            )
+        return out
+
     def sockets(nodes: list[Node]) -> tuple[float, int]:
         counts = []
         for node in nodes:
@@ -334,6 +376,8 @@ def run(
                         await anyio.sleep(0.1 if started < 200 else 0.25)
                         done = complete_count(nodes[:started])
                     wall = time.perf_counter()
+                    if done < started:
+                        log(f"missing: {missing(nodes[:started])}")
                     batches.append(
                         {
                             "n": started,
