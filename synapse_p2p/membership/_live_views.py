@@ -234,6 +234,7 @@ class LiveViews:
         if core is None or state is None or not self.in_views(seed_id) or core.active:
             return
         if core.joining is None:
+            self._m.joining_views()
             self.apply(core.join(self._m._now(), [self._record_of(state.peer)]))
 
     def member_down(self, node_id: str) -> None:

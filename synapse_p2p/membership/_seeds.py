@@ -116,7 +116,7 @@ class SeedJoiner:
             # The seed is the node we chose to dial: its member list is taken like a digest
             # from a verified peer (2.5.0 seeds send no age: heard now).
             digest = []
-            for p in peers:
+            for p in peers[: m.table.max_peers]:
                 if isinstance(p, dict):
                     entry = dict(p, age=p.get("age", 0.0))
                     extra = records.get(p.get("id"))
@@ -126,7 +126,9 @@ class SeedJoiner:
             # Read whole, in digests of MAX_DIGEST (what one digest read takes), up to the
             # table's size: past MAX_DIGEST members a joiner would otherwise miss the newest
             # ones (the list is oldest first) until the rounds' digests brought them.
-            for start in range(0, min(len(digest), m.table.max_peers), MAX_DIGEST):
+            for start in range(0, len(digest), MAX_DIGEST):
+                if start:
+                    await anyio.lowlevel.checkpoint()  # (each chunk checks its signatures)
                 m._apply_digest(digest[start : start + MAX_DIGEST], seed.id, trusted=True)
         if m.views is not None:
             m.views.seeded(seed.id)

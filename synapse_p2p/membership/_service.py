@@ -1757,7 +1757,9 @@ class Membership:
     def neighbor_up(self, node_id: str) -> None:
         """A new active link to ``node_id`` (views): a young node catches up with it (see
         :data:`CATCH_UP_LINKS`), with a round's compact digest, answered with the records
-        it lacks."""
+        it lacks. Young: in the first :data:`FRESH_ROUNDS` rounds after its start or its last
+        views JOIN (:meth:`joining_views`). (Its digest lists every member it holds, as the
+        seed's answer did: O(members), twice per join.)"""
         calls, interval = self._calls, self.config.heartbeat_interval
         if self._catch_up <= 0 or calls is None or interval is None:
             return
@@ -1768,7 +1770,16 @@ class Membership:
             return  # (gone, or a call to it outstanding: its answer brings news too)
         self._catch_up -= 1
         self.tree["caught_up"] += 1
-        self._gossip_to(calls, [self.table.peers[node_id].peer], interval)
+        with contextlib.suppress(RuntimeError):  # (stopping: the rounds are over)
+            self._gossip_to(calls, [self.table.peers[node_id].peer], interval)
+
+    def joining_views(self) -> None:
+        """This node sends its views JOIN (it has no link): young again for the catch-up (a
+        join after seeds answered late, or after every member was lost)."""
+        interval = self.config.heartbeat_interval
+        if interval is not None:
+            self._catch_up = CATCH_UP_LINKS
+            self._young_until = self._now() + FRESH_ROUNDS * interval
 
     def _answered(self, node_id: str) -> None:
         """With views, member ``node_id`` answered our gossip: contact, as its own call would
