@@ -393,7 +393,7 @@ async def test_a_young_node_catches_up_with_its_first_neighbors_at_once(
 
         late_ids: set[str] = set()
 
-        async def refusing(
+        async def dropping(
             views: LiveViews, message: Any, record: Any, connection: Any, *more: Any
         ) -> dict[str, Any]:
             # J drops every view message before it joins, and those of the late nodes: it can
@@ -403,7 +403,7 @@ async def test_a_young_node_catches_up_with_its_first_neighbors_at_once(
                 return {"ok": True}
             return await serve(views, message, record, connection, *more)
 
-        monkeypatch.setattr(_views_endpoint, "serve", refusing)
+        monkeypatch.setattr(_views_endpoint, "serve", dropping)
         await tg.start(j.serve)
         with anyio.fail_after(30):
             while len(j.peers) < len(swarm.nodes) or not held:
