@@ -456,9 +456,8 @@ class Membership:
         self.stalled = 0.0
         self._stall_logged = -math.inf
         self._rounds = self._rng.randrange(1 << 20)
-        self._catch_up = CATCH_UP_LINKS
-        interval = self.config.heartbeat_interval
-        self._young_until = -math.inf if interval is None else self._now() + FRESH_ROUNDS * interval
+        self._catch_up, self._young_until = 0, -math.inf
+        self.joining_views()  # (young from the start too)
         self.health = 0
         self.deaths.clear()
         self.messages_sent = self.messages_received = 0
