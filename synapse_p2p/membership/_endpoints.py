@@ -133,6 +133,7 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
                 and trusted
                 and "dead" not in message
                 and "suspect" not in message
+                and "revived" not in message
                 and m.prune(sender.id)
             ):
                 # Nothing new: another neighbor's push brought us all of it first (news on

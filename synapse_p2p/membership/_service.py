@@ -272,7 +272,8 @@ class Membership:
         self._pushed: dict[str, int] = {}
         #: With views, pushes along a tree: ``pruned`` (pushes of ours answered lazy),
         #: ``told`` (pushes we answered lazy), ``skipped`` (pushes of news not sent to a lazy
-        #: neighbor), ``grafted`` (a lazy neighbor lacked records: pushed to again at once).
+        #: neighbor), ``grafted`` (a lazy neighbor lacked records: pushed to again at once),
+        #: ``busy`` (pushes of news not sent to a neighbor with a call outstanding).
         self.tree: Counter[str] = Counter()
         #: Records a gossip partner wanted (its answer's ``want``): partner id -> member ids,
         #: sent in full in our next gossip to it.
@@ -285,6 +286,10 @@ class Membership:
         self._suspects: dict[str, tuple[int, bool]] = {}
         self._watch: dict[str, float] = {}
         self._refute = False
+        #: Of the members to push, those back from a death notice or out of a suspicion: a
+        #: push carrying one goes to every active neighbor, as the notice did (see
+        #: :meth:`_revive`).
+        self._revived: set[str] = set()
         #: Silent members a node with failing calls of its own has not suspected yet.
         self._deferred: set[str] = set()
         #: This node's own stalls, ``(end, seconds)``, oldest first (:data:`STALLS_KEPT`).
@@ -450,6 +455,7 @@ class Membership:
         self.tree.clear()
         self._watch.clear()
         self._refute = False
+        self._revived.clear()
         self._deferred.clear()
         self._stalls.clear()
         self.stalls = 0
@@ -547,6 +553,8 @@ class Membership:
                 # below), then on in every round's digest, members that joined lately first.
                 self.views.member_up(node_id)
                 self._fresh[node_id] = self._now()
+            if self.views is not None and state.dead_seq >= 0:
+                self._revived.add(node_id)  # back from a death notice: as the notice went
             if first_hand:
                 self._news[node_id] = True
                 self.push_soon()
@@ -944,8 +952,13 @@ class Membership:
                 dead = self._notices(self._dead)
                 suspect = self._notices(self._suspicions)
                 refute, self._refute = self._refute, False
+                revived = bool(self._revived)
+                self._revived.clear()
                 if news or dead or suspect or refute:  # first-hand news: to every peer, at once
-                    notices = bool(dead or suspect or refute)
+                    # Notices, a refutation and members back from one (``revived``) go to every
+                    # neighbor: a false notice floods, so must what undoes it, and a tree
+                    # would leave it to the rounds' digests wherever a link was lazy or busy.
+                    notices = bool(dead or suspect or refute or revived)
                     targets = self._push_targets(first_hand, notices)
                     old = [p for p in targets if p.id not in news_ids]
                     if not notices:
@@ -953,7 +966,7 @@ class Membership:
                     new = [p for p in targets if p.id in news_ids]
                     self._gossip_to(
                         calls, old, interval, news, dead=dead, suspect=suspect, holders=holders,
-                        keep=refute,
+                        keep=refute, revived=revived,
                     )  # fmt: skip
                     # newcomers: all
                     self._gossip_to(calls, new, interval, full=True, dead=dead, suspect=suspect)
@@ -1192,6 +1205,7 @@ class Membership:
             self._deferred.discard(node_id)
             self.deaths["lifted"] += 1
             log.info("peer %s is no longer suspected (refuted)", state.peer.name or node_id[:8])
+            self._revived.add(node_id)  # the refutation goes where the suspicion went
             self._relay(node_id)
 
     def _kill(self, node_id: str, seq: int, *, first_hand: bool, how: str) -> bool:
@@ -1401,10 +1415,11 @@ class Membership:
             if not state.alive or state.legacy:
                 continue
             node_id = state.peer.id
-            if (node_id in active or state.proof is None or node_id in unsupported) and (
-                notices or node_id not in outstanding
-            ):
-                targets.append(state.peer)
+            if node_id in active or state.proof is None or node_id in unsupported:
+                if notices or node_id not in outstanding:
+                    targets.append(state.peer)
+                else:
+                    self.tree["busy"] += 1
         return targets
 
     def _lazy_until(self) -> float:
@@ -1571,6 +1586,7 @@ class Membership:
         holders: Mapping[str, set[str]] | None = None,
         keep: bool = False,
         partial: bool = False,
+        revived: bool = False,
     ) -> None:
         """Gossip to ``peers``: a push of news (``members``, answered without a digest), the
         full digest (``full``: for members new to us, which hold nothing we could name by
@@ -1578,10 +1594,14 @@ class Membership:
         the members that joined lately only if ``partial``.
         A push leaves out the members a peer is known to hold (``holders``: member id ->
         peer ids), and is not sent to a peer left with nothing (unless ``keep``: the push
-        carries our renewed record)."""
+        carries our renewed record). ``revived``: the push carries members back from a death
+        notice or a suspicion (the receiver answers it ``lazy`` never: it goes to every
+        neighbor, duplicates are expected)."""
         if not peers:
             return
         message: dict[str, Any] = {"v": GOSSIP_VERSION, "from": self._signed_record()}
+        if revived and members:
+            message["revived"] = True
         if dead:
             message["dead"] = dead  # death notices (views): relayed once by each node
         if suspect:

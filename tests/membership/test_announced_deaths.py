@@ -3,6 +3,7 @@ active views and announced dead, not kept alive by re-signed records in every ro
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import anyio
@@ -27,6 +28,12 @@ HUNG_ENDPOINTS = ("_synapse.gossip", "_synapse.views", "_synapse.join", "_synaps
 
 def by_name(swarm: Swarm, name: str) -> Node:
     return next(n for n in swarm.nodes if n.name == name)
+
+
+def active_ids(node: Node) -> list[str]:
+    views = node.membership.views
+    assert views is not None
+    return list(views.active_ids())
 
 
 def seq_of(node: Node, member: Node) -> int:
@@ -113,6 +120,45 @@ async def test_a_false_death_notice_is_refuted_and_the_member_comes_back(
         assert n5.membership._proof().seq > old  # type: ignore[union-attr]
         assert n2.membership.deaths["heard"] == 1
         assert ("n2", "peer.offline", "n5") in [e[1:] for e in swarm.events]
+
+
+async def test_a_member_back_from_a_false_death_reaches_a_node_whose_neighbors_hold_it_lazy(
+    anyio_backend: Any,
+) -> None:
+    """News is pushed along a tree: a neighbor that answered a push ``lazy`` gets no news
+    pushed for a while, and the rounds' digests repair what it missed. A death notice goes
+    to every neighbor whatever the tree, and so must the news that undoes it. Every neighbor
+    of x holds x lazy and the rounds are a minute apart: every node takes a false notice that
+    n5 is dead (n5, silent meanwhile, is told none), the notices settle, n5 hears it late and
+    refutes it, and x lists n5 again within seconds, not at a round (n5's views stay quiet:
+    it does not ask x for a link)."""
+    slow = {"heartbeat_interval": 60, "peer_timeout": 600}
+    async with open_swarm(12, partial_views=True, **slow) as swarm:
+        await swarm.converged()
+        n5 = by_name(swarm, "n5")
+        x = next(n for n in swarm.nodes if n is not n5 and n.node_id not in active_ids(n5))
+        for node in swarm.nodes:  # (its neighbors now, and any it may get)
+            node.membership._lazy[x.node_id] = math.inf
+        old = seq_of(x, n5)
+        quiet = n5.membership
+        views = quiet.views
+        assert views is not None
+        quiet._gossip_to = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        views.tick = lambda: None  # type: ignore[method-assign]
+        for node in swarm.nodes:
+            if node is not n5:
+                assert node.membership._kill(n5.node_id, old, first_hand=False, how="heard")
+        await anyio.sleep(5)  # (the notices settle; n5, silent meanwhile, is told none)
+        assert not any(n5.node_id in n.peers for n in swarm.nodes)
+        del quiet._gossip_to  # (its views stay quiet: it speaks to x through no link of its own)
+        back = anyio.current_time()
+        quiet._refute_notice(old)
+        with anyio.fail_after(20):
+            while n5.node_id not in x.peers:
+                await anyio.sleep(0.05)
+        assert anyio.current_time() - back < 5
+        assert seq_of(x, n5) > old
+        assert all(n.membership._lazy.get(x.node_id) == math.inf for n in swarm.nodes)
 
 
 async def test_a_death_notice_heard_again_after_the_member_spoke_does_not_drop_it_again(
