@@ -287,8 +287,8 @@ class Membership:
         self._watch: dict[str, float] = {}
         self._refute = False
         #: Of the members to push, those back from a death notice or out of a suspicion: a
-        #: push carrying one goes to every active neighbor, as the notice did (see
-        #: :meth:`_revive`).
+        #: push carrying one goes to the lazy neighbors too (not along the tree only), as the
+        #: notice did.
         self._revived: set[str] = set()
         #: Silent members a node with failing calls of its own has not suspected yet.
         self._deferred: set[str] = set()
@@ -955,13 +955,13 @@ class Membership:
                 revived = bool(self._revived)
                 self._revived.clear()
                 if news or dead or suspect or refute:  # first-hand news: to every peer, at once
-                    # Notices, a refutation and members back from one (``revived``) go to every
-                    # neighbor: a false notice floods, so must what undoes it, and a tree
-                    # would leave it to the rounds' digests wherever a link was lazy or busy.
-                    notices = bool(dead or suspect or refute or revived)
+                    notices = bool(dead or suspect or refute)
                     targets = self._push_targets(first_hand, notices)
                     old = [p for p in targets if p.id not in news_ids]
-                    if not notices:
+                    if not notices and not revived:
+                        # Members back from a notice (``revived``) go to the lazy neighbors
+                        # too: a false notice floods, so must what undoes it, and on the
+                        # tree it would wait for the rounds' digests wherever a link was lazy.
                         old = self._eager(old)
                     new = [p for p in targets if p.id in news_ids]
                     self._gossip_to(
