@@ -122,6 +122,30 @@ async def test_a_false_death_notice_is_refuted_and_the_member_comes_back(
         assert ("n2", "peer.offline", "n5") in [e[1:] for e in swarm.events]
 
 
+#: Rounds a minute apart: news that reaches a node within seconds came pushed, not in a
+#: round's digest.
+SLOW_ROUNDS = {"heartbeat_interval": 60, "peer_timeout": 600}
+
+
+async def dead_everywhere(swarm: Swarm, member: Node) -> int:
+    """Every node takes a false notice that ``member`` is dead (``member``, silent meanwhile,
+    is told none) and the notices settle; ``member`` stays silent on links of its own (its
+    views) until the test ends. Returns the ``seq`` the notice named."""
+    quiet = member.membership
+    views = quiet.views
+    assert views is not None
+    others = [n for n in swarm.nodes if n is not member]
+    old = seq_of(others[0], member)
+    quiet._gossip_to = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    views.tick = lambda: None  # type: ignore[method-assign]
+    for node in others:
+        assert node.membership._kill(member.node_id, old, first_hand=False, how="heard")
+    await anyio.sleep(5)
+    assert not any(member.node_id in n.peers for n in others)
+    del quiet._gossip_to  # (it may push again: its refutation)
+    return old
+
+
 async def test_a_member_back_from_a_false_death_reaches_a_node_whose_neighbors_hold_it_lazy(
     anyio_backend: Any,
 ) -> None:
@@ -129,36 +153,60 @@ async def test_a_member_back_from_a_false_death_reaches_a_node_whose_neighbors_h
     pushed for a while, and the rounds' digests repair what it missed. A death notice goes
     to every neighbor whatever the tree, and so must the news that undoes it. Every neighbor
     of x holds x lazy and the rounds are a minute apart: every node takes a false notice that
-    n5 is dead (n5, silent meanwhile, is told none), the notices settle, n5 hears it late and
-    refutes it, and x lists n5 again within seconds, not at a round (n5's views stay quiet:
-    it does not ask x for a link)."""
-    slow = {"heartbeat_interval": 60, "peer_timeout": 600}
-    async with open_swarm(12, partial_views=True, **slow) as swarm:
+    n5 is dead, n5 hears it late and refutes it, and x lists n5 again within seconds, not at a
+    round (n5's views stay quiet: it does not ask x for a link)."""
+    async with open_swarm(12, partial_views=True, **SLOW_ROUNDS) as swarm:
         await swarm.converged()
         n5 = by_name(swarm, "n5")
         x = next(n for n in swarm.nodes if n is not n5 and n.node_id not in active_ids(n5))
         for node in swarm.nodes:  # (its neighbors now, and any it may get)
             node.membership._lazy[x.node_id] = math.inf
-        old = seq_of(x, n5)
-        quiet = n5.membership
-        views = quiet.views
-        assert views is not None
-        quiet._gossip_to = lambda *args, **kwargs: None  # type: ignore[method-assign]
-        views.tick = lambda: None  # type: ignore[method-assign]
-        for node in swarm.nodes:
-            if node is not n5:
-                assert node.membership._kill(n5.node_id, old, first_hand=False, how="heard")
-        await anyio.sleep(5)  # (the notices settle; n5, silent meanwhile, is told none)
-        assert not any(n5.node_id in n.peers for n in swarm.nodes)
-        del quiet._gossip_to  # (its views stay quiet: it speaks to x through no link of its own)
+        old = await dead_everywhere(swarm, n5)
         back = anyio.current_time()
-        quiet._refute_notice(old)
+        n5.membership._refute_notice(old)
         with anyio.fail_after(20):
             while n5.node_id not in x.peers:
                 await anyio.sleep(0.05)
         assert anyio.current_time() - back < 5
         assert seq_of(x, n5) > old
         assert all(n.membership._lazy.get(x.node_id) == math.inf for n in swarm.nodes)
+
+
+async def test_news_a_busy_neighbor_missed_is_pushed_once_its_call_is_answered(
+    anyio_backend: Any,
+) -> None:
+    """A push of news skips a neighbor with a call outstanding (calls never pile up); the
+    news is pushed to it once the call is answered, not left to a round's digest. x answers
+    gossip 3 s late and each of its neighbors has just called it when n5 refutes a false
+    death notice: x lists n5 again within seconds, not at a round (a minute apart)."""
+    async with open_swarm(12, partial_views=True, **SLOW_ROUNDS) as swarm:
+        await swarm.converged()
+        n5 = by_name(swarm, "n5")
+        x = next(n for n in swarm.nodes if n is not n5 and n.node_id not in active_ids(n5))
+        old = await dead_everywhere(swarm, n5)
+        spec = x._registry.get(GOSSIP_ENDPOINT)
+        assert spec is not None
+        answer = spec.handler
+
+        @x.endpoint(GOSSIP_ENDPOINT, publish=False)
+        async def late(message: Any, connection: Any = None) -> Any:
+            await anyio.sleep(3)
+            return await answer(message, connection=connection)
+
+        by_id = {n.node_id: n for n in swarm.nodes}
+        neighbors = [by_id[i].membership for i in active_ids(x)]
+        for m in neighbors:
+            assert m._calls is not None
+            m._probe(m._calls, [m.table.peers[x.node_id].peer], 60)
+        assert all(x.node_id in m._outstanding for m in neighbors)
+        back = anyio.current_time()
+        n5.membership._refute_notice(old)
+        with anyio.fail_after(20):
+            while n5.node_id not in x.peers:
+                await anyio.sleep(0.05)
+        assert anyio.current_time() - back < 8
+        assert seq_of(x, n5) > old
+        assert sum(m.tree["busy"] for m in neighbors) >= 1
 
 
 async def test_a_death_notice_heard_again_after_the_member_spoke_does_not_drop_it_again(
