@@ -246,10 +246,6 @@ class Membership:
         self._last_push = -math.inf
         self._full_logged = -math.inf
         self._outstanding: set[str] = set()
-        #: With views, news not pushed to a neighbor because a call to it was outstanding:
-        #: neighbor id -> member ids, pushed to it once that call is answered (see
-        #: :meth:`_push_missed`).
-        self._missed: dict[str, set[str]] = {}
         self._news: dict[str, bool] = {}  # members to push: id -> first-hand
         #: Of the members to push, the neighbors known to hold the record (they sent it to
         #: us, or named it in a digest): id -> neighbor ids (not sent back to them).
@@ -277,8 +273,7 @@ class Membership:
         #: With views, pushes along a tree: ``pruned`` (pushes of ours answered lazy),
         #: ``told`` (pushes we answered lazy), ``skipped`` (pushes of news not sent to a lazy
         #: neighbor), ``grafted`` (a lazy neighbor lacked records: pushed to again at once),
-        #: ``busy`` (pushes of news not sent to a neighbor with a call outstanding),
-        #: ``caught_busy`` (that news pushed to it once the call was answered).
+        #: ``busy`` (pushes of news not sent to a neighbor with a call outstanding).
         self.tree: Counter[str] = Counter()
         #: Records a gossip partner wanted (its answer's ``want``): partner id -> member ids,
         #: sent in full in our next gossip to it.
@@ -292,8 +287,7 @@ class Membership:
         self._watch: dict[str, float] = {}
         self._refute = False
         #: Of the members to push, those back from a death notice or out of a suspicion: a
-        #: push carrying one goes to the lazy neighbors too (not along the tree only), as the
-        #: notice did.
+        #: push carrying one goes to every active neighbor, as the notice did.
         self._revived: set[str] = set()
         #: Silent members a node with failing calls of its own has not suspected yet.
         self._deferred: set[str] = set()
@@ -461,7 +455,6 @@ class Membership:
         self._watch.clear()
         self._refute = False
         self._revived.clear()
-        self._missed.clear()
         self._deferred.clear()
         self._stalls.clear()
         self.stalls = 0
@@ -961,16 +954,13 @@ class Membership:
                 revived = bool(self._revived)
                 self._revived.clear()
                 if news or dead or suspect or refute:  # first-hand news: to every peer, at once
-                    notices = bool(dead or suspect or refute)
-                    busy: list[str] = []
-                    targets = self._push_targets(first_hand, notices, busy)
-                    for node_id in busy:  # (pushed to it once its call is answered)
-                        self._missed.setdefault(node_id, set()).update(news_ids)
+                    # Members back from a notice (``revived``) go where notices go, to every
+                    # neighbor: a false notice floods, so must what undoes it, and on the tree
+                    # it would wait for the rounds' digests wherever a link was lazy or busy.
+                    notices = bool(dead or suspect or refute or revived)
+                    targets = self._push_targets(first_hand, notices)
                     old = [p for p in targets if p.id not in news_ids]
-                    if not notices and not revived:
-                        # Members back from a notice (``revived``) go to the lazy neighbors
-                        # too: a false notice floods, so must what undoes it, and on the
-                        # tree it would wait for the rounds' digests wherever a link was lazy.
+                    if not notices:
                         old = self._eager(old)
                     new = [p for p in targets if p.id in news_ids]
                     self._gossip_to(
@@ -1400,16 +1390,13 @@ class Membership:
                     return links
         return [p for p in self._peers.values() if not self.is_legacy(p.id)]
 
-    def _push_targets(
-        self, first_hand: bool, notices: bool = False, busy: list[str] | None = None
-    ) -> list[Peer]:
+    def _push_targets(self, first_hand: bool, notices: bool = False) -> list[Peer]:
         """Where news goes: every member of ours, or with views the active neighbors (and
         members that take no part in views); with an empty view, first-hand news to every
         member, other news nowhere (others may not know us yet and would have to verify
         every member it names). With views, ``notices`` (suspicions, deaths, a refutation:
         small, and lost if not sent now) go to the neighbors with a call outstanding too, and
-        with an empty view to ``fanout`` members; news does not, and those neighbors' ids are
-        added to ``busy``."""
+        with an empty view to ``fanout`` members."""
         views = self.views
         if views is None:
             return self._reachable()
@@ -1432,8 +1419,6 @@ class Membership:
                     targets.append(state.peer)
                 else:
                     self.tree["busy"] += 1
-                    if busy is not None:
-                        busy.append(node_id)
         return targets
 
     def _lazy_until(self) -> float:
@@ -1746,7 +1731,6 @@ class Membership:
                 await self._gossip_one(peer, self._probe_message(), interval)
                 return
             log.debug("gossip to %s failed: %s", _fmt(peer), exc)
-            self._missed.pop(peer.id, None)  # (the rounds' digests repair it, if it is back)
             self._sick(peer.id, exc)
             self._call_failed(peer, exc)
             return
@@ -1787,22 +1771,6 @@ class Membership:
         if "compact" in reply:
             listed = self._apply_compact(reply["compact"], peer.id, trusted=True).listed
         self._owe(peer.id, reply.get("want"), listed)
-        if self._missed:
-            self._push_missed(peer, interval)
-
-    def _push_missed(self, peer: Peer, interval: float) -> None:
-        """A call to ``peer`` was answered: push it the news that was not pushed to it while
-        the call was outstanding (a push then skips a busy neighbor, so that calls never pile
-        up; without this, what it missed would wait for the rounds' digests)."""
-        missed = self._missed.pop(peer.id, None)
-        calls = self._calls
-        if not missed or calls is None or not self._usable(peer.id):
-            return
-        entries = self._entries(list(missed)[:MAX_DIGEST])
-        if entries:
-            self.tree["caught_busy"] += 1
-            with contextlib.suppress(RuntimeError):  # (stopping: the rounds are over)
-                self._gossip_to(calls, [peer], interval, entries)
 
     def neighbor_up(self, node_id: str) -> None:
         """A new active link to ``node_id`` (views): a young node catches up with it (see

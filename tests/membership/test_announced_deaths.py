@@ -172,13 +172,14 @@ async def test_a_member_back_from_a_false_death_reaches_a_node_whose_neighbors_h
         assert all(n.membership._lazy.get(x.node_id) == math.inf for n in swarm.nodes)
 
 
-async def test_news_a_busy_neighbor_missed_is_pushed_once_its_call_is_answered(
+async def test_a_member_back_from_a_false_death_reaches_a_node_its_neighbors_are_calling(
     anyio_backend: Any,
 ) -> None:
-    """A push of news skips a neighbor with a call outstanding (calls never pile up); the
-    news is pushed to it once the call is answered, not left to a round's digest. x answers
-    gossip 3 s late and each of its neighbors has just called it when n5 refutes a false
-    death notice: x lists n5 again within seconds, not at a round (a minute apart)."""
+    """A push of news skips a neighbor with a call outstanding (calls never pile up), and
+    the rounds' digests repair what it missed; a notice does not, and neither does the news
+    that undoes it. x answers gossip 3 s late and each of its neighbors has just called it
+    when n5 refutes a false death notice: x lists n5 again within seconds, not at a round (a
+    minute apart)."""
     async with open_swarm(12, partial_views=True, **SLOW_ROUNDS) as swarm:
         await swarm.converged()
         n5 = by_name(swarm, "n5")
@@ -206,7 +207,6 @@ async def test_news_a_busy_neighbor_missed_is_pushed_once_its_call_is_answered(
                 await anyio.sleep(0.05)
         assert anyio.current_time() - back < 8
         assert seq_of(x, n5) > old
-        assert sum(m.tree["busy"] for m in neighbors) >= 1
 
 
 async def test_a_death_notice_heard_again_after_the_member_spoke_does_not_drop_it_again(
