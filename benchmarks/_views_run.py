@@ -364,6 +364,7 @@ def run(
                 while started < n:
                     batch = nodes[started : started + grow]
                     b_cpu = time.process_time()
+                    b_counts = counters(nodes[:started])
                     for node in batch:
                         tg.start_soon(node.serve)
                     while not all(node.port for node in batch):
@@ -378,17 +379,28 @@ def run(
                     wall = time.perf_counter()
                     if done < started:
                         log(f"missing: {missing(nodes[:started])}")
+                    mean_sockets, max_sockets = sockets(nodes[:started])
+                    after = counters(nodes[:started])
+                    per_joiner = {
+                        k: round((v - b_counts.get(k, 0)) / len(batch), 1)
+                        for k, v in sorted(after.items())
+                        if v - b_counts.get(k, 0) >= len(batch)
+                    }
+                    log(f"per joiner: {per_joiner}")
                     batches.append(
                         {
                             "n": started,
                             "converge_s": round(wall - b_start, 2) if done == started else None,
                             "cpu_s": round(time.process_time() - b_cpu, 2),
+                            "fds": fds(),
+                            "sockets_mean_max": [round(mean_sockets, 1), max_sockets],
                         }
                     )
                     log(
                         f"{started} started; {done} complete {wall - b_start:.1f} s after the "
                         f"batch's start; CPU {time.process_time() - b_cpu:.1f} s "
-                        f"(GC {collections.take()['gc_s']} s)"
+                        f"(GC {collections.take()['gc_s']} s); {fds()} fds of {hard}; sockets "
+                        f"per node {mean_sockets:.1f} (max {max_sockets})"
                     )
                     freeze(gc_mode)
                     if started < n:
