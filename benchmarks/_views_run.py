@@ -34,8 +34,10 @@ the nodes then start one by one, R a second (the swarm grows as a deployed one d
 at once; the CPU of that phase is reported (``pace_cpu_pct``); and ``grow=B`` (with
 ``grow_pause=S``, default 5): the nodes start B at a time, each batch once every node started
 before it lists all the others (or ``CONVERGE_TIMEOUT`` ran out) and ``S`` seconds of idle have
-passed (``batches``: per batch, the swarm's size, the seconds to its full membership and the CPU
-seconds); full membership is then timed from the last batch's start.
+passed (``batches``: per batch, the swarm's size, the seconds to its full membership, the CPU
+seconds, the process's file descriptors and the sockets per node, mean and max; the log adds
+what each joiner cost the swarm: the counters above that moved, divided by the batch's size);
+full membership is then timed from the last batch's start.
 """
 
 from __future__ import annotations
