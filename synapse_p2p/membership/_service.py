@@ -273,7 +273,7 @@ class Membership:
         #: With views, pushes along a tree: ``pruned`` (pushes of ours answered lazy),
         #: ``told`` (pushes we answered lazy), ``skipped`` (pushes of news not sent to a lazy
         #: neighbor), ``grafted`` (a lazy neighbor lacked records: pushed to again at once),
-        #: ``busy`` (pushes of news not sent to a neighbor with a call outstanding).
+        #: ``busy`` (neighbors with a call outstanding left out of a push of news).
         self.tree: Counter[str] = Counter()
         #: Records a gossip partner wanted (its answer's ``want``): partner id -> member ids,
         #: sent in full in our next gossip to it.
@@ -289,6 +289,9 @@ class Membership:
         #: Of the members to push, those back from a death notice or out of a suspicion: a
         #: push carrying one goes to every active neighbor, as the notice did.
         self._revived: set[str] = set()
+        #: Members held offline here by a death notice (:meth:`_kill`): the next time one is
+        #: back, it is ``revived`` news.
+        self._noticed: set[str] = set()
         #: Silent members a node with failing calls of its own has not suspected yet.
         self._deferred: set[str] = set()
         #: This node's own stalls, ``(end, seconds)``, oldest first (:data:`STALLS_KEPT`).
@@ -455,6 +458,7 @@ class Membership:
         self._watch.clear()
         self._refute = False
         self._revived.clear()
+        self._noticed.clear()
         self._deferred.clear()
         self._stalls.clear()
         self.stalls = 0
@@ -552,7 +556,8 @@ class Membership:
                 # below), then on in every round's digest, members that joined lately first.
                 self.views.member_up(node_id)
                 self._fresh[node_id] = self._now()
-            if self.views is not None and state.dead_seq >= 0:
+            if node_id in self._noticed:
+                self._noticed.discard(node_id)
                 self._revived.add(node_id)  # back from a death notice: as the notice went
             if first_hand:
                 self._news[node_id] = True
@@ -951,7 +956,7 @@ class Membership:
                 dead = self._notices(self._dead)
                 suspect = self._notices(self._suspicions)
                 refute, self._refute = self._refute, False
-                revived = bool(self._revived)
+                revived = any(entry["id"] in self._revived for entry in news)
                 self._revived.clear()
                 if news or dead or suspect or refute:  # first-hand news: to every peer, at once
                     # Members back from a notice (``revived``) go where notices go, to every
@@ -1002,6 +1007,8 @@ class Membership:
         if self.views is not None:
             self._watch_silence(now, self.views)
         self._end_suspicions()
+        if self._noticed:  # (forgotten members: no longer back as news)
+            self._noticed.intersection_update(self.table.peers)
 
     def _offline(self, peer: Peer, how: str) -> None:
         """Alive member ``peer`` just went offline here: tell the application."""
@@ -1220,6 +1227,7 @@ class Membership:
         self._suspicions.pop(node_id, None)
         self._offline(peer, "is offline (dead)" if how != "heard" else "is offline (announced)")
         self._dead.setdefault(node_id, (seq, first_hand))
+        self._noticed.add(node_id)
         self.push_soon()
         return True
 
@@ -1395,8 +1403,9 @@ class Membership:
         members that take no part in views); with an empty view, first-hand news to every
         member, other news nowhere (others may not know us yet and would have to verify
         every member it names). With views, ``notices`` (suspicions, deaths, a refutation:
-        small, and lost if not sent now) go to the neighbors with a call outstanding too, and
-        with an empty view to ``fanout`` members."""
+        small, and lost if not sent now; members back from a notice go as notices do) go to
+        the neighbors with a call outstanding too, and with an empty view to ``fanout``
+        members."""
         views = self.views
         if views is None:
             return self._reachable()

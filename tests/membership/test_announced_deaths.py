@@ -140,7 +140,9 @@ async def dead_everywhere(swarm: Swarm, member: Node) -> int:
     views.tick = lambda: None  # type: ignore[method-assign]
     for node in others:
         assert node.membership._kill(member.node_id, old, first_hand=False, how="heard")
-    await anyio.sleep(5)
+    with anyio.fail_after(10):  # the notices pushed and answered
+        while any(n.membership._dead or n.membership._outstanding for n in others):
+            await anyio.sleep(0.05)
     assert not any(member.node_id in n.peers for n in others)
     del quiet._gossip_to  # (it may push again: its refutation)
     return old
@@ -194,8 +196,7 @@ async def test_a_member_back_from_a_false_death_reaches_a_node_its_neighbors_are
             await anyio.sleep(3)
             return await answer(message, connection=connection)
 
-        by_id = {n.node_id: n for n in swarm.nodes}
-        neighbors = [by_id[i].membership for i in active_ids(x)]
+        neighbors = [n.membership for n in swarm.nodes if x.node_id in active_ids(n)]
         for m in neighbors:
             assert m._calls is not None
             m._probe(m._calls, [m.table.peers[x.node_id].peer], 60)
