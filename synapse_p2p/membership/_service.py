@@ -1603,7 +1603,7 @@ class Membership:
         A push leaves out the members a peer is known to hold (``holders``: member id ->
         peer ids), and is not sent to a peer left with nothing (unless ``keep``: the push
         carries our renewed record). ``revived``: the push carries members back from a death
-        notice or a suspicion (the receiver answers it ``lazy`` never: it goes to every
+        notice or a suspicion (the receiver never answers it ``lazy``: it goes to every
         neighbor, duplicates are expected)."""
         if not peers:
             return
