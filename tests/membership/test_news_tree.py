@@ -12,6 +12,7 @@ import trio.testing
 
 from synapse_p2p import Node, Peer
 from synapse_p2p.membership import _service
+from synapse_p2p.membership._endpoints import GOSSIP_ENDPOINT, GOSSIP_VERSION
 from tests.membership.test_virtual_time import Swarm, open_swarm
 
 pytestmark = pytest.mark.anyio
@@ -140,3 +141,40 @@ async def test_a_node_keeps_its_connection_to_a_neighbor_it_pushed_news_to(
         # (not the socket: a round's digest to a random member now and then may open it)
         assert owner not in m._pushed_to
         assert (peer.address, peer.port) not in (m.views._retained or ())  # type: ignore[union-attr]
+
+
+async def test_a_push_of_members_back_from_a_notice_is_never_answered_lazy(
+    anyio_backend: Any,
+) -> None:
+    """A duplicate push of news (every record it names, another push brought first) is
+    answered ``lazy``; the same push flagged ``revived`` (members back from a death notice,
+    sent to every neighbor as the notice was) is not: its duplicates are expected, and
+    pruning the link for them would cut the tree."""
+    async with open_swarm(12, partial_views=True, heartbeat_interval=60, peer_timeout=600) as swarm:
+        await swarm.converged()
+        by_id = {n.node_id: n for n in swarm.nodes}
+        b = next(n for n in swarm.nodes if len(n.membership.views.active_ids()) >= 4)  # type: ignore[union-attr]
+        a = by_id[sorted(b.membership.views.active_ids())[0]]  # type: ignore[union-attr]
+        member = next(n for n in swarm.nodes if n is not a and n is not b)
+        entries = a.membership._entries([member.node_id])
+        assert entries
+
+        async def push(**flags: Any) -> Any:
+            message = {
+                "v": GOSSIP_VERSION,
+                "from": a.membership._signed_record(),
+                "members": entries,
+                "push": True,
+                **flags,
+            }
+            return await a.membership.caller.call(
+                b.membership.local.address, b.port, GOSSIP_ENDPOINT, [message], {}, timeout=5
+            )
+
+        await push()  # (the first push of that record here)
+        b.membership._told.clear()  # (every other neighbor pushes news to b: it may prune)
+        told = b.membership.tree["told"]
+        assert (await push(revived=True)).get("lazy") is None
+        assert b.membership.tree["told"] == told
+        assert (await push()).get("lazy") is True  # the same duplicate, unflagged
+        assert b.membership.tree["told"] == told + 1
