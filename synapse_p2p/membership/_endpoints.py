@@ -43,7 +43,9 @@ LEAVE_ENDPOINT = "_synapse.leave"
 #: answered ``full: true`` (the caller probes again with its whole record). Our own record
 #: rides the answer only if ``have`` is not its ``seq``. Such a probe is sent only to a member
 #: whose answer to a push said ``slim: true`` (it reads them, and our channel proves us).
-GOSSIP_VERSION = 4
+#: 5: a push may carry ``graft: true``: its sender, whose link that fed it news is gone, asks
+#: to be pushed news again (an earlier version ignores it, and lets the link lapse later).
+GOSSIP_VERSION = 5
 #: The first version that answers ``partial`` digests.
 PARTIAL_VERSION = 3
 #: The first version that takes probes by id (``slim`` in its answers).
@@ -125,6 +127,8 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         # Our own record too: gossip partners keep the freshest proof of our life. A push
         # (news only) is answered without a digest: news floods, it is not a push-pull.
         if push:
+            if trusted and message.get("graft") is True:
+                m.graft(sender.id)  # it lost a link that fed it news: push to it again
             answer = {"v": GOSSIP_VERSION, "self": m._signed_record()}
             if connection is not None and connection.node_id == sender.id:
                 answer["slim"] = True  # its channel proves it: it may probe us by id

@@ -338,6 +338,8 @@ class LiveViews:
                 if isinstance(action, NeighborUp):  # a new link is contact: watched from now
                     self._m.table.responded(action.peer.id, self._m._now())
                     self._m.neighbor_up(action.peer.id)
+                elif isinstance(action, NeighborDown):
+                    self._m.neighbor_down(action.peer.id)
                 changed = True
         if changed:
             self._retain()

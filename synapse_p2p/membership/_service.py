@@ -118,8 +118,12 @@ RELAY_GAP = 0.5
 #: many heartbeat intervals; notices still go to it, and so do the rounds' compact digests,
 #: which repair what it misses. News then flows along the first links to deliver it (a tree,
 #: as in Plumtree), each node receiving each record about once, instead of from every
-#: neighbor; the lapse re-tries the link, so a tree broken by a lost link heals itself.
-LAZY_ROUNDS = 2
+#: neighbor. A node whose active view loses a neighbor that pushed news to it, leaving fewer
+#: than :data:`MIN_EAGER` such neighbors, asks the neighbors it told ``lazy`` to push to it
+#: again at once (a probe with ``graft: true``, see :meth:`Membership.neighbor_down`); the
+#: lapse re-tries every link now and then all the same. While it was two rounds, a swarm
+#: joined every 15 s flooded its views anew with each batch of joins.
+LAZY_ROUNDS = 12
 #: Members that joined within this many rounds "joined lately": they come first in digests,
 #: and between the digests of every member (see :data:`DIGEST_MEMBERS`) the rounds' digests
 #: name them only (``partial``), so that a member some node missed while it was news is
@@ -292,6 +296,8 @@ class Membership:
         #: Members held offline here by a death notice (:meth:`_kill`): the next time one is
         #: back, it is ``revived`` news.
         self._noticed: set[str] = set()
+        #: Member id -> when a call of ours to it last failed (see :meth:`_watch_silence`).
+        self._failed_at: dict[str, float] = {}
         #: Silent members a node with failing calls of its own has not suspected yet.
         self._deferred: set[str] = set()
         #: This node's own stalls, ``(end, seconds)``, oldest first (:data:`STALLS_KEPT`).
@@ -459,6 +465,7 @@ class Membership:
         self._refute = False
         self._revived.clear()
         self._noticed.clear()
+        self._failed_at.clear()
         self._deferred.clear()
         self._stalls.clear()
         self.stalls = 0
@@ -1009,6 +1016,9 @@ class Membership:
         self._end_suspicions()
         if self._noticed:  # (forgotten members: no longer back as news)
             self._noticed.intersection_update(self.table.peers)
+        failed = self._failed_at
+        for node_id in [i for i, t in failed.items() if i not in self.table.peers or t < now - 60]:
+            del failed[node_id]  # (forgotten members, old failures: a minute says enough)
 
     def _offline(self, peer: Peer, how: str) -> None:
         """Alive member ``peer`` just went offline here: tell the application."""
@@ -1027,7 +1037,11 @@ class Membership:
         is told (:meth:`_suspect`), by a healthy node only (a node whose own calls fail waits,
         ``deferred``: the silence may be its own). When half the watched links or more are
         silent at once, the silence is most likely this node's (it cannot hear): they are
-        offline here, told to nobody (``unheard``)."""
+        offline here, told to nobody (``unheard``). A member with a call of ours outstanding,
+        none of which failed since it was last heard, is not judged yet (``awaited``): the
+        call's answer is contact, its failure confirms the silence (SWIM suspects after a
+        failed probe). A suspicion costs the swarm a flood of notices and of the refutation,
+        and on a loop too busy to answer in time the silence is the loop's."""
         watched = [*views.active_ids(), *(i for i in self._watch if not views.is_active(i))]
         window = (1 - SUSPECT_SHARE) * self.config.peer_timeout * (1 + self.health)
         silent: list[PeerState] = []
@@ -1042,6 +1056,12 @@ class Membership:
                 and node_id not in views.unsupported
                 and self._awake_since(state.heard, now) > window
             ):
+                if (
+                    node_id in self._outstanding
+                    and self._failed_at.get(node_id, -math.inf) < state.heard
+                ):
+                    self.deaths["awaited"] += 1
+                    continue
                 silent.append(state)
         deaf = len(silent) >= 2 and 2 * len(silent) >= len(watched)
         for state in silent:
@@ -1323,6 +1343,8 @@ class Membership:
         watched from now on (silence makes it offline here, and announced); a second
         refused connection in a row (nothing listens at its address) declares it dead at
         once. A remote error is an answer: it is alive."""
+        if not isinstance(exc, RemoteError):
+            self._failed_at[peer.id] = self._now()
         views = self.views
         state = self.table.get(peer.id)
         if (
@@ -1595,6 +1617,7 @@ class Membership:
         keep: bool = False,
         partial: bool = False,
         revived: bool = False,
+        graft: bool = False,
     ) -> None:
         """Gossip to ``peers``: a push of news (``members``, answered without a digest), the
         full digest (``full``: for members new to us, which hold nothing we could name by
@@ -1604,10 +1627,13 @@ class Membership:
         peer ids), and is not sent to a peer left with nothing (unless ``keep``: the push
         carries our renewed record). ``revived``: the push carries members back from a death
         notice or a suspicion (the receiver never answers it ``lazy``: it goes to every
-        neighbor, duplicates are expected)."""
+        neighbor, duplicates are expected). ``graft``: the receivers are asked to push news
+        to this node again (see :meth:`neighbor_down`)."""
         if not peers:
             return
         message: dict[str, Any] = {"v": GOSSIP_VERSION, "from": self._signed_record()}
+        if graft:
+            message["graft"] = True
         if revived and members:
             message["revived"] = True
         if dead:
@@ -1787,6 +1813,8 @@ class Membership:
         it lacks. Young: in the first :data:`FRESH_ROUNDS` rounds after its start or its last
         views JOIN (:meth:`joining_views`). (Its digest lists every member it holds, as the
         seed's answer did: O(members), twice per join.)"""
+        self._lazy.pop(node_id, None)  # (a new link: news goes both ways on it again)
+        self._told.pop(node_id, None)
         calls, interval = self._calls, self.config.heartbeat_interval
         if self._catch_up <= 0 or calls is None or interval is None:
             return
@@ -1799,6 +1827,31 @@ class Membership:
         self.tree["caught_up"] += 1
         with contextlib.suppress(RuntimeError):  # (stopping: the rounds are over)
             self._gossip_to(calls, [self.table.peers[node_id].peer], interval)
+
+    def neighbor_down(self, node_id: str) -> None:
+        """``node_id`` left the active view (views): the tree's marks on that link are
+        forgotten, and if fewer than :data:`MIN_EAGER` active neighbors still push news to
+        this node, those it told ``lazy`` are asked to push to it again (a probe with
+        ``graft: true``), enough of them to make up :data:`MIN_EAGER`: the link that fed it
+        news is gone, and the rounds' digests or the lapse would come seconds later."""
+        self._lazy.pop(node_id, None)
+        self._told.pop(node_id, None)
+        views, calls, interval = self.views, self._calls, self.config.heartbeat_interval
+        if views is None or calls is None or interval is None or not self._told:
+            return
+        self._lapse(self._told)
+        active = [i for i in views.active_ids() if i != node_id]
+        eager = [i for i in active if i not in self._told]
+        short = MIN_EAGER - len(eager)
+        if short <= 0:
+            return
+        peers = self.table.peers
+        ask = [i for i in active if i in self._told and i in peers and peers[i].alive][:short]
+        for i in ask:
+            del self._told[i]
+        self.tree["regrafted"] += len(ask)
+        with contextlib.suppress(RuntimeError):  # (stopping: the rounds are over)
+            self._gossip_to(calls, [peers[i].peer for i in ask], interval, [], graft=True)
 
     def joining_views(self) -> None:
         """This node sends its views JOIN (it has no link): young again for the catch-up (a

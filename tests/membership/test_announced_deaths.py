@@ -465,3 +465,33 @@ async def test_a_suspicion_ends_at_the_moment_the_rounds_wake_for_it(anyio_backe
         m._end_suspicions()
         assert b.node_id not in m._suspects
         assert b.node_id not in a.peers
+
+
+async def test_a_silent_member_with_a_call_of_ours_outstanding_is_judged_by_the_call(
+    anyio_backend: Any,
+) -> None:
+    """A neighbor silent past the window, with a call of ours to it on its way (a probe on a
+    loop too busy to answer in time), is not suspected yet (``awaited``): the call's answer
+    would be contact. Once a call to it failed since it was last heard, or with no call
+    outstanding, the silence stands and it is suspected."""
+    async with open_swarm(6, partial_views=True, heartbeat_interval=60, peer_timeout=600) as swarm:
+        await swarm.converged()
+        x = by_name(swarm, "n1")
+        m, views = x.membership, x.membership.views
+        assert views is not None
+        y, z = active_ids(x)[:2]
+        now = anyio.current_time()
+        m.table.peers[y].heard = now - 500  # silent past 0.75 * peer_timeout (450 s)
+        m._outstanding.add(y)  # a call to y on its way, none failed since it was heard
+        m._watch_silence(now, views)
+        assert not m.table.peers[y].suspected
+        assert m.deaths["awaited"] == 1
+        m.table.peers[z].heard = now - 500
+        m._outstanding.add(z)
+        m._failed_at[z] = now - 1  # a call to z failed since: its silence is confirmed
+        m._watch_silence(now, views)
+        assert m.table.peers[z].suspected
+        assert not m.table.peers[y].suspected
+        m._outstanding.discard(y)  # the call ended without an answer (no contact)
+        m._watch_silence(now, views)
+        assert m.table.peers[y].suspected

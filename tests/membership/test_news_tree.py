@@ -178,3 +178,52 @@ async def test_a_push_of_members_back_from_a_notice_is_never_answered_lazy(
         assert b.membership.tree["told"] == told
         assert (await push()).get("lazy") is True  # the same duplicate, unflagged
         assert b.membership.tree["told"] == told + 1
+
+
+async def test_a_node_that_loses_a_link_feeding_it_news_asks_a_lazy_one_to_push_again(
+    anyio_backend: Any,
+) -> None:
+    """x told every active neighbor but two ``lazy``; one of the two leaves. x, with one
+    neighbor left pushing news to it (fewer than ``MIN_EAGER``), asks one it told ``lazy`` to
+    push to it again (``graft: true``) at once, not after the lapse (a minute here) or the
+    rounds' digests, and only as many as make up ``MIN_EAGER``."""
+    async with open_swarm(12, partial_views=True, heartbeat_interval=60, peer_timeout=600) as swarm:
+        await swarm.converged()
+        by_id = {n.node_id: n for n in swarm.nodes}
+
+        def active(node: Node) -> list[str]:
+            return sorted(node.membership.views.active_ids())  # type: ignore[union-attr]
+
+        x = next(n for n in swarm.nodes if len(active(n)) >= 4 and n.name != "n0")
+        feeding = [i for i in active(x) if by_id[i].name != "n0"][:2]
+        lazy = [i for i in active(x) if i not in feeding]
+        far = anyio.current_time() + 600
+        x.membership._told.clear()  # (the swarm's start may have pruned some links already)
+        for i in feeding:
+            by_id[i].membership._lazy.pop(x.node_id, None)
+        for i in lazy:  # as if x had answered each of them ``lazy``
+            x.membership._told[i] = far
+            by_id[i].membership._lazy[x.node_id] = far
+        assert x.membership.tree["regrafted"] == 0
+        asked: list[list[str]] = []
+        send = x.membership._gossip_to
+
+        def recording(calls: Any, peers: list[Peer], *args: Any, **kwargs: Any) -> None:
+            if kwargs.get("graft"):
+                asked.append([p.id for p in peers])
+            send(calls, peers, *args, **kwargs)
+
+        x.membership._gossip_to = recording  # type: ignore[method-assign]
+        gone = by_id[feeding[0]]
+        swarm.scopes[gone.name].cancel()  # a clean stop: it says goodbye
+        with anyio.move_on_after(2):
+            while not asked or any(x.node_id in by_id[i].membership._lazy for i in asked[0]):
+                await anyio.sleep(0.01)
+        # One was enough to make up MIN_EAGER (two), and it took x off its lazy links.
+        # (The swarm's own view changes may ask again later: only the first is checked.)
+        assert asked, (gone.node_id in active(x), len(active(x)), x.membership._told)
+        assert len(asked[0]) == 1, asked
+        assert asked[0][0] in lazy
+        assert asked[0][0] not in x.membership._told
+        assert x.node_id not in by_id[asked[0][0]].membership._lazy
+        assert by_id[asked[0][0]].membership.tree["grafted"] >= 1
