@@ -121,9 +121,10 @@ RELAY_GAP = 0.5
 #: neighbor. A node whose active view loses a neighbor that pushed news to it, leaving fewer
 #: than :data:`MIN_EAGER` such neighbors, asks the neighbors it told ``lazy`` to push to it
 #: again at once (a probe with ``graft: true``, see :meth:`Membership.neighbor_down`); the
-#: lapse re-tries every link now and then all the same. While it was two rounds, a swarm
-#: joined every 15 s flooded its views anew with each batch of joins.
-LAZY_ROUNDS = 12
+#: lapse re-tries every link all the same. Twelve rounds (tried) cut the pushes of a swarm
+#: grown ten at a time by a third, but a push on a link after its lapse then found the
+#: pusher's connection closed: half as many handshakes again, and no less CPU.
+LAZY_ROUNDS = 2
 #: Members that joined within this many rounds "joined lately": they come first in digests,
 #: and between the digests of every member (see :data:`DIGEST_MEMBERS`) the rounds' digests
 #: name them only (``partial``), so that a member some node missed while it was news is
