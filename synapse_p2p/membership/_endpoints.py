@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GOSSIP_ENDPOINT",
     "GOSSIP_VERSION",
+    "GRAFT_VERSION",
     "LEAVE_ENDPOINT",
     "PARTIAL_VERSION",
     "SLIM_VERSION",
@@ -50,6 +51,8 @@ GOSSIP_VERSION = 5
 PARTIAL_VERSION = 3
 #: The first version that takes probes by id (``slim`` in its answers).
 SLIM_VERSION = 4
+#: The first version that takes ``graft: true``.
+GRAFT_VERSION = 5
 
 
 def register(m: Membership, registry: EndpointRegistry) -> None:

@@ -44,6 +44,7 @@ from ..types import Peer
 from ._endpoints import (
     GOSSIP_ENDPOINT,
     GOSSIP_VERSION,
+    GRAFT_VERSION,
     LEAVE_ENDPOINT,
     PARTIAL_VERSION,
     SLIM_VERSION,
@@ -1017,9 +1018,12 @@ class Membership:
         self._end_suspicions()
         if self._noticed:  # (forgotten members: no longer back as news)
             self._noticed.intersection_update(self.table.peers)
-        failed = self._failed_at
-        for node_id in [i for i, t in failed.items() if i not in self.table.peers or t < now - 60]:
-            del failed[node_id]  # (forgotten members, old failures: a minute says enough)
+        if self._failed_at:  # (forgotten members; failures before the member was last heard)
+            peers = self.table.peers
+            for node_id, at in list(self._failed_at.items()):
+                state = peers.get(node_id)
+                if state is None or at < state.heard:
+                    del self._failed_at[node_id]
 
     def _offline(self, peer: Peer, how: str) -> None:
         """Alive member ``peer`` just went offline here: tell the application."""
@@ -1039,13 +1043,15 @@ class Membership:
         ``deferred``: the silence may be its own). When half the watched links or more are
         silent at once, the silence is most likely this node's (it cannot hear): they are
         offline here, told to nobody (``unheard``). A member with a call of ours outstanding,
-        none of which failed since it was last heard, is not judged yet (``awaited``): the
-        call's answer is contact, its failure confirms the silence (SWIM suspects after a
-        failed probe). A suspicion costs the swarm a flood of notices and of the refutation,
-        and on a loop too busy to answer in time the silence is the loop's."""
+        none of which failed since it was last heard, is not suspected yet (``awaited``; it
+        counts as silent for deafness): the call's answer is contact, its failure confirms the
+        silence (SWIM suspects after a failed probe). A suspicion costs the swarm a flood of
+        notices and of the refutation, and on a loop too busy to answer in time the silence is
+        the loop's."""
         watched = [*views.active_ids(), *(i for i in self._watch if not views.is_active(i))]
         window = (1 - SUSPECT_SHARE) * self.config.peer_timeout * (1 + self.health)
         silent: list[PeerState] = []
+        awaited: set[str] = set()
         for node_id in watched:
             state = self.table.get(node_id)
             if (
@@ -1057,17 +1063,18 @@ class Membership:
                 and node_id not in views.unsupported
                 and self._awake_since(state.heard, now) > window
             ):
+                silent.append(state)
                 if (
                     node_id in self._outstanding
                     and self._failed_at.get(node_id, -math.inf) < state.heard
                 ):
-                    self.deaths["awaited"] += 1
-                    continue
-                silent.append(state)
+                    awaited.add(node_id)
         deaf = len(silent) >= 2 and 2 * len(silent) >= len(watched)
         for state in silent:
             node_id = state.peer.id
-            if deaf:
+            if node_id in awaited and not deaf:
+                self.deaths["awaited"] += 1
+            elif deaf:
                 peer = self.table.silenced(node_id, now)
                 if peer is not None:
                     self.deaths["unheard"] += 1
@@ -1767,6 +1774,8 @@ class Membership:
                 await self._gossip_one(peer, self._probe_message(), interval)
                 return
             log.debug("gossip to %s failed: %s", _fmt(peer), exc)
+            if message.get("graft"):  # (not taken: it still holds us lazy)
+                self._told[peer.id] = self._lazy_until()
             self._sick(peer.id, exc)
             self._call_failed(peer, exc)
             return
@@ -1779,6 +1788,8 @@ class Membership:
         if not isinstance(reply, dict):
             return
         version = reply.get("v")
+        if message.get("graft") and not (type(version) is int and version >= GRAFT_VERSION):
+            self._told[peer.id] = self._lazy_until()  # (an earlier version: it ignored it)
         if type(version) is int and version >= PARTIAL_VERSION:
             self._partial_ok.add(peer.id)
         sent = message.get("from", {})

@@ -481,6 +481,7 @@ async def test_a_silent_member_with_a_call_of_ours_outstanding_is_judged_by_the_
         assert views is not None
         y, z = active_ids(x)[:2]
         now = anyio.current_time()
+        m.health = 0  # (a healthy node: else it defers every suspicion)
         m.table.peers[y].heard = now - 500  # silent past 0.75 * peer_timeout (450 s)
         m._outstanding.add(y)  # a call to y on its way, none failed since it was heard
         m._watch_silence(now, views)
@@ -495,3 +496,27 @@ async def test_a_silent_member_with_a_call_of_ours_outstanding_is_judged_by_the_
         m._outstanding.discard(y)  # the call ended without an answer (no contact)
         m._watch_silence(now, views)
         assert m.table.peers[y].suspected
+
+
+async def test_a_node_whose_links_are_all_silent_is_deaf_though_its_calls_are_on_their_way(
+    anyio_backend: Any,
+) -> None:
+    """Every watched link silent, each with a call of ours on its way: the silence is this
+    node's own (it cannot hear), so they are offline here and told to nobody (``unheard``),
+    as with no call outstanding; a call on its way puts off a suspicion, not deafness."""
+    async with open_swarm(6, partial_views=True, heartbeat_interval=60, peer_timeout=600) as swarm:
+        await swarm.converged()
+        x = by_name(swarm, "n1")
+        m, views = x.membership, x.membership.views
+        assert views is not None
+        m.health = 0
+        links = active_ids(x)
+        assert len(links) >= 2
+        now = anyio.current_time()
+        for i in links:
+            m.table.peers[i].heard = now - 500
+            m._outstanding.add(i)
+        m._watch_silence(now, views)
+        assert m.deaths["unheard"] == len(links)
+        assert m.deaths["suspected"] == 0
+        assert not any(i in x.peers for i in links)

@@ -227,3 +227,30 @@ async def test_a_node_that_loses_a_link_feeding_it_news_asks_a_lazy_one_to_push_
         assert asked[0][0] not in x.membership._told
         assert x.node_id not in by_id[asked[0][0]].membership._lazy
         assert by_id[asked[0][0]].membership.tree["grafted"] >= 1
+
+
+async def test_a_graft_an_earlier_version_ignored_leaves_the_link_lazy_here(
+    anyio_backend: Any,
+) -> None:
+    """A neighbor of gossip version 4 answers a graft as a plain probe (it still holds us
+    lazy): the node keeps counting that link as lazy, so it neither prunes its last eager
+    links on that belief nor waits for news from it; one of version 5 took it."""
+    async with open_swarm(8, partial_views=True, heartbeat_interval=60, peer_timeout=600) as swarm:
+        await swarm.converged()
+        x = swarm.nodes[1]
+        m = x.membership
+        y = sorted(m.views.active_ids())[0]  # type: ignore[union-attr]
+        peer = m.table.peers[y].peer
+        call = m.caller.call
+
+        async def as_version_4(*args: Any, **kwargs: Any) -> Any:
+            reply = await call(*args, **kwargs)
+            return {**reply, "v": 4}
+
+        for answer_as, lazy_after in ((as_version_4, True), (call, False)):
+            m.caller.call = answer_as  # type: ignore[method-assign]
+            async with anyio.create_task_group() as calls:
+                m._gossip_to(calls, [peer], 60.0, [], graft=True)
+            assert (y in m._told) is lazy_after
+            m._told.pop(y, None)
+        m.caller.call = call  # type: ignore[method-assign]
