@@ -185,8 +185,8 @@ async def test_a_node_that_loses_a_link_feeding_it_news_asks_a_lazy_one_to_push_
 ) -> None:
     """x told every active neighbor but two ``lazy``; one of the two leaves. x, with one
     neighbor left pushing news to it (fewer than ``MIN_EAGER``), asks one it told ``lazy`` to
-    push to it again (``graft: true``) at once, not after the lapse (a minute here) or the
-    rounds' digests, and only as many as make up ``MIN_EAGER``."""
+    push to it again (``graft: true``) at once, not after the lapse or the rounds' digests
+    (rounds a minute apart here), and only as many as make up ``MIN_EAGER``."""
     async with open_swarm(12, partial_views=True, heartbeat_interval=60, peer_timeout=600) as swarm:
         await swarm.converged()
         by_id = {n.node_id: n for n in swarm.nodes}
