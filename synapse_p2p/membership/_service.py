@@ -1825,8 +1825,7 @@ class Membership:
         it lacks. Young: in the first :data:`FRESH_ROUNDS` rounds after its start or its last
         views JOIN (:meth:`joining_views`). (Its digest lists every member it holds, as the
         seed's answer did: O(members), twice per join.)"""
-        self._lazy.pop(node_id, None)  # (a new link: news goes both ways on it again)
-        self._told.pop(node_id, None)
+        self._told.pop(node_id, None)  # (a new link: it pushes news to us until it is told)
         calls, interval = self._calls, self.config.heartbeat_interval
         if self._catch_up <= 0 or calls is None or interval is None:
             return
@@ -1841,12 +1840,11 @@ class Membership:
             self._gossip_to(calls, [self.table.peers[node_id].peer], interval)
 
     def neighbor_down(self, node_id: str) -> None:
-        """``node_id`` left the active view (views): the tree's marks on that link are
-        forgotten, and if fewer than :data:`MIN_EAGER` active neighbors still push news to
+        """``node_id`` left the active view (views): this node no longer counts it as told
+        ``lazy``, and if fewer than :data:`MIN_EAGER` active neighbors still push news to
         this node, those it told ``lazy`` are asked to push to it again (a probe with
         ``graft: true``), enough of them to make up :data:`MIN_EAGER`: the link that fed it
         news is gone, and the rounds' digests or the lapse would come seconds later."""
-        self._lazy.pop(node_id, None)
         self._told.pop(node_id, None)
         views, calls, interval = self.views, self._calls, self.config.heartbeat_interval
         if views is None or calls is None or interval is None or not self._told:
