@@ -46,7 +46,12 @@ LEAVE_ENDPOINT = "_synapse.leave"
 #: whose answer to a push said ``slim: true`` (it reads them, and our channel proves us).
 #: 5: a push may carry ``graft: true``: its sender, whose link that fed it news is gone, asks
 #: to be pushed news again (an earlier version ignores it, and lets the link lapse later).
-GOSSIP_VERSION = 5
+#: 6: a whole compact digest may carry ``same: true``: if the caller holds every record we
+#: hold, by the ``seq`` we name, and nothing newer, the answer is ``same: true`` (and our
+#: record) instead of compact entries naming its records back to it. The caller asks so only
+#: when no member of its ages by silence (the entries' ages would be news of life to it); an
+#: earlier version ignores the key and answers in full.
+GOSSIP_VERSION = 6
 #: The first version that answers ``partial`` digests.
 PARTIAL_VERSION = 3
 #: The first version that takes probes by id (``slim`` in its answers).
@@ -154,6 +159,9 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         # (or holds older) in full, the others compact, and say which of the caller's we want:
         # they come in full in its next gossip to us (no third message).
         partial = message.get("partial") is True  # the members that joined lately only
+        if message.get("same") is True and not partial and m.in_step(reading, sender.id):
+            # It holds what we hold: our answer would only name its records back to it.
+            return {"v": GOSSIP_VERSION, "same": True, "self": m._signed_record()}
         members, rest, older = m._answer_compact(reading.listed, sender.id, partial=partial)
         if older or (members and not partial):
             m.graft(sender.id)  # it lacked records: news goes to it again

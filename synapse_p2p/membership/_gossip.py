@@ -136,6 +136,10 @@ class CompactReading:
     want: list[str]
     #: Every well-formed entry's id and ``seq``: what the sender holds.
     listed: dict[str, int]
+    #: How many members listed (once each, the sender and us aside) are alive here, held
+    #: signed, and named by the ``seq`` we would name (:func:`named_seq`): all of them, with
+    #: nothing wanted, and the sender holds what we hold (see ``Membership.in_step``).
+    matched: int = 0
 
 
 def read_compact(
@@ -164,6 +168,7 @@ def read_compact(
         return reading
     skipped = set(skip)
     heard, want, listed = reading.heard, reading.want, reading.listed
+    matched = 0
     for item in entries[:limit]:
         if type(item) is not list or len(item) != 3:
             continue
@@ -172,6 +177,7 @@ def read_compact(
             continue
         if type(age) not in (float, int) or not 0 <= age < 1e9:  # bool is not int here
             continue
+        first = node_id not in listed
         listed[node_id] = seq
         if node_id in skipped:
             continue
@@ -185,12 +191,12 @@ def read_compact(
             state.alive or (trusted and seq == state.proof.seq and age < peer_timeout)
         ):
             heard.append(Heard(node_id, when))
-        if (
-            seq > named_seq(state, now, recheck_after)  # the record held, or one seen lately
-            and age < peer_timeout
-            and len(want) < MAX_DIGEST
-        ):
+        named = named_seq(state, now, recheck_after)  # the record held, or one seen lately
+        if seq > named and age < peer_timeout and len(want) < MAX_DIGEST:
             want.append(node_id)
+        elif seq == named and first and state.alive and not state.legacy:
+            matched += 1
+    reading.matched = matched
     return reading
 
 

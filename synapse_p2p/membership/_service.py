@@ -300,6 +300,9 @@ class Membership:
         self._noticed: set[str] = set()
         #: Member id -> when a call of ours to it last failed (see :meth:`_watch_silence`).
         self._failed_at: dict[str, float] = {}
+        #: The last census (:meth:`_census`): the table, its changes, the count of members
+        #: that do not take view messages, and the census.
+        self._census_kept: tuple[PeerTable, int, int, Census] | None = None
         #: Silent members a node with failing calls of its own has not suspected yet.
         self._deferred: set[str] = set()
         #: This node's own stalls, ``(end, seconds)``, oldest first (:data:`STALLS_KEPT`).
@@ -326,6 +329,9 @@ class Membership:
         self.deaths: Counter[str] = Counter()
         self.messages_sent = 0
         self.messages_received = 0
+        #: Whole compact digests of ours answered ``same`` (gossip version 6): the partner
+        #: held every record we named.
+        self.answered_same = 0
         #: Whether stopping tells the members (``_synapse.leave``); a test that simulates a
         #: crash turns it off.
         self.say_goodbye = True
@@ -479,6 +485,8 @@ class Membership:
         self.health = 0
         self.deaths.clear()
         self.messages_sent = self.messages_received = 0
+        self.answered_same = 0
+        self._census_kept = None
 
     # -- evidence ---------------------------------------------------------------------------
 
@@ -772,6 +780,23 @@ class Membership:
                 compact.append(compact_entry(state, now, self.config.peer_timeout))
         return build_digest(behind, now, self._rng, first=self._fresh), compact, older
 
+    def in_step(self, reading: CompactReading, caller_id: str) -> bool:
+        """Whether the caller of a whole compact digest (``reading``) holds what this node
+        holds: every alive member here is held signed (no 2.5.0 or unsigned member) and was
+        listed by the ``seq`` we would name, and nothing listed is wanted. Then the answer
+        would carry no record, only compact entries naming what the caller listed: a caller
+        that asked ``same`` (gossip version 6) is answered so instead."""
+        if reading.want:
+            return False
+        census = self._census()
+        state = self.table.peers.get(caller_id)  # (the answer leaves the caller out)
+        others, signed = len(self.table.peers) - len(census.offline), census.signed
+        if state is not None and state.alive:
+            others -= 1
+            if state.proof is not None and not state.legacy:
+                signed -= 1
+        return signed == others and reading.matched == signed
+
     def _entries(self, ids: list[str]) -> list[dict[str, Any]]:
         """Full entries of the alive members among ``ids``."""
         now = self._now()
@@ -987,25 +1012,40 @@ class Membership:
 
     def _census(self) -> Census:
         """The table's members by what a round does with them (one pass; see
-        :class:`~._table.Census`). ``aging`` is what :meth:`_ages` says, inline."""
+        :class:`~._table.Census`). ``aging`` is what :meth:`_ages` says, inline. The last
+        census is kept while nothing it depends on changed (:attr:`PeerTable.changes`, the
+        members that do not take view messages): an idle round of a large swarm does not
+        touch every member's state."""
+        views = self.views
+        unsupported = None if views is None else views.unsupported
+        table = self.table
+        kept = self._census_kept
+        count = -1 if unsupported is None else len(unsupported)  # (it only grows, till reset)
+        if kept is not None and kept[0] is table and kept[1] == table.changes and kept[2] == count:
+            return kept[3]
+        census = self._take_census(unsupported)
+        self._census_kept = (table, table.changes, count, census)
+        return census
+
+    def _take_census(self, unsupported: set[str] | None) -> Census:
         legacy: list[PeerState] = []
         offline: list[PeerState] = []
         aging: list[PeerState] = []
-        views = self.views
-        unsupported = None if views is None else views.unsupported
-        for state in self.table.peers.values():
+        unsigned = 0
+        peers = self.table.peers
+        for state in peers.values():
             if not state.alive:
                 offline.append(state)
             elif state.legacy:
                 legacy.append(state)
                 aging.append(state)
-            elif (
-                unsupported is None
-                or state.proof is None
-                or (unsupported and state.peer.id in unsupported)
-            ):
+            elif state.proof is None:
+                unsigned += 1
                 aging.append(state)
-        return Census(legacy, offline, aging)
+            elif unsupported is None or (unsupported and state.peer.id in unsupported):
+                aging.append(state)
+        signed = len(peers) - len(offline) - len(legacy) - unsigned
+        return Census(legacy, offline, aging, signed=signed)
 
     def _expire(self, census: Census | None = None) -> None:
         """Members silent for too long are offline here (with views, members outside them;
@@ -1605,7 +1645,8 @@ class Membership:
             others = [p.id for p in self._reachable() if p.id not in chosen and p.id not in digest]
             if others:
                 digest.append(self._rng.choice(others))
-        self._gossip_to(calls, [peers[i].peer for i in digest], interval)
+        # (with no member aging here, a partner that holds what we hold answers ``same``)
+        self._gossip_to(calls, [peers[i].peer for i in digest], interval, same=not outsiders)
         self._probe(calls, [peers[i].peer for i in probes], interval)
 
     def _call_timeout(self, interval: float) -> float:
@@ -1626,6 +1667,7 @@ class Membership:
         partial: bool = False,
         revived: bool = False,
         graft: bool = False,
+        same: bool = False,
     ) -> None:
         """Gossip to ``peers``: a push of news (``members``, answered without a digest), the
         full digest (``full``: for members new to us, which hold nothing we could name by
@@ -1636,7 +1678,9 @@ class Membership:
         carries our renewed record). ``revived``: the push carries members back from a death
         notice or a suspicion (the receiver never answers it ``lazy``: it goes to every
         neighbor, duplicates are expected). ``graft``: the receivers are asked to push news
-        to this node again (see :meth:`neighbor_down`)."""
+        to this node again (see :meth:`neighbor_down`). ``same``: a whole compact digest may
+        be answered ``same`` (gossip version 6) by a receiver that holds what we hold: ask so
+        only when no member here ages by silence (the answer's ages would be news of life)."""
         if not peers:
             return
         message: dict[str, Any] = {"v": GOSSIP_VERSION, "from": self._signed_record()}
@@ -1657,6 +1701,8 @@ class Membership:
             message["compact"], message["members"] = self._compact_digest(partial)
             if partial:
                 message["partial"] = True
+            elif same:
+                message["same"] = True
         bare = members and holders and not dead and not suspect and not keep
         pushed = False
         for peer in peers:
@@ -1817,6 +1863,11 @@ class Membership:
         listed: Mapping[str, int] = {}
         if "compact" in reply:
             listed = self._apply_compact(reply["compact"], peer.id, trusted=True).listed
+        elif reply.get("same") is True and message.get("same") is True:
+            self.answered_same += 1  # it holds what we listed: the records of our news too
+            if self._news and isinstance(message.get("compact"), list):
+                news = self._news
+                self._held_by(peer.id, [(e[0], e[1]) for e in message["compact"] if e[0] in news])
         self._owe(peer.id, reply.get("want"), listed)
 
     def neighbor_up(self, node_id: str) -> None:

@@ -76,7 +76,8 @@ class PeerState:
         return self.alive and self.suspect_seq >= 0 and self.suspect_seq == self.seq
 
     def went_offline(self, now: float) -> None:
-        """Offline from ``now`` (back alive, it starts unsuspected)."""
+        """Offline from ``now`` (back alive, it starts unsuspected). A table's member goes
+        offline through :meth:`PeerTable._went_offline`, which counts the change."""
         self.alive = False
         self.lift_suspicion()
         self.offline_since = now
@@ -128,8 +129,21 @@ class PeerTable:
     #: Which alive members go offline after ``peer_timeout`` of silence (``None``: all). With
     #: partial views, members in views that no link of ours watches stay until declared dead.
     ages: Callable[[PeerState], bool] | None = None
+    #: Counts the changes a round's census (``Membership._census``) depends on: members added
+    #: or forgotten, gone offline or back, their record first signed or their kind changed.
+    #: A census taken at the same count still holds (its lists name the same states).
+    changes: int = 0
 
     # -- queries ------------------------------------------------------------------------------
+
+    def _back(self, state: PeerState) -> None:
+        state.alive = True
+        state.offline_since = math.nan
+        self.changes += 1
+
+    def _went_offline(self, state: PeerState, now: float) -> None:
+        state.went_offline(now)
+        self.changes += 1
 
     def alive(self) -> list[PeerState]:
         return [s for s in self.peers.values() if s.alive]
@@ -174,8 +188,7 @@ class PeerTable:
             state.heard = now
             if state.alive:
                 return "heartbeat"
-            state.alive = True
-            state.offline_since = math.nan
+            self._back(state)
             return "joined"
         if state is None and len(self.peers) >= self.max_peers:
             return "full"
@@ -191,8 +204,7 @@ class PeerTable:
         state.heard = max(state.heard, now)
         if state.alive:
             return "heartbeat"
-        state.alive = True
-        state.offline_since = math.nan
+        self._back(state)
         return "joined"
 
     def signed(self, peer: Peer, proof: RecordProof, heard: float | None, *, now: float) -> Verdict:
@@ -205,6 +217,8 @@ class PeerTable:
             return "ignored"
         moved = not same_address(state.peer, peer)
         state.peer = replace(peer, last_seen=state.peer.last_seen)
+        if state.proof is None:
+            self.changes += 1
         state.proof = proof
         state.record_at = now
         state.verified = True
@@ -213,8 +227,7 @@ class PeerTable:
             return "updated"
         state.heard = max(state.heard, heard) if state.alive else heard
         if not state.alive:
-            state.alive = True
-            state.offline_since = math.nan
+            self._back(state)
             return "joined"
         return "joined" if moved else "heartbeat"
 
@@ -225,6 +238,8 @@ class PeerTable:
         state = self.peers.get(node_id)
         if state is None or not state.alive or proof.seq <= state.seq:
             return "ignored"
+        if state.proof is None:
+            self.changes += 1
         state.proof = proof
         state.record_at = now
         if not state.verified:
@@ -301,8 +316,7 @@ class PeerTable:
         if now - heard >= self.peer_timeout:
             return "ignored"
         state.heard = heard
-        state.alive = True
-        state.offline_since = math.nan
+        self._back(state)
         return "joined"
 
     def responded(self, node_id: str, now: float) -> None:
@@ -355,6 +369,7 @@ class PeerTable:
                 state.record_at = now
             state.publish()
             self.peers[peer.id] = state
+            self.changes += 1
             return "joined"
         if state.proof is not None and (proof is None or proof.seq <= state.seq):
             if not same_address(state.peer, peer):
@@ -365,6 +380,8 @@ class PeerTable:
         moved = not same_address(state.peer, peer)
         state.peer = peer
         state.heard = now
+        if state.legacy != legacy or (state.proof is None) != (proof is None):
+            self.changes += 1
         state.legacy = legacy
         state.proof = proof
         if proof is not None:
@@ -372,8 +389,7 @@ class PeerTable:
         state.verified = state.verified or proven or proof is not None
         state.publish()
         if not state.alive:
-            state.alive = True
-            state.offline_since = math.nan
+            self._back(state)
             return "joined"
         return "joined" if moved else "heartbeat"
 
@@ -401,7 +417,7 @@ class PeerTable:
         state.dead_seq = max(state.dead_seq, seq)
         if not state.alive:
             return None
-        state.went_offline(now)
+        self._went_offline(state, now)
         return state.peer
 
     def suspect(self, node_id: str, seq: int, now: float) -> PeerState | None:
@@ -430,7 +446,7 @@ class PeerTable:
         state = self.peers.get(node_id)
         if state is None or not state.alive:
             return None
-        state.went_offline(now)
+        self._went_offline(state, now)
         return state.peer
 
     def expire(self, now: float, census: Census | None = None) -> list[Peer]:
@@ -446,13 +462,14 @@ class PeerTable:
             aging, offline = census.aging, census.offline
         for state in aging:
             if state.alive and now - state.heard > self.peer_timeout:
-                state.went_offline(now)
+                self._went_offline(state, now)
                 gone.append(state.peer)
         for state in offline:
             if not state.alive and now - state.offline_since > self.offline_retention:
                 node_id = state.peer.id
                 if self.peers.get(node_id) is state:
                     del self.peers[node_id]
+                    self.changes += 1
         for address, until in list(self._address_backoff.items()):
             if until <= now - self.retry_after:  # long expired: forget the failure count
                 del self._address_backoff[address]
@@ -469,6 +486,7 @@ class PeerTable:
         if state is None or not state.alive:
             return None
         del self.peers[node_id]
+        self.changes += 1
         return state.peer
 
     def offline(self) -> list[PeerState]:
@@ -480,11 +498,13 @@ class Census:
     """The members of a table by what a round does with them, from one pass over it
     (``Membership._census``): ``legacy`` (alive 2.5.0 nodes: heartbeats), ``offline`` (one is
     retried a round; old ones are forgotten), ``aging`` (alive members whose silence makes
-    them offline, :attr:`PeerTable.ages`)."""
+    them offline, :attr:`PeerTable.ages`); ``signed``: how many alive members are held signed
+    (not 2.5.0 nodes), which compact digests name by ``seq``."""
 
     legacy: list[PeerState]
     offline: list[PeerState]
     aging: list[PeerState]
+    signed: int = 0
 
 
 def same_address(a: Peer, b: Peer) -> bool:

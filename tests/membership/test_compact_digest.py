@@ -132,6 +132,57 @@ async def test_a_compact_digest_is_answered_with_what_the_caller_lacks(anyio_bac
 
 
 @pytest.mark.anyio
+async def test_a_whole_digest_naming_every_record_held_is_answered_same(anyio_backend: str) -> None:
+    """A whole compact digest that asks ``same`` (gossip version 6) and names every member
+    the callee holds, by the ``seq`` it would name, with nothing newer, is answered ``same``:
+    no entries naming the caller's records back to it. Anything else is answered in full."""
+    async with swarm("a", "b", "c", "d") as (a, b, c, d):
+        held = {n.node_id: a.membership.table.peers[n.node_id].seq for n in (c, d)}
+        me = await Client("127.0.0.1", b.port).call("_synapse.record")
+        caller = Client("127.0.0.1", a.port, identity=b.identity)  # b, on its own channel
+
+        async def gossip(compact: list[list[Any]], **extra: Any) -> Any:
+            message = {"v": 6, "from": me, "members": [], "compact": compact, **extra}
+            return await caller.call("_synapse.gossip", message)
+
+        both = [[c.node_id, held[c.node_id], 0.5], [d.node_id, held[d.node_id], 0.5]]
+        answer = await gossip(both, same=True)
+        assert answer["same"] is True
+        assert answer["v"] >= 6
+        assert "compact" not in answer
+        assert "members" not in answer
+        assert "want" not in answer
+        assert answer["self"]["id"] == a.node_id  # (its record all the same)
+        # Without ``same`` (an earlier caller): answered as before.
+        answer = await gossip(both)
+        assert "same" not in answer
+        assert sorted(e[0] for e in answer["compact"]) == sorted(held)
+        # d left out (b lacks it), or listed twice in its place: d in full.
+        for compact in (both[:1], [both[0], both[0]], [both[0], [c.node_id, held[c.node_id], 1]]):
+            answer = await gossip(compact, same=True)
+            assert "same" not in answer
+            assert [e["id"] for e in answer["members"]] == [d.node_id]
+        # An older record of c: c in full. A newer record of d: wanted.
+        older = [[c.node_id, held[c.node_id] - 1, 0.5], both[1]]
+        answer = await gossip(older, same=True)
+        assert [e["id"] for e in answer["members"]] == [c.node_id]
+        newer = [both[0], [d.node_id, held[d.node_id] + 1, 0.5]]
+        answer = await gossip(newer, same=True)
+        assert "same" not in answer
+        assert answer["want"] == [d.node_id]
+        # A partial digest is never answered ``same``.
+        answer = await gossip(both, same=True, partial=True)
+        assert "same" not in answer
+        # A member offline here that b still lists is no difference (answers name the alive).
+        state = a.membership.table.peers[d.node_id]
+        state.alive = False
+        a.membership.table.changes += 1
+        answer = await gossip(both, same=True)
+        assert answer.get("same") is True
+        assert await caller.call("_synapse.ping") == "pong"
+
+
+@pytest.mark.anyio
 async def test_a_partial_digest_is_answered_about_the_members_that_joined_lately(
     anyio_backend: str,
 ) -> None:

@@ -231,3 +231,38 @@ async def test_an_idle_swarm_gossips_compact_digests_and_keeps_every_member(
         assert len(sizes) > 12 * 240 / 5  # a round every 5 s, to the links each node owns
         assert compact > 9 * len(sizes)  # each names (almost) every other member...
         assert full < compact / 4  # ...and few of them in full (here about 1 in 7)
+
+
+async def test_an_idle_swarm_holding_the_same_records_answers_digests_same(
+    anyio_backend: Any,
+) -> None:
+    """Twelve nodes with partial views, idle on virtual time: a round's whole digest asks
+    ``same`` (no member ages by silence), and a partner holding every record it names answers
+    ``same`` instead of naming them back. Most answers are ``same``; nobody goes offline, and
+    membership stays whole."""
+    async with open_swarm(12, partial_views=True) as swarm:
+        await swarm.converged()
+        await anyio.sleep(30)
+        asked: list[bool] = []  # per whole digest asking ``same``: answered ``same``?
+        for node in swarm.nodes:
+            caller = node.membership.caller
+            call = caller.call
+
+            async def counting(*args: Any, call: Any = call, **kwargs: Any) -> Any:
+                endpoint, arguments = args[2], args[3]
+                answer = await call(*args, **kwargs)
+                message = arguments[0] if endpoint == "_synapse.gossip" else {}
+                if message.get("same") is True:
+                    assert "compact" in message
+                    assert "partial" not in message
+                    asked.append(isinstance(answer, dict) and answer.get("same") is True)
+                return answer
+
+            caller.call = counting  # type: ignore[method-assign]
+        events = len(swarm.events)
+        await anyio.sleep(120)
+        assert swarm.events[events:] == []  # no member went offline anywhere
+        await swarm.converged()
+        assert len(asked) > 12 * 120 / 5 / 2, len(asked)  # a whole digest every other round
+        assert sum(asked) > 0.8 * len(asked), (sum(asked), len(asked))
+        assert sum(n.membership.answered_same for n in swarm.nodes) >= sum(asked)
