@@ -125,7 +125,12 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         if trusted and "suspect" in message:  # suspicions: ditto
             m._take_suspicions(message["suspect"], sender.id)
         compact = message.get("compact")
-        reading = None if compact is None else m._apply_compact(compact, sender.id, trusted=trusted)
+        same = message.get("same") is True and message.get("partial") is not True
+        reading = (
+            None
+            if compact is None
+            else m._apply_compact(compact, sender.id, trusted=trusted, same=same)
+        )
         if refused:  # an honest node relays only records it checked
             raise RemoteError(
                 BAD_REQUEST,
@@ -159,9 +164,13 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         # (or holds older) in full, the others compact, and say which of the caller's we want:
         # they come in full in its next gossip to us (no third message).
         partial = message.get("partial") is True  # the members that joined lately only
-        if message.get("same") is True and not partial and m.in_step(reading, sender.id):
-            # It holds what we hold: our answer would only name its records back to it.
-            return {"v": GOSSIP_VERSION, "same": True, "self": m._signed_record()}
+        if same and m.in_step(reading, sender.id):
+            # It holds what we hold: our answer would only name its records back to it (and
+            # give it news of life of the members we heard from later).
+            answer = {"v": GOSSIP_VERSION, "same": True, "self": m._signed_record()}
+            if reading.fresher:
+                answer["compact"] = reading.fresher
+            return answer
         members, rest, older = m._answer_compact(reading.listed, sender.id, partial=partial)
         if older or (members and not partial):
             m.graft(sender.id)  # it lacked records: news goes to it again

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ProtocolError, RemoteError
@@ -137,9 +137,16 @@ class CompactReading:
     #: Every well-formed entry's id and ``seq``: what the sender holds.
     listed: dict[str, int]
     #: How many members listed (once each, the sender and us aside) are alive here, held
-    #: signed, and named by the ``seq`` we would name (:func:`named_seq`): all of them, with
-    #: nothing wanted, and the sender holds what we hold (see ``Membership.in_step``).
+    #: signed, and named by the ``seq`` we would name (:func:`named_seq`); how many were
+    #: listed (once each, the sender and us aside; -1: one was listed twice by different
+    #: ``seq``). All of them, with nothing wanted: the sender holds what we hold of them
+    #: (see ``Membership.in_step``).
     matched: int = 0
+    distinct: int = 0
+    #: With ``fresh_within``: compact entries of the members listed that we heard from later
+    #: than the sender did, whose record reached us within ``fresh_within`` seconds (news of
+    #: life the sender's table would take: see ``PeerTable.indirect_window``).
+    fresher: list[list[Any]] = field(default_factory=list)
 
 
 def read_compact(
@@ -152,6 +159,7 @@ def read_compact(
     trusted: bool,
     limit: int = MAX_COMPACT,
     recheck_after: float = 0.0,
+    fresh_within: float | None = None,
 ) -> CompactReading:
     """Read compact entries (``[id, seq, age]``, see :func:`compact_entry`; malformed ones
     are skipped, at most ``limit`` are read).
@@ -167,8 +175,9 @@ def read_compact(
     if not isinstance(entries, list):
         return reading
     skipped = set(skip)
-    heard, want, listed = reading.heard, reading.want, reading.listed
-    matched = 0
+    heard, want, listed, fresher = reading.heard, reading.want, reading.listed, reading.fresher
+    matched = distinct = 0
+    conflict = False
     for item in entries[:limit]:
         if type(item) is not list or len(item) != 3:
             continue
@@ -177,10 +186,14 @@ def read_compact(
             continue
         if type(age) not in (float, int) or not 0 <= age < 1e9:  # bool is not int here
             continue
-        first = node_id not in listed
+        first = (before := listed.get(node_id)) is None
         listed[node_id] = seq
         if node_id in skipped:
             continue
+        if first:
+            distinct += 1
+        elif before != seq:
+            conflict = True  # (listed twice, by different records: never in step)
         state = known.get(node_id)
         if state is None or state.proof is None:
             if age < peer_timeout and len(want) < MAX_DIGEST:
@@ -196,7 +209,17 @@ def read_compact(
             want.append(node_id)
         elif seq == named and first and state.alive and not state.legacy:
             matched += 1
+        if (
+            fresh_within is not None
+            and state.alive
+            and not state.legacy
+            and state.heard > when
+            and now - state.record_at < fresh_within
+            and len(fresher) < MAX_DIGEST
+        ):
+            fresher.append(compact_entry(state, now, recheck_after))
     reading.matched = matched
+    reading.distinct = -1 if conflict else distinct
     return reading
 
 

@@ -703,10 +703,17 @@ class Membership:
             self._after(verdict, heard.node_id, self.table.peers[heard.node_id].peer,
                         first_hand=False)  # fmt: skip
 
-    def _apply_compact(self, entries: Any, sender_id: str, *, trusted: bool) -> CompactReading:
+    def _apply_compact(
+        self, entries: Any, sender_id: str, *, trusted: bool, same: bool = False
+    ) -> CompactReading:
         """Take compact digest entries (see :func:`._gossip.read_compact`): news of life of
-        the records held; returns the reading (what the sender holds, what we want of it)."""
+        the records held; returns the reading (what the sender holds, what we want of it).
+        ``same``: the sender may be answered ``same`` (see :meth:`in_step`): the reading also
+        gives the entries of ours that would be news of life to it (``fresher``)."""
         now = self._now()
+        window = self.table.indirect_window
+        if window is None:
+            window = 3 * self.table.peer_timeout
         reading = read_compact(
             entries,
             now=now,
@@ -715,6 +722,7 @@ class Membership:
             peer_timeout=self.config.peer_timeout,
             trusted=trusted,
             recheck_after=self.config.peer_timeout,
+            fresh_within=window if same else None,
         )
         for heard in reading.heard:
             self._heard(heard, now, trusted=trusted)
@@ -783,9 +791,11 @@ class Membership:
     def in_step(self, reading: CompactReading, caller_id: str) -> bool:
         """Whether the caller of a whole compact digest (``reading``) holds what this node
         holds: every alive member here is held signed (no 2.5.0 or unsigned member) and was
-        listed by the ``seq`` we would name, and nothing listed is wanted. Then the answer
-        would carry no record, only compact entries naming what the caller listed: a caller
-        that asked ``same`` (gossip version 6) is answered so instead."""
+        listed by the ``seq`` we would name, every member listed is one of those (once), and
+        nothing listed is wanted. Then the answer would carry no record, only compact entries
+        naming what the caller listed: a caller that asked ``same`` (gossip version 6) is
+        answered so instead, with the entries that are news of life to it
+        (``reading.fresher``)."""
         if reading.want:
             return False
         census = self._census()
@@ -795,7 +805,7 @@ class Membership:
             others -= 1
             if state.proof is not None and not state.legacy:
                 signed -= 1
-        return signed == others and reading.matched == signed
+        return signed == others and reading.matched == signed == reading.distinct
 
     def _entries(self, ids: list[str]) -> list[dict[str, Any]]:
         """Full entries of the alive members among ``ids``."""
@@ -1861,9 +1871,9 @@ class Membership:
         self._take_answer_record(peer, reply.get("self"))
         self._apply_digest(reply.get("members"), peer.id, trusted=True)
         listed: Mapping[str, int] = {}
-        if "compact" in reply:
+        if "compact" in reply:  # (with ``same``: news of life only)
             listed = self._apply_compact(reply["compact"], peer.id, trusted=True).listed
-        elif reply.get("same") is True and message.get("same") is True:
+        if reply.get("same") is True and message.get("same") is True:
             self.answered_same += 1  # it holds what we listed: the records of our news too
             if self._news and isinstance(message.get("compact"), list):
                 news = self._news

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from synapse_p2p import Peer
+from synapse_p2p.membership import PeerTable
+from synapse_p2p.membership._signing import RecordProof
 from tests.membership.test_record_rules import swarm
 
 
@@ -59,3 +62,49 @@ async def test_the_census_is_kept_until_the_table_changes(anyio_backend: str) ->
         m._expire(m._census())
         assert not table.peers[b.node_id].alive
         assert ids(m._census().offline) == {b.node_id, c.node_id}
+
+
+def test_every_change_a_census_depends_on_is_counted() -> None:
+    """``PeerTable.changes`` moves when a member is added, signs its first record (through
+    ``signed``, ``refreshed`` or ``verified``), changes kind, goes offline, comes back or is
+    forgotten; not when it is only heard from."""
+    table = PeerTable("me", peer_timeout=20)
+    counted = table.changes
+
+    def changed() -> bool:
+        nonlocal counted
+        moved, counted = table.changes != counted, table.changes
+        return moved
+
+    def peer(name: str, port: int = 1000) -> Peer:
+        return Peer(name, "10.0.0.1", port, swarm="s")
+
+    assert table.verified(peer("a"), 0.0, legacy=False) == "joined"  # unsigned
+    assert changed()
+    assert table.contact("a", 1.0) == "heartbeat"
+    assert table.heard_indirectly("a", 2.0) == "heartbeat"
+    assert not changed()  # (news of life only)
+    assert table.signed(peer("a"), RecordProof(1, b"k" * 32, b"s" * 64), 3.0, now=3.0) != "ignored"
+    assert changed()  # its first signed record
+    assert table.verified(peer("b"), 0.0, legacy=False) == "joined"
+    assert changed()
+    assert table.refreshed("b", RecordProof(1, b"k" * 32, b"s" * 64), 4.0, now=4.0) == "heartbeat"
+    assert changed()
+    assert table.refreshed("b", RecordProof(2, b"k" * 32, b"s" * 64), 4.0, now=4.0) == "heartbeat"
+    assert not changed()  # (a re-signing)
+    assert table.verified(peer("c"), 0.0, legacy=True) == "joined"
+    assert changed()
+    assert table.verified(peer("c"), 1.0, legacy=False) == "heartbeat"
+    assert changed()  # no longer a 2.5.0 node
+    assert table.silenced("c", 5.0) is not None
+    assert changed()
+    assert table.verified(peer("c"), 6.0, legacy=False) == "joined"
+    assert changed()
+    assert [p.id for p in table.expire(100.0)] == ["a", "b", "c"]
+    assert changed()
+    assert table.expire(800.0) == []  # forgotten
+    assert not table.peers
+    assert changed()
+    assert table.verified(peer("d"), 0.0, legacy=False) == "joined"
+    assert table.left("d") is not None
+    assert table.changes == counted + 2

@@ -131,13 +131,49 @@ async def test_a_compact_digest_is_answered_with_what_the_caller_lacks(anyio_bac
         assert await caller.call("_synapse.ping") == "pong"
 
 
+def test_a_reading_counts_the_members_listed_as_held_here() -> None:
+    """``matched``: members listed once, alive here, held signed, named by the ``seq`` we
+    name; ``distinct``: members listed (-1 if one is listed twice by different records);
+    with ``fresh_within``, ``fresher``: the entries of members we heard from later than the
+    sender, whose record reached us within that window (news of life to it)."""
+    table = table_of(a=(5, True), b=(3, True), c=(2, False))
+    reading = read([["a", 5, 1.0], ["b", 3, 1.0]], table, trusted=True)
+    assert (reading.matched, reading.distinct) == (2, 2)
+    reading = read([["a", 5, 1.0], ["b", 2, 1.0], ["c", 2, 1.0], ["sender", 1, 0.0]], table,
+                   trusted=False)  # fmt: skip
+    assert (reading.matched, reading.distinct) == (1, 3)  # b older, c offline here, sender skipped
+    reading = read([["a", 5, 1.0], ["x", 9, 50.0]], table, trusted=True)  # x unknown, old
+    assert (reading.matched, reading.distinct, reading.want) == (1, 2, [])
+    reading = read([["a", 5, 1.0], ["a", 5, 2.0], ["b", 3, 1.0]], table, trusted=True)
+    assert (reading.matched, reading.distinct) == (2, 2)  # (a copy of an entry)
+    reading = read([["a", 5, 1.0], ["a", 4, 1.0], ["b", 3, 1.0]], table, trusted=True)
+    assert reading.distinct == -1  # a named by two records
+    assert reading.fresher == []  # (not asked for)
+    state = table.peers["a"]
+    state.heard, state.record_at = 99.0, 90.0
+    table.peers["b"].heard = 99.0  # (its record reached us at 0: old)
+
+    def fresher(entries: Any) -> list[Any]:
+        return read_compact(entries, now=100.0, skip=("sender", "me"), known=table.peers,
+                            peer_timeout=20, trusted=True, fresh_within=60.0).fresher  # fmt: skip
+
+    assert fresher([["a", 5, 5.0], ["b", 3, 5.0]]) == [["a", 5, 1.0]]  # heard 4 s after it
+    assert fresher([["a", 5, 0.5], ["b", 3, 5.0]]) == []  # it heard a after us
+
+
 @pytest.mark.anyio
 async def test_a_whole_digest_naming_every_record_held_is_answered_same(anyio_backend: str) -> None:
     """A whole compact digest that asks ``same`` (gossip version 6) and names every member
     the callee holds, by the ``seq`` it would name, with nothing newer, is answered ``same``:
     no entries naming the caller's records back to it. Anything else is answered in full."""
     async with swarm("a", "b", "c", "d") as (a, b, c, d):
-        held = {n.node_id: a.membership.table.peers[n.node_id].seq for n in (c, d)}
+        for node in (b, c, d):  # no more re-signings: the records held stay put
+            assert node.membership._signer is not None
+            node.membership._signer.refresh = math.inf
+        own = {n.node_id: n.membership._signed_record()["seq"] for n in (c, d)}
+        with anyio.fail_after(10):
+            while any(a.membership.table.peers[i].seq != own[i] for i in own):
+                await anyio.sleep(0.05)
         me = await Client("127.0.0.1", b.port).call("_synapse.record")
         caller = Client("127.0.0.1", a.port, identity=b.identity)  # b, on its own channel
 
@@ -145,40 +181,41 @@ async def test_a_whole_digest_naming_every_record_held_is_answered_same(anyio_ba
             message = {"v": 6, "from": me, "members": [], "compact": compact, **extra}
             return await caller.call("_synapse.gossip", message)
 
-        both = [[c.node_id, held[c.node_id], 0.5], [d.node_id, held[d.node_id], 0.5]]
+        both = [[c.node_id, own[c.node_id], 0.0], [d.node_id, own[d.node_id], 0.0]]  # heard now
         answer = await gossip(both, same=True)
         assert answer["same"] is True
         assert answer["v"] >= 6
-        assert "compact" not in answer
         assert "members" not in answer
         assert "want" not in answer
+        assert answer.get("compact", []) == []  # (b heard them last: no news of life to it)
         assert answer["self"]["id"] == a.node_id  # (its record all the same)
         # Without ``same`` (an earlier caller): answered as before.
         answer = await gossip(both)
         assert "same" not in answer
-        assert sorted(e[0] for e in answer["compact"]) == sorted(held)
+        assert sorted(e[0] for e in answer["compact"]) == sorted(own)
         # d left out (b lacks it), or listed twice in its place: d in full.
-        for compact in (both[:1], [both[0], both[0]], [both[0], [c.node_id, held[c.node_id], 1]]):
+        for compact in (both[:1], [both[0], both[0]], [both[0], [c.node_id, own[c.node_id], 1]]):
             answer = await gossip(compact, same=True)
             assert "same" not in answer
             assert [e["id"] for e in answer["members"]] == [d.node_id]
-        # An older record of c: c in full. A newer record of d: wanted.
-        older = [[c.node_id, held[c.node_id] - 1, 0.5], both[1]]
+        # An older record of c: c in full. A newer record of d: wanted. c by two records.
+        older = [[c.node_id, own[c.node_id] - 1, 0.5], both[1]]
         answer = await gossip(older, same=True)
         assert [e["id"] for e in answer["members"]] == [c.node_id]
-        newer = [both[0], [d.node_id, held[d.node_id] + 1, 0.5]]
+        newer = [both[0], [d.node_id, own[d.node_id] + 1, 0.5]]
         answer = await gossip(newer, same=True)
         assert "same" not in answer
         assert answer["want"] == [d.node_id]
+        answer = await gossip([*both, [c.node_id, own[c.node_id] - 1, 0.5]], same=True)
+        assert "same" not in answer
+        # A member a does not hold (heard too long ago to be wanted): not the same.
+        stranger = [f"{7:064x}", 1, 100.0]
+        answer = await gossip([*both, stranger], same=True)
+        assert "same" not in answer
+        assert "want" not in answer
         # A partial digest is never answered ``same``.
         answer = await gossip(both, same=True, partial=True)
         assert "same" not in answer
-        # A member offline here that b still lists is no difference (answers name the alive).
-        state = a.membership.table.peers[d.node_id]
-        state.alive = False
-        a.membership.table.changes += 1
-        answer = await gossip(both, same=True)
-        assert answer.get("same") is True
         assert await caller.call("_synapse.ping") == "pong"
 
 
