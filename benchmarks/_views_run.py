@@ -99,6 +99,7 @@ def counters(nodes: list[Any]) -> dict[str, Any]:
         add("verify_dials", m.verifier.dials)
         add("gossip_calls", m.messages_sent)
         add("gossip_same", m.answered_same)
+        add("gossip_differ", m.answered_differ)
         add("stalls", m.stalls)
         if m._signer is not None:
             add("records_signed", m._signer.signed)

@@ -25,6 +25,7 @@ __all__ = [
     "LEAVE_ENDPOINT",
     "PARTIAL_VERSION",
     "SLIM_VERSION",
+    "SUMMARY_VERSION",
     "register",
 ]
 
@@ -51,13 +52,21 @@ LEAVE_ENDPOINT = "_synapse.leave"
 #: record) instead of compact entries naming its records back to it. The caller asks so only
 #: when no member of its ages by silence (the entries' ages would be news of life to it); an
 #: earlier version ignores the key and answers in full.
-GOSSIP_VERSION = 6
+#: 7: a round's digest may be a summary of the records the caller holds, the callee's aside
+#: (``summary: [count, sum]``, see ``PeerTable.summary``; no ``compact``): answered ``same:
+#: true`` if we hold the same records of the same members (the caller's aside) and no record
+#: reached us lately, else ``differ: true`` (the caller sends its whole compact digest at
+#: once). Sent only to a member whose answers say ``v`` 7 or more: an earlier version would
+#: read it as a full digest that lists nobody, and answer with every member in full.
+GOSSIP_VERSION = 7
 #: The first version that answers ``partial`` digests.
 PARTIAL_VERSION = 3
 #: The first version that takes probes by id (``slim`` in its answers).
 SLIM_VERSION = 4
 #: The first version that takes ``graft: true``.
 GRAFT_VERSION = 5
+#: The first version that reads summaries.
+SUMMARY_VERSION = 7
 
 
 def register(m: Membership, registry: EndpointRegistry) -> None:
@@ -158,6 +167,12 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
                 # for a while.
                 answer["lazy"] = True
             return answer
+        if reading is None and "summary" in message:  # (version 7: the records held, summed)
+            held = m.summary_answer(sender.id, message["summary"])
+            if held is None:
+                raise RemoteError(BAD_REQUEST, "gossip: malformed summary")
+            return {"v": GOSSIP_VERSION, "same" if held else "differ": True,
+                    "self": m._signed_record()}  # fmt: skip
         if reading is None:  # a full digest (a node of an earlier version): ours, in full
             return {"v": GOSSIP_VERSION, "members": m._digest(), "self": m._signed_record()}
         # A compact digest names records by seq: we answer with the records the caller lacks

@@ -48,6 +48,7 @@ from ._endpoints import (
     LEAVE_ENDPOINT,
     PARTIAL_VERSION,
     SLIM_VERSION,
+    SUMMARY_VERSION,
     register,
 )
 from ._gossip import (
@@ -265,6 +266,8 @@ class Membership:
         self._pushed_to: dict[str, float] = {}
         #: Members whose gossip answers say they answer partial digests (PARTIAL_VERSION).
         self._partial_ok: set[str] = set()
+        #: Members whose gossip answers say they read summaries (SUMMARY_VERSION).
+        self._summary_ok: set[str] = set()
         #: Members whose answers say we may probe them by id (``slim``, SLIM_VERSION) -> the
         #: ``seq`` of our record they took then (a newer one of ours goes whole first).
         self._slim_ok: dict[str, int] = {}
@@ -332,6 +335,8 @@ class Membership:
         #: Whole compact digests of ours answered ``same`` (gossip version 6): the partner
         #: held every record we named.
         self.answered_same = 0
+        #: Summaries of ours answered ``differ`` (a whole compact digest followed).
+        self.answered_differ = 0
         #: Whether stopping tells the members (``_synapse.leave``); a test that simulates a
         #: crash turns it off.
         self.say_goodbye = True
@@ -465,6 +470,7 @@ class Membership:
         self._told.clear()
         self._pushed_to.clear()
         self._partial_ok.clear()
+        self._summary_ok.clear()
         self._slim_ok.clear()
         self._called.clear()
         self._pushed.clear()
@@ -485,7 +491,7 @@ class Membership:
         self.health = 0
         self.deaths.clear()
         self.messages_sent = self.messages_received = 0
-        self.answered_same = 0
+        self.answered_same = self.answered_differ = 0
         self._census_kept = None
 
     # -- evidence ---------------------------------------------------------------------------
@@ -806,6 +812,36 @@ class Membership:
             if state.proof is not None and not state.legacy:
                 signed -= 1
         return signed == others and reading.matched == signed == reading.distinct
+
+    def _quiet(self, census: Census | None = None) -> bool:
+        """Whether a summary of the records held (gossip version 7) says all a whole compact
+        digest would: every alive member is held signed (no 2.5.0 or unsigned member) and no
+        record reached us within the table's ``indirect_window``, so that no entry's age
+        could be news of life here or at a partner as quiet (its table ignores third
+        parties' news of a member past the window after the member's record arrived)."""
+        table = self.table
+        census = census if census is not None else self._census()
+        if census.signed != len(table.peers) - len(census.offline):
+            return False
+        window = table.indirect_window
+        if window is None:
+            window = 3 * table.peer_timeout
+        return self._now() - table.newest_record > window
+
+    def summary_answer(self, caller_id: str, summary: Any) -> bool | None:
+        """Whether ``summary`` (a caller's ``[count, sum]``, see :meth:`PeerTable.summary`)
+        names the records we hold, the caller's aside, while we are quiet too (:meth:`_quiet`):
+        then the caller's whole digest would be answered ``same``. ``None``: malformed."""
+        if type(summary) is not list or len(summary) != 2:
+            return None
+        count, total = summary
+        if type(count) is not int or count < 0 or type(total) is not str or len(total) != 32:
+            return None
+        try:
+            number = int(total, 16)
+        except ValueError:
+            return None
+        return self._quiet() and self.table.summary(leave_out=caller_id) == (count, number)
 
     def _entries(self, ids: list[str]) -> list[dict[str, Any]]:
         """Full entries of the alive members among ``ids``."""
@@ -1571,6 +1607,8 @@ class Membership:
             self._pushed = {i: s for i, s in self._pushed.items() if i in self.table.peers}
         if len(self._partial_ok) > len(self.table.peers) + MAX_DIGEST:
             self._partial_ok = {i for i in self._partial_ok if i in self.table.peers}
+        if len(self._summary_ok) > len(self.table.peers) + MAX_DIGEST:
+            self._summary_ok = {i for i in self._summary_ok if i in self.table.peers}
         if len(self._slim_ok) > len(self.table.peers) + MAX_DIGEST:
             self._slim_ok = {i: q for i, q in self._slim_ok.items() if i in self.table.peers}
         if self.views is not None and self.views.active_ids():
@@ -1655,7 +1693,12 @@ class Membership:
             others = [p.id for p in self._reachable() if p.id not in chosen and p.id not in digest]
             if others:
                 digest.append(self._rng.choice(others))
-        # (with no member aging here, a partner that holds what we hold answers ``same``)
+        # (with no member aging here, a partner that holds what we hold answers ``same``;
+        # when no record reached us lately, a summary of them is enough to tell)
+        if not outsiders and self._quiet(census):
+            summary = [i for i in digest if i in self._summary_ok]
+            digest = [i for i in digest if i not in self._summary_ok]
+            self._gossip_to(calls, [peers[i].peer for i in summary], interval, summary=True)
         self._gossip_to(calls, [peers[i].peer for i in digest], interval, same=not outsiders)
         self._probe(calls, [peers[i].peer for i in probes], interval)
 
@@ -1678,6 +1721,7 @@ class Membership:
         revived: bool = False,
         graft: bool = False,
         same: bool = False,
+        summary: bool = False,
     ) -> None:
         """Gossip to ``peers``: a push of news (``members``, answered without a digest), the
         full digest (``full``: for members new to us, which hold nothing we could name by
@@ -1690,7 +1734,9 @@ class Membership:
         neighbor, duplicates are expected). ``graft``: the receivers are asked to push news
         to this node again (see :meth:`neighbor_down`). ``same``: a whole compact digest may
         be answered ``same`` (gossip version 6) by a receiver that holds what we hold: ask so
-        only when no member here ages by silence (the answer's ages would be news of life)."""
+        only when no member here ages by silence (the answer's ages would be news of life).
+        ``summary``: instead of a whole compact digest, the summary of the records held
+        (gossip version 7, see :meth:`_quiet`), answered ``same`` or ``differ``."""
         if not peers:
             return
         message: dict[str, Any] = {"v": GOSSIP_VERSION, "from": self._signed_record()}
@@ -1707,6 +1753,8 @@ class Membership:
             message["push"] = True  # news only: answered without a digest
         elif full:
             message["members"] = self._digest()
+        elif summary:
+            message["members"] = []
         else:
             message["compact"], message["members"] = self._compact_digest(partial)
             if partial:
@@ -1717,6 +1765,9 @@ class Membership:
         pushed = False
         for peer in peers:
             own = message
+            if summary:  # (it leaves out the callee: its own record is not ours to name)
+                count, total = self.table.summary(leave_out=peer.id)
+                own = {**message, "summary": [count, f"{total:032x}"]}
             if members and holders:
                 mine = [e for e in members if peer.id not in holders.get(e["id"], ())]
                 if len(mine) < len(members):
@@ -1726,9 +1777,10 @@ class Membership:
             if members and self.views is not None:
                 self._pushed_to[peer.id] = self._now()
                 pushed = True
-            owed = self._owed.pop(peer.id, None) if "compact" in message else None
+            round_digest = "compact" in message or summary
+            owed = self._owed.pop(peer.id, None) if round_digest else None
             if owed:  # a round's digest carries the records this partner wanted last time
-                own = {**message, "members": message["members"] + self._entries(owed)}
+                own = {**own, "members": message["members"] + self._entries(owed)}
             self._outstanding.add(peer.id)
             calls.start_soon(self._gossip_one, peer, own, interval)
         if pushed:
@@ -1848,6 +1900,10 @@ class Membership:
             self._told[peer.id] = self._lazy_until()  # (an earlier version: it ignored it)
         if type(version) is int and version >= PARTIAL_VERSION:
             self._partial_ok.add(peer.id)
+        if type(version) is int and version >= SUMMARY_VERSION:
+            self._summary_ok.add(peer.id)
+        else:
+            self._summary_ok.discard(peer.id)
         sent = message.get("from", {})
         if message.get("push") and "address" in sent:  # our whole record went: may we by id?
             if type(version) is int and version >= SLIM_VERSION and reply.get("slim") is True:
@@ -1873,7 +1929,13 @@ class Membership:
         listed: Mapping[str, int] = {}
         if "compact" in reply:  # (with ``same``: news of life only)
             listed = self._apply_compact(reply["compact"], peer.id, trusted=True).listed
-        if reply.get("same") is True and message.get("same") is True:
+        if reply.get("differ") is True and "summary" in message and self._calls is not None:
+            self.answered_differ += 1  # our records differ: the whole digest, at once
+            self._gossip_to(self._calls, [peer], interval, same=True)
+            return
+        if reply.get("same") is True and "summary" in message:
+            self.answered_same += 1
+        elif reply.get("same") is True and message.get("same") is True:
             self.answered_same += 1  # it holds what we listed: the records of our news too
             if self._news and isinstance(message.get("compact"), list):
                 news = self._news

@@ -27,6 +27,7 @@ third parties' news of the dead record's life is ignored).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -64,6 +65,8 @@ class PeerState:
     suspect_seq: int = -1
     #: When the suspicion began here (local monotonic time).
     suspect_since: float = math.nan
+    #: The ``seq`` this member counts by in :attr:`PeerTable.records_sum` (-1: not counted).
+    tallied: int = -1
 
     @property
     def seq(self) -> int:
@@ -133,6 +136,12 @@ class PeerTable:
     #: or forgotten, gone offline or back, their record first signed or their kind changed.
     #: A census taken at the same count still holds (its lists name the same states).
     changes: int = 0
+    #: The alive members held signed (not 2.5.0 nodes), summed up as they change: how many,
+    #: and the sum of :func:`record_hash` of each one's id and ``seq`` (see :meth:`summary`).
+    records_count: int = 0
+    records_sum: int = 0
+    #: When the newest record held reached us (local monotonic time).
+    newest_record: float = -math.inf
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -140,10 +149,49 @@ class PeerTable:
         state.alive = True
         state.offline_since = math.nan
         self.changes += 1
+        self._retally(state)
 
     def _went_offline(self, state: PeerState, now: float) -> None:
         state.went_offline(now)
         self.changes += 1
+        self._retally(state)
+
+    def _retally(self, state: PeerState) -> None:
+        """Count ``state`` in :attr:`records_sum` by the record it holds now (or not)."""
+        proof = state.proof
+        seq = proof.seq if proof is not None and state.alive and not state.legacy else -1
+        old = state.tallied
+        if seq == old:
+            return
+        node_id = state.peer.id
+        if old >= 0:
+            self.records_sum -= record_hash(node_id, old)
+            self.records_count -= 1
+        if seq >= 0:
+            self.records_sum += record_hash(node_id, seq)
+            self.records_count += 1
+        state.tallied = seq
+
+    def _forget(self, state: PeerState) -> None:
+        """``state`` leaves the table."""
+        del self.peers[state.peer.id]
+        self.changes += 1
+        if state.tallied >= 0:
+            self.records_sum -= record_hash(state.peer.id, state.tallied)
+            self.records_count -= 1
+            state.tallied = -1
+
+    def summary(self, *, leave_out: str | None = None) -> tuple[int, int]:
+        """How many alive members are held signed (not 2.5.0 nodes), and the sum of their
+        :func:`record_hash` modulo 2**128: two tables that give the same summary hold the
+        same records of the same members (but by a collision). ``leave_out``: without that
+        member."""
+        count, total = self.records_count, self.records_sum
+        state = self.peers.get(leave_out) if leave_out is not None else None
+        if state is not None and state.tallied >= 0:
+            count -= 1
+            total -= record_hash(state.peer.id, state.tallied)
+        return count, total % (1 << 128)
 
     def alive(self) -> list[PeerState]:
         return [s for s in self.peers.values() if s.alive]
@@ -221,6 +269,8 @@ class PeerTable:
             self.changes += 1
         state.proof = proof
         state.record_at = now
+        self.newest_record = max(self.newest_record, now)
+        self._retally(state)
         state.verified = True
         state.publish()
         if heard is None:
@@ -242,6 +292,8 @@ class PeerTable:
             self.changes += 1
         state.proof = proof
         state.record_at = now
+        self.newest_record = max(self.newest_record, now)
+        self._retally(state)
         if not state.verified:
             state.verified = True
             state.publish()
@@ -367,9 +419,11 @@ class PeerTable:
             state = PeerState(peer, now, legacy, proof=proof, verified=proven or bool(proof))
             if proof is not None:
                 state.record_at = now
+                self.newest_record = max(self.newest_record, now)
             state.publish()
             self.peers[peer.id] = state
             self.changes += 1
+            self._retally(state)
             return "joined"
         if state.proof is not None and (proof is None or proof.seq <= state.seq):
             if not same_address(state.peer, peer):
@@ -386,6 +440,8 @@ class PeerTable:
         state.proof = proof
         if proof is not None:
             state.record_at = now
+            self.newest_record = max(self.newest_record, now)
+        self._retally(state)
         state.verified = state.verified or proven or proof is not None
         state.publish()
         if not state.alive:
@@ -468,8 +524,7 @@ class PeerTable:
             if not state.alive and now - state.offline_since > self.offline_retention:
                 node_id = state.peer.id
                 if self.peers.get(node_id) is state:
-                    del self.peers[node_id]
-                    self.changes += 1
+                    self._forget(state)
         for address, until in list(self._address_backoff.items()):
             if until <= now - self.retry_after:  # long expired: forget the failure count
                 del self._address_backoff[address]
@@ -485,8 +540,7 @@ class PeerTable:
         state = self.peers.get(node_id)
         if state is None or not state.alive:
             return None
-        del self.peers[node_id]
-        self.changes += 1
+        self._forget(state)
         return state.peer
 
     def offline(self) -> list[PeerState]:
@@ -505,6 +559,13 @@ class Census:
     offline: list[PeerState]
     aging: list[PeerState]
     signed: int = 0
+
+
+def record_hash(node_id: str, seq: int) -> int:
+    """A member's record as a 128-bit number (BLAKE2b of its id and ``seq``), what
+    :meth:`PeerTable.summary` sums up."""
+    digest = hashlib.blake2b(f"{node_id}:{seq}".encode(), digest_size=16).digest()
+    return int.from_bytes(digest, "big")
 
 
 def same_address(a: Peer, b: Peer) -> bool:

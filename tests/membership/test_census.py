@@ -10,6 +10,7 @@ import pytest
 from synapse_p2p import Peer
 from synapse_p2p.membership import PeerTable
 from synapse_p2p.membership._signing import RecordProof
+from synapse_p2p.membership._table import record_hash
 from tests.membership.test_record_rules import swarm
 
 
@@ -67,13 +68,18 @@ async def test_the_census_is_kept_until_the_table_changes(anyio_backend: str) ->
 def test_every_change_a_census_depends_on_is_counted() -> None:
     """``PeerTable.changes`` moves when a member is added, signs its first record (through
     ``signed``, ``refreshed`` or ``verified``), changes kind, goes offline, comes back or is
-    forgotten; not when it is only heard from."""
+    forgotten; not when it is only heard from. The table's summary of the records held
+    (``PeerTable.summary``) follows every change, re-signings too."""
     table = PeerTable("me", peer_timeout=20)
     counted = table.changes
 
     def changed() -> bool:
         nonlocal counted
         moved, counted = table.changes != counted, table.changes
+        # The records summed up as they change: what a pass over the table would sum.
+        held = [s for s in table.peers.values() if s.alive and s.proof and not s.legacy]
+        total = sum(record_hash(s.peer.id, s.proof.seq) for s in held if s.proof)
+        assert table.summary() == (len(held), total % (1 << 128))
         return moved
 
     def peer(name: str, port: int = 1000) -> Peer:
@@ -108,3 +114,9 @@ def test_every_change_a_census_depends_on_is_counted() -> None:
     assert table.verified(peer("d"), 0.0, legacy=False) == "joined"
     assert table.left("d") is not None
     assert table.changes == counted + 2
+    assert table.verified(peer("e"), 0.0, legacy=False, proof=RecordProof(7, b"k" * 32, b"s" * 64))
+    assert changed()
+    assert table.summary(leave_out="e") == (0, 0)
+    assert table.summary() == (1, record_hash("e", 7))
+    assert table.left("e") is not None
+    assert table.summary() == (0, 0)

@@ -13,9 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from synapse_p2p import Client, Peer
+from synapse_p2p.errors import RemoteError
 from synapse_p2p.membership import PeerTable
 from synapse_p2p.membership._gossip import MAX_DIGEST, Heard, compact_entry, read_compact
 from synapse_p2p.membership._signing import RecordProof
+from synapse_p2p.membership._table import record_hash
 from tests.membership.test_record_rules import swarm
 
 
@@ -217,6 +219,83 @@ async def test_a_whole_digest_naming_every_record_held_is_answered_same(anyio_ba
         answer = await gossip(both, same=True, partial=True)
         assert "same" not in answer
         assert await caller.call("_synapse.ping") == "pong"
+
+
+@pytest.mark.anyio
+async def test_a_summary_of_the_records_held_is_answered_same_or_differ(anyio_backend: str) -> None:
+    """A round's digest may be a summary of the records held (gossip version 7: how many, and
+    the sum of their hashes, the callee's aside): answered ``same`` when the callee holds the
+    same records of the same members (the caller's aside) and no record reached it lately,
+    ``differ`` otherwise, an error if malformed; on ``differ`` the caller sends its whole
+    compact digest at once."""
+    async with swarm("a", "b", "c", "d") as (a, b, c, d):
+        for node in (a, b, c, d):  # no more re-signings: the records held stay put
+            assert node.membership._signer is not None
+            node.membership._signer.refresh = math.inf
+        own = {n.node_id: n.membership._signed_record()["seq"] for n in (b, c, d)}
+        table = a.membership.table
+        with anyio.fail_after(10):
+            while any(table.peers[i].seq != own[i] for i in own):
+                await anyio.sleep(0.05)
+        me = await Client("127.0.0.1", b.port).call("_synapse.record")
+        caller = Client("127.0.0.1", a.port, identity=b.identity)  # b, on its own channel
+
+        async def gossip(summary: Any) -> Any:
+            message = {"v": 7, "from": me, "members": [], "summary": summary}
+            return await caller.call("_synapse.gossip", message)
+
+        def summed(*records: tuple[str, int]) -> list[Any]:
+            total = sum(record_hash(i, seq) for i, seq in records) % (1 << 128)
+            return [len(records), f"{total:032x}"]
+
+        held = summed((c.node_id, own[c.node_id]), (d.node_id, own[d.node_id]))
+        assert [*table.summary(leave_out=b.node_id)] == [2, int(held[1], 16)]
+        table.newest_record = -math.inf  # (quiet: no record reached a lately)
+        answer = await gossip(held)
+        assert answer["same"] is True
+        assert answer["v"] >= 7
+        assert answer["self"]["id"] == a.node_id
+        assert "compact" not in answer
+        assert "members" not in answer
+        for other in (
+            summed((c.node_id, own[c.node_id]), (d.node_id, own[d.node_id] - 1)),  # d older
+            summed((c.node_id, own[c.node_id])),  # d missing
+            [3, held[1]],
+            summed((c.node_id, own[c.node_id]), (d.node_id, own[d.node_id]), ("x" * 64, 1)),
+        ):
+            answer = await gossip(other)
+            assert answer["differ"] is True
+            assert "same" not in answer
+        table.newest_record = a.membership._now()  # a record reached a just now
+        assert (await gossip(held))["differ"] is True
+        table.newest_record = -math.inf
+        for malformed in ([2], [2, "zz" * 16], [-1, held[1]], [2, held[1][:31]], "x", None):
+            with pytest.raises(RemoteError) as caught:
+                await gossip(malformed)
+            assert caught.value.code == "bad_request"
+        assert (await gossip(held))["same"] is True  # it still serves
+
+        # The caller's side: a summary answered ``differ`` is followed by the whole digest.
+        m = d.membership
+        followed: list[tuple[list[str], dict[str, Any]]] = []
+        m._gossip_to = lambda calls, peers, interval, **kw: followed.append(  # type: ignore[method-assign]
+            ([p.id for p in peers], kw)
+        )
+        peer = m.table.peers[a.node_id].peer
+        wrong = {"v": 7, "from": m._signed_record(), "members": [], "summary": [9, "0" * 32]}
+        differ = m.answered_differ
+        await m._gossip_one(peer, wrong, 0.3)
+        assert m.answered_differ == differ + 1
+        whole = [f for f in followed if f[1] == {"same": True}]  # (not its own rounds' calls)
+        assert whole == [([a.node_id], {"same": True})]
+        same = m.answered_same
+        table.newest_record = -math.inf
+        count, total = m.table.summary(leave_out=a.node_id)
+        right = {**wrong, "summary": [count, f"{total:032x}"]}
+        await m._gossip_one(peer, right, 0.3)
+        assert m.answered_same == same + 1
+        assert [f for f in followed if f[1] == {"same": True}] == whole
+        del m._gossip_to
 
 
 @pytest.mark.anyio

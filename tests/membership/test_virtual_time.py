@@ -203,13 +203,14 @@ async def test_idle_message_rate_does_not_grow_with_the_swarm(
 async def test_an_idle_swarm_gossips_compact_digests_and_keeps_every_member(
     anyio_backend: Any,
 ) -> None:
-    """Twelve nodes with partial views, 4 minutes idle on virtual time (records re-signed every
-    10 s, a member's last record keeps it alive 60 s): nobody goes offline, and rounds carry
-    the re-signed records, not every member's, in full."""
+    """Twelve nodes with partial views, 4 minutes idle on virtual time: nobody goes offline,
+    and rounds carry few records in full; once no record has reached a node for the table's
+    window (60 s), its rounds send the summary of the records held (gossip version 7)."""
     async with open_swarm(12, partial_views=True) as swarm:
         await swarm.converged()
         await anyio.sleep(10)
         sizes: list[tuple[int, int]] = []  # (full entries, compact entries) per round's gossip
+        summaries: list[float] = []  # when each summary went
         for node in swarm.nodes:
             caller = node.membership.caller
             call = caller.call
@@ -219,6 +220,8 @@ async def test_an_idle_swarm_gossips_compact_digests_and_keeps_every_member(
                 if endpoint == "_synapse.gossip" and "compact" in arguments[0]:
                     message = arguments[0]
                     sizes.append((len(message["members"]), len(message["compact"])))
+                if endpoint == "_synapse.gossip" and "summary" in arguments[0]:
+                    summaries.append(anyio.current_time())
                 return await call(*args, **kwargs)
 
             caller.call = counting  # type: ignore[method-assign]
@@ -228,9 +231,11 @@ async def test_an_idle_swarm_gossips_compact_digests_and_keeps_every_member(
         await swarm.converged()
         full = sum(f for f, _ in sizes)
         compact = sum(c for _, c in sizes)
-        assert len(sizes) > 12 * 240 / 5  # a round every 5 s, to the links each node owns
+        assert len(sizes) + len(summaries) > 12 * 240 / 5  # a round every 5 s, to owned links
         assert compact > 9 * len(sizes)  # each names (almost) every other member...
-        assert full < compact / 4  # ...and few of them in full (here about 1 in 7)
+        assert full < compact / 4  # ...and few of them in full
+        assert len(summaries) > len(sizes)  # quiet for most of the time: summaries
+        assert sum(n.membership.answered_differ for n in swarm.nodes) == 0
 
 
 async def test_an_idle_swarm_holding_the_same_records_answers_digests_same(
@@ -238,12 +243,14 @@ async def test_an_idle_swarm_holding_the_same_records_answers_digests_same(
 ) -> None:
     """Twelve nodes with partial views, idle on virtual time: a round's whole digest asks
     ``same`` (no member ages by silence), and a partner holding every record it names answers
-    ``same`` instead of naming them back. Most answers are ``same``; nobody goes offline, and
-    membership stays whole."""
+    ``same`` instead of naming them back; once quiet (no record for 60 s), a round sends the
+    summary of the records held, answered ``same`` too. Most answers are ``same``; nobody
+    goes offline, and membership stays whole."""
     async with open_swarm(12, partial_views=True) as swarm:
         await swarm.converged()
         await anyio.sleep(30)
         asked: list[bool] = []  # per whole digest asking ``same``: answered ``same``?
+        summed: list[bool] = []  # per summary: answered ``same``?
         by_port = {node.port: node for node in swarm.nodes}
         before = sum(n.membership.answered_same for n in swarm.nodes)
         for node in swarm.nodes:
@@ -256,6 +263,8 @@ async def test_an_idle_swarm_holding_the_same_records_answers_digests_same(
                 endpoint, arguments = args[2], args[3]
                 answer = await call(*args, **kwargs)
                 message = arguments[0] if endpoint == "_synapse.gossip" else {}
+                if "summary" in message:
+                    summed.append(isinstance(answer, dict) and answer.get("same") is True)
                 if message.get("same") is True:
                     assert "compact" in message
                     assert "partial" not in message
@@ -275,6 +284,11 @@ async def test_an_idle_swarm_holding_the_same_records_answers_digests_same(
         await anyio.sleep(120)
         assert swarm.events[events:] == []  # no member went offline anywhere
         await swarm.converged()
-        assert len(asked) > 12 * 120 / 5 / 2, len(asked)  # a whole digest every other round
+        # a whole digest or a summary every other round at least
+        assert len(asked) + len(summed) > 12 * 120 / 5 / 2, (len(asked), len(summed))
+        assert asked  # (before the swarm is quiet)
+        assert summed  # (after)
         assert sum(asked) > 0.8 * len(asked), (sum(asked), len(asked))
-        assert sum(n.membership.answered_same for n in swarm.nodes) - before == sum(asked)
+        assert sum(summed) > 0.8 * len(summed), (sum(summed), len(summed))
+        same = sum(n.membership.answered_same for n in swarm.nodes) - before
+        assert same == sum(asked) + sum(summed)
