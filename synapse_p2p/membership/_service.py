@@ -26,6 +26,7 @@ import contextlib
 import logging
 import math
 import random
+import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -158,6 +159,15 @@ MAX_DEAD = 256
 #: digest of those only): the other rounds only probe the links, so a round's cost does not
 #: grow with the swarm, nor with a swarm that keeps growing.
 DIGEST_MEMBERS = 32
+#: A quiet node (see :meth:`Membership._quiet`) sends a summary of its records in place of
+#: a round's whole digest, but every ``SUMMARY_WHOLE``-th whole digest goes whole all the
+#: same: two different sets of records with one summary (a collision, which members choosing
+#: their ids and ``seq``s could seek) delay the swarm's repair at most that many digests.
+SUMMARY_WHOLE = 4
+#: A partner that answered a summary ``differ`` gets whole digests for this many of our
+#: whole-digest rounds: a difference that lasts (a member one of us holds dead, a partner
+#: not quiet) costs a summary and a digest only now and then, not every time.
+DIFFER_DIGESTS = 4
 #: With views, the owner of a link probes it once it has not heard from the neighbor, or
 #: not called it, for this fraction of ``peer_timeout`` (``PROBE_OWNED``); the other end
 #: probes only past ``PROBE_AFTER`` (it is called by the owner: a call of its own would open
@@ -268,6 +278,8 @@ class Membership:
         self._partial_ok: set[str] = set()
         #: Members whose gossip answers say they read summaries (SUMMARY_VERSION).
         self._summary_ok: set[str] = set()
+        #: Partner -> the round until which it gets whole digests (it answered ``differ``).
+        self._differed: dict[str, int] = {}
         #: Members whose answers say we may probe them by id (``slim``, SLIM_VERSION) -> the
         #: ``seq`` of our record they took then (a newer one of ours goes whole first).
         self._slim_ok: dict[str, int] = {}
@@ -471,6 +483,7 @@ class Membership:
         self._pushed_to.clear()
         self._partial_ok.clear()
         self._summary_ok.clear()
+        self._differed.clear()
         self._slim_ok.clear()
         self._called.clear()
         self._pushed.clear()
@@ -815,18 +828,20 @@ class Membership:
 
     def _quiet(self, census: Census | None = None) -> bool:
         """Whether a summary of the records held (gossip version 7) says all a whole compact
-        digest would: every alive member is held signed (no 2.5.0 or unsigned member) and no
-        record reached us within the table's ``indirect_window``, so that no entry's age
-        could be news of life here or at a partner as quiet (its table ignores third
-        parties' news of a member past the window after the member's record arrived)."""
+        digest would: every alive member is held signed (no 2.5.0 or unsigned member), none
+        ages by silence, and the newest record held was taken more than the table's
+        ``indirect_window`` and ``peer_timeout`` ago. The table takes third parties' news of
+        a member's life only up to the window past its record, so the ages of a digest's
+        entries could only say a member was heard more than ``peer_timeout`` ago, here and
+        at a partner as quiet: nothing a round or the table decides on."""
         table = self.table
         census = census if census is not None else self._census()
-        if census.signed != len(table.peers) - len(census.offline):
+        if census.aging or census.signed != len(table.peers) - len(census.offline):
             return False
         window = table.indirect_window
         if window is None:
             window = 3 * table.peer_timeout
-        return self._now() - table.newest_record > window
+        return self._now() - table.newest_record > window + table.peer_timeout
 
     def summary_answer(self, caller_id: str, summary: Any) -> bool | None:
         """Whether ``summary`` (a caller's ``[count, sum]``, see :meth:`PeerTable.summary`)
@@ -835,13 +850,12 @@ class Membership:
         if type(summary) is not list or len(summary) != 2:
             return None
         count, total = summary
-        if type(count) is not int or count < 0 or type(total) is not str or len(total) != 32:
+        if type(count) is not int or count < 0 or type(total) is not str:
             return None
-        try:
-            number = int(total, 16)
-        except ValueError:
+        if _HEX_SUM.fullmatch(total) is None:
             return None
-        return self._quiet() and self.table.summary(leave_out=caller_id) == (count, number)
+        held = self.table.summary(leave_out=caller_id)
+        return self._quiet() and held == (count, int(total, 16))
 
     def _entries(self, ids: list[str]) -> list[dict[str, Any]]:
         """Full entries of the alive members among ``ids``."""
@@ -1609,6 +1623,8 @@ class Membership:
             self._partial_ok = {i for i in self._partial_ok if i in self.table.peers}
         if len(self._summary_ok) > len(self.table.peers) + MAX_DIGEST:
             self._summary_ok = {i for i in self._summary_ok if i in self.table.peers}
+        if self._differed:
+            self._differed = {i: r for i, r in self._differed.items() if r > self._rounds}
         if len(self._slim_ok) > len(self.table.peers) + MAX_DIGEST:
             self._slim_ok = {i: q for i, q in self._slim_ok.items() if i in self.table.peers}
         if self.views is not None and self.views.active_ids():
@@ -1695,9 +1711,12 @@ class Membership:
                 digest.append(self._rng.choice(others))
         # (with no member aging here, a partner that holds what we hold answers ``same``;
         # when no record reached us lately, a summary of them is enough to tell)
-        if not outsiders and self._quiet(census):
-            summary = [i for i in digest if i in self._summary_ok]
-            digest = [i for i in digest if i not in self._summary_ok]
+        if not outsiders and (self._rounds // every) % SUMMARY_WHOLE and self._quiet(census):
+            differed = self._differed
+            summary = [
+                i for i in digest if i in self._summary_ok and differed.get(i, -1) < self._rounds
+            ]
+            digest = [i for i in digest if i not in summary]
             self._gossip_to(calls, [peers[i].peer for i in summary], interval, summary=True)
         self._gossip_to(calls, [peers[i].peer for i in digest], interval, same=not outsiders)
         self._probe(calls, [peers[i].peer for i in probes], interval)
@@ -1931,7 +1950,9 @@ class Membership:
             listed = self._apply_compact(reply["compact"], peer.id, trusted=True).listed
         if reply.get("differ") is True and "summary" in message and self._calls is not None:
             self.answered_differ += 1  # our records differ: the whole digest, at once
-            self._gossip_to(self._calls, [peer], interval, same=True)
+            every = max(1, math.ceil(len(self._peers) / DIGEST_MEMBERS))
+            self._differed[peer.id] = self._rounds + DIFFER_DIGESTS * every
+            self._gossip_to(self._calls, [peer], interval, same=not self._census().aging)
             return
         if reply.get("same") is True and "summary" in message:
             self.answered_same += 1
@@ -2055,6 +2076,9 @@ class Membership:
     async def join(self) -> None:
         """Join every seed now (concurrently); raise :class:`JoinError` if none answered."""
         await self.seeds.join()
+
+
+_HEX_SUM = re.compile("[0-9a-f]{32}")
 
 
 def _fmt(peer: Peer) -> str:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from synapse_p2p import Client, Peer
 from synapse_p2p.errors import RemoteError
-from synapse_p2p.membership import PeerTable
+from synapse_p2p.membership import PeerTable, _service
 from synapse_p2p.membership._gossip import MAX_DIGEST, Heard, compact_entry, read_compact
 from synapse_p2p.membership._signing import RecordProof
 from synapse_p2p.membership._table import record_hash
@@ -278,24 +278,68 @@ async def test_a_summary_of_the_records_held_is_answered_same_or_differ(anyio_ba
         # The caller's side: a summary answered ``differ`` is followed by the whole digest.
         m = d.membership
         followed: list[tuple[list[str], dict[str, Any]]] = []
-        m._gossip_to = lambda calls, peers, interval, **kw: followed.append(  # type: ignore[method-assign]
+        m._gossip_to = lambda calls, peers, interval, *args, **kw: followed.append(  # type: ignore[method-assign]
             ([p.id for p in peers], kw)
-        )
+        )  # (its own rounds' gossip too, while this lasts)
         peer = m.table.peers[a.node_id].peer
         wrong = {"v": 7, "from": m._signed_record(), "members": [], "summary": [9, "0" * 32]}
         differ = m.answered_differ
         await m._gossip_one(peer, wrong, 0.3)
         assert m.answered_differ == differ + 1
-        whole = [f for f in followed if f[1] == {"same": True}]  # (not its own rounds' calls)
-        assert whole == [([a.node_id], {"same": True})]
+        assert ([a.node_id], {"same": True}) in followed  # the whole digest, at once
+        assert m._differed[a.node_id] > m._rounds  # and whole digests to a for a while
         same = m.answered_same
         table.newest_record = -math.inf
         count, total = m.table.summary(leave_out=a.node_id)
         right = {**wrong, "summary": [count, f"{total:032x}"]}
         await m._gossip_one(peer, right, 0.3)
         assert m.answered_same == same + 1
-        assert [f for f in followed if f[1] == {"same": True}] == whole
+        assert m.answered_differ == differ + 1
         del m._gossip_to
+
+
+@pytest.mark.anyio
+async def test_a_quiet_round_sends_summaries_to_partners_that_read_them(anyio_backend: str) -> None:
+    """A round's whole digest goes as a summary only when the node is quiet, only to partners
+    whose answers said gossip version 7, not to one that answered ``differ`` lately, and never
+    in every ``SUMMARY_WHOLE``-th whole-digest round."""
+    async with swarm("a", "b", "c", "d", partial_views=True) as nodes:
+        a = min(nodes, key=lambda n: n.node_id)  # it owns its links (the lower id does)
+        m = a.membership
+        assert m.views is not None
+        owned = set(m.views.owned())
+        assert owned
+        sent: list[tuple[str, dict[str, Any]]] = []
+
+        class Calls:  # the round's calls over the links a owns, taken down and not made
+            def start_soon(self, call: Any, peer: Peer, message: Any, interval: float) -> None:
+                if peer.id in owned and "from" in message and "push" not in message:
+                    sent.append((peer.id, message))
+
+        def round_(number: int, *, quiet: bool) -> dict[str, str]:
+            """What a's whole-digest round ``number`` sends each owned link: kind by id."""
+            sent.clear()
+            m._rounds = number
+            m._fresh.clear()
+            m._outstanding.clear()
+            m.table.newest_record = -math.inf if quiet else m._now()
+            m._view_round(Calls(), 5.0, m.views)  # type: ignore[arg-type]
+            return {i: "summary" if "summary" in x else "compact" for i, x in sent}
+
+        m.fanout = len(owned)
+        m._summary_ok = set(owned)
+        assert set(round_(1, quiet=True).values()) == {"summary"}
+        assert set(round_(1, quiet=False).values()) == {"compact"}
+        assert set(round_(_service.SUMMARY_WHOLE, quiet=True).values()) == {"compact"}
+        earlier = sorted(owned)[0]
+        m._summary_ok.discard(earlier)  # (its answers said version 6)
+        kinds = round_(1, quiet=True)
+        assert kinds[earlier] == "compact"
+        assert all(kinds[i] == "summary" for i in owned - {earlier})
+        m._summary_ok.add(earlier)
+        m._differed[earlier] = 2  # (it answered ``differ``: whole digests until round 2)
+        assert round_(1, quiet=True)[earlier] == "compact"
+        assert round_(3, quiet=True)[earlier] == "summary"
 
 
 @pytest.mark.anyio
