@@ -118,5 +118,21 @@ def test_every_change_a_census_depends_on_is_counted() -> None:
     assert changed()
     assert table.summary(leave_out="e") == (0, 0)
     assert table.summary() == (1, record_hash("e", 7))
-    assert table.left("e") is not None
+    # A newer record at another address, a death notice, a silence, a revival by a trusted
+    # third party: the summary follows each (no census change for the first).
+    proof8 = RecordProof(8, b"k" * 32, b"s" * 64)
+    assert table.verified(peer("e", 1001), 1.0, legacy=False, proof=proof8) == "joined"
+    assert not changed()
+    assert table.summary() == (1, record_hash("e", 8))
+    assert table.declared_dead("e", 8, 2.0) is not None
+    assert changed()
+    assert table.summary() == (0, 0)
+    assert table.heard_indirectly("e", 3.0, now=3.0, revive=True) == "ignored"  # (a tombstone)
+    assert table.verified(peer("f"), 0.0, legacy=False, proof=proof8) == "joined"
+    assert table.silenced("f", 1.0) is not None
+    assert changed()
+    assert table.heard_indirectly("f", 2.0, now=2.0, revive=True) == "joined"
+    assert changed()
+    assert table.summary() == (1, record_hash("f", 8))
+    assert table.left("f") is not None
     assert table.summary() == (0, 0)
