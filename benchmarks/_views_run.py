@@ -144,8 +144,8 @@ def freeze(gc_mode: str) -> None:
 
 def count_gossip() -> None:
     """Count each node's gossip calls by kind (``Membership.gossip_kinds``): pushes of news
-    and the member entries they carry, compact digests, full digests. An instrument of this
-    benchmark: it wraps ``Membership._gossip_one``."""
+    and the member entries they carry, compact digests, summaries, full digests. An
+    instrument of this benchmark: it wraps ``Membership._gossip_one``."""
     from synapse_p2p.membership import _service
 
     send = _service.Membership._gossip_one
@@ -157,6 +157,7 @@ def count_gossip() -> None:
             kinds["push_entries"] = kinds.get("push_entries", 0) + len(message["members"])
         else:
             kind = "compact" if "compact" in message else "full"
+            kind = "summary" if "summary" in message else kind
         kinds[kind] = kinds.get(kind, 0) + 1
         await send(self, peer, message, interval)
 
