@@ -205,7 +205,8 @@ async def test_an_idle_swarm_gossips_compact_digests_and_keeps_every_member(
 ) -> None:
     """Twelve nodes with partial views, 4 minutes idle on virtual time: nobody goes offline,
     and rounds carry few records in full; once no record has reached a node for the table's
-    window (60 s), its rounds send the summary of the records held (gossip version 7)."""
+    window and one more ``peer_timeout`` (80 s), its rounds send the summary of the records
+    held (gossip version 7), in three whole-digest rounds of four."""
     async with open_swarm(12, partial_views=True) as swarm:
         await swarm.converged()
         await anyio.sleep(10)
@@ -242,7 +243,7 @@ async def test_an_idle_swarm_holding_the_same_records_answers_digests_same(
 ) -> None:
     """Twelve nodes with partial views, idle on virtual time: a round's whole digest asks
     ``same`` (no member ages by silence), and a partner holding every record it names answers
-    ``same`` instead of naming them back; once quiet (no record for 60 s), a round sends the
+    ``same`` instead of naming them back; once quiet (no record for 80 s), a round sends the
     summary of the records held, answered ``same`` too. Most answers are ``same``; nobody
     goes offline, and membership stays whole."""
     async with open_swarm(12, partial_views=True) as swarm:
@@ -269,7 +270,7 @@ async def test_an_idle_swarm_holding_the_same_records_answers_digests_same(
                     assert "partial" not in message
                     same = isinstance(answer, dict) and answer.get("same") is True
                     asked.append(same)
-                    if same:  # what the callee would have answered: nothing b lacks
+                    if same:  # what the callee would have answered: nothing the caller lacks
                         listed = {e[0]: e[1] for e in message["compact"]}
                         callee = by_port[args[1]].membership
                         members, rest, older = callee._answer_compact(listed, node.node_id)
