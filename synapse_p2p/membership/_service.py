@@ -730,9 +730,6 @@ class Membership:
         ``same``: the sender may be answered ``same`` (see :meth:`in_step`): the reading also
         gives the entries of ours that would be news of life to it (``fresher``)."""
         now = self._now()
-        window = self.table.indirect_window
-        if window is None:
-            window = 3 * self.table.peer_timeout
         reading = read_compact(
             entries,
             now=now,
@@ -741,7 +738,7 @@ class Membership:
             peer_timeout=self.config.peer_timeout,
             trusted=trusted,
             recheck_after=self.config.peer_timeout,
-            fresh_within=window if same else None,
+            fresh_within=self.table.news_window if same else None,
         )
         for heard in reading.heard:
             self._heard(heard, now, trusted=trusted)
@@ -838,10 +835,7 @@ class Membership:
         census = census if census is not None else self._census()
         if census.aging or census.signed != len(table.peers) - len(census.offline):
             return False
-        window = table.indirect_window
-        if window is None:
-            window = 3 * table.peer_timeout
-        return self._now() - table.newest_record > window + table.peer_timeout
+        return self._now() - table.newest_record > table.news_window + table.peer_timeout
 
     def summary_answer(self, caller_id: str, summary: Any) -> bool | None:
         """Whether ``summary`` (a caller's ``[count, sum]``, see :meth:`PeerTable.summary`)
@@ -1671,7 +1665,7 @@ class Membership:
             self._signer.refresh = (
                 self.config.peer_timeout / 2 if outsiders or not self._peers else math.inf
             )
-        every = max(1, math.ceil(len(self._peers) / DIGEST_MEMBERS))
+        every = self._digest_every()
         digest: list[str] = []
         regular = self._rounds % every == 0
         if self._fresh or regular:
@@ -1720,6 +1714,10 @@ class Membership:
             self._gossip_to(calls, [peers[i].peer for i in summary], interval, summary=True)
         self._gossip_to(calls, [peers[i].peer for i in digest], interval, same=not outsiders)
         self._probe(calls, [peers[i].peer for i in probes], interval)
+
+    def _digest_every(self) -> int:
+        """With views, a round's whole digest goes every this many rounds."""
+        return max(1, math.ceil(len(self._peers) / DIGEST_MEMBERS))
 
     def _call_timeout(self, interval: float) -> float:
         return min(self.config.call_timeout, max(interval, 0.5))
@@ -1950,8 +1948,7 @@ class Membership:
             listed = self._apply_compact(reply["compact"], peer.id, trusted=True).listed
         if reply.get("differ") is True and "summary" in message and self._calls is not None:
             self.answered_differ += 1  # our records differ: the whole digest, at once
-            every = max(1, math.ceil(len(self._peers) / DIGEST_MEMBERS))
-            self._differed[peer.id] = self._rounds + DIFFER_DIGESTS * every
+            self._differed[peer.id] = self._rounds + DIFFER_DIGESTS * self._digest_every()
             self._gossip_to(self._calls, [peer], interval, same=not self._census().aging)
             return
         if reply.get("same") is True and "summary" in message:

@@ -193,6 +193,13 @@ class PeerTable:
             total -= record_hash(state.peer.id, state.tallied)
         return count, total % (1 << 128)
 
+    @property
+    def news_window(self) -> float:
+        """Seconds after a locked member's newest record arrived during which third parties'
+        news of its life counts (``indirect_window``, or three times ``peer_timeout``)."""
+        window = self.indirect_window
+        return 3 * self.peer_timeout if window is None else window
+
     def alive(self) -> list[PeerState]:
         return [s for s in self.peers.values() if s.alive]
 
@@ -356,9 +363,7 @@ class PeerTable:
         if not state.alive and state.dead_seq >= state.seq:
             return "ignored"  # declared dead: only a newer record (or itself) revives it
         if state.proof is not None:
-            window = self.indirect_window
-            if window is None:
-                window = 3 * self.peer_timeout
+            window = self.news_window
             heard = min(heard, state.record_at + window)
         if heard <= state.heard:
             return "ignored"
