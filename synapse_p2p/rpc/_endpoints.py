@@ -96,20 +96,34 @@ class EndpointSpec:
     inject_connection: bool
     #: The access rule given at registration (``"anyone"``, ``"members"``, ids, a callable).
     allow: Allow = "anyone"
-    #: ``(fewest, most)`` positional arguments that always bind when no keyword is given, for
-    #: a plain signature (positional parameters only, no ``*args``/``**kwargs``); else ``None``.
+    #: ``(fewest, most)`` positional arguments that always bind when the caller gives no
+    #: keyword, for a plain signature (positional parameters only, no ``*args``/``**kwargs``,
+    #: the injected ``rpc``/``connection`` after the others); else ``None``.
     positional: tuple[int, int] | None = None
 
 
 def _positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
+    """See :attr:`EndpointSpec.positional`. The injected parameters (``rpc``,
+    ``connection``), given by keyword, must come last: a positional argument never reaches
+    them then."""
     required = total = 0
-    for param in signature.parameters.values():
-        if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+    injected = False
+    for name, param in signature.parameters.items():
+        if name in _INJECTED:
+            if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                return None
+            injected = True
+            continue
+        if injected or param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
             return None
         total += 1
         if param.default is param.empty:
             required += 1  # (parameters without a default come first)
     return required, total
+
+
+#: The parameters dispatch fills in itself (by keyword).
+_INJECTED = frozenset({"rpc", "connection"})
 
 
 #: Signatures by function, or by code object (and constant defaults) for the closures every
@@ -313,7 +327,11 @@ class EndpointRegistry:
             if spec.inject_connection:
                 kwargs["connection"] = connection
         positional = spec.positional
-        if kwargs or positional is None or not positional[0] <= len(args) <= positional[1]:
+        if (
+            request.kwargs  # (the caller's own keywords; the injected ones always bind)
+            or positional is None
+            or not positional[0] <= len(args) <= positional[1]
+        ):
             try:  # the general check (the plain case above always binds)
                 spec.signature.bind(*args, **kwargs)
             except TypeError as exc:

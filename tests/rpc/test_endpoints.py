@@ -102,3 +102,56 @@ async def test_closures_of_one_def_share_a_signature_unless_their_defaults_diffe
         response = decode_message(unpack_payload(payload))
         assert isinstance(response, Response)
         assert response.result == want
+
+
+async def test_arguments_beside_the_injected_ones_are_checked_on_the_fast_path(
+    anyio_backend: str,
+) -> None:
+    """An endpoint taking ``connection``/``rpc`` binds plain positional calls without
+    ``inspect`` (the injected parameters come by keyword), and still answers a call that
+    cannot bind with ``bad_request``; one whose injected parameter comes first is checked
+    the general way."""
+    from synapse_p2p.rpc import Connection
+
+    registry = EndpointRegistry()
+    seen: list[Any] = []
+
+    async def probe(message: dict[str, Any], extra: int = 0, connection: Any = None) -> int:
+        seen.append((message, extra, connection))
+        return extra
+
+    async def first(rpc: Any, n: int) -> int:
+        return n
+
+    async def keyword(n: int, *, connection: Any) -> int:
+        return n
+
+    spec = registry.add(probe)
+    assert spec.positional == (1, 2)
+    assert registry.add(first).positional is None
+    assert registry.add(keyword).positional == (1, 1)
+    conn = Connection.from_address("127.0.0.1", 1, "id")
+
+    async def call(name: str, *args: Any, **kwargs: Any) -> Response:
+        payload = await registry.dispatch(Request(name, "r", list(args), kwargs), conn)
+        response = decode_message(unpack_payload(payload))
+        assert isinstance(response, Response)
+        return response
+
+    async def refused(name: str, *args: Any, **kwargs: Any) -> str:
+        error = (await call(name, *args, **kwargs)).error
+        assert error is not None
+        assert error.code == "bad_request"
+        return error.message
+
+    assert (await call("probe", {"a": 1})).result == 0
+    assert (await call("probe", {"a": 1}, 3)).result == 3
+    assert seen == [({"a": 1}, 0, conn), ({"a": 1}, 3, conn)]
+    for bad in ([], [{}, 1, 2], [{}, 1, 2, 3]):
+        assert "invalid arguments for 'probe'" in await refused("probe", *bad)
+    await refused("probe", {}, nope=1)
+    assert len(seen) == 2
+    assert (await call("first", n=5)).result == 5
+    await refused("first", 5)  # (it would be ``rpc``)
+    assert (await call("keyword", 7)).result == 7
+    await refused("keyword", 7, 8)
