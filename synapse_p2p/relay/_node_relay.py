@@ -13,6 +13,7 @@ date. Nothing here reads the node.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -150,6 +151,7 @@ class NodeRelay:
             membership.is_legacy,
             caller,
             timeout=self.connect_timeout,
+            move_check=math.inf,  # (membership calls moved() whenever it moves)
         )
         self.reach.on_change = lambda _state: self._update_record()
         membership.on_moved.append(self.reach.moved)

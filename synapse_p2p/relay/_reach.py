@@ -21,11 +21,14 @@ address and port asked about.
 * ``"unknown"``: otherwise (no member yet, or answers still missing).
 
 A change of the advertised address or port starts over. :class:`Reachability` asks up to
-:data:`ASK` members (random, not 2.5.0) while the verdict is unknown (after ``retry``
-seconds, doubling up to ``retry_max``, 60 s) and again every ``recheck`` seconds (300 s) once
-it is known: each ask costs a connection to the member and its dial, a handshake each, and
-a swarm of N nodes makes ``3N / recheck`` of them a second. A new advertised address is
-asked about at once.
+:data:`ASK` members (random, not 2.5.0, those it holds a connection to first) while the
+verdict is unknown (after ``retry`` seconds, doubling up to ``retry_max``, 60 s). Once it is
+known it checks again every ``recheck`` seconds (300 s): one member first, and up to
+:data:`ASK` others only if that answer does not confirm the verdict (a failure while public,
+a success while private changes it at once, no answer). Each ask costs the member's dial, a
+handshake at both ends (and one more to reach a member it is not connected to): a swarm of N
+nodes makes about ``N / recheck`` dials a second once settled. A new advertised address is
+asked about at once (membership calls :meth:`Reachability.moved`).
 """
 
 from __future__ import annotations
@@ -60,8 +63,9 @@ DIALBACK_CONCURRENCY = 4
 DIALBACK_TARGET_INTERVAL = 5.0
 #: Members asked per round.
 ASK = 3
-#: Seconds between two checks of the advertised address while waiting for the next round,
-#: besides :meth:`Reachability.moved` (which membership calls when it changes it).
+#: By default, seconds between two checks of the advertised address while waiting for the
+#: next round, besides :meth:`Reachability.moved` (a node's membership calls it whenever it
+#: changes the address, and turns the checks off).
 MOVE_CHECK = 5.0
 
 ReachabilityState = Literal["public", "private", "unknown"]
@@ -170,6 +174,8 @@ class Reachability:
 
     ``members``: membership's live members; ``legacy(id)``: a 2.5.0 member (not asked);
     ``local``: this node's record (its advertised address and port); ``caller``: calls.
+    ``move_check``: seconds between two looks at ``local``'s address between rounds
+    (``math.inf``: only when :meth:`moved` is called).
     """
 
     def __init__(
@@ -183,6 +189,7 @@ class Reachability:
         retry_max: float = 60.0,
         recheck: float = 300.0,
         timeout: float = 5.0,
+        move_check: float = MOVE_CHECK,
         rng: random.Random | None = None,
     ) -> None:
         self.local = local
@@ -193,6 +200,7 @@ class Reachability:
         self.retry_max = retry_max
         self.recheck = recheck
         self.timeout = timeout
+        self.move_check = move_check
         self.verdicts = Verdicts()
         self._rng = rng or SHARED
         self._state: ReachabilityState = "unknown"
@@ -202,8 +210,8 @@ class Reachability:
         self._moved = anyio.Event()
 
     def moved(self) -> None:
-        """The node advertises another address: ask again at once (:meth:`run` also checks
-        every :data:`MOVE_CHECK` seconds)."""
+        """The node advertises another address: ask again at once (:meth:`run` also looks
+        every ``move_check`` seconds)."""
         self._moved.set()
 
     @property
@@ -217,7 +225,8 @@ class Reachability:
         return [p for p in self.members.values() if not self.legacy(p.id)]
 
     def _update(self) -> None:
-        state = self.verdicts.state(self._target(), len(self._askable()))
+        askable = sum(1 for i in self.members if not self.legacy(i))
+        state = self.verdicts.state(self._target(), askable)
         if state == self._state:
             return
         log.info(
@@ -259,22 +268,46 @@ class Reachability:
         self._update()
         return ok
 
-    async def round(self) -> None:
-        """Ask up to :data:`ASK` members at once."""
+    def _pick(self, count: int) -> list[Peer]:
+        """Up to ``count`` members to ask, at random: those a call reaches without a new
+        connection first."""
         members = self._askable()
         self._rng.shuffle(members)
+        connected = [p for p in members if self.caller.connected(p.address, p.port)]
+        if len(connected) >= count:
+            return connected[:count]
+        chosen = {p.id for p in connected}
+        return (connected + [p for p in members if p.id not in chosen])[:count]
+
+    async def round(self, exclude: str | None = None) -> None:
+        """Ask up to :data:`ASK` members at once (not ``exclude``)."""
+        members = [p for p in self._pick(ASK + 1) if p.id != exclude][:ASK]
         async with anyio.create_task_group() as tg:
-            for member in members[:ASK]:
+            for member in members:
                 tg.start_soon(self.ask, member)
         self._update()
+
+    async def confirm(self) -> None:
+        """With a verdict known: ask one member, and others only if its answer does not
+        confirm the verdict."""
+        members = self._pick(1)
+        if not members:
+            return
+        ok = await self.ask(members[0])
+        if ok is not None and self._state == ("public" if ok else "private"):
+            return
+        await self.round(exclude=members[0].id)
 
     async def run(self) -> None:
         """Ask members until cancelled (see the module documentation)."""
         retry = self.retry
         while True:
-            asked = bool(self._askable())
+            asked = any(not self.legacy(i) for i in self.members)
             if asked:
-                await self.round()
+                if self._state == "unknown" or self.verdicts.target != self._target():
+                    await self.round()
+                else:
+                    await self.confirm()
             if not asked:
                 wait = self.retry  # nobody to ask yet
             elif self._state == "unknown":
@@ -285,6 +318,6 @@ class Reachability:
             deadline = anyio.current_time() + wait
             while anyio.current_time() < deadline and self._target() == target:
                 # until the next round, or a new address (then ask again at once)
-                with anyio.move_on_after(min(MOVE_CHECK, deadline - anyio.current_time())):
+                with anyio.move_on_after(min(self.move_check, deadline - anyio.current_time())):
                     await self._moved.wait()
                 self._moved = anyio.Event()

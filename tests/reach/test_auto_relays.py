@@ -26,6 +26,9 @@ class _Caller:
     async def call(self, *args: Any, **kwargs: Any) -> Any:
         raise AssertionError("no calls in these tests")
 
+    def connected(self, host: str, port: int) -> bool:
+        return False
+
 
 def setup(relays: int) -> tuple[AutoRelays, Reservations, dict[str, Peer], Reachability]:
     members = {
@@ -125,30 +128,37 @@ async def test_a_public_node_decides_nothing_until_it_is_private(anyio_backend: 
 
 
 class _Answers:
-    """Dial-backs that all succeed; the times they were asked for."""
+    """Dial-backs that all succeed; the times they were asked for, and whom (by port)."""
 
-    def __init__(self) -> None:
+    def __init__(self, connected: frozenset[int] = frozenset()) -> None:
         self.asked: list[float] = []
+        self.ports: list[int] = []
+        self.open = connected  # the ports of the members "connected" to
 
-    async def call(self, *args: Any, **kwargs: Any) -> Any:
+    async def call(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
         self.asked.append(anyio.current_time())
+        self.ports.append(port)
         return {"ok": True}
+
+    def connected(self, host: str, port: int) -> bool:
+        return port in self.open
 
 
 class _Silent(_Answers):
     """Members that cannot say (every dial-back call fails)."""
 
-    async def call(self, *args: Any, **kwargs: Any) -> Any:
-        await super().call()
+    async def call(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        await super().call(host, port)
         raise OSError("unreachable")
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", _VIRTUAL)
 async def test_a_known_reachability_is_asked_again_every_five_minutes(anyio_backend: Any) -> None:
-    """Once known, a node asks again every ``recheck`` (300 s): each ask costs two
-    handshakes, and a swarm of N nodes asking every 60 s made N/20 asks a second. While
-    members cannot say it asks after 2 s, doubling up to ``retry_max`` (60 s)."""
+    """Once known, a node asks one member again every ``recheck`` (300 s): each ask costs
+    two handshakes, and a swarm of N nodes asking three members every 60 s made N/20 asks a
+    second. While members cannot say it asks three after 2 s, doubling up to ``retry_max``
+    (60 s)."""
     members = {f"m{i}": Peer(id=f"m{i}", address="198.18.0.1", port=7000 + i) for i in range(5)}
     local = LocalNode("me", address="198.18.0.9", port=9000)
     for answers, rounds in ((_Answers(), [0, 300, 600]), (_Silent(), [0, 2, 6, 14, 30, 62,
@@ -161,7 +171,9 @@ async def test_a_known_reachability_is_asked_again_every_five_minutes(anyio_back
             tg.cancel_scope.cancel()
         asked = sorted({round(t - t0) for t in answers.asked})
         assert asked == rounds
-        assert len(answers.asked) == ASK * len(rounds)
+        confirmed = isinstance(answers, _Silent) is False
+        expected = ASK + len(rounds) - 1 if confirmed else ASK * len(rounds)
+        assert len(answers.asked) == expected
 
 
 @pytest.mark.anyio
@@ -190,4 +202,76 @@ async def test_reachability_asks_again_at_once_when_the_node_moves(anyio_backend
         await anyio.sleep(MOVE_CHECK + 0.1)
         assert len(answers.asked) == 3 * ASK
         assert answers.asked[-1] - start <= MOVE_CHECK
+        tg.cancel_scope.cancel()
+
+
+class _Changing(_Answers):
+    """Dial-backs that succeed until ``fail_from``, then fail."""
+
+    def __init__(self, fail_from: float) -> None:
+        super().__init__()
+        self.fail_from = fail_from
+
+    async def call(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        await super().call(host, port)
+        return {"ok": anyio.current_time() < self.fail_from}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", _VIRTUAL)
+async def test_a_recheck_asks_one_member_and_more_only_when_it_is_contradicted(
+    anyio_backend: Any,
+) -> None:
+    """The members a node is connected to are asked first (an ask then costs no connection
+    of its own). A recheck asks one member; an answer that contradicts the verdict (a
+    failure while public) makes it ask the others as well, as an unknown verdict does."""
+    members = {f"m{i}": Peer(id=f"m{i}", address="198.18.0.1", port=7000 + i) for i in range(6)}
+    local = LocalNode("me", address="198.18.0.9", port=9000)
+    answers = _Answers(connected=frozenset({7001, 7004}))
+    reach = Reachability(local, members, lambda _id: False, answers)  # type: ignore[arg-type]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reach.run)
+        await anyio.sleep(1)
+        assert len(answers.ports) == ASK
+        assert {7001, 7004} < set(answers.ports)  # the connected ones, and one more
+        await anyio.sleep(300)
+        assert len(answers.ports) == ASK + 1
+        assert answers.ports[-1] in (7001, 7004)
+        tg.cancel_scope.cancel()
+    changing = _Changing(fail_from=anyio.current_time() + 100)
+    reach = Reachability(local, members, lambda _id: False, changing)  # type: ignore[arg-type]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reach.run)
+        await anyio.sleep(1)
+        assert reach.state == "public"
+        assert len(changing.ports) == ASK
+        await anyio.sleep(300)
+        # one failed while public: up to ASK others asked at once, none of them the same
+        assert len(changing.ports) == 2 * ASK + 1
+        assert changing.ports[ASK] not in changing.ports[ASK + 1 :]
+        assert all(t == changing.asked[ASK] for t in changing.asked[ASK:])
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", _VIRTUAL)
+async def test_with_move_check_off_only_moved_starts_a_round(anyio_backend: Any) -> None:
+    """A node's reachability (``move_check=math.inf``: its membership calls ``moved``) does
+    not wake every ``MOVE_CHECK`` seconds to look at the address between rounds."""
+    import math
+
+    members = {f"m{i}": Peer(id=f"m{i}", address="198.18.0.1", port=7000 + i) for i in range(5)}
+    local = LocalNode("me", address="198.18.0.9", port=9000)
+    answers = _Answers()
+    reach = Reachability(local, members, lambda _id: False, answers, move_check=math.inf)  # type: ignore[arg-type]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reach.run)
+        await anyio.sleep(30)
+        assert len(answers.asked) == ASK
+        local.port = 9001  # changed without a word: not looked at before the next round
+        await anyio.sleep(10 * MOVE_CHECK)
+        assert len(answers.asked) == ASK
+        reach.moved()
+        await anyio.sleep(0.001)
+        assert len(answers.asked) == 2 * ASK
         tg.cancel_scope.cancel()
