@@ -156,8 +156,10 @@ class SeedJoiner:
                     await anyio.sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
-            if alive:
+            if alive:  # (until a member is lost: then look again)
                 lonely_since = None
-            elif lonely_since is None:
+                await m.member_lost()
+                continue
+            if lonely_since is None:
                 lonely_since = now
             await anyio.sleep(min(m.config.peer_timeout / 4, 5.0))

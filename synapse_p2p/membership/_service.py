@@ -356,6 +356,7 @@ class Membership:
         self._forgotten: list[Callable[[str], None]] = []
         #: Called when this node starts advertising another address (:meth:`_advertise`).
         self.on_moved: list[Callable[[], None]] = []
+        self._lost: anyio.Event | None = None  # set when a member goes offline or leaves
         self.trust.on_checked = self._checked
         register(self, registry)
         if self.views is not None:
@@ -402,6 +403,7 @@ class Membership:
         if peer is None:
             return
         self._peers.pop(node_id, None)
+        self._lose()
         log.info("peer %s (%s) left", peer.name or node_id[:8], _fmt(peer))
         self.hub.publish(PeerLeft(peer))
         if self.views is not None:
@@ -1119,12 +1121,25 @@ class Membership:
                 if state is None or at < state.heard:
                     del self._failed_at[node_id]
 
+    async def member_lost(self) -> None:
+        """Return when a member goes offline or leaves here (what the seeds' joiner waits
+        for while members are alive, instead of looking every few seconds)."""
+        if self._lost is None:
+            self._lost = anyio.Event()
+        await self._lost.wait()
+
+    def _lose(self) -> None:
+        if self._lost is not None:
+            self._lost.set()
+            self._lost = None
+
     def _offline(self, peer: Peer, how: str) -> None:
         """Alive member ``peer`` just went offline here: tell the application."""
         self._peers.pop(peer.id, None)
         self._watch.pop(peer.id, None)
         self._suspects.pop(peer.id, None)
         self._lazy.pop(peer.id, None)
+        self._lose()
         log.info("peer %s (%s) %s", peer.name or peer.id[:8], _fmt(peer), how)
         self.hub.publish(PeerOffline(peer))
         if self.views is not None:

@@ -153,6 +153,42 @@ async def test_partition_heals_and_peers_join_again(anyio_backend: Any) -> None:
         assert len(back) >= 6  # n3 saw the three others at first and again after the heal
 
 
+async def test_the_seed_joiner_waits_for_a_member_lost_instead_of_looking(
+    anyio_backend: Any,
+) -> None:
+    """While members are alive, the seeds' joiner waits for one to be lost (an event the
+    membership sets when a member goes offline or leaves) instead of waking every few
+    seconds to scan the table; a member lost wakes it, and it waits again."""
+    async with open_swarm(3, heartbeat_interval=1, peer_timeout=4) as swarm:
+        await swarm.converged()
+        m = swarm.nodes[1].membership  # (the seed has no seeds to join)
+        scans = 0
+        table = m.table
+        peers = table.peers
+
+        class Counting(dict):  # type: ignore[type-arg]
+            def values(self) -> Any:
+                nonlocal scans
+                scans += 1
+                return super().values()
+
+        table.peers = Counting(peers)
+        await anyio.sleep(1)  # (a scan in flight settles)
+        before = scans
+        await anyio.sleep(60)
+        assert m._lost is not None  # the joiner is waiting on it
+        joiner_scans = scans - before
+        swarm.kill("n2")
+        with anyio.fail_after(30):
+            while any(n.name == "n2" for n in swarm.nodes[0].peers.values()):
+                await anyio.sleep(0.1)
+        await anyio.sleep(1)
+        assert m._lost is not None  # woken, looked, waiting again
+        # Looking every peer_timeout / 4 (1 s), the joiner alone scanned 60 times a minute
+        # (96 in all, measured); the rounds' scans remain (31).
+        assert joiner_scans < 60
+
+
 async def test_a_slow_peer_within_its_timeout_is_not_offline(anyio_backend: Any) -> None:
     async with open_swarm(3, heartbeat_interval=1, peer_timeout=4) as swarm:
         await swarm.converged()
