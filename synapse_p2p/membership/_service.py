@@ -465,6 +465,7 @@ class Membership:
 
     def _reset(self) -> None:
         self._peers.clear()
+        self._lost = None  # (an event of an earlier run may belong to another event loop)
         self.table = self._new_table()
         self.verifier.reset()
         self.seeds.joined.clear()

@@ -300,6 +300,10 @@ class Reachability:
 
     async def run(self) -> None:
         """Ask members until cancelled (see the module documentation)."""
+        # Fresh events, before any wait (the automatic relays wait on ``changed`` from their
+        # first step): one an earlier run waited on belongs to that run's event loop.
+        self.changed = anyio.Event()
+        self._moved = anyio.Event()
         retry = self.retry
         while True:
             asked = any(not self.legacy(i) for i in self.members)

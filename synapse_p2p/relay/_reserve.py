@@ -157,8 +157,11 @@ class Reservations:
         that has a task group already. Cancelling ``tg`` ends them; after the block, relays
         added are kept only from the next :meth:`run` or block."""
         self._running = (serve, tg)
+        # Fresh events: one an earlier run waited on belongs to that run's event loop.
+        self._changed = anyio.Event()
         try:
             for relay in self._relays:
+                relay.changed = anyio.Event()
                 self._start(relay, serve, tg)
             yield
         finally:

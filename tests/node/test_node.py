@@ -216,6 +216,29 @@ async def test_node_can_run_again_after_stopping(anyio_backend: str) -> None:
     assert first > 0
 
 
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_a_node_with_members_runs_again_in_another_event_loop(backend: str) -> None:
+    """What a run left waiting (the seeds' joiner waits on an event while members are alive)
+    belongs to that run's event loop: the next run, in a new loop, starts afresh."""
+    import socket
+
+    with socket.socket() as probe:  # a port the seed keeps across runs
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    seed = Node(bind="127.0.0.1", port=port, name="seed")
+    joiner = Node(bind="127.0.0.1", name="joiner", seeds=[f"127.0.0.1:{port}"])
+
+    async def once() -> None:
+        async with seed, joiner:
+            with anyio.fail_after(10):
+                while seed.node_id not in joiner.peers:
+                    await anyio.sleep(0.01)
+            await anyio.sleep(0.1)  # (the joiner waits for a member lost now)
+
+    for _ in range(2):
+        anyio.run(once, backend=backend)
+
+
 async def test_bind_failure_is_reported(anyio_backend: str) -> None:
     async with Node(bind="127.0.0.1") as first:
         with pytest.raises(OSError):
