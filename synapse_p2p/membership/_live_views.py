@@ -244,6 +244,11 @@ class LiveViews:
 
     # -- running ------------------------------------------------------------------------------
 
+    def _connected(self, record: PeerRecord) -> bool:
+        """Whether this node holds a connection to ``record``'s address (a SHUFFLE walk's hop
+        there opens none: on a link the neighbor opened, it would open a second)."""
+        return self._m.caller.connected(record.address, record.port)
+
     def start(self) -> None:
         """A fresh core (before the membership tasks start)."""
         self.core = HyParView(
@@ -251,6 +256,7 @@ class LiveViews:
             self.view_config(),
             seed=self._rng.randrange(2**32),
             verify=self._believable,
+            prefer=self._connected,
         )
         self._outbox.clear()
         self._closing = False

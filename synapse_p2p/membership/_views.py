@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._records import (
@@ -110,6 +111,9 @@ class HyParView:
     config: ViewConfig = field(default_factory=ViewConfig)
     seed: int | None = None
     verify: Verifier | None = None
+    #: Neighbors a SHUFFLE walk (sent or passed on) goes to first, at random, if any (a live
+    #: driver's links it holds a connection to: a hop then opens none); ``None``: any.
+    prefer: Callable[[PeerRecord], bool] | None = None
     active: dict[str, _Slot] = field(default_factory=dict)
     passive: dict[str, PeerRecord] = field(default_factory=dict)
     pending: dict[str, _Pending] = field(default_factory=dict)
@@ -338,7 +342,7 @@ class HyParView:
         others = [s.record for i, s in self.active.items() if i not in (from_id, origin.id)]
         if ttl > 0 and others:
             forward = Shuffle(origin, ttl, message.records)
-            return [Send(self._rng.choice(others), forward)]
+            return [Send(self._walk_to(others), forward)]
         sample = self._sample(list(self.passive.values()), len(message.records))
         self._merge((origin, *message.records), tuple(r.id for r in sample))
         return [Send(origin, ShuffleReply(tuple(sample)))]
@@ -483,8 +487,17 @@ class HyParView:
         passive = self._sample(list(self.passive.values()), cfg.shuffle_passive)
         records = tuple(active + passive)
         self._last_shuffle = tuple(r.id for r in passive)
-        target = self._rng.choice(self.neighbors())
+        target = self._walk_to(self.neighbors())
         return [Send(target, Shuffle(self.record, cfg.shuffle_ttl, records))]
+
+    def _walk_to(self, records: list[PeerRecord]) -> PeerRecord:
+        """A random neighbor of ``records`` for a walk's next hop (see :attr:`prefer`)."""
+        prefer = self.prefer
+        if prefer is not None:
+            preferred = [r for r in records if prefer(r)]
+            if preferred:
+                records = preferred
+        return self._rng.choice(records)
 
     def _sample(self, records: list[PeerRecord], k: int) -> list[PeerRecord]:
         return self._rng.sample(records, min(k, len(records)))

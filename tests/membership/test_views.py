@@ -240,3 +240,36 @@ def test_failed_neighbor_is_replaced_from_the_passive_view() -> None:
     (pending,) = view.pending
     view.tick(2.0 + view.config.neighbor_timeout + 0.1)
     assert pending not in view.passive
+
+
+def test_a_shuffle_walk_takes_the_preferred_neighbors_first() -> None:
+    """With ``prefer`` (a live node: the links it holds a connection to), a SHUFFLE it starts
+    or passes on goes to a preferred neighbor, at random among them; with none preferred, to
+    any; without ``prefer``, to any (the simulator's cores)."""
+    preferred = {"p2", "p4"}
+    chosen: dict[str, set[str]] = {"start": set(), "forward": set(), "none": set()}
+    for seed in range(40):
+        view = HyParView(ME, seed=seed, prefer=lambda r: r.id in preferred)
+        for i in range(1, 6):
+            view.handle(0.0, f"p{i}", Join(rec(i)))
+        view.tick(0.0)  # (the first shuffle's time)
+        actions = view.tick(view.config.shuffle_interval * 2)
+        [start] = [a for a in actions if isinstance(a, Send) and isinstance(a.message, Shuffle)]
+        chosen["start"].add(start.peer.id)
+        actions = view.handle(1.0, "p1", Shuffle(rec(9), 3, (rec(8),)))
+        [hop] = [a for a in actions if isinstance(a, Send)]
+        assert isinstance(hop.message, Shuffle)
+        assert hop.message.ttl == 2
+        chosen["forward"].add(hop.peer.id)
+        preferred_none = HyParView(ME, seed=seed, prefer=lambda r: False)
+        for i in range(1, 6):
+            preferred_none.handle(0.0, f"p{i}", Join(rec(i)))
+        [hop] = [
+            a
+            for a in preferred_none.handle(1.0, "p1", Shuffle(rec(9), 3, ()))
+            if isinstance(a, Send)
+        ]
+        chosen["none"].add(hop.peer.id)
+    assert chosen["start"] == preferred
+    assert chosen["forward"] == preferred
+    assert chosen["none"] == {"p2", "p3", "p4", "p5"}  # (not back to p1, nor to the origin)
