@@ -156,6 +156,9 @@ class SeedJoiner:
                     await anyio.sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
+                # (look again: members may have come or gone while it joined)
+                now = m._now()
+                alive = any(s.alive for s in m.table.peers.values())
             if alive:  # (until a member is lost: then look again)
                 lonely_since = None
                 await m.member_lost()

@@ -84,6 +84,11 @@ class Verdicts:
             self.answers = {}
         self.answers[member] = ok
 
+    def keep(self, members: Mapping[str, Any]) -> None:
+        """Forget the answers of members no longer in ``members``."""
+        if any(i not in members for i in self.answers):
+            self.answers = {i: ok for i, ok in self.answers.items() if i in members}
+
     def state(self, target: tuple[str, int], members: int) -> ReachabilityState:
         """The verdict for ``target`` with ``members`` members known now."""
         if target != self.target or not self.answers:
@@ -281,6 +286,7 @@ class Reachability:
 
     async def round(self, exclude: str | None = None) -> None:
         """Ask up to :data:`ASK` members at once (not ``exclude``)."""
+        self.verdicts.keep(self.members)  # (the answers of members gone count no more)
         members = [p for p in self._pick(ASK + 1) if p.id != exclude][:ASK]
         async with anyio.create_task_group() as tg:
             for member in members:
@@ -289,20 +295,25 @@ class Reachability:
 
     async def confirm(self) -> None:
         """With a verdict known: ask one member, and others only if its answer does not
-        confirm the verdict."""
+        confirm the verdict. A contradiction starts the answers over from that one (an
+        older success must not keep a node public that no member reaches any more)."""
+        self.verdicts.keep(self.members)
         members = self._pick(1)
         if not members:
             return
         ok = await self.ask(members[0])
         if ok is not None and self._state == ("public" if ok else "private"):
             return
+        if ok is not None:
+            self.verdicts.answers = {members[0].id: ok}
         await self.round(exclude=members[0].id)
 
     async def run(self) -> None:
         """Ask members until cancelled (see the module documentation)."""
-        # Fresh events, before any wait (the automatic relays wait on ``changed`` from their
-        # first step): one an earlier run waited on belongs to that run's event loop.
-        self.changed = anyio.Event()
+        # Fresh events: one an earlier run waited on belongs to that run's event loop. The
+        # old one is set too, so a waiter that took it already looks again (at the new one).
+        changed, self.changed = self.changed, anyio.Event()
+        changed.set()
         self._moved = anyio.Event()
         retry = self.retry
         while True:

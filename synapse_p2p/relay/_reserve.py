@@ -157,11 +157,14 @@ class Reservations:
         that has a task group already. Cancelling ``tg`` ends them; after the block, relays
         added are kept only from the next :meth:`run` or block."""
         self._running = (serve, tg)
-        # Fresh events: one an earlier run waited on belongs to that run's event loop.
-        self._changed = anyio.Event()
+        # Fresh events: one an earlier run waited on belongs to that run's event loop. The
+        # old ones are set too, so a waiter that took one already looks again.
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
         try:
             for relay in self._relays:
-                relay.changed = anyio.Event()
+                changed, relay.changed = relay.changed, anyio.Event()
+                changed.set()
                 self._start(relay, serve, tg)
             yield
         finally:

@@ -178,12 +178,15 @@ async def test_the_seed_joiner_waits_for_a_member_lost_instead_of_looking(
         await anyio.sleep(60)
         assert m._lost is not None  # the joiner is waiting on it
         joiner_scans = scans - before
+        waited = m._lost
         swarm.kill("n2")
         with anyio.fail_after(30):
             while any(n.name == "n2" for n in swarm.nodes[0].peers.values()):
                 await anyio.sleep(0.1)
         await anyio.sleep(1)
-        assert m._lost is not None  # woken, looked, waiting again
+        assert waited.is_set()  # the joiner was woken by the member lost,
+        assert m._lost is not None  # looked, and waits again
+        assert m._lost is not waited
         # Looking every peer_timeout / 4 (1 s), the joiner alone scanned 60 times a minute
         # (96 in all, measured); the rounds' scans remain (31).
         assert joiner_scans < 60

@@ -205,6 +205,10 @@ async def test_reachability_asks_again_at_once_when_the_node_moves(anyio_backend
         tg.cancel_scope.cancel()
 
 
+def verdict(reach: Reachability) -> str:
+    return reach.state  # (read anew: mypy narrows the property after an assert)
+
+
 class _Changing(_Answers):
     """Dial-backs that succeed until ``fail_from``, then fail."""
 
@@ -250,6 +254,8 @@ async def test_a_recheck_asks_one_member_and_more_only_when_it_is_contradicted(
         assert len(changing.ports) == 2 * ASK + 1
         assert changing.ports[ASK] not in changing.ports[ASK + 1 :]
         assert all(t == changing.asked[ASK] for t in changing.asked[ASK:])
+        # the contradiction started the answers over: the earlier successes count no more
+        assert verdict(reach) == "private"
         tg.cancel_scope.cancel()
 
 
@@ -274,4 +280,26 @@ async def test_with_move_check_off_only_moved_starts_a_round(anyio_backend: Any)
         reach.moved()
         await anyio.sleep(0.001)
         assert len(answers.asked) == 2 * ASK
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", _VIRTUAL)
+async def test_the_answers_of_members_gone_do_not_keep_a_node_public(anyio_backend: Any) -> None:
+    """The members that said a node was reachable leave, and the node stops being reachable:
+    at the next recheck their answers no longer count, the one member asked fails, and the
+    verdict becomes private (it stayed public for as long as the old successes were kept)."""
+    members = {f"m{i}": Peer(id=f"m{i}", address="198.18.0.1", port=7000 + i) for i in range(6)}
+    local = LocalNode("me", address="198.18.0.9", port=9000)
+    changing = _Changing(fail_from=anyio.current_time() + 100)
+    reach = Reachability(local, members, lambda _id: False, changing)  # type: ignore[arg-type]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reach.run)
+        await anyio.sleep(1)
+        assert reach.state == "public"
+        for port in changing.ports:  # the three that answered leave
+            del members[f"m{port - 7000}"]
+        await anyio.sleep(300)
+        assert len(changing.ports) == ASK + 3  # one asked, then the two others left
+        assert verdict(reach) == "private"
         tg.cancel_scope.cancel()
