@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -220,8 +221,6 @@ async def test_node_can_run_again_after_stopping(anyio_backend: str) -> None:
 def test_a_node_with_members_runs_again_in_another_event_loop(backend: str) -> None:
     """What a run left waiting (the seeds' joiner waits on an event while members are alive)
     belongs to that run's event loop: the next run, in a new loop, starts afresh."""
-    import socket
-
     with socket.socket() as probe:  # a port the seed keeps across runs
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

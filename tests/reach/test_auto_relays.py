@@ -4,6 +4,7 @@ given: relays only while private, at most two, a dead one replaced by a live rel
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import anyio
@@ -127,6 +128,12 @@ async def test_a_public_node_decides_nothing_until_it_is_private(anyio_backend: 
         tg.cancel_scope.cancel()
 
 
+def members_and_local(count: int) -> tuple[dict[str, Peer], LocalNode]:
+    """``count`` members ``m0``.. (ports 7000..) and this node's record (port 9000)."""
+    members = {f"m{i}": Peer(id=f"m{i}", address="198.18.0.1", port=7000 + i) for i in range(count)}
+    return members, LocalNode("me", address="198.18.0.9", port=9000)
+
+
 class _Answers:
     """Dial-backs that all succeed; the times they were asked for, and whom (by port)."""
 
@@ -159,8 +166,7 @@ async def test_a_known_reachability_is_asked_again_every_five_minutes(anyio_back
     two handshakes, and a swarm of N nodes asking three members every 60 s made N/20 asks a
     second. While members cannot say it asks three after 2 s, doubling up to ``retry_max``
     (60 s)."""
-    members = {f"m{i}": Peer(id=f"m{i}", address="198.18.0.1", port=7000 + i) for i in range(5)}
-    local = LocalNode("me", address="198.18.0.9", port=9000)
+    members, local = members_and_local(5)
     for answers, rounds in ((_Answers(), [0, 300, 600]), (_Silent(), [0, 2, 6, 14, 30, 62,
                                                                         122, 182, 242])):  # fmt: skip
         reach = Reachability(local, members, lambda _id: False, answers)  # type: ignore[arg-type]
@@ -182,8 +188,7 @@ async def test_reachability_asks_again_at_once_when_the_node_moves(anyio_backend
     """Between rounds (every ``recheck`` once known) a node asks again at once when it
     advertises another address (membership calls ``moved``), and within ``MOVE_CHECK``
     seconds if the address changed some other way."""
-    members = {f"m{i}": Peer(id=f"m{i}", address="198.18.0.1", port=7000 + i) for i in range(5)}
-    local = LocalNode("me", address="198.18.0.9", port=9000)
+    members, local = members_and_local(5)
     answers = _Answers()
     reach = Reachability(local, members, lambda _id: False, answers)  # type: ignore[arg-type]
     t0 = anyio.current_time()
@@ -229,8 +234,7 @@ async def test_a_recheck_asks_one_member_and_more_only_when_it_is_contradicted(
     """The members a node is connected to are asked first (an ask then costs no connection
     of its own). A recheck asks one member; an answer that contradicts the verdict (a
     failure while public) makes it ask the others as well, as an unknown verdict does."""
-    members = {f"m{i}": Peer(id=f"m{i}", address="198.18.0.1", port=7000 + i) for i in range(6)}
-    local = LocalNode("me", address="198.18.0.9", port=9000)
+    members, local = members_and_local(6)
     answers = _Answers(connected=frozenset({7001, 7004}))
     reach = Reachability(local, members, lambda _id: False, answers)  # type: ignore[arg-type]
     async with anyio.create_task_group() as tg:
@@ -264,10 +268,7 @@ async def test_a_recheck_asks_one_member_and_more_only_when_it_is_contradicted(
 async def test_with_move_check_off_only_moved_starts_a_round(anyio_backend: Any) -> None:
     """A node's reachability (``move_check=math.inf``: its membership calls ``moved``) does
     not wake every ``MOVE_CHECK`` seconds to look at the address between rounds."""
-    import math
-
-    members = {f"m{i}": Peer(id=f"m{i}", address="198.18.0.1", port=7000 + i) for i in range(5)}
-    local = LocalNode("me", address="198.18.0.9", port=9000)
+    members, local = members_and_local(5)
     answers = _Answers()
     reach = Reachability(local, members, lambda _id: False, answers, move_check=math.inf)  # type: ignore[arg-type]
     async with anyio.create_task_group() as tg:
@@ -289,8 +290,7 @@ async def test_the_answers_of_members_gone_do_not_keep_a_node_public(anyio_backe
     """The members that said a node was reachable leave, and the node stops being reachable:
     at the next recheck their answers no longer count, the one member asked fails, and the
     verdict becomes private (it stayed public for as long as the old successes were kept)."""
-    members = {f"m{i}": Peer(id=f"m{i}", address="198.18.0.1", port=7000 + i) for i in range(6)}
-    local = LocalNode("me", address="198.18.0.9", port=9000)
+    members, local = members_and_local(6)
     changing = _Changing(fail_from=anyio.current_time() + 100)
     reach = Reachability(local, members, lambda _id: False, changing)  # type: ignore[arg-type]
     async with anyio.create_task_group() as tg:
