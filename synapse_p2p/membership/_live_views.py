@@ -254,7 +254,7 @@ class LiveViews:
         self.core = HyParView(
             self._self_record(),
             self.view_config(),
-            seed=self._rng.randrange(2**32),
+            rng=self._rng,
             verify=self._believable,
             prefer=self._connected,
         )

@@ -22,7 +22,6 @@ Every refusal is a ``RemoteError(bad_request)`` to the sender (direct) or a skip
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections import Counter
@@ -30,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._bounded import put_newest
 from ..errors import BAD_REQUEST, RemoteError
 from ._signing import SHARED_MEMO, MalformedProof, RecordProof, RecordVerifier, proof_in
 
@@ -108,14 +108,7 @@ class TrustGate:
             return False
         if self.on_checked is not None:
             self.on_checked(peer, proof)
-        signers = self._signers
-        known = signers.pop(peer.id, False) is None  # (then put back as the newest)
-        if not known and len(signers) >= self._remember:
-            # The oldest eighth at once: one pass over the holes that moving ids last leaves
-            # at the front of the dict, not one per id forgotten.
-            for old in list(itertools.islice(signers, max(1, self._remember // 8))):
-                del signers[old]
-        signers[peer.id] = None
+        put_newest(self._signers, peer.id, None, self._remember)
         return True
 
     # -- direct claims ------------------------------------------------------------------------

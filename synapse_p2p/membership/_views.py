@@ -114,6 +114,10 @@ class HyParView:
     #: Neighbors a SHUFFLE walk (sent or passed on) goes to first, at random, if any (a live
     #: driver's links it holds a connection to: a hop then opens none); ``None``: any.
     prefer: Callable[[PeerRecord], bool] | None = None
+    #: The generator of the core's choices, instead of one of its own seeded by ``seed``
+    #: (a live driver passes its node's, so a node does not carry 2.5 KiB of generator state
+    #: more).
+    rng: random.Random | None = field(default=None, repr=False, compare=False)
     active: dict[str, _Slot] = field(default_factory=dict)
     passive: dict[str, PeerRecord] = field(default_factory=dict)
     pending: dict[str, _Pending] = field(default_factory=dict)
@@ -129,7 +133,7 @@ class HyParView:
     _last_shuffle: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
+        self._rng = self.rng if self.rng is not None else random.Random(self.seed)
 
     # -- queries -------------------------------------------------------------------------------
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
 from anyio.abc import ByteStream
 
+from .._bounded import put_newest
 from ..errors import FrameTooLarge, HandshakeError, PlaintextPeer
 from ..identity import Identity
 from ..transport import Transport, WebSocketStream, remote_address
@@ -41,7 +41,8 @@ __all__ = ["HandshakeStatistics", "SecureAcceptor", "SecureDialer"]
 
 log = logging.getLogger(__name__)
 
-#: Addresses remembered as plaintext (2.5.0) or as secure; least recently used forgotten first.
+#: Addresses remembered as plaintext (2.5.0) or as secure; least recently used forgotten first
+#: (an eighth at a time: see :mod:`synapse_p2p._bounded`).
 _REMEMBER = 4096
 
 
@@ -71,9 +72,9 @@ class SecureDialer:
         self.plaintext_ttl = plaintext_ttl
         self._clock = clock
         #: (host, port) -> until when it is known to speak plaintext only.
-        self._plaintext: OrderedDict[tuple[str, int], float] = OrderedDict()
+        self._plaintext: dict[tuple[str, int], float] = {}  # (see synapse_p2p._bounded)
         #: (host, port) -> the node id it proved (never dialed in plaintext afterwards).
-        self._secure: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._secure: dict[tuple[str, int], str] = {}
 
     def known_id(self, host: str, port: int) -> str | None:
         """The node id ``host:port`` last proved, if remembered."""
@@ -127,17 +128,11 @@ class SecureDialer:
                     f"{host}:{port} answered in plaintext (synapse-p2p 2.5.0?); not using "
                     f"plaintext: {why}"
                 ) from None
-            self._plaintext[key] = self._clock() + self.plaintext_ttl
-            self._plaintext.move_to_end(key)
-            while len(self._plaintext) > _REMEMBER:
-                self._plaintext.popitem(last=False)
+            put_newest(self._plaintext, key, self._clock() + self.plaintext_ttl, _REMEMBER)
             log.debug("%s:%s speaks plaintext (synapse-p2p 2.5.0); using plaintext", host, port)
             return await self.transport.connect(host, port, timeout=timeout), None
         self._plaintext.pop(key, None)
-        self._secure[key] = node_id
-        self._secure.move_to_end(key)
-        while len(self._secure) > _REMEMBER:
-            self._secure.popitem(last=False)
+        put_newest(self._secure, key, node_id, _REMEMBER)
         self.policy.note_verified(node_id)
         return secure, node_id
 

@@ -14,13 +14,13 @@ so the caller owns the stream only when a driver returns.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import anyio
 from anyio.abc import ByteStream
 
+from .._bounded import put_newest
 from ..errors import BAD_REQUEST, HandshakeError, HandshakeTimeout, PlaintextPeer
 from ..identity import Identity
 from ..wire import ErrorInfo, Response, encode_frame, encode_response
@@ -51,13 +51,13 @@ class SecurityPolicy:
     * With a secret (a non-empty keyring), plaintext is neither accepted nor attempted.
     * Without one, plaintext (synapse-p2p 2.5.0) peers are allowed but unverified, except that
       a node id once seen verified is never accepted again over plaintext, nor dialed in
-      plaintext. The most recent ``remember`` verified ids are kept (least recently seen
-      forgotten first).
+      plaintext. Up to ``remember`` verified ids are kept, the least recently seen forgotten
+      first (an eighth at a time: see :mod:`synapse_p2p._bounded`).
     """
 
     def __init__(self, secret: SecretArg = None, *, remember: int = 65536) -> None:
         self.keyring = Keyring.from_value(secret)
-        self._verified: OrderedDict[str, None] = OrderedDict()
+        self._verified: dict[str, None] = {}  # (see synapse_p2p._bounded)
         self._remember = remember
 
     @property
@@ -70,10 +70,7 @@ class SecurityPolicy:
         return not self.keyring
 
     def note_verified(self, node_id: str) -> None:
-        self._verified[node_id] = None
-        self._verified.move_to_end(node_id)
-        while len(self._verified) > self._remember:
-            self._verified.popitem(last=False)
+        put_newest(self._verified, node_id, None, self._remember)
 
     def seen_verified(self, node_id: str) -> bool:
         return node_id in self._verified
