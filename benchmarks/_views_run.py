@@ -11,7 +11,8 @@ node's inbound plus pooled outbound connections: mean, max), file descriptors of
 node, whether membership is still complete, and the CPU of the whole swarm; RSS per node at the end
 (and ``rss_trimmed_per_node_kib``, after a full collection and glibc's ``malloc_trim``, against
 the same taken before the nodes started: without the free memory the allocator kept from the
-start's peak),
+start's peak; and ``heap_per_node_kib``: the bytes alive in Python's and glibc's allocators,
+and those they hold free, see :func:`heap_kib`),
 and per node per second of idle the counters below that moved (``idle_rates``), the requests
 served by endpoint (``idle_served``, gossip by kind: ``push``, ``probe``, ``partial``, ``compact``)
 and the calls that opened a connection (``idle_opened``); ``late_idle`` has the same (and the
@@ -73,6 +74,61 @@ def trimmed_rss_kib() -> int | None:
     gc.collect()
     trim(0)
     return rss_kib()
+
+
+def heap_kib() -> dict[str, int] | None:
+    """What the process's allocators hold, in KiB: ``alive`` (Python's blocks in use and
+    glibc's bytes in use: the objects alive) and ``free`` (free blocks in the pools Python
+    keeps and free chunks in glibc's heap: held from earlier peaks, counted in RSS until given
+    back). RSS moves by hundreds of KiB per node between runs with what the start left free;
+    ``alive`` does not. Read from ``sys._debugmallocstats()`` (written to the C stderr, taken
+    through a temporary file) and glibc's ``mallinfo2``; ``None`` where either is missing."""
+    import ctypes
+    import re
+    import tempfile
+
+    info = getattr(ctypes.CDLL(None), "mallinfo2", None)
+    if info is None or not hasattr(sys, "_debugmallocstats"):
+        return None
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in [
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            ]
+        ]
+
+    info.restype = MallInfo2
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as out:
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+
+    def stat(name: str) -> int:
+        found = re.search(r"# " + name + r"\s*=\s*([\d,]+)", text)
+        return int(found.group(1).replace(",", "")) if found else 0
+
+    glibc = info()
+    alive = stat("bytes in allocated blocks") + glibc.uordblks
+    free = stat("bytes in available blocks") + glibc.fordblks
+    return {"alive": alive // 1024, "free": free // 1024}
 
 
 def fds() -> int:
@@ -343,6 +399,7 @@ def run(
     async def main() -> None:
         base = rss_kib()
         base_trimmed = trimmed_rss_kib()  # (before the nodes: what the trimmed RSS starts from)
+        base_heap = heap_kib()
         kw: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "bench", "partial_views": views}
         kw.update(settings or {})
         events = {"joined": 0, "offline": 0}
@@ -521,6 +578,11 @@ def run(
                 if trimmed is None or base_trimmed is None
                 else round((trimmed - base_trimmed) / n)
             )
+            heap = heap_kib()  # (after the collection; trimming frees no byte in use)
+            if heap is not None and base_heap is not None:
+                out["heap_per_node_kib"] = {k: round((heap[k] - base_heap[k]) / n) for k in heap}
+                log(f"per node: alive {out['heap_per_node_kib']['alive']} KiB, free but held "
+                    f"{out['heap_per_node_kib']['free']} KiB")  # fmt: skip
             tg.cancel_scope.cancel()
 
     try:
