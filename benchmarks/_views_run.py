@@ -78,11 +78,13 @@ def trimmed_rss_kib() -> int | None:
 
 def heap_kib() -> dict[str, int] | None:
     """What the process's allocators hold, in KiB: ``alive`` (Python's blocks in use and
-    glibc's bytes in use: the objects alive) and ``free`` (free blocks in the pools Python
-    keeps and free chunks in glibc's heap: held from earlier peaks, counted in RSS until given
-    back). RSS moves by hundreds of KiB per node between runs with what the start left free;
-    ``alive`` does not. Read from ``sys._debugmallocstats()`` (written to the C stderr, taken
-    through a temporary file) and glibc's ``mallinfo2``; ``None`` where either is missing."""
+    glibc's bytes in use, in its heap and mapped on their own: the objects alive) and ``free``
+    (free blocks and free pools Python keeps and free chunks in glibc's heap: held from
+    earlier peaks, counted in RSS once touched, until given back). Between runs of the same
+    code RSS moves with what the start left free; ``alive`` moves only with the calls and
+    connections in flight. Read from ``sys._debugmallocstats()`` (written to the C stderr,
+    taken through a temporary file) and glibc's ``mallinfo2``; ``None`` where either is
+    missing."""
     import ctypes
     import re
     import tempfile
@@ -110,10 +112,10 @@ def heap_kib() -> dict[str, int] | None:
 
     info.restype = MallInfo2
     sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile() as out:
-        os.dup2(out.fileno(), 2)
+        saved = os.dup(2)
         try:
+            os.dup2(out.fileno(), 2)
             sys._debugmallocstats()
         finally:
             os.dup2(saved, 2)
@@ -121,13 +123,16 @@ def heap_kib() -> dict[str, int] | None:
         out.seek(0)
         text = out.read().decode(errors="replace")
 
-    def stat(name: str) -> int:
-        found = re.search(r"# " + name + r"\s*=\s*([\d,]+)", text)
+    def stat(pattern: str) -> int:
+        found = re.search(pattern + r"\s*=\s*([\d,]+)", text)
         return int(found.group(1).replace(",", "")) if found else 0
 
     glibc = info()
-    alive = stat("bytes in allocated blocks") + glibc.uordblks
-    free = stat("bytes in available blocks") + glibc.fordblks
+    # glibc: bytes in use in its heap, and in chunks of their own (mmap, large allocations)
+    alive = stat(r"# bytes in allocated blocks") + glibc.uordblks + glibc.hblkhd
+    # Python: free blocks in pools in use, and whole pools free in its arenas
+    free = stat(r"# bytes in available blocks") + stat(r"unused pools \* \d+ bytes")
+    free += glibc.fordblks
     return {"alive": alive // 1024, "free": free // 1024}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 from synapse_p2p._bounded import put_newest, touch
 from synapse_p2p.secure import SecurityPolicy
@@ -27,22 +28,24 @@ def test_a_full_map_forgets_its_oldest_eighth_and_a_key_used_again_is_the_newest
     assert 1 not in held
 
 
-def test_keys_used_again_move_only_once_the_map_is_more_than_half_full() -> None:
-    """Moving a key leaves a hole in the dict; under half full nothing is near forgetting, so
-    a key used again stays where it is, and a map of keys used over and over stays small."""
+def test_keys_used_again_move_only_once_the_map_holds_an_eighth_of_its_limit() -> None:
+    """Moving a key leaves a hole in the dict; with an eighth of the limit or less nothing is
+    near forgetting, so a key used again stays where it is, and a map of keys used over and
+    over stays small."""
     held: dict[int, None] = {}
-    for key in range(4):
-        put_newest(held, key, None, 8)
-    touch(held, 0, 8)
-    put_newest(held, 1, None, 8)
-    assert list(held) == [0, 1, 2, 3]  # 4 keys of at most 8: none moved
-    put_newest(held, 4, None, 8)
-    touch(held, 0, 8)
-    assert list(held) == [1, 2, 3, 4, 0]  # past half: a key used is the newest
+    for key in range(8):
+        put_newest(held, key, None, 64)
+    touch(held, 0, 64)
+    put_newest(held, 1, None, 64)
+    assert list(held) == list(range(8))  # 8 keys of at most 64: none moved
+    put_newest(held, 8, None, 64)
+    touch(held, 0, 64)
+    put_newest(held, 1, None, 64)
+    assert list(held) == [2, 3, 4, 5, 6, 7, 8, 0, 1]  # past an eighth: a key used is the newest
     churned: dict[int, None] = {}
     for _ in range(200):
         for key in range(100):
-            put_newest(churned, key, None, 1000)
+            put_newest(churned, key, None, 8192)  # (the memo of good signatures' limit)
     assert sys.getsizeof(churned) <= sys.getsizeof(dict.fromkeys(range(100)))
 
 
@@ -70,3 +73,32 @@ def test_the_security_policy_keeps_the_ids_seen_most_recently() -> None:
     assert not policy.seen_verified("id1")
     assert policy.may_use_plaintext("id1")
     assert not policy.may_use_plaintext("id0")
+
+
+def test_threads_sharing_a_map_never_break_it_and_leave_it_within_its_limit() -> None:
+    """The memo of good signatures is shared by the nodes of a process, in any thread: a
+    thread switch in the middle of forgetting (the keys copied, then removed) must not raise,
+    and the map ends within its limit whatever the interleaving."""
+    shared: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for i in range(3000):
+                put_newest(shared, offset + i % 40, i, 8)
+                touch(shared, offset + (i * 7) % 40, 8)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(n * 20,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors
+    assert len(shared) <= 8

@@ -114,10 +114,6 @@ class HyParView:
     #: Neighbors a SHUFFLE walk (sent or passed on) goes to first, at random, if any (a live
     #: driver's links it holds a connection to: a hop then opens none); ``None``: any.
     prefer: Callable[[PeerRecord], bool] | None = None
-    #: The generator of the core's choices, instead of one of its own seeded by ``seed``
-    #: (a live driver passes its node's, so a node does not carry 2.5 KiB of generator state
-    #: more).
-    rng: random.Random | None = field(default=None, repr=False, compare=False)
     active: dict[str, _Slot] = field(default_factory=dict)
     passive: dict[str, PeerRecord] = field(default_factory=dict)
     pending: dict[str, _Pending] = field(default_factory=dict)
@@ -125,6 +121,10 @@ class HyParView:
     ignored: int = 0
     requests: int = 0  # JOIN and NEIGHBOR requests sent
     evictions: int = 0  # active neighbors dropped to make room
+    #: The generator of the core's choices, instead of one of its own seeded by ``seed``
+    #: (which it then does not use): a live driver passes its node's, so that a node does
+    #: not carry 2.5 KiB of generator state more.
+    rng: random.Random | None = field(default=None, repr=False, compare=False)
     _contacts: list[PeerRecord] = field(default_factory=list)
     _joining: str | None = None  # the contact our JOIN is waiting on
     _quiet_until: float = -math.inf  # after a JOIN: the walks bring neighbors, no repair yet

@@ -1341,16 +1341,17 @@ class _Running:
     that fails after it started cancels the group's block, so the node stops with its error.
 
     Until it starts, the service is the caller's: an error it raises is raised by ``async
-    with`` as is, and a caller cancelled meanwhile cancels it and waits for it to end (a
-    start that never came used to hold the caller past its cancellation, the scope being
-    shielded). The task is started with ``start_soon`` and this object is its task status:
+    with`` as is, and a caller cancelled meanwhile cancels it and waits for it to end, even
+    if it starts meanwhile (a start that never came used to hold the caller past its
+    cancellation, the scope being shielded, and one that came afterwards left the service
+    running). The task is started with ``start_soon`` and this object is its task status:
     under trio ``TaskGroup.start`` keeps a wrapper coroutine and two task statuses alive for
-    the task's life (about 2 KiB a service; about 3.4 KiB less in all than before, with the
-    generator of a context manager)."""
+    the task's life (with the generator of the context manager this replaces, a service
+    costs 2.9 KiB less under trio, 1.2 KiB under asyncio)."""
 
     __slots__ = (
-        *("_called", "_done", "_ended", "_error", "_run", "_scope", "_services", "_value"),
-        "_what",
+        *("_began", "_called", "_done", "_ended", "_error", "_run", "_scope", "_services"),
+        *("_value", "_what"),
     )
 
     def __init__(self, services: TaskGroup, run: Callable[..., Awaitable[Any]], what: str) -> None:
@@ -1360,6 +1361,7 @@ class _Running:
         self._scope = anyio.CancelScope(shield=True)
         self._done = anyio.Event()
         self._called = False
+        self._began = False
         self._ended = False
         self._value: Any = None
         self._error: BaseException | None = None
@@ -1374,6 +1376,11 @@ class _Running:
         self._done = anyio.Event()
 
     async def _host(self) -> None:
+        self._began = True
+        if self._scope.cancel_called:  # (stopped before it ran: see _stop)
+            self._ended = True
+            self._done.set()
+            return
         try:
             with self._scope:
                 await self._run(task_status=self)
@@ -1392,6 +1399,9 @@ class _Running:
             await waiting.wait()
         except BaseException:  # the caller is cancelled: so is the start
             await self._stop()
+            error, self._error = self._error, None
+            if error is not None and not isinstance(error, anyio.get_cancelled_exc_class()):
+                log.error("the %s failed as its start was cancelled", self._what, exc_info=error)
             raise
         if self._error is not None:
             error, self._error = self._error, None
@@ -1404,8 +1414,9 @@ class _Running:
         await self._stop()
 
     async def _stop(self) -> None:
-        if self._ended:
-            return
         self._scope.cancel()
+        if not self._began:  # (its task never ran, or runs later and ends at once)
+            return
         with anyio.CancelScope(shield=True):
-            await self._done.wait()
+            while not self._ended:  # (a start coming meanwhile renews the event)
+                await self._done.wait()

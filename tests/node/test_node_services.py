@@ -87,3 +87,29 @@ async def test_a_caller_cancelled_during_a_start_is_not_held_by_it(anyio_backend
         assert ended.is_set()  # cancelled and awaited, not left running
         assert not services.cancel_scope.cancel_called
     assert time.monotonic() - began < 1.0
+
+
+async def test_a_start_that_comes_as_its_caller_is_cancelled_is_still_awaited_to_its_end(
+    anyio_backend: str,
+) -> None:
+    """A service whose start comes while its cancelled caller waits for it to end (a setup
+    it shields) is awaited to its end, not only to its start: the services before it must
+    not stop while it still cleans up."""
+    ended = anyio.Event()
+
+    async def shielded_setup(*, task_status: TaskStatus[None]) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.2)
+            task_status.started()
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.2)  # (cleaning up)
+            ended.set()
+
+    async with anyio.create_task_group() as services:
+        with anyio.move_on_after(0.05):
+            async with _Running(services, shielded_setup, "shielded"):
+                pytest.fail("the caller was cancelled before the start")
+        assert ended.is_set()
