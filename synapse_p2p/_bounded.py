@@ -10,9 +10,9 @@ key. A full map keeps between seven eighths of ``limit`` and ``limit`` keys.
 Taking a key out and putting it back leaves a hole; a dict whose entries are all holes and
 keys grows its table to three times the keys it holds (about 75 bytes a key). Keys used
 again are therefore moved only once the map holds more than an eighth of its limit, which
-the maps of a swarm's members stay under (the limits are 8,192 and more). Either way a key
-is forgotten only after at least seven eighths of the limit in new keys since it was last
-used (in exact least-recently-used order: the limit).
+the maps of a swarm of a few hundred stay under (the limits are 4,096 and more: an eighth
+is 512 and more). Either way a key is forgotten only after at least seven eighths of the
+limit in new keys since it was last used (in exact least-recently-used order: the limit).
 
 Threads may share a map: each step is one dict operation, or one C call that copies the
 keys (a thread switch cannot change the dict in the middle of a pass); a key another
