@@ -214,6 +214,9 @@ async def test_a_node_that_loses_a_link_feeding_it_news_asks_a_lazy_one_to_push_
             send(calls, peers, *args, **kwargs)
 
         x.membership._gossip_to = recording  # type: ignore[method-assign]
+        # (x does not fill the gap from its passive view meanwhile: on a loaded machine a
+        # new eager neighbor could come before the graft, and none would be needed)
+        x.membership.views.core.passive.clear()  # type: ignore[union-attr]
         gone = by_id[feeding[0]]
         swarm.scopes[gone.name].cancel()  # a clean stop: it says goodbye
         with anyio.move_on_after(2):
