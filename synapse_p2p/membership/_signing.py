@@ -232,9 +232,9 @@ class SignatureMemo:
         return len(self._good)
 
     def get(self, sig: bytes) -> bytes | None:
-        """The digest remembered for ``sig`` (now the most recently used), or ``None``.
-        Nodes running in other threads may share the memo: each step is one operation of
-        the map, and an entry another thread evicts meanwhile is simply gone."""
+        """The digest remembered for ``sig`` (now the most recently used, once the memo holds
+        more than an eighth of its size), or ``None``. Nodes running in other threads may
+        share the memo (see :mod:`synapse_p2p._bounded`)."""
         return touch(self._good, sig, self.size)
 
     def put(self, sig: bytes, digest: bytes) -> None:
