@@ -378,6 +378,8 @@ class Broadcasts:
         self._ran(broadcast.nonce)
         try:
             await self.ack(broadcast)
+            if self._tg is None:  # the node began to stop during the ACK
+                raise RemoteError(INTERNAL_ERROR, "node is stopping")
         except BaseException:
             self._per_caller.release(key)
             raise
@@ -514,19 +516,28 @@ class Broadcasts:
             try:
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
-                    task_status.started()
-                    async for event in news:
-                        if isinstance(event, PeerJoined):
-                            self._came_back(event.peer)
-                            continue
-                        assert isinstance(event, PeerOffline | PeerLeft)
-                        if isinstance(event, PeerOffline):
-                            self.late.went_offline(event.peer.id, anyio.current_time())
-                        else:
-                            self.late.left(event.peer.id)
-                        self.book.member_gone(event.peer.id)
+                    try:
+                        task_status.started()
+                        await self._follow(news)
+                    finally:
+                        # Under trio the group takes no new task once this body and its tasks
+                        # are done, before anyio marks it inactive: a call's outcome reported
+                        # meanwhile must not try (see _delivered, deferred_ask).
+                        self._tg = None
             finally:
                 self._tg = None
+
+    async def _follow(self, news: AsyncIterator[Any]) -> None:
+        async for event in news:
+            if isinstance(event, PeerJoined):
+                self._came_back(event.peer)
+                continue
+            assert isinstance(event, PeerOffline | PeerLeft)
+            if isinstance(event, PeerOffline):
+                self.late.went_offline(event.peer.id, anyio.current_time())
+            else:
+                self.late.left(event.peer.id)
+            self.book.member_gone(event.peer.id)
 
 
 def _may_resend(error: BaseException, *, legacy: bool) -> bool:

@@ -582,10 +582,10 @@ class Conversations:
     # -- running ------------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        try:
-            async with anyio.create_task_group() as tg:
-                self.delivery.attach(tg)  # its senders in this group: no task of its own
-                self._task_group = tg
+        async with anyio.create_task_group() as tg:
+            self.delivery.attach(tg)  # its senders in this group: no task of its own
+            self._task_group = tg
+            try:
                 if self.members.views is not None:
                     self.tree.start()
                     tg.start_soon(self.tree.run)
@@ -594,9 +594,11 @@ class Conversations:
                 task_status.started()
                 # in this task: none of its own
                 await self._anti_entropy(self.config.heartbeat_interval or 5.0)
-        finally:
-            self.delivery.detach()
-        self._task_group = None
+            finally:
+                # Under trio the group takes no new task once this body and its tasks are
+                # done, before anyio marks it inactive: nothing may try from here.
+                self.delivery.detach()
+                self._task_group = None
 
 
 def _default_summarizer() -> Summarizer:

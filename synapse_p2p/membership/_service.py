@@ -996,11 +996,18 @@ class Membership:
                     self.views.start()
                     tg.start_soon(self.views.run)
                 self.verifier.attach(tg)  # its checks in this group: no task of its own
-                if self.config.seeds:
-                    tg.start_soon(self.seeds.run)
-                task_status.started()
-                if self.config.heartbeat_interval is not None:  # in this task: none of its own
-                    await self._round_loop(self.config.heartbeat_interval)
+                try:
+                    if self.config.seeds:
+                        tg.start_soon(self.seeds.run)
+                    task_status.started()
+                    if self.config.heartbeat_interval is not None:  # in this task: none of its own
+                        await self._round_loop(self.config.heartbeat_interval)
+                    else:
+                        await anyio.sleep_forever()
+                finally:
+                    # Under trio the group takes no new task once this body and its tasks are
+                    # done, before anyio marks it inactive: no check may start from here.
+                    self.verifier.attach(None)
         finally:
             node_running(self, False)
             self.verifier.attach(None)
