@@ -190,6 +190,7 @@ class Subscription:
         send, receive = anyio.create_memory_object_stream[NodeEvent](buffer)
         self._send = send
         self._receive = receive
+        self._drained = False
 
     def _put(self, event: NodeEvent) -> None:
         try:
@@ -211,10 +212,19 @@ class Subscription:
 
     async def receive(self) -> NodeEvent:
         """The next event; raises ``anyio.EndOfStream`` once closed and drained."""
-        return await self._receive.receive()
+        if self._drained:
+            raise anyio.EndOfStream
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            self._drained = True
+            self._receive.close()  # nothing more can come: left open, it warns when collected
+            raise
 
     def receive_nowait(self) -> NodeEvent:
         """The next event if one is buffered (``anyio.WouldBlock`` otherwise)."""
+        if self._drained:
+            raise anyio.EndOfStream
         return self._receive.receive_nowait()
 
     def __aiter__(self) -> Subscription:
@@ -222,14 +232,19 @@ class Subscription:
 
     async def __anext__(self) -> NodeEvent:
         try:
-            return await self._receive.receive()
+            return await self.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
 
-    def close(self) -> None:
-        """Detach from the hub; events already buffered can still be read."""
+    def close(self, *, discard: bool = False) -> None:
+        """Detach from the hub; events already buffered can still be read (``discard``: they
+        are dropped, and reading ends at once)."""
         self._hub._detach(self)
         self._send.close()
+        stats = self._receive.statistics()
+        if discard or (not stats.current_buffer_used and not stats.tasks_waiting_receive):
+            self._drained = True  # nothing left to read: close now (else when read to its end)
+            self._receive.close()
 
     def __enter__(self) -> Subscription:
         return self
@@ -240,8 +255,7 @@ class Subscription:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
-        self._receive.close()
+        self.close(discard=True)
 
 
 def _in_event_loop() -> bool:

@@ -384,7 +384,7 @@ class ReplyWatch:
                 if self._progress() != before:
                     self.last_news = anyio.current_time()
             tg.cancel_scope.cancel()
-        self._events.close()
+        self._events.close(discard=True)
 
     def _progress(self) -> tuple[int, int]:
         state = self._state()

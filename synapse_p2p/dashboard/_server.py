@@ -309,6 +309,7 @@ class _Server:
         finally:
             self.clients.discard(client)
             client.send.close()
+            client.receive.close()
             with anyio.move_on_after(1, shield=True):
                 await ws.close(1001 if client.scope.cancel_called else 1000)
 
@@ -416,4 +417,6 @@ async def serve_dashboard(
             task_status.started(Dashboard(url=f"http://{host}:{bound}/", token=server.token))
     finally:
         server.running = False
-        server.events.close()
+        server.events.close(discard=True)
+        server.info_send.close()
+        server.info_receive.close()

@@ -319,7 +319,7 @@ class SwarmAgentRegistry:
                     for peer_id in builtins.list(self.node.peers):
                         self._request(peer_id)
         finally:
-            events.close()
+            events.close(discard=True)
             self._wake = None
             self._pending.clear()
             self._running = False

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,11 +29,16 @@ class EventBus:
     is logged with its traceback and affects neither the node nor the other handlers. Events
     with no handler are not queued. If the queue is full, :meth:`emit_nowait` drops the event
     and counts it in :attr:`dropped` (a warning is logged); :meth:`emit` waits instead.
+    Events queued while the node is stopped are delivered when it runs again. The queue is a
+    plain deque (no stream to close: a node dropped without stopping leaves nothing open).
     """
 
     def __init__(self, *, buffer: int = 4096, max_concurrency: int = 64) -> None:
         self.handlers: dict[str, list[EventHandler]] = defaultdict(list)
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, Any]](buffer)
+        self._queue: deque[tuple[str, Any]] = deque()
+        self._buffer = buffer
+        self._ready: anyio.Event | None = None  # the runner waits on it while the queue is empty
+        self._room: anyio.Event | None = None  # emit() waits on it while the queue is full
         self._limiter = anyio.Semaphore(max_concurrency)
         self.dropped = 0
         self._warned_at = -1e9
@@ -52,9 +58,7 @@ class EventBus:
     def emit_nowait(self, event: str, payload: Any) -> None:
         if not self.handlers.get(event):
             return
-        try:
-            self._send.send_nowait((event, payload))
-        except anyio.WouldBlock:
+        if len(self._queue) >= self._buffer:
             self.dropped += 1
             now = anyio.current_time()
             if now - self._warned_at > 10:
@@ -62,21 +66,50 @@ class EventBus:
                 log.warning(
                     "lifecycle event queue full: dropped %r (%d so far)", event, self.dropped
                 )
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
+            return
+        self._put((event, payload))
 
     async def emit(self, event: str, payload: Any) -> None:
-        if self.handlers.get(event):
-            await self._send.send((event, payload))
+        if not self.handlers.get(event):
+            return
+        while len(self._queue) >= self._buffer:
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
+        self._put((event, payload))
+
+    def _put(self, item: tuple[str, Any]) -> None:
+        self._queue.append(item)
+        if self._ready is not None:
+            self._ready.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Deliver events until cancelled; cancellation cancels running handlers."""
-        async with anyio.create_task_group() as tg:
-            task_status.started()
-            async for event, payload in self._receive:
-                for handler in list(self.handlers.get(event, ())):
-                    await self._limiter.acquire()
-                    tg.start_soon(self._call, handler, event, payload)
+        queue = self._queue
+        room, self._room = self._room, None
+        if room is not None:  # emit() calls left waiting by the last run look again
+            with contextlib.suppress(RuntimeError):  # (that run's event loop is closed)
+                room.set()
+        try:
+            async with anyio.create_task_group() as tg:
+                task_status.started()
+                while True:
+                    while not queue:
+                        self._ready = anyio.Event()
+                        await self._ready.wait()
+                    event, payload = queue.popleft()
+                    self._made_room()
+                    for handler in list(self.handlers.get(event, ())):
+                        await self._limiter.acquire()
+                        tg.start_soon(self._call, handler, event, payload)
+        finally:
+            self._ready = None
+
+    def _made_room(self) -> None:
+        """Wake the emit() calls waiting for room."""
+        room, self._room = self._room, None
+        if room is not None:
+            room.set()
 
     async def _call(self, handler: EventHandler, event: str, payload: Any) -> None:
         try:

@@ -216,7 +216,7 @@ class Team:
         :attr:`tasks` (and in the conversation log)."""
         self._closed = True
         self.node.stop_service(self)
-        self._events.close()
+        self._events.close(discard=True)
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
         for waiter in self._waiters.values():

@@ -201,7 +201,7 @@ class Worker:
         self._closed = True
         self._book.accepting = False
         self.node.stop_service(self)
-        self._events.close()
+        self._events.close(discard=True)
         group, self._context_group = self._context_group, None
         if group is not None:
             await close_service_group(group)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import warnings
 from typing import Any
 
 import anyio
@@ -87,3 +89,20 @@ async def test_node_subscriptions_see_members_join_and_leave(anyio_backend: str)
                         break
         assert a.statistics().subscriptions == before
         assert b.node_id in a.peers
+
+
+async def test_a_drained_subscription_leaves_nothing_unclosed(anyio_backend: str) -> None:
+    """Closed and read to its end, a subscription's stream is closed (left open, it warned
+    ``Unclosed <MemoryObjectReceiveStream>`` when collected); reading on ends the same way."""
+    hub = EventHub()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        events = hub.subscribe(PeerJoined)
+        hub.publish(PeerJoined(PEER))
+        events.close()
+        assert [type(e) async for e in events] == [PeerJoined]
+        with pytest.raises(anyio.EndOfStream):
+            await events.receive()
+        del events
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
