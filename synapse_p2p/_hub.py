@@ -217,15 +217,28 @@ class Subscription:
         try:
             return await self._receive.receive()
         except anyio.EndOfStream:
-            self._drained = True
-            self._receive.close()  # nothing more can come: left open, it warns when collected
+            self._ended()
+            raise
+        except anyio.ClosedResourceError:
+            if self._drained:  # closed by close(discard=True) while this read waited
+                raise anyio.EndOfStream from None
             raise
 
     def receive_nowait(self) -> NodeEvent:
         """The next event if one is buffered (``anyio.WouldBlock`` otherwise)."""
         if self._drained:
             raise anyio.EndOfStream
-        return self._receive.receive_nowait()
+        try:
+            return self._receive.receive_nowait()
+        except anyio.EndOfStream:
+            self._ended()
+            raise
+
+    def _ended(self) -> None:
+        """Read to its end: nothing more can come (left open, the stream warns when
+        collected)."""
+        self._drained = True
+        self._receive.close()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -240,8 +253,8 @@ class Subscription:
         """Detach from the hub; events already buffered can still be read (``discard``: they
         are dropped, and reading ends at once)."""
         self._hub._detach(self)
+        stats = self._receive.statistics()  # (before the send side closes: it wakes readers)
         self._send.close()
-        stats = self._receive.statistics()
         if discard or (not stats.current_buffer_used and not stats.tasks_waiting_receive):
             self._drained = True  # nothing left to read: close now (else when read to its end)
             self._receive.close()

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from synapse_p2p import Client, Identity, Node, Peer, RemoteError
+from synapse_p2p.events import PeerJoined
 from synapse_p2p.identity import DOMAIN_PEER_RECORD
 from synapse_p2p.membership import JoinError
 from synapse_p2p.membership._gossip import MAX_DIGEST, digest_entry
@@ -276,3 +277,20 @@ async def test_a_tarpit_peer_does_not_make_healthy_peers_look_offline(anyio_back
             await anyio.sleep(4)
     healthy = {"a", "b", "c"}
     assert not [o for o in offline if o[1] in healthy and o[0] in healthy], offline
+
+
+async def test_a_node_without_rounds_admits_a_joiner(anyio_backend: str) -> None:
+    """With ``heartbeat_interval=None``, no views and no seeds, the membership service ended
+    right after its start, and with it the check of a joiner's address: the node never listed
+    the member that joined it (its joiner listed it)."""
+    options: dict[str, Any] = {"bind": "127.0.0.1", "mdns": False, "heartbeat_interval": None,
+                               "partial_views": False}  # fmt: skip
+    async with Node(name="a", **options) as a:
+        with a.subscribe(PeerJoined) as joined:
+            async with Node(name="b", seeds=[f"127.0.0.1:{a.port}"], **options) as b:
+                with anyio.fail_after(10):
+                    async for event in joined:
+                        if isinstance(event, PeerJoined) and event.peer.id == b.node_id:
+                            break
+                assert b.node_id in a.peers
+                assert a.node_id in b.peers

@@ -106,3 +106,41 @@ async def test_a_drained_subscription_leaves_nothing_unclosed(anyio_backend: str
         del events
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+@pytest.mark.parametrize("discard", [False, True])
+async def test_a_reader_waiting_when_its_subscription_closes_gets_end_of_stream(
+    anyio_backend: str, discard: bool
+) -> None:
+    hub = EventHub()
+    events = hub.subscribe(PeerJoined)
+    ended: list[type[BaseException]] = []
+
+    async def read() -> None:
+        try:
+            await events.receive()
+        except Exception as exc:
+            ended.append(type(exc))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        events.close(discard=discard)
+    assert ended == [anyio.EndOfStream]
+    with pytest.raises(anyio.EndOfStream):
+        events.receive_nowait()
+
+
+async def test_a_subscription_drained_without_waiting_is_closed(anyio_backend: str) -> None:
+    hub = EventHub()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        events = hub.subscribe(PeerJoined)
+        hub.publish(PeerJoined(PEER))
+        events.close()
+        assert isinstance(events.receive_nowait(), PeerJoined)
+        with pytest.raises(anyio.EndOfStream):
+            events.receive_nowait()
+        del events
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
