@@ -214,20 +214,28 @@ async def test_no_match_and_no_client() -> None:
 
 
 async def test_timeout_applies_to_sync_clients_without_blocking_the_loop() -> None:
+    """A sync client runs in a worker thread: the timeout ends the run without waiting for it,
+    and the event loop keeps running meanwhile (the client, still in its call, sees a task of
+    the loop run; a client run on the loop's thread would wait its 10 s for it in vain)."""
+    in_call, loop_ran, finished = threading.Event(), threading.Event(), threading.Event()
+    saw_the_loop: list[bool] = []
+
     class SlowSync:
         def run(self, prompt: str) -> str:
-            time.sleep(0.5)
+            in_call.set()
+            saw_the_loop.append(loop_ran.wait(10))
+            time.sleep(0.5)  # (well past the run's timeout)
+            finished.set()
             return "late"
 
     fed = AgentFederation()
     fed.register_agent(AgentMetadata("slow", "m"), client=SlowSync())
-    ticks = 0
 
     async def ticker() -> None:
-        nonlocal ticks
         while True:
             await anyio.sleep(0.01)
-            ticks += 1
+            if in_call.is_set():
+                loop_ran.set()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(ticker)
@@ -235,11 +243,12 @@ async def test_timeout_applies_to_sync_clients_without_blocking_the_loop() -> No
         with pytest.raises(AgentTimeoutError) as caught:
             await fed.run("p", agent_id="slow", timeout=0.1)
         elapsed = time.monotonic() - started
+        assert await anyio.to_thread.run_sync(finished.wait, 10)
         tg.cancel_scope.cancel()
     assert isinstance(caught.value, TimeoutError)
     assert caught.value.agent_id == "slow"
-    assert elapsed < 0.4
-    assert ticks >= 3  # the loop kept running during the sync call
+    assert elapsed < 0.4  # the timeout did not wait for the call
+    assert saw_the_loop == [True]
 
 
 async def test_timeout_applies_to_async_clients() -> None:
