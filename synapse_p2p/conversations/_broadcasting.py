@@ -378,13 +378,18 @@ class Broadcasts:
         self._ran(broadcast.nonce)
         try:
             await self.ack(broadcast)
-            if self._tg is None:  # the node began to stop during the ACK
+            if self._stopping():  # the node began to stop during the ACK
+                self._asked.pop(broadcast.nonce, None)  # (it did not run: a resend may run it)
                 raise RemoteError(INTERNAL_ERROR, "node is stopping")
         except BaseException:
             self._per_caller.release(key)
             raise
         self._tg.start_soon(self._run_deferred, handler, task, context, broadcast, key)
         return {"accepted": True, "deferred": True}
+
+    def _stopping(self) -> bool:
+        """The service has ended, or is ending: it takes no new task (see :meth:`run`)."""
+        return self._tg is None
 
     def _ran(self, nonce: str) -> None:
         """Remember that broadcast ``nonce``'s endpoint ran here (bounded)."""

@@ -14,9 +14,15 @@ import pytest
 
 from synapse_p2p.conversations._broadcasting import _may_resend
 from synapse_p2p.conversations._late import LateCall, LateMembers
-from synapse_p2p.errors import ConnectError, ConnectionLost, DroppedCall, HandshakeError
+from synapse_p2p.errors import (
+    ConnectError,
+    ConnectionLost,
+    DroppedCall,
+    HandshakeError,
+    RemoteError,
+)
 from synapse_p2p.testing import open_swarm
-from synapse_p2p.types import Peer
+from synapse_p2p.types import Broadcast, Peer
 
 
 def call(nonce: str) -> LateCall:
@@ -258,3 +264,30 @@ async def test_a_call_failing_while_the_node_stops_starts_no_retry(
     assert after_stop > 0
     assert peer.id in state.failed  # not delivered: the node stopped
     assert not state.pending
+
+
+@pytest.mark.anyio
+async def test_an_ask_taken_as_the_node_stops_is_not_remembered_as_run(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ask whose ACK went out as the node began to stop is refused ("node is stopping"),
+    its caller's slot given back, and its nonce not kept as run: a resend (the call failed
+    for its origin) runs it instead of being told it was taken."""
+    async with open_swarm(1) as swarm:
+        (node,) = swarm.nodes
+        broadcasts = node._broadcasts
+
+        @node.ask
+        async def answer(task: str, context: dict[str, Any]) -> str:
+            return "done"
+
+        async def ack_then_stop(broadcast: Any) -> None:
+            broadcasts._tg = None  # (what the stopping service does)
+
+        monkeypatch.setattr(broadcasts, "ack", ack_then_stop)
+        origin = Peer(id="o" * 64, address="10.0.9.9", port=7000)
+        b = Broadcast("n-stop", origin, "synapse.ask")
+        with pytest.raises(RemoteError, match="node is stopping"):
+            await broadcasts.deferred_ask("job", {}, b)
+        assert "n-stop" not in broadcasts._asked
+        assert broadcasts._per_caller.held("local") == 0
