@@ -518,19 +518,16 @@ class Broadcasts:
         # (handlers cancelled before they started never released their caller's slot)
         self._per_caller = CountQuota(self._per_caller.limit)
         with self.hub.subscribe(PeerOffline, PeerLeft, PeerJoined, owner="broadcasts") as news:
-            try:
-                async with anyio.create_task_group() as tg:
-                    self._tg = tg
-                    try:
-                        task_status.started()
-                        await self._follow(news)
-                    finally:
-                        # Under trio the group takes no new task once this body and its tasks
-                        # are done, before anyio marks it inactive: a call's outcome reported
-                        # meanwhile must not try (see _delivered, deferred_ask).
-                        self._tg = None
-            finally:
-                self._tg = None
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                try:
+                    task_status.started()
+                    await self._follow(news)
+                finally:
+                    # Under trio the group takes no new task once this body and its tasks are
+                    # done, before anyio marks it inactive: a call's outcome reported meanwhile
+                    # must not try (see _delivered, deferred_ask).
+                    self._tg = None
 
     async def _follow(self, news: AsyncIterator[Any]) -> None:
         async for event in news:
