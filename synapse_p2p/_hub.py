@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+import anyio.lowlevel
 
 from .types import BroadcastReply, ConversationEvent, Peer
 
@@ -174,7 +175,8 @@ class Subscription:
     """Events of some types, in publication order (see the module documentation).
 
     Iterate it (``async for event in subscription``) or call :meth:`receive`. Closing it (or
-    leaving ``with subscription:``) detaches it from the hub and ends iteration.
+    leaving ``with subscription:``) detaches it from the hub and ends iteration. Its buffer is
+    a plain deque: a subscription dropped without being closed leaves nothing open.
     """
 
     def __init__(
@@ -185,17 +187,15 @@ class Subscription:
         self.owner = owner
         self.dropped = 0
         self._warned_at = -math.inf
-        send: MemoryObjectSendStream[NodeEvent]
-        receive: MemoryObjectReceiveStream[NodeEvent]
-        send, receive = anyio.create_memory_object_stream[NodeEvent](buffer)
-        self._send = send
-        self._receive = receive
-        self._drained = False
+        self._queue: deque[NodeEvent] = deque()
+        self._buffer = buffer
+        self._ready: anyio.Event | None = None  # readers wait on it while the queue is empty
+        self._closed = False  # detached: nothing more comes
 
     def _put(self, event: NodeEvent) -> None:
-        try:
-            self._send.send_nowait(event)
-        except anyio.WouldBlock:
+        if self._closed:
+            return
+        if len(self._queue) >= self._buffer:
             self.dropped += 1
             self._hub.dropped += 1
             now = anyio.current_time() if _in_event_loop() else 0.0
@@ -207,38 +207,34 @@ class Subscription:
                     type(event).__name__,
                     self.dropped,
                 )
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
+            return
+        self._queue.append(event)
+        self._wake()
+
+    def _wake(self) -> None:
+        ready, self._ready = self._ready, None
+        if ready is not None:
+            ready.set()
 
     async def receive(self) -> NodeEvent:
         """The next event; raises ``anyio.EndOfStream`` once closed and drained."""
-        if self._drained:
-            raise anyio.EndOfStream
-        try:
-            return await self._receive.receive()
-        except anyio.EndOfStream:
-            self._ended()
-            raise
-        except anyio.ClosedResourceError:
-            if self._drained:  # closed by close(discard=True) while this read waited
-                raise anyio.EndOfStream from None
-            raise
+        await anyio.lowlevel.checkpoint()  # (a schedule point even with events at hand)
+        while not self._queue:
+            if self._closed:
+                raise anyio.EndOfStream
+            if self._ready is None:
+                self._ready = anyio.Event()
+            await self._ready.wait()
+        return self._queue.popleft()
 
     def receive_nowait(self) -> NodeEvent:
-        """The next event if one is buffered (``anyio.WouldBlock`` otherwise)."""
-        if self._drained:
+        """The next event if one is buffered (``anyio.WouldBlock`` otherwise; once closed and
+        drained, ``anyio.EndOfStream``)."""
+        if self._queue:
+            return self._queue.popleft()
+        if self._closed:
             raise anyio.EndOfStream
-        try:
-            return self._receive.receive_nowait()
-        except anyio.EndOfStream:
-            self._ended()
-            raise
-
-    def _ended(self) -> None:
-        """Read to its end: nothing more can come (left open, the stream warns when
-        collected)."""
-        self._drained = True
-        self._receive.close()
+        raise anyio.WouldBlock
 
     def __aiter__(self) -> Subscription:
         return self
@@ -246,18 +242,17 @@ class Subscription:
     async def __anext__(self) -> NodeEvent:
         try:
             return await self.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
+        except anyio.EndOfStream:
             raise StopAsyncIteration from None
 
     def close(self, *, discard: bool = False) -> None:
         """Detach from the hub; events already buffered can still be read (``discard``: they
         are dropped, and reading ends at once)."""
         self._hub._detach(self)
-        stats = self._receive.statistics()  # (before the send side closes: it wakes readers)
-        self._send.close()
-        if discard or (not stats.current_buffer_used and not stats.tasks_waiting_receive):
-            self._drained = True  # nothing left to read: close now (else when read to its end)
-            self._receive.close()
+        self._closed = True
+        if discard:
+            self._queue.clear()
+        self._wake()  # (readers waiting: the end)
 
     def __enter__(self) -> Subscription:
         return self

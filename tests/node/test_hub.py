@@ -93,8 +93,9 @@ async def test_node_subscriptions_see_members_join_and_leave(anyio_backend: str)
 
 @pytest.mark.parametrize("by", ["async for", "receive_nowait"])
 async def test_a_drained_subscription_leaves_nothing_unclosed(anyio_backend: str, by: str) -> None:
-    """Closed and read to its end, a subscription's stream is closed (left open, it warned
-    ``Unclosed <MemoryObjectReceiveStream>`` when collected); reading on ends the same way."""
+    """Closed and read to its end, a subscription leaves nothing open (its memory object
+    streams warned ``Unclosed <MemoryObjectReceiveStream>`` when collected); reading on ends
+    the same way."""
     hub = EventHub()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -135,3 +136,38 @@ async def test_a_reader_waiting_when_its_subscription_closes_gets_end_of_stream(
     assert ended == [anyio.EndOfStream]
     with pytest.raises(anyio.EndOfStream):
         events.receive_nowait()
+
+
+async def test_a_subscription_dropped_unclosed_warns_nothing(anyio_backend: str) -> None:
+    """A consumer built and dropped without running (``Team(node).restore()``) leaves its
+    subscription unclosed, with events in it: collected, it warns nothing."""
+    hub = EventHub()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        events = hub.subscribe(PeerJoined)
+        hub.publish(PeerJoined(PEER))
+        del events, hub
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_two_readers_share_a_subscriptions_events(anyio_backend: str) -> None:
+    hub = EventHub()
+    events = hub.subscribe(EventStored)
+    got: list[str] = []
+
+    async def read() -> None:
+        async for event in events:
+            assert isinstance(event, EventStored)
+            got.append(event.event.event_id)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        for i in range(20):
+            hub.publish(stored(i))
+            if i % 7 == 0:
+                await anyio.wait_all_tasks_blocked()
+        events.close()
+    assert sorted(got, key=lambda e: int(e[1:])) == [f"e{i}" for i in range(20)]
