@@ -75,6 +75,10 @@ class WatchState:
             types.append(PeerHeartbeat)
         self._events = node.subscribe(*types)
 
+    def close(self) -> None:
+        """Stop taking the node's events (:meth:`take_events` ends; what waits is dropped)."""
+        self._events.close(discard=True)
+
     async def take_events(self) -> None:
         """Move the node's events into the inbox until cancelled."""
         with self._events:
@@ -294,17 +298,20 @@ def watch_command(
     full_screen = not plain and not as_json and out.is_terminal
 
     async def main() -> None:
-        async with node:
-            with progress(out, f"joining {options.where}") as update:
-                await join(node, options, update)  # meanwhile, events wait in the subscription
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(state.take_events)
-                if full_screen:
-                    await _full_screen(state, out, interval)
-                elif as_json:
-                    await _json_lines(state)
-                else:
-                    await _plain(state, node)
+        try:
+            async with node:
+                with progress(out, f"joining {options.where}") as update:
+                    await join(node, options, update)  # meanwhile, events wait in the subscription
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(state.take_events)
+                    if full_screen:
+                        await _full_screen(state, out, interval)
+                    elif as_json:
+                        await _json_lines(state)
+                    else:
+                        await _plain(state, node)
+        finally:
+            state.close()  # (also when the join failed: take_events never ran)
 
     run(settings, main, on_interrupt=lambda: EXIT_OK)
 

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -16,6 +17,7 @@ from rich.console import Console
 from synapse_p2p import MemoryConversationLog, Node
 from synapse_p2p.cli._chatter import Line, causal_order
 from synapse_p2p.cli._watch import WatchState
+from synapse_p2p.events import PeerJoined
 from synapse_p2p.types import ConversationEvent, Peer
 from tests.cli.conftest import StartNode, Tmux, sn
 from tests.cli.test_cli_swarm import BACKENDS, Program
@@ -47,17 +49,19 @@ def chatter_text(text: str) -> str:
     return " ".join(" ".join(cells).split())
 
 
-def watch_state() -> WatchState:
+@pytest.fixture
+def state() -> Iterator[WatchState]:
     node = Node(name="eye", swarm="lab", mdns=False)
-    return WatchState(node, heartbeats=False, capabilities=True)
+    watching = WatchState(node, heartbeats=False, capabilities=True)
+    yield watching
+    watching.close()
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("width", [80, 60, 120])
 async def test_the_full_screen_view_keeps_a_replys_text_at_any_width(
-    anyio_backend: str, width: int
+    anyio_backend: str, width: int, state: WatchState
 ) -> None:
-    state = watch_state()
     now = time.time()
     state.lines.append(Line(now, "ASK", "0f6f2e11  asker: Review this diff"))
     state.lines.append(Line(now, "REPLY", f"0f6f2e11  reviewer → {LONG}"))
@@ -69,9 +73,8 @@ async def test_the_full_screen_view_keeps_a_replys_text_at_any_width(
 
 @pytest.mark.anyio
 async def test_a_very_long_reply_keeps_its_start_and_the_newest_lines_show(
-    anyio_backend: str,
+    anyio_backend: str, state: WatchState
 ) -> None:
-    state = watch_state()
     now = time.time()
     for i in range(40):
         state.lines.append(Line(now, "ACK", f"0f6f2e11  node-{i} acked"))
@@ -83,6 +86,20 @@ async def test_a_very_long_reply_keeps_its_start_and_the_newest_lines_show(
     assert text.rstrip(" ╰─╯").endswith("last acked")  # the newest line is at the bottom
     assert "node-39 acked" in text
     assert "node-0 acked" not in text  # the oldest scrolled away
+
+
+@pytest.mark.anyio
+async def test_a_closed_watch_state_takes_no_more_events(
+    anyio_backend: str, state: WatchState
+) -> None:
+    """``sn watch`` closes its state however it ends (a failed join too): the subscription
+    taken before the join ends, and ``take_events`` returns."""
+    state.node._hub.publish(PeerJoined(REVIEWER))  # buffered before the close: dropped
+    state.close()
+    state.node._hub.publish(PeerJoined(ASKER))  # after: never taken
+    with anyio.fail_after(5):
+        await state.take_events()
+    assert not state.inbox._items
 
 
 def test_causal_order_is_creation_order_and_a_reply_follows_its_ask() -> None:
