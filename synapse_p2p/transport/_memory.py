@@ -57,6 +57,10 @@ class _MemoryByteStream(ByteStream):
     async def send_eof(self) -> None:
         await self._send.aclose()
 
+    def _close(self) -> None:
+        self._send.close()
+        self._receive.close()
+
     async def aclose(self) -> None:
         await self._send.aclose()
         await self._receive.aclose()
@@ -91,6 +95,13 @@ class _MemoryListener(Listener[ByteStream]):
     async def aclose(self) -> None:
         self._network._listeners.pop(self.address, None)
         self._send.close()
+        while True:  # connections never accepted are refused: their dialers read the end
+            try:
+                pending = self._receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            assert isinstance(pending, _MemoryByteStream)
+            pending._close()
         self._receive.close()
 
     @property
