@@ -72,6 +72,34 @@ AskHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 _current_ask: ContextVar[Broadcast | None] = ContextVar("synapse_p2p_current_ask", default=None)
 
 
+class _StatusChanges:
+    """:meth:`Broadcasts.changes`: the status, then the status after each change."""
+
+    __slots__ = ("_broadcasts", "_changed", "_nonce", "_state")
+
+    def __init__(self, broadcasts: Broadcasts, nonce: str) -> None:
+        self._broadcasts = broadcasts
+        self._nonce = nonce
+        self._state: BroadcastState | None = None
+        self._changed: anyio.Event | None = None
+
+    def __aiter__(self) -> _StatusChanges:
+        return self
+
+    async def __anext__(self) -> BroadcastStatus:
+        book = self._broadcasts.book
+        state = self._state
+        if state is None:  # the first status: the broadcast as it is now
+            state = self._state = book.state(self._nonce)
+        else:
+            assert self._changed is not None
+            await self._changed.wait()
+            if book.get(self._nonce) is not state:  # forgotten
+                raise StopAsyncIteration
+        self._changed = state.changed
+        return BroadcastStatus.of(state, self._broadcasts.conversations.members.peers)
+
+
 class Broadcasts:
     """Broadcast, ask, ACK and reply on top of :class:`~._service.Conversations`.
 
@@ -278,19 +306,12 @@ class Broadcasts:
             return None
         return BroadcastStatus.of(state, self.conversations.members.peers)
 
-    async def changes(self, broadcast: Broadcast | str) -> AsyncIterator[BroadcastStatus]:
+    def changes(self, broadcast: Broadcast | str) -> AsyncIterator[BroadcastStatus]:
         """The broadcast's status now, then again after every change (an ACK, a reply, a
         failure, a call returning, a member that took it leaving). Ends if the broadcast is
-        forgotten (evicted or pruned)."""
-        nonce = _nonce(broadcast)
-        state = self.book.state(nonce)
-        members = self.conversations.members.peers
-        while True:
-            changed = state.changed
-            yield BroadcastStatus.of(state, members)
-            await changed.wait()
-            if self.book.get(nonce) is not state:
-                return
+        forgotten (evicted or pruned). A plain iterator, not an async generator: a loop that
+        breaks out of it leaves nothing to close."""
+        return _StatusChanges(self, _nonce(broadcast))
 
     async def iter_replies(
         self, broadcast: Broadcast | str, *, timeout: float | None = None, errors: bool = False
