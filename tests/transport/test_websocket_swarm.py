@@ -122,7 +122,7 @@ async def tcp_forwarder(target_port: int) -> AsyncIterator[tuple[int, list[int]]
 
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    async with anyio.create_task_group() as tg:
+    async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, handle)
         yield port, carried
         tg.cancel_scope.cancel()

@@ -68,8 +68,12 @@ class JsonProcess:
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         self._stderr: list[str] = []
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
@@ -133,7 +137,19 @@ class JsonProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        self.release()
         return self.proc.returncode
+
+    def release(self) -> None:
+        """Once the process has ended: let the readers reach the end, then close the pipes."""
+        for reader in self._readers:
+            reader.join(timeout=10)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:  # (stdin: a flush to a process gone)
+                    pass
 
 
 class NetnsPair:
@@ -203,6 +219,7 @@ class NetnsPair:
             if process.proc.poll() is None:
                 process.proc.kill()
                 process.proc.wait(timeout=10)
+            process.release()
         for ns in (self.a, self.b):
             if ns in _live:
                 _delete(ns)
