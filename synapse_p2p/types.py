@@ -85,6 +85,28 @@ def _interned(value: Any) -> Any:
     return sys.intern(value) if type(value) is str else value
 
 
+#: Ports seen decoded, one int object each (see :func:`_interned_port`); past this many, a
+#: new port is not kept.
+MAX_SHARED_PORTS = 4096
+_PORTS: dict[int, int] = {}
+
+
+def _interned_port(port: int) -> int:
+    """``port``, the one shared int object for it.
+
+    An int past 256 decoded from the wire is a new 28-byte object each time: the records of
+    a member that every table keeps (and in one process, every node's tables) share one
+    instead. At most :data:`MAX_SHARED_PORTS` ports are kept (a port is 0..65535, and the
+    ports of a swarm are few: its nodes mostly listen on one or a few).
+    """
+    shared = _PORTS.get(port)
+    if shared is not None:
+        return shared
+    if len(_PORTS) < MAX_SHARED_PORTS:
+        _PORTS[port] = port
+    return port
+
+
 def _str_list(data: dict[str, Any], key: str, what: str) -> list[str]:
     value = data.get(key, [])
     if value is None:
@@ -155,7 +177,7 @@ class Peer:
         return cls(
             id=_interned(_str(data, "id", "peer", max_length=MAX_ID_LENGTH)),
             address=_interned(_str(data, "address", "peer", max_length=MAX_ID_LENGTH)),
-            port=port,
+            port=_interned_port(port),
             swarm=_interned(
                 _str(data, "swarm", "peer", None, optional=True, max_length=MAX_ID_LENGTH)
             ),

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ProtocolError
-from ..types import Peer, _interned
+from ..types import Peer, _interned, _interned_port
 
 __all__ = [
     "MAX_CAPABILITIES",
@@ -140,7 +140,7 @@ class PeerRecord:
         return cls(
             id=_interned(wire_str(data, "id", what)),
             address=_interned(wire_str(data, "address", what)),
-            port=wire_int(data, "port", what, 0, 65535),
+            port=_interned_port(wire_int(data, "port", what, 0, 65535)),
             name=_interned(name),
             capabilities=tuple(_interned(c) for c in caps),
             seq=wire_int(data, "seq", what),
