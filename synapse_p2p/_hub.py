@@ -190,12 +190,14 @@ class Subscription:
         self._queue: deque[NodeEvent] = deque()
         self._buffer = buffer
         self._ready: anyio.Event | None = None  # readers wait on it while the queue is empty
+        self._waiting = 0  # readers waiting on it
         self._closed = False  # detached: nothing more comes
 
     def _put(self, event: NodeEvent) -> None:
         if self._closed:
             return
-        if len(self._queue) >= self._buffer:
+        # (a reader waiting takes one more, as a memory stream hands it one: buffer=0 works)
+        if len(self._queue) >= self._buffer + self._waiting:
             self.dropped += 1
             self._hub.dropped += 1
             now = anyio.current_time() if _in_event_loop() else 0.0
@@ -222,9 +224,18 @@ class Subscription:
         while not self._queue:
             if self._closed:
                 raise anyio.EndOfStream
-            if self._ready is None:
-                self._ready = anyio.Event()
-            await self._ready.wait()
+            ready = self._ready
+            if ready is None:
+                ready = self._ready = anyio.Event()
+            self._waiting += 1
+            try:
+                await ready.wait()
+            finally:
+                self._waiting -= 1
+                if not self._waiting and self._ready is ready:
+                    # (nobody waits on it: a later read, maybe in another event loop,
+                    # makes a new one)
+                    self._ready = None
         return self._queue.popleft()
 
     def receive_nowait(self) -> NodeEvent:
@@ -290,6 +301,10 @@ class EventHub:
         """A new subscription to ``types`` (events published from now on)."""
         if not types:
             raise TypeError("subscribe to at least one event type")
+        if buffer != math.inf and (isinstance(buffer, bool) or not isinstance(buffer, int)):
+            raise ValueError(f"buffer must be an int or math.inf, got {buffer!r}")
+        if buffer < 0:
+            raise ValueError(f"buffer cannot be negative, got {buffer}")
         subscription = Subscription(self, types, buffer, owner)
         for kind in types:
             self._by_type.setdefault(kind, []).append(subscription)

@@ -99,6 +99,8 @@ def _interned_port(port: int) -> int:
     instead. At most :data:`MAX_SHARED_PORTS` ports are kept (a port is 0..65535, and the
     ports of a swarm are few: its nodes mostly listen on one or a few).
     """
+    if type(port) is not int or port <= 256:  # (small ints are shared already)
+        return port
     shared = _PORTS.get(port)
     if shared is not None:
         return shared

@@ -86,6 +86,10 @@ class _StatusChanges:
     def __aiter__(self) -> _StatusChanges:
         return self
 
+    async def aclose(self) -> None:
+        """Nothing to release (for ``contextlib.aclosing``, as with the async generator this
+        used to be); reading on still works."""
+
     async def __anext__(self) -> BroadcastStatus:
         book = self._broadcasts.book
         state = self._state

@@ -128,7 +128,9 @@ class Program:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
-        self._reader.join(timeout=10)  # (it reads to the end of stdout, then the pipes close)
+        self._reader.join(timeout=2)  # (it reads to the end of stdout, then the pipes close)
+        if self._reader.is_alive():
+            return  # (a descendant still holds stdout: closing it under a read would block)
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe is not None:
                 pipe.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import warnings
 from types import SimpleNamespace
@@ -32,22 +33,21 @@ async def test_changes_come_in_order_and_end_when_the_broadcast_is_forgotten(
         async for status in Broadcasts.changes(broadcasts(book), "n1"):
             seen.append(status)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(follow)
-        await anyio.wait_all_tasks_blocked()
-        assert [s.pending for s in seen] == [frozenset()]
-        state = book.state("n1")
-        state.pending.add("p")
-        state.notify()
-        await anyio.wait_all_tasks_blocked()
-        assert seen[-1].pending == {"p"}
-        state.delivered("p", {"deferred": True}, None)
-        await anyio.wait_all_tasks_blocked()
-        assert seen[-1].acked == {"p"}
-        assert not seen[-1].pending
-        with anyio.fail_after(5):
-            book.state("n2")  # evicts n1 (its state is notified): the iteration ends
+    with anyio.fail_after(5):  # (the iteration must end for the group to)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
             await anyio.wait_all_tasks_blocked()
+            assert [s.pending for s in seen] == [frozenset()]
+            state = book.state("n1")
+            state.pending.add("p")
+            state.notify()
+            await anyio.wait_all_tasks_blocked()
+            assert seen[-1].pending == {"p"}
+            state.delivered("p", {"deferred": True}, None)
+            await anyio.wait_all_tasks_blocked()
+            assert seen[-1].acked == {"p"}
+            assert not seen[-1].pending
+            book.state("n2")  # evicts n1 (its state is notified): the iteration ends
     assert len(seen) == 3
 
 
@@ -66,3 +66,11 @@ async def test_breaking_out_of_the_changes_leaves_nothing_to_finalize(
         gc.collect()
         await anyio.sleep(0)
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_the_changes_can_be_closed_as_a_generator_was(anyio_backend: str) -> None:
+    book = BroadcastBook()
+    async with contextlib.aclosing(Broadcasts.changes(broadcasts(book), "n1")) as changes:  # type: ignore[type-var]
+        async for status in changes:
+            assert status.nonce == "n1"
+            break

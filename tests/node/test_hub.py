@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from synapse_p2p import ConversationEvent, Node, Peer
-from synapse_p2p._hub import EventHub
+from synapse_p2p._hub import EventHub, NodeEvent
 from synapse_p2p.events import EventStored, PeerJoined, PeerLeft, PeerOffline
 from synapse_p2p.testing import open_swarm
 
@@ -171,3 +171,57 @@ async def test_two_readers_share_a_subscriptions_events(anyio_backend: str) -> N
                 await anyio.wait_all_tasks_blocked()
         events.close()
     assert sorted(got, key=lambda e: int(e[1:])) == [f"e{i}" for i in range(20)]
+
+
+async def test_a_buffer_of_zero_hands_events_to_a_waiting_reader(anyio_backend: str) -> None:
+    """As a memory stream of size 0 did: an event goes to a reader waiting for it; with none
+    waiting it is dropped (and counted)."""
+    hub = EventHub()
+    events = hub.subscribe(PeerJoined, buffer=0)
+    got: list[NodeEvent] = []
+
+    async def read() -> None:
+        got.append(await events.receive())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            await anyio.wait_all_tasks_blocked()
+            hub.publish(PeerJoined(PEER))
+            hub.publish(PeerJoined(PEER))  # the reader took one already: no room
+    assert len(got) == 1
+    assert events.dropped == 1
+    with pytest.raises(ValueError, match="negative"):
+        hub.subscribe(PeerJoined, buffer=-1)
+    with pytest.raises(ValueError, match="int"):
+        hub.subscribe(PeerJoined, buffer=2.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_read_cancelled_in_one_event_loop_does_not_hold_the_next(backend: str) -> None:
+    """A consumer run again in a new event loop (a node run twice) reads its subscription
+    there: the event a cancelled read waited on is not kept for the next."""
+    hub = EventHub()
+    events = hub.subscribe(PeerJoined)
+
+    async def cancelled_read() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(events.receive)
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+
+    got: list[NodeEvent] = []
+
+    async def take() -> None:
+        got.append(await events.receive())
+
+    async def read() -> None:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(take)
+                await anyio.wait_all_tasks_blocked()
+                hub.publish(PeerJoined(PEER))
+
+    anyio.run(cancelled_read, backend=backend)
+    anyio.run(read, backend=backend)
+    assert len(got) == 1

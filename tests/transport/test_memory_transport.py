@@ -25,8 +25,8 @@ async def test_a_closing_listener_refuses_the_connections_never_accepted(
     with anyio.fail_after(5), pytest.raises((anyio.EndOfStream, anyio.ClosedResourceError)):
         await client.receive()
     await client.aclose()
-    del listener
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        del listener  # (the stream never accepted goes with it)
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

@@ -143,7 +143,9 @@ class JsonProcess:
     def release(self) -> None:
         """Once the process has ended: let the readers reach the end, then close the pipes."""
         for reader in self._readers:
-            reader.join(timeout=10)
+            reader.join(timeout=2)
+        if any(reader.is_alive() for reader in self._readers):
+            return  # (a descendant still holds a pipe: closing it under a read would block)
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if pipe is not None:
                 try:
@@ -250,8 +252,12 @@ class LineProcess:
         self.output: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._open = 2
         self._lock = threading.Lock()
-        for stream in ("stdout", "stderr"):
-            threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream,), daemon=True)
+            for stream in ("stdout", "stderr")
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self, stream: str) -> None:
         pipe = getattr(self.proc, stream)
@@ -303,12 +309,28 @@ class LineProcess:
                     f"{self.argv} did not stop within {timeout} s of signal {signal_number}\n"
                     f"{self._tail()}"
                 ) from None
+        self.release()
         return self.proc.returncode
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        self.release()
+
+    def release(self) -> None:
+        """Once the process has ended: let the readers reach the end, then close the pipes
+        (not under a read a descendant still feeds: closing would block)."""
+        for reader in self._readers:
+            reader.join(timeout=2)
+        if any(reader.is_alive() for reader in self._readers):
+            return
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
 
 
 class Netns:
