@@ -136,7 +136,7 @@ def _map(data: dict[str, Any], key: str, what: str) -> dict[str, Any]:
     return dict(value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Peer:
     """Another node as this node knows it (the 9-key peer dict on the wire)."""
 

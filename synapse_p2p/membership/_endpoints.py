@@ -81,7 +81,7 @@ def register(m: Membership, registry: EndpointRegistry) -> None:
         m.messages_received += 1
         m.direct(incoming, peer if record is None else record, connection, "join")
         m.observed(connection)  # before our record goes into the answer
-        peers = [p.to_dict() for p in m._peers.values() if p.id != incoming.id]
+        peers = [p.to_dict() for p in m.peers.values() if p.id != incoming.id]
         peers.append(incoming.to_dict())
         ids = [m.local.node_id, *(p["id"] for p in peers)]
         return {

@@ -55,8 +55,6 @@ class Members(Mapping[str, Peer]):
         if seen - peer.last_seen < STEP:
             return peer
         peer = self._records[node_id] = replace(peer, last_seen=seen)
-        if state.peer.last_seen < seen:  # kept by the record's next update
-            state.peer = replace(state.peer, last_seen=seen)
         return peer
 
     def __iter__(self) -> Iterator[str]:

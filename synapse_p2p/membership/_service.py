@@ -242,8 +242,10 @@ class Membership:
         #: latest news of the member's life, :mod:`._members`).
         self.peers: Mapping[str, Peer] = Members(self._peers, lambda: self.table, config.wall_clock)
         #: The same members as held (a read-only live mapping; ``last_seen`` as of the last
-        #: read through :attr:`peers`): for going over the members where ``last_seen`` does
-        #: not matter, without a record brought up to date for each (see :mod:`._members`).
+        #: read through :attr:`peers` or contact, else when the record was first taken in this
+        #: process, see :meth:`PeerState.hold`): for going over the members where
+        #: ``last_seen`` does not matter, without a record brought up to date for each (see
+        #: :mod:`._members`).
         self.records: Mapping[str, Peer] = self._peers
         self.table = self._new_table()
         #: Learns the address to advertise from peers, if auto-detection found none
@@ -587,9 +589,11 @@ class Membership:
         elif verdict == "heartbeat" and state is not None:
             self._contact(state)
         elif verdict == "joined" and state is not None:
-            self._seen_now(state)
+            # Listed as held (shared with the other nodes of this process, if they hold it:
+            # node.peers shows this node's last_seen, from the table's news of life).
+            self._peers[node_id] = state.peer
             log.info("peer %s (%s) joined", state.peer.name or node_id[:8], _fmt(state.peer))
-            self.hub.publish(PeerJoined(state.peer))
+            self.hub.publish(PeerJoined(self._seen_now(state)))
             if self.views is not None:
                 # With views, news goes to the active neighbors (first-hand news at once,
                 # below), then on in every round's digest, members that joined lately first.
@@ -636,8 +640,12 @@ class Membership:
             return refused, False
         duplicate = self.news_taken == taken
         pushed = self._pushed
+        held = self.table.peers
         for node_id, seq in named:
             if pushed.get(node_id, -1) < seq:
+                state = held.get(node_id)
+                if state is not None and state.proof is not None and state.proof.seq == seq:
+                    seq = state.proof.seq  # (the record's own int, not one more per member)
                 pushed[node_id] = seq  # the first push of this record here
                 duplicate = False
         return refused, duplicate
@@ -2044,14 +2052,15 @@ class Membership:
             self._contact(state)
 
     def _contact(self, state: PeerState) -> None:
-        """The member of ``state`` was in contact now: its ``last_seen``, ``peer.heartbeat``."""
-        self._seen_now(state)
-        self.hub.publish(PeerHeartbeat(state.peer))
+        """The member of ``state`` was in contact now: listed with ``last_seen`` now (a copy
+        of the record held: that one may be shared, see :meth:`PeerState.hold`),
+        ``peer.heartbeat``."""
+        peer = self._peers[state.peer.id] = self._seen_now(state)
+        self.hub.publish(PeerHeartbeat(peer))
 
-    def _seen_now(self, state: PeerState) -> None:
-        """The member of ``state`` listed with ``last_seen`` now."""
-        state.peer = replace(state.peer, last_seen=self.config.wall_clock())
-        self._peers[state.peer.id] = state.peer
+    def _seen_now(self, state: PeerState) -> Peer:
+        """The member of ``state`` as ``node.peers`` shows it now (``last_seen`` now)."""
+        return replace(state.peer, last_seen=self.config.wall_clock())
 
     def _take_answer_record(self, dialed: Peer, data: Any) -> None:
         """The record a gossip partner answered with: taken if it is the partner's, newer than

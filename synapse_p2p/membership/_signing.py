@@ -136,6 +136,26 @@ def _shared(proof: RecordProof) -> RecordProof:
     return held if held == proof else proof
 
 
+#: The peers of signed records held in this process, by signature, while some node still holds
+#: them: the nodes of one process that hold a member's record share one ``Peer`` (and its
+#: capabilities list) instead of one each. Only while two nodes or more run in the process.
+_HELD: weakref.WeakValueDictionary[bytes, Peer] = weakref.WeakValueDictionary()
+
+
+def held_peer(peer: Peer, proof: RecordProof) -> Peer:
+    """The ``Peer`` another node of this process holds for ``proof`` if it is ``peer`` but
+    for ``last_seen`` (the same content, equally verified), else ``peer`` (kept for the next).
+    Its ``last_seen`` is then when that node took the record: ``node.peers`` shows each
+    node's own (see :mod:`._members`)."""
+    if len(_NODES) < 2:
+        return peer
+    held = _HELD.get(proof.sig)
+    if held is not None and held.verified == peer.verified and _content(held) == _content(peer):
+        return held
+    _HELD[proof.sig] = peer
+    return peer
+
+
 #: The keys a proof travels as (to copy a proof from one map into another).
 PROOF_KEYS = ("seq", "key", "sig", "relays", "relay")
 

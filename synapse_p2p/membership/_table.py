@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ..types import Peer
-from ._signing import RecordProof
+from ._signing import RecordProof, held_peer
 
 __all__ = ["Candidate", "PeerState", "PeerTable", "Verdict"]
 
@@ -93,6 +93,13 @@ class PeerState:
         """Keep ``peer.verified`` in step with :attr:`verified`."""
         if self.peer.verified != self.verified:
             self.peer = replace(self.peer, verified=self.verified)
+
+    def hold(self) -> None:
+        """:meth:`publish` a peer taken with its signed record: the copy the nodes of this
+        process share, if another holds it (:func:`~._signing.held_peer`)."""
+        self.publish()
+        if self.proof is not None:
+            self.peer = held_peer(self.peer, self.proof)
 
 
 @dataclass(slots=True)
@@ -279,7 +286,7 @@ class PeerTable:
         self.newest_record = max(self.newest_record, now)
         self._retally(state)
         state.verified = True
-        state.publish()
+        state.hold()
         if heard is None:
             return "updated"
         state.heard = max(state.heard, heard) if state.alive else heard
@@ -425,7 +432,7 @@ class PeerTable:
             if proof is not None:
                 state.record_at = now
                 self.newest_record = max(self.newest_record, now)
-            state.publish()
+            state.hold()
             self.peers[peer.id] = state
             self.changes += 1
             self._retally(state)
@@ -448,7 +455,7 @@ class PeerTable:
             self.newest_record = max(self.newest_record, now)
         self._retally(state)
         state.verified = state.verified or proven or proof is not None
-        state.publish()
+        state.hold()
         if not state.alive:
             self._back(state)
             return "joined"

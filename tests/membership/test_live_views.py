@@ -125,6 +125,47 @@ async def test_both_ends_of_a_link_see_their_neighbor_s_last_seen_move(
         assert b.peers[a.node_id].last_seen > start[b.node_id]
 
 
+async def test_the_nodes_of_one_process_share_a_member_s_record(anyio_backend: str) -> None:
+    """The nodes of one process that hold a member's signed record hold one ``Peer`` for it
+    (not one each); each node still lists the member with the ``last_seen`` of its own news,
+    and announces a joiner with its own."""
+    async with open_swarm(4, **FAST) as swarm:
+        await settled(swarm)
+        joined: list[float] = []
+        first = swarm.nodes[0]
+
+        @first.on("peer.joined")
+        async def on_join(peer: Any) -> None:
+            joined.append(peer.last_seen)
+
+        late = Node(name="late", seeds=[f"127.0.0.1:{first.port}"], **_LATE_KW)
+        async with late:
+            with anyio.fail_after(20):
+                while not (
+                    len(late.peers) == len(swarm.nodes)
+                    and all(late.node_id in n.peers for n in swarm.nodes)
+                ):
+                    await anyio.sleep(0.05)
+                while not joined:
+                    await anyio.sleep(0.05)
+            took_at = time.time()
+            for member in [*swarm.nodes, late]:
+                held = {
+                    id(state.peer)
+                    for node in [*swarm.nodes, late]
+                    if node is not member
+                    for state in [node.membership.table.get(member.node_id)]
+                    if state is not None
+                }
+                assert len(held) == 1, member.name
+            assert took_at - 5 < joined[0] <= took_at
+            for node in swarm.nodes:
+                assert took_at - 5 < node.peers[late.node_id].last_seen <= took_at + 1
+
+
+_LATE_KW: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "views", "partial_views": True, **FAST}
+
+
 async def test_last_seen_of_a_member_outside_the_view_is_its_latest_news(
     anyio_backend: str,
 ) -> None:
