@@ -39,6 +39,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .._hub import ConversationCompacted, ConversationPruned, EventHub, EventStored, ReplyReceived
 from .._quotas import caller_key
 from .._random import SHARED
+from .._spawn import start_soon
 from .._validate import format_address
 from ..errors import BAD_REQUEST, ProtocolError, RemoteError, SynapseError
 from ..types import Broadcast, BroadcastReply, ConversationEvent, Peer
@@ -588,7 +589,7 @@ class Conversations:
             try:
                 if self.members.views is not None:
                     self.tree.start()
-                    tg.start_soon(self.tree.run)
+                    start_soon(tg, self.tree.run)
                 if self.config.conversation_retention is not None:
                     tg.start_soon(self._retention_loop, self.config.conversation_retention)
                 task_status.started()

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
+from .._spawn import start_soon
 from ..errors import ProtocolError, RemoteError, SynapseError
 from ..types import Peer
 from ._gossip import digest_entry
@@ -408,7 +409,7 @@ class LiveViews:
                 return
             queue = deque()
             try:
-                self._tg.start_soon(self._drain, record.id, address, queue)
+                start_soon(self._tg, self._drain, record.id, address, queue)
             except RuntimeError:  # stopping: the task group takes no more
                 return
             self._outbox[record.id] = queue

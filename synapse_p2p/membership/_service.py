@@ -38,6 +38,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._hub import EventHub, PeerHeartbeat, PeerJoined, PeerLeft, PeerOffline
 from .._random import SHARED
+from .._spawn import start_soon
 from .._validate import format_address
 from ..errors import BAD_REQUEST, ConnectError, JoinError, ProtocolError, RemoteError, SynapseError
 from ..secure import SecurityPolicy
@@ -1002,11 +1003,11 @@ class Membership:
             async with anyio.create_task_group() as tg:
                 if self.views is not None:
                     self.views.start()
-                    tg.start_soon(self.views.run)
+                    start_soon(tg, self.views.run)
                 self.verifier.attach(tg)  # its checks in this group: no task of its own
                 try:
                     if self.config.seeds:
-                        tg.start_soon(self.seeds.run)
+                        start_soon(tg, self.seeds.run)
                     task_status.started()
                     if self.config.heartbeat_interval is not None:  # in this task: none of its own
                         await self._round_loop(self.config.heartbeat_interval)
@@ -1659,7 +1660,7 @@ class Membership:
         for state in census.legacy:
             if state.peer.id not in self._outstanding:
                 self._outstanding.add(state.peer.id)
-                calls.start_soon(self._heartbeat, state.peer, interval)
+                start_soon(calls, self._heartbeat, state.peer, interval)
         offline = census.offline
         if offline:  # try one silent peer per round: partitions heal by themselves
             state = self._rng.choice(offline)
@@ -1830,7 +1831,7 @@ class Membership:
             if owed:  # a round's digest carries the records this partner wanted last time
                 own = {**own, "members": message["members"] + self._entries(owed)}
             self._outstanding.add(peer.id)
-            calls.start_soon(self._gossip_one, peer, own, interval)
+            start_soon(calls, self._gossip_one, peer, own, interval)
         if pushed:
             self._keep_pushed()
 
@@ -1857,7 +1858,7 @@ class Membership:
             if state is not None and state.proof is not None:
                 message["have"] = state.proof.seq
             self._outstanding.add(peer.id)
-            calls.start_soon(self._gossip_one, peer, message, interval)
+            start_soon(calls, self._gossip_one, peer, message, interval)
 
     def _probe_message(self) -> dict[str, Any]:
         """A probe with this node's whole record (what :meth:`_gossip_to` sends with an

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import TaskGroup
 
+from .._spawn import start_soon
 from .._validate import format_address
 from ..errors import ProtocolError, SynapseError
 from ..types import Peer
@@ -58,7 +59,7 @@ class AddressVerifier:
         """Candidates may be waiting: start checking them (``limit`` at once) in a moment."""
         if self._tg is not None and not self._woken:
             self._woken = True
-            self._tg.start_soon(self._start_checks)
+            start_soon(self._tg, self._start_checks)
 
     async def _start_checks(self) -> None:
         self._woken = False
@@ -70,7 +71,7 @@ class AddressVerifier:
         if tg is None or free <= 0:
             return  # (a check ending wakes us again)
         for candidate in m.table.next_candidates(m._now(), free, self.busy):
-            tg.start_soon(self._verify, candidate)
+            start_soon(tg, self._verify, candidate)
 
     async def _verify(self, candidate: Candidate) -> None:
         m = self._m

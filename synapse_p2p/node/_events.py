@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .._logging import FailureLog
+from .._spawn import start_soon
 
 __all__ = ["EventBus", "EventHandler"]
 
@@ -101,7 +102,7 @@ class EventBus:
                     self._made_room()
                     for handler in list(self.handlers.get(event, ())):
                         await self._limiter.acquire()
-                        tg.start_soon(self._call, handler, event, payload)
+                        start_soon(tg, self._call, handler, event, payload)
         finally:
             self._ready = None
 

@@ -36,6 +36,7 @@ from .._logging import configure_console_logging
 from .._quotas import Quotas
 from .._seams import LocalNode, Service
 from .._service_group import ServiceGroup, close_service_group, open_service_group
+from .._spawn import start_soon
 from .._validate import check_str, format_address
 from ..conversations import ConversationLog, MemoryConversationLog
 from ..conversations._broadcasting import Broadcasts
@@ -1394,7 +1395,7 @@ class _Running:
 
     async def __aenter__(self) -> Any:
         waiting = self._done
-        self._services.start_soon(self._host, name=self._what)
+        start_soon(self._services, self._host, name=self._what)
         try:
             await waiting.wait()
         except BaseException:  # the caller is cancelled: so is the start

@@ -23,6 +23,7 @@ from anyio.abc import ByteStream, TaskStatus
 from .._config import parse_seed
 from .._record_extras import MAX_RELAY_HINTS, RecordExtras, RelayHint
 from .._seams import LocalNode
+from .._spawn import start_soon
 from ..errors import HandshakeError, SynapseError
 from ..identity import Identity
 from ..rpc._server import Upgrade
@@ -231,7 +232,7 @@ class NodeRelay:
         async with anyio.create_task_group() as tg:
             with self.reservations.kept_in(tg, serve):  # in this group: no task of their own
                 if self.auto is not None:
-                    tg.start_soon(self.auto.run)
+                    start_soon(tg, self.auto.run)
                 task_status.started()
                 if self.reach is not None:  # in this task: none of its own
                     await self.reach.run()

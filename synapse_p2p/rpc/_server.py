@@ -37,6 +37,7 @@ from typing import Any
 import anyio
 from anyio.abc import ByteStream, Listener, SocketAttribute, TaskGroup, TaskStatus
 
+from .._spawn import start_soon
 from ..errors import (
     BAD_REQUEST,
     INTERNAL_ERROR,
@@ -199,7 +200,7 @@ class _ConnState:
 
     def spawn_worker(self) -> None:
         self.workers += 1
-        self.tg.start_soon(self.server._worker, self)
+        start_soon(self.tg, self.server._worker, self)
 
     def hand_reading_over(self) -> None:
         """Give the reading role to an idle worker, or to a new one."""
@@ -335,7 +336,7 @@ class RpcServer:
                 if self._watchdog is None:
                     self._watchdog = watchdog
                 for listener in listeners:
-                    tg.start_soon(self._accept_loop, listener, tg, watchdog)
+                    start_soon(tg, self._accept_loop, listener, tg, watchdog)
                 task_status.started(self.port)
         finally:
             if self._watchdog is watchdog:
@@ -393,7 +394,7 @@ class RpcServer:
                 continue
             self._open += 1
             self._accepted += 1
-            tg.start_soon(self._serve_connection, stream, watchdog, tg)
+            start_soon(tg, self._serve_connection, stream, watchdog, tg)
 
     async def _reject(self, stream: ByteStream, reason: str | None = None) -> None:
         if reason is None:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._spawn import start_soon
+
 if TYPE_CHECKING:
     from ._channel import FrameChannel
 
@@ -185,4 +187,4 @@ class Watchdog:
         nothing is started: the channel's owner closes what is left."""
         if self._tg is None:
             return
-        self._tg.start_soon(fn, *args)
+        start_soon(self._tg, fn, *args)
