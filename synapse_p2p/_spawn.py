@@ -33,5 +33,7 @@ def start_soon(
     trio = sys.modules.get("trio")
     if nursery is not None and trio is not None and type(nursery) is trio.Nursery:
         nursery.start_soon(func, *args, name=name)
+    elif name is None:
+        group.start_soon(func, *args)
     else:
         group.start_soon(func, *args, name=name)

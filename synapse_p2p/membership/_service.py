@@ -367,7 +367,12 @@ class Membership:
 
     def _new_table(self) -> PeerTable:
         config = self.config
-        table = PeerTable(self.local.node_id, config.peer_timeout, max_peers=config.max_peers)
+        table = PeerTable(
+            self.local.node_id,
+            config.peer_timeout,
+            max_peers=config.max_peers,
+            wall_clock=config.wall_clock,
+        )
         if config.partial_views:
             table.ages = self._ages
         return table
@@ -402,13 +407,15 @@ class Membership:
     def _gone(self, node_id: str) -> None:
         for forgotten in self._forgotten:
             forgotten(node_id)
+        state = self.table.get(node_id)
+        heard = None if state is None else state.heard
         peer = self.table.left(node_id)
         if peer is None:
             return
         self._peers.pop(node_id, None)
         self._lose()
         log.info("peer %s (%s) left", peer.name or node_id[:8], _fmt(peer))
-        self.hub.publish(PeerLeft(peer))
+        self.hub.publish(PeerLeft(self._last_heard(peer, heard)))
         if self.views is not None:
             self.views.member_down(node_id)
 
@@ -1158,7 +1165,10 @@ class Membership:
         self._lazy.pop(peer.id, None)
         self._lose()
         log.info("peer %s (%s) %s", peer.name or peer.id[:8], _fmt(peer), how)
-        self.hub.publish(PeerOffline(peer))
+        state = self.table.get(peer.id)
+        self.hub.publish(
+            PeerOffline(self._last_heard(peer, None if state is None else state.heard))
+        )
         if self.views is not None:
             self.views.member_down(peer.id)
 
@@ -2058,6 +2068,15 @@ class Membership:
         ``peer.heartbeat``."""
         peer = self._peers[state.peer.id] = self._seen_now(state)
         self.hub.publish(PeerHeartbeat(peer))
+
+    def _last_heard(self, peer: Peer, heard: float | None) -> Peer:
+        """``peer`` with ``last_seen`` the latest news of its life here (the table's
+        ``heard``), as ``node.peers`` showed it: the record held may be the copy the nodes of
+        this process share, with the time the first of them took it."""
+        if heard is None:
+            return peer
+        seen = self.config.wall_clock() - (self._now() - heard)
+        return replace(peer, last_seen=seen) if seen > peer.last_seen else peer
 
     def _seen_now(self, state: PeerState) -> Peer:
         """The member of ``state`` as ``node.peers`` shows it now (``last_seen`` now)."""

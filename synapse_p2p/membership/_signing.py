@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
@@ -142,16 +142,18 @@ def _shared(proof: RecordProof) -> RecordProof:
 _HELD: weakref.WeakValueDictionary[bytes, Peer] = weakref.WeakValueDictionary()
 
 
-def held_peer(peer: Peer, proof: RecordProof) -> Peer:
+def held_peer(peer: Peer, proof: RecordProof, seen: float | None = None) -> Peer:
     """The ``Peer`` another node of this process holds for ``proof`` if it is ``peer`` but
-    for ``last_seen`` (the same content, equally verified), else ``peer`` (kept for the next).
-    Its ``last_seen`` is then when that node took the record: ``node.peers`` shows each
-    node's own (see :mod:`._members`)."""
+    for ``last_seen`` (the same content, equally verified), else ``peer`` with ``last_seen``
+    ``seen`` (if given: when this node took the record), kept for the next. ``node.peers``
+    shows each node's own ``last_seen`` (see :mod:`._members`)."""
     if len(_NODES) < 2:
-        return peer
+        return peer if seen is None else replace(peer, last_seen=seen)
     held = _HELD.get(proof.sig)
     if held is not None and held.verified == peer.verified and _content(held) == _content(peer):
         return held
+    if seen is not None:
+        peer = replace(peer, last_seen=seen)
     _HELD[proof.sig] = peer
     return peer
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -94,12 +95,16 @@ class PeerState:
         if self.peer.verified != self.verified:
             self.peer = replace(self.peer, verified=self.verified)
 
-    def hold(self) -> None:
-        """:meth:`publish` a peer taken with its signed record: the copy the nodes of this
-        process share, if another holds it (:func:`~._signing.held_peer`)."""
+    def hold(self, seen: float) -> None:
+        """:meth:`publish` a peer just taken, with ``last_seen`` ``seen`` (the wall clock
+        now: never the sender's), or, taken with its signed record, the copy the nodes of
+        this process share if another holds it (:func:`~._signing.held_peer`: its
+        ``last_seen`` is when that node took it)."""
         self.publish()
         if self.proof is not None:
-            self.peer = held_peer(self.peer, self.proof)
+            self.peer = held_peer(self.peer, self.proof, seen)
+        elif self.peer.last_seen != seen:
+            self.peer = replace(self.peer, last_seen=seen)
 
 
 @dataclass(slots=True)
@@ -147,6 +152,8 @@ class PeerTable:
     #: and the sum of :func:`record_hash` of each one's id and ``seq`` (see :meth:`summary`).
     records_count: int = 0
     records_sum: int = 0
+    #: The wall clock (epoch seconds) that stamps a peer's ``last_seen`` as it is taken.
+    wall_clock: Callable[[], float] = time.time
     #: When the newest record held reached us (local monotonic time).
     newest_record: float = -math.inf
 
@@ -278,7 +285,7 @@ class PeerTable:
         if state is None or proof.seq <= state.seq:
             return "ignored"
         moved = not same_address(state.peer, peer)
-        state.peer = replace(peer, last_seen=state.peer.last_seen)
+        state.peer = peer
         if state.proof is None:
             self.changes += 1
         state.proof = proof
@@ -286,7 +293,7 @@ class PeerTable:
         self.newest_record = max(self.newest_record, now)
         self._retally(state)
         state.verified = True
-        state.hold()
+        state.hold(self.wall_clock())
         if heard is None:
             return "updated"
         state.heard = max(state.heard, heard) if state.alive else heard
@@ -311,6 +318,8 @@ class PeerTable:
         if not state.verified:
             state.verified = True
             state.publish()
+        # The same peer under the new signature: shared with the nodes that take it next.
+        state.peer = held_peer(state.peer, proof)
         state.heard = max(state.heard, heard)
         return "heartbeat"
 
@@ -432,7 +441,7 @@ class PeerTable:
             if proof is not None:
                 state.record_at = now
                 self.newest_record = max(self.newest_record, now)
-            state.hold()
+            state.hold(self.wall_clock())
             self.peers[peer.id] = state
             self.changes += 1
             self._retally(state)
@@ -455,7 +464,7 @@ class PeerTable:
             self.newest_record = max(self.newest_record, now)
         self._retally(state)
         state.verified = state.verified or proven or proof is not None
-        state.hold()
+        state.hold(self.wall_clock())
         if not state.alive:
             self._back(state)
             return "joined"

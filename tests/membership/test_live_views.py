@@ -163,6 +163,48 @@ async def test_the_nodes_of_one_process_share_a_member_s_record(anyio_backend: s
                 assert took_at - 5 < node.peers[late.node_id].last_seen <= took_at + 1
 
 
+async def test_a_member_s_last_seen_is_this_node_s_clock_and_news(anyio_backend: str) -> None:
+    """``last_seen`` is this node's wall clock at its latest news of the member: never the
+    member's own clock (one 600 s ahead), never the time another node of the process took the
+    record; ``peer.offline`` and ``peer.left`` carry it too."""
+    offset = [0.0]
+
+    def clock() -> float:  # the swarm's wall clock, moved on by the test
+        return time.time() + offset[0]
+
+    async with open_swarm(3, wall_clock=clock, **FAST) as swarm:
+        await settled(swarm)
+        first = swarm.nodes[0]
+        ahead = Node(
+            name="ahead",
+            seeds=[f"127.0.0.1:{first.port}"],
+            **{**_LATE_KW, "wall_clock": lambda: time.time() + 600},
+        )
+        left: list[Peer] = []
+        gone = anyio.Event()
+
+        @first.on("peer.left")
+        async def on_left(peer: Peer) -> None:
+            left.append(peer)
+            gone.set()
+
+        async with ahead:
+            with anyio.fail_after(20):
+                while not all(ahead.node_id in n.peers for n in swarm.nodes):
+                    await anyio.sleep(0.05)
+            for node in swarm.nodes:
+                assert node.peers[ahead.node_id].last_seen <= clock() + 1
+                assert node.membership.records[ahead.node_id].last_seen <= clock() + 1
+            offset[0] = 100.0  # the swarm's clock jumps: news from now on is 100 s later
+            moved = clock()
+            with anyio.fail_after(10):
+                while first.peers[ahead.node_id].last_seen < moved:
+                    await anyio.sleep(0.05)
+        with anyio.fail_after(10):
+            await gone.wait()
+        assert moved - 1 < left[0].last_seen <= clock() + 1
+
+
 _LATE_KW: dict[str, Any] = {"bind": "127.0.0.1", "swarm": "views", "partial_views": True, **FAST}
 
 
