@@ -51,9 +51,10 @@ class Members(Mapping[str, Peer]):
             now = anyio.current_time()
         except RuntimeError:  # read outside the event loop: the record as held
             return peer
-        seen = self._wall_clock() - (now - state.heard)
-        if seen - peer.last_seen < STEP:
-            return peer
+        wall = self._wall_clock()
+        seen = wall - (now - state.heard)
+        if seen - peer.last_seen < STEP and peer.last_seen < wall + STEP:
+            return peer  # (one ahead of this clock is set right: another node stamped it)
         peer = self._records[node_id] = replace(peer, last_seen=seen)
         return peer
 

@@ -71,6 +71,7 @@ from ._gossip import (
     sample_states,
 )
 from ._live_views import LiveViews
+from ._members import STEP as LAST_SEEN_STEP
 from ._members import Members
 from ._observed import AddressLearner
 from ._seeds import SeedJoiner
@@ -2075,8 +2076,11 @@ class Membership:
         this process share, with the time the first of them took it."""
         if heard is None:
             return peer
-        seen = self.config.wall_clock() - (self._now() - heard)
-        return replace(peer, last_seen=seen) if seen > peer.last_seen else peer
+        wall = self.config.wall_clock()
+        seen = wall - (self._now() - heard)
+        if seen > peer.last_seen or peer.last_seen >= wall + LAST_SEEN_STEP:
+            return replace(peer, last_seen=seen)
+        return peer
 
     def _seen_now(self, state: PeerState) -> Peer:
         """The member of ``state`` as ``node.peers`` shows it now (``last_seen`` now)."""
