@@ -22,10 +22,21 @@ from ..types import Peer
 if TYPE_CHECKING:
     from ._table import PeerTable
 
-__all__ = ["Members"]
+__all__ = ["Members", "as_heard"]
 
 #: ``last_seen`` is brought forward when the news is at least this much newer (seconds).
 STEP = 1.0
+
+
+def as_heard(peer: Peer, heard: float, now: float, wall: float, step: float = STEP) -> Peer:
+    """``peer`` with ``last_seen`` the latest news of its life here (``heard``, on the
+    monotonic clock that reads ``now``; ``wall`` is this node's wall clock now) if that is at
+    least ``step`` newer than the one it has, or if the one it has is ahead of this clock
+    (another node of the process stamped it); else ``peer`` itself."""
+    seen = wall - (now - heard)
+    if seen - peer.last_seen < step and peer.last_seen < wall + STEP:
+        return peer
+    return replace(peer, last_seen=seen)
 
 
 class Members(Mapping[str, Peer]):
@@ -51,12 +62,10 @@ class Members(Mapping[str, Peer]):
             now = anyio.current_time()
         except RuntimeError:  # read outside the event loop: the record as held
             return peer
-        wall = self._wall_clock()
-        seen = wall - (now - state.heard)
-        if seen - peer.last_seen < STEP and peer.last_seen < wall + STEP:
-            return peer  # (one ahead of this clock is set right: another node stamped it)
-        peer = self._records[node_id] = replace(peer, last_seen=seen)
-        return peer
+        shown = as_heard(peer, state.heard, now, self._wall_clock())
+        if shown is not peer:
+            self._records[node_id] = shown
+        return shown
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._records)

@@ -71,8 +71,7 @@ from ._gossip import (
     sample_states,
 )
 from ._live_views import LiveViews
-from ._members import STEP as LAST_SEEN_STEP
-from ._members import Members
+from ._members import Members, as_heard
 from ._observed import AddressLearner
 from ._seeds import SeedJoiner
 from ._signing import (
@@ -2076,11 +2075,7 @@ class Membership:
         this process share, with the time the first of them took it."""
         if heard is None:
             return peer
-        wall = self.config.wall_clock()
-        seen = wall - (self._now() - heard)
-        if seen > peer.last_seen or peer.last_seen >= wall + LAST_SEEN_STEP:
-            return replace(peer, last_seen=seen)
-        return peer
+        return as_heard(peer, heard, self._now(), self.config.wall_clock(), step=0.0)
 
     def _seen_now(self, state: PeerState) -> Peer:
         """The member of ``state`` as ``node.peers`` shows it now (``last_seen`` now)."""
