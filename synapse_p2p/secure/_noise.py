@@ -99,7 +99,7 @@ class CipherState:
     def __init__(self, key: bytes | None = None) -> None:
         self.key = key
         self.n = 0
-        self._aead = ChaCha20Poly1305(key) if key is not None else None
+        self._aead: ChaCha20Poly1305 | None = None  # (made at the first use: see aead)
 
     @property
     def has_key(self) -> bool:
@@ -109,8 +109,17 @@ class CipherState:
     def aead(self) -> ChaCha20Poly1305 | None:
         """The key's AEAD object, for callers that manage :attr:`n` themselves (the record
         layer seals and opens many records in a loop; it must use each nonce once, in order,
-        and never the reserved ``2**64 - 1``)."""
-        return self._aead
+        and never the reserved ``2**64 - 1``). Made at the first use, and again after
+        :meth:`rest`; ``None`` without a key."""
+        aead = self._aead
+        if aead is None and self.key is not None:
+            aead = self._aead = ChaCha20Poly1305(self.key)
+        return aead
+
+    def rest(self) -> None:
+        """Let go of the AEAD object (its OpenSSL context holds about 1.2 KiB): the key and the
+        counter stay, and the next use makes it again (about half a microsecond)."""
+        self._aead = None
 
     def _nonce(self) -> bytes:
         if self.n >= MAX_NONCE:
@@ -118,17 +127,19 @@ class CipherState:
         return _NONCE.pack(0, self.n)
 
     def encrypt_with_ad(self, ad: bytes, plaintext: bytes | memoryview) -> bytes:
-        if self._aead is None:
+        aead = self.aead
+        if aead is None:
             return bytes(plaintext)
-        out = self._aead.encrypt(self._nonce(), plaintext, ad)
+        out = aead.encrypt(self._nonce(), plaintext, ad)
         self.n += 1
         return out
 
     def decrypt_with_ad(self, ad: bytes, ciphertext: bytes | memoryview) -> bytes:
-        if self._aead is None:
+        aead = self.aead
+        if aead is None:
             return bytes(ciphertext)
         try:
-            out = self._aead.decrypt(self._nonce(), ciphertext, ad)
+            out = aead.decrypt(self._nonce(), ciphertext, ad)
         except InvalidTag:
             raise NoiseError("message failed authentication") from None
         self.n += 1

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import struct
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 
 from ..errors import RecordError
 from ._noise import MAX_NONCE, TAGLEN, CipherState
 
-__all__ = ["MAX_PLAINTEXT", "MAX_RECORD", "RecordLayer", "nonce"]
+__all__ = ["MAX_PLAINTEXT", "MAX_RECORD", "REST_AFTER", "RecordLayer", "nonce"]
 
 #: Largest record ciphertext (the 2-byte length prefix can say no more).
 MAX_RECORD = 65535
@@ -17,6 +22,37 @@ MAX_PLAINTEXT = MAX_RECORD - TAGLEN
 _LEN = struct.Struct("!H")
 #: Records up to this size are sliced (copied) rather than viewed when opened.
 _SMALL = 4096
+
+
+#: A record layer not used for this long (between two sweeps, so up to twice as long) lets go
+#: of its AEAD objects (see :meth:`RecordLayer.rest`).
+REST_AFTER = 2.0
+_clock: Callable[[], float] = time.monotonic
+
+
+class _Awake(threading.local):
+    """This thread's record layers that hold AEAD objects, and when to sweep them next (a
+    thread's event loop sweeps only its own)."""
+
+    def __init__(self) -> None:
+        self.layers: weakref.WeakSet[RecordLayer] = weakref.WeakSet()
+        self.sweep_at = 0.0
+
+
+_awake = _Awake()
+
+
+def _sweep(awake: _Awake) -> None:
+    """Rest the layers not used since the last sweep (at most every :data:`REST_AFTER`)."""
+    now = _clock()
+    if now < awake.sweep_at:
+        return
+    awake.sweep_at = now + REST_AFTER
+    for layer in list(awake.layers):
+        if layer._used:
+            layer._used = False
+        else:
+            layer.rest()
 
 
 def nonce(n: int) -> bytes:
@@ -36,9 +72,17 @@ class RecordLayer:
 
     The nonce counters live in the two :class:`~._noise.CipherState` objects (``send`` and
     ``receive``); the loops here use their AEAD objects directly, one call per record.
+
+    An AEAD object holds an OpenSSL context of about 1.2 KiB, and a swarm's links are idle
+    most of the time (a probe every few seconds): a layer not used for :data:`REST_AFTER`
+    lets go of both (:meth:`rest`) and makes them again at its next record, about half a
+    microsecond each. A thread's layers are swept (at most every :data:`REST_AFTER`) when
+    one of them takes its first record since the last sweep: a busy layer pays one attribute
+    check per record.
     """
 
     __slots__ = (
+        "__weakref__",
         "_buffer",
         "_decrypt",
         "_encrypt",
@@ -46,25 +90,69 @@ class RecordLayer:
         "_failed",
         "_receive",
         "_send",
+        "_used",
         "max_record",
     )
 
     def __init__(
         self, send: CipherState, receive: CipherState, *, max_record: int = MAX_RECORD
     ) -> None:
-        if send.aead is None or receive.aead is None:
+        if not send.has_key or not receive.has_key:
             raise ValueError("the record layer needs keyed cipher states")
         self._send = send
         self._receive = receive
-        self._encrypt = send.aead.encrypt
-        # recent cryptography seals into a buffer we give it: one buffer for a large write
-        # instead of a ciphertext per record joined afterwards (a copy and an allocation
-        # per record, measured at about half the cost of the cipher itself)
-        self._encrypt_into = getattr(send.aead, "encrypt_into", None)
-        self._decrypt = receive.aead.decrypt
+        self._encrypt: Callable[..., bytes] | None = None  # (see _sender and _receiver)
+        self._encrypt_into: Callable[..., Any] | None = None
+        self._decrypt: Callable[..., bytes] | None = None
+        self._used = False
         self._buffer = bytearray()
         self._failed: RecordError | None = None
         self.max_record = max_record
+
+    @property
+    def resting(self) -> bool:
+        """It holds no AEAD object (before its first record, or after :meth:`rest`)."""
+        return self._encrypt is None and self._decrypt is None
+
+    def rest(self) -> None:
+        """Let go of the AEAD objects (the keys and counters stay): the next record makes them
+        again. Called by the sweep of idle layers."""
+        self._encrypt = self._encrypt_into = self._decrypt = None
+        self._send.rest()
+        self._receive.rest()
+        _awake.layers.discard(self)
+
+    def _mark(self) -> None:
+        """The first record since the last sweep: used, and the sweep if one is due (the
+        layers woken are not enough: in a swarm that rests little, few wake)."""
+        self._used = True
+        _sweep(_awake)
+
+    def _sender(self) -> Callable[..., bytes]:
+        """The sending AEAD's ``encrypt``, made again if the layer rested."""
+        awake = _awake
+        _sweep(awake)
+        aead = self._send.aead
+        assert aead is not None  # (keyed: see __init__)
+        self._encrypt = encrypt = aead.encrypt
+        # recent cryptography seals into a buffer we give it: one buffer for a large write
+        # instead of a ciphertext per record joined afterwards (a copy and an allocation
+        # per record, measured at about half the cost of the cipher itself)
+        self._encrypt_into = getattr(aead, "encrypt_into", None)
+        self._used = True
+        awake.layers.add(self)
+        return encrypt
+
+    def _receiver(self) -> Callable[..., bytes]:
+        """The receiving AEAD's ``decrypt``, made again if the layer rested."""
+        awake = _awake
+        _sweep(awake)
+        aead = self._receive.aead
+        assert aead is not None
+        self._decrypt = decrypt = aead.decrypt
+        self._used = True
+        awake.layers.add(self)
+        return decrypt
 
     @property
     def buffered(self) -> int:
@@ -84,6 +172,10 @@ class RecordLayer:
         count = -(-size // MAX_PLAINTEXT)
         if n + count > MAX_NONCE:
             raise RecordError("secure channel nonces exhausted; reconnect")
+        if self._encrypt is None:
+            self._sender()
+        elif not self._used:
+            self._mark()
         into = self._encrypt_into
         if into is None:
             return self._seal_joined(data)
@@ -107,7 +199,9 @@ class RecordLayer:
         """:meth:`seal` of several records where the AEAD cannot write into a buffer."""
         cs = self._send
         n = cs.n
-        encrypt = self._encrypt
+        encrypt = self._encrypt or self._sender()
+        if not self._used:
+            self._mark()
         out = []
         with memoryview(data) as view:
             for start in range(0, len(view), MAX_PLAINTEXT):
@@ -126,7 +220,10 @@ class RecordLayer:
         n = cs.n
         if n >= MAX_NONCE:
             raise RecordError("secure channel nonces exhausted; reconnect")
-        sealed = self._encrypt((n << 32).to_bytes(12, "little"), data, None)
+        encrypt = self._encrypt or self._sender()
+        if not self._used:
+            self._mark()
+        sealed = encrypt((n << 32).to_bytes(12, "little"), data, None)
         cs.n = n + 1
         return len(sealed).to_bytes(2, "big") + sealed
 
@@ -146,12 +243,15 @@ class RecordLayer:
         n = cs.n
         if n >= MAX_NONCE:
             return None
+        decrypt = self._decrypt or self._receiver()
+        if not self._used:
+            self._mark()
         try:
             if size <= _SMALL:  # a copy this small costs less than a memoryview
-                plain = self._decrypt((n << 32).to_bytes(12, "little"), data[2:], None)
+                plain = decrypt((n << 32).to_bytes(12, "little"), data[2:], None)
             else:
                 with memoryview(data) as view:
-                    plain = self._decrypt((n << 32).to_bytes(12, "little"), view[2:], None)
+                    plain = decrypt((n << 32).to_bytes(12, "little"), view[2:], None)
         except InvalidTag:
             return None
         cs.n = n + 1
@@ -210,7 +310,9 @@ class RecordLayer:
     def _parse(self, view: memoryview, out: list[bytes]) -> int:
         """Decrypt the complete records in ``view`` into ``out``; return bytes consumed."""
         cs = self._receive
-        decrypt = self._decrypt
+        decrypt = self._decrypt or self._receiver()
+        if not self._used:
+            self._mark()
         limit = self.max_record
         n = cs.n
         pos = 0

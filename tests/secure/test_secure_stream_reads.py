@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synapse_p2p.secure import SecureStream
+from synapse_p2p.secure._noise import CipherState
 from synapse_p2p.secure._records import MAX_PLAINTEXT
 from tests.secure.test_secure_stream_nowait import PEER, layers
 
@@ -28,8 +29,9 @@ def test_sealing_in_place_gives_the_records_sealed_one_by_one(size: int, seed: b
     payload = (seed * (size // len(seed) + 1))[:size]
     in_place, receiver = layers()
     joined, _ = layers()
-    joined._encrypt = in_place._encrypt  # the same key, and both start at nonce 0
-    joined._encrypt_into = None
+    joined._send = CipherState(in_place._send.key)  # the same key; both start at nonce 0
+    joined._sender()
+    joined._encrypt_into = None  # (sealed record by record, then joined)
     sealed = in_place.seal(payload)
     assert bytes(sealed) == joined.seal(payload)
     assert b"".join(receiver.open(bytes(sealed))) == payload
