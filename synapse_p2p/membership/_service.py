@@ -291,9 +291,6 @@ class Membership:
         self._called: dict[str, float] = {}
         #: Members learned or updated here so far (a push that adds none is a duplicate).
         self.news_taken = 0
-        #: With views: member id -> the newest ``seq`` a push brought here (see
-        #: :meth:`take_push`).
-        self._pushed: dict[str, int] = {}
         #: With views, pushes along a tree: ``pruned`` (pushes of ours answered lazy),
         #: ``told`` (pushes we answered lazy), ``skipped`` (pushes of news not sent to a lazy
         #: neighbor), ``grafted`` (a lazy neighbor lacked records: pushed to again at once),
@@ -499,7 +496,6 @@ class Membership:
         self._differed.clear()
         self._slim_ok.clear()
         self._called.clear()
-        self._pushed.clear()
         self.tree.clear()
         self._watch.clear()
         self._refute = False
@@ -647,15 +643,13 @@ class Membership:
         if refused or not named:
             return refused, False
         duplicate = self.news_taken == taken
-        pushed = self._pushed
         held = self.table.peers
-        for node_id, seq in named:
-            if pushed.get(node_id, -1) < seq:
-                state = held.get(node_id)
-                if state is not None and state.proof is not None and state.proof.seq == seq:
-                    seq = state.proof.seq  # (the record's own int, not one more per member)
-                pushed[node_id] = seq  # the first push of this record here
-                duplicate = False
+        for node_id, seq in named:  # (a member not held: nothing of it kept, no news here)
+            state = held.get(node_id)
+            if state is not None and state.pushed < seq:
+                held_seq = state.seq
+                state.pushed = held_seq if held_seq == seq else seq  # (the record's own int)
+                duplicate = False  # the first push of this record here
         return refused, duplicate
 
     def _apply_digest(self, members: Any, sender_id: str, *, trusted: bool) -> int:
@@ -1653,8 +1647,6 @@ class Membership:
             old = self._now() - FRESH_ROUNDS * interval
             self._fresh = {i: t for i, t in self._fresh.items() if t > old}
         self._rounds += 1
-        if len(self._pushed) > len(self.table.peers) + MAX_DIGEST:  # (forgotten members)
-            self._pushed = {i: s for i, s in self._pushed.items() if i in self.table.peers}
         if len(self._partial_ok) > len(self.table.peers) + MAX_DIGEST:
             self._partial_ok = {i for i in self._partial_ok if i in self.table.peers}
         if len(self._summary_ok) > len(self.table.peers) + MAX_DIGEST:

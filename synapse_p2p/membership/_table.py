@@ -68,6 +68,9 @@ class PeerState:
     suspect_since: float = math.nan
     #: The ``seq`` this member counts by in :attr:`PeerTable.records_sum` (-1: not counted).
     tallied: int = -1
+    #: With views, the newest ``seq`` of this member's record a push brought here (see
+    #: ``Membership.take_push``; -1: none).
+    pushed: int = -1
 
     @property
     def seq(self) -> int:
