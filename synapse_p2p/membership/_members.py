@@ -5,8 +5,10 @@ A member's ``last_seen`` is the wall-clock time of the latest evidence that it i
 own call or answer, or (gossiped) a peer's contact with it. With partial views a member outside
 the active view rarely calls this node itself, so its direct contact alone would leave
 ``last_seen`` at its join. The table's ``heard`` (monotonic) moves with every piece of news, so
-the record shown is brought up to it when read, at most once a second per member (reading
-costs nothing more when nothing moved, and nothing at all when nobody reads).
+the record shown is brought up to it when read: a copy with that ``last_seen`` if it is
+newer, which the listing does not keep (the record it holds may be the one
+the nodes of the process share: see ``PeerState.hold``), and nothing at all when nobody
+reads.
 """
 
 from __future__ import annotations
@@ -24,17 +26,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Members", "as_heard"]
 
-#: ``last_seen`` is brought forward when the news is at least this much newer (seconds).
-STEP = 1.0
+#: A ``last_seen`` more than this ahead of this node's wall clock (seconds) was stamped by
+#: another node of the process, whose clock may differ (see ``PeerState.hold``).
+AHEAD = 1.0
 
 
-def as_heard(peer: Peer, heard: float, now: float, wall: float, step: float = STEP) -> Peer:
+def as_heard(peer: Peer, heard: float, now: float, wall: float) -> Peer:
     """``peer`` with ``last_seen`` the latest news of its life here (``heard``, on the
-    monotonic clock that reads ``now``; ``wall`` is this node's wall clock now) if that is at
-    least ``step`` newer than the one it has, or if the one it has is ahead of this clock
-    (another node of the process stamped it); else ``peer`` itself."""
+    monotonic clock that reads ``now``; ``wall`` is this node's wall clock now) if that is
+    newer than the one it has, or if the one it has is ahead of this clock; else ``peer``
+    itself."""
     seen = wall - (now - heard)
-    if seen - peer.last_seen < step and peer.last_seen < wall + STEP:
+    if seen <= peer.last_seen < wall + AHEAD:
         return peer
     return replace(peer, last_seen=seen)
 
@@ -62,10 +65,7 @@ class Members(Mapping[str, Peer]):
             now = anyio.current_time()
         except RuntimeError:  # read outside the event loop: the record as held
             return peer
-        shown = as_heard(peer, state.heard, now, self._wall_clock())
-        if shown is not peer:
-            self._records[node_id] = shown
-        return shown
+        return as_heard(peer, state.heard, now, self._wall_clock())
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._records)

@@ -2055,11 +2055,14 @@ class Membership:
             self._contact(state)
 
     def _contact(self, state: PeerState) -> None:
-        """The member of ``state`` was in contact now: listed with ``last_seen`` now (a copy
-        of the record held: that one may be shared, see :meth:`PeerState.hold`),
-        ``peer.heartbeat``."""
-        peer = self._peers[state.peer.id] = self._seen_now(state)
-        self.hub.publish(PeerHeartbeat(peer))
+        """The member of ``state`` was in contact now: listed as held (a contact may have
+        brought a new record), ``peer.heartbeat`` with ``last_seen`` now (a copy: the record
+        held may be shared, see :meth:`PeerState.hold`). ``node.peers`` shows ``last_seen``
+        from the table's ``heard``, which the contact moved: the listing keeps no copy (that
+        would be one ``Peer`` more per member ever in contact, about 150 per node after a
+        start of 200)."""
+        self._peers[state.peer.id] = state.peer
+        self.hub.publish(PeerHeartbeat(self._seen_now(state)))
 
     def _last_heard(self, peer: Peer, heard: float | None) -> Peer:
         """``peer`` with ``last_seen`` the latest news of its life here (the table's
@@ -2067,7 +2070,7 @@ class Membership:
         this process share, with the time the first of them took it."""
         if heard is None:
             return peer
-        return as_heard(peer, heard, self._now(), self.config.wall_clock(), step=0.0)
+        return as_heard(peer, heard, self._now(), self.config.wall_clock())
 
     def _seen_now(self, state: PeerState) -> Peer:
         """The member of ``state`` as ``node.peers`` shows it now (``last_seen`` now)."""

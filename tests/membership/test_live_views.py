@@ -161,6 +161,14 @@ async def test_the_nodes_of_one_process_share_a_member_s_record(anyio_backend: s
             assert took_at - 5 < joined[0] <= took_at
             for node in swarm.nodes:
                 assert took_at - 5 < node.peers[late.node_id].last_seen <= took_at + 1
+            # Neither contact (every round here) nor reading node.peers gives a node a copy
+            # of its own to keep: it lists the record its table holds, the shared one.
+            for node in [*swarm.nodes, late]:
+                for member_id in list(node.peers):
+                    assert node.peers[member_id].last_seen > 0
+                    state = node.membership.table.get(member_id)
+                    assert state is not None
+                    assert node.membership.records[member_id] is state.peer, node.name
 
 
 async def test_a_member_s_last_seen_is_this_node_s_clock_and_news(anyio_backend: str) -> None:
