@@ -5,7 +5,8 @@ A member's ``last_seen`` is the wall-clock time of the latest evidence that it i
 own call or answer, or (gossiped) a peer's contact with it. With partial views a member outside
 the active view rarely calls this node itself, so its direct contact alone would leave
 ``last_seen`` at its join. The table's ``heard`` (monotonic) moves with every piece of news, so
-the record shown is brought up to it when read: a copy with that ``last_seen`` if it is
+the record shown is brought up to it when read (also from another thread, with the offset
+between the clocks last taken in the event loop): a copy with that ``last_seen`` if it is
 newer, which the listing does not keep (the record it holds may be the one
 the nodes of the process share: see ``PeerState.hold``), and nothing at all when nobody
 reads.
@@ -29,14 +30,18 @@ __all__ = ["Members", "as_heard"]
 #: A ``last_seen`` more than this ahead of this node's wall clock (seconds) was stamped by
 #: another node of the process, whose clock may differ (see ``PeerState.hold``).
 AHEAD = 1.0
+#: The offset of this node's wall clock from the event loop's is taken anew only when it
+#: moved by more than this (seconds): two clocks read a moment apart differ by microseconds
+#: at each read, and ``last_seen`` must not move without news.
+DRIFT = 0.001
 
 
-def as_heard(peer: Peer, heard: float, now: float, wall: float) -> Peer:
-    """``peer`` with ``last_seen`` the latest news of its life here (``heard``, on the
-    monotonic clock that reads ``now``; ``wall`` is this node's wall clock now) if that is
-    newer than the one it has, or if the one it has is ahead of this clock; else ``peer``
-    itself."""
-    seen = wall - (now - heard)
+def as_heard(peer: Peer, heard: float, shift: float, wall: float) -> Peer:
+    """``peer`` with ``last_seen`` the latest news of its life here (``heard``, on the event
+    loop's clock; ``shift``: this node's wall clock less that clock, see :meth:`Members.shift`;
+    ``wall``: this node's wall clock now) if that is newer than the one it has, or if the one
+    it has is ahead of this clock; else ``peer`` itself."""
+    seen = heard + shift
     if seen <= peer.last_seen < wall + AHEAD:
         return peer
     return replace(peer, last_seen=seen)
@@ -55,17 +60,30 @@ class Members(Mapping[str, Peer]):
         self._records = records
         self._table = table
         self._wall_clock = wall_clock
+        self._shift: float | None = None
+
+    def shift(self, now: float, wall: float) -> float:
+        """This node's wall clock less the event loop's (``wall`` and ``now``, read together),
+        as last taken unless it moved by more than :data:`DRIFT`."""
+        shift = wall - now
+        if self._shift is None or abs(shift - self._shift) > DRIFT:
+            self._shift = shift
+            return shift
+        return self._shift
 
     def __getitem__(self, node_id: str) -> Peer:
         peer = self._records[node_id]
         state = self._table().get(node_id)
         if state is None or not state.alive:
             return peer
+        wall = self._wall_clock()
         try:
-            now = anyio.current_time()
-        except RuntimeError:  # read outside the event loop: the record as held
-            return peer
-        return as_heard(peer, state.heard, now, self._wall_clock())
+            shift = self.shift(anyio.current_time(), wall)
+        except RuntimeError:  # read outside the event loop: the offset it last had there
+            if self._shift is None:
+                return peer
+            shift = self._shift
+        return as_heard(peer, state.heard, shift, wall)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._records)

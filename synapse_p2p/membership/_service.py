@@ -241,11 +241,11 @@ class Membership:
         self._peers: dict[str, Peer] = {}
         #: The verified, alive members by id (a read-only live view; ``last_seen``: the
         #: latest news of the member's life, :mod:`._members`).
-        self.peers: Mapping[str, Peer] = Members(self._peers, lambda: self.table, config.wall_clock)
-        #: The same members as held (a read-only live mapping; ``last_seen`` as of the last
-        #: read through :attr:`peers` or contact, else when the record was first taken in this
-        #: process, see :meth:`PeerState.hold`): for going over the members where
-        #: ``last_seen`` does not matter, without a record brought up to date for each (see
+        self._members = Members(self._peers, lambda: self.table, config.wall_clock)
+        self.peers: Mapping[str, Peer] = self._members
+        #: The same members as held (a read-only live mapping; ``last_seen``: when the record
+        #: was first taken in this process, see :meth:`PeerState.hold`): for going over the
+        #: members where ``last_seen`` does not matter, without a copy made for each (see
         #: :mod:`._members`).
         self.records: Mapping[str, Peer] = self._peers
         self.table = self._new_table()
@@ -1647,6 +1647,7 @@ class Membership:
             old = self._now() - FRESH_ROUNDS * interval
             self._fresh = {i: t for i, t in self._fresh.items() if t > old}
         self._rounds += 1
+        self._members.shift(self._now(), self.config.wall_clock())  # (for reads off the loop)
         if len(self._partial_ok) > len(self.table.peers) + MAX_DIGEST:
             self._partial_ok = {i for i in self._partial_ok if i in self.table.peers}
         if len(self._summary_ok) > len(self.table.peers) + MAX_DIGEST:
@@ -2070,7 +2071,8 @@ class Membership:
         this process share, with the time the first of them took it."""
         if heard is None:
             return peer
-        return as_heard(peer, heard, self._now(), self.config.wall_clock())
+        wall = self.config.wall_clock()
+        return as_heard(peer, heard, self._members.shift(self._now(), wall), wall)
 
     def _seen_now(self, state: PeerState) -> Peer:
         """The member of ``state`` as ``node.peers`` shows it now (``last_seen`` now)."""

@@ -97,6 +97,8 @@ class CipherState:
     __slots__ = ("_aead", "key", "n")
 
     def __init__(self, key: bytes | None = None) -> None:
+        if key is not None and len(key) != 32:  # (the AEAD object is made at the first use)
+            raise ValueError("a ChaCha20-Poly1305 key is 32 bytes")
         self.key = key
         self.n = 0
         self._aead: ChaCha20Poly1305 | None = None  # (made at the first use: see aead)

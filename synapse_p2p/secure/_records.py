@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import struct
-import threading
-import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +11,7 @@ from cryptography.exceptions import InvalidTag
 from ..errors import RecordError
 from ._noise import MAX_NONCE, TAGLEN, CipherState
 
-__all__ = ["MAX_PLAINTEXT", "MAX_RECORD", "REST_AFTER", "RecordLayer", "nonce"]
+__all__ = ["CHECK_EVERY", "MAX_PLAINTEXT", "MAX_RECORD", "RecordLayer", "nonce"]
 
 #: Largest record ciphertext (the 2-byte length prefix can say no more).
 MAX_RECORD = 65535
@@ -24,35 +21,9 @@ _LEN = struct.Struct("!H")
 _SMALL = 4096
 
 
-#: A record layer not used for this long (between two sweeps, so up to twice as long) lets go
-#: of its AEAD objects (see :meth:`RecordLayer.rest`).
-REST_AFTER = 2.0
-_clock: Callable[[], float] = time.monotonic
-
-
-class _Awake(threading.local):
-    """This thread's record layers that hold AEAD objects, and when to sweep them next (a
-    thread's event loop sweeps only its own)."""
-
-    def __init__(self) -> None:
-        self.layers: weakref.WeakSet[RecordLayer] = weakref.WeakSet()
-        self.sweep_at = 0.0
-
-
-_awake = _Awake()
-
-
-def _sweep(awake: _Awake) -> None:
-    """Rest the layers not used since the last sweep (at most every :data:`REST_AFTER`)."""
-    now = _clock()
-    if now < awake.sweep_at:
-        return
-    awake.sweep_at = now + REST_AFTER
-    for layer in list(awake.layers):
-        if layer._used:
-            layer._used = False
-        else:
-            layer.rest()
+#: A layer in use tells its watch (see :attr:`RecordLayer.watch`) at least every this many
+#: records, so that a sweep of idle layers can come while only busy ones carry records.
+CHECK_EVERY = 16
 
 
 def nonce(n: int) -> bytes:
@@ -74,11 +45,12 @@ class RecordLayer:
     ``receive``); the loops here use their AEAD objects directly, one call per record.
 
     An AEAD object holds an OpenSSL context of about 1.2 KiB, and a swarm's links are idle
-    most of the time (a probe every few seconds): a layer not used for :data:`REST_AFTER`
-    lets go of both (:meth:`rest`) and makes them again at its next record, about half a
-    microsecond each. A thread's layers are swept (at most every :data:`REST_AFTER`) when
-    one of them takes its first record since the last sweep: a busy layer pays one attribute
-    check per record.
+    most of the time: :meth:`rest` lets go of both (the keys and counters stay), and the next
+    record makes them again, about half a microsecond each. The layer reads no clock: it
+    tells its :attr:`watch` (if set) when it makes an AEAD object, at its first record since
+    :meth:`take_used`, and every :data:`CHECK_EVERY` records (a decrement and a test per
+    record); the secure stream's watch sweeps the idle layers of its thread
+    (``_resting.py``).
     """
 
     __slots__ = (
@@ -88,10 +60,12 @@ class RecordLayer:
         "_encrypt",
         "_encrypt_into",
         "_failed",
+        "_left",
         "_receive",
         "_send",
         "_used",
         "max_record",
+        "watch",
     )
 
     def __init__(
@@ -105,9 +79,13 @@ class RecordLayer:
         self._encrypt_into: Callable[..., Any] | None = None
         self._decrypt: Callable[..., bytes] | None = None
         self._used = False
+        self._left = 0  # records before the watch is told again (see _mark)
         self._buffer = bytearray()
         self._failed: RecordError | None = None
         self.max_record = max_record
+        #: Told (with the layer) as the class says; ``None``: nobody watches, nothing rests
+        #: unless :meth:`rest` is called.
+        self.watch: Callable[[RecordLayer], None] | None = None
 
     @property
     def resting(self) -> bool:
@@ -116,22 +94,31 @@ class RecordLayer:
 
     def rest(self) -> None:
         """Let go of the AEAD objects (the keys and counters stay): the next record makes them
-        again. Called by the sweep of idle layers."""
+        again."""
         self._encrypt = self._encrypt_into = self._decrypt = None
+        self._used = False
         self._send.rest()
         self._receive.rest()
-        _awake.layers.discard(self)
+
+    def take_used(self) -> bool:
+        """Whether the layer carried a record since the last call (or since it woke); the
+        next record is then the first again, and tells the watch."""
+        used = self._used
+        self._used = False
+        self._left = 0
+        return used
 
     def _mark(self) -> None:
-        """The first record since the last sweep: used, and the sweep if one is due (the
-        layers woken are not enough: in a swarm that rests little, few wake)."""
+        """The first record since :meth:`take_used`, or the :data:`CHECK_EVERY`-th since the
+        watch was last told, or an AEAD object made: used, and the watch told."""
         self._used = True
-        _sweep(_awake)
+        self._left = CHECK_EVERY
+        watch = self.watch
+        if watch is not None:
+            watch(self)
 
     def _sender(self) -> Callable[..., bytes]:
         """The sending AEAD's ``encrypt``, made again if the layer rested."""
-        awake = _awake
-        _sweep(awake)
         aead = self._send.aead
         assert aead is not None  # (keyed: see __init__)
         self._encrypt = encrypt = aead.encrypt
@@ -139,19 +126,15 @@ class RecordLayer:
         # instead of a ciphertext per record joined afterwards (a copy and an allocation
         # per record, measured at about half the cost of the cipher itself)
         self._encrypt_into = getattr(aead, "encrypt_into", None)
-        self._used = True
-        awake.layers.add(self)
+        self._mark()
         return encrypt
 
     def _receiver(self) -> Callable[..., bytes]:
         """The receiving AEAD's ``decrypt``, made again if the layer rested."""
-        awake = _awake
-        _sweep(awake)
         aead = self._receive.aead
         assert aead is not None
         self._decrypt = decrypt = aead.decrypt
-        self._used = True
-        awake.layers.add(self)
+        self._mark()
         return decrypt
 
     @property
@@ -174,7 +157,8 @@ class RecordLayer:
             raise RecordError("secure channel nonces exhausted; reconnect")
         if self._encrypt is None:
             self._sender()
-        elif not self._used:
+        self._left -= 1
+        if self._left < 0:
             self._mark()
         into = self._encrypt_into
         if into is None:
@@ -200,7 +184,8 @@ class RecordLayer:
         cs = self._send
         n = cs.n
         encrypt = self._encrypt or self._sender()
-        if not self._used:
+        self._left -= 1
+        if self._left < 0:
             self._mark()
         out = []
         with memoryview(data) as view:
@@ -221,7 +206,8 @@ class RecordLayer:
         if n >= MAX_NONCE:
             raise RecordError("secure channel nonces exhausted; reconnect")
         encrypt = self._encrypt or self._sender()
-        if not self._used:
+        self._left -= 1
+        if self._left < 0:
             self._mark()
         sealed = encrypt((n << 32).to_bytes(12, "little"), data, None)
         cs.n = n + 1
@@ -244,7 +230,8 @@ class RecordLayer:
         if n >= MAX_NONCE:
             return None
         decrypt = self._decrypt or self._receiver()
-        if not self._used:
+        self._left -= 1
+        if self._left < 0:
             self._mark()
         try:
             if size <= _SMALL:  # a copy this small costs less than a memoryview
@@ -311,7 +298,8 @@ class RecordLayer:
         """Decrypt the complete records in ``view`` into ``out``; return bytes consumed."""
         cs = self._receive
         decrypt = self._decrypt or self._receiver()
-        if not self._used:
+        self._left -= 1
+        if self._left < 0:
             self._mark()
         limit = self.max_record
         n = cs.n

@@ -18,6 +18,7 @@ from ..errors import RecordError
 from ._attributes import SecureAttribute
 from ._channel import PeerIdentity
 from ._records import MAX_PLAINTEXT, RecordLayer
+from ._resting import look
 
 __all__ = ["PrefixedStream", "SecureStream"]
 
@@ -62,6 +63,7 @@ class SecureStream(ByteStream):
         self.transport_stream = stream
         self.peer = peer
         self._session = session
+        session.watch = look  # (idle, it lets go of its cipher contexts)
         #: Received plaintext not returned yet, from ``_head`` on (a list and an index rather
         #: than a deque: a deque costs 760 bytes even empty, this 56, on every connection).
         #: Emptied once all is taken, so ``_head`` is 0 whenever it is empty.

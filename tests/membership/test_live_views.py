@@ -165,10 +165,22 @@ async def test_the_nodes_of_one_process_share_a_member_s_record(anyio_backend: s
             # of its own to keep: it lists the record its table holds, the shared one.
             for node in [*swarm.nodes, late]:
                 for member_id in list(node.peers):
-                    assert node.peers[member_id].last_seen > 0
+                    shown = node.peers[member_id]
+                    # No news between two reads: the same last_seen (clocks read again).
+                    assert node.peers[member_id] == shown
                     state = node.membership.table.get(member_id)
                     assert state is not None
                     assert node.membership.records[member_id] is state.peer, node.name
+            # Read from another thread, a member's last_seen is the latest news as well.
+            other = swarm.nodes[1].node_id
+            with anyio.fail_after(10):  # (the record held was stamped when first taken)
+                while (
+                    first.peers[other].last_seen - first.membership.records[other].last_seen < 1.0
+                ):
+                    await anyio.sleep(0.05)
+            here = first.peers[other].last_seen
+            there = await anyio.to_thread.run_sync(lambda: first.peers[other].last_seen)
+            assert abs(there - here) < 0.5
 
 
 async def test_a_member_s_last_seen_is_this_node_s_clock_and_news(anyio_backend: str) -> None:

@@ -7,9 +7,12 @@ import os
 import pytest
 
 from synapse_p2p.errors import RecordError
-from synapse_p2p.secure import _records
+from synapse_p2p.secure import _resting
 from synapse_p2p.secure._noise import CipherState
-from synapse_p2p.secure._records import REST_AFTER, RecordLayer
+from synapse_p2p.secure._records import RecordLayer
+from synapse_p2p.secure._resting import REST_AFTER, look
+from synapse_p2p.secure._secure_stream import SecureStream
+from tests.secure.test_secure_stream_nowait import PEER, ScriptedStream, layers
 
 
 class Clock:
@@ -23,16 +26,21 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(_records, "_clock", clock)
-    monkeypatch.setattr(_records, "_awake", _records._Awake())  # (this test's layers only)
+    monkeypatch.setattr(_resting, "_clock", clock)
+    monkeypatch.setattr(_resting, "_awake", _resting._Awake())  # (this test's layers only)
     return clock
 
 
-def pair() -> tuple[RecordLayer, RecordLayer]:
+def pair(watch: bool = True) -> tuple[RecordLayer, RecordLayer]:
+    """Two ends of a link, watched as a secure stream's layers are."""
     one, two = os.urandom(32), os.urandom(32)
-    return RecordLayer(CipherState(one), CipherState(two)), RecordLayer(
-        CipherState(two), CipherState(one)
+    a, b = (
+        RecordLayer(CipherState(one), CipherState(two)),
+        RecordLayer(CipherState(two), CipherState(one)),
     )
+    if watch:
+        a.watch = b.watch = look
+    return a, b
 
 
 def talk(a: RecordLayer, b: RecordLayer, text: bytes) -> None:
@@ -92,3 +100,40 @@ def test_a_layer_sealing_many_records_after_a_rest(clock: Clock) -> None:
     b.rest()
     payload = os.urandom(200_000)  # several records, sealed into one buffer
     assert b"".join(b.open(a.seal(payload))) == payload
+
+
+def test_a_layer_rests_while_only_busy_ones_carry_records(clock: Clock) -> None:
+    """No layer wakes and every busy one was marked used before the sweep was due: the busy
+    ones still look at the sweep every few records, so the idle one rests."""
+    idle_a, idle_b = pair()
+    busy_a, busy_b = pair()
+    talk(idle_a, idle_b, b"once")
+    for _ in range(100):  # 20 s of a record each way every 0.2 s
+        clock.now += 0.2
+        talk(busy_a, busy_b, b"busy")
+    assert (idle_a.resting, idle_b.resting) == (True, True)
+    assert (busy_a.resting, busy_b.resting) == (False, False)
+    talk(idle_a, idle_b, b"again")
+
+
+def test_a_key_of_the_wrong_length_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        CipherState(b"short")
+
+
+def test_an_unwatched_layer_never_rests_by_itself(clock: Clock) -> None:
+    """Without a watch (the sans-IO layer alone) nothing reads a clock and nothing rests."""
+    a, b = pair(watch=False)
+    talk(a, b, b"once")
+    for _ in range(50):
+        clock.now += 1.0
+        talk(*pair(), b"others")
+    assert (a.resting, b.resting) == (False, False)
+
+
+def test_a_secure_stream_s_layer_is_watched() -> None:
+    """The secure stream sets its record layer's watch (the sweep of its thread)."""
+    sending, _ = layers()
+    assert sending.watch is None
+    SecureStream(ScriptedStream(iter(()), all_or_nothing=False), sending, PEER, [])
+    assert sending.watch is look
