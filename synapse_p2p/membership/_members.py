@@ -7,9 +7,8 @@ the active view rarely calls this node itself, so its direct contact alone would
 ``last_seen`` at its join. The table's ``heard`` (monotonic) moves with every piece of news, so
 the record shown is brought up to it when read (also from another thread, with the offset
 between the clocks last taken in the event loop): a copy with that ``last_seen`` if it is
-newer, which the listing does not keep (the record it holds may be the one
-the nodes of the process share: see ``PeerState.hold``), and nothing at all when nobody
-reads.
+newer, which the listing does not keep (the record it holds may be the one the nodes of the
+process share: see ``PeerState.hold``), and nothing at all when nobody reads.
 """
 
 from __future__ import annotations
