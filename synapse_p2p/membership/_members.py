@@ -61,12 +61,16 @@ class Members(Mapping[str, Peer]):
         self._wall_clock = wall_clock
         self._shift: float | None = None
 
-    def shift(self, now: float, wall: float) -> float:
+    def shift(self, now: float, wall: float, *, keep: bool = True) -> float:
         """This node's wall clock less the event loop's (``wall`` and ``now``, read together),
-        as last taken unless it moved by more than :data:`DRIFT`."""
+        as last taken unless it moved by more than :data:`DRIFT`. ``keep``: take it (the
+        membership does, in its own loop); a read of ``node.peers`` does only the first time,
+        as it may run in another thread's event loop, whose clock is not this node's."""
         shift = wall - now
-        if self._shift is None or abs(shift - self._shift) > DRIFT:
+        if self._shift is None or (keep and abs(shift - self._shift) > DRIFT):
             self._shift = shift
+            return shift
+        if abs(shift - self._shift) > DRIFT:
             return shift
         return self._shift
 
@@ -77,7 +81,7 @@ class Members(Mapping[str, Peer]):
             return peer
         wall = self._wall_clock()
         try:
-            shift = self.shift(anyio.current_time(), wall)
+            shift = self.shift(anyio.current_time(), wall, keep=False)
         except RuntimeError:  # read outside the event loop: the offset it last had there
             if self._shift is None:
                 return peer

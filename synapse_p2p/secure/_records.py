@@ -22,7 +22,8 @@ _SMALL = 4096
 
 
 #: A layer in use tells its watch (see :attr:`RecordLayer.watch`) at least every this many
-#: records, so that a sweep of idle layers can come while only busy ones carry records.
+#: seals or opens (each of one record or more), so that a sweep of idle layers can come while
+#: only busy ones carry records.
 CHECK_EVERY = 16
 
 
@@ -48,9 +49,8 @@ class RecordLayer:
     most of the time: :meth:`rest` lets go of both (the keys and counters stay), and the next
     record makes them again, about half a microsecond each. The layer reads no clock: it
     tells its :attr:`watch` (if set) when it makes an AEAD object, at its first record since
-    :meth:`take_used`, and every :data:`CHECK_EVERY` records (a decrement and a test per
-    record); the secure stream's watch sweeps the idle layers of its thread
-    (``_resting.py``).
+    :meth:`take_used`, and every :data:`CHECK_EVERY` seals or opens (a decrement and a test
+    each); the secure stream's watch sweeps the idle layers of its thread (``_resting.py``).
     """
 
     __slots__ = (

@@ -64,6 +64,7 @@ class SecureStream(ByteStream):
         self.peer = peer
         self._session = session
         session.watch = look  # (idle, it lets go of its cipher contexts)
+        look(session)  # (the handshake used it unwatched: among its thread's layers from now)
         #: Received plaintext not returned yet, from ``_head`` on (a list and an index rather
         #: than a deque: a deque costs 760 bytes even empty, this 56, on every connection).
         #: Emptied once all is taken, so ``_head`` is 0 whenever it is empty.

@@ -137,3 +137,16 @@ def test_a_secure_stream_s_layer_is_watched() -> None:
     assert sending.watch is None
     SecureStream(ScriptedStream(iter(()), all_or_nothing=False), sending, PEER, [])
     assert sending.watch is look
+
+
+def test_a_layer_used_before_its_stream_watched_it_rests_when_idle(clock: Clock) -> None:
+    """The handshake seals and opens with the layer before the secure stream sets its watch;
+    a connection that carries nothing afterwards rests all the same."""
+    a, b = pair(watch=False)
+    talk(a, b, b"handshake")
+    SecureStream(ScriptedStream(iter(()), all_or_nothing=False), a, PEER, [])
+    busy_a, busy_b = pair()
+    for _ in range(30):  # 6 s of another link carrying records
+        clock.now += 0.2
+        talk(busy_a, busy_b, b"busy")
+    assert a.resting

@@ -1,0 +1,29 @@
+"""``node.peers``: the offset between the wall clock and the event loop's that ``last_seen``
+is computed with."""
+
+from __future__ import annotations
+
+from synapse_p2p.membership._members import DRIFT, Members
+from synapse_p2p.membership._table import PeerTable
+
+
+def members() -> Members:
+    table = PeerTable("self", peer_timeout=10.0)
+    return Members({}, lambda: table, lambda: 0.0)
+
+
+def test_the_offset_holds_within_the_drift_and_moves_past_it() -> None:
+    m = members()
+    assert m.shift(10.0, 1000.0) == 990.0
+    assert m.shift(20.0, 1010.0 + DRIFT / 2) == 990.0  # (two clocks read a moment apart)
+    assert m.shift(30.0, 1120.0) == 1090.0  # the wall clock jumped
+    assert m.shift(40.0, 1130.0) == 1090.0
+
+
+def test_a_read_from_another_loop_does_not_take_its_clock_for_this_node_s() -> None:
+    """A read of ``node.peers`` in another thread's event loop (another clock) gets an offset
+    of its own, and the node keeps the one its membership took."""
+    m = members()
+    m.shift(10.0, 1000.0)
+    assert m.shift(150_000.0, 1001.0, keep=False) == 1001.0 - 150_000.0
+    assert m.shift(11.0, 1001.0, keep=False) == 990.0
