@@ -66,13 +66,12 @@ class Members(Mapping[str, Peer]):
         as last taken unless it moved by more than :data:`DRIFT`. ``keep``: take it (the
         membership does, in its own loop); a read of ``node.peers`` does only the first time,
         as it may run in another thread's event loop, whose clock is not this node's."""
-        shift = wall - now
-        if self._shift is None or (keep and abs(shift - self._shift) > DRIFT):
+        shift, held = wall - now, self._shift
+        if held is not None and abs(shift - held) <= DRIFT:
+            return held
+        if keep or held is None:
             self._shift = shift
-            return shift
-        if abs(shift - self._shift) > DRIFT:
-            return shift
-        return self._shift
+        return shift
 
     def __getitem__(self, node_id: str) -> Peer:
         peer = self._records[node_id]
