@@ -150,7 +150,7 @@ class Peer:
     capabilities: list[str] = field(default_factory=list)
     #: When this node last had news of the peer's life (wall clock): the peer's own call or
     #: answer, or gossip of another member's contact with it (in ``node.peers``, brought up to
-    #: date when read, to the second).
+    #: date when read).
     last_seen: float = field(default_factory=time.time)
     #: This node's own knowledge, never read from the wire: the peer proved its identity key
     #: (a secure-channel handshake, or a record signed by it).

@@ -5,14 +5,16 @@ A member's ``last_seen`` is the wall-clock time of the latest evidence that it i
 own call or answer, or (gossiped) a peer's contact with it. With partial views a member outside
 the active view rarely calls this node itself, so its direct contact alone would leave
 ``last_seen`` at its join. The table's ``heard`` (monotonic) moves with every piece of news, so
-the record shown is brought up to it when read (also from another thread, with the offset
-between the clocks last taken in the event loop): a copy with that ``last_seen`` if it is
+the record shown is brought up to it when read (from another thread, with the offset between
+the clocks last taken in the node's event loop: another thread's loop has a clock of its own,
+trio's starts hours away from the system's monotonic clock): a copy with that ``last_seen`` if it is
 newer, which the listing does not keep (the record it holds may be the one the nodes of the
 process share: see ``PeerState.hold``), and nothing at all when nobody reads.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -60,6 +62,9 @@ class Members(Mapping[str, Peer]):
         self._table = table
         self._wall_clock = wall_clock
         self._shift: float | None = None
+        #: The thread whose event loop took :attr:`_shift` (the node's): reads elsewhere use
+        #: the offset it took, never their own loop's clock.
+        self._thread: int | None = None
 
     def shift(self, now: float, wall: float, *, keep: bool = True) -> float:
         """This node's wall clock less the event loop's (``wall`` and ``now``, read together),
@@ -67,6 +72,8 @@ class Members(Mapping[str, Peer]):
         membership does, in its own loop); a read of ``node.peers`` does only the first time,
         as it may run in another thread's event loop, whose clock is not this node's."""
         shift, held = wall - now, self._shift
+        if keep:
+            self._thread = threading.get_ident()
         if held is not None and abs(shift - held) <= DRIFT:
             return held
         if keep or held is None:
@@ -79,9 +86,12 @@ class Members(Mapping[str, Peer]):
         if state is None or not state.alive:
             return peer
         wall = self._wall_clock()
+        owner = self._thread
         try:
+            if owner is not None and owner != threading.get_ident():
+                raise RuntimeError("another thread's event loop: not this node's clock")
             shift = self.shift(anyio.current_time(), wall, keep=False)
-        except RuntimeError:  # read outside the event loop: the offset it last had there
+        except RuntimeError:  # read outside the node's event loop: the offset it last had there
             if self._shift is None:
                 return peer
             shift = self._shift
