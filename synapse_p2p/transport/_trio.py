@@ -52,15 +52,15 @@ class TrioSocketStream(SocketStream):
                     raise anyio.ClosedResourceError
                 try:
                     data = self._sock.recv(max_bytes)
+                    break
                 except BlockingIOError:
-                    try:
-                        await trio.lowlevel.wait_readable(self._sock)
-                    except trio.ClosedResourceError:
-                        raise anyio.ClosedResourceError from None
-                    continue
+                    pass  # (waited for outside the handler: an idle stream holds no exception)
                 except OSError as exc:
                     raise anyio.BrokenResourceError from exc
-                break
+                try:
+                    await trio.lowlevel.wait_readable(self._sock)
+                except trio.ClosedResourceError:
+                    raise anyio.ClosedResourceError from None
         finally:
             self._receiving = False
         if not data:
