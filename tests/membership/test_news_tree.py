@@ -257,3 +257,41 @@ async def test_a_graft_an_earlier_version_ignored_leaves_the_link_lazy_here(
             assert (y in m._told) is lazy_after
             m._told.pop(y, None)
         m.caller.call = call  # type: ignore[method-assign]
+
+
+async def test_a_push_naming_only_members_not_held_here_is_answered_lazy(
+    anyio_backend: Any,
+) -> None:
+    """A push whose records this node does not keep (its table is full) brought nothing here:
+    it counts as a duplicate, and the sender is told ``lazy``; with room, the same push is
+    taken and is not."""
+    async with open_swarm(12, partial_views=True, heartbeat_interval=60, peer_timeout=600) as swarm:
+        await swarm.converged()
+        by_id = {n.node_id: n for n in swarm.nodes}
+        b = next(n for n in swarm.nodes if len(n.membership.views.active_ids()) >= 4)  # type: ignore[union-attr]
+        a = by_id[sorted(b.membership.views.active_ids())[0]]  # type: ignore[union-attr]
+        member = next(n for n in swarm.nodes if n is not a and n is not b)
+        entries = a.membership._entries([member.node_id])
+        assert entries
+        table = b.membership.table
+        table._forget(table.peers[member.node_id])
+        table.max_peers = len(table.peers)  # (full: the member's record is not kept)
+
+        async def push() -> Any:
+            message = {
+                "v": GOSSIP_VERSION,
+                "from": a.membership._signed_record(),
+                "members": entries,
+                "push": True,
+            }
+            return await a.membership.caller.call(
+                b.membership.local.address, b.port, GOSSIP_ENDPOINT, [message], {}, timeout=5
+            )
+
+        b.membership._told.clear()
+        assert (await push()).get("lazy") is True
+        assert member.node_id not in table.peers
+        table.max_peers = 1024
+        b.membership._told.clear()
+        assert (await push()).get("lazy") is None
+        assert member.node_id in table.peers
