@@ -15,10 +15,12 @@ are never taken in one run):
 - **an idle connection**: one node serving and ``--connections`` others each calling it once
   (one pooled connection each, kept open), per connection, both ends together, with its
   tasks: what each link of a view costs once idle. The figure is taken 0.2 s after the
-  calls, so the ciphers are counted (a record layer not used for 2 s lets them go).
+  calls, with the ciphers of the connections that still hold them (a record layer not used
+  between two sweeps, at most every 2 s, lets them go): printed, with how long the calls
+  took.
 
 Tables on stderr (the top files by traced bytes), one JSON line per backend on stdout. The
-figures are in ``docs/scale.md`` ("A node by parts").
+figures are in ``docs/scale.md`` ("A node by parts, and why RSS keeps the start's peak").
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ def _tasks(backend: str) -> int:
         for nursery in task.child_nurseries:
             stack.extend(nursery.child_tasks)
     return count
+
+
+def _resting() -> str:
+    """How many of the record layers alive hold no cipher (see ``secure/_resting.py``)."""
+    from synapse_p2p.secure._records import RecordLayer
+
+    layers = [o for o in gc.get_objects() if type(o) is RecordLayer]
+    return f"{sum(layer.resting for layer in layers)} of {len(layers)}"
 
 
 class _Probe:
@@ -122,10 +132,14 @@ def run(nodes: int, connections: int, backend: str, traced: bool) -> dict[str, A
                 await tg.start(node.serve)
             await anyio.sleep(0.5)
             probe.start()
+            began = anyio.current_time()
             for node in callers:
                 await node.call_peer(("127.0.0.1", server.port), "_synapse.ping")
+            took = anyio.current_time() - began
             await anyio.sleep(0.2)
             out["connection"] = probe.stop(connections)
+            out["connection"]["calls_s"] = round(took, 2)
+            out["connection"]["ciphers_resting"] = _resting()
             tg.cancel_scope.cancel()
         return out
 
@@ -141,6 +155,12 @@ def _print(out: dict[str, Any]) -> None:
             f"per {per}",
             file=sys.stderr,
         )
+        if part == "connection":
+            print(
+                f"  (calls took {figures['calls_s']} s; record layers without ciphers: "
+                f"{figures['ciphers_resting']})",
+                file=sys.stderr,
+            )
         for size, count, name in figures["files"]:
             print(f"  {size:7d} B {count:6.1f}  {name}", file=sys.stderr)
 
@@ -157,6 +177,7 @@ def main() -> None:
         traced = run(args.nodes, args.connections, backend, traced=True)
         for part in ("node_alone", "connection"):
             out[part].update(traced_kib=traced[part]["traced_kib"], files=traced[part]["files"])
+            # (``traced``: allocations made since the start of the part and still alive)
         _print(out)
         print(json.dumps(out))
 

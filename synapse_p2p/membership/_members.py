@@ -80,6 +80,13 @@ class Members(Mapping[str, Peer]):
             self._shift = shift
         return shift
 
+    def restart(self, now: float, wall: float) -> None:
+        """The membership starts (again) in this thread's event loop: the offset is taken anew
+        here, and reads from other threads use it (a node served again elsewhere must not keep
+        its earlier loop's offset or thread)."""
+        self._shift = None
+        self.shift(now, wall)
+
     def __getitem__(self, node_id: str) -> Peer:
         peer = self._records[node_id]
         state = self._table().get(node_id)

@@ -472,6 +472,7 @@ class Membership:
 
     def _reset(self) -> None:
         self._peers.clear()
+        self._members.restart(self._now(), self.config.wall_clock())  # (this loop's offset)
         self._lost = None  # (an event of an earlier run may belong to another event loop)
         self.table = self._new_table()
         self.verifier.reset()

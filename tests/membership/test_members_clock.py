@@ -53,3 +53,20 @@ def test_a_read_in_another_thread_s_event_loop_uses_the_node_s_offset() -> None:
     thread.start()
     thread.join(10)
     assert seen == [995.0]
+
+
+def test_a_membership_started_again_in_another_thread_takes_its_offset_and_thread() -> None:
+    """A node served again in another thread's event loop: the offset is taken anew there, and
+    a read in this thread's event loop (no longer the node's) uses it."""
+    table = PeerTable("self", peer_timeout=10.0)
+    table.peers["p"] = PeerState(Peer("p", "127.0.0.1", 1, last_seen=0.0), heard=5.0, legacy=False)
+    m = Members({"p": table.peers["p"].peer}, lambda: table, lambda: 1000.0)
+    m.shift(10.0, 1000.0)  # the first run, in this thread
+    thread = threading.Thread(target=m.restart, args=(50.0, 1000.0))  # (wall = clock + 950)
+    thread.start()
+    thread.join(10)
+
+    async def read() -> float:
+        return m["p"].last_seen
+
+    assert trio.run(read) == 955.0
