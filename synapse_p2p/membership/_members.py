@@ -7,9 +7,10 @@ the active view rarely calls this node itself, so its direct contact alone would
 ``last_seen`` at its join. The table's ``heard`` (monotonic) moves with every piece of news, so
 the record shown is brought up to it when read (from another thread, with the offset between
 the clocks last taken in the node's event loop: another thread's loop has a clock of its own,
-trio's starts hours away from the system's monotonic clock): a copy with that ``last_seen`` if it is
-newer, which the listing does not keep (the record it holds may be the one the nodes of the
-process share: see ``PeerState.hold``), and nothing at all when nobody reads.
+and trio's starts hours away from the system's monotonic clock): a copy with that
+``last_seen`` if it is newer, which the listing does not keep (the record it holds may be the
+one the nodes of the process share: see ``PeerState.hold``), and nothing at all when nobody
+reads.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ class Members(Mapping[str, Peer]):
     def shift(self, now: float, wall: float, *, keep: bool = True) -> float:
         """This node's wall clock less the event loop's (``wall`` and ``now``, read together),
         as last taken unless it moved by more than :data:`DRIFT`. ``keep``: take it (the
-        membership does, in its own loop); a read of ``node.peers`` does only the first time,
-        as it may run in another thread's event loop, whose clock is not this node's."""
+        membership does, in its own loop, and notes the thread); a read of ``node.peers`` does
+        only the first time. Once the membership took it, reads in other threads use it and
+        do not come here (their event loop's clock is not this node's)."""
         shift, held = wall - now, self._shift
         if keep:
             self._thread = threading.get_ident()
