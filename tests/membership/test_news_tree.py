@@ -42,6 +42,32 @@ def count_pushes(swarm: Swarm) -> Counter[str]:
     return pushed
 
 
+def neighbors_and_news(swarm: Swarm) -> tuple[Node, Node, Node, list[Any]]:
+    """A node ``b`` with four neighbors or more, one of them ``a``, a third ``member``, and
+    ``a``'s entry of that member's record (what a push of news about it carries)."""
+    by_id = {n.node_id: n for n in swarm.nodes}
+    b = next(n for n in swarm.nodes if len(n.membership.views.active_ids()) >= 4)  # type: ignore[union-attr]
+    a = by_id[sorted(b.membership.views.active_ids())[0]]  # type: ignore[union-attr]
+    member = next(n for n in swarm.nodes if n is not a and n is not b)
+    entries = a.membership._entries([member.node_id])
+    assert entries
+    return a, b, member, entries
+
+
+async def push(a: Node, b: Node, entries: list[Any], **flags: Any) -> Any:
+    """``a`` pushes news of ``entries`` to ``b``: ``b``'s answer."""
+    message = {
+        "v": GOSSIP_VERSION,
+        "from": a.membership._signed_record(),
+        "members": entries,
+        "push": True,
+        **flags,
+    }
+    return await a.membership.caller.call(
+        b.membership.local.address, b.port, GOSSIP_ENDPOINT, [message], {}, timeout=5
+    )
+
+
 async def join(swarm: Swarm, tg: Any, i: int) -> Node:
     host = f"10.0.1.{i}"
     node = Node(
@@ -152,31 +178,14 @@ async def test_a_push_of_members_back_from_a_notice_is_never_answered_lazy(
     pruning the link for them would cut the tree."""
     async with open_swarm(12, partial_views=True, heartbeat_interval=60, peer_timeout=600) as swarm:
         await swarm.converged()
-        by_id = {n.node_id: n for n in swarm.nodes}
-        b = next(n for n in swarm.nodes if len(n.membership.views.active_ids()) >= 4)  # type: ignore[union-attr]
-        a = by_id[sorted(b.membership.views.active_ids())[0]]  # type: ignore[union-attr]
-        member = next(n for n in swarm.nodes if n is not a and n is not b)
-        entries = a.membership._entries([member.node_id])
-        assert entries
+        a, b, _, entries = neighbors_and_news(swarm)
 
-        async def push(**flags: Any) -> Any:
-            message = {
-                "v": GOSSIP_VERSION,
-                "from": a.membership._signed_record(),
-                "members": entries,
-                "push": True,
-                **flags,
-            }
-            return await a.membership.caller.call(
-                b.membership.local.address, b.port, GOSSIP_ENDPOINT, [message], {}, timeout=5
-            )
-
-        await push()  # (the first push of that record here)
+        await push(a, b, entries)  # (the first push of that record here)
         b.membership._told.clear()  # (every other neighbor pushes news to b: it may prune)
         told = b.membership.tree["told"]
-        assert (await push(revived=True)).get("lazy") is None
+        assert (await push(a, b, entries, revived=True)).get("lazy") is None
         assert b.membership.tree["told"] == told
-        assert (await push()).get("lazy") is True  # the same duplicate, unflagged
+        assert (await push(a, b, entries)).get("lazy") is True  # the same duplicate, unflagged
         assert b.membership.tree["told"] == told + 1
 
 
@@ -267,31 +276,15 @@ async def test_a_push_naming_only_members_not_held_here_is_answered_lazy(
     taken and is not."""
     async with open_swarm(12, partial_views=True, heartbeat_interval=60, peer_timeout=600) as swarm:
         await swarm.converged()
-        by_id = {n.node_id: n for n in swarm.nodes}
-        b = next(n for n in swarm.nodes if len(n.membership.views.active_ids()) >= 4)  # type: ignore[union-attr]
-        a = by_id[sorted(b.membership.views.active_ids())[0]]  # type: ignore[union-attr]
-        member = next(n for n in swarm.nodes if n is not a and n is not b)
-        entries = a.membership._entries([member.node_id])
-        assert entries
+        a, b, member, entries = neighbors_and_news(swarm)
         table = b.membership.table
         table._forget(table.peers[member.node_id])
         table.max_peers = len(table.peers)  # (full: the member's record is not kept)
 
-        async def push() -> Any:
-            message = {
-                "v": GOSSIP_VERSION,
-                "from": a.membership._signed_record(),
-                "members": entries,
-                "push": True,
-            }
-            return await a.membership.caller.call(
-                b.membership.local.address, b.port, GOSSIP_ENDPOINT, [message], {}, timeout=5
-            )
-
         b.membership._told.clear()
-        assert (await push()).get("lazy") is True
+        assert (await push(a, b, entries)).get("lazy") is True
         assert member.node_id not in table.peers
         table.max_peers = 1024
         b.membership._told.clear()
-        assert (await push()).get("lazy") is None
+        assert (await push(a, b, entries)).get("lazy") is None
         assert member.node_id in table.peers
